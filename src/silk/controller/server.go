@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/sqldb"
+)
+
+// Migration retries at start-up, as upstream: another controller may be
+// migrating the same database.
+const (
+	migrateAttempts = 5
+	migrateDelay    = time.Second
+)
+
+// Run starts silk-controller and blocks until ctx is cancelled or a member
+// fails. The start order is upstream's: API, health, debug, metrics.
+func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config) error {
+	tlsConfig, err := mtls.ServerConfig(cfg.ServerCertFile, cfg.ServerKeyFile, cfg.CACertFile)
+	if err != nil {
+		return fmt.Errorf("server tls config: %w", err)
+	}
+	pool, err := lease.NewPool(cfg.Network, cfg.SubnetPrefixLength)
+	if err != nil {
+		return err
+	}
+	db, err := sqldb.Open(ctx, logger.Session("db"), cfg.Database, cfg.Pool)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := sqldb.MigrateWithRetry(ctx, db, Migrations, migrateAttempts, migrateDelay); err != nil {
+		return err
+	}
+	sender, err := metrics.NewSender(logger.Session("metrics"), "silk-controller", cfg.MetronPort)
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
+
+	store := NewStore(db)
+	leaser := NewLeaser(logger.Session("leaser"), store, pool, cfg.LeaseExpirationSeconds)
+	api := NewAPI(logger.Session("api"), leaser, sender, IndexCacheTTL)
+	apiHandler := api.Handler(func(name string, h http.Handler) http.Handler {
+		return daemon.LogRequests(logger.Session("request"), daemon.MetricsMiddleware(sender, name, h))
+	})
+	health := daemon.MetricsMiddleware(sender, "Health", HealthHandler(logger.Session("health"), db.PingContext))
+
+	sources := append(leaseMetricSources(store, pool, cfg.StalenessThresholdSeconds), db.MetricSources()...)
+	return daemon.RunContext(ctx, logger,
+		daemon.Member{Name: "server", Runner: daemon.HTTPServer(logger.Session("server"), hostPort(cfg.ListenHost, cfg.ListenPort), apiHandler, tlsConfig)},
+		daemon.Member{Name: "health-server", Runner: daemon.HTTPServer(logger.Session("health-server"), hostPort("127.0.0.1", cfg.HealthCheckPort), health, nil)},
+		daemon.Member{Name: "debug-server", Runner: daemon.HTTPServer(logger.Session("debug-server"), hostPort("127.0.0.1", cfg.DebugServerPort), daemon.DebugHandler(sink, sender.Registry()), nil)},
+		daemon.Member{Name: "metrics-emitter", Runner: daemon.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second, sources...)},
+	)
+}
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// leaseMetricSources are totalLeases, freeLeases and staleLeases. Unlike
+// upstream, freeLeases does not subtract single-IP leases from the block
+// pool they are not part of.
+func leaseMetricSources(store *Store, pool *lease.Pool, stalenessSeconds int) []metrics.Source {
+	count := func(name string, f func(Counts) int) metrics.Source {
+		return metrics.Source{Name: name, Get: func(ctx context.Context) (float64, error) {
+			c, err := store.Count(ctx, stalenessSeconds)
+			return float64(f(c)), err
+		}}
+	}
+	return []metrics.Source{
+		count("totalLeases", func(c Counts) int { return c.Total }),
+		count("freeLeases", func(c Counts) int { return pool.BlockCount() - c.Blocks }),
+		count("staleLeases", func(c Counts) int { return c.Total - c.Fresh }),
+	}
+}

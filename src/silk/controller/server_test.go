@@ -1,0 +1,373 @@
+package controller_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/testsupport/dbtest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
+)
+
+// running is a silk-controller started in-process on free loopback ports.
+type running struct {
+	cfg    controller.Config
+	files  *mtlstest.Files
+	client *controller.Client
+	https  *http.Client
+	base   string
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startController(t *testing.T, db sqldb.Config, network string, prefix int) *running {
+	t.Helper()
+	files := mtlstest.NewTestFiles(t)
+	cfg := controller.Config{
+		DebugServerPort: freePort(t), ListenHost: "127.0.0.1", ListenPort: freePort(t),
+		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
+		Network: network, SubnetPrefixLength: prefix, Database: db,
+		LeaseExpirationSeconds: 3600, MetronPort: 3457, HealthCheckPort: freePort(t),
+		MetricsEmitSeconds: 1, StalenessThresholdSeconds: 3600, LogPrefix: "cfnetworking",
+		Pool: sqldb.Pool{MaxOpenConnections: 20, MaxIdleConnections: 10, ConnectionsMaxLifetimeSeconds: 3600},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- controller.Run(ctx, logtest.New(t), lager.NewReconfigurableSink(lager.NewWriterSink(io.Discard, lager.DEBUG), lager.INFO), cfg)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("controller exited with %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("controller did not stop within 15s")
+		}
+	})
+	waitFor(t, done, fmt.Sprintf("http://127.0.0.1:%d/health", cfg.HealthCheckPort))
+	waitFor(t, done, fmt.Sprintf("http://127.0.0.1:%d/log-level", cfg.DebugServerPort))
+	https := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     files.ClientConfig(t, mtls.WithServerName(mtls.SilkControllerHost)),
+		MaxIdleConnsPerHost: 300,
+	}}
+	base := fmt.Sprintf("https://127.0.0.1:%d", cfg.ListenPort)
+	return &running{cfg: cfg, files: files, https: https, base: base, client: controller.NewClient(https, base)}
+}
+
+func waitFor(t *testing.T, done <-chan error, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("controller exited during start-up: %v", err)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered 200", url)
+}
+
+func (r *running) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := r.https.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAcquireFillsTheOverlayOnEveryDialect(t *testing.T) {
+	dbtest.ForEachDialect(t, func(t *testing.T, db sqldb.Config) {
+		r := startController(t, db, "10.255.0.0/16", 24)
+		ctx := context.Background()
+		const cells = 255
+		leases := make([]lease.Lease, cells)
+		errs := make([]error, cells)
+		var wg sync.WaitGroup
+		for i := 0; i < cells; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				leases[i], errs[i] = r.client.Acquire(ctx, fmt.Sprintf("10.244.%d.%d", i/200, i%200+1), false)
+			}()
+		}
+		wg.Wait()
+		subnets := map[string]bool{}
+		for i, l := range leases {
+			if errs[i] != nil {
+				t.Fatalf("acquire %d: %v", i, errs[i])
+			}
+			if subnets[l.OverlaySubnet] {
+				t.Fatalf("subnet %s leased twice", l.OverlaySubnet)
+			}
+			subnets[l.OverlaySubnet] = true
+		}
+		if len(subnets) != 255 {
+			t.Fatalf("%d distinct subnets, want 255", len(subnets))
+		}
+
+		status, body := r.do(t, "PUT", "/leases/acquire", `{"underlay_ip":"10.244.9.9"}`)
+		if status != http.StatusConflict || body != `{"error": "no lease available"}` {
+			t.Fatalf("256th acquire = %d %s", status, body)
+		}
+
+		again, err := r.client.Acquire(ctx, "10.244.0.1", false)
+		if err != nil || again != leases[0] {
+			t.Fatalf("re-acquire = %+v, %v; want %+v", again, err, leases[0])
+		}
+
+		all, err := r.client.RoutableLeases(ctx)
+		if err != nil || len(all) != 255 {
+			t.Fatalf("GET /leases = %d leases, %v", len(all), err)
+		}
+	})
+}
+
+func TestLeaseAPI(t *testing.T) {
+	r := startController(t, dbtest.NewConfig(t, sqldb.TypeSQLite), "10.255.0.0/16", 24)
+	ctx := context.Background()
+
+	status, body := r.do(t, "GET", "/leases", "")
+	if status != 200 || body != `{"leases":[]}` {
+		t.Fatalf("empty index = %d %s", status, body)
+	}
+
+	l, err := r.client.Acquire(ctx, "10.244.0.5", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body = r.do(t, "GET", "/leases", "")
+	var index struct {
+		Leases []map[string]string `json:"leases"`
+	}
+	if err := json.Unmarshal([]byte(body), &index); status != 200 || err != nil || len(index.Leases) != 1 {
+		t.Fatalf("index = %d %s", status, body)
+	}
+	for _, key := range []string{"underlay_ip", "overlay_subnet", "overlay_hardware_addr"} {
+		if index.Leases[0][key] == "" || len(index.Leases[0]) != 3 {
+			t.Fatalf("lease JSON %v lacks exactly the three upstream fields", index.Leases[0])
+		}
+	}
+
+	single, err := r.client.Acquire(ctx, "10.244.0.6", true)
+	if err != nil || !strings.HasSuffix(single.OverlaySubnet, "/32") {
+		t.Fatalf("single_overlay_ip acquire = %+v, %v", single, err)
+	}
+
+	if err := r.client.Renew(ctx, l); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	status, body = r.do(t, "PUT", "/leases/renew", mustJSON(l))
+	if status != 200 || body != `{}` {
+		t.Fatalf("renew = %d %s", status, body)
+	}
+	wrong := l
+	wrong.OverlaySubnet = "10.255.254.0/24"
+	status, body = r.do(t, "PUT", "/leases/renew", mustJSON(wrong))
+	if status != http.StatusConflict || body != `{"error": "renew-subnet-lease: lease mismatch"}` {
+		t.Fatalf("renew with wrong subnet = %d %s", status, body)
+	}
+	if err := r.client.Renew(ctx, wrong); !controller.IsNonRetriable(err) || !strings.HasPrefix(err.Error(), "non-retriable: ") {
+		t.Fatalf("client renew mismatch = %v, want a non-retriable error", err)
+	}
+
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		errPrefix                string
+	}{
+		{"malformed acquire", "PUT", "/leases/acquire", `{"underlay_ip":`, 400, "unmarshal-request: "},
+		{"wrong type", "PUT", "/leases/acquire", `{"underlay_ip":5}`, 400, "unmarshal-request: "},
+		{"bad ip", "PUT", "/leases/acquire", `{"underlay_ip":"banana"}`, 400, "invalid ipv4 address: banana"},
+		{"malformed renew", "PUT", "/leases/renew", `[]`, 400, "unmarshal-request: "},
+		{"invalid renew", "PUT", "/leases/renew", `{"underlay_ip":"10.0.0.1","overlay_subnet":"x","overlay_hardware_addr":"ee:ee:00:00:00:00"}`, 409, "renew-subnet-lease: invalid overlay subnet"},
+		{"malformed release", "PUT", "/leases/release", `nope`, 400, "unmarshal-request: "},
+		{"bad release ip", "PUT", "/leases/release", `{"underlay_ip":""}`, 400, "release lease: invalid ipv4 address: "},
+		{"huge body", "PUT", "/leases/acquire", `{"underlay_ip":"` + strings.Repeat("1", 100<<10) + `"}`, 400, "read-body: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := r.do(t, tt.method, tt.path, tt.body)
+			var e struct {
+				Error string `json:"error"`
+			}
+			if status != tt.status || json.Unmarshal([]byte(body), &e) != nil || !strings.HasPrefix(e.Error, tt.errPrefix) {
+				t.Fatalf("= %d %s; want %d with error starting %q", status, body, tt.status, tt.errPrefix)
+			}
+			if !strings.HasPrefix(body, `{"error": "`) {
+				t.Fatalf("body %s does not have upstream's error shape", body)
+			}
+		})
+	}
+
+	if status, _ := r.do(t, "GET", "/nope", ""); status != 404 {
+		t.Errorf("unknown path = %d, want 404", status)
+	}
+	if status, _ := r.do(t, "POST", "/leases/acquire", "{}"); status != 405 {
+		t.Errorf("wrong method = %d, want 405", status)
+	}
+
+	for i := 0; i < 2; i++ {
+		if status, body := r.do(t, "PUT", "/leases/release", `{"underlay_ip":"10.244.0.5"}`); status != 200 || body != "{}" {
+			t.Fatalf("release %d = %d %s", i, status, body)
+		}
+	}
+	if err := r.client.Release(ctx, "10.244.0.77"); err != nil {
+		t.Fatalf("release of unknown lease: %v", err)
+	}
+
+	// Health and debug servers answer on loopback without TLS.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", r.cfg.HealthCheckPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(b) != 0 {
+		t.Fatalf("health = %d %q", resp.StatusCode, b)
+	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", r.cfg.DebugServerPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, metric := range []string{"LeasesAcquireRequestCount", "LeasesAcquireRequestTime", "LeasesRenewRequestCount", "http_error", "HealthRequestCount"} {
+		if !strings.Contains(string(b), metric) {
+			t.Errorf("debug /metrics lacks %s:\n%s", metric, b)
+		}
+	}
+}
+
+func TestMetricsEmitted(t *testing.T) {
+	r := startController(t, dbtest.NewConfig(t, sqldb.TypeSQLite), "10.255.0.0/16", 24)
+	if _, err := r.client.Acquire(context.Background(), "10.244.0.5", false); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", r.cfg.DebugServerPort)
+	deadline := time.Now().Add(10 * time.Second)
+	var text string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text = string(b)
+		if strings.Contains(text, "\ntotalLeases 1\n") && strings.Contains(text, "\nfreeLeases 254\n") {
+			for _, m := range []string{"staleLeases 0", "uptime", "DBOpenConnections", "DBQueriesTotal", "DBQueryDurationMax"} {
+				if !strings.Contains(text, m) {
+					t.Errorf("missing %s in\n%s", m, text)
+				}
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("lease gauges never appeared:\n%s", text)
+}
+
+func TestTLSIsMutualAndModern(t *testing.T) {
+	r := startController(t, dbtest.NewConfig(t, sqldb.TypeSQLite), "10.255.0.0/16", 24)
+	pem := mtlstest.Material(t)
+	good, err := mtls.ClientConfigFromPEM(pem.ClientCert, pem.ClientKey, pem.CA, mtls.WithServerName(mtls.SilkControllerHost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := mtls.ClientConfigFromPEM(pem.OtherClientCert, pem.OtherClientKey, pem.CA, mtls.WithServerName(mtls.SilkControllerHost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert := good.Clone()
+	noCert.Certificates = nil
+	tls11 := good.Clone()
+	tls11.MinVersion, tls11.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	wrongSuite := good.Clone()
+	wrongSuite.MaxVersion = tls.VersionTLS12
+	wrongSuite.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}
+	tls12 := good.Clone()
+	tls12.MaxVersion = tls.VersionTLS12
+
+	tests := []struct {
+		name string
+		cfg  *tls.Config
+		ok   bool
+	}{
+		{"good client", good, true},
+		{"good client on TLS 1.2", tls12, true},
+		{"client certificate from another CA", otherCA, false},
+		{"no client certificate", noCert, false},
+		{"TLS 1.1", tls11, false},
+		{"TLS 1.2 with another cipher suite", wrongSuite, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tt.cfg}}
+			resp, err := c.Get(r.base + "/leases")
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if tt.ok && (err != nil || resp.StatusCode != 200) {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.ok && err == nil {
+				t.Fatalf("accepted with status %d", resp.StatusCode)
+			}
+			var netErr *net.OpError
+			_ = errors.As(err, &netErr)
+		})
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
