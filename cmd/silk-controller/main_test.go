@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/mtls/mtlstest"
+)
+
+// The test binary doubles as silk-controller: with NETMAN_RUN_MAIN set it
+// runs main with the remaining arguments, so the real process (flags, exit
+// codes, signals) is exercised without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
+		os.Args = append([]string{"silk-controller"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
+	return cmd
+}
+
+func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(path, []byte(`{"listen_port": 4103, "network": "nope", "database": {"type": "sqlite"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := command("-config", path)
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want status 1", err)
+	}
+	for _, want := range []string{"listen_host: missing required value", `network: invalid IPv4 CIDR "nope"`, "database.database_name: missing required value", "ca_cert_file: missing required value"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestStartsAndStopsOnSIGTERM(t *testing.T) {
+	files := mtlstest.NewTestFiles(t)
+	dir := t.TempDir()
+	health := freePort(t)
+	cfg := fmt.Sprintf(`{
+		"debug_server_port": %d, "listen_host": "127.0.0.1", "listen_port": %d,
+		"ca_cert_file": %q, "server_cert_file": %q, "server_key_file": %q,
+		"network": "10.255.0.0/16", "subnet_prefix_length": 24,
+		"database": {"type": "sqlite", "database_name": %q, "timeout": 5},
+		"lease_expiration_seconds": 60, "metron_port": 3457, "health_check_port": %d}`,
+		freePort(t), freePort(t), files.CAFile, files.ServerCert, files.ServerKey, filepath.Join(dir, "silk.db"), health)
+	path := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd := command("-config", path)
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	healthy := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !healthy; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", health))
+		if err == nil {
+			resp.Body.Close()
+			healthy = resp.StatusCode == http.StatusOK
+		}
+	}
+	if !healthy {
+		t.Fatalf("never healthy; output:\n%s", stdout.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM = %v; output:\n%s", err, stdout.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not exit within 15s of SIGTERM")
+	}
+	if !strings.Contains(stdout.String(), `"source":"cfnetworking.silk-controller"`) {
+		t.Errorf("logs are not under cfnetworking.silk-controller:\n%s", stdout.String())
+	}
+}
