@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/google/go-cmp/cmp"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"

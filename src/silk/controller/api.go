@@ -33,9 +33,9 @@ const (
 
 // API serves the lease endpoints.
 type API struct {
-	leaser *Leaser
-	logger lager.Logger
-	errors Counter
+	leaser     *Leaser
+	logger     lager.Logger
+	errors     Counter
 	indexCache indexCache
 }
 
