@@ -1,0 +1,266 @@
+package celltest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/testsupport/netnstest"
+)
+
+// Container is an app container made through the CNI chain.
+type Container struct {
+	Cell    *Cell
+	ID      string
+	NS      *netnstest.NS
+	IP      string
+	deleted bool
+}
+
+// PortMapping is garden's NetIn.
+type PortMapping struct {
+	HostPort      int `json:"host_port"`
+	ContainerPort int `json:"container_port"`
+}
+
+// ContainerOptions are the runtime config Garden would pass.
+type ContainerOptions struct {
+	PortMappings []PortMapping
+	NetOutRules  []map[string]any
+	Metadata     map[string]any
+}
+
+// WrapperConfig is the cell's cni-wrapper-plugin network config, as the
+// conflist renders it (spec §4.1), with every path inside the cell's dir.
+func (c *Cell) WrapperConfig() map[string]any {
+	return map[string]any{
+		"cniVersion": "1.0.0", "name": "cni-wrapper", "type": "cni-wrapper-plugin",
+		"datastore":                          filepath.Join(c.Dir, "container-metadata", "store.json"),
+		"iptables_lock_file":                 filepath.Join(c.Dir, "iptables.lock"),
+		"instance_address":                   c.UnderlayIP,
+		"no_masquerade_cidr_range":           "10.255.0.0/16",
+		"temporary_underlay_interface_names": []string{},
+		"underlay_ips":                       []string{c.UnderlayIP},
+		"iptables_asg_logging":               false, "iptables_c2c_logging": false,
+		"iptables_denied_logs_per_sec": 1, "iptables_accepted_udp_logs_per_sec": 100,
+		"ingress_tag": "ffff0000", "vtep_name": "silk-vtep",
+		"policy_agent_force_poll_address": "127.0.0.1:8722",
+		"dns_servers":                     []string{}, "host_tcp_services": []string{}, "host_udp_services": []string{},
+		"deny_networks": map[string]any{"always": []string{}, "running": []string{}, "staging": []string{}},
+		"delegate": map[string]any{
+			"cniVersion": "1.0.0", "name": "silk", "type": "silk-cni", "daemonPort": 23954,
+			"dataDir": filepath.Join(c.Dir, "host-local"), "datastore": filepath.Join(c.Dir, "silk-store.json"), "mtu": 0,
+		},
+		"outbound_connections": map[string]any{"limit": false, "logging": false, "burst": 1000, "rate_per_sec": 100, "dry_run": false},
+	}
+}
+
+// CNI runs cni-wrapper-plugin in the cell for one container and returns
+// its stdout; a non-zero exit is returned as an error carrying the output.
+func (c *Cell) CNI(command, containerID, netnsPath string, opts ContainerOptions) (string, error) {
+	conf := c.WrapperConfig()
+	rc := map[string]any{}
+	if opts.PortMappings != nil {
+		rc["portMappings"] = opts.PortMappings
+	}
+	if opts.NetOutRules != nil {
+		rc["netOutRules"] = opts.NetOutRules
+	}
+	conf["runtimeConfig"] = rc
+	if opts.Metadata != nil {
+		conf["metadata"] = opts.Metadata
+	}
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		return "", err
+	}
+	cmd := c.NS.Command(filepath.Join(c.lab.Bins, "cni-wrapper-plugin"))
+	cmd.Env = append(os.Environ(),
+		"CNI_COMMAND="+command, "CNI_CONTAINERID="+containerID, "CNI_NETNS="+netnsPath,
+		"CNI_IFNAME=eth0", "CNI_PATH="+c.lab.Bins)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("cni-wrapper-plugin %s: %v: stdout %s stderr %s", command, err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// AddContainer creates a container namespace and runs CNI ADD for it.
+func (c *Cell) AddContainer(t *testing.T, opts ContainerOptions) *Container {
+	t.Helper()
+	ns := netnstest.New(t, "k")
+	id := netnstest.UniqueName("ctr-")
+	out, err := c.CNI("ADD", id, ns.Path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var result struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal([]byte(out), &result); err != nil || len(result.IPs) == 0 {
+		t.Fatalf("ADD result %q: %v", out, err)
+	}
+	ip, _, err := net.ParseCIDR(result.IPs[0].Address)
+	if err != nil {
+		t.Fatalf("ADD result address %q: %v", result.IPs[0].Address, err)
+	}
+	ctr := &Container{Cell: c, ID: id, NS: ns, IP: ip.String()}
+	// Runs before the namespace's own cleanup (LIFO), as Garden deletes the
+	// network before the container.
+	t.Cleanup(func() {
+		if !ctr.deleted {
+			if _, err := c.CNI("DEL", id, ns.Path, ContainerOptions{}); err != nil {
+				t.Errorf("cleanup DEL: %v", err)
+			}
+		}
+	})
+	return ctr
+}
+
+// Delete runs CNI DEL for the container.
+func (ctr *Container) Delete(t *testing.T) {
+	t.Helper()
+	if _, err := ctr.Cell.CNI("DEL", ctr.ID, ctr.NS.Path, ContainerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctr.deleted = true
+}
+
+// AllowC2C installs what the policy agent will: packets from src get tag
+// in their mark (carried across cells in the VXLAN GBP header), and dst
+// accepts marked packets on proto/port. It stands in for the agent until
+// the agent exists, in a chain of its own jumped from FORWARD.
+func AllowC2C(t *testing.T, src, dst *Container, tag int, proto string, port int) {
+	t.Helper()
+	ensure := func(c *Cell) {
+		if _, err := c.NS.Command("iptables", "-w", "-N", "nm-test-policy").CombinedOutput(); err == nil {
+			c.NS.Run(t, "iptables", "-w", "-I", "FORWARD", "1", "-j", "nm-test-policy")
+		}
+	}
+	ensure(src.Cell)
+	ensure(dst.Cell)
+	mark := fmt.Sprintf("0x%x", tag)
+	dst.Cell.NS.Run(t, "iptables", "-w", "-A", "nm-test-policy", "-d", dst.IP+"/32", "-p", proto, "--dport", fmt.Sprint(port), "-m", "mark", "--mark", mark, "-j", "ACCEPT")
+	src.Cell.NS.Run(t, "iptables", "-w", "-I", "nm-test-policy", "1", "-s", src.IP+"/32", "-j", "MARK", "--set-xmark", mark+"/0xffff")
+}
+
+// Listen opens a TCP or UDP listener inside the namespace on addr; the
+// socket keeps the namespace, so the returned listener works from any
+// goroutine.
+func Listen(t *testing.T, ns *netnstest.NS, proto, addr string) io.Closer {
+	t.Helper()
+	var closer io.Closer
+	err := ns.Do(func() error {
+		switch proto {
+		case "tcp":
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			closer = l
+			go echoTCP(l)
+		case "udp":
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return err
+			}
+			closer = pc
+			go echoUDP(pc)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listen %s %s: %v", proto, addr, err)
+	}
+	t.Cleanup(func() { closer.Close() })
+	return closer
+}
+
+func echoTCP(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+		}()
+	}
+}
+
+func echoUDP(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo(buf[:n], from)
+	}
+}
+
+// Dial connects from inside ns to addr.
+func Dial(ns *netnstest.NS, proto, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := ns.Do(func() (err error) {
+		conn, err = net.DialTimeout(proto, addr, 3*time.Second)
+		return err
+	})
+	return conn, err
+}
+
+// Echo sends msg over a fresh connection from ns to addr and checks it comes back.
+func Echo(ns *netnstest.NS, proto, addr, msg string) error {
+	conn, err := Dial(ns, proto, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return EchoOn(conn, msg)
+}
+
+// EchoOn sends msg over conn and checks it comes back within 3 s.
+func EchoOn(conn net.Conn, msg string) error {
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q came back as %q", msg, buf)
+	}
+	return nil
+}
+
+// IptablesSave is `iptables-save` of one table inside the cell.
+func (c *Cell) IptablesSave(t *testing.T, table string) string {
+	return c.NS.Run(t, "iptables-save", "-t", table)
+}
+
+// Links lists link names in the cell.
+func (c *Cell) Links(t *testing.T) []string {
+	out := c.NS.Run(t, "ip", "-o", "link", "show")
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return names
+}
