@@ -96,7 +96,7 @@ type Options struct {
 
 // Lab is one controller and its cells on an underlay bridge.
 type Lab struct {
-	t       *testing.T
+	t       testing.TB
 	Dir     string
 	Bins    string
 	Bridge  string
@@ -121,7 +121,7 @@ type Cell struct {
 
 // New starts a controller and opts.Cells cells, each with its daemon up and
 // its lease acquired.
-func New(t *testing.T, opts Options) *Lab {
+func New(t testing.TB, opts Options) *Lab {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	if binDir == "" {
@@ -214,7 +214,7 @@ func (l *Lab) newCell(i int) *Cell {
 	}
 	l.attach(c.NS, c.Iface, c.UnderlayIP)
 	// Cells forward between containers and the underlay.
-	c.NS.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	c.NS.Run(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 	startFakeAgent(t, c.NS)
 	return c
 }
@@ -315,7 +315,7 @@ func (c *Cell) Routes() string {
 
 // startFakeAgent answers the policy agent's force endpoints inside ns the
 // way an agent with ASG syncing disabled does, until the agent exists.
-func startFakeAgent(t *testing.T, ns *netnstest.NS) {
+func startFakeAgent(t testing.TB, ns *netnstest.NS) {
 	var l net.Listener
 	if err := ns.Do(func() (err error) { l, err = net.Listen("tcp", "127.0.0.1:8722"); return err }); err != nil {
 		t.Fatalf("fake agent: %v", err)
@@ -329,7 +329,7 @@ func startFakeAgent(t *testing.T, ns *netnstest.NS) {
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 }
 
-func writeJSON(t *testing.T, dir, name string, v any) string {
+func writeJSON(t testing.TB, dir, name string, v any) string {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +341,7 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 	return path
 }
 
-func freePort(t *testing.T, host string) int {
+func freePort(t testing.TB, host string) int {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func freePort(t *testing.T, host string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func waitHTTP(t *testing.T, p *Proc, url string) {
+func waitHTTP(t testing.TB, p *Proc, url string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if p.Exited() {
@@ -378,7 +378,7 @@ type Proc struct {
 }
 
 // Start runs bin (inside ns when not nil) with output to logPath.
-func Start(t *testing.T, logPath string, ns *netnstest.NS, bin string, args ...string) *Proc {
+func Start(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...string) *Proc {
 	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -434,7 +434,7 @@ func (p *Proc) Exited() bool {
 func (p *Proc) Signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
 
 // Wait waits for the process to end.
-func (p *Proc) Wait(t *testing.T, timeout time.Duration) error {
+func (p *Proc) Wait(t testing.TB, timeout time.Duration) error {
 	select {
 	case <-p.done:
 		p.mu.Lock()

@@ -95,7 +95,7 @@ func (c *Cell) CNI(command, containerID, netnsPath string, opts ContainerOptions
 }
 
 // AddContainer creates a container namespace and runs CNI ADD for it.
-func (c *Cell) AddContainer(t *testing.T, opts ContainerOptions) *Container {
+func (c *Cell) AddContainer(t testing.TB, opts ContainerOptions) *Container {
 	t.Helper()
 	ns := netnstest.New(t, "k")
 	id := netnstest.UniqueName("ctr-")
@@ -129,7 +129,7 @@ func (c *Cell) AddContainer(t *testing.T, opts ContainerOptions) *Container {
 }
 
 // Delete runs CNI DEL for the container.
-func (ctr *Container) Delete(t *testing.T) {
+func (ctr *Container) Delete(t testing.TB) {
 	t.Helper()
 	if _, err := ctr.Cell.CNI("DEL", ctr.ID, ctr.NS.Path, ContainerOptions{}); err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func (ctr *Container) Delete(t *testing.T) {
 // in their mark (carried across cells in the VXLAN GBP header), and dst
 // accepts marked packets on proto/port. It stands in for the agent until
 // the agent exists, in a chain of its own jumped from FORWARD.
-func AllowC2C(t *testing.T, src, dst *Container, tag int, proto string, port int) {
+func AllowC2C(t testing.TB, src, dst *Container, tag int, proto string, port int) {
 	t.Helper()
 	ensure := func(c *Cell) {
 		if _, err := c.NS.Command("iptables", "-w", "-N", "nm-test-policy").CombinedOutput(); err == nil {
@@ -158,7 +158,7 @@ func AllowC2C(t *testing.T, src, dst *Container, tag int, proto string, port int
 // Listen opens a TCP or UDP listener inside the namespace on addr; the
 // socket keeps the namespace, so the returned listener works from any
 // goroutine.
-func Listen(t *testing.T, ns *netnstest.NS, proto, addr string) io.Closer {
+func Listen(t testing.TB, ns *netnstest.NS, proto, addr string) io.Closer {
 	t.Helper()
 	var closer io.Closer
 	err := ns.Do(func() error {
@@ -248,12 +248,12 @@ func EchoOn(conn net.Conn, msg string) error {
 }
 
 // IptablesSave is `iptables-save` of one table inside the cell.
-func (c *Cell) IptablesSave(t *testing.T, table string) string {
+func (c *Cell) IptablesSave(t testing.TB, table string) string {
 	return c.NS.Run(t, "iptables-save", "-t", table)
 }
 
 // Links lists link names in the cell.
-func (c *Cell) Links(t *testing.T) []string {
+func (c *Cell) Links(t testing.TB) []string {
 	out := c.NS.Run(t, "ip", "-o", "link", "show")
 	var names []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {

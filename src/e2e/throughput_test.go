@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/testsupport/celltest"
+	"github.com/netman-release/netman/src/testsupport/netnstest"
+)
+
+// BenchmarkThroughput measures TCP goodput container-to-container across two
+// cells through silk's VXLAN overlay, and between the same two container
+// namespaces joined directly by a plain veth, in the same run. It reports
+// both in Gbit/s and their ratio (target ≥ 0.9).
+func BenchmarkThroughput(b *testing.B) {
+	b.StopTimer()
+	lab := celltest.New(b, celltest.Options{Cells: 2})
+	src := lab.Cells[0].AddContainer(b, celltest.ContainerOptions{})
+	dst := lab.Cells[1].AddContainer(b, celltest.ContainerOptions{})
+	celltest.AllowC2C(b, src, dst, 0x7, "tcp", 5001)
+	// The baseline: the same namespaces, joined by a veth of their own.
+	netnstest.Veth(b, src.NS, "direct0", "10.250.0.1/30", dst.NS, "direct1", "10.250.0.2/30")
+
+	overlay := sink(b, dst.NS, dst.IP+":5001")
+	direct := sink(b, dst.NS, "10.250.0.2:5001")
+	const perRun = 2 * time.Second
+	var overlayBits, directBits float64
+	b.StartTimer()
+	for i := 0; i < b.N; i++ {
+		directBits += send(b, src.NS, direct, perRun)
+		overlayBits += send(b, src.NS, overlay, perRun)
+	}
+	b.StopTimer()
+	runs := float64(b.N) * perRun.Seconds()
+	b.ReportMetric(overlayBits/runs/1e9, "overlay-Gbit/s")
+	b.ReportMetric(directBits/runs/1e9, "veth-Gbit/s")
+	b.ReportMetric(overlayBits/directBits, "ratio")
+}
+
+// sink accepts connections inside ns and discards what arrives.
+func sink(b *testing.B, ns *netnstest.NS, addr string) string {
+	var l net.Listener
+	if err := ns.Do(func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return addr
+}
+
+// send writes as fast as it can from ns to addr for d and returns the bits sent.
+func send(b *testing.B, ns *netnstest.NS, addr string, d time.Duration) float64 {
+	conn, err := celltest.Dial(ns, "tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 256<<10)
+	var sent int64
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		n, err := conn.Write(buf)
+		sent += int64(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(sent) * 8
+}
