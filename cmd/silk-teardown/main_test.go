@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/daemon"
+	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/testsupport/dbtest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/testsupport/netnstest"
+)
+
+// The test binary doubles as silk-teardown: with NETMAN_RUN_MAIN set it runs
+// main with the remaining arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
+		os.Args = append([]string{"silk-teardown"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startController(t *testing.T) (string, *mtlstest.Files, *controller.Client) {
+	t.Helper()
+	files := mtlstest.NewTestFiles(t)
+	cfg := controller.Config{
+		DebugServerPort: freePort(t), ListenHost: "127.0.0.1", ListenPort: freePort(t),
+		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
+		Network: "10.255.0.0/16", SubnetPrefixLength: 24, Database: dbtest.NewConfig(t, sqldb.TypeSQLite),
+		LeaseExpirationSeconds: 3600, MetronPort: 3457, HealthCheckPort: freePort(t),
+		MetricsEmitSeconds: 30, StalenessThresholdSeconds: 3600, LogPrefix: "cfnetworking",
+		Pool: sqldb.Pool{MaxOpenConnections: 5, MaxIdleConnections: 5, ConnectionsMaxLifetimeSeconds: 3600},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- controller.Run(ctx, logtest.New(t), lager.NewReconfigurableSink(lager.NewWriterSink(io.Discard, lager.DEBUG), lager.INFO), cfg)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("controller did not stop")
+		}
+	})
+	url := fmt.Sprintf("https://127.0.0.1:%d", cfg.ListenPort)
+	client := controller.NewClient(&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: files.ClientConfig(t)}}, url)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := client.RoutableLeases(context.Background()); err == nil {
+			return url, files, client
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("controller never answered")
+		}
+	}
+}
+
+func writeConfig(t *testing.T, url string, files *mtlstest.Files, underlayIP string) (string, daemon.Config) {
+	t.Helper()
+	cfg := daemon.Config{
+		UnderlayIP: underlayIP, SubnetPrefixLength: 24, OverlayNetwork: daemon.OverlayNetwork{"10.255.0.0/16"},
+		HealthCheckPort: 23954, VTEPName: "silk-vtep", ConnectivityServerURL: url,
+		CACertFile: files.CAFile, ClientCertFile: files.ClientCert, ClientKeyFile: files.ClientKey,
+		VNI: 1, VTEPPort: 4789, PollInterval: 30, DebugServerPort: 22233,
+		Datastore: filepath.Join(t.TempDir(), "store.json"), PartitionToleranceSeconds: 3600,
+		ClientTimeoutSeconds: 5, MetronPort: 3457, LogPrefix: "cfnetworking",
+	}
+	data, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "client-config.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg
+}
+
+func run(ns *netnstest.NS, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(os.Args[0], args...)
+	if ns != nil {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, os.Args[0]}, args...)...)
+	}
+	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return o.String(), e.String(), code
+}
+
+func TestMissingConfig(t *testing.T) {
+	_, stderr, code := run(nil, "-config", "/some/bad/path")
+	if code != 1 || !strings.Contains(stderr, "silk-teardown error: load config file: reading file /some/bad/path") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+func TestTeardownReleasesTheLeaseAndDeletesTheVTEP(t *testing.T) {
+	netnstest.RequireRoot(t)
+	url, files, client := startController(t)
+	// The controller runs on the test's 127.0.0.1, which a process inside
+	// the cell cannot reach: the success path runs in-process through a
+	// netlink handle into the cell; the binary then runs inside the cell,
+	// where both steps fail and both failures are reported.
+	ns := netnstest.New(t, "std")
+	netnstest.Veth(t, ns, netnstest.UniqueName("su"), "10.244.0.1/24", ns, netnstest.UniqueName("sp"), "10.244.0.2/24")
+	h, err := daemon.OpenSystem(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	path, cfg := writeConfig(t, url, files, "10.244.0.1")
+	if _, err := daemon.Start(context.Background(), logtest.New(t), cfg, h, client); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.Teardown(context.Background(), logtest.New(t), cfg, h, nil); err != nil {
+		t.Fatalf("teardown: %v", err)
+	}
+	if leases, err := client.RoutableLeases(context.Background()); err != nil || len(leases) != 0 {
+		t.Errorf("leases after teardown: %+v, %v", leases, err)
+	}
+	if _, err := h.LinkByName("silk-vtep"); err == nil {
+		t.Error("VTEP survived teardown")
+	}
+
+	// Run again: nothing to release (fine), no VTEP (an error, as upstream).
+	stdout, stderr, code := run(ns, "-config", path)
+	if code != 1 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{"silk-teardown error: ", "release subnet lease: http client do: ", "delete vtep: find link silk-vtep: Link not found"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.Contains(stdout, `"source":"cfnetworking.silk-teardown"`) || !strings.Contains(stdout, "complete") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+}

@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	edge "github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/testsupport/logtest"
+)
+
+// fakeController holds leases like silk-controller; its failures are set by
+// the test.
+type fakeController struct {
+	mu       sync.Mutex
+	leases   []lease.Lease
+	renewErr error
+	listErr  error
+	renewed  []lease.Lease
+}
+
+func (f *fakeController) Renew(_ context.Context, l lease.Lease) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.renewErr != nil {
+		return f.renewErr
+	}
+	f.renewed = append(f.renewed, l)
+	return nil
+}
+
+func (f *fakeController) RoutableLeases(context.Context) ([]lease.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]lease.Lease(nil), f.leases...), f.listErr
+}
+
+func newTestSender(t testing.TB) *metrics.Sender {
+	t.Helper()
+	s, err := metrics.NewSender(nil, "silk-daemon", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func counter(s *metrics.Sender, name string) uint64 {
+	v, _ := s.Registry().Counter(name)
+	return v
+}
+
+func newTestCycle(t *testing.T, fc *fakeController, tolerance time.Duration) (*Cycle, *fakeKernel, *metrics.Sender, *time.Time) {
+	k, conv := newFakeConverger()
+	sender := newTestSender(t)
+	c := NewCycle(logtest.New(t), fc, conv, remote(17), sender, tolerance)
+	now := time.Unix(1_000_000, 0)
+	c.now = func() time.Time { return now }
+	c.lastRenewal = now
+	return c, k, sender, &now
+}
+
+func TestCycleRenewsListsAndConverges(t *testing.T) {
+	fc := &fakeController{leases: []lease.Lease{remote(17), remote(1), remote(2)}}
+	c, k, sender, _ := newTestCycle(t, fc, time.Hour)
+	if err := c.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(fc.renewed) != 1 || fc.renewed[0] != remote(17) {
+		t.Errorf("renewed %v, want the cell's own lease", fc.renewed)
+	}
+	if len(k.arp) != 2 {
+		t.Errorf("converged %d ARP entries, want 2", len(k.arp))
+	}
+	if v, _ := sender.Registry().Value("numberLeases"); v.Value != 3 {
+		t.Errorf("numberLeases = %v, want 3", v.Value)
+	}
+	if counter(sender, "renewSuccess") != 1 || counter(sender, "convergeSuccess") != 1 {
+		t.Errorf("counters: renewSuccess %d, convergeSuccess %d", counter(sender, "renewSuccess"), counter(sender, "convergeSuccess"))
+	}
+}
+
+func TestCycleRenewFailures(t *testing.T) {
+	conflict := &controller.HTTPError{StatusCode: http.StatusConflict, Message: "renew-subnet-lease: lease mismatch"}
+	unreachable := errors.New("http client do: dial tcp 127.0.0.1:4103: connect: connection refused")
+
+	t.Run("409 is fatal at once, with upstream's message", func(t *testing.T) {
+		c, _, sender, _ := newTestCycle(t, &fakeController{renewErr: conflict}, time.Hour)
+		err := c.Run(context.Background())
+		if !edge.IsFatal(err) || !strings.Contains(err.Error(), "fatal: renew lease: non-retriable: http status 409") {
+			t.Fatalf("err = %v, want a fatal non-retriable renew error", err)
+		}
+		if counter(sender, "renewFailure") != 1 {
+			t.Error("renewFailure not counted")
+		}
+	})
+
+	t.Run("an unreachable controller is tolerated until the partition tolerance", func(t *testing.T) {
+		fc := &fakeController{leases: []lease.Lease{remote(17), remote(1)}}
+		c, k, sender, now := newTestCycle(t, fc, time.Hour)
+		if err := c.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		fc.renewErr = unreachable
+		fc.leases = nil
+		*now = now.Add(59 * time.Minute)
+		err := c.Run(context.Background())
+		if err == nil || edge.IsFatal(err) {
+			t.Fatalf("within tolerance: err = %v, want a non-fatal error", err)
+		}
+		if len(k.arp) != 1 || counter(sender, "convergeSuccess") != 1 {
+			t.Error("a failed renewal must leave the routes as they are and skip converge")
+		}
+		*now = now.Add(time.Minute)
+		if err := c.Run(context.Background()); !edge.IsFatal(err) {
+			t.Fatalf("at the tolerance: err = %v, want fatal", err)
+		}
+		if counter(sender, "renewFailure") != 2 {
+			t.Errorf("renewFailure = %d, want 2", counter(sender, "renewFailure"))
+		}
+	})
+
+	t.Run("the clock starts when the cycle is made", func(t *testing.T) {
+		c, _, _, now := newTestCycle(t, &fakeController{renewErr: unreachable}, time.Hour)
+		*now = now.Add(time.Hour)
+		if err := c.Run(context.Background()); !edge.IsFatal(err) {
+			t.Fatalf("err = %v, want fatal", err)
+		}
+	})
+}
+
+func TestCycleListAndConvergeFailures(t *testing.T) {
+	fc := &fakeController{listErr: errors.New("http status 500: boom")}
+	c, k, sender, _ := newTestCycle(t, fc, time.Hour)
+	if err := c.Run(context.Background()); err == nil || edge.IsFatal(err) || !strings.Contains(err.Error(), "get routable leases") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, ok := sender.Registry().Value("numberLeases"); ok {
+		t.Error("numberLeases sent without a lease list")
+	}
+
+	fc.listErr = nil
+	fc.leases = []lease.Lease{remote(1)}
+	k.fail["NeighSet"] = errors.New("no buffer space")
+	if err := c.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "converge leases") {
+		t.Fatalf("err = %v", err)
+	}
+	if counter(sender, "convergeFailure") != 1 || counter(sender, "convergeSuccess") != 0 {
+		t.Error("convergeFailure not counted")
+	}
+}

@@ -1,0 +1,183 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netman-release/netman/src/silk/lease"
+)
+
+// Links is the part of a netlink handle that manages the VTEP device
+// (*netlink.Handle satisfies it).
+type Links interface {
+	LinkByName(name string) (netlink.Link, error)
+	LinkAdd(link netlink.Link) error
+	LinkDel(link netlink.Link) error
+	LinkSetUp(link netlink.Link) error
+	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
+}
+
+// VTEPSpec is everything the VTEP is created with.
+type VTEPSpec struct {
+	Name string
+	// UnderlayIP is the VXLAN source address.
+	UnderlayIP netip.Addr
+	// UnderlayInterface is the parent device; empty means the interface
+	// that holds UnderlayIP.
+	UnderlayInterface string
+	VNI               int
+	Port              int
+	// MTU 0 leaves the kernel default: the parent's MTU minus 50.
+	MTU          int
+	HardwareAddr net.HardwareAddr
+	// Address is the lease's first address with the overlay's prefix
+	// length, e.g. 10.255.17.0/16; added with scope link.
+	Address netip.Prefix
+}
+
+// vtepSpec derives the VTEP from the config and a lease.
+func vtepSpec(cfg Config, l lease.Lease) (VTEPSpec, error) {
+	underlay, err := netip.ParseAddr(cfg.UnderlayIP)
+	if err != nil {
+		return VTEPSpec{}, fmt.Errorf("parse underlay ip: %s", cfg.UnderlayIP)
+	}
+	subnet, err := netip.ParsePrefix(l.OverlaySubnet)
+	if err != nil {
+		return VTEPSpec{}, fmt.Errorf("determine vtep overlay ip: %w", err)
+	}
+	mac, err := net.ParseMAC(l.OverlayHardwareAddr)
+	if err != nil {
+		return VTEPSpec{}, fmt.Errorf("parsing hardware address: %w", err)
+	}
+	return VTEPSpec{
+		Name:              cfg.VTEPName,
+		UnderlayIP:        underlay,
+		UnderlayInterface: cfg.VxlanInterfaceName,
+		VNI:               cfg.VNI,
+		Port:              cfg.VTEPPort,
+		MTU:               cfg.MTU,
+		HardwareAddr:      mac,
+		Address:           netip.PrefixFrom(subnet.Addr(), cfg.Overlay().Bits()),
+	}, nil
+}
+
+// CreateVTEP creates the VXLAN device in one netlink request (so the MAC is
+// right from the start: systemd-networkd rewrites MACs set afterwards), brings
+// it up and adds its address. A device left half-configured by a failure is
+// deleted again.
+func CreateVTEP(h Links, s VTEPSpec) (err error) {
+	parent, err := underlayLink(h, s)
+	if err != nil {
+		return err
+	}
+	vx := &netlink.Vxlan{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:         s.Name,
+			HardwareAddr: s.HardwareAddr,
+			MTU:          s.MTU,
+		},
+		VxlanId:      s.VNI,
+		VtepDevIndex: parent.Attrs().Index,
+		SrcAddr:      s.UnderlayIP.AsSlice(),
+		Port:         s.Port,
+		GBP:          true,
+		Learning:     false,
+	}
+	if err := h.LinkAdd(vx); err != nil {
+		return fmt.Errorf("create link %s: %w", s.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = h.LinkDel(vx)
+		}
+	}()
+	if err := h.LinkSetUp(vx); err != nil {
+		return fmt.Errorf("up link: %w", err)
+	}
+	addr := &netlink.Addr{
+		IPNet: &net.IPNet{IP: s.Address.Addr().AsSlice(), Mask: net.CIDRMask(s.Address.Bits(), 32)},
+		Scope: unix.RT_SCOPE_LINK,
+	}
+	if err := h.AddrAdd(vx, addr); err != nil {
+		return fmt.Errorf("add address: %w", err)
+	}
+	return nil
+}
+
+// underlayLink finds the VTEP's parent: the named interface, or the one
+// holding the underlay IP.
+func underlayLink(h Links, s VTEPSpec) (netlink.Link, error) {
+	if s.UnderlayInterface != "" {
+		l, err := h.LinkByName(s.UnderlayInterface)
+		if err != nil {
+			return nil, fmt.Errorf("find device from name %s: %w", s.UnderlayInterface, err)
+		}
+		return l, nil
+	}
+	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("find device from ip %s: list addresses: %w", s.UnderlayIP, err)
+	}
+	for _, a := range addrs {
+		if ip, ok := addrOf(a.IP); ok && ip == s.UnderlayIP {
+			return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: a.LinkIndex}}, nil
+		}
+	}
+	return nil, fmt.Errorf("find device from ip %s: no interface with address %s", s.UnderlayIP, s.UnderlayIP)
+}
+
+// VTEPState is what start-up reads back from an existing VTEP.
+type VTEPState struct {
+	Index        int
+	HardwareAddr net.HardwareAddr
+	IP           netip.Addr // first IPv4 address
+	MTU          int
+}
+
+// errNoAddress is a VTEP without an IPv4 address: a creation cut short.
+var errNoAddress = errors.New("no addresses")
+
+// ReadVTEP reads the device's MAC, first IPv4 address and MTU.
+func ReadVTEP(h Links, name string) (VTEPState, error) {
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return VTEPState{}, fmt.Errorf("find link: %w", err)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return VTEPState{}, fmt.Errorf("list addresses: %w", err)
+	}
+	if len(addrs) == 0 {
+		return VTEPState{}, errNoAddress
+	}
+	ip, ok := addrOf(addrs[0].IP)
+	if !ok {
+		return VTEPState{}, fmt.Errorf("unreadable address %v", addrs[0].IP)
+	}
+	a := link.Attrs()
+	return VTEPState{Index: a.Index, HardwareAddr: a.HardwareAddr, IP: ip, MTU: a.MTU}, nil
+}
+
+// DeleteVTEP deletes the named link.
+func DeleteVTEP(h Links, name string) error {
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find link %s: %w", name, err)
+	}
+	if err := h.LinkDel(link); err != nil {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// isLinkNotFound reports netlink's "Link not found".
+func isLinkNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf)
+}
