@@ -1,0 +1,190 @@
+// Package cniwrapper is cni-wrapper-plugin: the top plugin of the garden CNI
+// conflist. It delegates address assignment to silk-cni, records the
+// container in the container metadata store, asks the policy agent to poll,
+// and installs the container's iptables chains (host services, egress/ASG,
+// overlay isolation, port mappings, masquerade); DEL removes exactly those.
+//
+// Planning (config → rules) is pure and lives in plan.go; plugin.go runs the
+// ADD and DEL sequences against small interfaces for the delegate, the
+// metadata store, the policy agent and iptables.
+package cniwrapper
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/iptables/rules"
+)
+
+// Config is the plugin's stdin: its conflist entry plus the keys the runtime
+// (garden-external-networker via libcni) injects. Keys as upstream.
+type Config struct {
+	CNIVersion string `json:"cniVersion"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+
+	Datastore                       string         `json:"datastore"`
+	DatastoreFileOwner              string         `json:"datastore_file_owner"`
+	DatastoreFileGroup              string         `json:"datastore_file_group"`
+	IPTablesLockFile                string         `json:"iptables_lock_file"`
+	Delegate                        map[string]any `json:"delegate"`
+	InstanceAddress                 string         `json:"instance_address"`
+	NoMasqueradeCIDRRange           string         `json:"no_masquerade_cidr_range"`
+	DNSServers                      []string       `json:"dns_servers"`
+	HostTCPServices                 []string       `json:"host_tcp_services"`
+	HostUDPServices                 []string       `json:"host_udp_services"`
+	DenyNetworks                    DenyNetworks   `json:"deny_networks"`
+	UnderlayIPs                     []string       `json:"underlay_ips"`
+	TemporaryUnderlayInterfaceNames []string       `json:"temporary_underlay_interface_names"`
+	IPTablesASGLogging              bool           `json:"iptables_asg_logging"`
+	IPTablesC2CLogging              bool           `json:"iptables_c2c_logging"`
+	IPTablesDeniedLogsPerSec        int            `json:"iptables_denied_logs_per_sec"`
+	IPTablesAcceptedUDPLogsPerSec   int            `json:"iptables_accepted_udp_logs_per_sec"`
+	IngressTag                      string         `json:"ingress_tag"`
+	VTEPName                        string         `json:"vtep_name"`
+	PolicyAgentForcePollAddress     string         `json:"policy_agent_force_poll_address"`
+	OutConn                         OutConn        `json:"outbound_connections"`
+
+	// IPTablesFlavor is a netman extension: "" (the host's iptables*
+	// binaries), "nft" or "legacy". Every netman writer on a cell must use
+	// the same backend.
+	IPTablesFlavor string `json:"iptables_flavor,omitempty"`
+
+	RuntimeConfig RuntimeConfig  `json:"runtimeConfig"`
+	Metadata      map[string]any `json:"metadata"`
+}
+
+// DenyNetworks is deny_networks.
+type DenyNetworks struct {
+	Always  []string `json:"always"`
+	Running []string `json:"running"`
+	Staging []string `json:"staging"`
+}
+
+// OutConn is outbound_connections.
+type OutConn struct {
+	Limit      bool `json:"limit"`
+	Logging    bool `json:"logging"`
+	Burst      int  `json:"burst"`
+	RatePerSec int  `json:"rate_per_sec"`
+	DryRun     bool `json:"dry_run"`
+}
+
+// RuntimeConfig is what garden passes per container.
+type RuntimeConfig struct {
+	PortMappings []PortMapping `json:"portMappings"`
+	NetOutRules  []NetOutRule  `json:"netOutRules"`
+}
+
+// PortMapping is a garden NetIn.
+type PortMapping struct {
+	HostPort      int `json:"host_port"`
+	ContainerPort int `json:"container_port"`
+}
+
+// NetOutRule is a garden NetOutRule. Protocol: 0 all, 1 tcp, 2 udp, 3 icmp.
+type NetOutRule struct {
+	Protocol int          `json:"protocol,omitempty"`
+	Networks []IPRange    `json:"networks,omitempty"`
+	Ports    []PortRange  `json:"ports,omitempty"`
+	ICMPs    *ICMPControl `json:"icmps,omitempty"`
+	Log      bool         `json:"log,omitempty"`
+}
+
+// IPRange is a garden IPRange.
+type IPRange struct {
+	Start net.IP `json:"start,omitempty"`
+	End   net.IP `json:"end,omitempty"`
+}
+
+// PortRange is a garden PortRange.
+type PortRange struct {
+	Start uint16 `json:"start"`
+	End   uint16 `json:"end"`
+}
+
+// ICMPControl is a garden ICMPControl; the code is optional.
+type ICMPControl struct {
+	Type uint8  `json:"type"`
+	Code *uint8 `json:"code,omitempty"`
+}
+
+// LoadConfig parses and validates stdin. Messages are upstream's, checked in
+// upstream's order (the first problem wins: garden shows one error).
+func LoadConfig(stdin []byte) (*Config, error) {
+	c := &Config{}
+	if err := json.Unmarshal(stdin, c); err != nil {
+		return nil, fmt.Errorf("loading wrapper config: %v", err)
+	}
+	switch {
+	case c.Datastore == "":
+		return nil, fmt.Errorf("missing datastore path")
+	case c.IPTablesLockFile == "":
+		return nil, fmt.Errorf("missing iptables lock file path")
+	case c.InstanceAddress == "":
+		return nil, fmt.Errorf("missing instance address")
+	case len(c.UnderlayIPs) < 1:
+		return nil, fmt.Errorf("missing underlay ips")
+	case c.IngressTag == "":
+		return nil, fmt.Errorf("missing ingress tag")
+	case c.VTEPName == "":
+		return nil, fmt.Errorf("missing vtep device name")
+	case c.IPTablesDeniedLogsPerSec <= 0:
+		return nil, fmt.Errorf("invalid denied logs per sec")
+	case c.IPTablesAcceptedUDPLogsPerSec <= 0:
+		return nil, fmt.Errorf("invalid accepted udp logs per sec")
+	}
+	if c.Delegate == nil {
+		c.Delegate = map[string]any{}
+	}
+	if _, ok := c.Delegate["cniVersion"]; !ok {
+		c.Delegate["cniVersion"] = "1.0.0"
+	}
+	switch {
+	case c.OutConn.Burst <= 0:
+		return nil, fmt.Errorf("invalid outbound connection burst")
+	case c.OutConn.RatePerSec <= 0:
+		return nil, fmt.Errorf("invalid outbound connection rate")
+	case c.PolicyAgentForcePollAddress == "":
+		return nil, fmt.Errorf("validator: PolicyAgentForcePollAddress: zero value")
+	}
+	if _, err := iptables.ParseFlavor(c.IPTablesFlavor); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// netOutRules converts garden rules: protocol 1 tcp, 2 udp, 3 icmp, anything
+// else all; ICMP type/code only when the code is given.
+func netOutRules(in []NetOutRule) []rules.NetOutRule {
+	out := make([]rules.NetOutRule, 0, len(in))
+	for _, g := range in {
+		r := rules.NetOutRule{Log: g.Log}
+		switch g.Protocol {
+		case 1:
+			r.Protocol = rules.TCP
+		case 2:
+			r.Protocol = rules.UDP
+		case 3:
+			r.Protocol = rules.ICMP
+		default:
+			r.Protocol = rules.All
+		}
+		for _, n := range g.Networks {
+			start, _ := netip.AddrFromSlice(n.Start)
+			end, _ := netip.AddrFromSlice(n.End)
+			r.Networks = append(r.Networks, rules.IPRange{Start: start.Unmap(), End: end.Unmap()})
+		}
+		for _, p := range g.Ports {
+			r.Ports = append(r.Ports, rules.PortRange{Start: p.Start, End: p.End})
+		}
+		if g.ICMPs != nil && g.ICMPs.Code != nil {
+			r.ICMP = &rules.ICMPInfo{Type: g.ICMPs.Type, Code: *g.ICMPs.Code}
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,328 @@
+package cniwrapper
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/iptables/rules"
+)
+
+// Container is what ADD knows about the container it sets up.
+type Container struct {
+	Handle   string
+	IP       netip.Addr
+	Workload string // metadata container_workload
+	// Interfaces are the underlay interface names (netout jumps, ingress
+	// marks).
+	Interfaces []string
+}
+
+// Chains are the chains cni-wrapper-plugin owns for one container.
+type Chains struct {
+	Input, NetOut, Overlay, Log, RateLimitLog string // filter
+	NetIn                                     string // nat and mangle
+}
+
+// ChainsFor names a container's chains (28-character names, as upstream).
+func ChainsFor(handle string) Chains {
+	netout := rules.Prefix("netout", handle)
+	return Chains{
+		Input:        rules.Prefix("input", handle),
+		NetOut:       netout,
+		Overlay:      rules.Prefix("overlay", handle),
+		Log:          rules.Postfix(netout, "log"),
+		RateLimitLog: rules.Postfix(netout, "rl-log"),
+		NetIn:        rules.Prefix("netin", handle),
+	}
+}
+
+func (c Chains) filter() []string {
+	return []string{c.Input, c.NetOut, c.Overlay, c.Log, c.RateLimitLog}
+}
+
+// AddPlan is everything ADD installs, one transaction per table.
+type AddPlan struct {
+	Filter, NAT, Mangle *iptables.Tx
+	// NetOut builds the chain's egress rules when the policy agent has
+	// dynamic ASGs turned off (its answer 405): garden's netOutRules and the
+	// deny/limit/state rules, inserted above the defaults.
+	NetOut func(netOut []NetOutRule, warn func(string)) *iptables.Tx
+}
+
+// PlanAdd validates the config against the container and renders its rules.
+// Every input is checked before anything is applied, so bad input fails
+// ADD with nothing installed.
+func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
+	if c.Handle == "" {
+		return nil, fmt.Errorf("invalid Container ID")
+	}
+	if !c.IP.Is4() {
+		return nil, fmt.Errorf("container IP %s is not IPv4", c.IP)
+	}
+	ch := ChainsFor(c.Handle)
+
+	dns, err := LocalDNSServers(cfg.DNSServers)
+	if err != nil {
+		return nil, err
+	}
+	tcpSvcs, err := hostServices("host tcp services", cfg.HostTCPServices)
+	if err != nil {
+		return nil, fmt.Errorf("initialize net out: input rules: %w", err)
+	}
+	udpSvcs, err := hostServices("host udp services", cfg.HostUDPServices)
+	if err != nil {
+		return nil, fmt.Errorf("initialize net out: input rules: %w", err)
+	}
+	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	if err != nil {
+		return nil, fmt.Errorf("initialize net out: %w", err)
+	}
+	if _, err := strconv.ParseUint(cfg.IngressTag, 16, 32); err != nil {
+		return nil, fmt.Errorf("invalid ingress tag %q: must be up to 8 hex digits", cfg.IngressTag)
+	}
+	noMasq, err := parseNoMasquerade(cfg.NoMasqueradeCIDRRange)
+	if err != nil {
+		return nil, err
+	}
+	var hostIP netip.Addr
+	for _, pm := range cfg.RuntimeConfig.PortMappings {
+		if pm.HostPort <= 0 || pm.HostPort > 65535 {
+			return nil, fmt.Errorf("cannot allocate port %d", pm.HostPort)
+		}
+		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 {
+			return nil, fmt.Errorf("adding netin rule: invalid container port %d", pm.ContainerPort)
+		}
+		if !hostIP.IsValid() {
+			if hostIP, err = netip.ParseAddr(cfg.InstanceAddress); err != nil || !hostIP.Is4() {
+				return nil, fmt.Errorf("adding netin rule: invalid ip: %s", cfg.InstanceAddress)
+			}
+		}
+	}
+
+	netout := rules.NetOutChain{
+		Handle:           c.Handle,
+		Workload:         c.Workload,
+		Deny:             deny,
+		ASGLogging:       cfg.IPTablesASGLogging,
+		DeniedLogsPerSec: cfg.IPTablesDeniedLogsPerSec,
+		Conn: rules.OutConn{
+			Limit:      cfg.OutConn.Limit,
+			Logging:    cfg.OutConn.Logging,
+			DryRun:     cfg.OutConn.DryRun,
+			Burst:      cfg.OutConn.Burst,
+			RatePerSec: cfg.OutConn.RatePerSec,
+		},
+	}
+
+	// filter: declare the chains and hook them in (input, netout, overlay,
+	// log, [rl-log] as upstream), then fill them in the same order.
+	f := iptables.NewTx(iptables.Filter)
+	f.DeclareChain(ch.Input).DeclareChain(ch.NetOut).DeclareChain(ch.Overlay).DeclareChain(ch.Log)
+	if netout.Conn.RateLimitLogChainNeeded() {
+		f.DeclareChain(ch.RateLimitLog)
+	}
+	f.Append("INPUT", rules.SourceJump(c.IP, ch.Input))
+	for _, ifname := range c.Interfaces {
+		f.Append("FORWARD", rules.SourceOutJump(c.IP, ifname, ch.NetOut))
+	}
+	f.Append("FORWARD", rules.Jump(ch.Overlay))
+
+	f.Append(ch.Input, rules.RelatedEstablished())
+	for _, d := range dns {
+		f.Append(ch.Input, rules.AllowDestinationPort("tcp", d, 53), rules.AllowDestinationPort("udp", d, 53))
+	}
+	for _, s := range tcpSvcs {
+		f.Append(ch.Input, rules.AllowDestinationPort("tcp", s.Addr(), int(s.Port())))
+	}
+	for _, s := range udpSvcs {
+		f.Append(ch.Input, rules.AllowDestinationPort("udp", s.Addr(), int(s.Port())))
+	}
+	f.Append(ch.Input, rules.Reject())
+
+	f.Append(ch.NetOut, netout.Defaults()...)
+
+	f.Append(ch.Overlay,
+		rules.OverlayAllowEgress(cfg.VTEPName, c.IP),
+		rules.OverlayRelatedEstablished(c.IP),
+		rules.OverlayTagAccept(c.IP, cfg.IngressTag))
+	if cfg.IPTablesC2CLogging {
+		f.Append(ch.Overlay, rules.LimitedLog(c.IP, cfg.IPTablesDeniedLogsPerSec, "DENY_C2C_"+c.Handle))
+	}
+	f.Append(ch.Overlay, rules.OverlayReject(c.IP))
+
+	f.Append(ch.Log,
+		rules.LogNonUDPNew("OK_"+c.Handle),
+		rules.LogUDPLimited(cfg.IPTablesAcceptedUDPLogsPerSec, "OK_"+c.Handle),
+		rules.Accept())
+	if netout.Conn.RateLimitLogChainNeeded() {
+		f.Append(ch.RateLimitLog, netout.RateLimitLogRules()...)
+	}
+
+	// nat: port mappings, and the masquerade rule (upstream adds it last,
+	// after the ASG call; its position in time changes nothing, since egress
+	// is rejected until the netout rules exist, and it saves one exec).
+	n := iptables.NewTx(iptables.NAT)
+	n.DeclareChain(ch.NetIn)
+	n.Append("PREROUTING", rules.Jump(ch.NetIn))
+	m := iptables.NewTx(iptables.Mangle)
+	m.DeclareChain(ch.NetIn)
+	m.Append("PREROUTING", rules.Jump(ch.NetIn))
+	for _, pm := range cfg.RuntimeConfig.PortMappings {
+		n.Append(ch.NetIn, rules.PortForward(hostIP, pm.HostPort, c.IP, pm.ContainerPort))
+		for _, ifname := range c.Interfaces {
+			m.Append(ch.NetIn, rules.IngressMark(hostIP, ifname, pm.HostPort, cfg.IngressTag))
+		}
+	}
+	n.Append("POSTROUTING", rules.Masquerade(c.IP, noMasq, cfg.VTEPName))
+
+	return &AddPlan{
+		Filter: f, NAT: n, Mangle: m,
+		NetOut: func(netOut []NetOutRule, warn func(string)) *iptables.Tx {
+			l := netout.List(netOutRules(netOut), warn)
+			return iptables.NewTx(iptables.Filter).Insert(ch.NetOut, 1, l...)
+		},
+	}, nil
+}
+
+// LocalDNSServers returns the link-local IPv4 entries of dns_servers (the
+// host-local resolvers containers may reach through INPUT).
+func LocalDNSServers(servers []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, s := range servers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf(`invalid DNS server "%s", must be valid IP address`, s)
+		}
+		if a.Is4() && a.IsLinkLocalUnicast() {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func hostServices(key string, in []string) ([]netip.AddrPort, error) {
+	out := make([]netip.AddrPort, 0, len(in))
+	for _, s := range in {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", key, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("%s: invalid port in %q", key, s)
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("%s: invalid IPv4 address in %q", key, s)
+		}
+		out = append(out, netip.AddrPortFrom(a, uint16(p)))
+	}
+	return out, nil
+}
+
+func parseNoMasquerade(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+		return netip.PrefixFrom(a, 32), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("invalid no_masquerade_cidr_range %q", s)
+}
+
+// DelPlanner plans DEL against what the tables hold, so DEL removes exactly
+// what exists of a container's chains and rules, whatever the config said
+// when ADD ran, and never fails on something already gone.
+type DelPlanner struct {
+	Handle string
+	// IP is the container IP from the metadata store; when unknown, the
+	// filter planner recovers it from the INPUT jump.
+	IP           netip.Addr
+	NoMasquerade netip.Prefix
+	VTEPName     string
+	// Kept collects chains left in place (flushed) because a chain we do
+	// not own still references them, e.g. netout--H--log from the policy
+	// agent's asg- chain until its orphan cleanup runs.
+	Kept []string
+}
+
+// DelTables are the tables DEL reads and changes.
+var DelTables = []string{iptables.Filter, iptables.NAT, iptables.Mangle}
+
+// Plan plans all three tables (filter first: when the store did not know
+// the IP, it is recovered there for the masquerade rule).
+func (d *DelPlanner) Plan(cur map[string]*iptables.State) ([]*iptables.Tx, error) {
+	d.Kept = nil
+	f, _ := d.Filter(cur[iptables.Filter])
+	n, _ := d.NAT(cur[iptables.NAT])
+	m, _ := d.Mangle(cur[iptables.Mangle])
+	return []*iptables.Tx{f, n, m}, nil
+}
+
+// Filter removes the INPUT/FORWARD jumps and the input, netout, overlay,
+// log and rl-log chains.
+func (d *DelPlanner) Filter(cur *iptables.State) (*iptables.Tx, error) {
+	ch := ChainsFor(d.Handle)
+	if !d.IP.IsValid() {
+		d.IP = ipFromInputJump(cur, ch.Input)
+	}
+	tx := iptables.NewTx(iptables.Filter)
+	for _, c := range ch.filter() {
+		iptables.DeleteJumps(tx, cur, c, "INPUT", "FORWARD")
+	}
+	d.Kept = append(d.Kept, iptables.RemoveChains(tx, cur, ch.filter()...)...)
+	return tx, nil
+}
+
+// NAT removes the PREROUTING jump, netin--H and the masquerade rule.
+func (d *DelPlanner) NAT(cur *iptables.State) (*iptables.Tx, error) {
+	ch := ChainsFor(d.Handle)
+	tx := iptables.NewTx(iptables.NAT)
+	iptables.DeleteJumps(tx, cur, ch.NetIn, "PREROUTING")
+	d.Kept = append(d.Kept, iptables.RemoveChains(tx, cur, ch.NetIn)...)
+	if d.IP.IsValid() {
+		exact := rules.Masquerade(d.IP, d.NoMasquerade, d.VTEPName)
+		if iptables.DeleteMatching(tx, cur, "POSTROUTING", func(r iptables.Rule) bool { return r == exact }) == 0 {
+			// The config's no_masquerade_cidr_range may have changed
+			// since ADD: match our shape of rule for this IP instead.
+			src := "-s " + rules.Host(d.IP) + " "
+			vtep := "! -o " + d.VTEPName + " -j MASQUERADE"
+			iptables.DeleteMatching(tx, cur, "POSTROUTING", func(r iptables.Rule) bool {
+				s := string(r)
+				return strings.HasPrefix(s, src) && strings.HasSuffix(s, vtep)
+			})
+		}
+	}
+	return tx, nil
+}
+
+// Mangle removes the PREROUTING jump and netin--H.
+func (d *DelPlanner) Mangle(cur *iptables.State) (*iptables.Tx, error) {
+	ch := ChainsFor(d.Handle)
+	tx := iptables.NewTx(iptables.Mangle)
+	iptables.DeleteJumps(tx, cur, ch.NetIn, "PREROUTING")
+	d.Kept = append(d.Kept, iptables.RemoveChains(tx, cur, ch.NetIn)...)
+	return tx, nil
+}
+
+func ipFromInputJump(cur *iptables.State, input string) netip.Addr {
+	for _, r := range cur.Rules("INPUT") {
+		if t, _ := r.Target(); t != input {
+			continue
+		}
+		f := strings.Fields(string(r))
+		if len(f) >= 2 && f[0] == "-s" {
+			if p, err := netip.ParsePrefix(f[1]); err == nil {
+				return p.Addr()
+			}
+		}
+	}
+	return netip.Addr{}
+}
