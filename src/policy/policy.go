@@ -1,0 +1,69 @@
+// Package policy is the domain model shared by the policy server, its
+// clients and the policy agent: a policy lets a source app's packets reach
+// a destination app on one protocol and port range; tags are the 16-bit
+// (tag_length bytes) group ids carried in the VXLAN GBP header.
+package policy
+
+import "fmt"
+
+// Policy is one allow rule, in the store's shape: Port is upstream's legacy
+// single-port column (the start port when Start == End, else 0).
+type Policy struct {
+	Source      Source
+	Destination Destination
+}
+
+// Source is the app whose packets are allowed.
+type Source struct {
+	ID  string
+	Tag string
+}
+
+// Destination is the app, protocol and ports that accept them.
+type Destination struct {
+	ID       string
+	Tag      string
+	Protocol string // "tcp" or "udp"
+	Port     int
+	Ports    Ports
+}
+
+// Ports is an inclusive port range.
+type Ports struct {
+	Start int
+	End   int
+}
+
+// Protocols accepted by the API (case-sensitive, as upstream).
+const (
+	ProtocolTCP = "tcp"
+	ProtocolUDP = "udp"
+)
+
+// GroupTypeApp is the group type of every app named in a policy.
+const GroupTypeApp = "app"
+
+// Tag is a group's assignment: an app guid (or another caller-chosen id,
+// e.g. "INGRESS_ROUTER" of type "router") and its hex tag.
+type Tag struct {
+	ID   string
+	Tag  string
+	Type string
+}
+
+// FormatTag renders group row id as uppercase hex zero-padded to
+// 2×tagLength digits (id 1 → "0001" at tag length 2).
+func FormatTag(id, tagLength int) string {
+	return fmt.Sprintf("%0*X", 2*tagLength, id)
+}
+
+// WithoutTags returns a copy of policies with both tags blanked, as the
+// external API always answers.
+func WithoutTags(policies []Policy) []Policy {
+	out := make([]Policy, len(policies))
+	for i, p := range policies {
+		p.Source.Tag, p.Destination.Tag = "", ""
+		out[i] = p
+	}
+	return out
+}
