@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/netman-release/netman/src/filelock"
 )
 
 // Flavor picks the iptables binaries by name.
@@ -35,6 +37,10 @@ func ParseFlavor(s string) (Flavor, error) {
 	return "", fmt.Errorf("iptables: unknown flavor %q (want nft or legacy)", s)
 }
 
+// DefaultLockFile is the flock file upstream's iptables writers share
+// (cni-wrapper-plugin, vxlan-policy-agent, netmon, silk-daemon shutdown).
+const DefaultLockFile = "/var/vcap/data/garden-cni/iptables.lock"
+
 // Config configures a Driver. Zero values mean upstream's defaults.
 type Config struct {
 	Flavor Flavor
@@ -50,7 +56,7 @@ type Config struct {
 // The binaries act on the network namespace of the calling thread.
 type Driver struct {
 	iptables, restore, save string
-	lock                    *fileLock
+	lock                    *filelock.Lock
 }
 
 // New returns a Driver for cfg.
@@ -77,7 +83,7 @@ func New(cfg Config) *Driver {
 	if lf == "" {
 		lf = DefaultLockFile
 	}
-	d.lock = newFileLock(lf)
+	d.lock = filelock.New(lf)
 	return d
 }
 
@@ -101,7 +107,7 @@ func (d *Driver) Apply(ctx context.Context, txs ...*Tx) error {
 	if payload == "" {
 		return nil
 	}
-	unlock, err := d.lock.lock(ctx)
+	unlock, err := d.lock.Acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,7 +120,7 @@ func (d *Driver) Save(ctx context.Context, table string) (*State, error) {
 	if err := validTable(table); err != nil {
 		return nil, err
 	}
-	unlock, err := d.lock.lock(ctx)
+	unlock, err := d.lock.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +141,7 @@ func (d *Driver) Update(ctx context.Context, table string, plan PlanFunc) (*Stat
 	if err := validTable(table); err != nil {
 		return nil, err
 	}
-	unlock, err := d.lock.lock(ctx)
+	unlock, err := d.lock.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +185,7 @@ func (d *Driver) UpdateTables(ctx context.Context, tables []string, plan MultiPl
 			return nil, err
 		}
 	}
-	unlock, err := d.lock.lock(ctx)
+	unlock, err := d.lock.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}

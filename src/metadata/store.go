@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/netman-release/netman/src/filelock"
 )
 
 // Container is one store entry.
@@ -45,7 +47,7 @@ type Store struct {
 	path  string
 	owner string
 	group string
-	lock  *fileLock
+	lock  *filelock.Lock
 
 	cacheMu      sync.RWMutex
 	cacheVersion int
@@ -65,7 +67,7 @@ func WithOwner(user, group string) Option {
 // New returns the store at path (…/store.json); the version and lock files
 // sit next to it.
 func New(path string, opts ...Option) *Store {
-	s := &Store{path: path, lock: newFileLock(path + "_lock")}
+	s := &Store{path: path, lock: filelock.New(path + "_lock")}
 	for _, o := range opts {
 		o(s)
 	}
@@ -145,7 +147,7 @@ func (s *Store) ReadAll(ctx context.Context) (map[string]Container, error) {
 	}
 	s.cacheMu.RUnlock()
 
-	unlock, err := s.lock.lock(ctx)
+	unlock, err := s.lock.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -168,7 +170,7 @@ func (s *Store) ReadAll(ctx context.Context) (map[string]Container, error) {
 func (s *Store) Version() (int, error) { return s.readVersion() }
 
 func (s *Store) modify(ctx context.Context, change func(map[string]Container) error) error {
-	unlock, err := s.lock.lock(ctx)
+	unlock, err := s.lock.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}

@@ -1,4 +1,7 @@
-package iptables
+// Package filelock is the cross-process lock every on-host writer shares:
+// an exclusive flock on a lock file plus an in-process mutex, as upstream's
+// lib/filelock (iptables writers, the container metadata store).
+package filelock
 
 import (
 	"context"
@@ -11,14 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultLockFile is the flock file upstream's iptables writers share
-// (cni-wrapper-plugin, vxlan-policy-agent, netmon, silk-daemon shutdown).
-const DefaultLockFile = "/var/vcap/data/garden-cni/iptables.lock"
-
-// fileLock is an exclusive flock on a file plus an in-process mutex, as
-// upstream's locked iptables layer. The mutex makes goroutines of one
-// process queue cheaply; the flock serialises processes.
-type fileLock struct {
+// Lock is an exclusive flock on a file plus an in-process mutex. The mutex
+// makes goroutines of one process queue cheaply; the flock serialises
+// processes.
+type Lock struct {
 	path string
 	mu   *sync.Mutex
 }
@@ -28,9 +27,9 @@ var (
 	mutexes   = map[string]*sync.Mutex{}
 )
 
-// newFileLock returns the lock for path; every lock on the same path in this
+// New returns the lock for path; every lock on the same path in this
 // process shares one mutex.
-func newFileLock(path string) *fileLock {
+func New(path string) *Lock {
 	mutexesMu.Lock()
 	defer mutexesMu.Unlock()
 	m := mutexes[path]
@@ -38,12 +37,12 @@ func newFileLock(path string) *fileLock {
 		m = &sync.Mutex{}
 		mutexes[path] = m
 	}
-	return &fileLock{path: path, mu: m}
+	return &Lock{path: path, mu: m}
 }
 
-// lock blocks until the lock is held or ctx ends; the returned function
+// Acquire blocks until the lock is held or ctx ends; the returned function
 // releases it.
-func (l *fileLock) lock(ctx context.Context) (func(), error) {
+func (l *Lock) Acquire(ctx context.Context) (func(), error) {
 	if err := lockMutex(ctx, l.mu); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package iptables
+package filelock
 
 import (
 	"context"
@@ -22,9 +22,9 @@ func TestFileLockExcludesGoroutines(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// A separate lock value per goroutine, as separate Drivers would.
-			l := newFileLock(path)
+			l := New(path)
 			for j := 0; j < 20; j++ {
-				unlock, err := l.lock(context.Background())
+				unlock, err := l.Acquire(context.Background())
 				if err != nil {
 					t.Error(err)
 					return
@@ -59,16 +59,16 @@ func TestFileLockWaitsForOtherHolderAndHonoursContext(t *testing.T) {
 	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	l := newFileLock(path)
+	l := New(path)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := l.lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want deadline exceeded", err)
 	}
 
 	got := make(chan error, 1)
 	go func() {
-		unlock, err := l.lock(context.Background())
+		unlock, err := l.Acquire(context.Background())
 		if err == nil {
 			unlock()
 		}
