@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 // The test binary doubles as silk-controller: with NETMAN_RUN_MAIN set it
@@ -55,26 +55,17 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	dir := t.TempDir()
-	health := freePort(t)
+	health := ports.Free(t, "127.0.0.1")
 	cfg := fmt.Sprintf(`{
 		"debug_server_port": %d, "listen_host": "127.0.0.1", "listen_port": %d,
 		"ca_cert_file": %q, "server_cert_file": %q, "server_key_file": %q,
 		"network": "10.255.0.0/16", "subnet_prefix_length": 24,
 		"database": {"type": "sqlite", "database_name": %q, "timeout": 5},
 		"lease_expiration_seconds": 60, "metron_port": 3457, "health_check_port": %d}`,
-		freePort(t), freePort(t), files.CAFile, files.ServerCert, files.ServerKey, filepath.Join(dir, "silk.db"), health)
+		ports.Free(t, "127.0.0.1"), ports.Free(t, "127.0.0.1"), files.CAFile, files.ServerCert, files.ServerKey, filepath.Join(dir, "silk.db"), health)
 	path := filepath.Join(dir, "c.json")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

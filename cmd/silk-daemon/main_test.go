@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,14 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/lager/v3"
-
-	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/silk/controller"
-	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/dbtest"
-	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/silk/controller/controllertest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
@@ -101,57 +95,12 @@ func cellNet(t *testing.T) (ns *netnstest.NS, rootIP, cellIP string) {
 	return ns, rootIP, cellIP
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startController runs silk-controller in-process, listening on host with a
 // certificate for it.
 func startController(t *testing.T, host string) (url string, files *mtlstest.Files, client *controller.Client) {
 	t.Helper()
-	files = mtlstest.NewTestFiles(t)
-	cert, key, err := mtlstest.CA(t).WriteFiles(files.Dir, "controller", mtls.SilkControllerHost, []string{host}, mtls.Server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controller.Config{
-		DebugServerPort: freePort(t), ListenHost: host, ListenPort: freePort(t),
-		CACertFile: files.CAFile, ServerCertFile: cert, ServerKeyFile: key,
-		Network: "10.255.0.0/16", SubnetPrefixLength: 24, Database: dbtest.NewConfig(t, sqldb.TypeSQLite),
-		LeaseExpirationSeconds: 3600, MetronPort: 3457, HealthCheckPort: freePort(t),
-		MetricsEmitSeconds: 30, StalenessThresholdSeconds: 3600, LogPrefix: "cfnetworking",
-		Pool: sqldb.Pool{MaxOpenConnections: 5, MaxIdleConnections: 5, ConnectionsMaxLifetimeSeconds: 3600},
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controller.Run(ctx, logtest.New(t), lager.NewReconfigurableSink(lager.NewWriterSink(io.Discard, lager.DEBUG), lager.INFO), cfg)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("controller did not stop")
-		}
-	})
-	url = fmt.Sprintf("https://%s:%d", host, cfg.ListenPort)
-	tlsCfg := files.ClientConfig(t)
-	client = controller.NewClient(&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}, url)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := client.RoutableLeases(context.Background()); err == nil {
-			return url, files, client
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("controller never answered")
-		}
-	}
+	c := controllertest.Start(t, controllertest.Options{Host: host})
+	return c.URL, c.Files, c.Client(t)
 }
 
 // getInNS fetches url from inside ns: the connection is dialled on a thread

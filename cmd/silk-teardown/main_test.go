@@ -5,24 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/controller/controllertest"
 	"github.com/netman-release/netman/src/silk/daemon"
-	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/dbtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
@@ -38,50 +30,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startController(t *testing.T) (string, *mtlstest.Files, *controller.Client) {
 	t.Helper()
-	files := mtlstest.NewTestFiles(t)
-	cfg := controller.Config{
-		DebugServerPort: freePort(t), ListenHost: "127.0.0.1", ListenPort: freePort(t),
-		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
-		Network: "10.255.0.0/16", SubnetPrefixLength: 24, Database: dbtest.NewConfig(t, sqldb.TypeSQLite),
-		LeaseExpirationSeconds: 3600, MetronPort: 3457, HealthCheckPort: freePort(t),
-		MetricsEmitSeconds: 30, StalenessThresholdSeconds: 3600, LogPrefix: "cfnetworking",
-		Pool: sqldb.Pool{MaxOpenConnections: 5, MaxIdleConnections: 5, ConnectionsMaxLifetimeSeconds: 3600},
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controller.Run(ctx, logtest.New(t), lager.NewReconfigurableSink(lager.NewWriterSink(io.Discard, lager.DEBUG), lager.INFO), cfg)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("controller did not stop")
-		}
-	})
-	url := fmt.Sprintf("https://127.0.0.1:%d", cfg.ListenPort)
-	client := controller.NewClient(&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: files.ClientConfig(t)}}, url)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := client.RoutableLeases(context.Background()); err == nil {
-			return url, files, client
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("controller never answered")
-		}
-	}
+	c := controllertest.Start(t, controllertest.Options{})
+	return c.URL, c.Files, c.Client(t)
 }
 
 func writeConfig(t *testing.T, url string, files *mtlstest.Files, underlayIP string) (string, daemon.Config) {

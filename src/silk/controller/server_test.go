@@ -14,95 +14,28 @@ import (
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/lager/v3"
-
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/controller/controllertest"
 	"github.com/netman-release/netman/src/silk/lease"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
-	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
 // running is a silk-controller started in-process on free loopback ports.
 type running struct {
+	*controllertest.Controller
 	cfg    controller.Config
-	files  *mtlstest.Files
 	client *controller.Client
 	https  *http.Client
 	base   string
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startController(t *testing.T, db sqldb.Config, network string, prefix int) *running {
 	t.Helper()
-	files := mtlstest.NewTestFiles(t)
-	cfg := controller.Config{
-		DebugServerPort: freePort(t), ListenHost: "127.0.0.1", ListenPort: freePort(t),
-		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
-		Network: network, SubnetPrefixLength: prefix, Database: db,
-		LeaseExpirationSeconds: 3600, MetronPort: 3457, HealthCheckPort: freePort(t),
-		MetricsEmitSeconds: 1, StalenessThresholdSeconds: 3600, LogPrefix: "cfnetworking",
-		Pool: sqldb.Pool{MaxOpenConnections: 20, MaxIdleConnections: 10, ConnectionsMaxLifetimeSeconds: 3600},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controller.Run(ctx, logtest.New(t), lager.NewReconfigurableSink(lager.NewWriterSink(io.Discard, lager.DEBUG), lager.INFO), cfg)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("controller exited with %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("controller did not stop within 15s")
-		}
-	})
-	waitFor(t, done, fmt.Sprintf("http://127.0.0.1:%d/health", cfg.HealthCheckPort))
-	waitFor(t, done, fmt.Sprintf("http://127.0.0.1:%d/log-level", cfg.DebugServerPort))
-	https := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     files.ClientConfig(t, mtls.WithServerName(mtls.SilkControllerHost)),
-		MaxIdleConnsPerHost: 300,
-	}}
-	base := fmt.Sprintf("https://127.0.0.1:%d", cfg.ListenPort)
-	return &running{cfg: cfg, files: files, https: https, base: base, client: controller.NewClient(https, base)}
-}
-
-func waitFor(t *testing.T, done <-chan error, url string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			t.Fatalf("controller exited during start-up: %v", err)
-		default:
-		}
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s never answered 200", url)
+	c := controllertest.Start(t, controllertest.Options{Network: network, SubnetPrefixLength: prefix, Database: &db})
+	return &running{Controller: c, cfg: c.Config, client: c.Client(t), https: c.HTTPClient(t), base: c.URL}
 }
 
 func (r *running) do(t *testing.T, method, path, body string) (int, string) {

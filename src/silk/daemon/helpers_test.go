@@ -1,25 +1,18 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/lager/v3"
-
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/silk/controller"
-	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/dbtest"
-	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/silk/controller/controllertest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 // testCell is a namespace standing in for a cell: an underlay veth pair
@@ -48,16 +41,6 @@ func newTestCell(t testing.TB) *testCell {
 	return &testCell{ns: ns, nl: h, underlay: a, underlayIP: "10.244.0.1"}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // testController is a silk-controller running in-process on sqlite.
 type testController struct {
 	cfg    controller.Config
@@ -69,48 +52,13 @@ type testController struct {
 
 func startController(t testing.TB, network string, prefixLen int) *testController {
 	t.Helper()
-	files := mtlstest.NewTestFiles(t)
-	cfg := controller.Config{
-		DebugServerPort: freePort(t), ListenHost: "127.0.0.1", ListenPort: freePort(t),
-		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
-		Network: network, SubnetPrefixLength: prefixLen, Database: dbtest.NewConfig(t, sqldb.TypeSQLite),
-		LeaseExpirationSeconds: 3600, MetronPort: 3457, HealthCheckPort: freePort(t),
-		MetricsEmitSeconds: 30, StalenessThresholdSeconds: 3600, LogPrefix: "cfnetworking",
-		Pool: sqldb.Pool{MaxOpenConnections: 10, MaxIdleConnections: 5, ConnectionsMaxLifetimeSeconds: 3600},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controller.Run(ctx, logtest.New(t), lager.NewReconfigurableSink(lager.NewWriterSink(io.Discard, lager.DEBUG), lager.INFO), cfg)
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("controller exited with %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Error("controller did not stop within 15s")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/health", cfg.HealthCheckPort), done)
-	url := fmt.Sprintf("https://127.0.0.1:%d", cfg.ListenPort)
-	c := &testController{cfg: cfg, files: files, url: url, stop: stop}
-	dcfg := Config{ClientCertFile: files.ClientCert, ClientKeyFile: files.ClientKey, CACertFile: files.CAFile, ConnectivityServerURL: url}
+	c := controllertest.Start(t, controllertest.Options{Network: network, SubnetPrefixLength: prefixLen})
+	dcfg := Config{ClientCertFile: c.Files.ClientCert, ClientKeyFile: c.Files.ClientKey, CACertFile: c.Files.CAFile, ConnectivityServerURL: c.URL}
 	client, err := NewControllerClient(dcfg, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.client = client
-	return c
+	return &testController{cfg: c.Config, files: c.Files, client: client, url: c.URL, stop: c.Stop}
 }
 
 func waitHTTP(t testing.TB, url string, exited <-chan error) {
@@ -139,7 +87,7 @@ func daemonConfig(t testing.TB, c *testController, cell *testCell) Config {
 		UnderlayIP:                cell.underlayIP,
 		SubnetPrefixLength:        c.cfg.SubnetPrefixLength,
 		OverlayNetwork:            OverlayNetwork{c.cfg.Network},
-		HealthCheckPort:           freePort(t),
+		HealthCheckPort:           ports.Free(t, "127.0.0.1"),
 		VTEPName:                  "silk-vtep",
 		ConnectivityServerURL:     c.url,
 		CACertFile:                c.files.CAFile,
@@ -148,7 +96,7 @@ func daemonConfig(t testing.TB, c *testController, cell *testCell) Config {
 		VNI:                       1,
 		VTEPPort:                  4789,
 		PollInterval:              1,
-		DebugServerPort:           freePort(t),
+		DebugServerPort:           ports.Free(t, "127.0.0.1"),
 		Datastore:                 filepath.Join(t.TempDir(), "store.json"),
 		PartitionToleranceSeconds: 3600,
 		ClientTimeoutSeconds:      5,

@@ -27,6 +27,7 @@ import (
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 // Binaries the lab runs, built once per test process by Main.
@@ -190,10 +191,10 @@ func (l *Lab) startController() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.APIPort = freePort(t, l.RootIP)
-	health := freePort(t, "127.0.0.1")
+	l.APIPort = ports.Free(t, l.RootIP)
+	health := ports.Free(t, "127.0.0.1")
 	cfg := map[string]any{
-		"debug_server_port": freePort(t, "127.0.0.1"), "listen_host": l.RootIP, "listen_port": l.APIPort,
+		"debug_server_port": ports.Free(t, "127.0.0.1"), "listen_host": l.RootIP, "listen_port": l.APIPort,
 		"ca_cert_file": l.certs.CAFile, "server_cert_file": certFile, "server_key_file": keyFile,
 		"network": "10.255.0.0/16", "subnet_prefix_length": 24,
 		"database":                 map[string]any{"type": "sqlite", "database_name": filepath.Join(l.Dir, "silk.db"), "timeout": 10},
@@ -339,15 +340,6 @@ func writeJSON(t testing.TB, dir, name string, v any) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func freePort(t testing.TB, host string) int {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func waitHTTP(t testing.TB, p *Proc, url string) {
