@@ -67,3 +67,17 @@ func WithoutTags(policies []Policy) []Policy {
 	}
 	return out
 }
+
+// SecurityGroup is an application security group as the ASG syncer copies
+// it from Cloud Controller and the internal API serves it to cells. Rules is
+// the serialized JSON array of rules, kept as a string end to end as
+// upstream does.
+type SecurityGroup struct {
+	GUID              string
+	Name              string
+	Rules             string
+	StagingDefault    bool
+	RunningDefault    bool
+	StagingSpaceGUIDs []string
+	RunningSpaceGUIDs []string
+}

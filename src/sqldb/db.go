@@ -160,6 +160,17 @@ func (t *Tx) SelectContext(ctx context.Context, dest any, query string, args ...
 	}))
 }
 
+// QueryContext runs a query in the transaction for callers that scan rows
+// by hand; the caller must close the rows before the next statement.
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	var rows *sql.Rows
+	err := t.db.track(func() (err error) {
+		rows, err = t.tx.QueryContext(ctx, t.db.dialect.Rebind(query), args...)
+		return err
+	})
+	return rows, t.db.mapErr(err)
+}
+
 // Stats is a snapshot for upstream's DB metrics.
 type Stats struct {
 	OpenConnections  int

@@ -1,6 +1,7 @@
 package sqldb
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
@@ -31,6 +33,16 @@ type Dialect struct {
 	NowUnix string
 	// AutoIncrementPK is the column definition of a surrogate integer key.
 	AutoIncrementPK string
+	// nextTimestamp renders the new value of a TIMESTAMP version column:
+	// the database clock at the dialect's best sub-second precision.
+	nextTimestamp func(column string) string
+	// jsonContainsAny renders "the JSON array in column holds any of n
+	// strings", with n `?` placeholders.
+	jsonContainsAny func(column string, n int) string
+	// hasTable and hasIndex are catalog queries taking the table (and index)
+	// name and returning a count.
+	hasTable string
+	hasIndex string
 	// migrationsTable creates upstream's sql-migrate bookkeeping table.
 	migrationsTable string
 	// uniqueViolation reports whether err is a unique-constraint violation.
@@ -46,6 +58,19 @@ var dialects = map[string]*Dialect{
 		bind:            sqlx.DOLLAR,
 		NowUnix:         "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
 		AutoIncrementPK: "SERIAL PRIMARY KEY",
+		// Microseconds, as upstream writes it, and at least 1µs past the
+		// previous value: transactions that began in the same microsecond
+		// would otherwise write the same stamp.
+		nextTimestamp: func(column string) string {
+			return "GREATEST(LOCALTIMESTAMP, " + column + " + interval '1 microsecond')"
+		},
+		jsonContainsAny: func(column string, n int) string {
+			// jsonb_exists_any is the function behind upstream's `?|`
+			// operator, which placeholder rebinding would mangle.
+			return "jsonb_exists_any(" + column + ", ARRAY[" + placeholders(n) + "]::text[])"
+		},
+		hasTable:        `SELECT COUNT(*) FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relname = ? AND pg_table_is_visible(c.oid)`,
+		hasIndex:        `SELECT COUNT(*) FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_class c ON c.oid = i.indexrelid WHERE t.relname = ? AND c.relname = ? AND pg_table_is_visible(t.oid)`,
 		migrationsTable: `CREATE TABLE IF NOT EXISTS gorp_migrations (id text NOT NULL PRIMARY KEY, applied_at timestamp with time zone NULL)`,
 		uniqueViolation: func(err error) bool {
 			var pqErr *pq.Error
@@ -66,6 +91,20 @@ var dialects = map[string]*Dialect{
 		bind:            sqlx.QUESTION,
 		NowUnix:         "UNIX_TIMESTAMP()",
 		AutoIncrementPK: "int NOT NULL AUTO_INCREMENT PRIMARY KEY",
+		// TIMESTAMP(6) after upstream's migration 79; strictly increasing
+		// as on PostgreSQL.
+		nextTimestamp: func(column string) string {
+			return "GREATEST(CURRENT_TIMESTAMP(6), " + column + " + INTERVAL 1 MICROSECOND)"
+		},
+		jsonContainsAny: func(column string, n int) string {
+			terms := make([]string, n)
+			for i := range terms {
+				terms[i] = "JSON_CONTAINS(" + column + ", JSON_QUOTE(?))"
+			}
+			return "(" + strings.Join(terms, " OR ") + ")"
+		},
+		hasTable:        `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?`,
+		hasIndex:        `SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?`,
 		migrationsTable: `CREATE TABLE IF NOT EXISTS gorp_migrations (id varchar(255) NOT NULL PRIMARY KEY, applied_at datetime NULL)`,
 		uniqueViolation: func(err error) bool {
 			var myErr *mysql.MySQLError
@@ -86,6 +125,16 @@ var dialects = map[string]*Dialect{
 		bind:            sqlx.QUESTION,
 		NowUnix:         "CAST(strftime('%s','now') AS INTEGER)",
 		AutoIncrementPK: "INTEGER PRIMARY KEY AUTOINCREMENT",
+		// SQLite's clock has milliseconds; writers are serialised, so
+		// stepping past the previous value keeps every write distinct.
+		nextTimestamp: func(column string) string {
+			return "MAX(strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', " + column + ", '+0.001 seconds'))"
+		},
+		jsonContainsAny: func(column string, n int) string {
+			return "EXISTS (SELECT 1 FROM json_each(" + column + ") WHERE json_each.value IN (" + placeholders(n) + "))"
+		},
+		hasTable:        `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		hasIndex:        `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name = ?`,
 		migrationsTable: `CREATE TABLE IF NOT EXISTS gorp_migrations (id varchar(255) NOT NULL PRIMARY KEY, applied_at datetime NULL)`,
 		uniqueViolation: func(err error) bool {
 			var sqErr *sqlite.Error
@@ -110,6 +159,69 @@ func DialectFor(dbType string) (*Dialect, error) {
 
 // Rebind rewrites `?` placeholders into the dialect's style.
 func (d *Dialect) Rebind(query string) string { return sqlx.Rebind(d.bind, query) }
+
+// NextTimestamp is the SQL expression for the new value of a TIMESTAMP
+// column that versions a table (policies_info.last_updated): the database
+// clock at the dialect's best precision (microseconds; milliseconds on
+// SQLite), but at least one step past the column's previous value. Writers
+// that update the row one after another (its row lock) therefore always
+// produce strictly increasing stamps, so every write is visible as a change
+// and a newer stamp always means newer data.
+func (d *Dialect) NextTimestamp(column string) string { return d.nextTimestamp(column) }
+
+// JSONArrayContainsAny is an SQL condition, with n `?` placeholders, that
+// holds when the JSON array of strings in column contains any of them.
+func (d *Dialect) JSONArrayContainsAny(column string, n int) string {
+	if n <= 0 {
+		return "1 = 0"
+	}
+	return d.jsonContainsAny(column, n)
+}
+
+// HasTable reports whether a table exists in the connected database.
+func (d *Dialect) HasTable(ctx context.Context, q Querier, table string) (bool, error) {
+	var n int
+	err := q.GetContext(ctx, &n, d.hasTable, table)
+	return n > 0, err
+}
+
+// HasIndex reports whether table has an index (on PostgreSQL and MySQL this
+// includes the index behind a UNIQUE constraint) with the given name.
+func (d *Dialect) HasIndex(ctx context.Context, q Querier, table, index string) (bool, error) {
+	var n int
+	err := q.GetContext(ctx, &n, d.hasIndex, table, index)
+	return n > 0, err
+}
+
+// ByDialect holds one statement list per database, as upstream's
+// migrations do (a map from driver name to statements).
+type ByDialect struct {
+	Postgres []string
+	MySQL    []string
+	SQLite   []string
+}
+
+// Pick returns the statements for this dialect.
+func (d *Dialect) Pick(s ByDialect) []string {
+	switch d.Name {
+	case TypePostgres:
+		return s.Postgres
+	case TypeMySQL:
+		return s.MySQL
+	default:
+		return s.SQLite
+	}
+}
+
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// Placeholders returns n comma-separated `?` placeholders for an IN list.
+func Placeholders(n int) string { return placeholders(n) }
 
 // IsUniqueViolation reports whether err is a unique-constraint violation.
 func (d *Dialect) IsUniqueViolation(err error) bool { return err != nil && d.uniqueViolation(err) }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/mtls/mtlstest"
+)
+
+// The test binary doubles as policy-server-internal: with NETMAN_RUN_MAIN
+// set it runs main with the remaining arguments, so the real process
+// (flags, exit codes, signals) is exercised without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
+		os.Args = append([]string{"policy-server-internal"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
+	return cmd
+}
+
+func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(path, []byte(`{"log_prefix": "cf", "internal_listen_port": 4003, "database": {"type": "sqlite"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := command("-config-file", path)
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want status 1", err)
+	}
+	for _, want := range []string{
+		"cf.policy-server-internal: could not read config file: invalid config:",
+		"listen_host: missing required value", "database.database_name: missing required value",
+		"ca_cert_file: missing required value", "tag_length: missing required value", "metron_address: missing required value",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+
+	stderr.Reset()
+	cmd = command("-config-file", filepath.Join(t.TempDir(), "missing.json"))
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.HasPrefix(stderr.String(), "cfnetworking.policy-server-internal: could not read config file: reading config: ") {
+		t.Errorf("missing file: %v, stderr %q", err, stderr.String())
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer is the child's stdout, written by exec's copier while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestStartsAndStopsOnSIGTERM(t *testing.T) {
+	files := mtlstest.NewTestFiles(t)
+	dir := t.TempDir()
+	health := freePort(t)
+	cfg := fmt.Sprintf(`{
+		"log_prefix": "cfnetworking", "listen_host": "127.0.0.1", "internal_listen_port": %d,
+		"debug_server_host": "127.0.0.1", "debug_server_port": %d, "health_check_port": %d,
+		"ca_cert_file": %q, "server_cert_file": %q, "server_key_file": %q,
+		"database": {"type": "sqlite", "database_name": %q, "timeout": 5},
+		"tag_length": 1, "metron_address": "127.0.0.1:3457", "log_level": "debug"}`,
+		freePort(t), freePort(t), health, files.CAFile, files.ServerCert, files.ServerKey, filepath.Join(dir, "policy.db"))
+	path := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout lockedBuffer
+	cmd := command("-config-file", path)
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	healthy := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !healthy; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", health))
+		if err == nil {
+			resp.Body.Close()
+			healthy = resp.StatusCode == http.StatusOK
+		}
+	}
+	if !healthy {
+		t.Fatalf("never healthy; output:\n%s", stdout.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM = %v; output:\n%s", err, stdout.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("did not exit within 20s of SIGTERM")
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		`"source":"cfnetworking.policy-server-internal"`,
+		`"message":"cfnetworking.policy-server-internal.starting internal server"`,
+		`"message":"cfnetworking.policy-server-internal.db connection retrieved"`,
+		`"message":"cfnetworking.policy-server-internal.exited"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,52 @@
+// Command policy-server serves the external policy API (v0 and v1) to the
+// cf CLI and operators, with UAA tokens and Cloud Controller space checks,
+// and periodically deletes policies of deleted apps.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/policyserver/api/external"
+	"github.com/netman-release/netman/src/policyserver/config"
+	"github.com/netman-release/netman/src/policyserver/store"
+)
+
+const job = "policy-server"
+
+func main() {
+	configPath := flag.String("config-file", "", "path to the JSON config file")
+	flag.Parse()
+
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		prefix := cfg.LogPrefix
+		if prefix == "" {
+			prefix = logging.DefaultPrefix
+		}
+		fmt.Fprintf(os.Stderr, "%s.%s: could not read config file: %s\n", prefix, job, err)
+		os.Exit(1)
+	}
+	logger, sink, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", cfg.LogPrefix, job, err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = external.Run(ctx, logger, sink, cfg)
+	if err != nil {
+		logger.Error("exited-with-failure", err)
+		if errors.Is(err, store.ErrMigrationTimeout) {
+			os.Exit(3)
+		}
+		os.Exit(1)
+	}
+	logger.Info("exited")
+}

@@ -1,0 +1,269 @@
+// Package internalapi is policy-server-internal: the mutual-TLS API that
+// vxlan-policy-agents and other cell components call for the policies of
+// their apps (with tags), the policies_last_updated version, tags for
+// non-app groups and the application security groups, plus the daemon's
+// plain health server and its wiring (Run). It also owns netman's
+// long-poll extension of policies_last_updated (see Watcher).
+package internalapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/policyserver/store"
+)
+
+// Route names used for upstream's <Name>RequestTime / <Name>RequestCount.
+const (
+	RouteCreateTags                  = "CreateTags"
+	RouteInternalPolicies            = "InternalPolicies"
+	RouteInternalPoliciesLastUpdated = "InternalPoliciesLastUpdated"
+	RouteInternalSecurityGroups      = "InternalSecurityGroups"
+	// RouteInternalPoliciesLastUpdatedLongPoll times long-polls apart, so
+	// their deliberate waits do not distort upstream's metric.
+	RouteInternalPoliciesLastUpdatedLongPoll = "InternalPoliciesLastUpdatedLongPoll"
+)
+
+// Long-poll extension of GET .../policies_last_updated (netman only).
+const (
+	// LongPollHeader is set to "1" on every policies_last_updated answer so
+	// a client learns from any plain poll that it may long-poll.
+	LongPollHeader = "X-Netman-Long-Poll"
+	// WaitParam is how long, in seconds (decimal), the client will wait
+	// for a change; capped at MaxLongPollWait.
+	WaitParam = "wait"
+	// SinceParam is the value the client already has.
+	SinceParam = "since"
+)
+
+// maxTagBody bounds PUT tags bodies; a tag request is under 200 bytes.
+const maxTagBody = 1 << 20
+
+// Store is what the API reads and writes policies and tags through.
+type Store interface {
+	All(ctx context.Context) ([]policy.Policy, error)
+	ByGuids(ctx context.Context, srcGuids, destGuids []string, inSourceAndDest bool) ([]policy.Policy, error)
+	LastUpdated(ctx context.Context) (int64, error)
+	CreateTag(ctx context.Context, id, groupType string) (policy.Tag, error)
+}
+
+// SecurityGroupStore pages through the security groups that apply to a set
+// of spaces: the global defaults plus those bound to any of spaceGuids.
+type SecurityGroupStore interface {
+	SecurityGroupsBySpaceGuids(ctx context.Context, spaceGuids []string, page store.Page) ([]policy.SecurityGroup, store.Pagination, error)
+}
+
+// API serves the internal routes.
+type API struct {
+	logger  lager.Logger
+	store   Store
+	groups  SecurityGroupStore
+	watcher *Watcher
+	errors  errorResponder
+}
+
+// NewAPI builds the handlers; errs counts error responses (`http_error`).
+// watcher answers long-polls and must be running (its Run) for them to
+// wait; with a nil watcher long-poll parameters are ignored.
+func NewAPI(logger lager.Logger, st Store, groups SecurityGroupStore, watcher *Watcher, errs Counter) *API {
+	return &API{logger: logger, store: st, groups: groups, watcher: watcher, errors: errorResponder{errors: errs}}
+}
+
+// Routes returns upstream's internal route table.
+func (a *API) Routes() []Route {
+	return []Route{
+		{Method: http.MethodPut, Path: "/networking/v1/internal/tags", Name: RouteCreateTags, Handler: http.HandlerFunc(a.createTag)},
+		{Method: http.MethodGet, Path: "/networking/:version/internal/policies", Name: RouteInternalPolicies, Handler: http.HandlerFunc(a.policies)},
+		{Method: http.MethodGet, Path: "/networking/:version/internal/policies_last_updated", Name: RouteInternalPoliciesLastUpdated, Handler: http.HandlerFunc(a.lastUpdated)},
+		{Method: http.MethodGet, Path: "/networking/:version/internal/security_groups", Name: RouteInternalSecurityGroups, Handler: http.HandlerFunc(a.securityGroups)},
+	}
+}
+
+// Handler is the internal server's handler: upstream's route table behind
+// the router, each route wrapped by wrap (metrics, request logging) and
+// then given the HSTS header.
+//
+// Long-polls of policies_last_updated are wrapped under the name
+// RouteInternalPoliciesLastUpdatedLongPoll instead, so that their waits
+// stay out of upstream's InternalPoliciesLastUpdatedRequestTime.
+func (a *API) Handler(wrap func(name string, h http.Handler) http.Handler) http.Handler {
+	if wrap == nil {
+		wrap = func(_ string, h http.Handler) http.Handler { return h }
+	}
+	routes := a.Routes()
+	for i, r := range routes {
+		h := wrap(r.Name, r.Handler)
+		if r.Name == RouteInternalPoliciesLastUpdated {
+			plain, longPoll := h, wrap(RouteInternalPoliciesLastUpdatedLongPoll, r.Handler)
+			h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if IsLongPoll(req) {
+					longPoll.ServeHTTP(w, req)
+					return
+				}
+				plain.ServeHTTP(w, req)
+			})
+		}
+		routes[i].Handler = HSTS(h)
+	}
+	return NewRouter(routes...)
+}
+
+// IsLongPoll reports whether r asks policies_last_updated to wait.
+func IsLongPoll(r *http.Request) bool {
+	q := r.URL.Query()
+	return q.Has(WaitParam) && q.Has(SinceParam)
+}
+
+func (a *API) policies(w http.ResponseWriter, r *http.Request) {
+	logger := requestLogger(r, a.logger).Session("index-policies-internal")
+	var (
+		policies []policy.Policy
+		err      error
+	)
+	// Only the first id= counts; "id=" asks for the id "" (no policies).
+	if ids, ok := firstValue(r.URL.Query(), "id"); ok {
+		list := strings.Split(ids, ",")
+		policies, err = a.store.ByGuids(r.Context(), list, list, false)
+	} else {
+		policies, err = a.store.All(r.Context())
+	}
+	if err != nil {
+		a.errors.write(w, logger, http.StatusInternalServerError, err, "database read failed")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(policy.MarshalV1(policies))
+}
+
+func (a *API) lastUpdated(w http.ResponseWriter, r *http.Request) {
+	logger := requestLogger(r, a.logger).Session("policies-last-updated-internal")
+	wait, since, longPoll, err := parseLongPoll(r.URL.Query())
+	if err != nil {
+		a.errors.write(w, logger, http.StatusBadRequest, err, err.Error())
+		return
+	}
+	var v int64
+	err = errNoAnswer
+	if longPoll && wait > 0 && a.watcher != nil {
+		v, err = a.watcher.Wait(r.Context(), since, wait)
+	}
+	if errors.Is(err, errNoAnswer) {
+		v, err = a.store.LastUpdated(r.Context())
+	}
+	if err != nil && r.Context().Err() != nil {
+		return // the client hung up mid-wait: nobody to answer, nothing failed
+	}
+	if err != nil {
+		a.errors.write(w, logger, http.StatusInternalServerError, err, "database read failed")
+		return
+	}
+	w.Header().Set(LongPollHeader, "1")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(strconv.AppendInt(nil, v, 10))
+}
+
+// parseLongPoll reads the long-poll parameters; longPoll is false unless
+// both are present. Bad values are the client's error (400), named in the
+// same style as the security_groups parameters.
+func parseLongPoll(q url.Values) (wait time.Duration, since int64, longPoll bool, err error) {
+	waitStr, hasWait := firstValue(q, WaitParam)
+	sinceStr, hasSince := firstValue(q, SinceParam)
+	if !hasWait && !hasSince {
+		return 0, 0, false, nil
+	}
+	if hasWait {
+		secs, perr := strconv.ParseFloat(waitStr, 64)
+		if perr != nil || secs < 0 || math.IsNaN(secs) {
+			return 0, 0, false, errors.New("invalid value for 'wait' parameter")
+		}
+		wait = time.Duration(min(secs, MaxLongPollWait.Seconds()) * float64(time.Second))
+	}
+	if hasSince {
+		if since, err = strconv.ParseInt(sinceStr, 10, 64); err != nil {
+			return 0, 0, false, errors.New("invalid value for 'since' parameter")
+		}
+	}
+	return wait, since, hasWait && hasSince, nil
+}
+
+type tagRequest struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+func (a *API) createTag(w http.ResponseWriter, r *http.Request) {
+	logger := requestLogger(r, a.logger).Session("create-tags")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTagBody))
+	if err != nil {
+		a.errors.write(w, logger, http.StatusBadRequest, err, "failed reading request body")
+		return
+	}
+	var req tagRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		a.errors.write(w, logger, http.StatusBadRequest, err, "failed parsing request body")
+		return
+	}
+	tag, err := a.store.CreateTag(r.Context(), req.ID, req.Type)
+	if err != nil {
+		a.errors.write(w, logger, http.StatusInternalServerError, err, "database create failed")
+		return
+	}
+	if a.watcher != nil {
+		a.watcher.Notify()
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(policy.AppendTag(nil, tag))
+}
+
+func (a *API) securityGroups(w http.ResponseWriter, r *http.Request) {
+	logger := requestLogger(r, a.logger).Session("index-security-group-rules")
+	q := r.URL.Query()
+	var spaceGuids []string
+	if s, ok := firstValue(q, "space_guids"); ok {
+		spaceGuids = strings.Split(s, ",")
+	}
+	// Upstream answers bad integers with 500, and checks from first.
+	from, err := intParam(q, "from")
+	if err != nil {
+		a.errors.write(w, logger, http.StatusInternalServerError, err, "invalid value for 'from' parameter")
+		return
+	}
+	limit, err := intParam(q, "limit")
+	if err != nil {
+		a.errors.write(w, logger, http.StatusInternalServerError, err, "invalid value for 'limit' parameter")
+		return
+	}
+	groups, page, err := a.groups.SecurityGroupsBySpaceGuids(r.Context(), spaceGuids, store.Page{From: from, Limit: limit})
+	if err != nil {
+		a.errors.write(w, logger, http.StatusInternalServerError, err, "database read failed")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(appendSecurityGroups(make([]byte, 0, 64+len(groups)*512), groups, page.Next))
+}
+
+func firstValue(q url.Values, key string) (string, bool) {
+	if v, ok := q[key]; ok && len(v) > 0 {
+		return v[0], true
+	}
+	return "", false
+}
+
+func intParam(q url.Values, key string) (int, error) {
+	s, ok := firstValue(q, key)
+	if !ok {
+		return 0, nil
+	}
+	return strconv.Atoi(s)
+}

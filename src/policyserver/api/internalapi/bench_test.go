@@ -1,0 +1,290 @@
+package internalapi_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/policyserver/api/internalapi"
+	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/testsupport/dbtest"
+)
+
+// Benchmarks drive the internal handler in-process, wrapped as Run wraps it
+// (request ids, logging into a sink-less logger, metrics into the
+// registry), over the real store, so they measure routing, the store, SQL
+// and encoding, not TLS handshakes (agents keep their connections alive).
+// Run with:
+//   go test -run '^$' -bench . -benchtime 2000x ./src/policyserver/api/internalapi/
+// The data set is 60,000 policies between 6,000 apps, each app the source
+// of 10 policies and the destination of 10.
+
+const (
+	benchPolicies = 60000
+	benchApps     = benchPolicies / 10
+)
+
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) report(b *testing.B) {
+	slices.Sort(l.d)
+	if len(l.d) == 0 {
+		return
+	}
+	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+func benchApp(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i%benchApps) }
+
+type benchServer struct {
+	store   *store.Store
+	watcher *internalapi.Watcher
+	handler http.Handler
+}
+
+// seeded memoizes one 60k-policy server per dialect for the parent
+// benchmark's lifetime: seeding takes seconds.
+func seeded(parent *testing.B) func(dbType string) *benchServer {
+	servers := map[string]*benchServer{}
+	return func(dbType string) *benchServer {
+		if s, ok := servers[dbType]; ok {
+			return s
+		}
+		logger := lager.NewLogger("bench") // no sinks: logging costs what it costs in production minus the I/O
+		db := openMigrated(parent, dbType, logger)
+		sender, err := metrics.NewSender(nil, internalapi.Component, 0)
+		if err != nil {
+			parent.Fatal(err)
+		}
+		st := store.New(db, 2, sender)
+		seedPolicies(parent, st)
+		w := internalapi.NewWatcher(st.LastUpdated, internalapi.DefaultWatchInterval)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = w.Run(ctx); close(done) }()
+		parent.Cleanup(func() { cancel(); <-done })
+		h := internalapi.NewAPI(logger, st, st, w, sender).Handler(func(name string, h http.Handler) http.Handler {
+			return daemon.MetricsMiddleware(sender, name, internalapi.LogRequests(logger, h))
+		})
+		s := &benchServer{store: st, watcher: w, handler: h}
+		servers[dbType] = s
+		return s
+	}
+}
+
+func seedPolicies(b *testing.B, s *store.Store) {
+	b.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	const batch = 2000
+	ps := make([]policy.Policy, 0, batch)
+	for i := range benchPolicies {
+		src, k := i/10, i%10
+		ps = append(ps, policy.NewPolicy(benchApp(src), benchApp(src+1+37*k), "tcp", 8080+k, 8080+k))
+		if len(ps) == batch {
+			if err := s.Create(ctx, ps); err != nil {
+				b.Fatal(err)
+			}
+			ps = ps[:0]
+		}
+	}
+	b.Logf("seeded %d policies in %v", benchPolicies, time.Since(start).Round(time.Millisecond))
+}
+
+// backgroundWriter creates or deletes one policy every interval until stop.
+func backgroundWriter(b *testing.B, s *store.Store, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		p := policy.NewPolicy(benchApp(1), benchApp(2), "udp", 9999, 9999)
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			var err error
+			if i%2 == 0 {
+				err = s.Create(ctx, []policy.Policy{p})
+			} else {
+				err = s.Delete(ctx, []policy.Policy{p})
+			}
+			if err != nil && ctx.Err() == nil {
+				b.Errorf("background write: %v", err)
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func serve(b *testing.B, h http.Handler, target string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+	if rec.Code != http.StatusOK {
+		b.Errorf("GET %s = %d %s", target, rec.Code, rec.Body)
+	}
+	return rec
+}
+
+// benchPolicies250 asks, as a cell's agent does, for the policies of 250
+// random apps (source or destination) at 60,000 policies, back to back from
+// one client; with writeEvery > 0 a policy is written that often, and the
+// next request pays the store's reload.
+func benchPolicies250(b *testing.B, writeEvery time.Duration) {
+	server := seeded(b)
+	for _, d := range dbtest.Dialects {
+		b.Run(d, func(b *testing.B) {
+			s := server(d)
+			if writeEvery > 0 {
+				defer backgroundWriter(b, s.store, writeEvery)()
+			}
+			serve(b, s.handler, "/networking/v1/internal/policies?id=warm-up")
+			rng := rand.New(rand.NewPCG(1, 2))
+			ids := make([]string, 250)
+			var lat latencies
+			var bytes, policies int
+			for b.Loop() {
+				for j := range ids {
+					ids[j] = benchApp(rng.IntN(benchApps))
+				}
+				target := "/networking/v1/internal/policies?id=" + strings.Join(ids, ",")
+				t0 := time.Now()
+				rec := serve(b, s.handler, target)
+				lat.add(time.Since(t0))
+				bytes += rec.Body.Len()
+				policies += strings.Count(rec.Body.String(), `"source"`)
+			}
+			b.ReportMetric(float64(policies)/float64(b.N), "policies/op")
+			b.ReportMetric(float64(bytes)/float64(b.N), "resp-bytes/op")
+			lat.report(b)
+		})
+	}
+}
+
+// BenchmarkPolicies250 is the steady state between policy changes.
+func BenchmarkPolicies250(b *testing.B) { benchPolicies250(b, 0) }
+
+// BenchmarkPolicies250Writes has a policy write every second.
+func BenchmarkPolicies250Writes(b *testing.B) { benchPolicies250(b, time.Second) }
+
+// BenchmarkLastUpdatedPaced sends GET policies_last_updated at 200 req/s
+// (1,000 cells polling every 5 s) with a policy write every second, and
+// reports the latency each request saw.
+func BenchmarkLastUpdatedPaced(b *testing.B) {
+	server := seeded(b)
+	for _, d := range dbtest.Dialects {
+		b.Run(d+"/200rps", func(b *testing.B) {
+			s := server(d)
+			defer backgroundWriter(b, s.store, time.Second)()
+			var lat latencies
+			var wg sync.WaitGroup
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				<-tick.C
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					t0 := time.Now()
+					serve(b, s.handler, "/networking/v1/internal/policies_last_updated")
+					lat.add(time.Since(t0))
+				}()
+			}
+			wg.Wait()
+			lat.report(b)
+		})
+	}
+}
+
+// BenchmarkLongPollFanout parks 1,000 long-polls (1,000 cells), writes one
+// policy, and measures how long after the write's commit each long-poll is
+// answered with the new value, and how many LastUpdated reads the database
+// served per round (the watcher's, not one per waiter).
+func BenchmarkLongPollFanout(b *testing.B) {
+	const waiters = 1000
+	server := seeded(b)
+	for _, d := range dbtest.Dialects {
+		b.Run(d, func(b *testing.B) {
+			s := server(d)
+			ctx := context.Background()
+			var lat latencies
+			var reads atomic.Int64
+			countingRead := func(ctx context.Context) (int64, error) {
+				reads.Add(1)
+				return s.store.LastUpdated(ctx)
+			}
+			w := internalapi.NewWatcher(countingRead, internalapi.DefaultWatchInterval)
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() { _ = w.Run(wctx) }()
+			h := internalapi.NewAPI(lager.NewLogger("bench"), s.store, s.store, w, nil).Handler(nil)
+			p := policy.NewPolicy(benchApp(3), benchApp(4), "udp", 9998, 9998)
+			for i := 0; b.Loop(); i++ {
+				since, err := s.store.LastUpdated(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				target := "/networking/v1/internal/policies_last_updated?wait=30&since=" + strconv.FormatInt(since, 10)
+				answered := make([]time.Time, waiters)
+				var wg sync.WaitGroup
+				for j := range waiters {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						rec := serve(b, h, target)
+						answered[j] = time.Now()
+						if rec.Body.String() == strconv.FormatInt(since, 10) {
+							b.Errorf("long-poll timed out")
+						}
+					}()
+				}
+				time.Sleep(300 * time.Millisecond) // all parked
+				if i%2 == 0 {
+					err = s.store.Create(ctx, []policy.Policy{p})
+				} else {
+					err = s.store.Delete(ctx, []policy.Policy{p})
+				}
+				committed := time.Now()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Wait()
+				for _, t := range answered {
+					lat.add(t.Sub(committed))
+				}
+			}
+			b.ReportMetric(float64(reads.Load())/float64(b.N), "db-reads/round")
+			lat.report(b)
+		})
+	}
+}
