@@ -24,6 +24,7 @@ type DB struct {
 	x       *sqlx.DB
 	dialect *Dialect
 	stats   queryStats
+	txSlot  chan struct{} // one transaction at a time when dialect.serialTx
 }
 
 type queryStats struct {
@@ -90,6 +91,14 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 
 // WithTx runs fn in a transaction, committing when fn returns nil.
 func (db *DB) WithTx(ctx context.Context, fn func(*Tx) error) error {
+	if db.txSlot != nil {
+		select {
+		case db.txSlot <- struct{}{}:
+			defer func() { <-db.txSlot }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	tx, err := db.x.BeginTxx(ctx, nil)
 	if err != nil {
 		return db.mapErr(err)
@@ -257,5 +266,9 @@ func open(ctx context.Context, logger lager.Logger, c Config, pool Pool, attempt
 	raw.SetMaxOpenConns(pool.MaxOpenConnections)
 	raw.SetMaxIdleConns(pool.MaxIdleConnections)
 	raw.SetConnMaxLifetime(time.Duration(pool.ConnectionsMaxLifetimeSeconds) * time.Second)
-	return &DB{x: sqlx.NewDb(raw, d.Name), dialect: d}, nil
+	db := &DB{x: sqlx.NewDb(raw, d.Name), dialect: d}
+	if d.serialTx {
+		db.txSlot = make(chan struct{}, 1)
+	}
+	return db, nil
 }

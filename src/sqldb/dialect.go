@@ -50,6 +50,11 @@ type Dialect struct {
 	// retriable reports whether a connect error is worth retrying.
 	retriable func(error) bool
 	open      func(Config) (*sql.DB, error)
+	// serialTx: every transaction takes the database's write lock at
+	// BEGIN (SQLite's immediate transactions). Queueing them in process
+	// is fair and cheap; leaving it to busy_timeout lets an unlucky
+	// writer sleep-poll past the timeout under load (SQLITE_BUSY).
+	serialTx bool
 }
 
 var dialects = map[string]*Dialect{
@@ -145,6 +150,7 @@ var dialects = map[string]*Dialect{
 		},
 		retriable: func(error) bool { return false },
 		open:      openSQLite,
+		serialTx:  true,
 	},
 }
 

@@ -114,19 +114,7 @@ func (s *Store) Create(ctx context.Context, policies []policy.Policy) (err error
 }
 
 func (s *Store) create(ctx context.Context, tx *sqldb.Tx, policies []policy.Policy) error {
-	// Upstream assigns per policy, source then destination; first
-	// appearance keeps the same apps on the same tags.
-	var guids []string
-	seen := map[string]bool{}
-	for _, p := range policies {
-		for _, g := range []string{p.Source.ID, p.Destination.ID} {
-			if !seen[g] {
-				seen[g] = true
-				guids = append(guids, g)
-			}
-		}
-	}
-	groups, err := assignGroups(ctx, tx, guids, policy.GroupTypeApp)
+	groups, err := assignGroups(ctx, tx, appsOf(policies), policy.GroupTypeApp)
 	if err != nil {
 		return fmt.Errorf("creating group: %w", err)
 	}
@@ -162,16 +150,7 @@ func (s *Store) Delete(ctx context.Context, policies []policy.Policy) (err error
 }
 
 func (s *Store) delete(ctx context.Context, tx *sqldb.Tx, policies []policy.Policy) error {
-	var guids []string
-	seen := map[string]bool{}
-	for _, p := range policies {
-		for _, g := range []string{p.Source.ID, p.Destination.ID} {
-			if !seen[g] {
-				seen[g] = true
-				guids = append(guids, g)
-			}
-		}
-	}
+	guids := appsOf(policies)
 	groups := map[string]int{}
 	err := chunked(len(guids), inChunk, func(lo, hi int) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id, guid FROM "groups" WHERE guid IN (`+sqldb.Placeholders(hi-lo)+`)`, anys(guids[lo:hi])...)
@@ -769,6 +748,22 @@ func ensurePolicies(ctx context.Context, tx *sqldb.Tx, pairs []policyKey) error 
 }
 
 // ---- helpers ----
+
+// appsOf lists the apps of policies in order of first appearance, source
+// then destination per policy: the order upstream assigns tags in.
+func appsOf(policies []policy.Policy) []string {
+	var out []string
+	seen := make(map[string]bool, 2*len(policies))
+	for _, p := range policies {
+		for _, g := range [2]string{p.Source.ID, p.Destination.ID} {
+			if !seen[g] {
+				seen[g] = true
+				out = append(out, g)
+			}
+		}
+	}
+	return out
+}
 
 // Chunk sizes keep every statement well under the smallest placeholder
 // limit (SQLite's 32766) and the planners' comfort zone.
