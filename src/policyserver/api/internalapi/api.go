@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -142,8 +143,35 @@ func (a *API) policies(w http.ResponseWriter, r *http.Request) {
 		a.errors.write(w, logger, http.StatusInternalServerError, err, "database read failed")
 		return
 	}
+	buf := getBuffer(48 + len(policies)*200)
+	*buf = policy.AppendV1(*buf, policies)
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(policy.MarshalV1(policies))
+	_, _ = w.Write(*buf)
+	putBuffer(buf)
+}
+
+// Policy answers run to a megabyte for a busy cell, and every agent asks
+// right after each policy change; reusing the buffers keeps that burst from
+// turning into garbage-collector work.
+var bufferPool sync.Pool
+
+// maxPooledBuffer keeps one huge answer (an all-policies dump) from pinning
+// its buffer for good.
+const maxPooledBuffer = 8 << 20
+
+func getBuffer(size int) *[]byte {
+	if b, ok := bufferPool.Get().(*[]byte); ok && cap(*b) >= size {
+		*b = (*b)[:0]
+		return b
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		bufferPool.Put(b)
+	}
 }
 
 func (a *API) lastUpdated(w http.ResponseWriter, r *http.Request) {
