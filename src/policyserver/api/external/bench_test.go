@@ -11,40 +11,58 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/testsupport/dbtest"
 )
 
-// BenchmarkPoliciesIndex is an admin GET .../policies with 10,000 stored
-// policies on SQLite: routing, token check (fake UAA over loopback HTTP),
-// the query, tag stripping and encoding.
+// BenchmarkPoliciesIndex is an admin GET .../policies with 60,000 stored
+// policies on each dialect: routing, token check (fake UAA over loopback
+// HTTP), the query, tag stripping and encoding.
 func BenchmarkPoliciesIndex(b *testing.B) {
-	for _, version := range []string{"v1", "v0"} {
-		b.Run(version, func(b *testing.B) {
-			h := newHarness(b, func(s *setup) { s.sqlite = true })
-			ps := make([]policy.Policy, 10000)
-			for i := range ps {
-				ps[i] = policy.NewPolicy(fmt.Sprintf("src-%04d-4fa0-8c1e-3c9e0d6b2a71", i%2000), fmt.Sprintf("dst-%04d-4fa0-8c1e-3c9e0d6b2a71", i%1000), "tcp", 8000+i/1000, 8000+i/1000+i%2)
-			}
-			if err := h.store.Create(context.Background(), ps); err != nil {
-				b.Fatal(err)
-			}
-			path := "/networking/" + version + "/external/policies"
-			latencies := make([]time.Duration, 0, b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				start := time.Now()
-				req := httptest.NewRequest("GET", path, nil)
-				req.Header.Set("Authorization", "Bearer "+adminToken)
-				rec := httptest.NewRecorder()
-				h.handler.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
-					b.Fatalf("%d %s", rec.Code, rec.Body.String())
+	const total, batch = 60000, 2000
+	for _, dbType := range dbtest.Dialects {
+		for _, version := range []string{"v1", "v0"} {
+			b.Run(dbType+"/"+version, func(b *testing.B) {
+				h := newHarness(b, func(s *setup) {
+					if dbType == sqldb.TypeSQLite {
+						s.sqlite = true
+					} else {
+						s.serverDB = dbType
+					}
+				})
+				for n := 0; n < total; n += batch {
+					ps := make([]policy.Policy, batch)
+					for j := range ps {
+						i := n + j
+						ps[j] = policy.NewPolicy(fmt.Sprintf("src-%05d-4fa0-8c1e-3c9e0d6b2a71", i%6000), fmt.Sprintf("dst-%05d-4fa0-8c1e-3c9e0d6b2a71", i%3000), "tcp", 8000+i/3000, 8000+i/3000+i%2)
+					}
+					if err := h.store.Create(context.Background(), ps); err != nil {
+						b.Fatal(err)
+					}
 				}
-				latencies = append(latencies, time.Since(start))
-			}
-			reportPercentiles(b, latencies)
-		})
+				benchIndex(b, h, version)
+			})
+		}
 	}
+}
+
+func benchIndex(b *testing.B, h *harness, version string) {
+	path := "/networking/" + version + "/external/policies"
+	latencies := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		rec := httptest.NewRecorder()
+		h.handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("%d %s", rec.Code, rec.Body.String())
+		}
+		latencies = append(latencies, time.Since(start))
+	}
+	reportPercentiles(b, latencies)
 }
 
 // BenchmarkCreateAsSpaceDeveloper is a non-admin create of one policy:

@@ -61,6 +61,7 @@ type setup struct {
 	maxPolicies int
 	fileAuth    *auth.FileAuth // replaces UAA and CC
 	sqlite      bool           // the real store on a fresh SQLite database
+	serverDB    string         // the real store on a fresh postgres or mysql database
 }
 
 // onEachStore runs fn against the stateful fake store and the real SQL
@@ -119,6 +120,23 @@ func sqliteStore(t testing.TB, sender *metrics.Sender) *store.Store {
 	return store.New(db, 2, sender)
 }
 
+// serverStore is the real store on a fresh, migrated postgres or mysql
+// database (benchmarks compare dialects).
+func serverStore(t testing.TB, dbType string, sender *metrics.Sender) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	cfg := dbtest.NewConfig(t, dbType)
+	if err := store.RunMigrateDB(ctx, lager.NewLogger("migrate"), store.MigrateDBConfig{Database: cfg, DatabaseMigrationTimeout: 60, TagLength: 2}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqldb.Open(ctx, lager.NewLogger("db"), cfg, sqldb.Pool{MaxOpenConnections: 20, MaxIdleConnections: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return store.New(db, 2, sender)
+}
+
 // stored is every policy in the store, without tags.
 func (h *harness) stored() []policy.Policy {
 	h.t.Helper()
@@ -155,7 +173,9 @@ func newHarness(t testing.TB, mods ...func(*setup)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.sqlite {
+	if s.serverDB != "" {
+		h.store = serverStore(t, s.serverDB, h.sender)
+	} else if s.sqlite {
 		h.store = sqliteStore(t, h.sender)
 	} else {
 		h.fake = newFakeStore()
