@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +11,8 @@ import (
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
+
+	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
 // Benchmarks call the store directly (no HTTP) on every dialect and report
@@ -25,28 +25,6 @@ const (
 	benchPolicies = 60000
 	benchApps     = benchPolicies / 10
 )
-
-type latencies struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (l *latencies) add(d time.Duration) {
-	l.mu.Lock()
-	l.d = append(l.d, d)
-	l.mu.Unlock()
-}
-
-func (l *latencies) report(b *testing.B) {
-	slices.Sort(l.d)
-	if len(l.d) == 0 {
-		return
-	}
-	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
-	b.ReportMetric(q(0.999), "p999-ms")
-}
 
 func benchApp(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i%benchApps) }
 
@@ -139,7 +117,7 @@ func BenchmarkCreate(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			s := benchStore(b, d)
 			ctx := context.Background()
-			var lat latencies
+			var lat benchlat.Latencies
 			i := 0
 			start := time.Now()
 			for b.Loop() {
@@ -152,11 +130,11 @@ func BenchmarkCreate(b *testing.B) {
 				if err := s.Create(ctx, ps); err != nil {
 					b.Fatal(err)
 				}
-				lat.add(time.Since(t0))
+				lat.Add(time.Since(t0))
 				i++
 			}
 			b.ReportMetric(float64(100*i)/time.Since(start).Seconds(), "policies/s")
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -169,7 +147,7 @@ func benchByGuids(b *testing.B, writeEvery time.Duration) {
 			if writeEvery > 0 {
 				defer backgroundWriter(b, s, writeEvery)()
 			}
-			var lat latencies
+			var lat benchlat.Latencies
 			var rows atomic.Int64
 			var seed atomic.Uint64
 			b.SetParallelism(2) // 4 clients on 2 CPUs
@@ -188,12 +166,12 @@ func benchByGuids(b *testing.B, writeEvery time.Duration) {
 						b.Error(err)
 						return
 					}
-					lat.add(time.Since(t0))
+					lat.Add(time.Since(t0))
 					rows.Add(int64(len(got)))
 				}
 			})
 			b.ReportMetric(float64(rows.Load())/float64(b.N), "policies/op")
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -214,19 +192,19 @@ func BenchmarkAll(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			s := seeded(b, d)
 			ctx := context.Background()
-			var lat latencies
+			var lat benchlat.Latencies
 			for b.Loop() {
 				t0 := time.Now()
 				got, err := s.All(ctx)
 				if err != nil {
 					b.Fatal(err)
 				}
-				lat.add(time.Since(t0))
+				lat.Add(time.Since(t0))
 				if len(got) < benchPolicies {
 					b.Fatalf("All returned %d policies", len(got))
 				}
 			}
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -241,7 +219,7 @@ func BenchmarkReloadAfterWrite(b *testing.B) {
 			s := seeded(b, d)
 			ctx := context.Background()
 			p := v1(benchApp(1), benchApp(2), "udp", 9999, 9999)
-			var lat latencies
+			var lat benchlat.Latencies
 			i := 0
 			for b.Loop() {
 				b.StopTimer()
@@ -260,9 +238,9 @@ func BenchmarkReloadAfterWrite(b *testing.B) {
 				if _, err := s.All(ctx); err != nil {
 					b.Fatal(err)
 				}
-				lat.add(time.Since(t0))
+				lat.Add(time.Since(t0))
 			}
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -276,7 +254,7 @@ func BenchmarkLastUpdated(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			s := seeded(b, d)
 			defer backgroundWriter(b, s, time.Second)()
-			var lat latencies
+			var lat benchlat.Latencies
 			b.SetParallelism(2)
 			b.ResetTimer()
 			start := time.Now()
@@ -288,11 +266,11 @@ func BenchmarkLastUpdated(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					lat.add(time.Since(t0))
+					lat.Add(time.Since(t0))
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }

@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+
+	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
 // BenchmarkAddDel measures one ADD and one DEL of a container on a cell
@@ -49,21 +50,8 @@ func BenchmarkAddDel(b *testing.B) {
 				dels = append(dels, time.Since(mid))
 			}
 			b.StopTimer()
-			reportPercentiles(b, "add", adds)
-			reportPercentiles(b, "del", dels)
+			benchlat.Report(b, "add", adds)
+			benchlat.Report(b, "del", dels)
 		})
 	}
-}
-
-func reportPercentiles(b *testing.B, name string, d []time.Duration) {
-	if len(d) == 0 {
-		return
-	}
-	slices.Sort(d)
-	at := func(p float64) float64 {
-		i := int(p * float64(len(d)-1))
-		return float64(d[i]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(at(0.50), name+"-p50-ms")
-	b.ReportMetric(at(0.99), name+"-p99-ms")
 }

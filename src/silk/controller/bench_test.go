@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,33 +14,14 @@ import (
 
 	"github.com/netman-release/netman/src/silk/lease"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
+
+	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
 // Benchmarks drive the API handler in-process (JSON, routing, SQL) so they
 // measure the controller, not TLS handshakes. Each reports p50/p99 latency.
 // Run with: make bench, or
 //   go test -run '^$' -bench . -benchtime 2000x ./src/silk/controller/
-
-type latencies struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (l *latencies) add(d time.Duration) {
-	l.mu.Lock()
-	l.d = append(l.d, d)
-	l.mu.Unlock()
-}
-
-func (l *latencies) report(b *testing.B) {
-	slices.Sort(l.d)
-	if len(l.d) == 0 {
-		return
-	}
-	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
-}
 
 func benchAPI(b *testing.B, dbType, network string, prefix int, indexTTL time.Duration) (*fixture, http.Handler) {
 	f := newFixture(b, dbType, network, prefix)
@@ -80,17 +60,17 @@ func BenchmarkAcquire(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			f, h := benchAPI(b, d, "10.255.0.0/16", 24, IndexCacheTTL)
 			fill(b, f, 200)
-			var lat latencies
+			var lat benchlat.Latencies
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
 				call(b, h, "PUT", "/leases/acquire", `{"underlay_ip":"10.200.0.1"}`)
-				lat.add(time.Since(start))
+				lat.Add(time.Since(start))
 				b.StopTimer()
 				call(b, h, "PUT", "/leases/release", `{"underlay_ip":"10.200.0.1"}`)
 				b.StartTimer()
 			}
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -108,7 +88,7 @@ func BenchmarkRenew(b *testing.B) {
 			bodies[i] = fmt.Sprintf(`{"underlay_ip":%q,"overlay_subnet":%q,"overlay_hardware_addr":%q}`, l.UnderlayIP, l.OverlaySubnet, l.OverlayHardwareAddr)
 		}
 		b.Run(d+"/paced-333rps", func(b *testing.B) {
-			var lat latencies
+			var lat benchlat.Latencies
 			var wg sync.WaitGroup
 			tick := time.NewTicker(3 * time.Millisecond)
 			defer tick.Stop()
@@ -120,14 +100,14 @@ func BenchmarkRenew(b *testing.B) {
 					defer wg.Done()
 					start := time.Now()
 					call(b, h, "PUT", "/leases/renew", body)
-					lat.add(time.Since(start))
+					lat.Add(time.Since(start))
 				}(bodies[i%len(bodies)])
 			}
 			wg.Wait()
-			lat.report(b)
+			lat.Report(b)
 		})
 		b.Run(d+"/saturated", func(b *testing.B) {
-			var lat latencies
+			var lat benchlat.Latencies
 			var next sync.Mutex
 			n := 0
 			b.SetParallelism(2)
@@ -140,11 +120,11 @@ func BenchmarkRenew(b *testing.B) {
 					next.Unlock()
 					start := time.Now()
 					call(b, h, "PUT", "/leases/renew", body)
-					lat.add(time.Since(start))
+					lat.Add(time.Since(start))
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "renews/s")
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -169,17 +149,17 @@ func BenchmarkIndex(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/%d/%s", d, s.leases, m.name), func(b *testing.B) {
 					f, h := benchAPI(b, d, s.network, s.prefix, m.ttl)
 					fill(b, f, s.leases)
-					var lat latencies
+					var lat benchlat.Latencies
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
 						start := time.Now()
 						rec := call(b, h, "GET", "/leases", "")
-						lat.add(time.Since(start))
+						lat.Add(time.Since(start))
 						if i == 0 && strings.Count(rec.Body.String(), "underlay_ip") != s.leases {
 							b.Fatalf("index returned the wrong number of leases")
 						}
 					}
-					lat.report(b)
+					lat.Report(b)
 				})
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
+
+	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
 // BenchmarkPoliciesIndex is an admin GET .../policies with 60,000 stored
@@ -62,7 +63,7 @@ func benchIndex(b *testing.B, h *harness, version string) {
 		}
 		latencies = append(latencies, time.Since(start))
 	}
-	reportPercentiles(b, latencies)
+	benchlat.Report(b, "", latencies)
 }
 
 // BenchmarkCreateAsSpaceDeveloper is a non-admin create of one policy:
@@ -88,15 +89,5 @@ func BenchmarkCreateAsSpaceDeveloper(b *testing.B) {
 		}
 		latencies = append(latencies, time.Since(start))
 	}
-	reportPercentiles(b, latencies)
-}
-
-func reportPercentiles(b *testing.B, d []time.Duration) {
-	if len(d) == 0 {
-		return
-	}
-	slices.Sort(d)
-	ms := func(q float64) float64 { return float64(d[int(q*float64(len(d)-1))]) / float64(time.Millisecond) }
-	b.ReportMetric(ms(0.50), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
+	benchlat.Report(b, "", latencies)
 }

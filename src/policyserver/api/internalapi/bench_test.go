@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ import (
 	"github.com/netman-release/netman/src/policyserver/api/internalapi"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
+
+	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
 // Benchmarks drive the internal handler in-process, wrapped as Run wraps it
@@ -38,27 +39,6 @@ const (
 	benchPolicies = 60000
 	benchApps     = benchPolicies / 10
 )
-
-type latencies struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (l *latencies) add(d time.Duration) {
-	l.mu.Lock()
-	l.d = append(l.d, d)
-	l.mu.Unlock()
-}
-
-func (l *latencies) report(b *testing.B) {
-	slices.Sort(l.d)
-	if len(l.d) == 0 {
-		return
-	}
-	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
-}
 
 func benchApp(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i%benchApps) }
 
@@ -171,7 +151,7 @@ func benchPolicies250(b *testing.B, writeEvery time.Duration) {
 			serve(b, s.handler, "/networking/v1/internal/policies?id=warm-up")
 			rng := rand.New(rand.NewPCG(1, 2))
 			ids := make([]string, 250)
-			var lat latencies
+			var lat benchlat.Latencies
 			var size, policies int
 			for b.Loop() {
 				for j := range ids {
@@ -180,13 +160,13 @@ func benchPolicies250(b *testing.B, writeEvery time.Duration) {
 				target := "/networking/v1/internal/policies?id=" + strings.Join(ids, ",")
 				t0 := time.Now()
 				rec := serve(b, s.handler, target)
-				lat.add(time.Since(t0))
+				lat.Add(time.Since(t0))
 				size += rec.Body.Len()
 				policies += totalPolicies(b, rec.Body.Bytes())
 			}
 			b.ReportMetric(float64(policies)/float64(b.N), "policies/op")
 			b.ReportMetric(float64(size)/float64(b.N), "resp-bytes/op")
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -206,7 +186,7 @@ func BenchmarkLastUpdatedPaced(b *testing.B) {
 		b.Run(d+"/200rps", func(b *testing.B) {
 			s := server(d)
 			defer backgroundWriter(b, s.store, time.Second)()
-			var lat latencies
+			var lat benchlat.Latencies
 			var wg sync.WaitGroup
 			tick := time.NewTicker(5 * time.Millisecond)
 			defer tick.Stop()
@@ -218,11 +198,11 @@ func BenchmarkLastUpdatedPaced(b *testing.B) {
 					defer wg.Done()
 					t0 := time.Now()
 					serve(b, s.handler, "/networking/v1/internal/policies_last_updated")
-					lat.add(time.Since(t0))
+					lat.Add(time.Since(t0))
 				}()
 			}
 			wg.Wait()
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
@@ -238,7 +218,7 @@ func BenchmarkLongPollFanout(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			s := server(d)
 			ctx := context.Background()
-			var lat latencies
+			var lat benchlat.Latencies
 			var reads atomic.Int64
 			countingRead := func(ctx context.Context) (int64, error) {
 				reads.Add(1)
@@ -281,11 +261,11 @@ func BenchmarkLongPollFanout(b *testing.B) {
 				}
 				wg.Wait()
 				for _, t := range answered {
-					lat.add(t.Sub(committed))
+					lat.Add(t.Sub(committed))
 				}
 			}
 			b.ReportMetric(float64(reads.Load())/float64(b.N), "db-reads/round")
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 }
