@@ -72,6 +72,9 @@ type API struct {
 	groups  SecurityGroupStore
 	watcher *Watcher
 	errors  errorResponder
+	// plainPolls, when set, answers plain polls of policies_last_updated
+	// from a short-lived read (CachePlainPolls).
+	plainPolls *plainPollCache
 }
 
 // NewAPI builds the handlers; errs counts error responses (`http_error`).
@@ -187,7 +190,7 @@ func (a *API) lastUpdated(w http.ResponseWriter, r *http.Request) {
 		v, err = a.watcher.Wait(r.Context(), since, wait)
 	}
 	if errors.Is(err, errNoAnswer) {
-		v, err = a.store.LastUpdated(r.Context())
+		v, err = a.plainPolls.get(r.Context(), a.store.LastUpdated)
 	}
 	if err != nil && r.Context().Err() != nil {
 		return // the client hung up mid-wait: nobody to answer, nothing failed

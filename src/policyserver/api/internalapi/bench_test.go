@@ -69,7 +69,7 @@ func seeded(parent *testing.B) func(dbType string) *benchServer {
 		done := make(chan struct{})
 		go func() { _ = w.Run(ctx); close(done) }()
 		parent.Cleanup(func() { cancel(); <-done })
-		h := internalapi.NewAPI(logger, st, st, w, sender).Handler(func(name string, h http.Handler) http.Handler {
+		h := internalapi.NewAPI(logger, st, st, w, sender).CachePlainPolls(internalapi.PlainPollTTL).Handler(func(name string, h http.Handler) http.Handler {
 			return daemon.MetricsMiddleware(sender, name, internalapi.LogRequests(logger, h))
 		})
 		s := &benchServer{store: st, watcher: w, handler: h}

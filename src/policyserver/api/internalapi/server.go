@@ -69,7 +69,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 
 	st := store.New(db, cfg.TagLength, sender)
 	watcher := NewWatcher(st.LastUpdated, DefaultWatchInterval)
-	api := NewAPI(logger, st, st, watcher, sender)
+	api := NewAPI(logger, st, st, watcher, sender).CachePlainPolls(PlainPollTTL)
 	wrap := func(name string, h http.Handler) http.Handler {
 		return daemon.MetricsMiddleware(sender, name, LogRequests(logger, h))
 	}
