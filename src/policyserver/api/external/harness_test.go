@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +19,8 @@ import (
 	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/policyserver/cleanup"
 	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/dbtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -71,70 +69,12 @@ func onEachStore(t *testing.T, fn func(t *testing.T, store func(*setup))) {
 	t.Run("sqlite", func(t *testing.T) { fn(t, func(s *setup) { s.sqlite = true }) })
 }
 
-// sqliteTemplate is a migrated SQLite database with a populated tag pool,
-// made once per test binary: migrating under -race takes seconds, copying
-// the file takes milliseconds.
-var sqliteTemplate struct {
-	once sync.Once
-	path string
-	err  error
-}
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if sqliteTemplate.path != "" {
-		_ = os.RemoveAll(filepath.Dir(sqliteTemplate.path))
-	}
-	os.Exit(code)
-}
-
-func sqliteStore(t testing.TB, sender *metrics.Sender) *store.Store {
+// realStore is the real store on a fresh, migrated database of dbType.
+func realStore(t testing.TB, dbType string, sender *metrics.Sender) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	sqliteTemplate.once.Do(func() {
-		dir, err := os.MkdirTemp("", "policy-server-template-")
-		if err != nil {
-			sqliteTemplate.err = err
-			return
-		}
-		sqliteTemplate.path = filepath.Join(dir, "template.db")
-		cfg := sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: sqliteTemplate.path, Timeout: 10}
-		sqliteTemplate.err = store.RunMigrateDB(ctx, lager.NewLogger("template"), store.MigrateDBConfig{Database: cfg, DatabaseMigrationTimeout: 60, TagLength: 2}, time.Second)
-	})
-	if sqliteTemplate.err != nil {
-		t.Fatalf("template database: %v", sqliteTemplate.err)
-	}
-	data, err := os.ReadFile(sqliteTemplate.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := dbtest.NewConfig(t, sqldb.TypeSQLite)
-	if err := os.WriteFile(cfg.DatabaseName, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqldb.Open(ctx, lager.NewLogger("db"), cfg, sqldb.Pool{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return store.New(db, 2, sender)
-}
-
-// serverStore is the real store on a fresh, migrated postgres or mysql
-// database (benchmarks compare dialects).
-func serverStore(t testing.TB, dbType string, sender *metrics.Sender) *store.Store {
-	t.Helper()
-	ctx := context.Background()
-	cfg := dbtest.NewConfig(t, dbType)
-	if err := store.RunMigrateDB(ctx, lager.NewLogger("migrate"), store.MigrateDBConfig{Database: cfg, DatabaseMigrationTimeout: 60, TagLength: 2}, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqldb.Open(ctx, lager.NewLogger("db"), cfg, sqldb.Pool{MaxOpenConnections: 20, MaxIdleConnections: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return store.New(db, 2, sender)
+	return store.New(storetest.Open(t, dbType, lager.NewLogger("db")), 2, sender)
 }
 
 // stored is every policy in the store, without tags.
@@ -174,9 +114,9 @@ func newHarness(t testing.TB, mods ...func(*setup)) *harness {
 		t.Fatal(err)
 	}
 	if s.serverDB != "" {
-		h.store = serverStore(t, s.serverDB, h.sender)
+		h.store = realStore(t, s.serverDB, h.sender)
 	} else if s.sqlite {
-		h.store = sqliteStore(t, h.sender)
+		h.store = realStore(t, sqldb.TypeSQLite, h.sender)
 	} else {
 		h.fake = newFakeStore()
 		h.store = h.fake

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/api/internalapi"
 	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
@@ -464,90 +464,15 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// sqliteTemplate is a migrated, populated SQLite database made once per test
-// binary: under the race detector the pure-Go SQLite takes seconds to fill
-// the 65,535-row tag pool, so each test starts from a copy instead.
-var sqliteTemplate struct {
-	once sync.Once
-	path string
-	err  error
-}
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if sqliteTemplate.path != "" {
-		_ = os.RemoveAll(filepath.Dir(sqliteTemplate.path))
-	}
-	os.Exit(code)
-}
-
-// migratedConfig returns a fresh database: for SQLite a copy of the migrated
-// template; for the servers an empty one, for the caller to migrate.
+// migratedConfig returns a fresh, migrated database.
 func migratedConfig(tb testing.TB, dbType string) sqldb.Config {
-	tb.Helper()
-	cfg := dbtest.NewConfig(tb, dbType)
-	if dbType != sqldb.TypeSQLite {
-		return cfg
-	}
-	sqliteTemplate.once.Do(func() { sqliteTemplate.path, sqliteTemplate.err = makeSQLiteTemplate() })
-	if sqliteTemplate.err != nil {
-		tb.Fatal(sqliteTemplate.err)
-	}
-	data, err := os.ReadFile(sqliteTemplate.path)
-	if err == nil {
-		err = os.WriteFile(cfg.DatabaseName, data, 0o600)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cfg
+	return storetest.Config(tb, dbType)
 }
 
 // openMigrated returns a migrated database with the tag pool populated
 // (tag length 2), fresh for this test.
 func openMigrated(tb testing.TB, dbType string, logger lager.Logger) *sqldb.DB {
-	tb.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, logger, migratedConfig(tb, dbType), sqldb.Pool{MaxOpenConnections: 20, MaxIdleConnections: 20})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	// Idempotent: a no-op on the SQLite template copy.
-	if _, err := store.Migrate(ctx, db); err != nil {
-		tb.Fatal(err)
-	}
-	if err := store.PopulateTables(ctx, db, 2); err != nil {
-		tb.Fatal(err)
-	}
-	return db
-}
-
-func makeSQLiteTemplate() (string, error) {
-	dir, err := os.MkdirTemp("", "netman-internalapi-")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "template.db")
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, lager.NewLogger("template"), sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: path, Timeout: 10}, sqldb.Pool{MaxOpenConnections: 1})
-	if err != nil {
-		return path, err
-	}
-	if _, err := store.Migrate(ctx, db); err != nil {
-		_ = db.Close()
-		return path, err
-	}
-	if err := store.PopulateTables(ctx, db, 2); err != nil {
-		_ = db.Close()
-		return path, err
-	}
-	// Closing the last connection checkpoints the WAL into the file.
-	if err := db.Close(); err != nil {
-		return path, err
-	}
-	if _, err := os.Stat(path + "-wal"); err == nil {
-		return path, fmt.Errorf("sqlite template %s still has a WAL after close", path)
-	}
-	return path, nil
+	return storetest.Open(tb, dbType, logger)
 }
