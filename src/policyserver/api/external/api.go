@@ -9,6 +9,7 @@ package external
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -209,29 +210,41 @@ func marshalPolicies(version string, ps []policy.Policy) []byte {
 	return policy.MarshalV1(ps)
 }
 
-func (a *API) createPolicies(w http.ResponseWriter, r *http.Request) {
-	logger := a.requestLogger(r).Session("create-policies")
-	tok := tokenOf(r)
+// readAuthorized is the part create and delete share: read and map the
+// body, then the policy guard. done reports that an error was written.
+// Upstream words a body read failure differently for the two routes.
+func (a *API) readAuthorized(w http.ResponseWriter, r *http.Request, logger lager.Logger, readFailed string, forCreate bool) (tok auth.Token, policies []policy.Policy, done bool) {
+	tok = tokenOf(r)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		a.fail(w, r, logger, http.StatusBadRequest, err, "failed reading request body")
-		return
+		a.fail(w, r, logger, http.StatusBadRequest, err, readFailed)
+		return tok, nil, true
 	}
-	policies, err := mapBody(r.PathValue("version"), body)
+	policies, err = mapBody(r.PathValue("version"), body)
 	if err != nil {
 		a.fail(w, r, logger, http.StatusBadRequest, err, "mapper: "+err.Error())
-		return
+		return tok, nil, true
 	}
-	ok, err := a.opts.Access.CheckAccess(r.Context(), tok, policies, true)
+	ok, err := a.opts.Access.CheckAccess(r.Context(), tok, policies, forCreate)
 	if err != nil {
 		a.fail(w, r, logger, http.StatusInternalServerError, err, "check access failed")
-		return
+		return tok, nil, true
 	}
 	if !ok {
-		a.fail(w, r, logger, http.StatusForbidden, fmt.Errorf("one or more applications cannot be found or accessed"), "one or more applications cannot be found or accessed")
+		const denied = "one or more applications cannot be found or accessed"
+		a.fail(w, r, logger, http.StatusForbidden, errors.New(denied), denied)
+		return tok, nil, true
+	}
+	return tok, policies, false
+}
+
+func (a *API) createPolicies(w http.ResponseWriter, r *http.Request) {
+	logger := a.requestLogger(r).Session("create-policies")
+	tok, policies, done := a.readAuthorized(w, r, logger, "failed reading request body", true)
+	if done {
 		return
 	}
-	ok, err = a.opts.Quota.CheckQuota(r.Context(), tok, policies)
+	ok, err := a.opts.Quota.CheckQuota(r.Context(), tok, policies)
 	if err != nil {
 		a.fail(w, r, logger, http.StatusInternalServerError, err, "check quota failed")
 		return
@@ -250,24 +263,8 @@ func (a *API) createPolicies(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) deletePolicies(w http.ResponseWriter, r *http.Request) {
 	logger := a.requestLogger(r).Session("delete-policies")
-	tok := tokenOf(r)
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		a.fail(w, r, logger, http.StatusBadRequest, err, "invalid request body")
-		return
-	}
-	policies, err := mapBody(r.PathValue("version"), body)
-	if err != nil {
-		a.fail(w, r, logger, http.StatusBadRequest, err, "mapper: "+err.Error())
-		return
-	}
-	ok, err := a.opts.Access.CheckAccess(r.Context(), tok, policies, false)
-	if err != nil {
-		a.fail(w, r, logger, http.StatusInternalServerError, err, "check access failed")
-		return
-	}
-	if !ok {
-		a.fail(w, r, logger, http.StatusForbidden, fmt.Errorf("one or more applications cannot be found or accessed"), "one or more applications cannot be found or accessed")
+	tok, policies, done := a.readAuthorized(w, r, logger, "invalid request body", false)
+	if done {
 		return
 	}
 	if err := a.opts.Store.Delete(r.Context(), policies); err != nil {
