@@ -14,18 +14,11 @@ import (
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
+
+	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
-// The test binary doubles as migrate-db: with NETMAN_RUN_MAIN set it runs
-// main with the remaining arguments.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
-		os.Args = append([]string{"migrate-db"}, os.Args[1:]...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "migrate-db", main)) }
 
 func run(t *testing.T, cfg string) (stdout, stderr string, code int) {
 	t.Helper()
@@ -34,8 +27,7 @@ func run(t *testing.T, cfg string) (stdout, stderr string, code int) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(os.Args[0], "-config-file", path)
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
+	cmd := maintest.Command("-config-file", path)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError

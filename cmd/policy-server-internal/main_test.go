@@ -16,25 +16,11 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+
+	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
-// The test binary doubles as policy-server-internal: with NETMAN_RUN_MAIN
-// set it runs main with the remaining arguments, so the real process
-// (flags, exit codes, signals) is exercised without a separate build.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
-		os.Args = append([]string{"policy-server-internal"}, os.Args[1:]...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-func command(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
-	return cmd
-}
+func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "policy-server-internal", main)) }
 
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
@@ -42,7 +28,7 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	cmd := command("-config-file", path)
+	cmd := maintest.Command("-config-file", path)
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	var exit *exec.ExitError
@@ -60,7 +46,7 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	}
 
 	stderr.Reset()
-	cmd = command("-config-file", filepath.Join(t.TempDir(), "missing.json"))
+	cmd = maintest.Command("-config-file", filepath.Join(t.TempDir(), "missing.json"))
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil || !strings.HasPrefix(stderr.String(), "cfnetworking.policy-server-internal: could not read config file: reading config: ") {
 		t.Errorf("missing file: %v, stderr %q", err, stderr.String())
@@ -111,7 +97,7 @@ func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout lockedBuffer
-	cmd := command("-config-file", path)
+	cmd := maintest.Command("-config-file", path)
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

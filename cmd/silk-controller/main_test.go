@@ -15,25 +15,11 @@ import (
 
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
+
+	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
-// The test binary doubles as silk-controller: with NETMAN_RUN_MAIN set it
-// runs main with the remaining arguments, so the real process (flags, exit
-// codes, signals) is exercised without a separate build.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
-		os.Args = append([]string{"silk-controller"}, os.Args[1:]...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-func command(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
-	return cmd
-}
+func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "silk-controller", main)) }
 
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
@@ -41,7 +27,7 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	cmd := command("-config", path)
+	cmd := maintest.Command("-config", path)
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	var exit *exec.ExitError
@@ -71,7 +57,7 @@ func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout bytes.Buffer
-	cmd := command("-config", path)
+	cmd := maintest.Command("-config", path)
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -21,24 +21,11 @@ import (
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/controller/controllertest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+
+	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
-// The test binary doubles as silk-daemon: with NETMAN_RUN_MAIN set it runs
-// main with the remaining arguments.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
-		os.Args = append([]string{"silk-daemon"}, os.Args[1:]...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-func command(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
-	return cmd
-}
+func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "silk-daemon", main)) }
 
 func runFailing(t *testing.T, cmd *exec.Cmd) string {
 	t.Helper()
@@ -57,7 +44,7 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"underlay_ip": "nope", "overlay_network": "10.255.0.0/16", "subnet_prefix_length": 16, "log_prefix": "potato-prefix"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stderr := runFailing(t, command("-config", path))
+	stderr := runFailing(t, maintest.Command("-config", path))
 	for _, want := range []string{
 		"potato-prefix.silk-daemon error: load config file: invalid config:",
 		`underlay_ip: invalid IPv4 address "nope"`,
@@ -72,7 +59,7 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 }
 
 func TestMissingConfigKeepsUpstreamsMessage(t *testing.T) {
-	stderr := runFailing(t, command("-config", "/some/bad/path"))
+	stderr := runFailing(t, maintest.Command("-config", "/some/bad/path"))
 	if !strings.Contains(stderr, "cfnetworking.silk-daemon error: load config file: reading file /some/bad/path") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
@@ -150,8 +137,7 @@ func TestDaemonInACell(t *testing.T) {
 	}
 
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-config", path)
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
+	cmd := maintest.Wrap("ip", "netns", "exec", ns.Name, os.Args[0], "-config", path)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -230,8 +216,7 @@ func TestUnreachableControllerExitsWithUpstreamsMessage(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-config", path)
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
+	cmd := maintest.Wrap("ip", "netns", "exec", ns.Name, os.Args[0], "-config", path)
 	stderr := runFailing(t, cmd)
 	if !strings.Contains(stderr, "potato-prefix.silk-daemon error: acquire subnet lease: http client do: ") {
 		t.Errorf("stderr:\n%s", stderr)

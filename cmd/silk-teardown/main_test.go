@@ -17,18 +17,11 @@ import (
 	"github.com/netman-release/netman/src/silk/daemon"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+
+	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
-// The test binary doubles as silk-teardown: with NETMAN_RUN_MAIN set it runs
-// main with the remaining arguments.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETMAN_RUN_MAIN") == "1" {
-		os.Args = append([]string{"silk-teardown"}, os.Args[1:]...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "silk-teardown", main)) }
 
 func startController(t *testing.T) (string, *mtlstest.Files, *controller.Client) {
 	t.Helper()
@@ -55,11 +48,10 @@ func writeConfig(t *testing.T, url string, files *mtlstest.Files, underlayIP str
 }
 
 func run(ns *netnstest.NS, args ...string) (stdout, stderr string, code int) {
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := maintest.Command(args...)
 	if ns != nil {
-		cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, os.Args[0]}, args...)...)
+		cmd = maintest.Wrap("ip", append([]string{"netns", "exec", ns.Name, os.Args[0]}, args...)...)
 	}
-	cmd.Env = append(os.Environ(), "NETMAN_RUN_MAIN=1")
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
