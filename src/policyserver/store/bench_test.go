@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 
+	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
@@ -21,33 +21,7 @@ import (
 // The read benchmarks run against 60,000 policies between 6,000 apps (each
 // app the source of 10 policies and the destination of 10).
 
-const (
-	benchPolicies = 60000
-	benchApps     = benchPolicies / 10
-)
-
-func benchApp(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i%benchApps) }
-
-// seedPolicies is the 60k-policy data set: app i reaches apps i+1, i+38,
-// ... on port 8080+k.
-func seedPolicies(b *testing.B, s *store.Store) {
-	b.Helper()
-	ctx := context.Background()
-	start := time.Now()
-	const batch = 2000
-	ps := make([]policy.Policy, 0, batch)
-	for i := range benchPolicies {
-		src, k := i/10, i%10
-		ps = append(ps, v1(benchApp(src), benchApp(src+1+37*k), "tcp", 8080+k, 8080+k))
-		if len(ps) == batch {
-			if err := s.Create(ctx, ps); err != nil {
-				b.Fatal(err)
-			}
-			ps = ps[:0]
-		}
-	}
-	b.Logf("seeded %d policies in %v", benchPolicies, time.Since(start).Round(time.Millisecond))
-}
+const ()
 
 func benchStore(b *testing.B, dbType string) *store.Store {
 	b.Helper()
@@ -73,7 +47,7 @@ func backgroundWriter(b *testing.B, s *store.Store, interval time.Duration) (sto
 		defer close(done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		p := v1(benchApp(1), benchApp(2), "udp", 9999, 9999)
+		p := v1(storetest.BenchApp(1), storetest.BenchApp(2), "udp", 9999, 9999)
 		for i := 0; ; i++ {
 			select {
 			case <-ctx.Done():
@@ -105,7 +79,7 @@ func seededStores(parent *testing.B) func(*testing.B, string) *store.Store {
 			return s
 		}
 		s := benchStore(parent, dbType)
-		seedPolicies(parent, s)
+		storetest.SeedBenchPolicies(parent, s)
 		stores[dbType] = s
 		return s
 	}
@@ -124,7 +98,7 @@ func BenchmarkCreate(b *testing.B) {
 				ps := make([]policy.Policy, 100)
 				for j := range ps {
 					n := i*100 + j
-					ps[j] = v1(benchApp(n%1000), benchApp((n/1000+n+1)%1000), "tcp", 1+i%60000, 1+i%60000)
+					ps[j] = v1(storetest.BenchApp(n%1000), storetest.BenchApp((n/1000+n+1)%1000), "tcp", 1+i%60000, 1+i%60000)
 				}
 				t0 := time.Now()
 				if err := s.Create(ctx, ps); err != nil {
@@ -158,7 +132,7 @@ func benchByGuids(b *testing.B, writeEvery time.Duration) {
 				ids := make([]string, 250)
 				for pb.Next() {
 					for j := range ids {
-						ids[j] = benchApp(rng.IntN(benchApps))
+						ids[j] = storetest.BenchApp(rng.IntN(storetest.BenchApps))
 					}
 					t0 := time.Now()
 					got, err := s.ByGuids(ctx, ids, ids, false)
@@ -200,7 +174,7 @@ func BenchmarkAll(b *testing.B) {
 					b.Fatal(err)
 				}
 				lat.Add(time.Since(t0))
-				if len(got) < benchPolicies {
+				if len(got) < storetest.BenchPolicies {
 					b.Fatalf("All returned %d policies", len(got))
 				}
 			}
@@ -218,7 +192,7 @@ func BenchmarkReloadAfterWrite(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			s := seeded(b, d)
 			ctx := context.Background()
-			p := v1(benchApp(1), benchApp(2), "udp", 9999, 9999)
+			p := v1(storetest.BenchApp(1), storetest.BenchApp(2), "udp", 9999, 9999)
 			var lat benchlat.Latencies
 			i := 0
 			for b.Loop() {

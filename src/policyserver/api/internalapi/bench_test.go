@@ -3,7 +3,6 @@ package internalapi_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 
+	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 )
 
@@ -35,12 +35,7 @@ import (
 // The data set is 60,000 policies between 6,000 apps, each app the source
 // of 10 policies and the destination of 10.
 
-const (
-	benchPolicies = 60000
-	benchApps     = benchPolicies / 10
-)
-
-func benchApp(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i%benchApps) }
+const ()
 
 type benchServer struct {
 	store   *store.Store
@@ -63,7 +58,7 @@ func seeded(parent *testing.B) func(dbType string) *benchServer {
 			parent.Fatal(err)
 		}
 		st := store.New(db, 2, sender)
-		seedPolicies(parent, st)
+		storetest.SeedBenchPolicies(parent, st)
 		w := internalapi.NewWatcher(st.LastUpdated, internalapi.DefaultWatchInterval)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -78,25 +73,6 @@ func seeded(parent *testing.B) func(dbType string) *benchServer {
 	}
 }
 
-func seedPolicies(b *testing.B, s *store.Store) {
-	b.Helper()
-	ctx := context.Background()
-	start := time.Now()
-	const batch = 2000
-	ps := make([]policy.Policy, 0, batch)
-	for i := range benchPolicies {
-		src, k := i/10, i%10
-		ps = append(ps, policy.NewPolicy(benchApp(src), benchApp(src+1+37*k), "tcp", 8080+k, 8080+k))
-		if len(ps) == batch {
-			if err := s.Create(ctx, ps); err != nil {
-				b.Fatal(err)
-			}
-			ps = ps[:0]
-		}
-	}
-	b.Logf("seeded %d policies in %v", benchPolicies, time.Since(start).Round(time.Millisecond))
-}
-
 // backgroundWriter creates or deletes one policy every interval until stop.
 func backgroundWriter(b *testing.B, s *store.Store, interval time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,7 +81,7 @@ func backgroundWriter(b *testing.B, s *store.Store, interval time.Duration) (sto
 		defer close(done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		p := policy.NewPolicy(benchApp(1), benchApp(2), "udp", 9999, 9999)
+		p := policy.NewPolicy(storetest.BenchApp(1), storetest.BenchApp(2), "udp", 9999, 9999)
 		for i := 0; ; i++ {
 			select {
 			case <-ctx.Done():
@@ -155,7 +131,7 @@ func benchPolicies250(b *testing.B, writeEvery time.Duration) {
 			var size, policies int
 			for b.Loop() {
 				for j := range ids {
-					ids[j] = benchApp(rng.IntN(benchApps))
+					ids[j] = storetest.BenchApp(rng.IntN(storetest.BenchApps))
 				}
 				target := "/networking/v1/internal/policies?id=" + strings.Join(ids, ",")
 				t0 := time.Now()
@@ -229,7 +205,7 @@ func BenchmarkLongPollFanout(b *testing.B) {
 			defer cancel()
 			go func() { _ = w.Run(wctx) }()
 			h := internalapi.NewAPI(lager.NewLogger("bench"), s.store, s.store, w, nil).Handler(nil)
-			p := policy.NewPolicy(benchApp(3), benchApp(4), "udp", 9998, 9998)
+			p := policy.NewPolicy(storetest.BenchApp(3), storetest.BenchApp(4), "udp", 9998, 9998)
 			for i := 0; b.Loop(); i++ {
 				since, err := s.store.LastUpdated(ctx)
 				if err != nil {

@@ -6,6 +6,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
@@ -80,4 +82,35 @@ func Open(tb testing.TB, dbType string, logger lager.Logger) *sqldb.DB {
 func migrate(cfg sqldb.Config) error {
 	return store.RunMigrateDB(context.Background(), lager.NewLogger("migrate"),
 		store.MigrateDBConfig{Database: cfg, DatabaseMigrationTimeout: 60, TagLength: 2}, time.Second)
+}
+
+// BenchPolicies and BenchApps shape the benchmark data set: 60,000 policies
+// between 6,000 apps, each app the source of 10 policies and the
+// destination of 10 (app i reaches apps i+1, i+38, ... on port 8080+k).
+const (
+	BenchPolicies = 60000
+	BenchApps     = BenchPolicies / 10
+)
+
+// BenchApp is the guid of benchmark app i.
+func BenchApp(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i%BenchApps) }
+
+// SeedBenchPolicies writes the benchmark data set in batches of 2,000.
+func SeedBenchPolicies(tb testing.TB, s *store.Store) {
+	tb.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	const batch = 2000
+	ps := make([]policy.Policy, 0, batch)
+	for i := range BenchPolicies {
+		src, k := i/10, i%10
+		ps = append(ps, policy.NewPolicy(BenchApp(src), BenchApp(src+1+37*k), "tcp", 8080+k, 8080+k))
+		if len(ps) == batch {
+			if err := s.Create(ctx, ps); err != nil {
+				tb.Fatal(err)
+			}
+			ps = ps[:0]
+		}
+	}
+	tb.Logf("seeded %d policies in %v", BenchPolicies, time.Since(start).Round(time.Millisecond))
 }
