@@ -107,3 +107,23 @@ func cancelOnSignal(signals <-chan os.Signal) (context.Context, context.CancelFu
 	}()
 	return ctx, cancel
 }
+
+// Loop returns a runner that signals ready and runs fn until the runner is
+// signalled (fn's ctx is then cancelled and a nil return is a clean stop).
+// fn returning on its own ends the runner with its error, or
+// ErrMemberExited when it returns nil while not signalled.
+func Loop(fn func(context.Context) error) ifrit.Runner {
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		ctx, cancel := cancelOnSignal(signals)
+		defer cancel()
+		close(ready)
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = ErrMemberExited
+		}
+		return err
+	})
+}

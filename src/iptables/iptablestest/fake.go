@@ -91,7 +91,8 @@ func (t *Tables) applyLocked(txs ...*iptables.Tx) error {
 		next := t.get(tx.Table()).clone()
 		for i, l := range tx.Lines() {
 			if err := next.apply(l); err != nil {
-				return fmt.Errorf("fake iptables-restore: %s line %d %q: %w", tx.Table(), i+2, l, err)
+				// A rejected payload, as the real driver reports it.
+				return &iptables.RestoreError{Binary: "fake iptables-restore", Err: fmt.Errorf("%s: %w", tx.Table(), err), Line: i + 2, Text: l}
 			}
 		}
 		t.tables[tx.Table()] = next

@@ -1,0 +1,246 @@
+package c2c
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/netman-release/netman/src/iptables"
+)
+
+// Upstream's names: the agent's chains are vpa--<microseconds since the
+// epoch>, jumped from FORWARD position 1.
+const (
+	ParentChain = "FORWARD"
+	ChainPrefix = "vpa"
+)
+
+var chainRe = regexp.MustCompile(`^vpa--([0-9]{10,16})$`)
+
+// ChainName is the chain created at t.
+func ChainName(t time.Time) string {
+	return ChainPrefix + "--" + strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+// Driver is the part of iptables.Driver the enforcer uses.
+type Driver interface {
+	Update(ctx context.Context, table string, plan iptables.PlanFunc) (*iptables.State, error)
+	Apply(ctx context.Context, txs ...*iptables.Tx) error
+}
+
+// Enforcer keeps one vpa-- chain equal to the planned rules.
+//
+// It remembers what it last enforced. While that memory is good, a change
+// is applied as a delta against it: rules that went away are deleted by
+// their text, new ones inserted at their planned position, all in one
+// iptables-restore transaction, without reading the table first. When the
+// memory is not good (at start, or after any failed write) it reads the
+// filter table and converges from what is there: it adopts an existing
+// vpa-- chain (an agent restart neither opens nor closes anything),
+// removes any others, and puts the jump at FORWARD position 1 — again in
+// one transaction.
+type Enforcer struct {
+	driver Driver
+	now    func() time.Time
+
+	mu       sync.Mutex
+	chain    string          // the live chain, "" until the first sync
+	enforced []iptables.Rule // what the live chain holds; nil with valid false = unknown
+	valid    bool
+}
+
+// NewEnforcer returns an enforcer writing through driver.
+func NewEnforcer(driver Driver) *Enforcer {
+	return &Enforcer{driver: driver, now: time.Now}
+}
+
+// Result says what Enforce did.
+type Result struct {
+	Changed bool   // the kernel was written
+	Full    bool   // the table was read and the chain converged from it
+	Chain   string // the live chain
+	Added   int    // rules inserted (Full: rules written)
+	Removed int    // rules deleted
+}
+
+// Enforce makes the live chain hold exactly want. Unchanged input makes no
+// iptables call at all.
+func (e *Enforcer) Enforce(ctx context.Context, want []iptables.Rule) (Result, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.valid {
+		if equalRules(e.enforced, want) {
+			return Result{Chain: e.chain}, nil
+		}
+		tx, added, removed := delta(e.chain, e.enforced, want)
+		err := e.driver.Apply(ctx, tx)
+		if err == nil {
+			e.enforced = clone(want)
+			return Result{Changed: true, Chain: e.chain, Added: added, Removed: removed}, nil
+		}
+		var re *iptables.RestoreError
+		if !errors.As(err, &re) {
+			// Not a rejected payload (lock timeout, cancelled): nothing
+			// was written, memory is still good.
+			return Result{Chain: e.chain}, err
+		}
+		// The kernel is not what we remember (someone edited our chain):
+		// fall through to reading it.
+		e.valid = false
+	}
+	return e.full(ctx, want)
+}
+
+// Invalidate forgets what was enforced, so the next Enforce reads the
+// table and converges from it.
+func (e *Enforcer) Invalidate() {
+	e.mu.Lock()
+	e.valid = false
+	e.mu.Unlock()
+}
+
+// Chain is the live chain name ("" before the first sync).
+func (e *Enforcer) Chain() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.chain
+}
+
+func (e *Enforcer) full(ctx context.Context, want []iptables.Rule) (Result, error) {
+	var res Result
+	_, err := e.driver.Update(ctx, iptables.Filter, func(cur *iptables.State) (*iptables.Tx, error) {
+		tx := iptables.NewTx(iptables.Filter)
+		res = planFull(tx, cur, want, e.now())
+		return tx, nil
+	})
+	if err != nil {
+		return Result{Chain: e.chain}, err
+	}
+	e.chain, e.enforced, e.valid = res.Chain, clone(want), true
+	res.Full = true
+	return res, nil
+}
+
+// planFull converges the filter table to one vpa-- chain holding want,
+// jumped from FORWARD position 1. The chain kept is the newest one FORWARD
+// jumps to; without one a chain named for now is created.
+func planFull(tx *iptables.Tx, cur *iptables.State, want []iptables.Rule, now time.Time) Result {
+	var keep string
+	var keepTS int64 = -1
+	var all []string
+	for _, name := range cur.ChainNames(func(n string) bool { return chainRe.MatchString(n) }) {
+		all = append(all, name)
+		if len(cur.RefsTo(name)) == 0 {
+			continue
+		}
+		ts, _ := strconv.ParseInt(chainRe.FindStringSubmatch(name)[1], 10, 64)
+		if ts > keepTS {
+			keep, keepTS = name, ts
+		}
+	}
+	res := Result{Changed: true}
+	if keep == "" {
+		keep = ChainName(now)
+		for cur.Has(keep) { // an unreferenced leftover of the same microsecond
+			now = now.Add(time.Microsecond)
+			keep = ChainName(now)
+		}
+		tx.DeclareChain(keep)
+		tx.Append(keep, want...)
+		res.Added = len(want)
+	} else {
+		before := len(tx.Lines())
+		iptables.SyncChain(tx, cur, keep, want)
+		res.Added = len(tx.Lines()) - before
+		res.Changed = res.Added > 0
+	}
+	jump := iptables.Rule("-j " + keep)
+	if rs := cur.Rules(ParentChain); len(rs) == 0 || rs[0] != jump || countJumps(cur, keep) != 1 {
+		iptables.DeleteJumps(tx, cur, keep, ParentChain)
+		tx.Insert(ParentChain, 1, jump)
+		res.Changed = true
+	}
+	var stale []string
+	for _, name := range all {
+		if name != keep {
+			iptables.DeleteJumps(tx, cur, name, ParentChain)
+			stale = append(stale, name)
+		}
+	}
+	if len(stale) > 0 {
+		iptables.RemoveChains(tx, cur, stale...)
+		res.Changed = true
+	}
+	res.Chain = keep
+	return res
+}
+
+func countJumps(cur *iptables.State, chain string) int {
+	n := 0
+	for _, ref := range cur.RefsTo(chain) {
+		if ref.Chain == ParentChain {
+			n++
+		}
+	}
+	return n
+}
+
+// delta turns old into want with deletions by rule text and insertions at
+// their final positions. Rules in both lists must keep their relative
+// order (the planner's sort guarantees it); if they do not, the chain is
+// rewritten whole — still inside the one transaction.
+func delta(chain string, old, want []iptables.Rule) (tx *iptables.Tx, added, removed int) {
+	tx = iptables.NewTx(iptables.Filter)
+	inWant := make(map[iptables.Rule]struct{}, len(want))
+	for _, r := range want {
+		inWant[r] = struct{}{}
+	}
+	inOld := make(map[iptables.Rule]int, len(old))
+	for i, r := range old {
+		inOld[r] = i
+	}
+	// Kept rules must appear in the same order in both lists.
+	last := -1
+	for _, r := range want {
+		if i, ok := inOld[r]; ok {
+			if i < last {
+				tx.DeclareChain(chain)
+				tx.Append(chain, want...)
+				return tx, len(want), len(old)
+			}
+			last = i
+		}
+	}
+	for _, r := range old {
+		if _, ok := inWant[r]; !ok {
+			tx.Delete(chain, r)
+			removed++
+		}
+	}
+	for i, r := range want {
+		if _, ok := inOld[r]; !ok {
+			tx.Insert(chain, i+1, r)
+			added++
+		}
+	}
+	return tx, added, removed
+}
+
+func equalRules(a, b []iptables.Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func clone(rs []iptables.Rule) []iptables.Rule {
+	return append(make([]iptables.Rule, 0, len(rs)), rs...)
+}

@@ -1,0 +1,271 @@
+// Package c2c is the container-to-container half of vxlan-policy-agent: a
+// pure planner that turns the cell's containers and their policies into
+// upstream's rule list, and an enforcer that keeps the agent's `vpa--<T>`
+// chain (jumped from FORWARD position 1) equal to that list.
+//
+// Rule text and order are upstream's (silk.md §5.5). The enforcer is not:
+// upstream writes a fresh timestamped chain with every rule on every change
+// (O(rules on the cell)); netman edits the live chain with only the rules
+// that changed, in one iptables-restore transaction (O(change)), so there is
+// never a moment with no rules or with both old and new ones.
+package c2c
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/iptables/rules"
+)
+
+// Container is a container on this cell with a policy group (app) id, as
+// the metadata store records it.
+type Container struct {
+	Handle   string
+	IP       string
+	AppID    string // metadata policy_group_id
+	SpaceID  string // metadata space_id
+	Ports    string // metadata ports: comma-separated container ports
+	Workload string // metadata container_workload
+}
+
+// Policy is one policy as the internal API returns it.
+type Policy struct {
+	Source      Endpoint
+	Destination Destination
+}
+
+// Endpoint is a policy's source.
+type Endpoint struct{ ID, Tag string }
+
+// Destination is a policy's destination.
+type Destination struct {
+	ID, Tag, Protocol string
+	Start, End        int
+}
+
+// Inputs is everything a plan depends on.
+type Inputs struct {
+	Containers []Container
+	Policies   []Policy
+	// IngressTag is the router's tag (hex) when overlay ingress rules are
+	// enabled, "" otherwise.
+	IngressTag string
+	// Logging adds an OK_ LOG rule before every accept (iptables_c2c_logging,
+	// togglable at runtime).
+	Logging               bool
+	AcceptedUDPLogsPerSec int
+	DisableNetworkPolicy  bool
+	OverlayNetwork        string // CIDR, used when DisableNetworkPolicy
+}
+
+// Warn receives problems that drop part of the plan (never the whole plan).
+type Warn func(msg string, data map[string]any)
+
+type source struct {
+	IP   string
+	Tag  string
+	GUID string
+}
+
+type destination struct {
+	IP                 string
+	StartPort, EndPort int
+	GUID               string
+	SourceGUID         string
+	Protocol           string
+	SourceTag          string
+}
+
+type ingress struct {
+	IngressTag string
+	IP         string
+	Protocol   string
+	Port       int
+}
+
+// Plan returns the rules of the agent's chain, in upstream's order:
+// [overlay accept-all when policy is disabled], one MARK rule per local
+// source container, per local destination container and policy an
+// [OK_ LOG and an] ACCEPT, then router ingress accepts. Sources,
+// destinations and ingress entries are each ordered by their JSON form, as
+// upstream sorts them, so the list is stable from cycle to cycle and an
+// unchanged cell plans an identical list. Exact duplicate rules (which
+// upstream would write twice) are kept once.
+//
+// An error means the plan cannot be trusted (a container's ports metadata
+// is not a list of integers, as upstream fails the cycle); entries that
+// are merely unusable (a protocol iptables cannot match by port) are
+// dropped and reported through warn.
+func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
+	if warn == nil {
+		warn = func(string, map[string]any) {}
+	}
+	var srcs []source
+	var dsts []destination
+	var ings []ingress
+	seenSrc := map[string]bool{}
+	for _, c := range in.Containers {
+		for _, p := range in.Policies {
+			if c.AppID == p.Source.ID && !seenSrc[c.IP] {
+				seenSrc[c.IP] = true
+				srcs = append(srcs, source{IP: c.IP, Tag: p.Source.Tag, GUID: p.Source.ID})
+			}
+			if c.AppID == p.Destination.ID {
+				dsts = append(dsts, destination{
+					IP: c.IP, StartPort: p.Destination.Start, EndPort: p.Destination.End,
+					GUID: p.Destination.ID, SourceGUID: p.Source.ID,
+					Protocol: p.Destination.Protocol, SourceTag: p.Source.Tag,
+				})
+			}
+		}
+		if in.IngressTag != "" && c.Ports != "" {
+			for _, s := range strings.Split(c.Ports, ",") {
+				port, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil {
+					return nil, fmt.Errorf("converting container metadata port to int: %w", err)
+				}
+				ings = append(ings, ingress{IngressTag: in.IngressTag, IP: c.IP, Protocol: "tcp", Port: port})
+			}
+		}
+	}
+	sortByJSON(srcs)
+	sortByJSON(dsts)
+	sortByJSON(ings)
+
+	out := make([]iptables.Rule, 0, 1+len(srcs)+2*len(dsts)+len(ings))
+	seen := make(map[iptables.Rule]bool, cap(out))
+	add := func(r iptables.Rule) {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	if in.DisableNetworkPolicy {
+		add(OverlayAcceptAll(in.OverlayNetwork))
+	}
+	for _, s := range srcs {
+		ip, err := netip.ParseAddr(s.IP)
+		if err != nil {
+			warn("skipping-source", map[string]any{"ip": s.IP, "app": s.GUID, "reason": "bad IP"})
+			continue
+		}
+		add(MarkSource(ip, s.Tag, s.GUID))
+	}
+	for _, d := range dsts {
+		ip, err := netip.ParseAddr(d.IP)
+		if err != nil {
+			warn("skipping-destination", map[string]any{"ip": d.IP, "app": d.GUID, "reason": "bad IP"})
+			continue
+		}
+		if d.Protocol != "tcp" && d.Protocol != "udp" {
+			warn("skipping-destination", map[string]any{"ip": d.IP, "app": d.GUID, "protocol": d.Protocol, "reason": "protocol has no ports"})
+			continue
+		}
+		if in.Logging {
+			add(AllowLog(ip, d.Protocol, d.StartPort, d.EndPort, d.SourceTag, d.GUID, in.AcceptedUDPLogsPerSec))
+		}
+		add(Allow(ip, d.Protocol, d.StartPort, d.EndPort, d.SourceTag, d.SourceGUID, d.GUID))
+	}
+	for _, g := range ings {
+		ip, err := netip.ParseAddr(g.IP)
+		if err != nil {
+			warn("skipping-ingress", map[string]any{"ip": g.IP, "reason": "bad IP"})
+			continue
+		}
+		add(AllowIngress(ip, g.Port, g.IngressTag))
+	}
+	return out, nil
+}
+
+// sortByJSON orders elements by their JSON encoding, as upstream does; each
+// element is encoded once.
+func sortByJSON[T any](s []T) {
+	if len(s) < 2 {
+		return
+	}
+	type keyed struct {
+		key string
+		v   T
+	}
+	ks := make([]keyed, len(s))
+	for i, v := range s {
+		b, _ := json.Marshal(v) // plain structs of strings and ints
+		ks[i] = keyed{string(b), v}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range ks {
+		s[i] = ks[i].v
+	}
+}
+
+// comment renders a comment match; iptables-save quotes text with anything
+// but letters, digits, '-' and '_', and upstream replaces spaces with '_'.
+func comment(text string) string {
+	text = strings.ReplaceAll(text, " ", "_")
+	plain := text != ""
+	for _, r := range text {
+		if !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return "-m comment --comment " + text
+	}
+	return "-m comment --comment " + strconv.Quote(text)
+}
+
+// ports renders a destination port match for proto.
+func ports(proto string, start, end int) string {
+	p := "-p " + proto + " -m " + proto + " --dport " + strconv.Itoa(start)
+	if end != start {
+		p += ":" + strconv.Itoa(end)
+	}
+	return p
+}
+
+// OverlayAcceptAll accepts all traffic inside the overlay
+// (disable_container_network_policy).
+func OverlayAcceptAll(overlay string) iptables.Rule {
+	if p, err := netip.ParsePrefix(overlay); err == nil {
+		overlay = p.Masked().String()
+	}
+	return iptables.Rule("-s " + overlay + " -d " + overlay + " -j ACCEPT")
+}
+
+// MarkSource marks packets from a source app's container with its tag.
+func MarkSource(ip netip.Addr, tag, appGUID string) iptables.Rule {
+	return iptables.Rule("-s " + rules.Host(ip) + " " + comment("src:"+appGUID) +
+		" -j MARK --set-xmark " + rules.Mark(tag) + "/0xffffffff")
+}
+
+// Allow accepts packets marked with a source tag to a destination
+// container's protocol and port range.
+func Allow(ip netip.Addr, proto string, start, end int, srcTag, srcGUID, dstGUID string) iptables.Rule {
+	return iptables.Rule("-d " + rules.Host(ip) + " " + ports(proto, start, end) +
+		" -m mark --mark " + rules.Mark(srcTag) + " " + comment("src:"+srcGUID+"_dst:"+dstGUID) + " -j ACCEPT")
+}
+
+// AllowLog logs what Allow is about to accept: the first packet of each
+// TCP connection, or UDP packets at most udpPerSec a second.
+func AllowLog(ip netip.Addr, proto string, start, end int, srcTag, dstGUID string, udpPerSec int) iptables.Rule {
+	var limit string
+	if proto == "udp" {
+		limit = fmt.Sprintf("-m limit --limit %d/sec --limit-burst %d", udpPerSec, udpPerSec)
+	} else {
+		limit = "-m conntrack --ctstate INVALID,NEW,UNTRACKED"
+	}
+	return iptables.Rule("-d " + rules.Host(ip) + " " + ports(proto, start, end) +
+		" -m mark --mark " + rules.Mark(srcTag) + " " + limit + " -j LOG --log-prefix " + rules.LogPrefix("OK_"+srcTag+"_"+dstGUID))
+}
+
+// AllowIngress accepts router traffic (marked with the ingress tag) to a
+// container's port.
+func AllowIngress(ip netip.Addr, port int, ingressTag string) iptables.Rule {
+	return iptables.Rule("-d " + rules.Host(ip) + " " + ports("tcp", port, port) + " -m mark --mark " + rules.Mark(ingressTag) + " -j ACCEPT")
+}
