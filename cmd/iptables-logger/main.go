@@ -1,0 +1,52 @@
+// Command iptables-logger follows the kernel log and writes one JSON line,
+// with app, space and org, for every packet netman's iptables LOG rules
+// logged.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/netman-release/netman/src/iptableslogger"
+	"github.com/netman-release/netman/src/logging"
+)
+
+const job = "iptables-logger"
+
+func main() {
+	configPath := flag.String("config-file", "", "path to config file")
+	flag.Parse()
+
+	cfg, err := iptableslogger.LoadConfig(*configPath)
+	prefix := cfg.LogPrefix
+	if prefix == "" {
+		prefix = logging.DefaultPrefix
+	}
+	fail := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", prefix, job, fmt.Sprintf(format, args...))
+		os.Exit(1)
+	}
+	if err != nil {
+		// Upstream's wording: "cfnetworking.iptables-logger: reading config: …"
+		// (config.LoadJSON's read errors already start so).
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "reading config") {
+			msg = "reading config: " + msg
+		}
+		fail("%s", msg)
+	}
+	logger, _, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
+	if err != nil {
+		fail("%s", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := iptableslogger.Run(ctx, logger, cfg, iptableslogger.Options{}); err != nil {
+		fail("%s", err)
+	}
+}

@@ -1,0 +1,105 @@
+package iptableslogger
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/logging"
+)
+
+// Config is iptables-logger's JSON config file (`-config-file`), keys as
+// upstream's iptables-logger.json.
+type Config struct {
+	KernelLogFile         string `json:"kernel_log_file"`
+	ContainerMetadataFile string `json:"container_metadata_file"`
+	OutputLogFile         string `json:"output_log_file"`
+	MetronAddress         string `json:"metron_address"`
+	HostIP                string `json:"host_ip"`
+	HostGUID              string `json:"host_guid"`
+	// LogTimestampFormat is "rfc3339" or "deprecated"; empty means
+	// "deprecated", as upstream's binary (its BOSH job renders "rfc3339").
+	LogTimestampFormat string `json:"log_timestamp_format"`
+	// LogPrefix and LogLevel shape the process's own log (not the output
+	// file). Upstream hard-codes "cfnetworking" and logs at debug.
+	LogPrefix string `json:"log_prefix"`
+	LogLevel  string `json:"log_level"`
+}
+
+// Timestamp formats of log_timestamp_format.
+const (
+	FormatRFC3339    = "rfc3339"
+	FormatDeprecated = "deprecated"
+)
+
+// LoadConfig reads and validates a config file. An invalid file names every
+// problem in one error.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	if path == "" {
+		return c, fmt.Errorf("no -config-file given")
+	}
+	if err := config.LoadJSON(path, &c); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every key and returns one error listing all problems.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.RequiredString("kernel_log_file", c.KernelLogFile)
+	p.RequiredString("container_metadata_file", c.ContainerMetadataFile)
+	p.RequiredString("output_log_file", c.OutputLogFile)
+	if c.MetronAddress == "" {
+		p.Required("metron_address", false)
+	} else if _, err := c.MetronPort(); err != nil {
+		p.Addf("metron_address: %v", err)
+	}
+	if c.HostIP == "" {
+		p.Required("host_ip", false)
+	} else if _, err := netip.ParseAddr(c.HostIP); err != nil {
+		p.Addf("host_ip: invalid IP address %q", c.HostIP)
+	}
+	p.RequiredString("host_guid", c.HostGUID)
+	if _, err := c.Format(); err != nil {
+		p.Addf("log_timestamp_format: %v", err)
+	}
+	if c.LogLevel != "" {
+		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+			p.Addf("log_level: %v", err)
+		}
+	}
+	return p.Err()
+}
+
+// Format is log_timestamp_format as a TimestampFormat.
+func (c Config) Format() (TimestampFormat, error) {
+	switch c.LogTimestampFormat {
+	case "", FormatDeprecated:
+		return TimestampDeprecated, nil
+	case FormatRFC3339:
+		return TimestampRFC3339, nil
+	}
+	return 0, fmt.Errorf("want %q or %q (got %q)", FormatRFC3339, FormatDeprecated, c.LogTimestampFormat)
+}
+
+// MetronPort is the port of metron_address. netman's metrics sender always
+// sends to the loopback metron agent, as on every CF VM, so the host must be
+// loopback.
+func (c Config) MetronPort() (int, error) {
+	host, portStr, err := net.SplitHostPort(c.MetronAddress)
+	if err != nil {
+		return 0, err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return 0, &net.AddrError{Err: "metron agent must be on loopback", Addr: c.MetronAddress}
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return 0, &net.AddrError{Err: "invalid port", Addr: c.MetronAddress}
+	}
+	return port, nil
+}

@@ -1,0 +1,238 @@
+package iptableslogger
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Container is the app behind a packet's container address: the "source"
+// (egress) or "destination" (ingress) object of an output event. Field
+// order, names and types are upstream's.
+type Container struct {
+	ContainerID      string `json:"container_id"`
+	AppGUID          string `json:"app_guid"`
+	SpaceGUID        string `json:"space_guid"`
+	OrganizationGUID string `json:"organization_guid"`
+	HostIP           string `json:"host_ip"`
+	HostGUID         string `json:"host_guid"`
+}
+
+// TimestampFormat selects one of lager's two line shapes for the output.
+type TimestampFormat int
+
+const (
+	// TimestampDeprecated is lager's original shape:
+	// {"timestamp":"<unix seconds>.<9 digits>","source":…,"message":…,"log_level":1,"data":…}.
+	TimestampDeprecated TimestampFormat = iota
+	// TimestampRFC3339 is lager's "pretty" shape:
+	// {"timestamp":"<RFC 3339, UTC, 9 digits>","level":"info","source":…,"message":…,"data":…}.
+	TimestampRFC3339
+)
+
+// Source is the lager source of every output line; messages are
+// Source + "." + <direction>-<allowed|denied>.
+const Source = "cfnetworking.iptables"
+
+// Message is the lager message of the event for p, e.g.
+// "cfnetworking.iptables.ingress-allowed".
+func Message(p Packet) string {
+	if p.Allowed {
+		return Source + "." + p.Direction + "-allowed"
+	}
+	return Source + "." + p.Direction + "-denied"
+}
+
+// AppendEvent appends one output line (with its newline) for a packet and
+// the container it was matched to, logged at t. The bytes are exactly what
+// upstream's lager sink writes for the same event — keys in lager's order,
+// data keys sorted, strings escaped as encoding/json does — without
+// reflection or allocation.
+func AppendEvent(dst []byte, t time.Time, format TimestampFormat, p Packet, c Container) []byte {
+	dst = append(dst, `{"timestamp":"`...)
+	if format == TimestampRFC3339 {
+		dst = appendRFC3339(dst, t.UTC())
+		dst = append(dst, `","level":"info","source":"`...)
+	} else {
+		// lager's fmt.Sprintf("%.9f", float64(t.UnixNano())/1e9), precision
+		// loss included.
+		dst = strconv.AppendFloat(dst, float64(t.UnixNano())/1e9, 'f', 9, 64)
+		dst = append(dst, `","source":"`...)
+	}
+	dst = append(dst, Source...)
+	dst = append(dst, `","message":`...)
+	dst = appendMessage(dst, p)
+	if format != TimestampRFC3339 {
+		dst = append(dst, `,"log_level":1`...)
+	}
+	dst = append(dst, `,"data":{`...)
+	if p.Direction == Ingress {
+		dst = append(dst, `"destination":`...)
+		dst = appendContainer(dst, c)
+		dst = append(dst, `,"packet":`...)
+		dst = appendPacket(dst, p)
+	} else {
+		dst = append(dst, `"packet":`...)
+		dst = appendPacket(dst, p)
+		dst = append(dst, `,"source":`...)
+		dst = appendContainer(dst, c)
+	}
+	return append(dst, "}}\n"...)
+}
+
+func appendMessage(dst []byte, p Packet) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, Source+"."...)
+	dst = appendStringBody(dst, p.Direction)
+	if p.Allowed {
+		dst = append(dst, "-allowed"...)
+	} else {
+		dst = append(dst, "-denied"...)
+	}
+	return append(dst, '"')
+}
+
+func appendPacket(dst []byte, p Packet) []byte {
+	dst = append(dst, `{"direction":`...)
+	dst = appendString(dst, p.Direction)
+	dst = append(dst, `,"allowed":`...)
+	dst = strconv.AppendBool(dst, p.Allowed)
+	dst = append(dst, `,"src_ip":`...)
+	dst = appendString(dst, p.SrcIP)
+	dst = append(dst, `,"dst_ip":`...)
+	dst = appendString(dst, p.DstIP)
+	dst = append(dst, `,"src_port":`...)
+	dst = strconv.AppendInt(dst, int64(p.SrcPort), 10)
+	dst = append(dst, `,"dst_port":`...)
+	dst = strconv.AppendInt(dst, int64(p.DstPort), 10)
+	dst = append(dst, `,"protocol":`...)
+	dst = appendString(dst, p.Protocol)
+	dst = append(dst, `,"mark":`...)
+	dst = appendString(dst, p.Mark)
+	dst = append(dst, `,"icmp_type":`...)
+	dst = strconv.AppendInt(dst, int64(p.ICMPType), 10)
+	dst = append(dst, `,"icmp_code":`...)
+	dst = strconv.AppendInt(dst, int64(p.ICMPCode), 10)
+	return append(dst, '}')
+}
+
+func appendContainer(dst []byte, c Container) []byte {
+	dst = append(dst, `{"container_id":`...)
+	dst = appendString(dst, c.ContainerID)
+	dst = append(dst, `,"app_guid":`...)
+	dst = appendString(dst, c.AppGUID)
+	dst = append(dst, `,"space_guid":`...)
+	dst = appendString(dst, c.SpaceGUID)
+	dst = append(dst, `,"organization_guid":`...)
+	dst = appendString(dst, c.OrganizationGUID)
+	dst = append(dst, `,"host_ip":`...)
+	dst = appendString(dst, c.HostIP)
+	dst = append(dst, `,"host_guid":`...)
+	dst = appendString(dst, c.HostGUID)
+	return append(dst, '}')
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendStringBody(dst, s)
+	return append(dst, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// safeASCII marks the ASCII bytes encoding/json writes as they are with
+// HTML escaping on (json.Marshal's default, which lager uses).
+var safeASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()
+
+// appendStringBody escapes s as encoding/json does: \" \\ \b \f \n \r \t,
+// other control bytes and < > & as \u00XX, invalid UTF-8 as \ufffd, and
+// U+2028 and U+2029 as \u2028 and \u2029.
+func appendStringBody(dst []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if safeASCII[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	return append(dst, s[start:]...)
+}
+
+// appendRFC3339 is t.AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
+// (lager's layout) for a UTC time, digit by digit.
+func appendRFC3339(dst []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
+	}
+	hour, minute, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond(), 9)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends the low width decimal digits of n >= 0, zero-padded.
+func appendDigits(dst []byte, n, width int) []byte {
+	var b [9]byte
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(dst, b[:width]...)
+}
