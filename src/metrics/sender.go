@@ -194,3 +194,33 @@ func (s *Sender) sendFailed(err error) {
 	}
 	s.logger.Debug("send-failed", lager.Data{"error": err.Error(), "total-failures": n})
 }
+
+// AppLog is an application log line (loggregator v1 LogMessage): what an
+// app's `cf logs` shows.
+type AppLog struct {
+	AppID          string // the app (log_config.guid)
+	SourceType     string // log_config.source_name, e.g. "CELL"
+	SourceInstance string // the instance index
+	Message        string
+	Tags           map[string]string
+}
+
+// SendAppLog emits an application log line to the metron agent. Nothing is
+// recorded in the Registry.
+func (s *Sender) SendAppLog(l AppLog) {
+	if s == nil || s.conn == nil {
+		return
+	}
+	s.emit(&events.Envelope{
+		EventType: events.Envelope_LogMessage.Enum(),
+		Tags:      l.Tags,
+		LogMessage: &events.LogMessage{
+			Message:        []byte(l.Message),
+			MessageType:    events.LogMessage_OUT.Enum(),
+			Timestamp:      proto.Int64(s.now().UnixNano()),
+			AppId:          proto.String(l.AppID),
+			SourceType:     proto.String(l.SourceType),
+			SourceInstance: proto.String(l.SourceInstance),
+		},
+	})
+}

@@ -303,3 +303,25 @@ func TestSenderConcurrentSends(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSenderEmitsAppLogs(t *testing.T) {
+	metron := newFakeMetron(t)
+	s, err := metrics.NewSender(lager.NewLogger("test"), "vxlan-policy-agent", metron.port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SendAppLog(metrics.AppLog{AppID: "app-guid", SourceType: "CELL", SourceInstance: "2",
+		Message: "Security group rules were updated", Tags: map[string]string{"source_id": "app-guid"}})
+	got := metron.read(t, 1)[0]
+	lm := got.GetLogMessage()
+	if got.GetEventType() != events.Envelope_LogMessage || got.GetOrigin() != "vxlan-policy-agent" ||
+		string(lm.GetMessage()) != "Security group rules were updated" || lm.GetAppId() != "app-guid" ||
+		lm.GetSourceType() != "CELL" || lm.GetSourceInstance() != "2" || lm.GetMessageType() != events.LogMessage_OUT ||
+		got.GetTags()["source_id"] != "app-guid" {
+		t.Errorf("envelope %v", got)
+	}
+	if _, ok := s.Registry().Value("Security group rules were updated"); ok {
+		t.Error("app logs must not reach the metrics registry")
+	}
+}

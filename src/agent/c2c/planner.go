@@ -230,12 +230,13 @@ func ports(proto string, start, end int) string {
 }
 
 // OverlayAcceptAll accepts all traffic inside the overlay
-// (disable_container_network_policy).
+// (disable_container_network_policy); overlay is a validated CIDR.
 func OverlayAcceptAll(overlay string) iptables.Rule {
-	if p, err := netip.ParsePrefix(overlay); err == nil {
-		overlay = p.Masked().String()
+	p, err := netip.ParsePrefix(overlay)
+	if err != nil {
+		return iptables.Rule("-s " + overlay + " -d " + overlay + " -j ACCEPT")
 	}
-	return iptables.Rule("-s " + overlay + " -d " + overlay + " -j ACCEPT")
+	return rules.OverlayAcceptAll(p)
 }
 
 // MarkSource marks packets from a source app's container with its tag.

@@ -243,3 +243,13 @@ func (c NetOutChain) expiryMS() int64 {
 	secs := (int64(c.Conn.Burst) + int64(c.Conn.RatePerSec) - 1) / int64(c.Conn.RatePerSec)
 	return secs * 1000
 }
+
+// String prints the rule for warnings, with the ICMP type and code rather
+// than the pointer.
+func (r NetOutRule) String() string {
+	icmp := "<nil>"
+	if r.ICMP != nil {
+		icmp = fmt.Sprintf("%d/%d", r.ICMP.Type, r.ICMP.Code)
+	}
+	return fmt.Sprintf("{Protocol:%s Networks:%+v Ports:%+v ICMP:%s Log:%t}", r.Protocol, r.Networks, r.Ports, icmp, r.Log)
+}

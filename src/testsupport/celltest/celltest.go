@@ -31,7 +31,8 @@ import (
 )
 
 // Binaries the lab runs, built once per test process by Main.
-var Binaries = []string{"silk-controller", "silk-daemon", "silk-teardown", "silk-cni", "cni-wrapper-plugin"}
+var Binaries = []string{"silk-controller", "silk-daemon", "silk-teardown", "silk-cni", "cni-wrapper-plugin",
+	"policy-server", "policy-server-internal", "vxlan-policy-agent", "iptables-logger"}
 
 var binDir string
 
@@ -93,6 +94,12 @@ func moduleRoot() (string, error) {
 type Options struct {
 	Cells               int
 	PollIntervalSeconds int
+	// Policy starts policy-server and policy-server-internal, and a real
+	// vxlan-policy-agent in every cell (instead of the fake force endpoint).
+	Policy bool
+	// C2CLogging turns on c2c logging in the wrapper (DENY_C2C_) and the
+	// agents (OK_).
+	C2CLogging bool
 }
 
 // Lab is one controller and its cells on an underlay bridge.
@@ -105,6 +112,7 @@ type Lab struct {
 	RootIP  string // the test namespace's address on the underlay
 	APIPort int
 	Cells   []*Cell
+	Policy  *PolicyServers // with Options.Policy
 	certs   *mtlstest.Files
 	opts    Options
 }
@@ -118,6 +126,7 @@ type Cell struct {
 	Iface      string
 	Dir        string
 	daemon     *Proc
+	agent      *Proc
 }
 
 // New starts a controller and opts.Cells cells, each with its daemon up and
@@ -141,11 +150,17 @@ func New(t testing.TB, opts Options) *Lab {
 	l.certs = mtlstest.NewTestFiles(t)
 	l.setupUnderlay()
 	l.startController()
+	if opts.Policy {
+		l.startPolicyServers()
+	}
 	for i := 1; i <= opts.Cells; i++ {
 		l.Cells = append(l.Cells, l.newCell(i))
 	}
 	for _, c := range l.Cells {
 		c.StartDaemon()
+		if opts.Policy {
+			c.StartAgent(nil)
+		}
 	}
 	return l
 }
@@ -216,7 +231,9 @@ func (l *Lab) newCell(i int) *Cell {
 	l.attach(c.NS, c.Iface, c.UnderlayIP)
 	// Cells forward between containers and the underlay.
 	c.NS.Run(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
-	startFakeAgent(t, c.NS)
+	if !l.opts.Policy {
+		startFakeAgent(t, c.NS)
+	}
 	return c
 }
 
@@ -369,8 +386,17 @@ type Proc struct {
 	err  error
 }
 
-// Start runs bin (inside ns when not nil) with output to logPath.
+// Start runs bin (inside ns when not nil) with output to logPath; it is
+// stopped when the test ends.
 func Start(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...string) *Proc {
+	t.Helper()
+	p := startProc(t, logPath, ns, bin, args...)
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// startProc runs bin; the caller arranges for it to be stopped.
+func startProc(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...string) *Proc {
 	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -395,21 +421,23 @@ func Start(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...s
 		close(p.done)
 		f.Close()
 	}()
-	t.Cleanup(func() {
-		if !p.Exited() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", p.name, p.Output())
-		}
-	})
 	return p
+}
+
+// stop ends the process (SIGTERM, then SIGKILL after 10 s) by its PID.
+func (p *Proc) stop(t testing.TB) {
+	if !p.Exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	if t.Failed() {
+		t.Logf("%s output:\n%s", p.name, p.Output())
+	}
 }
 
 // Exited reports whether the process has ended.

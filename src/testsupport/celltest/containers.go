@@ -48,7 +48,7 @@ func (c *Cell) WrapperConfig() map[string]any {
 		"no_masquerade_cidr_range":           "10.255.0.0/16",
 		"temporary_underlay_interface_names": []string{},
 		"underlay_ips":                       []string{c.UnderlayIP},
-		"iptables_asg_logging":               false, "iptables_c2c_logging": false,
+		"iptables_asg_logging":               false, "iptables_c2c_logging": c.lab.opts.C2CLogging,
 		"iptables_denied_logs_per_sec": 1, "iptables_accepted_udp_logs_per_sec": 100,
 		"ingress_tag": "ffff0000", "vtep_name": "silk-vtep",
 		"policy_agent_force_poll_address": "127.0.0.1:8722",

@@ -1,0 +1,304 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/agent/c2c"
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/iptables/iptablestest"
+	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/testsupport/logtest"
+)
+
+// fakeServer is policy-server-internal in memory: policies, a version that
+// moves with every change, and optional long-poll support.
+type fakeServer struct {
+	mu       sync.Mutex
+	policies []c2c.Policy
+	version  int64
+	longPoll bool
+	err      error
+	changed  chan struct{}
+	polls    int // plain last-updated reads
+	fetches  int // policy fetches
+}
+
+func newFakeServer(longPoll bool) *fakeServer {
+	return &fakeServer{version: 1, longPoll: longPoll, changed: make(chan struct{})}
+}
+
+func (f *fakeServer) set(ps ...c2c.Policy) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.policies = ps
+	f.version++
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeServer) fail(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+}
+
+func (f *fakeServer) Policies(_ context.Context, ids ...string) ([]c2c.Policy, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fetches++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return append([]c2c.Policy(nil), f.policies...), nil
+}
+
+func (f *fakeServer) LastUpdated(context.Context) (int64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.polls++
+	return f.version, f.longPoll, f.err
+}
+
+func (f *fakeServer) WaitLastUpdated(ctx context.Context, since int64, wait, _ time.Duration) (int64, bool, error) {
+	f.mu.Lock()
+	v, ch, err, lp := f.version, f.changed, f.err, f.longPoll
+	f.mu.Unlock()
+	if err != nil {
+		return 0, false, err
+	}
+	if v != since || !lp {
+		return v, lp, nil
+	}
+	select {
+	case <-ch:
+	case <-time.After(wait):
+	case <-ctx.Done():
+		return 0, false, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.version, true, nil
+}
+
+func (f *fakeServer) CreateOrGetTag(context.Context, string, string) (string, error) {
+	return "FFFF", nil
+}
+
+type fixture struct {
+	agent  *Agent
+	server *fakeServer
+	ipt    *iptablestest.Tables
+	store  *metadata.Store
+	sender *metrics.Sender
+}
+
+func newFixture(t *testing.T, longPoll bool, pollInterval int) *fixture {
+	t.Helper()
+	store := metadata.New(filepath.Join(t.TempDir(), "store.json"))
+	ctx := context.Background()
+	for _, c := range []struct{ h, ip, app string }{{"h1", "10.255.1.2", "app-a"}, {"h2", "10.255.1.3", "app-b"}} {
+		if err := store.Add(ctx, c.h, c.ip, map[string]any{"policy_group_id": c.app, "space_id": "space-1", "container_workload": "app"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sender, err := metrics.NewSender(nil, "vxlan-policy-agent", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newFakeServer(longPoll)
+	ipt := iptablestest.New()
+	cfg := Config{PollInterval: pollInterval, IPTablesAcceptedUDPLogsPerSec: 100, ClientTimeoutSeconds: 5}
+	return &fixture{agent: New(logtest.New(t), cfg, store, srv, ipt, nil, sender), server: srv, ipt: ipt, store: store, sender: sender}
+}
+
+func policyAB(port int) c2c.Policy {
+	return c2c.Policy{Source: c2c.Endpoint{ID: "app-a", Tag: "0001"}, Destination: c2c.Destination{ID: "app-b", Tag: "0002", Protocol: "tcp", Start: port, End: port}}
+}
+
+// accepts reports whether the vpa chain accepts app-a → app-b on port.
+func (f *fixture) accepts(t *testing.T, port int) bool {
+	t.Helper()
+	st, err := f.ipt.Save(context.Background(), iptables.Filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := f.agent.c2c.Chain()
+	if chain == "" {
+		return false
+	}
+	for _, r := range st.Rules(chain) {
+		if strings.Contains(string(r), fmt.Sprintf("--dport %d -m mark --mark 0x1", port)) && strings.HasSuffix(string(r), "-j ACCEPT") {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fixture) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = f.agent.PollLoop(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLongPollPropagatesWithinOneRoundTrip(t *testing.T) {
+	f := newFixture(t, true, 3600) // plain polls would take an hour
+	f.server.set(policyAB(8080))
+	f.run(t)
+	waitFor(t, 2*time.Second, "first sync", func() bool { return f.accepts(t, 8080) })
+	f.server.set(policyAB(8080), policyAB(9090))
+	waitFor(t, 2*time.Second, "long-polled change", func() bool { return f.accepts(t, 9090) })
+	f.server.set(policyAB(9090))
+	waitFor(t, 2*time.Second, "long-polled delete", func() bool { return !f.accepts(t, 8080) })
+}
+
+func TestPlainPollingAgainstUpstreamServer(t *testing.T) {
+	f := newFixture(t, false, 1)
+	f.agent.jitter = 0
+	f.server.set(policyAB(8080))
+	f.run(t)
+	waitFor(t, 2*time.Second, "first sync", func() bool { return f.accepts(t, 8080) })
+	f.server.set(policyAB(9090))
+	waitFor(t, 3*time.Second, "polled change", func() bool { return f.accepts(t, 9090) && !f.accepts(t, 8080) })
+	// An unchanged version skips the policy fetch.
+	f.server.mu.Lock()
+	fetches := f.server.fetches
+	f.server.mu.Unlock()
+	time.Sleep(2500 * time.Millisecond)
+	f.server.mu.Lock()
+	defer f.server.mu.Unlock()
+	if f.server.fetches != fetches {
+		t.Errorf("policies fetched %d more times with nothing changed", f.server.fetches-fetches)
+	}
+	if f.server.polls < 2 {
+		t.Errorf("only %d plain polls", f.server.polls)
+	}
+}
+
+func TestFailStatic(t *testing.T) {
+	f := newFixture(t, true, 1)
+	f.server.set(policyAB(8080))
+	ctx := context.Background()
+	if err := f.agent.PolicyCycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := f.ipt.Dump(iptables.Filter)
+	for _, err := range []error{errors.New("connection refused"), errors.New("json unmarshal: garbage")} {
+		f.server.fail(err)
+		if err := f.agent.PolicyCycle(ctx); err == nil {
+			t.Fatal("want the error")
+		}
+		if after := f.ipt.Dump(iptables.Filter); after != before {
+			t.Fatalf("rules changed on a failed cycle:\n%s", after)
+		}
+	}
+	if n, _ := f.sender.Registry().Counter(MetricPolicyCycleFailures); n != 2 {
+		t.Errorf("%s = %d, want 2", MetricPolicyCycleFailures, n)
+	}
+	// Back: the loop retries (with backoff) and converges.
+	f.server.fail(nil)
+	f.server.set(policyAB(9090))
+	f.run(t)
+	waitFor(t, 3*time.Second, "recovery", func() bool { return f.accepts(t, 9090) })
+}
+
+func TestRetriesWithBackoffWhileServerIsDown(t *testing.T) {
+	f := newFixture(t, false, 60)
+	f.server.set(policyAB(8080))
+	f.server.fail(errors.New("down"))
+	f.run(t)
+	time.Sleep(1200 * time.Millisecond)
+	f.server.mu.Lock()
+	fetches := f.server.fetches
+	f.server.mu.Unlock()
+	// 0, 0.5 s, 1.5 s: two or three tries, not a hot loop and not one per minute.
+	if fetches < 2 || fetches > 4 {
+		t.Errorf("%d attempts in 1.2 s", fetches)
+	}
+	f.server.fail(nil)
+	waitFor(t, 3*time.Second, "recovery", func() bool { return f.accepts(t, 8080) })
+}
+
+func TestNewContainerTriggersCycle(t *testing.T) {
+	f := newFixture(t, true, 1)
+	f.agent.jitter = 0
+	f.server.set(c2c.Policy{Source: c2c.Endpoint{ID: "app-a", Tag: "0001"}, Destination: c2c.Destination{ID: "app-c", Tag: "0003", Protocol: "tcp", Start: 80, End: 80}})
+	f.run(t)
+	waitFor(t, 2*time.Second, "first sync", func() bool { return f.agent.c2c.Chain() != "" })
+	if err := f.store.Add(context.Background(), "h3", "10.255.1.9", map[string]any{"policy_group_id": "app-c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "rules for the new container", func() bool {
+		return strings.Contains(f.ipt.Dump(iptables.Filter), "-d 10.255.1.9/32")
+	})
+}
+
+func TestC2CLoggingEndpoint(t *testing.T) {
+	f := newFixture(t, true, 3600)
+	f.server.set(policyAB(8080))
+	f.run(t)
+	h := f.agent.C2CLoggingHandler()
+	do := func(method, body string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, "/iptables-c2c-logging", strings.NewReader(body)))
+		return rec.Code, strings.TrimSpace(rec.Body.String())
+	}
+	if code, body := do("GET", ""); code != 200 || body != `{"enabled":false}` {
+		t.Errorf("GET %d %s", code, body)
+	}
+	if code, body := do("PUT", "{"); code != 400 || body != `{ "error": "decoding request body as json" }` {
+		t.Errorf("bad json %d %s", code, body)
+	}
+	if code, body := do("PUT", "{}"); code != 400 || body != `{ "error": "missing required key 'enabled'" }` {
+		t.Errorf("missing key %d %s", code, body)
+	}
+	if code, body := do("PUT", `{"enabled":true}`); code != 200 || body != `{"enabled":true}` {
+		t.Errorf("PUT %d %s", code, body)
+	}
+	waitFor(t, 2*time.Second, "LOG rules", func() bool { return strings.Contains(f.ipt.Dump(iptables.Filter), `"OK_0001_app-b "`) })
+}
+
+func TestForceEndpoints(t *testing.T) {
+	f := newFixture(t, true, 3600)
+	f.server.set(policyAB(8080))
+	h := f.agent.ForceHandler()
+	do := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", path, nil))
+		return rec.Code, strings.TrimSpace(rec.Body.String())
+	}
+	if code, body := do("/force-policy-poll-cycle"); code != 200 || body != "" || !f.accepts(t, 8080) {
+		t.Errorf("force: %d %q", code, body)
+	}
+	f.server.fail(errors.New("boom"))
+	if code, body := do("/force-policy-poll-cycle"); code != 500 || body != "failed to force policy poll cycle: failed to get policies: boom" {
+		t.Errorf("failed force: %d %q", code, body)
+	}
+	// ASG syncing disabled (no syncer).
+	for _, p := range []string{"/force-asgs-for-container?container=h1", "/force-orphaned-asgs-cleanup?container=h1"} {
+		if code, body := do(p); code != http.StatusMethodNotAllowed || body != "ASG syncing has been disabled administratively" {
+			t.Errorf("%s: %d %q", p, code, body)
+		}
+	}
+}

@@ -1,0 +1,236 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/netman-release/netman/src/agent/c2c"
+	"github.com/netman-release/netman/src/policy"
+)
+
+// Client calls policy-server-internal's API over mTLS, with upstream's
+// paths, query parameters and bodies, plus netman's long-poll form of
+// policies_last_updated when the server offers it.
+type Client struct {
+	base     string
+	http     *http.Client // bounded by client_timeout_seconds
+	longPoll *http.Client // no overall timeout: long-polls bound themselves
+}
+
+// longPollHeader is set on every policies_last_updated answer of a server
+// that supports ?wait=&since= (policy-server-internal's LongPollHeader).
+const longPollHeader = "X-Netman-Long-Poll"
+
+// NewClient returns a client for baseURL (policy_server_url) using
+// transport, with timeout per plain request.
+func NewClient(baseURL string, transport http.RoundTripper, timeout time.Duration) *Client {
+	return &Client{
+		base:     strings.TrimRight(baseURL, "/"),
+		http:     &http.Client{Transport: transport, Timeout: timeout},
+		longPoll: &http.Client{Transport: transport},
+	}
+}
+
+// StatusError is a non-200 answer.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("http status %d: %s", e.Code, strings.TrimSpace(e.Body))
+}
+
+func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, body any, out any) (http.Header, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.Header, &StatusError{Code: resp.StatusCode, Body: string(data)}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return resp.Header, fmt.Errorf("json unmarshal: %w", err)
+	}
+	return resp.Header, nil
+}
+
+type wirePolicies struct {
+	TotalPolicies *int `json:"total_policies"`
+	Policies      []struct {
+		Source struct {
+			ID  string `json:"id"`
+			Tag string `json:"tag"`
+		} `json:"source"`
+		Destination struct {
+			ID       string `json:"id"`
+			Tag      string `json:"tag"`
+			Protocol string `json:"protocol"`
+			Ports    struct {
+				Start int `json:"start"`
+				End   int `json:"end"`
+			} `json:"ports"`
+		} `json:"destination"`
+	} `json:"policies"`
+}
+
+// Policies fetches the policies whose source or destination is one of ids;
+// with no ids, every policy (the start-up check). An answer that is not
+// the policies document (e.g. no total_policies) is an error, so garbage
+// never becomes an empty rule set.
+func (c *Client) Policies(ctx context.Context, ids ...string) ([]c2c.Policy, error) {
+	path := "/networking/v1/internal/policies"
+	if len(ids) > 0 {
+		path += "?id=" + url.QueryEscape(strings.Join(ids, ","))
+	}
+	var w wirePolicies
+	if _, err := c.do(ctx, c.http, http.MethodGet, path, nil, &w); err != nil {
+		return nil, err
+	}
+	if w.TotalPolicies == nil {
+		return nil, errors.New("json unmarshal: policies response has no total_policies")
+	}
+	out := make([]c2c.Policy, 0, len(w.Policies))
+	for _, p := range w.Policies {
+		out = append(out, c2c.Policy{
+			Source: c2c.Endpoint{ID: p.Source.ID, Tag: p.Source.Tag},
+			Destination: c2c.Destination{
+				ID: p.Destination.ID, Tag: p.Destination.Tag, Protocol: p.Destination.Protocol,
+				Start: p.Destination.Ports.Start, End: p.Destination.Ports.End,
+			},
+		})
+	}
+	return out, nil
+}
+
+// LastUpdated is a plain read of policies_last_updated. longPoll reports
+// whether the server offers the long-poll form.
+func (c *Client) LastUpdated(ctx context.Context) (v int64, longPoll bool, err error) {
+	h, err := c.do(ctx, c.http, http.MethodGet, "/networking/v1/internal/policies_last_updated", nil, &v)
+	if err != nil {
+		return 0, false, err
+	}
+	return v, h.Get(longPollHeader) == "1", nil
+}
+
+// WaitLastUpdated long-polls policies_last_updated: it returns as soon as
+// the value differs from since, or since itself after about wait. The
+// request is bounded by wait plus grace. longPoll is false when the answer
+// did not come from a long-poll capable server (which then answered at
+// once, ignoring the wait).
+func (c *Client) WaitLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+grace)
+	defer cancel()
+	q := url.Values{}
+	q.Set("wait", strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
+	q.Set("since", strconv.FormatInt(since, 10))
+	h, err := c.do(ctx, c.longPoll, http.MethodGet, "/networking/v1/internal/policies_last_updated?"+q.Encode(), nil, &v)
+	if err != nil {
+		return 0, false, err
+	}
+	return v, h.Get(longPollHeader) == "1", nil
+}
+
+// CreateOrGetTag asks for the tag of a non-app group (the ingress router).
+func (c *Client) CreateOrGetTag(ctx context.Context, id, groupType string) (string, error) {
+	var out struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+		Tag  string `json:"tag"`
+	}
+	body := struct {
+		ID   string `json:"ID"`
+		Type string `json:"Type"`
+	}{id, groupType}
+	if _, err := c.do(ctx, c.http, http.MethodPut, "/networking/v1/internal/tags", body, &out); err != nil {
+		return "", err
+	}
+	if out.Tag == "" {
+		return "", errors.New("json unmarshal: tag response has no tag")
+	}
+	return out.Tag, nil
+}
+
+// perPage is what upstream's client asks for (the server ignores it).
+const perPage = 5000
+
+// maxPages stops a server that never ends its paging.
+const maxPages = 100000
+
+// SecurityGroups fetches every security group that is a default or bound
+// to one of spaceGUIDs (all groups when none are given), following next.
+func (c *Client) SecurityGroups(ctx context.Context, spaceGUIDs []string) ([]policy.SecurityGroup, error) {
+	var all []policy.SecurityGroup
+	from := 0
+	for page := 0; page < maxPages; page++ {
+		q := "per_page=" + strconv.Itoa(perPage)
+		if len(spaceGUIDs) > 0 {
+			q += "&space_guids=" + url.QueryEscape(strings.Join(spaceGUIDs, ","))
+		}
+		if from != 0 {
+			q += "&from=" + strconv.Itoa(from)
+		}
+		var w struct {
+			Next           *int `json:"next"`
+			SecurityGroups []struct {
+				GUID              string   `json:"guid"`
+				Name              string   `json:"name"`
+				Rules             string   `json:"rules"`
+				StagingDefault    bool     `json:"staging_default"`
+				RunningDefault    bool     `json:"running_default"`
+				StagingSpaceGUIDs []string `json:"staging_space_guids"`
+				RunningSpaceGUIDs []string `json:"running_space_guids"`
+			} `json:"security_groups"`
+		}
+		if _, err := c.do(ctx, c.http, http.MethodGet, "/networking/v1/internal/security_groups?"+q, nil, &w); err != nil {
+			return nil, err
+		}
+		if w.Next == nil {
+			return nil, errors.New("json unmarshal: security groups response has no next")
+		}
+		for _, g := range w.SecurityGroups {
+			all = append(all, policy.SecurityGroup{
+				GUID: g.GUID, Name: g.Name, Rules: g.Rules,
+				StagingDefault: g.StagingDefault, RunningDefault: g.RunningDefault,
+				StagingSpaceGUIDs: g.StagingSpaceGUIDs, RunningSpaceGUIDs: g.RunningSpaceGUIDs,
+			})
+		}
+		if *w.Next == 0 {
+			return all, nil
+		}
+		if *w.Next <= from {
+			return nil, fmt.Errorf("security groups paging went backwards (next %d after from %d)", *w.Next, from)
+		}
+		from = *w.Next
+	}
+	return nil, errors.New("security groups paging did not end")
+}

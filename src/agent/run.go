@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	edge "github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/mtls"
+)
+
+const uptimeInterval = 30 * time.Second
+
+// Options adjust the agent for tests; the zero value is production.
+type Options struct {
+	Sender *metrics.Sender
+}
+
+// Run is vxlan-policy-agent: upstream's start-up checks, then the metrics
+// emitter, the policy poll loop, the debug server, the force server and,
+// when enabled, the ASG poller, until ctx is done or one of them fails.
+func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config, opts Options) error {
+	logger.Info("starting")
+	if _, err := os.Stat(filepath.Dir(cfg.CNIDatastorePath)); err != nil {
+		return fmt.Errorf("datastore directory: %w", err)
+	}
+	ifaces, err := underlayInterfaces(cfg.UnderlayIPs)
+	if err != nil {
+		return fmt.Errorf("looking up interface names: %w", err)
+	}
+	tlsConfig, err := mtls.ClientConfig(cfg.ClientCertFile, cfg.ClientKeyFile, cfg.CACertFile)
+	if err != nil {
+		return fmt.Errorf("mutual tls config: %w", err)
+	}
+	transport := &http.Transport{TLSClientConfig: tlsConfig, IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 4}
+	client := NewClient(cfg.PolicyServerURL, transport, cfg.clientTimeout())
+	checkCtx, cancel := context.WithTimeout(ctx, cfg.clientTimeout())
+	_, err = client.Policies(checkCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("policy-server-internal unreachable: %w", err)
+	}
+
+	sender := opts.Sender
+	if sender == nil {
+		port, _ := cfg.metronPort()
+		if sender, err = metrics.NewSender(logger, "vxlan-policy-agent", port); err != nil {
+			return fmt.Errorf("initializing metrics: %w", err)
+		}
+		defer sender.Close()
+	}
+	flavor, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
+	driver := iptables.New(iptables.Config{Flavor: flavor, LockFile: cfg.IPTablesLockFile})
+	store := metadata.New(cfg.CNIDatastorePath)
+
+	a := New(logger, cfg, store, client, driver, nil, sender)
+	if cfg.EnableASGSyncing {
+		s, err := newASGSyncer(logger.Session("asg"), cfg, driver, client, a)
+		if err != nil {
+			return err
+		}
+		a.asg = s
+	}
+	logger.Info("underlay-interfaces", lager.Data{"names": ifaces})
+
+	debug := http.NewServeMux()
+	debug.Handle("/iptables-c2c-logging", a.C2CLoggingHandler())
+	debug.Handle("/", edge.DebugHandler(sink, sender.Registry()))
+
+	members := []edge.Member{
+		{Name: "metrics-emitter", Runner: edge.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
+		{Name: "policy-poller", Runner: edge.Loop(a.PollLoop)},
+	}
+	members = append(members,
+		edge.Member{Name: "debug-server", Runner: edge.HTTPServer(logger.Session("debug-server"), cfg.debugAddr(), debug, nil)},
+		edge.Member{Name: "force-policy-poll-cycle-server", Runner: edge.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), a.ForceHandler(), nil)},
+	)
+	if a.asg != nil {
+		interval := cfg.asgPollInterval()
+		members = append(members, edge.Member{Name: "asg-poller", Runner: edge.Poller(logger, "asg-poller", interval, interval/10, a.ASGCycle)})
+	}
+	return edge.RunContext(ctx, logger, members...)
+}
+
+// underlayInterfaces finds the interface holding each underlay IP.
+func underlayInterfaces(ips []string) ([]string, error) {
+	if len(ips) == 0 {
+		return nil, nil
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range ips {
+		want, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		found := ""
+		for _, ifc := range ifs {
+			addrs, _ := ifc.Addrs()
+			for _, ad := range addrs {
+				if p, err := netip.ParsePrefix(ad.String()); err == nil && p.Addr() == want {
+					found = ifc.Name
+				}
+			}
+		}
+		if found == "" {
+			return nil, fmt.Errorf("no interface has address %s", s)
+		}
+		names = append(names, found)
+	}
+	return names, nil
+}

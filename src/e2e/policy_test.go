@@ -1,0 +1,217 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/testsupport/celltest"
+)
+
+func app(guid, space string) celltest.ContainerOptions {
+	return celltest.ContainerOptions{Metadata: map[string]any{
+		"policy_group_id": guid, "app_id": guid, "space_id": space, "org_id": "org-1", "container_workload": "app",
+	}}
+}
+
+// denied checks that a new connection is refused (overlay REJECT).
+func denied(t *testing.T, from *celltest.Container, proto, addr string) {
+	t.Helper()
+	if err := celltest.Echo(from.NS, proto, addr, "should not pass"); err == nil {
+		t.Fatalf("%s %s from %s got through", proto, addr, from.IP)
+	}
+}
+
+// TestPolicyEnforcement is issue 5's scenario: the real policy servers,
+// two cells each running silk-daemon and vxlan-policy-agent, containers
+// made through the CNI chain, policies created and deleted through the
+// external API.
+func TestPolicyEnforcement(t *testing.T) {
+	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true})
+	c1, c2 := lab.Cells[0], lab.Cells[1]
+	a := c1.AddContainer(t, app("app-a", "space-1"))
+	b := c2.AddContainer(t, app("app-b", "space-1"))
+	c := c1.AddContainer(t, app("app-c", "space-2"))
+	celltest.Listen(t, b.NS, "tcp", b.IP+":8080")
+	celltest.Listen(t, b.NS, "udp", b.IP+":5353")
+	celltest.Listen(t, b.NS, "tcp", b.IP+":9003")
+	celltest.Listen(t, a.NS, "tcp", a.IP+":8080")
+	celltest.Listen(t, c.NS, "tcp", c.IP+":7000")
+
+	tcp8080 := celltest.PolicyJSON("app-a", "app-b", "tcp", 8080, 8080)
+	t.Run("no policy, no traffic", func(t *testing.T) {
+		denied(t, a, "tcp", b.IP+":8080")
+		denied(t, c, "tcp", b.IP+":8080")
+	})
+
+	t.Run("a policy opens exactly what it says", func(t *testing.T) {
+		lab.CreatePolicies(t, tcp8080)
+		eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "tcp", b.IP+":8080", "a to b") })
+		denied(t, b, "tcp", a.IP+":8080") // not the reverse direction
+		denied(t, c, "tcp", b.IP+":8080") // not another app
+		denied(t, a, "tcp", b.IP+":9003") // not another port
+	})
+
+	t.Run("udp and port ranges", func(t *testing.T) {
+		lab.CreatePolicies(t, celltest.PolicyJSON("app-a", "app-b", "udp", 5353, 5353), celltest.PolicyJSON("app-c", "app-b", "tcp", 9000, 9010))
+		eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "udp", b.IP+":5353", "udp a to b") })
+		eventually(t, 5*time.Second, func() error { return celltest.Echo(c.NS, "tcp", b.IP+":9003", "range c to b") })
+		denied(t, c, "tcp", b.IP+":8080")
+	})
+
+	t.Run("same-cell policy", func(t *testing.T) {
+		denied(t, a, "tcp", c.IP+":7000")
+		lab.CreatePolicies(t, celltest.PolicyJSON("app-a", "app-c", "tcp", 7000, 7000))
+		eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "tcp", c.IP+":7000", "a to c") })
+	})
+
+	t.Run("killing and restarting the agent changes nothing", func(t *testing.T) {
+		before1, before2 := c1.IptablesSave(t, "filter"), c2.IptablesSave(t, "filter")
+		conn, err := celltest.Dial(a.NS, "tcp", b.IP+":8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c1.KillAgent()
+		c2.KillAgent()
+		if err := celltest.EchoOn(conn, "agents down"); err != nil {
+			t.Fatalf("established connection broke with the agents down: %v", err)
+		}
+		c1.StartAgent(nil)
+		c2.StartAgent(nil)
+		time.Sleep(2 * time.Second) // a few cycles
+		if err := celltest.EchoOn(conn, "agents back"); err != nil {
+			t.Fatalf("established connection broke across an agent restart: %v", err)
+		}
+		if err := celltest.Echo(a.NS, "tcp", b.IP+":8080", "new conn"); err != nil {
+			t.Fatalf("policy stopped working after an agent restart: %v", err)
+		}
+		denied(t, b, "tcp", a.IP+":8080")
+		if after := c1.IptablesSave(t, "filter"); stripCounters(after) != stripCounters(before1) {
+			t.Errorf("cell 1 rules changed across an agent restart:\nbefore:\n%s\nafter:\n%s", before1, after)
+		}
+		if after := c2.IptablesSave(t, "filter"); stripCounters(after) != stripCounters(before2) {
+			t.Errorf("cell 2 rules changed across an agent restart:\nbefore:\n%s\nafter:\n%s", before2, after)
+		}
+	})
+
+	t.Run("stopping the policy server leaves enforcement as it was", func(t *testing.T) {
+		lab.StopInternal()
+		time.Sleep(3 * time.Second) // long-polls fail, plain polls fail, cycles fail
+		if err := celltest.Echo(a.NS, "tcp", b.IP+":8080", "server down"); err != nil {
+			t.Fatalf("allowed traffic stopped with the policy server down: %v", err)
+		}
+		denied(t, c, "tcp", b.IP+":8080")
+		// Containers still start: the force poll fails, but the CNI ADD
+		// must not take the cell's rules down with it.
+		lab.StartInternal()
+		eventually(t, 10*time.Second, func() error { return celltest.Echo(a.NS, "tcp", b.IP+":8080", "server back") })
+	})
+
+	t.Run("deleting the policy denies new connections", func(t *testing.T) {
+		lab.DeletePolicies(t, tcp8080)
+		eventually(t, 5*time.Second, func() error {
+			if err := celltest.Echo(a.NS, "tcp", b.IP+":8080", "after delete"); err == nil {
+				return fmt.Errorf("still allowed")
+			}
+			return nil
+		})
+		// The other policies stay.
+		if err := celltest.Echo(a.NS, "udp", b.IP+":5353", "udp stays"); err != nil {
+			t.Fatalf("unrelated policy lost: %v", err)
+		}
+	})
+
+	t.Run("agent metrics and debug endpoints", func(t *testing.T) {
+		code, body, err := c2.Get("http://127.0.0.1:8721/metrics")
+		if err != nil || code != 200 || !strings.Contains(body, "iptablesEnforceTime") {
+			t.Errorf("metrics: %d %v\n%s", code, err, body)
+		}
+		code, body, err = c2.Get("http://127.0.0.1:8721/iptables-c2c-logging")
+		if err != nil || code != 200 || strings.TrimSpace(body) != `{"enabled":false}` {
+			t.Errorf("c2c logging state: %d %q %v", code, body, err)
+		}
+	})
+}
+
+// stripCounters drops iptables-save's comment and counter lines.
+func stripCounters(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, ":") {
+			if i := strings.LastIndex(l, " ["); i > 0 {
+				l = l[:i]
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestIptablesLoggerReportsC2CTraffic: with c2c logging on, a denied and
+// an accepted connection between two apps become iptables-logger's JSON
+// lines on the destination cell.
+func TestIptablesLoggerReportsC2CTraffic(t *testing.T) {
+	celltest.LogAllNetns(t)
+	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true, C2CLogging: true})
+	c1, c2 := lab.Cells[0], lab.Cells[1]
+	out := c2.StartLogger()
+	a := c1.AddContainer(t, app("log-app-a", "space-1"))
+	b := c2.AddContainer(t, app("log-app-b", "space-1"))
+	celltest.Listen(t, b.NS, "tcp", b.IP+":8080")
+
+	denied(t, a, "tcp", b.IP+":8080")
+	lab.CreatePolicies(t, celltest.PolicyJSON("log-app-a", "log-app-b", "tcp", 8080, 8080))
+	eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "tcp", b.IP+":8080", "logged") })
+
+	type event struct {
+		Source  string `json:"source"`
+		Message string `json:"message"`
+		Data    struct {
+			Packet struct {
+				Direction string `json:"direction"`
+				Allowed   bool   `json:"allowed"`
+				SrcIP     string `json:"src_ip"`
+				DstIP     string `json:"dst_ip"`
+				DstPort   int    `json:"dst_port"`
+				Protocol  string `json:"protocol"`
+			} `json:"packet"`
+			Destination struct {
+				ContainerID string `json:"container_id"`
+				AppGUID     string `json:"app_guid"`
+				SpaceGUID   string `json:"space_guid"`
+				OrgGUID     string `json:"organization_guid"`
+				HostIP      string `json:"host_ip"`
+			} `json:"destination"`
+		} `json:"data"`
+	}
+	find := func(message string) (event, error) {
+		data, err := os.ReadFile(out)
+		if err != nil {
+			return event{}, err
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			var e event
+			if json.Unmarshal([]byte(line), &e) == nil && e.Message == message && e.Data.Packet.SrcIP == a.IP && e.Data.Packet.DstIP == b.IP {
+				return e, nil
+			}
+		}
+		return event{}, fmt.Errorf("no %s line for %s → %s in:\n%s", message, a.IP, b.IP, data)
+	}
+	for _, msg := range []string{"cfnetworking.iptables.ingress-denied", "cfnetworking.iptables.ingress-allowed"} {
+		var e event
+		eventually(t, 5*time.Second, func() (err error) { e, err = find(msg); return err })
+		d := e.Data.Destination
+		if e.Source != "cfnetworking.iptables" || e.Data.Packet.Direction != "ingress" || e.Data.Packet.DstPort != 8080 ||
+			e.Data.Packet.Protocol != "TCP" || d.ContainerID != b.ID || d.AppGUID != "log-app-b" || d.SpaceGUID != "space-1" ||
+			d.OrgGUID != "org-1" || d.HostIP != c2.UnderlayIP {
+			t.Errorf("%s: %+v", msg, e)
+		}
+	}
+}
