@@ -37,7 +37,8 @@ type Driver interface {
 // is applied as a delta against it: rules that went away are deleted by
 // their text, new ones inserted at their planned position, all in one
 // iptables-restore transaction, without reading the table first. When the
-// memory is not good (at start, or after any failed write) it reads the
+// memory is not good (at start, or after any failed write; a rejected
+// delta is retried at once this way) it reads the
 // filter table and converges from what is there: it adopts an existing
 // vpa-- chain (an agent restart neither opens nor closes anything),
 // removes any others, and puts the jump at FORWARD position 1 — again in
@@ -81,15 +82,16 @@ func (e *Enforcer) Enforce(ctx context.Context, want []iptables.Rule) (Result, e
 			e.enforced = clone(want)
 			return Result{Changed: true, Chain: e.chain, Added: added, Removed: removed}, nil
 		}
+		// Whatever failed — a rejected payload (someone edited our chain),
+		// a lock timeout, or iptables-restore killed by a cancelled
+		// context, possibly after its commit — the kernel may no longer be
+		// what we remember. The next attempt reads it first; a delta
+		// computed from a wrong memory could leave a stale rule behind.
+		e.valid = false
 		var re *iptables.RestoreError
 		if !errors.As(err, &re) {
-			// Not a rejected payload (lock timeout, cancelled): nothing
-			// was written, memory is still good.
 			return Result{Chain: e.chain}, err
 		}
-		// The kernel is not what we remember (someone edited our chain):
-		// fall through to reading it.
-		e.valid = false
 	}
 	return e.full(ctx, want)
 }
