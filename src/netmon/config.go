@@ -1,0 +1,102 @@
+package netmon
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/logging"
+)
+
+// Config is netmon's JSON config file (`-config-file`), keys as upstream's
+// netmon.json.
+type Config struct {
+	// PollInterval is the seconds between measurements (BOSH default 30).
+	PollInterval  int    `json:"poll_interval"`
+	MetronAddress string `json:"metron_address"`
+	// InterfaceName is the overlay device whose counters are reported
+	// (BOSH default silk-vtep).
+	InterfaceName    string `json:"interface_name"`
+	LogLevel         string `json:"log_level"`
+	LogPrefix        string `json:"log_prefix"`
+	IPTablesLockFile string `json:"iptables_lock_file"`
+	TelemetryEnabled bool   `json:"telemetry_enabled"`
+	// TelemetryInterval is the seconds between telemetry lines; required
+	// (> 0) when TelemetryEnabled.
+	TelemetryInterval int `json:"telemetry_interval"`
+
+	// IPTablesFlavor is a netman extension: "" (the host's iptables*),
+	// "nft" or "legacy", as the cni-wrapper-plugin's and the agent's, so
+	// netmon counts the backend the writers use.
+	IPTablesFlavor string `json:"iptables_flavor,omitempty"`
+}
+
+// LoadConfig reads and validates a config file. An invalid file names every
+// problem in one error; a missing one keeps upstream's wording ("file does
+// not exist: stat …").
+func LoadConfig(path string) (Config, error) {
+	if _, err := os.Stat(path); err != nil {
+		return Config{}, fmt.Errorf("file does not exist: %w", err)
+	}
+	var c Config
+	if err := config.LoadJSON(path, &c); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every key and returns one error listing all problems.
+// The rules are upstream's (its validator tags), with log_level checked
+// here rather than at start-up.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Min("poll_interval", c.PollInterval, 1)
+	if c.MetronAddress == "" {
+		p.Required("metron_address", false)
+	} else if _, err := c.MetronPort(); err != nil {
+		p.Addf("metron_address: %v", err)
+	}
+	p.RequiredString("interface_name", c.InterfaceName)
+	if c.LogLevel != "" {
+		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+			p.Addf("log_level: %v", err)
+		}
+	}
+	p.RequiredString("log_prefix", c.LogPrefix)
+	p.RequiredString("iptables_lock_file", c.IPTablesLockFile)
+	if c.TelemetryEnabled && c.TelemetryInterval <= 0 {
+		p.Addf("telemetry_interval: must be set to a positive, non-zero value if telemetry_enabled is true (got %d)", c.TelemetryInterval)
+	}
+	if _, err := iptables.ParseFlavor(c.IPTablesFlavor); err != nil {
+		p.Addf("iptables_flavor: %v", err)
+	}
+	return p.Err()
+}
+
+// MetronPort is the port of metron_address. netman's metrics sender always
+// sends to the loopback metron agent, as on every CF VM, so the host must be
+// loopback.
+func (c Config) MetronPort() (int, error) {
+	host, portStr, err := net.SplitHostPort(c.MetronAddress)
+	if err != nil {
+		return 0, err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return 0, &net.AddrError{Err: "metron agent must be on loopback", Addr: c.MetronAddress}
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return 0, &net.AddrError{Err: "invalid port", Addr: c.MetronAddress}
+	}
+	return port, nil
+}
+
+func (c Config) pollInterval() time.Duration { return time.Duration(c.PollInterval) * time.Second }
+
+func (c Config) telemetryInterval() time.Duration {
+	return time.Duration(c.TelemetryInterval) * time.Second
+}
