@@ -1,0 +1,89 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/mtls"
+)
+
+// Origin is the adapter's dropsonde origin and logger name.
+const Origin = "bosh-dns-adapter"
+
+// ErrAddressNotAvailable is returned (wrapped) when the DNS address cannot
+// be bound; upstream exits 1 with "Address (<addr>) not available".
+var ErrAddressNotAvailable = errors.New("address not available")
+
+// Run starts bosh-dns-adapter and blocks until ctx is done or a member fails.
+// The DNS address is bound first, as upstream, then the log-level address;
+// members: dns-server, metrics-emitter, log-level-server.
+func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config) error {
+	address := net.JoinHostPort(cfg.Address, cfg.Port)
+	dnsListener, err := net.Listen("tcp", address)
+	if err != nil {
+		logger.Error(fmt.Sprintf("Address (%s) not available", address), err)
+		return fmt.Errorf("%w: %s: %w", ErrAddressNotAvailable, address, err)
+	}
+	defer dnsListener.Close()
+
+	sender, err := metrics.NewSender(logger.Session("metrics"), Origin, cfg.MetronPort)
+	if err != nil {
+		logger.Error("Unable to initialize dropsonde", err, lager.Data{"metron_address": fmt.Sprintf("127.0.0.1:%d", cfg.MetronPort)})
+		return err
+	}
+	defer sender.Close()
+
+	tlsConfig, err := mtls.ClientConfig(cfg.ClientCert, cfg.ClientKey, cfg.CACert)
+	if err != nil {
+		logger.Error("Unable to create service discovery client", err)
+		return err
+	}
+	client := NewClient("https://"+net.JoinHostPort(cfg.ServiceDiscoveryControllerAddress, cfg.ServiceDiscoveryControllerPort), tlsConfig)
+	defer client.CloseIdleConnections()
+
+	logLevelLogger := logger.Session("log-level-server")
+	logLevelListener, err := net.Listen("tcp", net.JoinHostPort(cfg.LogLevelAddress, fmt.Sprint(cfg.LogLevelPort)))
+	if err != nil {
+		logLevelLogger.Error("Listen and serve exited with error:", err)
+		return err
+	}
+	defer logLevelListener.Close()
+
+	dns := &http.Server{
+		Handler:           daemon.MetricsMiddleware(sender, "GetIPs", NewHandler(logger, client, sender)),
+		ReadHeaderTimeout: cfg.readHeaderTimeout(),
+	}
+	logLevel := &http.Server{
+		Handler:           discovery.LogLevelHandler(logLevelLogger, sink, sender.Registry().Handler()),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	logLevel.SetKeepAlivesEnabled(false)
+
+	err = daemon.RunContext(ctx, logger,
+		daemon.Member{Name: "dns-server", Runner: daemon.Loop(func(ctx context.Context) error {
+			return discovery.Serve(ctx, logger.Session("dns-server"), dnsListener, dns)
+		})},
+		daemon.Member{Name: "metrics-emitter", Runner: daemon.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second)},
+		daemon.Member{Name: "log-level-server", Runner: daemon.Loop(func(ctx context.Context) error {
+			return discovery.Serve(ctx, logLevelLogger, logLevelListener, logLevel)
+		})},
+		daemon.Member{Name: "started", Runner: daemon.Loop(func(ctx context.Context) error {
+			logger.Info("server-started")
+			<-ctx.Done()
+			return nil
+		})},
+	)
+	if err == nil {
+		logger.Info("server-stopped")
+	}
+	return err
+}
