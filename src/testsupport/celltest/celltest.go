@@ -7,23 +7,19 @@
 package celltest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
@@ -32,7 +28,7 @@ import (
 
 // Binaries the lab runs, built once per test process by Main.
 var Binaries = []string{"silk-controller", "silk-daemon", "silk-teardown", "silk-cni", "cni-wrapper-plugin",
-	"policy-server", "policy-server-internal", "vxlan-policy-agent", "iptables-logger"}
+	"policy-server", "policy-server-internal", "vxlan-policy-agent", "iptables-logger", "garden-external-networker"}
 
 var binDir string
 
@@ -55,40 +51,7 @@ func Main(m interface{ Run() int }) int {
 	return m.Run()
 }
 
-func build(dir string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	args := []string{"build", "-o", dir + "/"}
-	for _, b := range Binaries {
-		args = append(args, "./cmd/"+b)
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building lab binaries: %v\n%s", err, out)
-	}
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func build(dir string) error { return lab.Build(dir, Binaries...) }
 
 // Options shape a lab.
 type Options struct {
@@ -115,6 +78,7 @@ type Lab struct {
 	Policy  *PolicyServers // with Options.Policy
 	certs   *mtlstest.Files
 	opts    Options
+	plan    lab.Plan // the configs, rendered as the lab renders them
 }
 
 // Cell is one Diego cell stand-in.
@@ -148,6 +112,16 @@ func New(t testing.TB, opts Options) *Lab {
 	l.Prefix = fmt.Sprintf("10.244.%d.", 100+rand.IntN(100))
 	l.RootIP = l.Prefix + "1"
 	l.certs = mtlstest.NewTestFiles(t)
+	l.plan = lab.Plan{
+		Dir: l.Dir, Bins: l.Bins, Prefix: l.Prefix,
+		Certs: lab.Certs{
+			CA: l.certs.CAFile, DaemonCert: l.certs.ClientCert, DaemonKey: l.certs.ClientKey,
+			AgentCert: l.certs.ClientCert, AgentKey: l.certs.ClientKey,
+		},
+		SilkDB: lab.SQLite(filepath.Join(l.Dir, "silk.db")), PolicyDB: lab.SQLite(filepath.Join(l.Dir, "policy.db")),
+		PollIntervalSeconds: opts.PollIntervalSeconds, C2CLogging: opts.C2CLogging,
+		TokensFile: filepath.Join(l.Dir, "tokens.json"),
+	}
 	l.setupUnderlay()
 	l.startController()
 	if opts.Policy {
@@ -168,22 +142,19 @@ func New(t testing.TB, opts Options) *Lab {
 func (l *Lab) setupUnderlay() {
 	t := l.t
 	l.Bridge = netnstest.UniqueName("nmbr")
-	netnstest.Run(t, "ip", "link", "add", l.Bridge, "type", "bridge")
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", l.Bridge).Run() })
-	netnstest.Run(t, "ip", "addr", "add", l.RootIP+"/24", "dev", l.Bridge)
-	netnstest.Run(t, "ip", "link", "set", l.Bridge, "up")
+	t.Cleanup(func() { _ = lab.DeleteLink(l.Bridge) })
+	if err := lab.AddBridge(l.Bridge, l.RootIP+"/24"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // attach joins ns to the underlay bridge as ifname with ip.
 func (l *Lab) attach(ns *netnstest.NS, ifname, ip string) {
-	t := l.t
 	outside := netnstest.UniqueName("nmu")
-	netnstest.Run(t, "ip", "link", "add", outside, "type", "veth", "peer", "name", ifname, "netns", ns.Name)
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", outside).Run() })
-	netnstest.Run(t, "ip", "link", "set", outside, "master", l.Bridge, "up")
-	ns.Run(t, "ip", "addr", "add", ip+"/24", "dev", ifname)
-	ns.Run(t, "ip", "link", "set", ifname, "up")
-	ns.Run(t, "ip", "route", "add", "default", "via", l.RootIP)
+	l.t.Cleanup(func() { _ = lab.DeleteLink(outside) })
+	if err := lab.Attach(l.Bridge, ns, outside, ifname, ip+"/24", l.RootIP); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // NewHost is a plain namespace on the underlay (a destination "outside" the
@@ -197,34 +168,33 @@ func (l *Lab) NewHost(host int) (*netnstest.NS, string) {
 
 func (l *Lab) startController() {
 	t := l.t
-	ca := mtlstest.CA(t)
-	cert, key, err := ca.Issue(mtls.SilkControllerHost, []string{l.RootIP}, mtls.Server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := mtls.WriteKeyPair(l.Dir, "controller", cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l.plan.Certs.ControllerCert, l.plan.Certs.ControllerKey = issueServerCert(t, l.Dir, "controller", mtls.SilkControllerHost, l.RootIP)
 	l.APIPort = ports.Free(t, l.RootIP)
-	health := ports.Free(t, "127.0.0.1")
-	cfg := map[string]any{
-		"debug_server_port": ports.Free(t, "127.0.0.1"), "listen_host": l.RootIP, "listen_port": l.APIPort,
-		"ca_cert_file": l.certs.CAFile, "server_cert_file": certFile, "server_key_file": keyFile,
-		"network": "10.255.0.0/16", "subnet_prefix_length": 24,
-		"database":                 map[string]any{"type": "sqlite", "database_name": filepath.Join(l.Dir, "silk.db"), "timeout": 10},
-		"lease_expiration_seconds": 3600, "metron_port": 3457, "health_check_port": health,
-		"log_prefix": "cfnetworking", "log_level": "debug",
-	}
-	path := writeJSON(t, l.Dir, "silk-controller.json", cfg)
+	l.plan.Ports.ControllerAPI = l.APIPort
+	l.plan.Ports.ControllerHealth = ports.Free(t, "127.0.0.1")
+	l.plan.Ports.ControllerDebug = ports.Free(t, "127.0.0.1")
+	path := writeJSON(t, l.Dir, "silk-controller.json", l.plan.SilkController())
 	p := Start(t, filepath.Join(l.Dir, "silk-controller.log"), nil, filepath.Join(l.Bins, "silk-controller"), "-config", path)
-	waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/health", health))
+	waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/health", l.plan.Ports.ControllerHealth))
+}
+
+// issueServerCert writes a server pair for host (and ip) from the test CA.
+func issueServerCert(t testing.TB, dir, name, host, ip string) (certFile, keyFile string) {
+	cert, key, err := mtlstest.CA(t).Issue(host, []string{ip}, mtls.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err = mtls.WriteKeyPair(dir, name, cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 func (l *Lab) newCell(i int) *Cell {
 	t := l.t
-	c := &Cell{lab: l, Index: i, NS: netnstest.New(t, fmt.Sprintf("c%d", i)), UnderlayIP: l.Prefix + strconv.Itoa(10+i), Iface: "ul0"}
-	c.Dir = filepath.Join(l.Dir, fmt.Sprintf("cell%d", i))
+	cp := l.plan.Cell(i)
+	c := &Cell{lab: l, Index: i, NS: netnstest.New(t, fmt.Sprintf("c%d", i)), UnderlayIP: cp.UnderlayIP, Iface: "ul0", Dir: cp.Dir}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -240,17 +210,13 @@ func (l *Lab) newCell(i int) *Cell {
 // DaemonConfigPath is the cell's silk-daemon config file.
 func (c *Cell) DaemonConfigPath() string { return filepath.Join(c.Dir, "silk-daemon.json") }
 
+// plan is the cell's place in the lab's plan.
+func (c *Cell) plan() lab.CellPlan {
+	return lab.CellPlan{Index: c.Index, Dir: c.Dir, UnderlayIP: c.UnderlayIP}
+}
+
 func (c *Cell) writeDaemonConfig() string {
-	l := c.lab
-	return writeJSON(l.t, c.Dir, "silk-daemon.json", map[string]any{
-		"underlay_ip": c.UnderlayIP, "subnet_prefix_length": 24, "overlay_network": "10.255.0.0/16",
-		"health_check_port": 23954, "vtep_name": "silk-vtep",
-		"connectivity_server_url": fmt.Sprintf("https://%s:%d", l.RootIP, l.APIPort),
-		"ca_cert_file":            l.certs.CAFile, "client_cert_file": l.certs.ClientCert, "client_key_file": l.certs.ClientKey,
-		"vni": 1, "vtep_port": 4789, "poll_interval": l.opts.PollIntervalSeconds, "debug_server_port": 22233,
-		"datastore": filepath.Join(c.Dir, "silk-store.json"), "partition_tolerance_seconds": 3600,
-		"client_timeout_seconds": 5, "metron_port": 3457, "log_prefix": "cfnetworking", "log_level": "debug",
-	})
+	return writeJSON(c.lab.t, c.Dir, "silk-daemon.json", c.lab.plan.SilkDaemon(c.plan()))
 }
 
 // StartDaemon starts the cell's silk-daemon and waits for its endpoint.
@@ -293,28 +259,7 @@ func (c *Cell) Teardown() string {
 }
 
 // NetworkInfo fetches the daemon's {"overlay_subnet","mtu"} from inside the cell.
-func (c *Cell) NetworkInfo() (map[string]any, error) {
-	var info map[string]any
-	err := c.NS.Do(func() error {
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:23954", time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := conn.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
-			return err
-		}
-		var buf bytes.Buffer
-		_, _ = buf.ReadFrom(conn)
-		resp := buf.String()
-		if !strings.HasPrefix(resp, "HTTP/1.0 200") && !strings.HasPrefix(resp, "HTTP/1.1 200") {
-			return fmt.Errorf("daemon answered %q", resp)
-		}
-		return json.Unmarshal([]byte(resp[strings.Index(resp, "\r\n\r\n")+4:]), &info)
-	})
-	return info, err
-}
+func (c *Cell) NetworkInfo() (map[string]any, error) { return lab.NetworkInfo(c.NS) }
 
 // OverlaySubnet is the cell's lease.
 func (c *Cell) OverlaySubnet() string {
@@ -348,43 +293,21 @@ func startFakeAgent(t testing.TB, ns *netnstest.NS) {
 }
 
 func writeJSON(t testing.TB, dir, name string, v any) string {
-	b, err := json.MarshalIndent(v, "", "  ")
+	path, err := lab.WriteJSON(dir, name, v)
 	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
 func waitHTTP(t testing.TB, p *Proc, url string) {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.Exited() {
-			t.Fatalf("%s exited during start-up: %s", p.name, p.Output())
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := lab.WaitHTTP(p.p, url, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s never answered %s: %s", p.name, url, p.Output())
 }
 
 // Proc is a process the lab started; it is stopped (by PID) when the test ends.
-type Proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
-}
+type Proc struct{ p *lab.Proc }
 
 // Start runs bin (inside ns when not nil) with output to logPath; it is
 // stopped when the test ends.
@@ -398,76 +321,41 @@ func Start(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...s
 // startProc runs bin; the caller arranges for it to be stopped.
 func startProc(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...string) *Proc {
 	t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := lab.Spawn(lab.Spec{Log: logPath, NS: ns, Bin: bin, Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cmd *exec.Cmd
-	if ns != nil {
-		cmd = ns.Command(bin, args...) // ip netns exec execs bin: the PID is bin's
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	p := &Proc{name: filepath.Base(bin), cmd: cmd, log: f, done: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(p.done)
-		f.Close()
-	}()
-	return p
+	return &Proc{p: p}
 }
 
 // stop ends the process (SIGTERM, then SIGKILL after 10 s) by its PID.
 func (p *Proc) stop(t testing.TB) {
-	if !p.Exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+	if err := p.p.Stop(10 * time.Second); err != nil {
+		t.Error(err)
 	}
 	if t.Failed() {
-		t.Logf("%s output:\n%s", p.name, p.Output())
+		t.Logf("%s output:\n%s", p.p.Name, p.Output())
 	}
 }
 
 // Exited reports whether the process has ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *Proc) Exited() bool { return p.p.Exited() }
 
 // Signal sends sig to the process.
-func (p *Proc) Signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
+func (p *Proc) Signal(sig os.Signal) {
+	if s, ok := sig.(syscall.Signal); ok {
+		_ = p.p.Signal(s)
+	}
+}
 
 // Wait waits for the process to end.
 func (p *Proc) Wait(t testing.TB, timeout time.Duration) error {
-	select {
-	case <-p.done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.err
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v", p.name, timeout)
-		return nil
+	err, ok := p.p.WaitTimeout(timeout)
+	if !ok {
+		t.Fatalf("%s did not exit within %v", p.p.Name, timeout)
 	}
+	return err
 }
 
 // Output is what the process has logged so far.
-func (p *Proc) Output() string {
-	b, _ := os.ReadFile(p.log.Name())
-	return string(b)
-}
+func (p *Proc) Output() string { return p.p.Output() }

@@ -39,28 +39,7 @@ type ContainerOptions struct {
 
 // WrapperConfig is the cell's cni-wrapper-plugin network config, as the
 // conflist renders it (spec §4.1), with every path inside the cell's dir.
-func (c *Cell) WrapperConfig() map[string]any {
-	return map[string]any{
-		"cniVersion": "1.0.0", "name": "cni-wrapper", "type": "cni-wrapper-plugin",
-		"datastore":                          filepath.Join(c.Dir, "container-metadata", "store.json"),
-		"iptables_lock_file":                 filepath.Join(c.Dir, "iptables.lock"),
-		"instance_address":                   c.UnderlayIP,
-		"no_masquerade_cidr_range":           "10.255.0.0/16",
-		"temporary_underlay_interface_names": []string{},
-		"underlay_ips":                       []string{c.UnderlayIP},
-		"iptables_asg_logging":               false, "iptables_c2c_logging": c.lab.opts.C2CLogging,
-		"iptables_denied_logs_per_sec": 1, "iptables_accepted_udp_logs_per_sec": 100,
-		"ingress_tag": "ffff0000", "vtep_name": "silk-vtep",
-		"policy_agent_force_poll_address": "127.0.0.1:8722",
-		"dns_servers":                     []string{}, "host_tcp_services": []string{}, "host_udp_services": []string{},
-		"deny_networks": map[string]any{"always": []string{}, "running": []string{}, "staging": []string{}},
-		"delegate": map[string]any{
-			"cniVersion": "1.0.0", "name": "silk", "type": "silk-cni", "daemonPort": 23954,
-			"dataDir": filepath.Join(c.Dir, "host-local"), "datastore": filepath.Join(c.Dir, "silk-store.json"), "mtu": 0,
-		},
-		"outbound_connections": map[string]any{"limit": false, "logging": false, "burst": 1000, "rate_per_sec": 100, "dry_run": false},
-	}
-}
+func (c *Cell) WrapperConfig() map[string]any { return c.lab.plan.Wrapper(c.plan()) }
 
 // CNI runs cni-wrapper-plugin in the cell for one container and returns
 // its stdout; a non-zero exit is returned as an error carrying the output.

@@ -1,12 +1,7 @@
 package celltest
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
-	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
@@ -37,43 +32,23 @@ type PolicyServers struct {
 
 func (l *Lab) startPolicyServers() {
 	t := l.t
-	dbFile := filepath.Join(l.Dir, "policy.db")
-	db := map[string]any{"type": "sqlite", "database_name": dbFile, "timeout": 10}
-	tokens := writeJSON(t, l.Dir, "tokens.json", map[string]any{
-		AdminToken: map[string]any{"user_name": "admin", "scopes": []string{"network.admin"}},
-	})
-	extPort := ports.Free(t, "127.0.0.1")
-	ext := writeJSON(t, l.Dir, "policy-server.json", map[string]any{
-		"listen_host": "127.0.0.1", "listen_port": extPort, "log_prefix": "cfnetworking", "log_level": "debug",
-		"debug_server_host": "127.0.0.1", "debug_server_port": ports.Free(t, "127.0.0.1"),
-		"auth_tokens_file": tokens, "request_timeout": 5, "database": db, "database_migration_timeout": 60,
-		"tag_length": 2, "metron_address": "127.0.0.1:3457", "cleanup_interval": 3600, "max_policies": 150,
-	})
-	ps := &PolicyServers{ExternalURL: fmt.Sprintf("http://127.0.0.1:%d", extPort)}
+	writeJSON(t, l.Dir, "tokens.json", lab.Tokens(AdminToken))
+	l.plan.Ports.External = ports.Free(t, "127.0.0.1")
+	l.plan.Ports.ExternalDebug = ports.Free(t, "127.0.0.1")
+	ext := writeJSON(t, l.Dir, "policy-server.json", l.plan.PolicyServer())
+	ps := &PolicyServers{ExternalURL: l.plan.ExternalURL()}
 	ps.external = Start(t, filepath.Join(l.Dir, "policy-server.log"), nil, filepath.Join(l.Bins, "policy-server"), "-config-file", ext)
 	waitHTTP(t, ps.external, ps.ExternalURL+"/")
 
-	ca := mtlstest.CA(t)
-	cert, key, err := ca.Issue(mtls.PolicyServerHost, []string{l.RootIP}, mtls.Server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := mtls.WriteKeyPair(l.Dir, "policy-server-internal", cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intPort := ports.Free(t, l.RootIP)
-	health := ports.Free(t, "127.0.0.1")
-	internal := writeJSON(t, l.Dir, "policy-server-internal.json", map[string]any{
-		"log_prefix": "cfnetworking", "log_level": "debug", "listen_host": l.RootIP, "internal_listen_port": intPort,
-		"debug_server_host": "127.0.0.1", "debug_server_port": ports.Free(t, "127.0.0.1"), "health_check_port": health,
-		"ca_cert_file": l.certs.CAFile, "server_cert_file": certFile, "server_key_file": keyFile,
-		"database": db, "tag_length": 2, "metron_address": "127.0.0.1:3457", "request_timeout": 5,
-	})
-	ps.InternalURL = fmt.Sprintf("https://%s:%d", l.RootIP, intPort)
+	l.plan.Certs.InternalCert, l.plan.Certs.InternalKey = issueServerCert(t, l.Dir, "policy-server-internal", mtls.PolicyServerHost, l.RootIP)
+	l.plan.Ports.Internal = ports.Free(t, l.RootIP)
+	l.plan.Ports.InternalHealth = ports.Free(t, "127.0.0.1")
+	l.plan.Ports.InternalDebug = ports.Free(t, "127.0.0.1")
+	internal := writeJSON(t, l.Dir, "policy-server-internal.json", l.plan.PolicyServerInternal())
+	ps.InternalURL = l.plan.InternalURL()
 	ps.internalArgs = []string{filepath.Join(l.Bins, "policy-server-internal"), "-config-file", internal}
 	ps.internalLog = filepath.Join(l.Dir, "policy-server-internal.log")
-	ps.health = fmt.Sprintf("http://127.0.0.1:%d/health", health)
+	ps.health = fmt.Sprintf("http://127.0.0.1:%d/health", l.plan.Ports.InternalHealth)
 	l.Policy = ps
 	l.StartInternal()
 }
@@ -93,41 +68,18 @@ func (l *Lab) StopInternal() {
 
 // PolicyJSON is one v1 external API policy.
 func PolicyJSON(src, dst, proto string, start, end int) map[string]any {
-	return map[string]any{
-		"source":      map[string]any{"id": src},
-		"destination": map[string]any{"id": dst, "protocol": proto, "ports": map[string]any{"start": start, "end": end}},
-	}
+	return lab.Policy(src, dst, proto, start, end)
 }
 
-// external calls the external API as the lab admin.
-func (l *Lab) external(method, path string, body any) (int, []byte, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return 0, nil, err
-	}
-	req, err := http.NewRequest(method, l.Policy.ExternalURL+path, bytes.NewReader(b))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+AdminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, data, err
-}
+func (l *Lab) api() lab.API { return lab.API{URL: l.Policy.ExternalURL, Token: AdminToken} }
 
 // CreatePolicies creates policies through the external API and returns
 // when it answered (the moment propagation is measured from).
 func (l *Lab) CreatePolicies(t testing.TB, policies ...map[string]any) time.Time {
 	t.Helper()
-	code, body, err := l.external(http.MethodPost, "/networking/v1/external/policies", map[string]any{"policies": policies})
-	at := time.Now()
-	if err != nil || code != http.StatusOK && code != http.StatusCreated {
-		t.Fatalf("create policies: %d %s %v", code, body, err)
+	at, err := l.api().CreatePolicies(policies...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return at
 }
@@ -135,32 +87,15 @@ func (l *Lab) CreatePolicies(t testing.TB, policies ...map[string]any) time.Time
 // DeletePolicies deletes policies through the external API.
 func (l *Lab) DeletePolicies(t testing.TB, policies ...map[string]any) time.Time {
 	t.Helper()
-	code, body, err := l.external(http.MethodPost, "/networking/v1/external/policies/delete", map[string]any{"policies": policies})
-	at := time.Now()
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("delete policies: %d %s %v", code, body, err)
+	at, err := l.api().DeletePolicies(policies...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return at
 }
 
 // AgentConfig is the cell's vxlan-policy-agent.json (upstream keys).
-func (c *Cell) AgentConfig() map[string]any {
-	l := c.lab
-	return map[string]any{
-		"poll_interval": 5, "enable_asg_syncing": true, "asg_poll_interval": 60,
-		"cni_datastore_path": filepath.Join(c.Dir, "container-metadata", "store.json"),
-		"policy_server_url":  l.Policy.InternalURL, "vni": 1, "metron_address": "127.0.0.1:3457",
-		"ca_cert_file": l.certs.CAFile, "client_cert_file": l.certs.ClientCert, "client_key_file": l.certs.ClientKey,
-		"client_timeout_seconds": 5, "iptables_lock_file": filepath.Join(c.Dir, "iptables.lock"),
-		"debug_server_host": "127.0.0.1", "debug_server_port": 8721, "log_level": "debug", "log_prefix": "cfnetworking",
-		"iptables_c2c_logging": l.opts.C2CLogging, "iptables_asg_logging": false,
-		"iptables_accepted_udp_logs_per_sec": 100, "iptables_denied_logs_per_sec": 1,
-		"enable_overlay_ingress_rules": false, "force_policy_poll_cycle_host": "127.0.0.1", "force_policy_poll_cycle_port": 8722,
-		"disable_container_network_policy": false, "overlay_network": "10.255.0.0/16", "underlay_ips": []string{c.UnderlayIP},
-		"deny_networks":        map[string]any{"always": []string{}, "running": []string{}, "staging": []string{}},
-		"outbound_connections": map[string]any{"limit": false, "logging": false, "burst": 1000, "rate_per_sec": 100},
-	}
-}
+func (c *Cell) AgentConfig() map[string]any { return c.lab.plan.Agent(c.plan()) }
 
 // StartAgent starts the cell's vxlan-policy-agent and waits for its force
 // endpoint; extra overrides config keys.
@@ -207,35 +142,11 @@ func (c *Cell) Get(url string) (int, string, error) { return c.Do(http.MethodGet
 
 // Do does an HTTP request with a body from inside the cell.
 func (c *Cell) Do(method, url, body string) (int, string, error) {
-	var code int
-	var out []byte
-	err := c.NS.Do(func() error {
-		req, err := http.NewRequest(method, url, bytes.NewReader([]byte(body)))
-		if err != nil {
-			return err
-		}
-		// The transport dials on goroutines of its own, outside the cell's
-		// namespace: hand it a connection made here, in the cell.
-		conn, err := net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		tr := &http.Transport{DisableKeepAlives: true, DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}
-		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		code = resp.StatusCode
-		out, err = io.ReadAll(resp.Body)
-		return err
-	})
-	return code, string(out), err
+	return lab.HTTP(c.NS, method, url, body)
 }
 
 // AgentPID is the process id of the cell's running agent.
-func (c *Cell) AgentPID() int { return c.agent.cmd.Process.Pid }
+func (c *Cell) AgentPID() int { return c.agent.p.PID }
 
 // StartLogger runs iptables-logger for the cell in the test's namespace,
 // reading the kernel log from /dev/kmsg (LOG lines from every namespace

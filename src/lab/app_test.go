@@ -1,0 +1,260 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/ports"
+)
+
+// TestAppCallsAndReports: a caller app reaches a serving app, then, with
+// the server gone, logs the denial.
+func TestAppCallsAndReports(t *testing.T) {
+	port := ports.Free(t, "127.0.0.1")
+	backendCtx, stopBackend := context.WithCancel(context.Background())
+	backendDone := make(chan error, 1)
+	go func() {
+		backendDone <- RunApp(backendCtx, []string{"--name", "backend", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, io.Discard)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logPath := filepath.Join(t.TempDir(), "frontend.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	feDone := make(chan error, 1)
+	go func() {
+		feDone <- RunApp(ctx, []string{"--name", "frontend", "--listen", "127.0.0.1:0",
+			"--call", fmt.Sprintf("http://127.0.0.1:%d/", port), "--every", "5ms"}, log)
+	}()
+	waitFor := func(allowed bool) Call {
+		t.Helper()
+		c, err := waitCall(ctx, logPath, time.Time{}, time.Now().Add(10*time.Second), func(c Call) bool { return c.Allowed == allowed })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ok := waitFor(true)
+	if !strings.Contains(ok.Detail, "hello from backend") {
+		t.Errorf("allowed call: %q", ok.Detail)
+	}
+	stopBackend()
+	if err := <-backendDone; err != nil {
+		t.Fatal(err)
+	}
+	denied := waitFor(false)
+	if denied.Time.Before(ok.Time) || !strings.Contains(denied.Detail, "connection refused") {
+		t.Errorf("denied call %+v after %+v", denied, ok)
+	}
+	cancel()
+	if err := <-feDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCallerAppliesCallsInStartOrder: a call that waits out its timeout
+// holds back the ones started after it, so the log tells when the outcome
+// changed for calls as they were made.
+func TestCallerAppliesCallsInStartOrder(t *testing.T) {
+	var out bytes.Buffer
+	c := &caller{next: 1, done: map[uint64]result{}}
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	c.record(1, at(0), "allowed 200 hi", &out)
+	c.record(3, at(40), "denied connection refused", &out) // finished first
+	c.record(4, at(60), "denied connection refused", &out)
+	c.record(2, at(20), "denied timeout", &out) // the earlier call, timed out
+	c.record(5, at(1100), "denied connection refused", &out)
+	want := strings.Join([]string{
+		"2025-01-02T03:04:05Z allowed 200 hi",
+		"2025-01-02T03:04:05.02Z denied timeout",
+		"2025-01-02T03:04:06.1Z denied connection refused", // a second on: printed again
+	}, "\n") + "\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+	if got := c.status(); got != "denied connection refused" {
+		t.Errorf("status %q", got)
+	}
+}
+
+func TestReadCalls(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "frontend.log")
+	log := "2025-01-02T03:04:05Z frontend listening on :8080\n" +
+		"2025-01-02T03:04:05.5Z denied dial tcp 10.255.1.2:8080: connect: connection refused\n" +
+		"garbage\n" +
+		"2025-01-02T03:04:06Z allowed 200 hello from backend (10.255.1.2:8080)\n"
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := ReadCalls(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Call{
+		{Time: time.Date(2025, 1, 2, 3, 4, 5, 5e8, time.UTC), Detail: "dial tcp 10.255.1.2:8080: connect: connection refused"},
+		{Time: time.Date(2025, 1, 2, 3, 4, 6, 0, time.UTC), Allowed: true, Detail: "200 hello from backend (10.255.1.2:8080)"},
+	}
+	if diff := cmp.Diff(want, calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestReport(t *testing.T) {
+	r := Report{
+		Frontend: AppState{Name: "frontend", Cell: 1, IP: "10.255.1.2", Port: 8080},
+		Backend:  AppState{Name: "backend", Cell: 2, IP: "10.255.2.2", Port: 8080},
+		Steps: []Step{
+			{Title: "no policy", Detail: "connection refused"},
+			{Title: "policy added", Action: "POST /networking/v1/external/policies", Allowed: true, After: 87 * time.Millisecond, Detail: "200 hello"},
+			{Title: "policy removed", Action: "POST /networking/v1/external/policies/delete", After: 31 * time.Millisecond, Detail: "connection refused"},
+		},
+	}
+	if got := r.Sequence(); got != "denied → allowed → denied" {
+		t.Errorf("sequence %q", got)
+	}
+	s := r.String()
+	for _, want := range []string{
+		"frontend (cell 1, 10.255.1.2) calls backend (cell 2, 10.255.2.2:8080)",
+		"frontend → backend: DENIED\n",
+		"frontend → backend: ALLOWED within 87 ms of the API's answer",
+		"frontend → backend: DENIED within 31 ms of the API's answer",
+		"result: denied → allowed → denied\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+func TestStateLedgerAndDownWithoutLab(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	if err := Down(context.Background(), dir, nil); err != nil {
+		t.Fatalf("down with no lab: %v", err)
+	}
+	if _, err := Load(dir); err != ErrNotRunning {
+		t.Fatalf("load: %v", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st := &State{Dir: dir, Names: "nmx"}
+	proc := &Proc{Name: "sleep", PID: 1, Start: 42, Log: "x.log"}
+	if err := st.Made(Resource{Kind: KindProc, Proc: proc}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Made(Resource{Kind: KindNetns, Name: "nmx-cell1"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(st.Undo, got.Undo, cmp.AllowUnexported(Proc{}), cmp.FilterPath(func(p cmp.Path) bool {
+		return p.Last().String() == ".mu" || p.Last().String() == ".done"
+	}, cmp.Ignore())); diff != "" {
+		t.Errorf("ledger (-saved +loaded):\n%s", diff)
+	}
+	// A directory with things in it but no state is not the lab's to remove.
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "keep"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Down(context.Background(), other, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "keep")); err != nil {
+		t.Errorf("down touched a directory without a lab: %v", err)
+	}
+}
+
+// TestProcByPID: a process known only by its recorded PID and start time
+// (a later `down`) is stopped; a PID whose start time differs is not ours.
+func TestProcByPID(t *testing.T) {
+	dir := t.TempDir()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	p, err := Spawn(Spec{Log: filepath.Join(dir, "sleep.log"), Bin: sleep, Args: []string{"30"}, Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Stop(time.Second) }()
+	recorded := &Proc{Name: p.Name, PID: p.PID, Start: p.Start, Log: p.Log} // as Load gives it
+	if recorded.Exited() {
+		t.Fatal("a running process reads as exited")
+	}
+	impostor := &Proc{Name: "other", PID: p.PID, Start: p.Start + 1}
+	if !impostor.Exited() {
+		t.Error("a process with another start time reads as ours")
+	}
+	if err := impostor.Signal(syscall.SIGKILL); err != nil || p.Exited() {
+		t.Fatalf("signalled a process that is not ours: %v", err)
+	}
+	go func() { _, _ = p.WaitTimeout(10 * time.Second) }() // reap it, as its starter does
+	if err := recorded.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !recorded.Exited() {
+		t.Error("still running after Stop")
+	}
+}
+
+func TestTail(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\n", 2, "b\nc"},
+		{"a\nb\nc", 5, "a\nb\nc"},
+		{"", 3, ""},
+		{"only\n", 1, "only"},
+	} {
+		if got := tail(c.in, c.n); got != c.want {
+			t.Errorf("tail(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}
+
+func TestOptionsDefaultsAndValidation(t *testing.T) {
+	o := Options{}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Cells != 2 || o.Apps != 2 || o.DB != DBSQLite || o.Names != "nmlab" || o.Underlay != "10.244.0." || o.Ports != DefaultPorts() || !filepath.IsAbs(o.Dir) {
+		t.Errorf("defaults: %+v", o)
+	}
+	for _, bad := range []Options{{Apps: 1}, {DB: "oracle"}, {Names: "Bad-Name"}, {Names: "waytoolongname"}, {Underlay: "10.244.0.0/24"}, {Cells: -1}} {
+		if err := bad.defaults(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	if got := appCell(3, 2); got != 1 {
+		t.Errorf("app 3 of 2 cells on cell %d", got)
+	}
+	if appName(1) != "frontend" || appName(2) != "backend" || appName(3) != "app-3" {
+		t.Error("app names")
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	if got := unescapeMount(`/tmp/with\040space/x`); got != "/tmp/with space/x" {
+		t.Errorf("got %q", got)
+	}
+}

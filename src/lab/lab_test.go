@@ -1,0 +1,137 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/ports"
+)
+
+// TestLabUpDemoDown is `scripts/lab up` end to end: two cells on SQLite,
+// the demo's report says denied → allowed → denied, and down leaves no
+// namespace, link, process, mount or file of the lab's behind.
+func TestLabUpDemoDown(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bins := t.TempDir()
+	if err := Build(bins, Binaries...); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "lab")
+	o := Options{
+		Dir: dir, Bins: bins, Cells: 2, Apps: 2, DB: DBSQLite,
+		Names: netnstest.UniqueName("nml"),
+		// celltest takes 10.244.100-199: stay clear of concurrent e2e tests.
+		Underlay: fmt.Sprintf("10.244.%d.", 200+rand.IntN(50)),
+		Ports: Ports{
+			ControllerAPI: ports.Free(t, "127.0.0.1"), ControllerHealth: ports.Free(t, "127.0.0.1"), ControllerDebug: ports.Free(t, "127.0.0.1"),
+			External: ports.Free(t, "127.0.0.1"), ExternalDebug: ports.Free(t, "127.0.0.1"),
+			Internal: ports.Free(t, "127.0.0.1"), InternalHealth: ports.Free(t, "127.0.0.1"), InternalDebug: ports.Free(t, "127.0.0.1"),
+		},
+		Log: testWriter{t},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t.Cleanup(func() {
+		if err := Down(context.Background(), dir, testWriter{t}); err != nil {
+			t.Errorf("cleanup down: %v", err)
+		}
+	})
+
+	st, err := Up(ctx, o)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if err := Status(dir, testWriter{t}); err != nil {
+		t.Errorf("status: %v", err)
+	}
+	report, err := Demo(ctx, st, testWriter{t})
+	t.Logf("report:\n%s", report)
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if got := report.Sequence(); got != "denied → allowed → denied" {
+		t.Errorf("sequence %q", got)
+	}
+	if !strings.Contains(report.String(), "result: denied → allowed → denied") {
+		t.Errorf("report lacks its result line:\n%s", report)
+	}
+	if fe, be := report.Frontend, report.Backend; fe.Cell != 1 || be.Cell != 2 || fe.IP == "" || be.IP == "" {
+		t.Errorf("frontend %+v, backend %+v: want cell 1 and cell 2 with addresses", fe, be)
+	}
+	if be := report.Backend; be.HostPort < 61000 || be.HostPort >= 66000 {
+		t.Errorf("backend host port %d: want one from garden's 61000-65999", be.HostPort)
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil || !strings.Contains(string(env), "NETMAN_TOKEN="+st.Token) {
+		t.Errorf("env file: %v\n%s", err, env)
+	}
+
+	procs := st.Procs()
+	var made []string // namespaces and links
+	for _, r := range st.Undo {
+		if r.Kind == KindNetns || r.Kind == KindLink {
+			made = append(made, r.Name)
+		}
+	}
+	if err := Down(ctx, dir, testWriter{t}); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	for _, p := range procs {
+		if !p.Exited() {
+			t.Errorf("%s (pid %d) still runs", p.Name, p.PID)
+		}
+	}
+	for _, name := range made {
+		if NSExists(name) || LinkExists(name) {
+			t.Errorf("%s still exists", name)
+		}
+	}
+	if out, _ := Run("ip", "-o", "link", "show"); strings.Contains(out, o.Names) {
+		t.Errorf("links left:\n%s", out)
+	}
+	if out, _ := Run("ip", "netns", "list"); strings.Contains(out, o.Names) {
+		t.Errorf("namespaces left:\n%s", out)
+	}
+	if mounts, err := MountsUnder(dir); err != nil || len(mounts) > 0 {
+		t.Errorf("mounts left: %v %v", mounts, err)
+	}
+	if left := processesMentioning(t, dir); len(left) > 0 {
+		t.Errorf("processes left: %v", left)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", dir, err)
+	}
+	if err := Down(ctx, dir, nil); err != nil {
+		t.Errorf("second down: %v", err)
+	}
+}
+
+// processesMentioning lists the processes whose command line names dir.
+func processesMentioning(t *testing.T, dir string) []string {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), dir) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}

@@ -1,0 +1,94 @@
+package lab
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/netman-release/netman/src/agent"
+	"github.com/netman-release/netman/src/cniwrapper"
+	"github.com/netman-release/netman/src/gardennet"
+	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/api/internalapi"
+	psconfig "github.com/netman-release/netman/src/policyserver/config"
+	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/daemon"
+)
+
+// TestPlanConfigsLoad: every config the lab writes passes its daemon's
+// own loader, so the lab never drifts from what the daemons accept.
+func TestPlanConfigsLoad(t *testing.T) {
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "certs")
+	p := &Plan{
+		Dir: dir, Bins: dir, Prefix: "10.244.7.", Ports: DefaultPorts(), PollIntervalSeconds: 1,
+		PolicyDB: SQLite(filepath.Join(dir, "policy.db")), SilkDB: SQLite(filepath.Join(dir, "silk.db")),
+		TokensFile: filepath.Join(dir, "tokens.json"),
+	}
+	if _, err := mtls.WriteTree(certDir, mtls.TreeOptions{ExtraHosts: []string{p.RootIP()}}); err != nil {
+		t.Fatal(err)
+	}
+	p.Certs = TreeCerts(certDir)
+	write := func(dir, name string, v any) string {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path, err := WriteJSON(dir, name, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write(dir, "tokens.json", Tokens("secret"))
+	c := p.Cell(2)
+	if c.UnderlayIP != "10.244.7.12" || c.Dir != filepath.Join(dir, "cell2") {
+		t.Errorf("cell 2: %+v", c)
+	}
+	if err := writeCellFiles(p, c); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := controller.LoadConfig(write(dir, "silk-controller.json", p.SilkController())); err != nil {
+		t.Errorf("silk-controller: %v", err)
+	}
+	if _, err := psconfig.Load(write(dir, "policy-server.json", p.PolicyServer())); err != nil {
+		t.Errorf("policy-server: %v", err)
+	}
+	if _, err := internalapi.LoadConfig(write(dir, "policy-server-internal.json", p.PolicyServerInternal())); err != nil {
+		t.Errorf("policy-server-internal: %v", err)
+	}
+	if _, err := daemon.LoadConfig(filepath.Join(c.Dir, "silk-daemon.json")); err != nil {
+		t.Errorf("silk-daemon: %v", err)
+	}
+	if _, err := agent.LoadConfig(filepath.Join(c.Dir, "vxlan-policy-agent.json")); err != nil {
+		t.Errorf("vxlan-policy-agent: %v", err)
+	}
+	adapter, err := gardennet.LoadConfig(filepath.Join(c.GardenDir(), "adapter.json"))
+	if err != nil {
+		t.Fatalf("adapter.json: %v", err)
+	}
+	if adapter.CniConfigDir != c.CNIConfigDir() || adapter.StartPort != 61000 || adapter.TotalPorts != 5000 || adapter.ProxyPort != 15001 {
+		t.Errorf("adapter.json: %+v", adapter)
+	}
+	list, err := gardennet.LoadNetworkConfig(adapter.CniConfigDir, io.Discard)
+	if err != nil || list == nil || len(list.Plugins) != 1 {
+		t.Fatalf("conflist: %v %+v", err, list)
+	}
+	// libcni gives the plugin the list's name and version.
+	var plugin map[string]any
+	if err := json.Unmarshal(list.Plugins[0].Bytes, &plugin); err != nil {
+		t.Fatal(err)
+	}
+	plugin["name"], plugin["cniVersion"] = list.Name, list.CNIVersion
+	b, _ := json.Marshal(plugin)
+	wrapper, err := cniwrapper.LoadConfig(b)
+	if err != nil {
+		t.Fatalf("cni-wrapper-plugin: %v", err)
+	}
+	if wrapper.InstanceAddress != c.UnderlayIP || wrapper.Datastore != c.Datastore() || wrapper.IPTablesLockFile != adapter.IPTablesLockFile {
+		t.Errorf("wrapper: %+v", wrapper)
+	}
+}
