@@ -1,0 +1,105 @@
+package gardennet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+)
+
+// UpInputs is what Garden writes to stdin for `up`. Guardian marshals its
+// struct without tags for Pid and Properties, so the keys arrive
+// capitalised; Go's case-insensitive decoding takes "Pid" and "pid" alike.
+type UpInputs struct {
+	Pid        int
+	Properties map[string]any
+	NetOut     []NetOutRule `json:"netout_rules"`
+	NetIn      []NetIn      `json:"netin"`
+}
+
+// NetIn is garden.NetIn: HostPort 0 asks for an allocated port.
+type NetIn struct {
+	HostPort      uint32 `json:"host_port"`
+	ContainerPort uint32 `json:"container_port"`
+}
+
+// PortMapping is garden.PortMapping. It has no JSON tags upstream, so
+// mapped-ports carries "HostPort"/"ContainerPort".
+type PortMapping struct {
+	HostPort      uint32
+	ContainerPort uint32
+}
+
+// NetOutRule is garden.NetOutRule, re-marshalled into the plugins'
+// runtimeConfig.netOutRules exactly as Garden's types would.
+// Protocol: 0 all, 1 tcp, 2 udp, 3 icmp.
+type NetOutRule struct {
+	Protocol uint8        `json:"protocol,omitempty"`
+	Networks []IPRange    `json:"networks,omitempty"`
+	Ports    []PortRange  `json:"ports,omitempty"`
+	ICMPs    *ICMPControl `json:"icmps,omitempty"`
+	Log      bool         `json:"log,omitempty"`
+}
+
+// IPRange is garden.IPRange (inclusive).
+type IPRange struct {
+	Start net.IP `json:"start,omitempty"`
+	End   net.IP `json:"end,omitempty"`
+}
+
+// PortRange is garden.PortRange (inclusive).
+type PortRange struct {
+	Start uint16 `json:"start,omitempty"`
+	End   uint16 `json:"end,omitempty"`
+}
+
+// ICMPControl is garden.ICMPControl; Code is optional.
+type ICMPControl struct {
+	Type uint8  `json:"type,omitempty"`
+	Code *uint8 `json:"code,omitempty"`
+}
+
+// UpOutputs is what `up` prints; Garden stores the properties on the
+// container and writes dns_servers/search_domains into its resolv.conf
+// (falling back to the host's when they are absent).
+type UpOutputs struct {
+	Properties struct {
+		ContainerIP      string `json:"garden.network.container-ip"`
+		DeprecatedHostIP string `json:"garden.network.host-ip"`
+		MappedPorts      string `json:"garden.network.mapped-ports"`
+		Interface        string `json:"garden.network.interface,omitempty"`
+	} `json:"properties"`
+	DNSServers    []string `json:"dns_servers,omitempty"`
+	SearchDomains []string `json:"search_domains,omitempty"`
+}
+
+// Networker is what the actions drive: Manager, or a stand-in in tests.
+type Networker interface {
+	Up(ctx context.Context, handle string, in UpInputs) (*UpOutputs, error)
+	Down(ctx context.Context, handle string) error
+}
+
+// Handle runs one action: `up` decodes stdin and prints the outputs as one
+// JSON line; `down` ignores stdin (Garden sends `null`).
+func Handle(ctx context.Context, n Networker, action, handle string, stdin io.Reader, stdout io.Writer) error {
+	if handle == "" {
+		return fmt.Errorf("missing handle")
+	}
+	switch action {
+	case "up":
+		var in UpInputs
+		if err := json.NewDecoder(stdin).Decode(&in); err != nil {
+			return err
+		}
+		out, err := n.Up(ctx, handle, in)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	case "down":
+		return n.Down(ctx, handle)
+	default:
+		return fmt.Errorf("unrecognized action: %s", action)
+	}
+}
