@@ -1,0 +1,400 @@
+package release
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+// checkAll runs the syntax check on every rendered file and loads every
+// daemon config that was rendered for an enabled job.
+func checkAll(t *testing.T, r rendering, skipLoad ...string) {
+	t.Helper()
+	for _, f := range r.result.Rendered {
+		checkSyntax(t, f)
+	}
+	for _, c := range configChecks() {
+		if containsString(skipLoad, c.job) {
+			continue
+		}
+		f := r.file(t, c.job, c.dest)
+		if err := c.load(r.localize(t, f)); err != nil {
+			t.Errorf("%s/%s does not load: %v\n%s", c.job, c.dest, err, readFile(t, f.Path))
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func jsonFile(t *testing.T, r rendering, job, dest string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(readFile(t, r.file(t, job, dest).Path), &m); err != nil {
+		t.Fatalf("%s/%s: %v", job, dest, err)
+	}
+	return m
+}
+
+// TestRenderVariants renders the manifest with the properties operators
+// commonly change, and checks each variant's configs still load and carry
+// the change.
+func TestRenderVariants(t *testing.T) {
+	requireRuby(t)
+	base := cfDeployment(t)
+	cases := []struct {
+		name   string
+		change func(t *testing.T, d Deployment) Deployment
+		check  func(t *testing.T, r rendering)
+		// skipLoad are jobs that render inert configs in this variant.
+		skipLoad []string
+	}{
+		{
+			name: "postgres from the database link, no TLS",
+			change: func(t *testing.T, d Deployment) Deployment {
+				for _, job := range []string{"silk-controller", "policy-server"} {
+					d = withJob(t, d, job, func(j *Job) {
+						db := j.Properties["database"].(map[string]any)
+						db["type"], db["port"] = "postgres", 5432
+						delete(db, "host")
+						delete(db, "require_ssl")
+						delete(db, "ca_cert")
+					})
+				}
+				return d
+			},
+			check: func(t *testing.T, r rendering) {
+				for _, c := range []struct{ job, dest string }{
+					{"silk-controller", "config/silk-controller.json"},
+					{"policy-server", "config/policy-server.json"},
+					{"policy-server-internal", "config/policy-server-internal.json"},
+				} {
+					db := jsonFile(t, r, c.job, c.dest)["database"].(map[string]any)
+					if db["host"] != "10.0.1.40" || db["type"] != "postgres" || db["ca_cert"] != "" {
+						t.Errorf("%s: database %v, want postgres on the database link's 10.0.1.40 without a CA", c.job, db)
+					}
+				}
+			},
+		},
+		{
+			name: "netman's sqlite on one VM",
+			change: func(t *testing.T, d Deployment) Deployment {
+				d = withJob(t, d, "silk-controller", func(j *Job) {
+					j.Properties["database"] = map[string]any{"type": "sqlite", "name": "/var/vcap/store/silk-controller/silk.db"}
+				})
+				return withJob(t, d, "policy-server", func(j *Job) {
+					j.Properties["database"] = map[string]any{"type": "sqlite", "name": "/var/vcap/store/policy-server/policy.db"}
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				for _, job := range []string{"silk-controller", "policy-server"} {
+					bpm := r.file(t, job, "config/bpm.yml").YAML.(map[string]any)
+					proc := bpm["processes"].([]any)[0].(map[string]any)
+					if proc["persistent_disk"] != true {
+						t.Errorf("%s: a sqlite database needs BPM's persistent_disk", job)
+					}
+				}
+				if !strings.Contains(string(readFile(t, r.file(t, "policy-server", "bin/pre-start").Path)), "chown -R vcap:vcap") {
+					t.Error("policy-server pre-start does not hand the sqlite directory to vcap")
+				}
+			},
+		},
+		{
+			name: "policy-server without TLS, Cloud Controller by host name",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "policy-server", func(j *Job) {
+					j.Properties["enable_tls"] = false
+					delete(j.Properties, "server_cert")
+					delete(j.Properties, "server_key")
+					j.Properties["cc_hostname"] = "cloud-controller-ng.service.cf.internal"
+					j.Properties["cc_port"] = 9022
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				c := jsonFile(t, r, "policy-server", "config/policy-server.json")
+				if c["cc_url"] != "http://cloud-controller-ng.service.cf.internal:9022" || c["enable_tls"] != false {
+					t.Errorf("cc_url %v enable_tls %v", c["cc_url"], c["enable_tls"])
+				}
+				if ca := strings.TrimSpace(string(readFile(t, r.file(t, "policy-server", "config/certs/cc_ca.crt").Path))); ca != "" {
+					t.Error("cc_ca.crt is rendered although Cloud Controller is reached over plain HTTP")
+				}
+			},
+		},
+		{
+			name: "iptables logging, bandwidth, MTU, host services, outbound limits",
+			change: func(t *testing.T, d Deployment) Deployment {
+				d = withJob(t, d, "silk-cni", func(j *Job) {
+					j.Properties["iptables_logging"] = true
+					j.Properties["rate"], j.Properties["burst"] = 100, 500
+					j.Properties["mtu"] = 1400
+					j.Properties["host_tcp_services"] = []string{"169.254.0.2:9001"}
+					j.Properties["host_udp_services"] = []string{"169.254.0.2:8125"}
+					setProp(j.Properties, "outbound_connections.limit", true)
+					setProp(j.Properties, "outbound_connections.dry_run", true)
+					setProp(j.Properties, "deny_networks.running", []string{"10.0.0.0/8"})
+					j.Properties["no_masquerade_cidr_range"] = "10.255.0.0/16"
+				})
+				return withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["iptables_logging"] = true })
+			},
+			check: func(t *testing.T, r rendering) {
+				var list struct {
+					Plugins []map[string]any `json:"plugins"`
+				}
+				if err := json.Unmarshal(readFile(t, r.file(t, "silk-cni", "config/cni/cni-wrapper-plugin.conflist").Path), &list); err != nil {
+					t.Fatal(err)
+				}
+				w, bw := list.Plugins[0], list.Plugins[1]
+				if w["iptables_asg_logging"] != true || w["iptables_c2c_logging"] != true {
+					t.Errorf("conflist logging: %v %v", w["iptables_asg_logging"], w["iptables_c2c_logging"])
+				}
+				if bw["ingressRate"] != 102400.0 || bw["egressBurst"] != 512000.0 {
+					t.Errorf("bandwidth: %v", bw)
+				}
+				if mtu := w["delegate"].(map[string]any)["mtu"]; mtu != 1350.0 {
+					t.Errorf("delegate mtu %v, want 1400-50", mtu)
+				}
+				vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
+				if vpa["iptables_asg_logging"] != true || vpa["iptables_c2c_logging"] != true {
+					t.Errorf("agent logging from the cni_config link: %v %v", vpa["iptables_asg_logging"], vpa["iptables_c2c_logging"])
+				}
+				oc := vpa["outbound_connections"].(map[string]any)
+				if oc["limit"] != true || oc["logging"] != true {
+					t.Errorf("agent outbound_connections %v", oc)
+				}
+				if _, ok := oc["dry_run"]; ok {
+					t.Error("the agent's outbound_connections carries dry_run; upstream renders none")
+				}
+				if running := vpa["deny_networks"].(map[string]any)["running"].([]any); len(running) != 1 || running[0] != "10.0.0.0/8" {
+					t.Errorf("agent deny_networks.running %v", running)
+				}
+			},
+		},
+		{
+			name: "VXLAN on a second network, timestamps deprecated",
+			change: func(t *testing.T, d Deployment) Deployment {
+				for i := range d.InstanceGroups {
+					if d.InstanceGroups[i].Name == "diego-cell" {
+						d.InstanceGroups[i].Instances[0].Networks["overlay-underlay"] = Network{IP: "192.168.7.5"}
+					}
+				}
+				d = withJob(t, d, "silk-daemon", func(j *Job) {
+					j.Properties["vxlan_network"] = "overlay-underlay"
+					setProp(j.Properties, "logging.format.timestamp", "deprecated")
+				})
+				return withJob(t, d, "iptables-logger", func(j *Job) {
+					setProp(j.Properties, "logging.format.timestamp", "deprecated")
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				if ip := jsonFile(t, r, "silk-daemon", "config/client-config.json")["underlay_ip"]; ip != "192.168.7.5" {
+					t.Errorf("underlay_ip %v, want the vxlan_network's IP", ip)
+				}
+				var list struct {
+					Plugins []map[string]any `json:"plugins"`
+				}
+				if err := json.Unmarshal(readFile(t, r.file(t, "silk-cni", "config/cni/cni-wrapper-plugin.conflist").Path), &list); err != nil {
+					t.Fatal(err)
+				}
+				if ips := list.Plugins[0]["underlay_ips"].([]any); len(ips) != 2 {
+					t.Errorf("underlay_ips %v, want both networks' IPs", ips)
+				}
+				if !strings.Contains(string(readFile(t, r.file(t, "silk-daemon", "bin/drain").Path)), "date +%s.%N") {
+					t.Error("drain log does not use the deprecated timestamps")
+				}
+			},
+		},
+		{
+			name: "service discovery over plain NATS from properties, mesh domains, VIP override",
+			change: func(t *testing.T, d Deployment) Deployment {
+				d = withJob(t, d, "service-discovery-controller", func(j *Job) {
+					j.Properties["nats"] = map[string]any{"machines": []string{"10.0.1.51", "10.0.1.52"}, "port": 4222, "user": "u", "password": "p"}
+				})
+				return withJob(t, d, "bosh-dns-adapter", func(j *Job) {
+					j.Properties["internal_service_mesh_domains"] = []string{"istio.apps.internal"}
+					j.Properties["internal_route_vip_range"] = "127.200.0.0/16"
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				nats := jsonFile(t, r, "service-discovery-controller", "config/config.json")["nats"].(map[string]any)
+				if hosts := nats["hosts"].([]any); len(hosts) != 2 || nats["tls_enabled"] != false || nats["user"] != "u" {
+					t.Errorf("nats %v", nats)
+				}
+				var handlers []map[string]any
+				if err := json.Unmarshal(readFile(t, r.file(t, "bosh-dns-adapter", "dns/handlers.json").Path), &handlers); err != nil {
+					t.Fatal(err)
+				}
+				if len(handlers) != 2 || handlers[1]["domain"] != "istio.apps.internal." {
+					t.Errorf("handlers %v", handlers)
+				}
+				c := jsonFile(t, r, "bosh-dns-adapter", "config/config.json")
+				if c["internal_route_vip_range"] != "127.200.0.0/16" {
+					t.Errorf("internal_route_vip_range %v", c["internal_route_vip_range"])
+				}
+			},
+		},
+		{
+			name: "proxy redirect from the Cloud Controller link",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "garden-cni", func(j *Job) {
+					j.Properties["experimental_enable_proxy_redirect"] = true
+					j.Properties["experimental_enable_ingress_proxy_redirect"] = true
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				c := jsonFile(t, r, "garden-cni", "config/adapter.json")
+				if c["proxy_redirect_cidr"] != "127.128.0.0/9" || c["enable_ingress_proxy_redirect"] != true {
+					t.Errorf("adapter.json %v", c)
+				}
+			},
+		},
+		{
+			name: "every job disabled",
+			change: func(t *testing.T, d Deployment) Deployment {
+				for _, job := range []string{"silk-controller", "policy-server", "policy-server-internal", "silk-daemon",
+					"silk-cni", "vxlan-policy-agent", "netmon", "iptables-logger"} {
+					d = withJob(t, d, job, func(j *Job) { j.Properties["disable"] = true })
+				}
+				return withJob(t, d, "bosh-dns-adapter", func(j *Job) {
+					j.Properties = map[string]any{"cf_app_sd_disable": true}
+				})
+			},
+			skipLoad: []string{"bosh-dns-adapter"},
+			check: func(t *testing.T, r rendering) {
+				for _, f := range r.result.Rendered {
+					if f.Dest == "monit" && f.Job != "service-discovery-controller" &&
+						strings.Contains(string(readFile(t, f.Path)), "check process") {
+						t.Errorf("%s is disabled but monit still runs it", f.Job)
+					}
+				}
+				var handlers []any
+				if err := json.Unmarshal(readFile(t, r.file(t, "bosh-dns-adapter", "dns/handlers.json").Path), &handlers); err != nil || len(handlers) != 0 {
+					t.Errorf("disabled adapter still registers handlers: %v %v", handlers, err)
+				}
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := mustRender(t, c.change(t, cloneDeployment(t, base)))
+			checkAll(t, r, c.skipLoad...)
+			c.check(t, r)
+		})
+	}
+}
+
+// TestRenderFailures checks what the director would refuse: a required
+// property missing, a value the template rejects, a link nobody provides.
+// Each message names the property or link at fault.
+func TestRenderFailures(t *testing.T) {
+	requireRuby(t)
+	base := cfDeployment(t)
+	unset := func(job, prop string) func(*testing.T, Deployment) Deployment {
+		return func(t *testing.T, d Deployment) Deployment {
+			return withJob(t, d, job, func(j *Job) { setProp(j.Properties, prop, nil) })
+		}
+	}
+	set := func(job, prop string, value any) func(*testing.T, Deployment) Deployment {
+		return func(t *testing.T, d Deployment) Deployment {
+			return withJob(t, d, job, func(j *Job) { setProp(j.Properties, prop, value) })
+		}
+	}
+	missing := func(prop string) string { return `Can't find property '["` + prop + `"]'` }
+	cases := []struct {
+		name     string
+		job      string
+		change   func(*testing.T, Deployment) Deployment
+		template string
+		want     string
+	}{
+		{"silk-controller server_key", "silk-controller", unset("silk-controller", "server_key"), "server.key.erb", missing("server_key")},
+		{"silk-controller database.type", "silk-controller", unset("silk-controller", "database.type"), "silk-controller.json.erb", missing("database.type")},
+		{"silk-controller database.name", "silk-controller", unset("silk-controller", "database.name"), "silk-controller.json.erb", missing("database.name")},
+		{"silk-daemon client_cert", "silk-daemon", unset("silk-daemon", "client_cert"), "client.crt.erb", missing("client_cert")},
+		{"silk-daemon ca_cert", "silk-daemon", unset("silk-daemon", "ca_cert"), "ca.crt.erb", missing("ca_cert")},
+		{"policy-server uaa_client_secret", "policy-server", unset("policy-server", "uaa_client_secret"), "policy-server.json.erb", missing("uaa_client_secret")},
+		{"policy-server server_cert with enable_tls", "policy-server", unset("policy-server", "server_cert"), "policy-server.json.erb", missing("server_cert")},
+		{"policy-server-internal server_key", "policy-server-internal", unset("policy-server-internal", "server_key"), "server.key.erb", missing("server_key")},
+		{"vxlan-policy-agent client_key", "vxlan-policy-agent", unset("vxlan-policy-agent", "client_key"), "client.key.erb", missing("client_key")},
+		{"bosh-dns-adapter client certificate", "bosh-dns-adapter", unset("bosh-dns-adapter", "dnshttps.client.tls"), "client.crt.erb", missing("dnshttps.client.tls.certificate")},
+		{"service-discovery-controller client CA", "service-discovery-controller", unset("service-discovery-controller", "dnshttps.client.ca"), "client_ca.crt.erb", missing("dnshttps.client.ca")},
+		{"service-discovery-controller NATS client cert", "service-discovery-controller", unset("service-discovery-controller", "nats.cert_chain"), "config.json.erb", missing("nats.cert_chain")},
+		{"vxlan-policy-agent loggregator cert with v2", "vxlan-policy-agent", func(t *testing.T, d Deployment) Deployment {
+			d = set("vxlan-policy-agent", "loggregator.use_v2_api", true)(t, d)
+			return unset("vxlan-policy-agent", "loggregator.key")(t, d)
+		}, "vxlan-policy-agent.json.erb", missing("loggregator.key")},
+
+		{"tag_length too long", "policy-server", set("policy-server", "tag_length", 4), "policy-server.json.erb", "tag_length must be between 1 and 3"},
+		{"subnet not inside the network", "silk-controller", set("silk-controller", "subnet_prefix_length", 16), "silk-controller.json.erb", "must be longer than the prefix of network"},
+		{"network with a leading zero", "silk-controller", set("silk-controller", "network", "10.255.00.0/16"), "silk-controller.json.erb", "Invalid network '10.255.00.0/16'"},
+		{"listen_ip with a leading zero", "policy-server", set("policy-server", "listen_ip", "010.0.0.1"), "policy-server.json.erb", "Invalid listen_ip '010.0.0.1'"},
+		{"cleanup interval zero", "policy-server", set("policy-server", "policy_cleanup_interval", 0), "policy-server.json.erb", "policy_cleanup_interval must be at least 1"},
+		{"database type", "policy-server", set("policy-server", "database.type", "oracle"), "policy-server.json.erb", "database.type must be mysql or postgres"},
+		{"deny network not a CIDR", "silk-cni", set("silk-cni", "deny_networks.always", []string{"10.0.0.0"}), "cni-wrapper-plugin.conflist.erb", "Invalid deny_networks.always entry '10.0.0.0'"},
+		{"loopback host service", "silk-cni", set("silk-cni", "host_tcp_services", []string{"127.0.0.1:8080"}), "cni-wrapper-plugin.conflist.erb", "loopback"},
+		{"rate without burst", "silk-cni", set("silk-cni", "rate", 100), "cni-wrapper-plugin.conflist.erb", "rate and burst must be set together"},
+		{"vxlan_network and temporary_vxlan_interface", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
+			d = set("silk-daemon", "vxlan_network", "default")(t, d)
+			return set("silk-daemon", "temporary_vxlan_interface", "eth1")(t, d)
+		}, "client-config.json.erb", "vxlan_network and temporary_vxlan_interface cannot both be set"},
+		{"unknown vxlan_network", "silk-daemon", set("silk-daemon", "vxlan_network", "nope"), "client-config.json.erb", "vxlan_network 'nope' is not a network"},
+		{"route emitter interval not below staleness", "service-discovery-controller", set("service-discovery-controller", "route_emitter_interval_seconds", 180), "config.json.erb", "must be less than staleness_threshold_seconds"},
+		{"drain timestamp format", "silk-daemon", set("silk-daemon", "logging.format.timestamp", "unix"), "drain.erb", "logging.format.timestamp must be rfc3339 or deprecated"},
+		{"proxy redirect without a CIDR", "garden-cni", func(t *testing.T, d Deployment) Deployment {
+			d = set("garden-cni", "experimental_enable_proxy_redirect", true)(t, d)
+			delete(d.ExternalLinks, "cloud_controller_container_networking_info")
+			return d
+		}, "adapter.json.erb", "experimental_enable_proxy_redirect needs"},
+		{"no Cloud Controller", "policy-server", func(t *testing.T, d Deployment) Deployment {
+			delete(d.ExternalLinks, "cloud_controller_https_endpoint")
+			return d
+		}, "policy-server.json.erb", "Cloud Controller is unknown"},
+		{"no silk-controller for the cf_network link", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
+			var igs []InstanceGroup
+			for _, ig := range d.InstanceGroups {
+				if ig.Name != "diego-api" {
+					igs = append(igs, ig)
+				}
+			}
+			d.InstanceGroups = igs
+			return d
+		}, "", "Failed to resolve link 'cf_network' with type 'cf_network' from job 'silk-daemon'"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := render(t, c.change(t, cloneDeployment(t, base)))
+			var found []string
+			for _, e := range r.result.Errors {
+				if e.Job == c.job && e.Template == c.template && strings.Contains(e.Message, c.want) {
+					return
+				}
+				found = append(found, e.String())
+			}
+			t.Errorf("want %s %s to fail with %q; errors:\n%s", c.job, c.template, c.want, strings.Join(found, "\n"))
+		})
+	}
+}
+
+// TestMissingPropertyMessage pins the message format operators see, which
+// is the director's: the template, the line and the property.
+func TestMissingPropertyMessage(t *testing.T) {
+	requireRuby(t)
+	d := withJob(t, cfDeployment(t), "silk-controller", func(j *Job) { delete(j.Properties, "ca_cert") })
+	r := render(t, d, Target{InstanceGroup: "diego-api", Job: "silk-controller"})
+	if len(r.result.Errors) != 1 {
+		t.Fatalf("want one error, got %v", r.result.Errors)
+	}
+	want := `Error filling in template 'ca.crt.erb' (line 1: Can't find property '["ca_cert"]')`
+	if got := r.result.Errors[0].Message; got != want {
+		t.Errorf("message\n got %s\nwant %s", got, want)
+	}
+	if _, err := os.Stat(r.out + "/diego-api/silk-controller/config/certs/ca.crt"); err == nil {
+		t.Error("a template that failed was written")
+	}
+}
