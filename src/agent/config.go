@@ -14,7 +14,7 @@
 package agent
 
 import (
-	"fmt"
+	"github.com/netman-release/netman/src/metrics"
 	"net"
 	"net/netip"
 	"net/url"
@@ -175,20 +175,7 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-func (c Config) metronPort() (int, error) {
-	host, port, err := net.SplitHostPort(c.MetronAddress)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not host:port", c.MetronAddress)
-	}
-	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
-		return 0, fmt.Errorf("address %s: metron agent must be on loopback", c.MetronAddress)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, fmt.Errorf("%q has no valid port", c.MetronAddress)
-	}
-	return n, nil
-}
+func (c Config) metronPort() (int, error) { return metrics.MetronPort(c.MetronAddress) }
 
 func (c Config) pollInterval() time.Duration { return time.Duration(c.PollInterval) * time.Second }
 

@@ -1,8 +1,7 @@
 package internalapi
 
 import (
-	"net"
-	"strconv"
+	"github.com/netman-release/netman/src/metrics"
 
 	"github.com/netman-release/netman/src/config"
 	"github.com/netman-release/netman/src/logging"
@@ -78,19 +77,5 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-// MetronPort is the port of metron_address. Metrics always go to the
-// loopback metron agent, as on every CF VM, so the host must be loopback.
-func (c Config) MetronPort() (int, error) {
-	host, portStr, err := net.SplitHostPort(c.MetronAddress)
-	if err != nil {
-		return 0, err
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return 0, &net.AddrError{Err: "metron agent must be on loopback", Addr: c.MetronAddress}
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 1 || port > 65535 {
-		return 0, &net.AddrError{Err: "invalid port", Addr: c.MetronAddress}
-	}
-	return port, nil
-}
+// MetronPort is the port of metron_address, which must be on loopback.
+func (c Config) MetronPort() (int, error) { return metrics.MetronPort(c.MetronAddress) }
