@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -22,28 +20,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(maintest.Run(m, job, main)) }
 
-func runFailing(t *testing.T, cmd *exec.Cmd) string {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("exit = %v, want status 1; stderr:\n%s", err, stderr.String())
-	}
-	return stderr.String()
-}
+func runFailing(t *testing.T, cmd *exec.Cmd) string { t.Helper(); return maintest.Fails(t, cmd, 1) }
 
-func writeJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeJSON(t *testing.T, path string, v any) { t.Helper(); maintest.WriteJSON(t, path, v) }
 
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "netmon.json")

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,15 +20,7 @@ func run(t *testing.T, config string) string {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd := maintest.Command("-config-file", path)
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("exit = %v, want status 1; stderr %s", err, stderr.String())
-	}
-	return stderr.String()
+	return maintest.Fails(t, maintest.Command("-config-file", path), 1)
 }
 
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {

@@ -4,6 +4,9 @@
 package maintest
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -35,4 +38,30 @@ func Wrap(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), Env+"=1")
 	return cmd
+}
+
+// Fails runs cmd, fails the test unless it exits with status code, and
+// returns what it wrote to stderr.
+func Fails(t testing.TB, cmd *exec.Cmd, code int) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != code {
+		t.Fatalf("exit = %v, want status %d; stderr:\n%s", err, code, stderr.String())
+	}
+	return stderr.String()
+}
+
+// WriteJSON writes v as JSON to path (a config file for the command).
+func WriteJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
