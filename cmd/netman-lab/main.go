@@ -6,7 +6,10 @@
 //
 // `up` builds the lab from the binaries in --bin, runs the policy demo,
 // prints its report and, without --keep, removes the lab again. The hidden
-// `app` subcommand is the process inside each app container.
+// subcommands are the lab's own processes: `app` inside each app container,
+// `nats` (an embedded NATS server), `route-emitter` (registers a cell's apps'
+// internal routes as route_emitter does) and `dns` (a cell's DNS front end,
+// answering *.apps.internal from bosh-dns-adapter, in bosh-dns's place).
 package main
 
 import (
@@ -58,6 +61,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	case "app":
 		err = lab.RunApp(ctx, args[1:], stdout)
+	case "nats":
+		err = lab.RunNATS(ctx, args[1:], stdout)
+	case "route-emitter":
+		err = lab.RunRouteEmitter(ctx, args[1:], stdout)
+	case "dns":
+		err = lab.RunDNS(ctx, args[1:], stdout)
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2

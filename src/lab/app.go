@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,12 +27,17 @@ const AppPort = 8080
 // the time the call started:
 //
 //	<RFC 3339 time> allowed|denied <detail>
+//
+// With --dns, a host name in --call is resolved for every call by asking
+// that server for A records (what the container's resolv.conf names);
+// a failed lookup is a "denied lookup <name> ..." line.
 func RunApp(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("netman-lab app", flag.ContinueOnError)
 	name := fs.String("name", "app", "the app's name")
 	listen := fs.String("listen", fmt.Sprintf(":%d", AppPort), "HTTP listen address")
 	call := fs.String("call", "", "URL to call")
 	every := fs.Duration("every", 20*time.Millisecond, "how often to call")
+	dns := fs.String("dns", "", "DNS server (ip or ip:port) resolving --call's host; default: the system's resolver")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +45,7 @@ func RunApp(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c := &caller{url: *call, next: 1, done: map[uint64]result{}}
+	c := &caller{url: *call, dns: *dns, next: 1, done: map[uint64]result{}}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 		fmt.Fprintf(w, "hello from %s (%v)\n", *name, local)
@@ -61,6 +67,7 @@ func RunApp(ctx context.Context, args []string, out io.Writer) error {
 
 type caller struct {
 	url string
+	dns string // the resolver for url's host; "" the system's
 
 	mu      sync.Mutex
 	last    string            // "allowed ..." or "denied ..."
@@ -88,7 +95,7 @@ const maxInFlight = 200
 // that a call hanging on a dropped SYN does not blur the timing of a
 // policy change.
 func (c *caller) run(ctx context.Context, every time.Duration, out io.Writer) {
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := newCallClient(c.dns)
 	slots := make(chan struct{}, maxInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -105,7 +112,7 @@ func (c *caller) run(ctx context.Context, every time.Duration, out io.Writer) {
 			defer wg.Done()
 			defer func() { <-slots }()
 			start := time.Now()
-			if outcome := callOnce(ctx, client, c.url); ctx.Err() == nil {
+			if outcome := callOnce(ctx, client, c.url, c.dns); ctx.Err() == nil {
 				c.record(seq, start, outcome, out)
 			}
 		}()
@@ -119,8 +126,8 @@ func (c *caller) run(ctx context.Context, every time.Duration, out io.Writer) {
 
 // record applies finished calls in the order they started (a call that
 // waits out its timeout holds back the ones after it), and writes a line,
-// stamped with the call's start, when allowed turns to denied or back, or
-// a second passed.
+// stamped with the call's start, when allowed turns to denied or back (or
+// a failed lookup to a resolved denial, or back), or a second passed.
 func (c *caller) record(seq uint64, start time.Time, outcome string, out io.Writer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -132,7 +139,7 @@ func (c *caller) record(seq uint64, start time.Time, outcome string, out io.Writ
 		}
 		delete(c.done, c.next)
 		c.next++
-		if verdictOf(r.outcome) != verdictOf(c.last) || r.start.Sub(c.printed) >= time.Second {
+		if kindOf(r.outcome) != kindOf(c.last) || r.start.Sub(c.printed) >= time.Second {
 			fmt.Fprintf(out, "%s %s\n", r.start.Format(time.RFC3339Nano), r.outcome)
 			c.printed = r.start
 		}
@@ -140,20 +147,76 @@ func (c *caller) record(seq uint64, start time.Time, outcome string, out io.Writ
 	}
 }
 
-// verdictOf is "allowed" or "denied" (or "" before the first call).
-func verdictOf(outcome string) string {
-	v, _, _ := strings.Cut(outcome, " ")
+// kindOf is "allowed", "denied" or "denied lookup" (or "" before the
+// first call).
+func kindOf(outcome string) string {
+	v, rest, _ := strings.Cut(outcome, " ")
+	if v == "denied" && strings.HasPrefix(rest, "lookup ") {
+		return "denied lookup"
+	}
 	return v
 }
 
-func callOnce(ctx context.Context, client *http.Client, url string) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// dialedKey carries an *atomic.Pointer[string] in a call's context, where
+// the dialer notes the address it dialed (the transport may still be
+// dialing when the call times out).
+type dialedKey struct{}
+
+// lookupError is a failed lookup of the called host.
+type lookupError struct {
+	host, server string
+	err          error
+}
+
+func (e *lookupError) Error() string {
+	return fmt.Sprintf("lookup %s via %s: %v", e.host, e.server, e.err)
+}
+
+// newCallClient makes a fresh connection for every call, resolving a host
+// name through dns (when set) each time.
+func newCallClient(dns string) *http.Client {
+	d := &net.Dialer{}
+	return &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			if dns != "" && net.ParseIP(host) == nil {
+				ips, err := Resolver{Server: dns}.LookupA(ctx, host)
+				if err != nil {
+					return nil, &lookupError{host: host, server: dns, err: err}
+				}
+				addr = net.JoinHostPort(ips[0].String(), port) // shuffled by the adapter
+			}
+			if p, ok := ctx.Value(dialedKey{}).(*atomic.Pointer[string]); ok {
+				p.Store(&addr)
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+func callOnce(ctx context.Context, client *http.Client, rawURL, dns string) string {
+	var dialed atomic.Pointer[string]
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, dialedKey{}, &dialed), http.MethodGet, rawURL, nil)
 	if err != nil {
 		return "denied " + err.Error()
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		var lerr *lookupError
+		if errors.As(err, &lerr) {
+			return "denied " + lerr.Error()
+		}
 		if nerr, ok := err.(net.Error); ok && nerr.Timeout() {
+			if addr := dialed.Load(); addr != nil {
+				return fmt.Sprintf("denied timeout: no answer from %s within %v", *addr, client.Timeout)
+			}
+			if host := req.URL.Hostname(); dns != "" && net.ParseIP(host) == nil {
+				return fmt.Sprintf("denied lookup %s via %s: no answer within %v", host, dns, client.Timeout)
+			}
 			return fmt.Sprintf("denied timeout: no answer within %v", client.Timeout)
 		}
 		var uerr interface{ Unwrap() error }
@@ -173,6 +236,10 @@ type Call struct {
 	Allowed bool
 	Detail  string
 }
+
+// Resolved tells whether the call got as far as an address: it was not
+// denied by a failed name lookup.
+func (c Call) Resolved() bool { return !strings.HasPrefix(c.Detail, "lookup ") }
 
 // ReadCalls parses the call lines of a caller app's log.
 func ReadCalls(path string) ([]Call, error) {

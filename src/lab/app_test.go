@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,15 +42,17 @@ func TestAppCallsAndReports(t *testing.T) {
 		feDone <- RunApp(ctx, []string{"--name", "frontend", "--listen", "127.0.0.1:0",
 			"--call", fmt.Sprintf("http://127.0.0.1:%d/", port), "--every", "5ms"}, log)
 	}()
-	waitFor := func(allowed bool) Call {
+	// The first calls may come before the backend listens, and a call
+	// cut short by its stopping is reset rather than refused.
+	waitFor := func(since time.Time, match func(Call) bool) Call {
 		t.Helper()
-		c, err := waitCall(ctx, logPath, time.Time{}, time.Now().Add(10*time.Second), func(c Call) bool { return c.Allowed == allowed })
+		c, err := waitCall(ctx, logPath, since, time.Now().Add(10*time.Second), match)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	ok := waitFor(true)
+	ok := waitFor(time.Time{}, func(c Call) bool { return c.Allowed })
 	if !strings.Contains(ok.Detail, "hello from backend") {
 		t.Errorf("allowed call: %q", ok.Detail)
 	}
@@ -56,10 +60,7 @@ func TestAppCallsAndReports(t *testing.T) {
 	if err := <-backendDone; err != nil {
 		t.Fatal(err)
 	}
-	denied := waitFor(false)
-	if denied.Time.Before(ok.Time) || !strings.Contains(denied.Detail, "connection refused") {
-		t.Errorf("denied call %+v after %+v", denied, ok)
-	}
+	waitFor(ok.Time, func(c Call) bool { return !c.Allowed && strings.Contains(c.Detail, "connection refused") })
 	cancel()
 	if err := <-feDone; err != nil {
 		t.Fatal(err)
@@ -256,5 +257,135 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 func TestUnescapeMount(t *testing.T) {
 	if got := unescapeMount(`/tmp/with\040space/x`); got != "/tmp/with space/x" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestAppCallsByName: with --dns the caller resolves the host of --call
+// for every call through that server; a name that stops resolving is a
+// denied "lookup" call, which does not count as resolved.
+func TestAppCallsByName(t *testing.T) {
+	port := ports.Free(t, "127.0.0.1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	backendDone := make(chan error, 1)
+	go func() {
+		backendDone <- RunApp(ctx, []string{"--name", "backend", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, io.Discard)
+	}()
+	fake := &fakeAdapter{ips: map[string][]string{}}
+	fake.set("backend.apps.internal.", "127.0.0.1")
+	adapter := httptest.NewServer(fake)
+	defer adapter.Close()
+	dns := startDNS(t, adapter.URL)
+
+	logPath := filepath.Join(t.TempDir(), "frontend.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	feDone := make(chan error, 1)
+	go func() {
+		feDone <- RunApp(ctx, []string{"--name", "frontend", "--listen", "127.0.0.1:0", "--dns", dns,
+			"--call", fmt.Sprintf("http://backend.apps.internal:%d/", port), "--every", "5ms"}, log)
+	}()
+	waitFor := func(since time.Time, match func(Call) bool) Call {
+		t.Helper()
+		c, err := waitCall(ctx, logPath, since, time.Now().Add(10*time.Second), match)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ok := waitFor(time.Time{}, func(c Call) bool { return c.Allowed })
+	if !ok.Resolved() || !strings.Contains(ok.Detail, "hello from backend (127.0.0.1:") {
+		t.Errorf("allowed call: %+v", ok)
+	}
+	fake.set("backend.apps.internal.")
+	denied := waitFor(ok.Time, func(c Call) bool { return !c.Allowed })
+	if want := "lookup backend.apps.internal via " + dns + ": no such host"; denied.Resolved() || denied.Detail != want {
+		t.Errorf("denied call %+v, want %q", denied, want)
+	}
+	cancel()
+	for _, done := range []chan error{feDone, backendDone} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReportShowsTheLookup(t *testing.T) {
+	r := Report{
+		Frontend: AppState{Name: "frontend", Cell: 1, IP: "10.255.1.2", Port: 8080, Calls: "http://backend.apps.internal:8080/"},
+		Backend:  AppState{Name: "backend", Cell: 2, IP: "10.255.2.2", Port: 8080},
+		Lookup:   Lookup{Name: "backend.apps.internal", Server: "169.254.0.53", IPs: []string{"10.255.2.2"}, Took: 1500 * time.Microsecond},
+		Steps:    []Step{{Title: "no policy", Detail: "dial tcp 10.255.2.2:8080: connect: connection refused"}},
+	}
+	want := "cats and dogs: frontend (cell 1, 10.255.1.2) calls http://backend.apps.internal:8080/ every few ms over the overlay\n" +
+		"  name lookup       backend.apps.internal → 10.255.2.2 (backend, cell 2) from frontend's container:\n" +
+		"                    DNS 169.254.0.53 → bosh-dns-adapter → service-discovery-controller, 1 ms\n" +
+		"  1. no policy      frontend → backend: DENIED\n" +
+		"                    (dial tcp 10.255.2.2:8080: connect: connection refused)\n" +
+		"result: denied\n"
+	if diff := cmp.Diff(want, r.String()); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+}
+
+// TestResolvConfLedger: the container's resolv.conf under /etc/netns and
+// the directories made for it are in the ledger, and Down removes them,
+// leaving a directory another lab still uses.
+func TestResolvConfLedger(t *testing.T) {
+	etc := filepath.Join(t.TempDir(), "netns")
+	defer func(old string) { EtcNetns = old }(EtcNetns)
+	EtcNetns = etc
+	dir := filepath.Join(t.TempDir(), "lab")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u := &upper{st: &State{Dir: dir, Names: "nmx"}}
+	if err := u.writeResolvConf("nmx-frontend", []string{DNSServer}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(etc, "nmx-frontend", "resolv.conf"))
+	if err != nil || !strings.Contains(string(b), "\nnameserver 169.254.0.53\n") {
+		t.Fatalf("resolv.conf: %v %q", err, b)
+	}
+	if err := u.writeResolvConf("nmx-frontend", []string{DNSServer}); err == nil {
+		t.Error("overwrote a resolv.conf")
+	}
+	if len(u.st.Undo) != 3 {
+		t.Errorf("ledger %+v: want the two directories and the file", u.st.Undo)
+	}
+	// Another lab's namespace shares /etc/netns.
+	if err := os.Mkdir(filepath.Join(etc, "other"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Down(context.Background(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(etc, "nmx-frontend")); !os.IsNotExist(err) {
+		t.Errorf("namespace's directory left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(etc, "other")); err != nil {
+		t.Errorf("another lab's directory removed: %v", err)
+	}
+}
+
+func TestListeningOnAll(t *testing.T) {
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if port := l.Addr().(*net.TCPAddr).Port; !listeningOnAll(port) {
+		t.Errorf("port %d on 0.0.0.0 not seen", port)
+	}
+	lo, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	if port := lo.Addr().(*net.TCPAddr).Port; listeningOnAll(port) {
+		t.Errorf("port %d on 127.0.0.1 taken for every address", port)
 	}
 }

@@ -9,10 +9,11 @@ import (
 
 // Binaries are what a lab runs from its bin directory: the control plane,
 // the cell daemons, the CNI chain, Garden's networker, and netman-lab
-// itself (the apps are `netman-lab app`).
+// itself (the apps, NATS, the route emitters and the DNS front ends are
+// netman-lab subcommands).
 var Binaries = []string{
-	"silk-controller", "policy-server", "policy-server-internal",
-	"silk-daemon", "vxlan-policy-agent",
+	"silk-controller", "policy-server", "policy-server-internal", "service-discovery-controller",
+	"silk-daemon", "vxlan-policy-agent", "bosh-dns-adapter",
 	"garden-external-networker", "cni-wrapper-plugin", "silk-cni",
 	"netman-lab",
 }

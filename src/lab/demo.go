@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
 // Step is one act of the demo: what was done and what the frontend saw.
@@ -27,7 +31,16 @@ type Report struct {
 	Cells    []CellState
 	Frontend AppState
 	Backend  AppState
+	Lookup   Lookup // the backend's name, resolved in the frontend's container
 	Steps    []Step
+}
+
+// Lookup is a name resolved from inside a container, as the app resolves it.
+type Lookup struct {
+	Name   string
+	Server string // the container's DNS server
+	IPs    []string
+	Took   time.Duration // the answer's round trip
 }
 
 // Sequence is the outcomes in order, e.g. "denied → allowed → denied".
@@ -37,6 +50,13 @@ func (r Report) Sequence() string {
 		out[i] = verdict(s.Allowed)
 	}
 	return strings.Join(out, " → ")
+}
+
+func roundTrip(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
 }
 
 func verdict(allowed bool) string {
@@ -50,8 +70,14 @@ func verdict(allowed bool) string {
 func (r Report) String() string {
 	var b strings.Builder
 	fe, be := r.Frontend, r.Backend
-	fmt.Fprintf(&b, "cats and dogs: %s (cell %d, %s) calls %s (cell %d, %s:%d) every few ms over the overlay\n",
-		fe.Name, fe.Cell, fe.IP, be.Name, be.Cell, be.IP, be.Port)
+	if fe.Calls == "" {
+		fe.Calls = fmt.Sprintf("%s (cell %d, %s:%d)", be.Name, be.Cell, be.IP, be.Port)
+	}
+	fmt.Fprintf(&b, "cats and dogs: %s (cell %d, %s) calls %s every few ms over the overlay\n", fe.Name, fe.Cell, fe.IP, fe.Calls)
+	if l := r.Lookup; l.Name != "" {
+		fmt.Fprintf(&b, "  %-18s%s → %s (%s, cell %d) from %s's container:\n", "name lookup", l.Name, strings.Join(l.IPs, " "), be.Name, be.Cell, fe.Name)
+		fmt.Fprintf(&b, "  %-18sDNS %s → bosh-dns-adapter → service-discovery-controller, %s\n", "", l.Server, roundTrip(l.Took))
+	}
 	for i, s := range r.Steps {
 		fmt.Fprintf(&b, "  %d. %-15s", i+1, s.Title)
 		if s.Action != "" {
@@ -83,12 +109,29 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	api := API{URL: st.Plan.ExternalURL(), Token: st.Token}
 	policy := Policy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)
 
-	// 1. No policy: a second of calls made with both containers up, none through.
-	fmt.Fprintf(log, "==> demo: %s calls %s with no policy\n", fe.Name, be.Name)
+	// 0. The backend's name resolves in the frontend's container.
 	since := fe.UpAt.Add(100 * time.Millisecond)
-	anyCall := func(Call) bool { return true }
-	if _, err := waitCall(ctx, fe.Log, since.Add(time.Second), time.Now().Add(DemoTimeout), anyCall); err != nil {
+	enough := since.Add(time.Second)
+	if len(fe.DNSServers) > 0 && be.Route != "" {
+		fmt.Fprintf(log, "==> demo: %s resolves %s through %s\n", fe.Name, be.Route, fe.DNSServers[0])
+		lookup, err := resolveIn(ctx, fe.NS, fe.DNSServers[0], be.Route, be.IP)
+		r.Lookup = lookup
+		if err != nil {
+			return r, err
+		}
+		enough = later(enough, time.Now())
+	}
+
+	// 1. No policy: a second of calls with both containers up, and at
+	// least until the name resolves; of those that resolved it, none
+	// through.
+	fmt.Fprintf(log, "==> demo: %s calls %s with no policy\n", fe.Name, be.Name)
+	deadline := time.Now().Add(DemoTimeout)
+	if _, err := waitCall(ctx, fe.Log, enough, deadline, func(Call) bool { return true }); err != nil {
 		return r, err
+	}
+	if _, err := waitCall(ctx, fe.Log, since, deadline, Call.Resolved); err != nil {
+		return r, fmt.Errorf("%s never resolved %s: %w", fe.Name, be.Route, err)
 	}
 	calls, err := ReadCalls(fe.Log)
 	if err != nil {
@@ -96,7 +139,7 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	}
 	step := Step{Title: "no policy"}
 	for _, c := range calls {
-		if c.Time.Before(since) {
+		if c.Time.Before(since) || !c.Resolved() {
 			continue
 		}
 		// The first call that got through, else the last denial, preferring
@@ -138,6 +181,48 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 
 // DemoTimeout bounds each change: policy propagation is a long-poll away.
 var DemoTimeout = 15 * time.Second
+
+// resolveIn asks server for name from inside the named namespace, as the
+// app there does, until the answer is want (registration is a NATS
+// message away) or DemoTimeout passes.
+func resolveIn(ctx context.Context, nsName, server, name, want string) (Lookup, error) {
+	l := Lookup{Name: name, Server: server}
+	ns := &netnstest.NS{Name: nsName, Path: "/run/netns/" + nsName}
+	deadline := time.Now().Add(DemoTimeout)
+	for {
+		var ips []netip.Addr
+		start := time.Now()
+		err := ns.Do(func() error {
+			var err error
+			ips, err = Resolver{Server: server}.LookupA(ctx, name)
+			return err
+		})
+		l.Took, l.IPs = time.Since(start), nil
+		for _, ip := range ips {
+			l.IPs = append(l.IPs, ip.String())
+		}
+		if err == nil && slices.Contains(l.IPs, want) {
+			// Time a second answer: the first may have waited out the
+			// controller's warm-up.
+			start = time.Now()
+			if ns.Do(func() error { _, err := (Resolver{Server: server}).LookupA(ctx, name); return err }) == nil {
+				l.Took = time.Since(start)
+			}
+			return l, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return l, fmt.Errorf("%s does not resolve to %s in %s through %s: %v %v", name, want, nsName, server, l.IPs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 // change waits for the frontend's first call with outcome allowed made
 // since the request was sent and records the step.
@@ -198,7 +283,15 @@ func (st *State) Tour() string {
 	fe, be := st.App("frontend"), st.App("backend")
 	fmt.Fprintf(&b, "The lab is running: %s status shows it, %s down removes it.\n\n", "scripts/lab", "scripts/lab")
 	fmt.Fprintf(&b, "  a shell in an app         ip netns exec %s bash\n", fe.NS)
-	fmt.Fprintf(&b, "  call the backend          ip netns exec %s curl -s http://%s:%d/\n", fe.NS, be.IP, be.Port)
+	if be.Route != "" {
+		fmt.Fprintf(&b, "  resolve the backend       ip netns exec %s getent hosts %s\n", fe.NS, be.Route)
+		fmt.Fprintf(&b, "  call it by name           ip netns exec %s curl -s http://%s:%d/\n", fe.NS, be.Route, be.Port)
+		fmt.Fprintf(&b, "  ask a cell's adapter      ip netns exec %s curl -s 'http://127.0.0.1:%d/?name=%s.&type=1'\n", st.Cells[fe.Cell-1].NS, AdapterPort, be.Route)
+		certs := filepath.Join(dir, "certs")
+		fmt.Fprintf(&b, "  the controller's table    curl -s --cacert %s --cert %s --key %s %s/routes\n",
+			filepath.Join(certs, "ca.crt"), filepath.Join(certs, "bosh-dns-adapter", "client.crt"), filepath.Join(certs, "bosh-dns-adapter", "client.key"), st.Plan.DiscoveryURL())
+	}
+	fmt.Fprintf(&b, "  call the backend's IP     ip netns exec %s curl -s http://%s:%d/\n", fe.NS, be.IP, be.Port)
 	fmt.Fprintf(&b, "  the frontend's calls      tail -f %s\n", short(fe.Log))
 	if cell := st.Cells[be.Cell-1]; be.HostPort != 0 {
 		fmt.Fprintf(&b, "  the backend's host port   curl -s http://%s:%d/   (cell %d's netin mapping)\n", cell.UnderlayIP, be.HostPort, cell.Index)

@@ -101,6 +101,12 @@ func (st *State) undo(ctx context.Context, r Resource, log io.Writer) error {
 		}
 		fmt.Fprintf(log, "==> deleting link %s\n", r.Name)
 		return DeleteLink(r.Name)
+	case KindFile:
+		if _, err := os.Lstat(r.Name); err != nil {
+			return nil
+		}
+		fmt.Fprintf(log, "==> removing %s\n", r.Name)
+		return removeFile(r.Name)
 	case KindDatabase:
 		fmt.Fprintf(log, "==> dropping database %s\n", r.Name)
 		return dropDatabase(ctx, r.DB)
@@ -117,7 +123,11 @@ func Status(dir string, w io.Writer) error {
 	p := &st.Plan
 	fmt.Fprintf(w, "netman lab in %s, up since %s (%s database)\n", st.Dir, st.Started.Format(time.DateTime), st.DB)
 	fmt.Fprintf(w, "  external API  %s  (token in %s)\n", p.ExternalURL(), filepath.Join(st.Dir, "env"))
-	fmt.Fprintf(w, "  underlay      %s  bridge %s, this namespace %s\n\n", p.Prefix+"0/24", st.Bridge, p.RootIP())
+	fmt.Fprintf(w, "  underlay      %s  bridge %s, this namespace %s\n", p.Prefix+"0/24", st.Bridge, p.RootIP())
+	if len(p.DNSServers) > 0 {
+		fmt.Fprintf(w, "  discovery     %s (mTLS), NATS %s; containers resolve *.%s through %s in their cell\n", p.DiscoveryURL(), p.NATSURL(), AppsDomain, p.DNSServers[0])
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROCESS\tPID\tSTATE\tLOG")
 	for _, proc := range st.Procs() {
@@ -133,9 +143,9 @@ func Status(dir string, w io.Writer) error {
 		fmt.Fprintf(tw, "%d\t%s%s\t%s\t%s\n", c.Index, c.NS, missingNS(c.NS), c.UnderlayIP, c.Subnet)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "APP\tCELL\tNAMESPACE\tIP\tAPP GUID")
+	fmt.Fprintln(tw, "APP\tCELL\tNAMESPACE\tIP\tROUTE\tAPP GUID")
 	for _, a := range st.Apps {
-		fmt.Fprintf(tw, "%s\t%d\t%s%s\t%s:%d\t%s\n", a.Name, a.Cell, a.NS, missingNS(a.NS), a.IP, a.Port, a.GUID)
+		fmt.Fprintf(tw, "%s\t%d\t%s%s\t%s:%d\t%s\t%s\n", a.Name, a.Cell, a.NS, missingNS(a.NS), a.IP, a.Port, a.Route, a.GUID)
 	}
 	return tw.Flush()
 }

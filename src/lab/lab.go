@@ -1,16 +1,20 @@
 // Package lab is "netman in a box": on one machine, as root, it builds the
 // multi-cell lab that the end-to-end tests use — an underlay bridge, the
-// control plane (silk-controller, policy-server, policy-server-internal) in
-// the root namespace, cells as network namespaces each running silk-daemon
-// and vxlan-policy-agent, and app containers made through
-// garden-external-networker and the CNI chain — then acts out the "cats and
-// dogs" policy demo and tears it all down again.
+// control plane (silk-controller, policy-server, policy-server-internal,
+// NATS and service-discovery-controller) in the root namespace, cells as
+// network namespaces each running silk-daemon, vxlan-policy-agent,
+// bosh-dns-adapter, a DNS front end in bosh-dns's place and a route
+// emitter, and app containers made through garden-external-networker and
+// the CNI chain — then acts out the "cats and dogs" policy demo, the
+// frontend calling the backend by name (backend.apps.internal), and tears
+// it all down again.
 //
-// Every namespace, link, process and database the lab makes is recorded in
-// a ledger (State) in its directory before it is made, so that Down, in the
-// same or any later process, removes exactly those and nothing else. The
-// config rendering (Plan), process (Proc) and namespace plumbing here are
-// shared with the test harness src/testsupport/celltest.
+// Every namespace, link, process, database and file outside its directory
+// the lab makes is recorded in a ledger (State) in its directory before it
+// is made, so that Down, in the same or any later process, removes exactly
+// those and nothing else. The config rendering (Plan), process (Proc) and
+// namespace plumbing here are shared with the test harness
+// src/testsupport/celltest.
 package lab
 
 import (
@@ -27,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,13 +147,16 @@ func Up(ctx context.Context, o Options) (*State, error) {
 	}
 	st := &State{
 		Dir: o.Dir, Bins: o.Bins, Names: o.Names, DB: o.DB, Token: randomHex(16), Bridge: o.Names + "-br", Started: time.Now(),
-		Plan: Plan{Dir: o.Dir, Bins: o.Bins, Prefix: o.Underlay, Ports: o.Ports, PollIntervalSeconds: 1, TokensFile: filepath.Join(o.Dir, "tokens.json")},
+		Plan: Plan{
+			Dir: o.Dir, Bins: o.Bins, Prefix: o.Underlay, Ports: o.Ports, PollIntervalSeconds: 1, TokensFile: filepath.Join(o.Dir, "tokens.json"),
+			DNSServers: []string{DNSServer},
+		},
 	}
 	if err := st.Save(); err != nil {
 		return nil, err
 	}
 	u := &upper{st: st, o: o, ctx: ctx}
-	for _, step := range []func() error{u.controlPlane, u.cells, u.apps, u.env} {
+	for _, step := range []func() error{u.controlPlane, u.discoveryControlPlane, u.cells, u.apps, u.emitters, u.env} {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
@@ -176,14 +184,22 @@ func preflight(o Options) error {
 		return fmt.Errorf("link %s-br exists already: another lab with names prefix %s?", o.Names, o.Names)
 	}
 	// A port taken on 127.0.0.1 (or on every address) would make a daemon
-	// exit, or worse, another server answer its readiness check.
+	// exit, or worse, another server answer its readiness check. The
+	// servers on the underlay address only clash with one listening on
+	// every address (a NATS server of the machine's own on 127.0.0.1:4222
+	// is no bother).
 	pt := o.Ports
-	for _, port := range []int{pt.ControllerAPI, pt.ControllerHealth, pt.ControllerDebug, pt.External, pt.ExternalDebug, pt.Internal, pt.InternalHealth, pt.InternalDebug} {
+	for _, port := range []int{pt.ControllerHealth, pt.ControllerDebug, pt.External, pt.ExternalDebug, pt.InternalHealth, pt.InternalDebug, pt.DiscoveryLogLevel} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return fmt.Errorf("port %d is taken on this machine (the lab uses upstream's ports: see docs/lab.md): %w", port, err)
 		}
 		l.Close()
+	}
+	for _, port := range []int{pt.ControllerAPI, pt.Internal, pt.Discovery, pt.NATS} {
+		if listeningOnAll(port) {
+			return fmt.Errorf("port %d is taken on every address of this machine (the lab uses upstream's ports: see docs/lab.md)", port)
+		}
 	}
 	out, err := Run("ip", "-4", "-o", "addr", "show")
 	if err != nil {
@@ -196,6 +212,29 @@ func preflight(o Options) error {
 		return fmt.Errorf("%s0/24 is already routed on this machine (%s): pick another underlay", o.Underlay, strings.TrimSpace(out))
 	}
 	return nil
+}
+
+// listeningOnAll tells whether a TCP server listens on port on the
+// wildcard address (IPv4, or IPv6 which may cover IPv4) in this namespace.
+func listeningOnAll(port int) bool {
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" { // LISTEN
+				continue
+			}
+			addr, hexPort, ok := strings.Cut(fields[1], ":")
+			p, err := strconv.ParseUint(hexPort, 16, 16)
+			if ok && err == nil && int(p) == port && strings.Trim(addr, "0") == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type upper struct {
@@ -349,6 +388,9 @@ func (u *upper) cells() error {
 		}); err != nil {
 			return fmt.Errorf("vxlan-policy-agent on cell %d: %w", i+1, err)
 		}
+		if err := u.cellDiscovery(ns, c); err != nil {
+			return err
+		}
 	}
 	return st.Save()
 }
@@ -368,12 +410,14 @@ func writeCellFiles(p *Plan, c CellPlan) error {
 		{c.Dir, "vxlan-policy-agent.json", p.Agent(c)},
 		{c.CNIConfigDir(), ConflistName, p.Conflist(c)},
 		{c.GardenDir(), "adapter.json", p.Adapter(c)},
+		{c.Dir, filepath.Base(c.AdapterConfig()), p.BoshDNSAdapter()},
 	} {
 		if _, err := WriteJSON(f.dir, f.name, f.v); err != nil {
 			return err
 		}
 	}
-	return nil
+	_, err := WriteJSON(c.Dir, filepath.Base(c.HandlersFile()), p.Handlers())
+	return err
 }
 
 // appCell is where app k (from 1) runs: frontend on cell 1, backend on
@@ -408,10 +452,12 @@ func (u *upper) apps() error {
 		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: AppPort}
 		a.NS = st.Names + "-" + a.Name
 		a.Log = filepath.Join(st.Dir, "apps", a.Name+".log")
+		a.Route = AppRoute(a.Name)
 		args := []string{"app", "--name", a.Name, "--listen", fmt.Sprintf(":%d", AppPort)}
 		if k == 1 {
-			a.Calls = fmt.Sprintf("http://%s:%d/", st.Apps[1].IP, AppPort)
-			args = append(args, "--call", a.Calls, "--every", u.o.CallEvery.String())
+			// By name, through the resolver the container is given.
+			a.Calls = fmt.Sprintf("http://%s:%d/", st.Apps[1].Route, AppPort)
+			args = append(args, "--call", a.Calls, "--every", u.o.CallEvery.String(), "--dns", st.Plan.DNSServers[0])
 		}
 		if err := u.app(a, space, org, args); err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
@@ -471,7 +517,12 @@ func (u *upper) app(a *AppState, space, org string, args []string) error {
 		a.HostPort = res.MappedPorts[0].HostPort
 	}
 	a.UpAt = time.Now()
-	return nil
+	// The wrapper's dns_servers come back for Garden to write into the
+	// container's resolv.conf.
+	if a.DNSServers = res.DNSServers; !slices.Equal(a.DNSServers, st.Plan.DNSServers) {
+		return fmt.Errorf("garden-external-networker up gave dns_servers %q, want %q", a.DNSServers, st.Plan.DNSServers)
+	}
+	return u.writeResolvConf(a.NS, a.DNSServers)
 }
 
 // inNS tells whether the process is inside ns.

@@ -15,8 +15,9 @@ import (
 )
 
 // TestLabUpDemoDown is `scripts/lab up` end to end: two cells on SQLite,
-// the demo's report says denied → allowed → denied, and down leaves no
-// namespace, link, process, mount or file of the lab's behind.
+// the backend's name resolves in the frontend's container, the demo's
+// report says denied → allowed → denied for calls by name, and down leaves
+// no namespace, link, process, mount or file of the lab's behind.
 func TestLabUpDemoDown(t *testing.T) {
 	netnstest.RequireRoot(t)
 	bins := t.TempDir()
@@ -33,6 +34,7 @@ func TestLabUpDemoDown(t *testing.T) {
 			ControllerAPI: ports.Free(t, "127.0.0.1"), ControllerHealth: ports.Free(t, "127.0.0.1"), ControllerDebug: ports.Free(t, "127.0.0.1"),
 			External: ports.Free(t, "127.0.0.1"), ExternalDebug: ports.Free(t, "127.0.0.1"),
 			Internal: ports.Free(t, "127.0.0.1"), InternalHealth: ports.Free(t, "127.0.0.1"), InternalDebug: ports.Free(t, "127.0.0.1"),
+			Discovery: ports.Free(t, "127.0.0.1"), DiscoveryLogLevel: ports.Free(t, "127.0.0.1"), NATS: ports.Free(t, "127.0.0.1"),
 		},
 		Log: testWriter{t},
 	}
@@ -67,6 +69,25 @@ func TestLabUpDemoDown(t *testing.T) {
 	}
 	if be := report.Backend; be.HostPort < 61000 || be.HostPort >= 66000 {
 		t.Errorf("backend host port %d: want one from garden's 61000-65999", be.HostPort)
+	}
+	// By name: resolved in the frontend's container, and the denied calls
+	// before the policy had the backend's address.
+	fe, be := report.Frontend, report.Backend
+	if l := report.Lookup; l.Name != "backend.apps.internal" || len(l.IPs) != 1 || l.IPs[0] != be.IP || l.Server != DNSServer {
+		t.Errorf("lookup %+v: want backend.apps.internal → %s through %s", l, be.IP, DNSServer)
+	}
+	if want := "backend.apps.internal → " + be.IP; !strings.Contains(report.String(), want) {
+		t.Errorf("report lacks %q", want)
+	}
+	if fe.Calls != "http://backend.apps.internal:8080/" || len(report.Steps) == 0 || !strings.Contains(report.Steps[0].Detail, be.IP) {
+		t.Errorf("frontend calls %q; first step %+v: want denied calls to %s by name", fe.Calls, report.Steps, be.IP)
+	}
+	// The container's resolv.conf (dns_servers) serves any resolver in it.
+	if out, err := Run("ip", "netns", "exec", fe.NS, "getent", "hosts", "0.backend.apps.internal"); err != nil || !strings.Contains(out, be.IP) {
+		t.Errorf("getent hosts 0.backend.apps.internal in %s: %v %q, want %s", fe.NS, err, out, be.IP)
+	}
+	if out, err := Run("ip", "netns", "exec", fe.NS, "getent", "hosts", "nosuch.apps.internal"); err == nil {
+		t.Errorf("getent hosts nosuch.apps.internal: %q, want not found", out)
 	}
 	env, err := os.ReadFile(filepath.Join(dir, "env"))
 	if err != nil || !strings.Contains(string(env), "NETMAN_TOKEN="+st.Token) {
@@ -107,6 +128,11 @@ func TestLabUpDemoDown(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s still there: %v", dir, err)
+	}
+	for _, a := range st.Apps {
+		if _, err := os.Stat(filepath.Join(EtcNetns, a.NS)); !os.IsNotExist(err) {
+			t.Errorf("%s still there: %v", filepath.Join(EtcNetns, a.NS), err)
+		}
 	}
 	if err := Down(ctx, dir, nil); err != nil {
 		t.Errorf("second down: %v", err)

@@ -27,6 +27,10 @@ type Plan struct {
 	C2CLogging bool
 	// TokensFile is policy-server's auth_tokens_file.
 	TokensFile string
+	// DNSServers is the cells' cni-wrapper-plugin dns_servers: the
+	// link-local resolvers containers may reach (the lab's DNS front end,
+	// the part bosh-dns plays). Empty renders [].
+	DNSServers []string
 }
 
 // Ports are the control plane's ports in the root namespace. The API ports
@@ -36,6 +40,9 @@ type Ports struct {
 	ControllerAPI, ControllerHealth, ControllerDebug int
 	External, ExternalDebug                          int
 	Internal, InternalHealth, InternalDebug          int
+	// Service discovery: service-discovery-controller's mTLS API (on
+	// RootIP) and log-level server, and NATS (on RootIP).
+	Discovery, DiscoveryLogLevel, NATS int
 }
 
 // DefaultPorts are upstream's defaults.
@@ -44,6 +51,7 @@ func DefaultPorts() Ports {
 		ControllerAPI: 4103, ControllerHealth: 19683, ControllerDebug: 46455,
 		External: 4002, ExternalDebug: 31821,
 		Internal: 4003, InternalHealth: 31946, InternalDebug: 31945,
+		Discovery: 8054, DiscoveryLogLevel: 8055, NATS: 4222,
 	}
 }
 
@@ -54,6 +62,8 @@ type Certs struct {
 	InternalCert, InternalKey     string // policy-server-internal's server pair
 	DaemonCert, DaemonKey         string // silk-daemon's client pair
 	AgentCert, AgentKey           string // vxlan-policy-agent's client pair
+	DiscoveryCert, DiscoveryKey   string // service-discovery-controller's server pair
+	AdapterCert, AdapterKey       string // bosh-dns-adapter's client pair
 }
 
 // TreeCerts are the files of a netman-certs tree (mtls.WriteTree) in dir.
@@ -65,6 +75,8 @@ func TreeCerts(dir string) Certs {
 		InternalCert: f("policy-server-internal", "server.crt"), InternalKey: f("policy-server-internal", "server.key"),
 		DaemonCert: f("silk-daemon", "client.crt"), DaemonKey: f("silk-daemon", "client.key"),
 		AgentCert: f("vxlan-policy-agent", "client.crt"), AgentKey: f("vxlan-policy-agent", "client.key"),
+		DiscoveryCert: f("service-discovery-controller", "server.crt"), DiscoveryKey: f("service-discovery-controller", "server.key"),
+		AdapterCert: f("bosh-dns-adapter", "client.crt"), AdapterKey: f("bosh-dns-adapter", "client.key"),
 	}
 }
 
@@ -185,7 +197,7 @@ func (p *Plan) Wrapper(c CellPlan) map[string]any {
 		"iptables_denied_logs_per_sec": 1, "iptables_accepted_udp_logs_per_sec": 100,
 		"ingress_tag": "ffff0000", "vtep_name": "silk-vtep",
 		"policy_agent_force_poll_address": "127.0.0.1:8722",
-		"dns_servers":                     []string{}, "host_tcp_services": []string{}, "host_udp_services": []string{},
+		"dns_servers":                     append([]string{}, p.DNSServers...), "host_tcp_services": []string{}, "host_udp_services": []string{},
 		"deny_networks": map[string]any{"always": []string{}, "running": []string{}, "staging": []string{}},
 		"delegate": map[string]any{
 			"cniVersion": "1.0.0", "name": "silk", "type": "silk-cni", "daemonPort": 23954,

@@ -9,6 +9,8 @@ import (
 
 	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/cniwrapper"
+	adapterconfig "github.com/netman-release/netman/src/discovery/adapter"
+	sdcconfig "github.com/netman-release/netman/src/discovery/controller"
 	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/policyserver/api/internalapi"
@@ -25,7 +27,7 @@ func TestPlanConfigsLoad(t *testing.T) {
 	p := &Plan{
 		Dir: dir, Bins: dir, Prefix: "10.244.7.", Ports: DefaultPorts(), PollIntervalSeconds: 1,
 		PolicyDB: SQLite(filepath.Join(dir, "policy.db")), SilkDB: SQLite(filepath.Join(dir, "silk.db")),
-		TokensFile: filepath.Join(dir, "tokens.json"),
+		TokensFile: filepath.Join(dir, "tokens.json"), DNSServers: []string{DNSServer},
 	}
 	if _, err := mtls.WriteTree(certDir, mtls.TreeOptions{ExtraHosts: []string{p.RootIP()}}); err != nil {
 		t.Fatal(err)
@@ -90,5 +92,26 @@ func TestPlanConfigsLoad(t *testing.T) {
 	}
 	if wrapper.InstanceAddress != c.UnderlayIP || wrapper.Datastore != c.Datastore() || wrapper.IPTablesLockFile != adapter.IPTablesLockFile {
 		t.Errorf("wrapper: %+v", wrapper)
+	}
+	if dns, err := cniwrapper.LocalDNSServers(wrapper.DNSServers); err != nil || len(dns) != 1 || dns[0].String() != DNSServer {
+		t.Errorf("wrapper dns_servers %q: want the cell's DNS front end, which it opens INPUT to", wrapper.DNSServers)
+	}
+
+	sdc, err := sdcconfig.LoadConfig(write(dir, "service-discovery-controller.json", p.ServiceDiscoveryController()))
+	if err != nil {
+		t.Errorf("service-discovery-controller: %v", err)
+	}
+	if sdc.Address != p.RootIP() || sdc.StalenessThresholdSeconds <= sdc.ResumePruningDelaySeconds || sdc.NatsServers()[0] != p.NATSURL() {
+		t.Errorf("service-discovery-controller: %+v", sdc)
+	}
+	dnsAdapter, err := adapterconfig.LoadConfig(c.AdapterConfig())
+	if err != nil {
+		t.Errorf("bosh-dns-adapter: %v", err)
+	}
+	if "https://"+dnsAdapter.ServiceDiscoveryControllerAddress+":"+dnsAdapter.ServiceDiscoveryControllerPort != p.DiscoveryURL() {
+		t.Errorf("bosh-dns-adapter dials %s:%s, want %s", dnsAdapter.ServiceDiscoveryControllerAddress, dnsAdapter.ServiceDiscoveryControllerPort, p.DiscoveryURL())
+	}
+	if hs, err := LoadDNSHandlers(c.HandlersFile()); err != nil || len(hs) != 1 || hs[0].Domain != "apps.internal." || hs[0].Source.URL != "http://127.0.0.1:8053" {
+		t.Errorf("handlers.json: %v %+v", err, hs)
 	}
 }

@@ -53,6 +53,10 @@ type AppState struct {
 	Log      string    `json:"log"`
 	Calls    string    `json:"calls,omitempty"` // the URL a caller app calls
 	UpAt     time.Time `json:"up_at"`           // when its network was up
+	// Route is its internal route (<name>.apps.internal); DNSServers what
+	// garden-external-networker gave it as dns_servers.
+	Route      string   `json:"route"`
+	DNSServers []string `json:"dns_servers"`
 }
 
 // Resource kinds, undone by Down.
@@ -62,6 +66,7 @@ const (
 	KindNetns     = "netns"     // Name
 	KindProc      = "proc"      // Proc
 	KindContainer = "container" // Name is the handle; NS the cell; Config the adapter.json
+	KindFile      = "file"      // Name: a file, or a directory removed when empty, outside the lab's dir
 )
 
 // Resource is one thing the lab made.
