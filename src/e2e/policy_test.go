@@ -126,11 +126,16 @@ func TestPolicyEnforcement(t *testing.T) {
 	})
 
 	t.Run("agent metrics and debug endpoints", func(t *testing.T) {
-		code, body, err := c2.Get("http://127.0.0.1:8721/metrics")
-		if err != nil || code != 200 || !strings.Contains(body, "iptablesEnforceTime") {
-			t.Errorf("metrics: %d %v\n%s", code, err, body)
-		}
-		code, body, err = c2.Get("http://127.0.0.1:8721/iptables-c2c-logging")
+		// The restarted agent's only write was the delete just above; the
+		// kernel sees it a moment before the agent records the metric.
+		eventually(t, 5*time.Second, func() error {
+			code, body, err := c2.Get("http://127.0.0.1:8721/metrics")
+			if err != nil || code != 200 || !strings.Contains(body, "iptablesEnforceTime") {
+				return fmt.Errorf("metrics: %d %v\n%s", code, err, body)
+			}
+			return nil
+		})
+		code, body, err := c2.Get("http://127.0.0.1:8721/iptables-c2c-logging")
 		if err != nil || code != 200 || strings.TrimSpace(body) != `{"enabled":false}` {
 			t.Errorf("c2c logging state: %d %q %v", code, body, err)
 		}
