@@ -34,8 +34,8 @@ import (
 	"code.cloudfoundry.org/cli/plugin/rpc/rpcfakes"
 	"github.com/google/go-cmp/cmp"
 
-	_ "github.com/netman-release/netman/src/cli/cfplugin/internal/protoconflict" // before plugin/rpc's protobuf registrations
 	"github.com/netman-release/netman/src/policy"
+	_ "github.com/netman-release/netman/src/testsupport/protoconflict" // before plugin/rpc's protobuf registrations
 )
 
 // helpCommand makes `help` a core command of the registry, as the cf CLI
