@@ -12,7 +12,7 @@ package cniwrapper
 import (
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/netman-release/netman/src/garden"
 	"net/netip"
 
 	"github.com/netman-release/netman/src/iptables"
@@ -85,32 +85,14 @@ type PortMapping struct {
 	ContainerPort int `json:"container_port"`
 }
 
-// NetOutRule is a garden NetOutRule. Protocol: 0 all, 1 tcp, 2 udp, 3 icmp.
-type NetOutRule struct {
-	Protocol int          `json:"protocol,omitempty"`
-	Networks []IPRange    `json:"networks,omitempty"`
-	Ports    []PortRange  `json:"ports,omitempty"`
-	ICMPs    *ICMPControl `json:"icmps,omitempty"`
-	Log      bool         `json:"log,omitempty"`
-}
-
-// IPRange is a garden IPRange.
-type IPRange struct {
-	Start net.IP `json:"start,omitempty"`
-	End   net.IP `json:"end,omitempty"`
-}
-
-// PortRange is a garden PortRange.
-type PortRange struct {
-	Start uint16 `json:"start"`
-	End   uint16 `json:"end"`
-}
-
-// ICMPControl is a garden ICMPControl; the code is optional.
-type ICMPControl struct {
-	Type uint8  `json:"type"`
-	Code *uint8 `json:"code,omitempty"`
-}
+// Garden's netOut types, as garden-external-networker passes them in
+// runtimeConfig.netOutRules (Protocol: 0 all, 1 tcp, 2 udp, 3 icmp).
+type (
+	NetOutRule  = garden.NetOutRule
+	IPRange     = garden.IPRange
+	PortRange   = garden.PortRange
+	ICMPControl = garden.ICMPControl
+)
 
 // LoadConfig parses and validates stdin. Messages are upstream's, checked in
 // upstream's order (the first problem wins: garden shows one error).

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/netman-release/netman/src/garden"
 	"io"
-	"net"
 )
 
 // UpInputs is what Garden writes to stdin for `up`. Guardian marshals its
@@ -31,34 +31,14 @@ type PortMapping struct {
 	ContainerPort uint32
 }
 
-// NetOutRule is garden.NetOutRule, re-marshalled into the plugins'
-// runtimeConfig.netOutRules exactly as Garden's types would.
-// Protocol: 0 all, 1 tcp, 2 udp, 3 icmp.
-type NetOutRule struct {
-	Protocol uint8        `json:"protocol,omitempty"`
-	Networks []IPRange    `json:"networks,omitempty"`
-	Ports    []PortRange  `json:"ports,omitempty"`
-	ICMPs    *ICMPControl `json:"icmps,omitempty"`
-	Log      bool         `json:"log,omitempty"`
-}
-
-// IPRange is garden.IPRange (inclusive).
-type IPRange struct {
-	Start net.IP `json:"start,omitempty"`
-	End   net.IP `json:"end,omitempty"`
-}
-
-// PortRange is garden.PortRange (inclusive).
-type PortRange struct {
-	Start uint16 `json:"start,omitempty"`
-	End   uint16 `json:"end,omitempty"`
-}
-
-// ICMPControl is garden.ICMPControl; Code is optional.
-type ICMPControl struct {
-	Type uint8  `json:"type,omitempty"`
-	Code *uint8 `json:"code,omitempty"`
-}
+// Garden's netOut types (package garden), re-marshalled into the plugins'
+// runtimeConfig.netOutRules exactly as Garden's own types would be.
+type (
+	NetOutRule  = garden.NetOutRule
+	IPRange     = garden.IPRange
+	PortRange   = garden.PortRange
+	ICMPControl = garden.ICMPControl
+)
 
 // UpOutputs is what `up` prints; Garden stores the properties on the
 // container and writes dns_servers/search_domains into its resolv.conf
