@@ -96,8 +96,14 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("query without a controller: %v %v, want 500", resp, err)
 	}
 	resp.Body.Close()
-	if !strings.Contains(p.Stderr.String(), "could not connect to service discovery controller") {
-		t.Errorf("error not on stderr:\n%s", p.Stderr)
+	// The process writes the line after answering; give the pipe a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.Stderr.String(), "could not connect to service discovery controller") {
+		if time.Now().After(deadline) {
+			t.Errorf("error not on stderr:\n%s", p.Stderr)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	if code := p.Stop(t, 15*time.Second); code != 0 {
