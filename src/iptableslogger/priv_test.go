@@ -22,24 +22,11 @@ import (
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
-const nfLogAllNetns = "/proc/sys/net/netfilter/nf_log_all_netns"
-
 // allowLogInNamespaces makes LOG rules in non-initial namespaces print, for
-// the duration of the test.
+// the duration of the test (shared with other packages' tests).
 func allowLogInNamespaces(t *testing.T) {
 	t.Helper()
-	old, err := os.ReadFile(nfLogAllNetns)
-	if err != nil {
-		t.Fatalf("read %s: %v", nfLogAllNetns, err)
-	}
-	if err := os.WriteFile(nfLogAllNetns, []byte("1\n"), 0o644); err != nil {
-		t.Fatalf("set %s: %v", nfLogAllNetns, err)
-	}
-	t.Cleanup(func() {
-		if err := os.WriteFile(nfLogAllNetns, old, 0o644); err != nil {
-			t.Errorf("restore %s: %v", nfLogAllNetns, err)
-		}
-	})
+	netnstest.LogAllNetns(t)
 }
 
 func randomInt(t *testing.T, n int64) int {

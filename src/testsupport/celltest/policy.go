@@ -11,6 +11,7 @@ import (
 
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
@@ -167,17 +168,6 @@ func (c *Cell) StartLogger() string {
 	return out
 }
 
-// LogAllNetns turns on net.netfilter.nf_log_all_netns (LOG rules in
-// namespaces other than the initial one print nothing without it) and
-// restores the old value when the test ends.
-func LogAllNetns(t testing.TB) {
-	const path = "/proc/sys/net/netfilter/nf_log_all_netns"
-	old, err := os.ReadFile(path)
-	if err != nil {
-		t.Skipf("nf_log_all_netns: %v", err)
-	}
-	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.WriteFile(path, old, 0o644) })
-}
+// LogAllNetns turns on net.netfilter.nf_log_all_netns for the test (see
+// netnstest.LogAllNetns).
+func LogAllNetns(t testing.TB) { netnstest.LogAllNetns(t) }
