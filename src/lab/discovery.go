@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netman-release/netman/src/discovery/discoverytest"
+	"github.com/netman-release/netman/src/discovery/routes"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
@@ -318,7 +318,7 @@ func RunNATS(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", *listen, err)
 	}
-	srv, err := discoverytest.NewNATS(discoverytest.NATSConfig{Host: host, Port: n})
+	srv, err := routes.NewNATS(routes.NATSConfig{Host: host, Port: n})
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func RunRouteEmitter(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("netman-lab route-emitter", flag.ContinueOnError)
 	url := fs.String("nats", "nats://127.0.0.1:4222", "NATS server")
 	fallback := fs.Duration("interval", EmitIntervalSeconds*time.Second, "interval when no controller answers the greeting")
-	var instances []discoverytest.Instance
+	var instances []routes.Instance
 	fs.Func("instance", "an app instance, hostname,index,ip,app-guid (repeat)", func(s string) error {
 		f := strings.Split(s, ",")
 		if len(f) != 4 {
@@ -348,14 +348,14 @@ func RunRouteEmitter(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil || net.ParseIP(f[2]) == nil {
 			return errors.New("want hostname,index,ip,app-guid")
 		}
-		instances = append(instances, discoverytest.Instance{Hostname: f[0], Index: index, IP: f[2], App: f[3]})
+		instances = append(instances, routes.Instance{Hostname: f[0], Index: index, IP: f[2], App: f[3]})
 		return nil
 	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	stamp := func() string { return time.Now().Format(time.RFC3339Nano) }
-	e, err := discoverytest.NewEmitter(*url, true)
+	e, err := routes.NewEmitter(*url, true)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", *url, err)
 	}

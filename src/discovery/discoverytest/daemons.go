@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/netman-release/netman/src/discovery/routes"
 	"io"
 	"net/http"
 	"net/url"
@@ -66,10 +67,11 @@ func (l *Logs) String() string {
 // pruning every second, no warm-up and no resume delay. Adjust before
 // StartController.
 func ControllerConfig(tb testing.TB, files *mtlstest.Files, n *NATS) controller.Config {
+	user, pass := n.Credentials()
 	return controller.Config{
 		Address:    "127.0.0.1",
 		Port:       strconv.Itoa(ports.Free(tb, "127.0.0.1")),
-		Nats:       controller.NatsConfig{Hosts: []controller.NatsHost{{Hostname: n.Host(), Port: n.Port()}}, User: n.cfg.User, Pass: n.cfg.Password},
+		Nats:       controller.NatsConfig{Hosts: []controller.NatsHost{{Hostname: n.Host(), Port: n.Port()}}, User: user, Pass: pass},
 		Index:      "0",
 		ServerCert: files.ServerCert, ServerKey: files.ServerKey, CACert: files.CAFile,
 		MetronPort:                3457,
@@ -107,7 +109,7 @@ func StartController(tb testing.TB, cfg controller.Config, opts ...controller.Op
 	logger, sink := discovery.NewLogger(controller.Origin, logs)
 	started := make(chan *addresstable.Table, 1)
 	opts = append([]controller.Option{
-		controller.WithNATSOptions(natsReconnectQuickly()...),
+		controller.WithNATSOptions(routes.ReconnectQuickly()...),
 		controller.WithStarted(func(t *addresstable.Table) { started <- t }),
 	}, opts...)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,54 +1,27 @@
-// Package discoverytest provides stand-ins for service discovery's
-// neighbours: an in-process NATS server and a route emitter that registers
-// internal routes the way route_emitter does. Tests, benchmarks and the local
-// lab use them.
+// Package discoverytest provides service discovery's neighbours for tests:
+// an in-process NATS server and a route emitter (package routes), the
+// daemons started in-process, and helpers for process tests.
 package discoverytest
 
 import (
-	"crypto/tls"
-	"fmt"
-	"net"
-	"net/url"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/netman-release/netman/src/discovery/routes"
 )
 
-// NATSConfig configures an in-process NATS server.
-type NATSConfig struct {
-	// Host and Port to listen on; Port 0 picks a free port.
-	Host string
-	Port int
-	// User and Password, when set, are required of clients.
-	User, Password string
-	// TLS, when set, makes the server TLS-only; set ClientAuth in it to
-	// require client certificates.
-	TLS *tls.Config
-}
+// The stand-ins live in package routes (the lab uses them too).
+type (
+	NATS       = routes.NATS
+	NATSConfig = routes.NATSConfig
+	Instance   = routes.Instance
+	Emitter    = routes.Emitter
+)
 
-// NATS is an in-process NATS server that can be stopped and started again
-// on the same port, to simulate an outage.
-type NATS struct {
-	cfg NATSConfig
+// NewNATS starts an in-process NATS server (routes.NewNATS).
+func NewNATS(cfg NATSConfig) (*NATS, error) { return routes.NewNATS(cfg) }
 
-	mu  sync.Mutex
-	srv *server.Server
-}
-
-// NewNATS starts a server and waits until it accepts connections.
-func NewNATS(cfg NATSConfig) (*NATS, error) {
-	if cfg.Host == "" {
-		cfg.Host = "127.0.0.1"
-	}
-	n := &NATS{cfg: cfg}
-	if err := n.Start(); err != nil {
-		return nil, err
-	}
-	return n, nil
-}
+// NewEmitter connects a route emitter to url (routes.NewEmitter).
+var NewEmitter = routes.NewEmitter
 
 // StartNATS is NewNATS on a free loopback port, shut down when the test ends.
 func StartNATS(tb testing.TB, cfg NATSConfig) *NATS {
@@ -59,71 +32,4 @@ func StartNATS(tb testing.TB, cfg NATSConfig) *NATS {
 	}
 	tb.Cleanup(n.Stop)
 	return n
-}
-
-// Start (re)starts a stopped server on its port.
-func (n *NATS) Start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.srv != nil {
-		return nil
-	}
-	port := n.cfg.Port
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
-	opts := &server.Options{
-		Host:     n.cfg.Host,
-		Port:     port,
-		Username: n.cfg.User,
-		Password: n.cfg.Password,
-		NoLog:    true,
-		NoSigs:   true,
-	}
-	if n.cfg.TLS != nil {
-		opts.TLSConfig = n.cfg.TLS
-		opts.TLS = true
-		opts.TLSVerify = n.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
-		opts.TLSTimeout = 5
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return fmt.Errorf("nats server: %w", err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		return fmt.Errorf("nats server on %s:%d not ready within 10s", n.cfg.Host, port)
-	}
-	if n.cfg.Port == 0 {
-		n.cfg.Port = srv.Addr().(*net.TCPAddr).Port
-	}
-	n.srv = srv
-	return nil
-}
-
-// Stop shuts the server down; Start brings it back on the same port.
-func (n *NATS) Stop() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.srv != nil {
-		n.srv.Shutdown()
-		n.srv.WaitForShutdown()
-		n.srv = nil
-	}
-}
-
-// Host is the address the server listens on.
-func (n *NATS) Host() string { return n.cfg.Host }
-
-// Port is the port the server listens on.
-func (n *NATS) Port() int { return n.cfg.Port }
-
-// URL is nats://[user:password@]host:port.
-func (n *NATS) URL() string {
-	u := url.URL{Scheme: "nats", Host: net.JoinHostPort(n.cfg.Host, strconv.Itoa(n.cfg.Port))}
-	if n.cfg.User != "" || n.cfg.Password != "" {
-		u.User = url.UserPassword(n.cfg.User, n.cfg.Password)
-	}
-	return u.String()
 }

@@ -1,4 +1,4 @@
-package discoverytest
+package routes
 
 import (
 	"context"
@@ -173,8 +173,8 @@ func (e *Emitter) publish(subject string, instances []Instance) error {
 	return e.conn.Flush()
 }
 
-// natsReconnectQuickly makes a NATS client retry a lost server every 50 ms
-// instead of every 2 s, so outage tests are short.
-func natsReconnectQuickly() []nats.Option {
+// ReconnectQuickly makes a NATS client retry a lost server every 50 ms
+// instead of every 2 s, so outages (in tests, in the lab) are short.
+func ReconnectQuickly() []nats.Option {
 	return []nats.Option{nats.ReconnectWait(50 * time.Millisecond), nats.ReconnectJitter(0, 0)}
 }

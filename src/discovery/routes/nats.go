@@ -1,0 +1,120 @@
+// Package routes stands in for service discovery's neighbours outside a
+// real deployment: an in-process NATS server and a route emitter that
+// registers internal routes the way Diego's route_emitter does. The local
+// lab runs them; tests reach them through discoverytest.
+package routes
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// NATSConfig configures an in-process NATS server.
+type NATSConfig struct {
+	// Host and Port to listen on; Port 0 picks a free port.
+	Host string
+	Port int
+	// User and Password, when set, are required of clients.
+	User, Password string
+	// TLS, when set, makes the server TLS-only; set ClientAuth in it to
+	// require client certificates.
+	TLS *tls.Config
+}
+
+// NATS is an in-process NATS server that can be stopped and started again
+// on the same port, to simulate an outage.
+type NATS struct {
+	cfg NATSConfig
+
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+// NewNATS starts a server and waits until it accepts connections.
+func NewNATS(cfg NATSConfig) (*NATS, error) {
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	n := &NATS{cfg: cfg}
+	if err := n.Start(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Start (re)starts a stopped server on its port.
+func (n *NATS) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		return nil
+	}
+	port := n.cfg.Port
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		Host:     n.cfg.Host,
+		Port:     port,
+		Username: n.cfg.User,
+		Password: n.cfg.Password,
+		NoLog:    true,
+		NoSigs:   true,
+	}
+	if n.cfg.TLS != nil {
+		opts.TLSConfig = n.cfg.TLS
+		opts.TLS = true
+		opts.TLSVerify = n.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.TLSTimeout = 5
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return fmt.Errorf("nats server on %s:%d not ready within 10s", n.cfg.Host, port)
+	}
+	if n.cfg.Port == 0 {
+		n.cfg.Port = srv.Addr().(*net.TCPAddr).Port
+	}
+	n.srv = srv
+	return nil
+}
+
+// Stop shuts the server down; Start brings it back on the same port.
+func (n *NATS) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// Host is the address the server listens on.
+func (n *NATS) Host() string { return n.cfg.Host }
+
+// Credentials are the user and password clients must present ("" when none).
+func (n *NATS) Credentials() (user, password string) { return n.cfg.User, n.cfg.Password }
+
+// Port is the port the server listens on.
+func (n *NATS) Port() int { return n.cfg.Port }
+
+// URL is nats://[user:password@]host:port.
+func (n *NATS) URL() string {
+	u := url.URL{Scheme: "nats", Host: net.JoinHostPort(n.cfg.Host, strconv.Itoa(n.cfg.Port))}
+	if n.cfg.User != "" || n.cfg.Password != "" {
+		u.User = url.UserPassword(n.cfg.User, n.cfg.Password)
+	}
+	return u.String()
+}
