@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,24 +80,6 @@ func TestMissingKernelLogExits(t *testing.T) {
 	if !strings.Contains(stderr, "cfnetworking.iptables-logger: tail input: stat "+c.kernelLog+": no such file or directory") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -202,7 +183,7 @@ func TestLogsPacketsFollowsRotationAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stdout := &syncBuffer{}
+	stdout := &maintest.Buffer{}
 	var stderr bytes.Buffer
 	cmd := maintest.Command("-config-file", c.config)
 	cmd.Stdout, cmd.Stderr = stdout, &stderr

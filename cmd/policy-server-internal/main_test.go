@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,25 +61,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer is the child's stdout, written by exec's copier while the
-// test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	dir := t.TempDir()
@@ -96,7 +76,7 @@ func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stdout lockedBuffer
+	var stdout maintest.Buffer
 	cmd := maintest.Command("-config-file", path)
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {

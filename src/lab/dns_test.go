@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/netman-release/netman/src/testsupport/maintest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -219,7 +220,7 @@ func TestDNSThroughAdapterAndController(t *testing.T) {
 	server := startDNS(t, adapter.URL())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &maintest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- RunRouteEmitter(ctx, []string{"--nats", nats.URL(),
@@ -257,23 +258,6 @@ func TestDNSThroughAdapterAndController(t *testing.T) {
 }
 
 var cmpSorted = cmpopts.SortSlices(func(a, b string) bool { return a < b })
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestLoadDNSHandlers reads what the bosh-dns-adapter job renders.
 func TestLoadDNSHandlers(t *testing.T) {

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/netman-release/netman/src/testsupport/maintest"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -423,7 +423,7 @@ func TestRequestIDs(t *testing.T) {
 }
 
 func TestErrorsAreLoggedWithTheRequestSession(t *testing.T) {
-	var buf syncBuffer
+	var buf maintest.Buffer
 	logger := lager.NewLogger("cfnetworking.policy-server-internal")
 	logger.RegisterSink(lager.NewWriterSink(&buf, lager.DEBUG))
 	f := newFixture(t, sqldb.TypeSQLite, logger)
@@ -444,24 +444,6 @@ func TestErrorsAreLoggedWithTheRequestSession(t *testing.T) {
 		line.Data["error"] == "" || line.Data["request_guid"] == "" {
 		t.Fatalf("error line = %+v\nlog:\n%s", line, buf.String())
 	}
-}
-
-// syncBuffer collects log lines from any goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
