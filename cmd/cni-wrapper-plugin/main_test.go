@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
@@ -106,9 +107,7 @@ type cell struct {
 func newCell(t *testing.T, flavor string) *cell {
 	t.Helper()
 	netnstest.RequireRoot(t)
-	if _, err := exec.LookPath("iptables-" + flavor + "-restore"); err != nil {
-		t.Skipf("no iptables-%s", flavor)
-	}
+	netnstest.RequireIPTables(t, iptables.Flavor(flavor))
 	c := &cell{t: t, bin: build(t), dir: t.TempDir()}
 	c.ns = netnstest.New(t, "cwp")
 	c.ctr = netnstest.New(t, "cwc")

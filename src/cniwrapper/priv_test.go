@@ -14,19 +14,6 @@ import (
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
-func flavors(tb testing.TB) []iptables.Flavor {
-	var out []iptables.Flavor
-	for _, f := range []iptables.Flavor{iptables.FlavorNFT, iptables.FlavorLegacy} {
-		if _, err := exec.LookPath("iptables-" + string(f) + "-restore"); err == nil {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		tb.Skip("no iptables-nft or iptables-legacy binaries")
-	}
-	return out
-}
-
 // chainsOf maps chain → rules, ignoring chain declaration order (which
 // differs between backends).
 func chainsOf(st *iptables.State) map[string][]iptables.Rule {
@@ -91,7 +78,7 @@ func TestAddAndDelInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, fl := range flavors(t) {
+	for _, fl := range netnstest.IPTablesFlavors(t) {
 		t.Run(string(fl), func(t *testing.T) {
 			ns := netnstest.New(t, "cw")
 			d := iptables.New(iptables.Config{Flavor: fl, LockFile: t.TempDir() + "/iptables.lock"})
@@ -141,7 +128,7 @@ func TestAddAndDelInKernel(t *testing.T) {
 func BenchmarkAddTransaction(b *testing.B) {
 	netnstest.RequireRoot(b)
 	cfg := benchConfig(b)
-	for _, fl := range flavors(b) {
+	for _, fl := range netnstest.IPTablesFlavors(b) {
 		for _, existing := range []int{0, 250} {
 			ns := netnstest.New(b, "bn")
 			d := iptables.New(iptables.Config{Flavor: fl, LockFile: b.TempDir() + "/iptables.lock"})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,21 +16,6 @@ import (
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
-// flavors returns the backends this host can run.
-func flavors(t *testing.T) []iptables.Flavor {
-	t.Helper()
-	var out []iptables.Flavor
-	for _, f := range []iptables.Flavor{iptables.FlavorNFT, iptables.FlavorLegacy} {
-		if _, err := exec.LookPath("iptables-" + string(f) + "-restore"); err == nil {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		t.Skip("no iptables-nft or iptables-legacy binaries")
-	}
-	return out
-}
-
 // inNS runs fn with the calling thread inside ns, so the binaries the driver
 // runs act on ns.
 func inNS(t *testing.T, ns *netnstest.NS, fn func() error) {
@@ -43,7 +27,7 @@ func inNS(t *testing.T, ns *netnstest.NS, fn func() error) {
 
 func TestDriverPrivileged(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, fl := range flavors(t) {
+	for _, fl := range netnstest.IPTablesFlavors(t) {
 		t.Run(string(fl), func(t *testing.T) {
 			ns := netnstest.New(t, "ipt")
 			lockFile := filepath.Join(t.TempDir(), "garden-cni", "iptables.lock")
@@ -133,7 +117,7 @@ func TestDriverPrivileged(t *testing.T) {
 
 func TestDriverWaitsForLockHolder(t *testing.T) {
 	netnstest.RequireRoot(t)
-	fl := flavors(t)[0]
+	fl := netnstest.IPTablesFlavors(t)[0]
 	ns := netnstest.New(t, "lck")
 	lockFile := filepath.Join(t.TempDir(), "iptables.lock")
 	holder, err := os.OpenFile(lockFile, os.O_RDONLY|os.O_CREATE, 0o600)

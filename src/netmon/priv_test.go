@@ -2,7 +2,6 @@ package netmon
 
 import (
 	"context"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,9 +27,7 @@ func TestIPTablesRulesPrivileged(t *testing.T) {
 	netnstest.RequireRoot(t)
 	for _, fl := range []iptables.Flavor{iptables.FlavorNFT, iptables.FlavorLegacy} {
 		t.Run(string(fl), func(t *testing.T) {
-			if _, err := exec.LookPath("iptables-" + string(fl) + "-save"); err != nil {
-				t.Skipf("no iptables-%s: %v", fl, err)
-			}
+			netnstest.RequireIPTables(t, fl)
 			ns := netnstest.New(t, "nmon")
 			d := iptables.New(iptables.Config{Flavor: fl, LockFile: filepath.Join(t.TempDir(), "iptables.lock")})
 			ipt, _, _ := d.Binaries()

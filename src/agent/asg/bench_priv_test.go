@@ -64,7 +64,7 @@ func setupBench(b *testing.B, f iptables.Flavor, cs []Container) *nsBackend {
 
 func benchFlavors(b *testing.B, fn func(b *testing.B, f iptables.Flavor)) {
 	netnstest.RequireRoot(b)
-	for _, f := range flavors() {
+	for _, f := range netnstest.IPTablesFlavors(b) {
 		b.Run(string(f), func(b *testing.B) { fn(b, f) })
 	}
 }

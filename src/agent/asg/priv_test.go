@@ -3,7 +3,6 @@ package asg
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -56,19 +55,6 @@ func (n *nsBackend) Save(ctx context.Context, table string) (st *iptables.State,
 		return nil, e
 	}
 	return st, err
-}
-
-// flavors returns the iptables backends installed on this host.
-func flavors() []iptables.Flavor {
-	var out []iptables.Flavor
-	for _, f := range []iptables.Flavor{iptables.FlavorLegacy, iptables.FlavorNFT} {
-		_, errR := exec.LookPath("iptables-" + string(f) + "-restore")
-		_, errS := exec.LookPath("iptables-" + string(f) + "-save")
-		if errR == nil && errS == nil {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func newNSBackend(t testing.TB, f iptables.Flavor) *nsBackend {
@@ -224,10 +210,7 @@ func TestScenarioFake(t *testing.T) {
 // where the fake does (and the golden file says).
 func TestScenarioKernel(t *testing.T) {
 	netnstest.RequireRoot(t)
-	fls := flavors()
-	if len(fls) == 0 {
-		t.Skip("no iptables-legacy or iptables-nft binaries")
-	}
+	fls := netnstest.IPTablesFlavors(t)
 	want := render(scenario(t, iptablestest.New()))
 	for _, f := range fls {
 		t.Run(string(f), func(t *testing.T) {

@@ -3,7 +3,6 @@ package c2c
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -12,20 +11,6 @@ import (
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
-
-func flavors(tb testing.TB) []iptables.Flavor {
-	tb.Helper()
-	var out []iptables.Flavor
-	for _, f := range []iptables.Flavor{iptables.FlavorNFT, iptables.FlavorLegacy} {
-		if _, err := exec.LookPath("iptables-" + string(f) + "-restore"); err == nil {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		tb.Skip("no iptables-nft or iptables-legacy binaries")
-	}
-	return out
-}
 
 // kernelEnforcer is an enforcer on real iptables inside a fresh namespace;
 // do runs fn inside it.
@@ -46,7 +31,7 @@ func kernelEnforcer(tb testing.TB, fl iptables.Flavor) (e *Enforcer, d *iptables
 // backends, through create, delta, logging toggle and restart adoption.
 func TestEnforcerOnKernel(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, fl := range flavors(t) {
+	for _, fl := range netnstest.IPTablesFlavors(t) {
 		t.Run(string(fl), func(t *testing.T) {
 			ctx := context.Background()
 			e, d, do := kernelEnforcer(t, fl)
@@ -98,7 +83,7 @@ func TestEnforcerOnKernel(t *testing.T) {
 // of n rules.
 func BenchmarkEnforce(b *testing.B) {
 	netnstest.RequireRoot(b)
-	for _, fl := range flavors(b) {
+	for _, fl := range netnstest.IPTablesFlavors(b) {
 		for _, n := range []int{1000, 10000} {
 			// n/40 destination containers with 40 inbound policies each,
 			// plus one MARK rule per container.

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"net/netip"
-	"os/exec"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -55,13 +54,10 @@ func TestRulesAreCanonical(t *testing.T) {
 		IngressMark(host, "eth0", 60000, "ffff0000"),
 	}
 
-	for _, fl := range []string{"nft", "legacy"} {
-		if _, err := exec.LookPath("iptables-" + fl + "-restore"); err != nil {
-			continue
-		}
-		t.Run(fl, func(t *testing.T) {
+	for _, fl := range netnstest.IPTablesFlavors(t) {
+		t.Run(string(fl), func(t *testing.T) {
 			ns := netnstest.New(t, "can")
-			d := iptables.New(iptables.Config{Flavor: iptables.Flavor(fl), LockFile: t.TempDir() + "/lock"})
+			d := iptables.New(iptables.Config{Flavor: fl, LockFile: t.TempDir() + "/lock"})
 			txs := map[string][]iptables.Rule{iptables.Filter: filterRules, iptables.NAT: natRules, iptables.Mangle: mangleRules}
 			for table, want := range txs {
 				tx := iptables.NewTx(table).DeclareChain("target").DeclareChain("t").Append("t", want...)

@@ -1,0 +1,54 @@
+package netnstest
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/netman-release/netman/src/iptables"
+)
+
+// HasIPTables reports whether both iptables-<flavor>-restore and -save are
+// installed.
+func HasIPTables(f iptables.Flavor) bool {
+	for _, suffix := range []string{"-restore", "-save"} {
+		if _, err := exec.LookPath("iptables-" + string(f) + suffix); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// RequireIPTables skips the test when the flavor's binaries are missing —
+// or fails it where privileged tests are required (scripts/test installs
+// Debian's iptables, which ships both flavors).
+func RequireIPTables(tb testing.TB, f iptables.Flavor) {
+	tb.Helper()
+	if HasIPTables(f) {
+		return
+	}
+	if os.Getenv(EnvRequireRoot) == "1" {
+		tb.Fatalf("iptables-%s-restore/-save not installed (scripts/test installs Debian's iptables)", f)
+	}
+	tb.Skipf("no iptables-%s binaries", f)
+}
+
+// IPTablesFlavors is the iptables backends a privileged test should run
+// against: nf_tables and legacy, each of those installed; no flavor at
+// all skips the test, or fails it where privileged tests are required.
+func IPTablesFlavors(tb testing.TB) []iptables.Flavor {
+	tb.Helper()
+	var out []iptables.Flavor
+	for _, f := range []iptables.Flavor{iptables.FlavorNFT, iptables.FlavorLegacy} {
+		if HasIPTables(f) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		if os.Getenv(EnvRequireRoot) == "1" {
+			tb.Fatal("neither iptables-nft nor iptables-legacy is installed (scripts/test installs Debian's iptables)")
+		}
+		tb.Skip("no iptables-nft or iptables-legacy binaries")
+	}
+	return out
+}
