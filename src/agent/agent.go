@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	edge "github.com/netman-release/netman/src/daemon"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -297,7 +298,7 @@ func (a *Agent) longPollLoop(ctx context.Context) {
 			a.sender.IncrementCounter(MetricLongPollFailures)
 			backoff = min(max(2*backoff, minBackoff), maxLongPollWait)
 			a.logger.Error("long-poll", err, lager.Data{"retry-in": backoff.String()})
-			if !sleep(ctx, backoff) {
+			if !edge.Sleep(ctx, backoff) {
 				return
 			}
 			continue
@@ -313,20 +314,9 @@ func (a *Agent) longPollLoop(ctx context.Context) {
 		if v != since {
 			a.seen.Store(v)
 			a.poke()
-		} else if time.Since(t0) < longPollGap && !sleep(ctx, longPollGap) {
+		} else if time.Since(t0) < longPollGap && !edge.Sleep(ctx, longPollGap) {
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -127,3 +127,16 @@ func Loop(fn func(context.Context) error) ifrit.Runner {
 		return err
 	})
 }
+
+// Sleep waits for d or until ctx is done; it reports whether the whole
+// wait passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

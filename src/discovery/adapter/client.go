@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/netman-release/netman/src/daemon"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -57,7 +58,12 @@ func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
 				TLSHandshakeTimeout: 5 * time.Second,
 			},
 		},
-		sleep:  sleep,
+		sleep: func(ctx context.Context, d time.Duration) error {
+			if !daemon.Sleep(ctx, d) {
+				return ctx.Err()
+			}
+			return nil
+		},
 		jitter: func() time.Duration { return jitterMin + time.Duration(rand.IntN(jitterSpread))*time.Millisecond },
 	}
 }
@@ -110,14 +116,3 @@ func (c *Client) IPs(ctx context.Context, name string) ([]string, error) {
 
 // CloseIdleConnections closes the pooled connections to the controller.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

@@ -3,6 +3,7 @@ package internalapi
 import (
 	"context"
 	"errors"
+	"github.com/netman-release/netman/src/daemon"
 	"sync"
 	"time"
 )
@@ -73,7 +74,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		}
 		if gap := time.Since(last); gap < minPollGap {
-			if !sleep(ctx, minPollGap-gap) {
+			if !daemon.Sleep(ctx, minPollGap-gap) {
 				return nil
 			}
 		}
@@ -114,17 +115,6 @@ func (w *Watcher) awaitWaiters(ctx context.Context) bool {
 	}
 	w.mu.Unlock()
 	return true
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func (w *Watcher) publish(v int64, err error) {
