@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 // cnitoolVersion matches the CNI library in go.mod.
@@ -25,7 +26,7 @@ func buildCnitool(t *testing.T) string {
 	cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOFLAGS=")
 	cmd.Dir = bin
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("cnitool %s cannot be built here (no module cache entry and no module proxy?): %v: %s", cnitoolVersion, err, out)
+		testtier.Unavailablef(t, "cnitool %s cannot be built here (no module cache entry and no module proxy?): %v: %s", cnitoolVersion, err, out)
 	}
 	return filepath.Join(bin, "cnitool")
 }

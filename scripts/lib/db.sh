@@ -3,7 +3,9 @@
 #
 # Source it (after log.sh) and call `test_env_up`. It
 #   1. installs what the tests need from Debian when missing and we are root:
-#      iptables, iproute2, a PostgreSQL server and a MariaDB server;
+#      iptables (both the nf_tables and the legacy backend), iproute2, a
+#      PostgreSQL server, a MariaDB server, ruby (the BOSH template tests) and
+#      make (the BOSH packaging test);
 #   2. makes sure PostgreSQL answers on 127.0.0.1:5432 (user postgres, no
 #      password) and MariaDB on 127.0.0.1:3306 (root, empty password), starting
 #      them when they are installed but stopped;
@@ -60,6 +62,8 @@ missing_packages() {
   have ip || pkgs+=(iproute2)
   { postgres_server_installed && have psql && have pg_isready; } || pkgs+=(postgresql)
   { mariadb_server_binary && mariadb_client && mariadb_admin; } >/dev/null || pkgs+=(mariadb-server)
+  have ruby || pkgs+=(ruby)
+  have make || pkgs+=(make)
   echo "${pkgs[*]}"
 }
 
@@ -81,7 +85,7 @@ ensure_packages() {
   local missing
   missing=$(missing_packages)
   if [[ -z $missing ]]; then
-    log "system tools present (iptables, iproute2, postgresql, mariadb)"
+    log "system tools present (iptables, iproute2, postgresql, mariadb, ruby, make)"
     return 0
   fi
   if ! is_root; then
@@ -292,13 +296,13 @@ export_test_env() {
     [[ $pg_up == yes ]] || down+=("PostgreSQL ($PG_HOST:$PG_PORT)")
     [[ $my_up == yes ]] || down+=("MariaDB ($MY_HOST:$MY_PORT)")
     banner "WARNING: not reachable: ${down[*]}" \
-      "Tests against that database will SKIP; NETMAN_REQUIRE_DBS is not set." \
+      "Tests against that database will SKIP (FAIL under CI=true); NETMAN_REQUIRE_DBS is not set." \
       "See the messages above; on a Debian machine 'sudo scripts/test' installs and starts both."
   fi
   if is_root; then
     export NETMAN_REQUIRE_ROOT_TESTS=1
   else
-    banner "WARNING: not root: privileged tests (network namespaces, iptables) will SKIP."
+    banner "WARNING: not root: privileged tests (network namespaces, iptables) will SKIP (FAIL under CI=true)."
   fi
   log "NETMAN_TEST_POSTGRES=$NETMAN_TEST_POSTGRES"
   log "NETMAN_TEST_MYSQL=$NETMAN_TEST_MYSQL"

@@ -20,6 +20,7 @@ import (
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 // allowLogInNamespaces makes LOG rules in non-initial namespaces print, for
@@ -59,7 +60,7 @@ type decodedEvent struct {
 func TestKmsgPrivileged(t *testing.T) {
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("no iptables binary")
+		testtier.Unavailable(t, "no iptables binary (scripts/test installs Debian's iptables)", netnstest.EnvRequireRoot)
 	}
 	allowLogInNamespaces(t)
 

@@ -189,7 +189,7 @@ func TestProcByPID(t *testing.T) {
 	dir := t.TempDir()
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no sleep binary")
+		t.Fatalf("coreutils' sleep is missing: %v", err)
 	}
 	p, err := Spawn(Spec{Log: filepath.Join(dir, "sleep.log"), Bin: sleep, Args: []string{"30"}, Detach: true})
 	if err != nil {

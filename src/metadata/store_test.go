@@ -13,6 +13,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 func newStore(t *testing.T, opts ...Option) *Store {
@@ -207,9 +210,6 @@ func TestConcurrentWritersInProcess(t *testing.T) {
 // TestConcurrentWriterProcesses runs writers as separate processes (this
 // test binary re-executed), so only the flock keeps them apart.
 func TestConcurrentWriterProcesses(t *testing.T) {
-	if os.Getenv("METADATA_WRITER") != "" {
-		return
-	}
 	path := filepath.Join(t.TempDir(), "store.json")
 	const procs, each = 4, 20
 	var wg sync.WaitGroup
@@ -217,7 +217,7 @@ func TestConcurrentWriterProcesses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestWriterProcess$", "-test.count=1")
+			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "METADATA_WRITER="+strconv.Itoa(p), "METADATA_PATH="+path, "METADATA_EACH="+strconv.Itoa(each))
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("writer %d: %v\n%s", p, err, out)
@@ -237,28 +237,43 @@ func TestConcurrentWriterProcesses(t *testing.T) {
 	}
 }
 
-func TestWriterProcess(t *testing.T) {
-	id := os.Getenv("METADATA_WRITER")
-	if id == "" {
-		t.Skip("helper for TestConcurrentWriterProcesses")
+// TestMain runs this test binary as one of TestConcurrentWriterProcesses'
+// writers when METADATA_WRITER is set (no test runs then), and as the test
+// binary otherwise.
+func TestMain(m *testing.M) {
+	if id := os.Getenv("METADATA_WRITER"); id != "" {
+		if err := writerProcess(id); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	each, _ := strconv.Atoi(os.Getenv("METADATA_EACH"))
+	os.Exit(m.Run())
+}
+
+func writerProcess(id string) error {
+	each, err := strconv.Atoi(os.Getenv("METADATA_EACH"))
+	if err != nil {
+		return fmt.Errorf("METADATA_EACH: %w", err)
+	}
 	s := New(os.Getenv("METADATA_PATH"))
 	for i := 0; i < each; i++ {
 		if err := s.Add(context.Background(), fmt.Sprintf("p%s-%d", id, i), "10.0.0."+strconv.Itoa(i+1), map[string]any{"p": id}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 func TestOwnership(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("chown needs root")
+		testtier.Unavailable(t, "chown needs root (scripts/test runs as root)", netnstest.EnvRequireRoot)
+		return
 	}
 	s := newStore(t, WithOwner("nobody", "nogroup"))
 	uid, gid, err := LookupOwner("nobody", "nogroup")
 	if err != nil {
-		t.Skipf("no nobody:nogroup here: %v", err)
+		t.Fatalf("Debian's nobody:nogroup is missing: %v", err)
 	}
 	if err := s.Add(t.Context(), "h", "10.0.0.1", nil); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
 
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
@@ -485,10 +487,11 @@ func TestBadInputs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.name == "unreadable key" && os.Geteuid() == 0 {
-				t.Skip("root reads files regardless of permissions")
+			build := tt.build
+			if tt.name == "unreadable key" {
+				build = withoutDACOverride(t, build)
 			}
-			cfg, err := tt.build()
+			cfg, err := build()
 			if err == nil {
 				t.Fatalf("got a config (%d certificates), want an error", len(cfg.Certificates))
 			}
@@ -520,5 +523,43 @@ func TestLoadCertPool(t *testing.T) {
 	}
 	if _, err := mtls.LoadCertPool(f.ServerKey); err == nil || !strings.Contains(err.Error(), f.ServerKey) {
 		t.Errorf("LoadCertPool(key file) error = %v, want one naming the file", err)
+	}
+}
+
+// withoutDACOverride runs build on an OS thread of its own that lacks
+// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH when the test runs as root, so a
+// mode-0 file is unreadable to it as to any other user (capabilities are
+// per thread; the thread is discarded afterwards). Without root it returns
+// build unchanged.
+func withoutDACOverride[T any](t *testing.T, build func() (T, error)) func() (T, error) {
+	if os.Geteuid() != 0 {
+		return build
+	}
+	return func() (T, error) {
+		type result struct {
+			v   T
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+			hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+			var data [2]unix.CapUserData
+			if err := unix.Capget(&hdr, &data[0]); err != nil {
+				t.Errorf("capget: %v", err)
+				done <- result{}
+				return
+			}
+			data[0].Effective &^= 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH
+			if err := unix.Capset(&hdr, &data[0]); err != nil {
+				t.Errorf("capset: %v", err)
+				done <- result{}
+				return
+			}
+			v, err := build()
+			done <- result{v, err}
+		}()
+		r := <-done
+		return r.v, r.err
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 var update = flag.Bool("update", false, "rewrite the files lists of packages/*/spec from the Go imports")
@@ -26,7 +28,7 @@ func goTool(t *testing.T) string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	t.Skip("no go command in PATH")
+	testtier.Unavailable(t, "no go command in PATH")
 	return ""
 }
 
@@ -191,7 +193,7 @@ func TestCompilePackages(t *testing.T) {
 	_, packages := specs(t)
 	root := repoRoot(t)
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("make is not installed")
+		testtier.Unavailable(t, "make is not installed (scripts/test installs Debian's make as root)")
 	}
 	goBin := goTool(t)
 	tmp := t.TempDir()

@@ -1,11 +1,12 @@
 package netnstest
 
 import (
-	"os"
+	"fmt"
 	"os/exec"
 	"testing"
 
 	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 // HasIPTables reports whether both iptables-<flavor>-restore and -save are
@@ -20,17 +21,14 @@ func HasIPTables(f iptables.Flavor) bool {
 }
 
 // RequireIPTables skips the test when the flavor's binaries are missing —
-// or fails it where privileged tests are required (scripts/test installs
-// Debian's iptables, which ships both flavors).
+// or fails it under CI or where privileged tests are required (scripts/test
+// installs Debian's iptables, which ships both flavors).
 func RequireIPTables(tb testing.TB, f iptables.Flavor) {
 	tb.Helper()
 	if HasIPTables(f) {
 		return
 	}
-	if os.Getenv(EnvRequireRoot) == "1" {
-		tb.Fatalf("iptables-%s-restore/-save not installed (scripts/test installs Debian's iptables)", f)
-	}
-	tb.Skipf("no iptables-%s binaries", f)
+	testtier.Unavailable(tb, fmt.Sprintf("iptables-%s-restore/-save not installed (scripts/test installs Debian's iptables)", f), EnvRequireRoot)
 }
 
 // IPTablesFlavors is the iptables backends a privileged test should run
@@ -45,10 +43,7 @@ func IPTablesFlavors(tb testing.TB) []iptables.Flavor {
 		}
 	}
 	if len(out) == 0 {
-		if os.Getenv(EnvRequireRoot) == "1" {
-			tb.Fatal("neither iptables-nft nor iptables-legacy is installed (scripts/test installs Debian's iptables)")
-		}
-		tb.Skip("no iptables-nft or iptables-legacy binaries")
+		testtier.Unavailable(tb, "neither iptables-nft nor iptables-legacy is installed (scripts/test installs Debian's iptables)", EnvRequireRoot)
 	}
 	return out
 }

@@ -1,8 +1,8 @@
 // Package netnstest is the privileged test harness: throwaway network
 // namespaces with unique names, removed when the test ends, and helpers to
 // run code or commands inside them. Tests that need it call RequireRoot
-// first; they skip without root unless NETMAN_REQUIRE_ROOT_TESTS=1 (set by
-// scripts/test as root), in which case they fail.
+// first; they skip without root, except under CI (CI=true) or with
+// NETMAN_REQUIRE_ROOT_TESTS=1 (set by scripts/test as root), where they fail.
 package netnstest
 
 import (
@@ -16,20 +16,20 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 // EnvRequireRoot makes privileged tests fail instead of skip without root.
 const EnvRequireRoot = "NETMAN_REQUIRE_ROOT_TESTS"
 
-// RequireRoot skips (or fails, under NETMAN_REQUIRE_ROOT_TESTS=1) a test
+// RequireRoot skips (or fails, under CI or NETMAN_REQUIRE_ROOT_TESTS=1) a test
 // that needs root, and checks the ip tool is there.
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		if os.Getenv(EnvRequireRoot) == "1" {
-			tb.Fatalf("test needs root and %s=1", EnvRequireRoot)
-		}
-		tb.Skip("privileged test: needs root (scripts/test runs it as root)")
+		testtier.Unavailable(tb, "privileged test: needs root (scripts/test runs it as root)", EnvRequireRoot)
+		return
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		tb.Fatalf("privileged test needs iproute2's ip: %v", err)
