@@ -107,9 +107,14 @@ func (c *Controller) Stop() { c.stop() }
 
 // HTTPClient is an mTLS client with the test client certificate.
 func (c *Controller) HTTPClient(tb testing.TB) *http.Client {
+	// At most 32 connections: a burst of 255 concurrent acquires still
+	// keeps 32 in flight at the server, but no longer needs 255 TLS
+	// handshakes at once, which under the race detector on a loaded 2-core
+	// machine outlast the server's 10 s handshake deadline (EOF).
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig:     c.Files.ClientConfig(tb, mtls.WithServerName(mtls.SilkControllerHost)),
-		MaxIdleConnsPerHost: 300,
+		MaxConnsPerHost:     32,
+		MaxIdleConnsPerHost: 32,
 	}}
 }
 
