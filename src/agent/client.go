@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,18 @@ import (
 // Client calls policy-server-internal's API over mTLS, with upstream's
 // paths, query parameters and bodies, plus netman's long-poll form of
 // policies_last_updated when the server offers it.
+//
+// It keeps at most two connections to the server, as upstream's agent:
+// one for plain requests (policies, tags, security groups: the policy
+// cycle, the ASG poll and the force endpoints) and one for long-polls.
+// Each transport is capped at one connection, so a parked long-poll never
+// holds up a plain request and concurrent plain requests never open a
+// third connection. Both offer HTTP/2: netman's server accepts it (Go's
+// ServeTLS), and then every plain request shares the one connection
+// without waiting, as do all long-polls (the policies one and any later
+// one, e.g. for security groups). Upstream's server speaks only HTTP/1.1
+// (no ALPN) and offers no long-poll; there concurrent plain requests take
+// turns on the one connection, as they would on upstream's two pollers.
 type Client struct {
 	base     string
 	http     *http.Client // bounded by client_timeout_seconds
@@ -30,14 +43,51 @@ type Client struct {
 // that supports ?wait=&since= (policy-server-internal's LongPollHeader).
 const longPollHeader = "X-Netman-Long-Poll"
 
-// NewClient returns a client for baseURL (policy_server_url) using
-// transport, with timeout per plain request.
-func NewClient(baseURL string, transport http.RoundTripper, timeout time.Duration) *Client {
+// NewClient returns a client for baseURL (policy_server_url) with tlsConfig
+// (nil for plain HTTP) and timeout per plain request.
+func NewClient(baseURL string, tlsConfig *tls.Config, timeout time.Duration) *Client {
+	return newClient(baseURL, tlsConfig, timeout, http2Health)
+}
+
+// http2Health closes an HTTP/2 connection that has been silent for 10 s
+// and does not answer a ping within 5 s. An HTTP/2 connection outlives the
+// requests that time out on it, and with one connection per transport a
+// dead one (a server host gone without closing it) would otherwise take
+// every later request down with it; over HTTP/1.1 the timed-out request
+// closes its connection.
+var http2Health = http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}
+
+func newClient(baseURL string, tlsConfig *tls.Config, timeout time.Duration, health http.HTTP2Config) *Client {
 	return &Client{
 		base:     strings.TrimRight(baseURL, "/"),
-		http:     &http.Client{Transport: transport, Timeout: timeout},
-		longPoll: &http.Client{Transport: transport},
+		http:     &http.Client{Transport: newTransport(tlsConfig, health), Timeout: timeout},
+		longPoll: &http.Client{Transport: newTransport(tlsConfig, health)},
 	}
+}
+
+// newTransport keeps one connection to the server, kept alive between
+// requests (the policy cycle and long-polls come back within seconds;
+// the server closes it after its own idle timeout) and multiplexed over
+// HTTP/2 where the server offers it.
+func newTransport(tlsConfig *tls.Config, health http.HTTP2Config) *http.Transport {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	return &http.Transport{
+		TLSClientConfig:     tlsConfig,
+		Protocols:           protocols,
+		HTTP2:               &health,
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+}
+
+// CloseIdleConnections closes the client's idle connections.
+func (c *Client) CloseIdleConnections() {
+	c.http.CloseIdleConnections()
+	c.longPoll.CloseIdleConnections()
 }
 
 // StatusError is a non-200 answer.

@@ -36,7 +36,7 @@ func realServer(t *testing.T) (*store.Store, *Client) {
 	go func() { _ = w.Run(ctx); close(done) }()
 	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).Handler(nil))
 	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return st, NewClient(srv.URL, http.DefaultTransport, 5*time.Second)
+	return st, NewClient(srv.URL, nil, 5*time.Second)
 }
 
 func TestClientAgainstPolicyServerInternal(t *testing.T) {
@@ -129,7 +129,7 @@ func TestClientRejectsGarbage(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			c := NewClient(srv.URL, http.DefaultTransport, time.Second)
+			c := NewClient(srv.URL, nil, time.Second)
 			if _, err := c.Policies(ctx, "a"); err == nil {
 				t.Fatal("want an error")
 			}
@@ -148,7 +148,7 @@ func TestClientAgainstUpstreamServerFallsBack(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c := NewClient(srv.URL, http.DefaultTransport, time.Second)
+	c := NewClient(srv.URL, nil, time.Second)
 	v, offered, err := c.LastUpdated(context.Background())
 	if err != nil || offered || v != 42 {
 		t.Fatalf("%d %v %v", v, offered, err)

@@ -42,8 +42,8 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if err != nil {
 		return fmt.Errorf("mutual tls config: %w", err)
 	}
-	transport := &http.Transport{TLSClientConfig: tlsConfig, IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 4}
-	client := NewClient(cfg.PolicyServerURL, transport, cfg.clientTimeout())
+	client := NewClient(cfg.PolicyServerURL, tlsConfig, cfg.clientTimeout())
+	defer client.CloseIdleConnections()
 	checkCtx, cancel := context.WithTimeout(ctx, cfg.clientTimeout())
 	_, err = client.Policies(checkCtx)
 	cancel()

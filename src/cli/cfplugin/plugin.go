@@ -34,6 +34,10 @@ const (
 	ListCommand   = "list-access"
 )
 
+// UninstallMessage is what the cf CLI runs the plugin with before removing
+// it (`cf uninstall-plugin`); a plugin that fails it cannot be uninstalled.
+const UninstallMessage = "CLI-MESSAGE-UNINSTALL"
+
 // Port bounds of --port.
 const (
 	MinPort = 1
@@ -111,8 +115,11 @@ func (p *Plugin) GetMetadata() plugin.PluginMetadata {
 }
 
 // Run runs one command and prints OK and its output, or FAILED and the
-// error (then exits 1), as upstream.
+// error (then exits 1), as upstream. The uninstall message succeeds silently.
 func (p *Plugin) Run(conn plugin.CliConnection, args []string) {
+	if len(args) > 0 && args[0] == UninstallMessage {
+		return // nothing to clean up, nothing to print
+	}
 	st := p.styler()
 	output, err := p.RunWithErrors(context.Background(), conn, args)
 	if err != nil {

@@ -314,3 +314,33 @@ func TestPluginAloneRefusesToRun(t *testing.T) {
 		t.Fatalf("err %v, output %q", err, out)
 	}
 }
+
+// `cf uninstall-plugin network-policy` runs the plugin with the uninstall
+// message and refuses to remove it unless that run succeeds (cf CLI v8:
+// "FAILED / Invalid command" otherwise). The plugin answers it silently,
+// without asking the CLI or the cloud anything.
+func TestUninstallMessageThroughCFPluginRPC(t *testing.T) {
+	cloud := newFakeCloud(t, rpcToken)
+	cli := newCFCLI(t, cloud.URL())
+	cli.install()
+
+	out, code := cli.run("CLI-MESSAGE-UNINSTALL")
+	if code != 0 || out != "" {
+		t.Fatalf("uninstall message: exit %d, output %q; want exit 0 and no output", code, out)
+	}
+	if n := len(cloud.recorded()); n != 0 {
+		t.Errorf("uninstall sent %d requests", n)
+	}
+	if n := cli.runner.CommandCallCount(); n != 0 {
+		t.Errorf("uninstall ran %d core commands", n)
+	}
+	if n := cli.auth.RefreshAuthTokenCallCount(); n != 0 {
+		t.Errorf("uninstall fetched the access token %d times", n)
+	}
+
+	// Anything else unknown is still refused.
+	out, code = cli.run("CLI-MESSAGE-SOMETHING-ELSE")
+	if code != 1 || out != "FAILED\nInvalid command\n" {
+		t.Fatalf("unknown command: exit %d, output %q", code, out)
+	}
+}

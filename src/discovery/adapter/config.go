@@ -47,7 +47,9 @@ func LoadConfig(path string) (Config, error) {
 func (c Config) Validate() error {
 	var p config.Problems
 	p.RequiredString("address", c.Address)
-	discovery.CheckPort(&p, "port", c.Port)
+	// A port that is set but not 1-65535 fails at start-up, as upstream's
+	// listen did (exit 1, "Address (...) not available"), not here (exit 2).
+	p.RequiredString("port", c.Port)
 	if c.ReadHeaderTimeout < 0 {
 		p.Addf("read_header_timeout: must not be negative")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -23,12 +24,22 @@ const Origin = "bosh-dns-adapter"
 // be bound; upstream exits 1 with "Address (<addr>) not available".
 var ErrAddressNotAvailable = errors.New("address not available")
 
+// listenDNS binds the address bosh-dns calls. A port outside 1-65535 fails
+// like an address in use, as upstream's listen failed on it; port 0 is
+// refused rather than bound to a random port bosh-dns cannot know.
+func listenDNS(address, port string) (net.Listener, error) {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return nil, fmt.Errorf("listen tcp %s: port must be between 1 and 65535 (got %q)", address, port)
+	}
+	return net.Listen("tcp", address)
+}
+
 // Run starts bosh-dns-adapter and blocks until ctx is done or a member fails.
 // The DNS address is bound first, as upstream, then the log-level address;
 // members: dns-server, metrics-emitter, log-level-server.
 func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config) error {
 	address := net.JoinHostPort(cfg.Address, cfg.Port)
-	dnsListener, err := net.Listen("tcp", address)
+	dnsListener, err := listenDNS(address, cfg.Port)
 	if err != nil {
 		logger.Error(fmt.Sprintf("Address (%s) not available", address), err)
 		return fmt.Errorf("%w: %s: %w", ErrAddressNotAvailable, address, err)

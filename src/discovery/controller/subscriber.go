@@ -18,6 +18,20 @@ import (
 // start message; upstream hard-codes 120.
 const PruneThresholdInSeconds = 120
 
+// ReconnectWait is how long the subscriber waits between attempts to reach
+// a lost NATS server: upstream's go-nats default (upstream sets no wait).
+// With no jitter (upstream's go-nats had none; nats.go adds up to 100 ms,
+// or 1 s over TLS, by default) a restarted server is reached at most
+// ReconnectWait after it is back, so pruning resumes within upstream's
+// bound: ReconnectWait plus resume_pruning_delay_seconds.
+const ReconnectWait = 2 * time.Second
+
+// reconnectOptions are the subscriber's reconnect behaviour: retry forever,
+// every ReconnectWait, without jitter.
+func reconnectOptions() []nats.Option {
+	return []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(ReconnectWait), nats.ReconnectJitter(0, 0)}
+}
+
 // routeBuffer is how many register/unregister messages may wait for the
 // table before NATS drops them as a slow consumer: nats.go's default pending
 // limit for a subscription.
@@ -45,7 +59,7 @@ type SubscriberConfig struct {
 	// WarmDuration is how long after subscribing the table becomes warm.
 	WarmDuration time.Duration
 	// Options are extra nats.Options, e.g. TLS or (in tests) a short
-	// reconnect wait.
+	// reconnect wait; they override the reconnect behaviour.
 	Options []nats.Option
 	// Debug reports whether debug lines are wanted; the per-message debug
 	// lines are skipped, not just filtered, when it returns false (lager
@@ -101,8 +115,7 @@ func Subscribe(logger lager.Logger, cfg SubscriberConfig, registry Registry, rec
 		done:     make(chan struct{}),
 	}
 
-	opts := append([]nats.Option{
-		nats.MaxReconnects(-1),
+	opts := append(reconnectOptions(),
 		nats.ReconnectHandler(s.reconnected),
 		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
 			logger.Info("DisconnectHandler disconnected from nats server", lager.Data{"last_error": errString(err)})
@@ -111,7 +124,8 @@ func Subscribe(logger lager.Logger, cfg SubscriberConfig, registry Registry, rec
 		nats.ClosedHandler(func(c *nats.Conn) {
 			logger.Info("ClosedHandler unexpected close of nats connection", lager.Data{"last_error": errString(c.LastError())})
 		}),
-	}, cfg.Options...)
+	)
+	opts = append(opts, cfg.Options...)
 	conn, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("unable to create nats connection: %w", err)
