@@ -76,8 +76,8 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 	proc := NewProcessor(logger.Session("iptables-runner"), containers, out, format, opts.Now, sender)
 	return edge.RunContext(ctx, logger,
 		edge.Member{Name: "metrics_emitter", Runner: edge.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
-		edge.Member{Name: "output_file_watcher", Runner: edge.Poller(logger, "output-file-watcher", outputCheckInterval, 0, out.Check)},
-		edge.Member{Name: "iptables_runner", Runner: edge.Poller(logger, "iptables-runner", restartInterval, 0, func(ctx context.Context) error {
+		edge.Member{Name: "output_file_watcher", Runner: edge.Poller(logger.Session("output-file-watcher"), "output-file-watcher", outputCheckInterval, 0, out.Check)},
+		edge.Member{Name: "iptables_runner", Runner: edge.Poller(logger.Session("iptables-runner"), "iptables-runner", restartInterval, 0, func(ctx context.Context) error {
 			return tailer.Run(ctx, proc)
 		})},
 	)
