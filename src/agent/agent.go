@@ -70,6 +70,7 @@ type Agent struct {
 
 	cycleMu      sync.Mutex
 	applied      int64 // policies_last_updated value whose policies are enforced
+	lastRules    int   // rules in the last enforced set, for the log
 	storeVersion int   // metadata store version at the last good cycle
 	good         bool  // a cycle has succeeded and nothing asked for another
 
@@ -106,20 +107,45 @@ func (a *Agent) Containers(ctx context.Context) ([]c2c.Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	logger := a.logger.Session("rules-updater") // upstream's planner session
 	out := make([]c2c.Container, 0, len(all))
 	for _, c := range all {
+		ports, _ := c.Metadata["ports"].(string)
+		if ports == "" {
+			logger.Debug("container-metadata-policy-group-id", lager.Data{"container_handle": c.Handle, "message": missingPorts})
+		}
 		app, _ := c.Metadata["policy_group_id"].(string)
 		if app == "" {
-			a.logger.Debug("skipping-container-without-policy-group-id", lager.Data{"handle": c.Handle})
+			logger.Debug("container-metadata-policy-group-id", lager.Data{"container_handle": c.Handle, "message": missingPolicyGroupID})
 			continue
 		}
 		space, _ := c.Metadata["space_id"].(string)
-		ports, _ := c.Metadata["ports"].(string)
 		workload, _ := c.Metadata["container_workload"].(string)
 		out = append(out, c2c.Container{Handle: c.Handle, IP: c.IP, AppID: app, SpaceID: space, Ports: ports, Workload: workload})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Handle > out[j].Handle })
+	logger.Debug("got-containers", lager.Data{"containers": loggedContainers(out)})
 	return out, nil
+}
+
+// Upstream's debug texts for containers whose metadata lacks a key.
+const (
+	missingPorts         = "Container metadata is missing key ports. CloudController version may be out of date or apps may need to be restaged."
+	missingPolicyGroupID = "Container metadata is missing key policy_group_id. CloudController version may be out of date or apps may need to be restaged."
+)
+
+// loggedContainer is a container as upstream's "got-containers" line
+// shows it (its planner's struct, marshalled with Go's field names).
+type loggedContainer struct {
+	Handle, AppID, SpaceID, Ports, IP, Purpose string
+}
+
+func loggedContainers(cs []c2c.Container) []loggedContainer {
+	out := make([]loggedContainer, len(cs))
+	for i, c := range cs {
+		out[i] = loggedContainer{Handle: c.Handle, AppID: c.AppID, SpaceID: c.SpaceID, Ports: c.Ports, IP: c.IP, Purpose: c.Workload}
+	}
+	return out
 }
 
 // guids is every app and space id of the containers, deduplicated.
@@ -184,6 +210,12 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 		return a.failed(again, fmt.Errorf("enforce: %w", err))
 	}
 	if res.Changed {
+		// Upstream's debug line for a changed rule set (without the rule
+		// lists themselves, which run to megabytes on a busy cell).
+		a.logger.Session("policy-cycle").Debug("poll-cycle", lager.Data{
+			"message": "updating iptables rules", "num old rules": a.lastRules, "num new rules": len(want),
+		})
+		a.lastRules = len(want)
 		a.sender.SendDuration(MetricEnforce, time.Since(enforceStart))
 		a.logger.Info("rules-enforced", lager.Data{"chain": res.Chain, "rules": len(want), "added": res.Added, "removed": res.Removed, "full": res.Full, "took": time.Since(enforceStart).String()})
 	}
@@ -225,7 +257,7 @@ func (a *Agent) needCycle() bool {
 func (a *Agent) plainPoll(ctx context.Context) {
 	v, offered, err := a.client.LastUpdated(ctx)
 	if err != nil {
-		a.logger.Error("policies-last-updated", err)
+		a.logger.Session("policy-cycle").Error("error-getting-policies-last-updated", err)
 		a.again.Store(true)
 		return
 	}
@@ -264,10 +296,15 @@ func (a *Agent) PollLoop(ctx context.Context) error {
 		var err error
 		if a.needCycle() {
 			err = a.PolicyCycle(ctx)
+		} else {
+			a.cycleMu.Lock()
+			applied := a.applied
+			a.cycleMu.Unlock()
+			a.logger.Session("policy-cycle").Debug("skipping-poll-cycle", lager.Data{"last-updated-remotely": a.seen.Load(), "last-updated-locally": applied})
 		}
 		next := interval + time.Duration(rand.Float64()*a.jitter*float64(interval))
 		if err != nil {
-			a.logger.Error("policy-cycle", err)
+			a.logger.Error("poll-cycle", err) // upstream's poller line
 			backoff = min(max(2*backoff, minBackoff), interval)
 			next = backoff
 		} else {
