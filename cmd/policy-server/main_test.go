@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/testsupport/maintest"
+)
+
+func TestMain(m *testing.M) { os.Exit(maintest.Run(m, job, main)) }
+
+// exampleConfig is config/policy-server.json with changes applied.
+func exampleConfig(t *testing.T, change func(map[string]any)) string {
+	t.Helper()
+	b, err := os.ReadFile("../../config/policy-server.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	change(c)
+	path := filepath.Join(t.TempDir(), "policy-server.json")
+	maintest.WriteJSON(t, path, c)
+	return path
+}
+
+func TestBadConfigKeepsTheDefaultPrefix(t *testing.T) {
+	path := exampleConfig(t, func(c map[string]any) {
+		c["log_prefix"] = "cf"
+		delete(c, "tag_length")
+	})
+	stderr := maintest.Fails(t, maintest.Command("-config-file", path), 1)
+	// Upstream's log.Fatalf runs before the prefix is read.
+	if !strings.HasPrefix(stderr, "cfnetworking.policy-server: could not read config file: ") || !strings.Contains(stderr, "tag_length") {
+		t.Errorf("stderr = %q", stderr)
+	}
+}
+
+// Upstream logs "db migrations and populating tags failed" and exits 3
+// when the migration timeout passes; no "exited-with-failure" line.
+func TestMigrationTimeoutExits3WithUpstreamsLine(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.json")
+	if err := os.WriteFile(tokens, []byte(`{"t": {"user_name": "u"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := exampleConfig(t, func(c map[string]any) {
+		db := c["database"].(map[string]any)
+		db["database_name"] = dir // a directory: never openable as a database
+		c["database_migration_timeout"] = 1
+		c["auth_tokens_file"] = tokens
+	})
+	var stdout maintest.Buffer
+	cmd := maintest.Command("-config-file", path)
+	cmd.Stdout = &stdout
+	maintest.Fails(t, cmd, 3)
+
+	lines := logtest.ParseJSON(t, stdout.String())
+	failed := logtest.FindIn(lines, "cfnetworking.policy-server.db migrations and populating tags failed")
+	if len(failed) != 1 || failed[0].Level != "error" || failed[0].Data["error"] != "migrations and groups table population timed out after 1 seconds" {
+		t.Errorf("failure lines = %+v\n%s", failed, stdout.String())
+	}
+	if got := logtest.FindIn(lines, "cfnetworking.policy-server.exited-with-failure"); len(got) != 0 {
+		t.Errorf("also logged exited-with-failure: %+v", got)
+	}
+	retries := logtest.FindIn(lines, "cfnetworking.policy-server.failed migrating and populating tags, retrying")
+	if len(retries) == 0 || retries[0].Level != "error" {
+		t.Errorf("retry lines = %+v", retries)
+	}
+}
