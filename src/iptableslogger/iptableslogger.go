@@ -57,8 +57,10 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 		return fmt.Errorf("tail input: %w", err)
 	}
 	defer tailer.Close()
-	// Upstream's message, which its tests and operators wait for.
-	logger.Info("started tailing file", lager.Data{"file": cfg.KernelLogFile, "reader": tailer.Kind()})
+	// Upstream's message, which its tests and operators wait for, without
+	// data as upstream; which reader tails the file is a debug detail.
+	logger.Info("started tailing file")
+	logger.Debug("tail-reader", lager.Data{"file": cfg.KernelLogFile, "reader": tailer.Kind()})
 
 	sender := opts.Sender
 	if sender == nil {
