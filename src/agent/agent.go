@@ -165,7 +165,9 @@ func guids(cs []c2c.Container) []string {
 }
 
 // PolicyCycle reads the containers and their policies, plans the rules and
-// enforces them. Any failure leaves the enforced rules as they were.
+// enforces them. Errors carry upstream's "get-rules: " and "enforce: "
+// prefixes, which its poll-cycle lines and force endpoint show. Any
+// failure leaves the enforced rules as they were.
 func (a *Agent) PolicyCycle(ctx context.Context) error {
 	a.cycleMu.Lock()
 	defer a.cycleMu.Unlock()
@@ -176,7 +178,7 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 
 	containers, err := a.Containers(ctx)
 	if err != nil {
-		return a.failed(again, fmt.Errorf("reading container metadata: %w", err))
+		return a.failed(again, fmt.Errorf("get-rules: reading container metadata: %w", err))
 	}
 	a.sender.SendDuration(MetricContainerMetadata, time.Since(start))
 
@@ -184,13 +186,13 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 	var policies []c2c.Policy
 	if ids := guids(containers); len(ids) > 0 {
 		if policies, err = a.client.Policies(ctx, ids...); err != nil {
-			return a.failed(again, fmt.Errorf("failed to get policies: %w", err))
+			return a.failed(again, fmt.Errorf("get-rules: failed to get policies: %w", err))
 		}
 	}
 	var ingressTag string
 	if a.cfg.EnableOverlayIngressRules {
 		if ingressTag, err = a.client.CreateOrGetTag(ctx, "INGRESS_ROUTER", "router"); err != nil {
-			return a.failed(again, fmt.Errorf("failed to get ingress tags: %w", err))
+			return a.failed(again, fmt.Errorf("get-rules: failed to get ingress tags: %w", err))
 		}
 	}
 	a.sender.SendDuration(MetricPolicyServerPoll, time.Since(pollStart))
@@ -201,7 +203,7 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 		DisableNetworkPolicy: a.cfg.DisableContainerNetworkPolicy, OverlayNetwork: a.cfg.OverlayNetwork,
 	}, func(msg string, data map[string]any) { a.logger.Info(msg, lager.Data(data)) })
 	if err != nil {
-		return a.failed(again, fmt.Errorf("planning rules: %w", err))
+		return a.failed(again, fmt.Errorf("get-rules: planning rules: %w", err))
 	}
 
 	enforceStart := time.Now()

@@ -69,7 +69,7 @@ func TestPolicyCycleLogLines(t *testing.T) {
 	f.agent.again.Store(true)
 	runLoopOnce(t, f)
 	failed := capture.Find("cfnetworking.vxlan-policy-agent.poll-cycle")
-	if len(failed) == 0 || failed[0].Level != "error" || failed[0].Data["error"] != "failed to get policies: connection refused" {
+	if len(failed) == 0 || failed[0].Level != "error" || failed[0].Data["error"] != "get-rules: failed to get policies: connection refused" {
 		t.Errorf("poll-cycle = %+v", failed)
 	}
 	if l := capture.Find("cfnetworking.vxlan-policy-agent.policy-cycle.error-getting-policies-last-updated"); len(l) == 0 || l[0].Level != "error" {
