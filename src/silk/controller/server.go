@@ -52,7 +52,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	defer sender.Close()
 
 	store := NewStore(db)
-	leaser := NewLeaser(logger.Session("leaser"), store, pool, cfg.LeaseExpirationSeconds)
+	leaser := NewLeaser(logger, store, pool, cfg.LeaseExpirationSeconds) // upstream's lease lines are on the root logger
 	api := NewAPI(logger.Session("api"), leaser, sender, IndexCacheTTL)
 	apiHandler := api.Handler(func(name string, h http.Handler) http.Handler {
 		return daemon.LogRequests(logger.Session("request"), daemon.MetricsMiddleware(sender, name, h))
