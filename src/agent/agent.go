@@ -58,13 +58,16 @@ type PolicySource interface {
 // Agent runs the policy cycle and serves the force and debug endpoints.
 type Agent struct {
 	logger lager.Logger
-	cfg    Config
-	store  *metadata.Store
-	client PolicySource
-	c2c    *c2c.Enforcer
-	asg    ASG // nil when ASG syncing is disabled
-	sender *metrics.Sender
-	jitter float64
+	// Upstream's sessions: the planner's "rules-updater" and the poll
+	// cycle's "policy-cycle", made once so every line of one shares its id.
+	updaterLog, cycleLog lager.Logger
+	cfg                  Config
+	store                *metadata.Store
+	client               PolicySource
+	c2c                  *c2c.Enforcer
+	asg                  ASG // nil when ASG syncing is disabled
+	sender               *metrics.Sender
+	jitter               float64
 
 	logging atomic.Bool // iptables_c2c_logging, togglable at runtime
 
@@ -86,6 +89,7 @@ type Agent struct {
 func New(logger lager.Logger, cfg Config, store *metadata.Store, client PolicySource, driver c2c.Driver, asg ASG, sender *metrics.Sender) *Agent {
 	a := &Agent{
 		logger: logger, cfg: cfg, store: store, client: client,
+		updaterLog: logger.Session("rules-updater"), cycleLog: logger.Session("policy-cycle"),
 		c2c: c2c.NewEnforcer(driver), asg: asg, sender: sender,
 		jitter: 0.1, kick: make(chan struct{}, 1),
 	}
@@ -107,7 +111,7 @@ func (a *Agent) Containers(ctx context.Context) ([]c2c.Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := a.logger.Session("rules-updater") // upstream's planner session
+	logger := a.updaterLog
 	out := make([]c2c.Container, 0, len(all))
 	for _, c := range all {
 		ports, _ := c.Metadata["ports"].(string)
@@ -214,7 +218,7 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 	if res.Changed {
 		// Upstream's debug line for a changed rule set (without the rule
 		// lists themselves, which run to megabytes on a busy cell).
-		a.logger.Session("policy-cycle").Debug("poll-cycle", lager.Data{
+		a.cycleLog.Debug("poll-cycle", lager.Data{
 			"message": "updating iptables rules", "num old rules": a.lastRules, "num new rules": len(want),
 		})
 		a.lastRules = len(want)
@@ -259,7 +263,7 @@ func (a *Agent) needCycle() bool {
 func (a *Agent) plainPoll(ctx context.Context) {
 	v, offered, err := a.client.LastUpdated(ctx)
 	if err != nil {
-		a.logger.Session("policy-cycle").Error("error-getting-policies-last-updated", err)
+		a.cycleLog.Error("error-getting-policies-last-updated", err)
 		a.again.Store(true)
 		return
 	}
@@ -302,7 +306,7 @@ func (a *Agent) PollLoop(ctx context.Context) error {
 			a.cycleMu.Lock()
 			applied := a.applied
 			a.cycleMu.Unlock()
-			a.logger.Session("policy-cycle").Debug("skipping-poll-cycle", lager.Data{"last-updated-remotely": a.seen.Load(), "last-updated-locally": applied})
+			a.cycleLog.Debug("skipping-poll-cycle", lager.Data{"last-updated-remotely": a.seen.Load(), "last-updated-locally": applied})
 		}
 		next := interval + time.Duration(rand.Float64()*a.jitter*float64(interval))
 		if err != nil {

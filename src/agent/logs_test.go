@@ -17,7 +17,7 @@ import (
 func TestPolicyCycleLogLines(t *testing.T) {
 	f := newFixture(t, false, 1)
 	logger, capture := logtest.NewCapture(t, "cfnetworking.vxlan-policy-agent")
-	f.agent.logger = logger
+	f.agent.logger, f.agent.updaterLog, f.agent.cycleLog = logger, logger.Session("rules-updater"), logger.Session("policy-cycle")
 	ctx := context.Background()
 	if err := f.store.Add(ctx, "h3", "10.255.1.4", map[string]any{"space_id": "space-1"}); err != nil {
 		t.Fatal(err)
@@ -74,6 +74,12 @@ func TestPolicyCycleLogLines(t *testing.T) {
 	}
 	if l := capture.Find("cfnetworking.vxlan-policy-agent.policy-cycle.error-getting-policies-last-updated"); len(l) == 0 || l[0].Level != "error" {
 		t.Errorf("error-getting-policies-last-updated = %+v", l)
+	}
+	// One session per component for the life of the agent, as upstream.
+	for _, l := range capture.Find("cfnetworking.vxlan-policy-agent.rules-updater.got-containers") {
+		if l.Data["session"] != "1" {
+			t.Errorf("got-containers in session %v, want the one rules-updater session", l.Data["session"])
+		}
 	}
 }
 
