@@ -4,7 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,7 +33,15 @@ func main() {
 	logger.RegisterSink(lager.NewPrettySink(os.Stderr, lager.ERROR))
 	cfg, err := adapter.LoadConfig(*configPath)
 	if err != nil {
-		discovery.LogConfigError(logger, *configPath, err)
+		// Upstream's info lines with the path; netman adds the problems,
+		// in the data and on stderr.
+		msg := "Could not parse config file"
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			msg = "Could not read config file"
+		}
+		logger.Info(msg, lager.Data{"path": *configPath, "error": err.Error()})
+		fmt.Fprintf(os.Stderr, "bosh-dns-adapter: %s\n", err)
 		os.Exit(exitConfig)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
@@ -46,8 +47,16 @@ func TestBadConfigExits2NamingEveryProblem(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, p.Stderr)
 		}
 	}
-	if want := fmt.Sprintf("Could not parse config file at path '%s'", path); !strings.Contains(p.Stdout.String(), want) {
-		t.Errorf("stdout lacks %q:\n%s", want, p.Stdout)
+	checkConfigLine(t, p.Stdout.String(), "bosh-dns-adapter.Could not parse config file", path)
+}
+
+// checkConfigLine wants upstream's info line for a config file it could not
+// use, with the path (and netman's "error").
+func checkConfigLine(t *testing.T, stdout, message, path string) {
+	t.Helper()
+	lines := logtest.FindIn(logtest.ParseJSON(t, stdout), message)
+	if len(lines) != 1 || lines[0].Level != "info" || lines[0].Data["path"] != path || lines[0].Data["error"] == "" {
+		t.Errorf("%s lines = %+v\n%s", message, lines, stdout)
 	}
 }
 
@@ -56,9 +65,7 @@ func TestMissingConfigExits2(t *testing.T) {
 	if code := p.Wait(t, 10*time.Second); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
-	if !strings.Contains(p.Stdout.String(), "Could not read config file at path '/nonexistent/adapter.json'") {
-		t.Errorf("stdout:\n%s", p.Stdout)
-	}
+	checkConfigLine(t, p.Stdout.String(), "bosh-dns-adapter.Could not read config file", "/nonexistent/adapter.json")
 }
 
 func TestAddressInUseExits1(t *testing.T) {

@@ -22,15 +22,15 @@ func main() {
 	configPath := flag.String("config-file", "", "path to config file")
 	flag.Parse()
 
-	cfg, err := iptableslogger.LoadConfig(*configPath)
-	prefix := cfg.LogPrefix
-	if prefix == "" {
-		prefix = logging.DefaultPrefix
-	}
+	// Upstream's stderr lines always carry the default prefix (it has no
+	// log_prefix key); netman's optional log_prefix applies once the config
+	// has loaded.
+	prefix := logging.DefaultPrefix
 	fail := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", prefix, job, fmt.Sprintf(format, args...))
 		os.Exit(1)
 	}
+	cfg, err := iptableslogger.LoadConfig(*configPath)
 	if err != nil {
 		// Upstream's wording: "cfnetworking.iptables-logger: reading config: …"
 		// (config.LoadJSON's read errors already start so).
@@ -39,6 +39,9 @@ func main() {
 			msg = "reading config: " + msg
 		}
 		fail("%s", msg)
+	}
+	if cfg.LogPrefix != "" {
+		prefix = cfg.LogPrefix
 	}
 	logger, _, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
 	if err != nil {

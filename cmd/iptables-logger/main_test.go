@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/cloudfoundry/sonde-go/events"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
@@ -31,7 +34,8 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	writeJSON(t, path, map[string]any{"host_ip": "nope", "log_timestamp_format": "unix", "log_prefix": "potato-prefix"})
 	stderr := runFailing(t, maintest.Command("-config-file", path))
 	for _, want := range []string{
-		"potato-prefix.iptables-logger: reading config: invalid config:",
+		// Upstream has no log_prefix: its config errors always carry the default.
+		"cfnetworking.iptables-logger: reading config: invalid config:",
 		"kernel_log_file: missing required value",
 		"container_metadata_file: missing required value",
 		"output_log_file: missing required value",
@@ -199,8 +203,18 @@ func TestLogsPacketsFollowsRotationAndStopsOnSIGTERM(t *testing.T) {
 		}
 	})
 	eventually(t, "started tailing file", func() bool { return strings.Contains(stdout.String(), "started tailing file") })
-	if !strings.Contains(stdout.String(), `"source":"cfnetworking.iptables-logger","message":"cfnetworking.iptables-logger.starting"`) {
-		t.Errorf("stdout:\n%s", stdout.String())
+	// Upstream's start-up lines, at info, without data.
+	var startup []logtest.Line
+	for _, l := range logtest.ParseJSON(t, stdout.String()) {
+		if l.Level == "info" {
+			startup = append(startup, l)
+		}
+	}
+	if diff := cmp.Diff([]logtest.Line{
+		{Message: "cfnetworking.iptables-logger.starting", Level: "info"},
+		{Message: "cfnetworking.iptables-logger.started tailing file", Level: "info"},
+	}, startup, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("start-up lines (-want +got):\n%s", diff)
 	}
 
 	waitFor(t, c, egressAllowedLine, egressAllowedJSON)

@@ -20,7 +20,9 @@ func main() {
 
 	cfg, err := internalapi.LoadConfig(*configPath)
 	if err != nil {
-		fatalf(cfg.LogPrefix, "could not read config file: %s", err)
+		// Upstream's line, always with the default prefix: the config
+		// that might name another is the one that failed.
+		fatalf("", "could not read config file: %s", err)
 	}
 	logger, sink, err := logging.New(cfg.LogPrefix, internalapi.Component, cfg.LogLevel, os.Stdout)
 	if err != nil {

@@ -35,7 +35,9 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 		t.Fatalf("exit = %v, want status 1", err)
 	}
 	for _, want := range []string{
-		"cf.policy-server-internal: could not read config file: invalid config:",
+		// Upstream writes the default prefix even when the broken config
+		// names another.
+		"cfnetworking.policy-server-internal: could not read config file: invalid config:",
 		"listen_host: missing required value", "database.database_name: missing required value",
 		"ca_cert_file: missing required value", "tag_length: missing required value", "metron_address: missing required value",
 	} {

@@ -26,11 +26,9 @@ func main() {
 
 	cfg, err := config.Load(*configPath)
 	if err != nil {
-		prefix := cfg.LogPrefix
-		if prefix == "" {
-			prefix = logging.DefaultPrefix
-		}
-		fmt.Fprintf(os.Stderr, "%s.%s: could not read config file: %s\n", prefix, job, err)
+		// Upstream's line, always with the default prefix: the config
+		// that might name another is the one that failed.
+		fmt.Fprintf(os.Stderr, "%s.%s: could not read config file: %s\n", logging.DefaultPrefix, job, err)
 		os.Exit(1)
 	}
 	logger, sink, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
@@ -38,14 +36,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", cfg.LogPrefix, job, err)
 		os.Exit(1)
 	}
+	logger.Debug("Debug Logging Enabled")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = external.Run(ctx, logger, sink, cfg)
 	if err != nil {
-		logger.Error("exited-with-failure", err)
+		stop()
 		if errors.Is(err, store.ErrMigrationTimeout) {
+			logger.Error("db migrations and populating tags failed", err)
 			os.Exit(3)
 		}
+		logger.Error("exited-with-failure", err)
 		os.Exit(1)
 	}
 	logger.Info("exited")

@@ -17,20 +17,31 @@ func main() {
 	configPath := flag.String("config", "", "path to the JSON config file")
 	flag.Parse()
 
+	// Upstream's stderr line, "<prefix>.silk-controller error: <err>", with
+	// the default prefix until the config names another.
+	prefix := logging.DefaultPrefix
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "%s.silk-controller error: %s\n", prefix, err)
+		os.Exit(1)
+	}
 	cfg, err := controller.LoadConfig(*configPath)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "silk-controller: %s\n", err)
-		os.Exit(1)
+		fail(fmt.Errorf("load config: %w", err))
+	}
+	if cfg.LogPrefix != "" {
+		prefix = cfg.LogPrefix
 	}
 	logger, sink, err := logging.New(cfg.LogPrefix, "silk-controller", cfg.LogLevel, os.Stdout)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "silk-controller: %s\n", err)
-		os.Exit(1)
+		fail(err)
 	}
+	logger.Info("starting")
+	logger.Info("parsed-config")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := controller.Run(ctx, logger, sink, cfg); err != nil {
-		logger.Error("exited-with-failure", err)
-		os.Exit(1)
+		stop()
+		fail(err)
 	}
+	logger.Info("exited")
 }

@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 
 	"github.com/netman-release/netman/src/testsupport/maintest"
@@ -33,6 +37,10 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Fatalf("exit = %v, want status 1", err)
+	}
+	// Upstream's stderr line: log.Fatalf("cfnetworking.silk-controller error: load config: ...").
+	if !strings.HasPrefix(stderr.String(), "cfnetworking.silk-controller error: load config: ") {
+		t.Errorf("stderr lacks upstream's prefix:\n%s", stderr.String())
 	}
 	for _, want := range []string{"listen_host: missing required value", `network: invalid IPv4 CIDR "nope"`, "database.database_name: missing required value", "ca_cert_file: missing required value"} {
 		if !strings.Contains(stderr.String(), want) {
@@ -95,5 +103,24 @@ func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), `"source":"cfnetworking.silk-controller"`) {
 		t.Errorf("logs are not under cfnetworking.silk-controller:\n%s", stdout.String())
+	}
+
+	// Upstream's lifecycle lines, in order, at info, without data.
+	var lifecycle []logtest.Line
+	for _, l := range logtest.ParseJSON(t, stdout.String()) {
+		switch strings.TrimPrefix(l.Message, "cfnetworking.silk-controller.") {
+		case "starting", "parsed-config", "starting-servers", "running", "exited", "exited-with-failure":
+			lifecycle = append(lifecycle, l)
+		}
+	}
+	want := []logtest.Line{
+		{Message: "cfnetworking.silk-controller.starting", Level: "info"},
+		{Message: "cfnetworking.silk-controller.parsed-config", Level: "info"},
+		{Message: "cfnetworking.silk-controller.starting-servers", Level: "info"},
+		{Message: "cfnetworking.silk-controller.running", Level: "info"},
+		{Message: "cfnetworking.silk-controller.exited", Level: "info"},
+	}
+	if diff := cmp.Diff(want, lifecycle, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("lifecycle lines (-want +got):\n%s", diff)
 	}
 }

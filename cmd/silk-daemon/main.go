@@ -25,11 +25,12 @@ func main() {
 		os.Exit(1)
 	}
 	cfg, err := daemon.LoadConfig(*configPath)
+	if err != nil {
+		// Upstream fails before reading log_prefix: the default prefix.
+		fail("load config file: %s", err)
+	}
 	if cfg.LogPrefix != "" {
 		prefix = cfg.LogPrefix
-	}
-	if err != nil {
-		fail("load config file: %s", err)
 	}
 	logger, sink, err := logging.New(cfg.LogPrefix, "silk-daemon", cfg.LogLevel, os.Stdout)
 	if err != nil {

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/controller/controllertest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 
 	"github.com/netman-release/netman/src/testsupport/maintest"
@@ -46,7 +49,8 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	}
 	stderr := runFailing(t, maintest.Command("-config", path))
 	for _, want := range []string{
-		"potato-prefix.silk-daemon error: load config file: invalid config:",
+		// Upstream fails before it reads log_prefix.
+		"cfnetworking.silk-daemon error: load config file: invalid config:",
 		`underlay_ip: invalid IPv4 address "nope"`,
 		"overlay prefix 16 must be smaller than subnet prefix 16",
 		"vtep_name: missing required value",
@@ -192,8 +196,21 @@ func TestDaemonInACell(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("did not exit within 15s of SIGTERM")
 	}
-	if !strings.Contains(stdout.String(), `"source":"cfnetworking.silk-daemon"`) || !strings.Contains(stdout.String(), "acquired-lease") {
-		t.Errorf("logs:\n%s", stdout.String())
+	// Upstream's info lines: starting, then acquired-lease with the lease;
+	// nothing announces the exit.
+	var infos []string
+	for _, l := range logtest.ParseJSON(t, stdout.String()) {
+		if l.Level == "info" && !strings.HasSuffix(l.Message, ".listening") {
+			infos = append(infos, l.Message)
+		}
+	}
+	want := []string{"cfnetworking.silk-daemon.starting", "cfnetworking.silk-daemon.no-local-lease", "cfnetworking.silk-daemon.acquired-lease"}
+	if diff := cmp.Diff(want, infos); diff != "" {
+		t.Errorf("info lines (-want +got):\n%s\n%s", diff, stdout.String())
+	}
+	acquired := logtest.FindIn(logtest.ParseJSON(t, stdout.String()), "cfnetworking.silk-daemon.acquired-lease")
+	if l, _ := acquired[0].Data["lease"].(map[string]any); l["underlay_ip"] != cellIP || l["overlay_subnet"] != info.OverlaySubnet {
+		t.Errorf("acquired-lease data = %+v", acquired[0].Data)
 	}
 	// The VTEP outlives the process: the next start renews its lease.
 	ns.Run(t, "ip", "link", "show", "silk-vtep")

@@ -58,18 +58,22 @@ type PolicySource interface {
 // Agent runs the policy cycle and serves the force and debug endpoints.
 type Agent struct {
 	logger lager.Logger
-	cfg    Config
-	store  *metadata.Store
-	client PolicySource
-	c2c    *c2c.Enforcer
-	asg    ASG // nil when ASG syncing is disabled
-	sender *metrics.Sender
-	jitter float64
+	// Upstream's sessions: the planner's "rules-updater" and the poll
+	// cycle's "policy-cycle", made once so every line of one shares its id.
+	updaterLog, cycleLog lager.Logger
+	cfg                  Config
+	store                *metadata.Store
+	client               PolicySource
+	c2c                  *c2c.Enforcer
+	asg                  ASG // nil when ASG syncing is disabled
+	sender               *metrics.Sender
+	jitter               float64
 
 	logging atomic.Bool // iptables_c2c_logging, togglable at runtime
 
 	cycleMu      sync.Mutex
 	applied      int64 // policies_last_updated value whose policies are enforced
+	lastRules    int   // rules in the last enforced set, for the log
 	storeVersion int   // metadata store version at the last good cycle
 	good         bool  // a cycle has succeeded and nothing asked for another
 
@@ -85,6 +89,7 @@ type Agent struct {
 func New(logger lager.Logger, cfg Config, store *metadata.Store, client PolicySource, driver c2c.Driver, asg ASG, sender *metrics.Sender) *Agent {
 	a := &Agent{
 		logger: logger, cfg: cfg, store: store, client: client,
+		updaterLog: logger.Session("rules-updater"), cycleLog: logger.Session("policy-cycle"),
 		c2c: c2c.NewEnforcer(driver), asg: asg, sender: sender,
 		jitter: 0.1, kick: make(chan struct{}, 1),
 	}
@@ -106,20 +111,45 @@ func (a *Agent) Containers(ctx context.Context) ([]c2c.Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	logger := a.updaterLog
 	out := make([]c2c.Container, 0, len(all))
 	for _, c := range all {
+		ports, _ := c.Metadata["ports"].(string)
+		if ports == "" {
+			logger.Debug("container-metadata-policy-group-id", lager.Data{"container_handle": c.Handle, "message": missingPorts})
+		}
 		app, _ := c.Metadata["policy_group_id"].(string)
 		if app == "" {
-			a.logger.Debug("skipping-container-without-policy-group-id", lager.Data{"handle": c.Handle})
+			logger.Debug("container-metadata-policy-group-id", lager.Data{"container_handle": c.Handle, "message": missingPolicyGroupID})
 			continue
 		}
 		space, _ := c.Metadata["space_id"].(string)
-		ports, _ := c.Metadata["ports"].(string)
 		workload, _ := c.Metadata["container_workload"].(string)
 		out = append(out, c2c.Container{Handle: c.Handle, IP: c.IP, AppID: app, SpaceID: space, Ports: ports, Workload: workload})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Handle > out[j].Handle })
+	logger.Debug("got-containers", lager.Data{"containers": loggedContainers(out)})
 	return out, nil
+}
+
+// Upstream's debug texts for containers whose metadata lacks a key.
+const (
+	missingPorts         = "Container metadata is missing key ports. CloudController version may be out of date or apps may need to be restaged."
+	missingPolicyGroupID = "Container metadata is missing key policy_group_id. CloudController version may be out of date or apps may need to be restaged."
+)
+
+// loggedContainer is a container as upstream's "got-containers" line
+// shows it (its planner's struct, marshalled with Go's field names).
+type loggedContainer struct {
+	Handle, AppID, SpaceID, Ports, IP, Purpose string
+}
+
+func loggedContainers(cs []c2c.Container) []loggedContainer {
+	out := make([]loggedContainer, len(cs))
+	for i, c := range cs {
+		out[i] = loggedContainer{Handle: c.Handle, AppID: c.AppID, SpaceID: c.SpaceID, Ports: c.Ports, IP: c.IP, Purpose: c.Workload}
+	}
+	return out
 }
 
 // guids is every app and space id of the containers, deduplicated.
@@ -139,7 +169,9 @@ func guids(cs []c2c.Container) []string {
 }
 
 // PolicyCycle reads the containers and their policies, plans the rules and
-// enforces them. Any failure leaves the enforced rules as they were.
+// enforces them. Errors carry upstream's "get-rules: " and "enforce: "
+// prefixes, which its poll-cycle lines and force endpoint show. Any
+// failure leaves the enforced rules as they were.
 func (a *Agent) PolicyCycle(ctx context.Context) error {
 	a.cycleMu.Lock()
 	defer a.cycleMu.Unlock()
@@ -150,7 +182,7 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 
 	containers, err := a.Containers(ctx)
 	if err != nil {
-		return a.failed(again, fmt.Errorf("reading container metadata: %w", err))
+		return a.failed(again, fmt.Errorf("get-rules: reading container metadata: %w", err))
 	}
 	a.sender.SendDuration(MetricContainerMetadata, time.Since(start))
 
@@ -158,13 +190,13 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 	var policies []c2c.Policy
 	if ids := guids(containers); len(ids) > 0 {
 		if policies, err = a.client.Policies(ctx, ids...); err != nil {
-			return a.failed(again, fmt.Errorf("failed to get policies: %w", err))
+			return a.failed(again, fmt.Errorf("get-rules: failed to get policies: %w", err))
 		}
 	}
 	var ingressTag string
 	if a.cfg.EnableOverlayIngressRules {
 		if ingressTag, err = a.client.CreateOrGetTag(ctx, "INGRESS_ROUTER", "router"); err != nil {
-			return a.failed(again, fmt.Errorf("failed to get ingress tags: %w", err))
+			return a.failed(again, fmt.Errorf("get-rules: failed to get ingress tags: %w", err))
 		}
 	}
 	a.sender.SendDuration(MetricPolicyServerPoll, time.Since(pollStart))
@@ -175,7 +207,7 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 		DisableNetworkPolicy: a.cfg.DisableContainerNetworkPolicy, OverlayNetwork: a.cfg.OverlayNetwork,
 	}, func(msg string, data map[string]any) { a.logger.Info(msg, lager.Data(data)) })
 	if err != nil {
-		return a.failed(again, fmt.Errorf("planning rules: %w", err))
+		return a.failed(again, fmt.Errorf("get-rules: planning rules: %w", err))
 	}
 
 	enforceStart := time.Now()
@@ -184,6 +216,12 @@ func (a *Agent) PolicyCycle(ctx context.Context) error {
 		return a.failed(again, fmt.Errorf("enforce: %w", err))
 	}
 	if res.Changed {
+		// Upstream's debug line for a changed rule set (without the rule
+		// lists themselves, which run to megabytes on a busy cell).
+		a.cycleLog.Debug("poll-cycle", lager.Data{
+			"message": "updating iptables rules", "num old rules": a.lastRules, "num new rules": len(want),
+		})
+		a.lastRules = len(want)
 		a.sender.SendDuration(MetricEnforce, time.Since(enforceStart))
 		a.logger.Info("rules-enforced", lager.Data{"chain": res.Chain, "rules": len(want), "added": res.Added, "removed": res.Removed, "full": res.Full, "took": time.Since(enforceStart).String()})
 	}
@@ -225,7 +263,7 @@ func (a *Agent) needCycle() bool {
 func (a *Agent) plainPoll(ctx context.Context) {
 	v, offered, err := a.client.LastUpdated(ctx)
 	if err != nil {
-		a.logger.Error("policies-last-updated", err)
+		a.cycleLog.Error("error-getting-policies-last-updated", err)
 		a.again.Store(true)
 		return
 	}
@@ -264,10 +302,15 @@ func (a *Agent) PollLoop(ctx context.Context) error {
 		var err error
 		if a.needCycle() {
 			err = a.PolicyCycle(ctx)
+		} else {
+			a.cycleMu.Lock()
+			applied := a.applied
+			a.cycleMu.Unlock()
+			a.cycleLog.Debug("skipping-poll-cycle", lager.Data{"last-updated-remotely": a.seen.Load(), "last-updated-locally": applied})
 		}
 		next := interval + time.Duration(rand.Float64()*a.jitter*float64(interval))
 		if err != nil {
-			a.logger.Error("policy-cycle", err)
+			a.logger.Error("poll-cycle", err) // upstream's poller line
 			backoff = min(max(2*backoff, minBackoff), interval)
 			next = backoff
 		} else {

@@ -292,7 +292,7 @@ func TestForceEndpoints(t *testing.T) {
 		t.Errorf("force: %d %q", code, body)
 	}
 	f.server.fail(errors.New("boom"))
-	if code, body := do("/force-policy-poll-cycle"); code != 500 || body != "failed to force policy poll cycle: failed to get policies: boom" {
+	if code, body := do("/force-policy-poll-cycle"); code != 500 || body != "failed to force policy poll cycle: get-rules: failed to get policies: boom" {
 		t.Errorf("failed force: %d %q", code, body)
 	}
 	// ASG syncing disabled (no syncer).

@@ -30,9 +30,8 @@ type Options struct {
 // emitter, the policy poll loop, the debug server, the force server and,
 // when enabled, the ASG poller, until ctx is done or one of them fails.
 func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config, opts Options) error {
-	logger.Info("starting")
 	if _, err := os.Stat(filepath.Dir(cfg.CNIDatastorePath)); err != nil {
-		return fmt.Errorf("datastore directory: %w", err)
+		return &ActionError{Action: "datastore-directory-stat", Err: err}
 	}
 	ifaces, err := underlayInterfaces(cfg.UnderlayIPs)
 	if err != nil {
@@ -40,7 +39,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	tlsConfig, err := mtls.ClientConfig(cfg.ClientCertFile, cfg.ClientKeyFile, cfg.CACertFile)
 	if err != nil {
-		return fmt.Errorf("mutual tls config: %w", err)
+		return &ActionError{Action: "mutual tls config", Err: err}
 	}
 	client := NewClient(cfg.PolicyServerURL, tlsConfig, cfg.clientTimeout())
 	defer client.CloseIdleConnections()
@@ -48,7 +47,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	_, err = client.Policies(checkCtx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("policy-server-internal unreachable: %w", err)
+		return &ActionError{Action: "policy-client-get-policies", Err: fmt.Errorf("policy-server-internal unreachable: %w", err)}
 	}
 
 	sender := opts.Sender
@@ -89,7 +88,12 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		interval := cfg.asgPollInterval()
 		members = append(members, edge.Member{Name: "asg-poller", Runner: edge.Poller(logger, "asg-poller", interval, interval/10, a.ASGCycle)})
 	}
-	return edge.RunContext(ctx, logger, members...)
+	// Upstream logs "starting" once every member is up.
+	members = append(members, edge.Member{Name: "starting", Runner: edge.OnReady(func() { logger.Info("starting") })})
+	if err := edge.RunContext(ctx, logger, members...); err != nil {
+		return &ActionError{Action: "ifrit monitor", Err: err}
+	}
+	return nil
 }
 
 // underlayInterfaces finds the interface holding each underlay IP.

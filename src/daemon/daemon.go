@@ -46,8 +46,14 @@ func Run(logger lager.Logger, members ...Member) error {
 // stops the running members in reverse order, waiting for each to exit before
 // signalling the next, and returns the first member error (wrapped with the
 // member's name), or nil when stopped by ctx with every member exiting
-// cleanly. Logs "starting", "started" and "exited" with the member's name.
-// With no members there is nothing to run and it returns nil at once.
+// cleanly. With no members there is nothing to run and it returns nil at once.
+//
+// The group logs each member's start, readiness and exit at debug level as
+// "member-starting", "member-ready" and "member-exited" (data: "member"),
+// names upstream never uses: upstream's daemons log their own lifecycle
+// ("starting", "running", "exited", ...) once, without member data, and
+// operators' alerts key on those. A member failing after the first failure
+// is logged as "member-exited-with-failure" (only the first is returned).
 func RunContext(ctx context.Context, logger lager.Logger, members ...Member) error {
 	for i, m := range members {
 		if m.Runner == nil {
@@ -84,7 +90,7 @@ type group struct {
 // start returns once ctx is done or a member has exited.
 func (g *group) start(ctx context.Context) {
 	for i, m := range g.members {
-		g.logger.Info("starting", lager.Data{"member": m.Name})
+		g.logger.Debug("member-starting", lager.Data{"member": m.Name})
 		p := ifrit.Background(m.Runner)
 		g.procs = append(g.procs, p)
 		g.exited = append(g.exited, false)
@@ -92,7 +98,7 @@ func (g *group) start(ctx context.Context) {
 
 		select {
 		case <-p.Ready():
-			g.logger.Info("started", lager.Data{"member": m.Name})
+			g.logger.Debug("member-ready", lager.Data{"member": m.Name})
 		case e := <-g.exits:
 			g.record(e, false)
 			return
@@ -130,13 +136,27 @@ func (g *group) record(e exit, stopping bool) {
 	}
 	switch {
 	case err == nil:
-		g.logger.Info("exited", data)
+		g.logger.Debug("member-exited", data)
 	case g.err == nil:
 		// Returned to the caller, who reports it; not logged twice.
 		g.err = fmt.Errorf("%s: %w", name, err)
-		g.logger.Info("exited", data)
+		g.logger.Debug("member-exited", data)
 	default:
 		// Only the first failure is returned; later ones would be lost.
-		g.logger.Error("exited-with-failure", err, data)
+		g.logger.Error("member-exited-with-failure", err, data)
 	}
+}
+
+// OnReady returns a runner for the last member of a group: it calls fn once
+// (every member before it is then ready, since the group starts members in
+// order), signals ready and waits for the stop signal. Daemons use it to log
+// upstream's "running" or "starting" line at the moment upstream's
+// ifrit.Invoke returned.
+func OnReady(fn func()) ifrit.Runner {
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		fn()
+		close(ready)
+		<-signals
+		return nil
+	})
 }

@@ -70,15 +70,20 @@ func TestRunContextStartsInOrderAndStopsInReverse(t *testing.T) {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 
+	// Debug only, and never upstream's lifecycle names ("starting",
+	// "exited", ...), which each daemon logs once itself.
 	var logged []string
 	for _, l := range sink.all() {
+		if l.LogLevel != lager.DEBUG {
+			t.Errorf("group line %q at level %v, want debug", l.Message, l.LogLevel)
+		}
 		logged = append(logged, l.Message+" "+l.Data["member"].(string))
 	}
 	wantLogs := []string{
-		"test.starting a", "test.started a",
-		"test.starting b", "test.started b",
-		"test.starting c", "test.started c",
-		"test.exited c", "test.exited b", "test.exited a",
+		"test.member-starting a", "test.member-ready a",
+		"test.member-starting b", "test.member-ready b",
+		"test.member-starting c", "test.member-ready c",
+		"test.member-exited c", "test.member-exited b", "test.member-exited a",
 	}
 	if diff := cmp.Diff(wantLogs, logged); diff != "" {
 		t.Errorf("logs (-want +got):\n%s", diff)
@@ -137,7 +142,7 @@ func TestRunContextMemberFailures(t *testing.T) {
 			wantErr:  boom,
 			wantMsg:  "c: boom",
 			want:     []string{"start a", "ready a", "start b", "ready b", "start c", "ready c", "exit c", "stop b", "stop a"},
-			wantLogs: []string{"test.exited-with-failure"},
+			wantLogs: []string{"test.member-exited-with-failure"},
 		},
 	}
 	for _, tt := range tests {
@@ -280,6 +285,33 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 		t.Fatal("Run did not stop on SIGTERM")
 	}
 	if diff := cmp.Diff([]string{"start a", "ready a", "stop a"}, rec.get()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+func TestOnReadyRunsOnceEveryEarlierMemberIsReady(t *testing.T) {
+	rec := &recorder{}
+	a := &fakeMember{name: "a", rec: rec, gate: make(chan struct{})}
+	b := &fakeMember{name: "b", rec: rec}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logger, _ := newTestLogger()
+	ms := append(members(a, b), daemon.Member{Name: "running", Runner: daemon.OnReady(func() { rec.add("running") })})
+	done := runAsync(ctx, logger, ms...)
+
+	eventually(t, "a to start", func() bool { return rec.has("start a") })
+	time.Sleep(30 * time.Millisecond)
+	if rec.has("running") {
+		t.Fatal("OnReady ran before a was ready")
+	}
+	close(a.gate)
+	eventually(t, "running", func() bool { return rec.has("running") })
+	cancel()
+	if err := wait(t, done); err != nil {
+		t.Fatalf("RunContext = %v, want nil: OnReady stops cleanly", err)
+	}
+	want := []string{"start a", "ready a", "start b", "ready b", "running", "stop b", "stop a"}
+	if diff := cmp.Diff(want, rec.get()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }

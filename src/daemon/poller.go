@@ -38,13 +38,14 @@ func (f *fatalError) Unwrap() error { return f.err }
 // previous call returned; the jitter keeps cells from polling a shared server
 // in lockstep. fn's ctx is cancelled when the runner is signalled.
 //
-// An error marked with Fatal ends the runner with upstream's message,
-// `This cell must be restarted (run "bosh restart <job>"): fatal: <err>`.
-// Any other error is logged as "<name>.poll-cycle" and polling continues.
+// Every error is logged as "poll-cycle" on logger as given (upstream's
+// pollers log on the daemon's logger or on a session the caller chose, so
+// the caller picks: silk-daemon and the agent pass their root logger,
+// policy-server a "policy-cleaner-poller" session). An error marked with
+// Fatal then ends the runner with upstream's message,
+// `This cell must be restarted (run "bosh restart <job>"): fatal: <err>`;
+// any other error lets polling continue. name only labels errors.
 func Poller(logger lager.Logger, name string, interval, jitter time.Duration, fn func(context.Context) error) ifrit.Runner {
-	if name != "" {
-		logger = logger.Session(name)
-	}
 	return &poller{logger: logger, name: name, interval: interval, jitter: jitter, fn: fn}
 }
 
@@ -70,11 +71,11 @@ func (p *poller) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			return nil // signalled: errors from the cut-short cycle don't matter
 		}
 		if err != nil {
+			p.logger.Error("poll-cycle", err)
 			if IsFatal(err) {
 				//lint:ignore ST1005 upstream's exact, capitalised message
 				return fmt.Errorf("This cell must be restarted (run \"bosh restart <job>\"): %w", err)
 			}
-			p.logger.Error("poll-cycle", err)
 		}
 
 		t := time.NewTimer(nextDelay(p.interval, p.jitter))

@@ -76,8 +76,10 @@ func TestPollerErrors(t *testing.T) {
 				if calls.Load() != 1 {
 					t.Errorf("cycles = %d, want 1", calls.Load())
 				}
-				if logs := sink.find("test.vxlan-poller.poll-cycle"); len(logs) != 0 {
-					t.Errorf("fatal error also logged: %+v", logs)
+				// Logged first, as upstream's poller does, on the logger as given.
+				logs := sink.find("test.poll-cycle")
+				if len(logs) != 1 || logs[0].LogLevel != lager.ERROR || logs[0].Data["error"] != tt.err.Error() {
+					t.Errorf("poll-cycle logs = %+v, want one error line with %q", logs, tt.err)
 				}
 				return
 			}
@@ -86,7 +88,7 @@ func TestPollerErrors(t *testing.T) {
 			if err := stopProcess(t, p); err != nil {
 				t.Errorf("exit = %v", err)
 			}
-			logs := sink.find("test.vxlan-poller.poll-cycle")
+			logs := sink.find("test.poll-cycle")
 			if len(logs) < 3 {
 				t.Fatalf("poll-cycle logs = %d, want one per failed cycle", len(logs))
 			}
@@ -110,7 +112,7 @@ func TestPollerSignalCancelsCycle(t *testing.T) {
 	if err := stopProcess(t, p); err != nil {
 		t.Errorf("exit = %v, want nil", err)
 	}
-	if logs := sink.find("test.p.poll-cycle"); len(logs) != 0 {
+	if logs := sink.find("test.poll-cycle"); len(logs) != 0 {
 		t.Errorf("cancelled cycle logged as a failure: %+v", logs)
 	}
 }

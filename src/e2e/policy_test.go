@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netman-release/netman/src/testsupport/celltest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
 func app(guid, space string) celltest.ContainerOptions {
@@ -138,6 +140,16 @@ func TestPolicyEnforcement(t *testing.T) {
 		code, body, err := c2.Get("http://127.0.0.1:8721/iptables-c2c-logging")
 		if err != nil || code != 200 || strings.TrimSpace(body) != `{"enabled":false}` {
 			t.Errorf("c2c logging state: %d %q %v", code, body, err)
+		}
+	})
+
+	t.Run("the agent logs upstream's lifecycle lines", func(t *testing.T) {
+		// parsed-config first, starting once every member runs, as
+		// upstream; never the group's own member lines at info.
+		msgs := logtest.MessagesIn(logtest.ParseJSON(t, c2.AgentLog()))
+		parsed, starting := slices.Index(msgs, "cfnetworking.vxlan-policy-agent.parsed-config"), slices.Index(msgs, "cfnetworking.vxlan-policy-agent.starting")
+		if parsed != 0 || starting < 0 {
+			t.Errorf("parsed-config at %d, starting at %d, want 0 and later:\n%s", parsed, starting, strings.Join(msgs, "\n"))
 		}
 	})
 }

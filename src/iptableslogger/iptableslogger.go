@@ -57,8 +57,10 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 		return fmt.Errorf("tail input: %w", err)
 	}
 	defer tailer.Close()
-	// Upstream's message, which its tests and operators wait for.
-	logger.Info("started tailing file", lager.Data{"file": cfg.KernelLogFile, "reader": tailer.Kind()})
+	// Upstream's message, which its tests and operators wait for, without
+	// data as upstream; which reader tails the file is a debug detail.
+	logger.Info("started tailing file")
+	logger.Debug("tail-reader", lager.Data{"file": cfg.KernelLogFile, "reader": tailer.Kind()})
 
 	sender := opts.Sender
 	if sender == nil {
@@ -76,8 +78,8 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 	proc := NewProcessor(logger.Session("iptables-runner"), containers, out, format, opts.Now, sender)
 	return edge.RunContext(ctx, logger,
 		edge.Member{Name: "metrics_emitter", Runner: edge.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
-		edge.Member{Name: "output_file_watcher", Runner: edge.Poller(logger, "output-file-watcher", outputCheckInterval, 0, out.Check)},
-		edge.Member{Name: "iptables_runner", Runner: edge.Poller(logger, "iptables-runner", restartInterval, 0, func(ctx context.Context) error {
+		edge.Member{Name: "output_file_watcher", Runner: edge.Poller(logger.Session("output-file-watcher"), "output-file-watcher", outputCheckInterval, 0, out.Check)},
+		edge.Member{Name: "iptables_runner", Runner: edge.Poller(logger.Session("iptables-runner"), "iptables-runner", restartInterval, 0, func(ctx context.Context) error {
 			return tailer.Run(ctx, proc)
 		})},
 	)

@@ -384,9 +384,11 @@ func TestRunReportsAndWritesTelemetry(t *testing.T) {
 	if got[MetricNetInterfaceCount].Value != 3 || got[MetricIPTablesRuleCount].Value != 30 || got[MetricOverlayTxDropped].Value != 4 {
 		t.Errorf("metrics = %+v", got)
 	}
+	// Upstream's lifecycle lines: parsed-config first, then starting once
+	// the pollers run.
 	msgs := logs.messages(t)
-	if len(msgs) == 0 || msgs[0] != "cfnetworking.netmon.parsed-config" {
-		t.Errorf("first message = %v", msgs)
+	if len(msgs) < 2 || msgs[0] != "cfnetworking.netmon.parsed-config" || !slices.Contains(msgs, "cfnetworking.netmon.starting") {
+		t.Errorf("messages = %v", msgs)
 	}
 	for _, l := range logs.lines(t) {
 		if l.LogLevel >= int(lager.ERROR) {

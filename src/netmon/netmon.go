@@ -117,6 +117,8 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 		tele := &Telemetry{Logger: logger, Out: out, Rules: rules, Aggregate: agg, Interval: interval, Now: opts.Now}
 		members = append(members, edge.Member{Name: "telemetry_poller", Runner: every(interval, tele.Report)})
 	}
+	// Upstream logs "starting" once the pollers run.
+	members = append(members, edge.Member{Name: "starting", Runner: edge.OnReady(func() { logger.Info("starting") })})
 	return edge.RunContext(ctx, logger, members...)
 }
 

@@ -93,8 +93,11 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 			return nil
 		})},
 	)
-	if err == nil {
-		logger.Info("server-stopped")
+	if err != nil {
+		// Upstream's line when a member fails.
+		logger.Error("ifrit-failure", err)
+		return err
 	}
-	return err
+	logger.Info("server-stopped")
+	return nil
 }

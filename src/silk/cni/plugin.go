@@ -97,11 +97,33 @@ func argsError(msg string) *types.Error {
 	return types.NewError(types.ErrInvalidEnvironmentVariables, msg, "")
 }
 
-// logFailure records a command's error once, at the boundary.
+// logFailure records a command's error once, at the boundary, under the
+// name upstream logs for the failed step ("create-veth-pair-failed", ...);
+// errors of no step are "<action>-failed".
 func logFailure(logger lager.Logger, action string, err *error) {
-	if *err != nil {
-		logger.Error(action+"-failed", *err)
+	if *err == nil {
+		return
 	}
+	msg := action + "-failed"
+	var te *types.Error
+	if errors.As(*err, &te) && stepFailures[te.Msg] != "" {
+		msg = stepFailures[te.Msg]
+	}
+	logger.Error(msg, *err)
+}
+
+// stepFailures maps a step's CNI error message to upstream's log message.
+var stepFailures = map[string]string{
+	"discover network info":    "get-network-info-failed",
+	"generate ipam config":     "generate-ipam-config-failed",
+	"run ipam plugin":          "host-local-ipam-failed",
+	"create config":            "create-config-failed",
+	"create veth pair":         "create-veth-pair-failed",
+	"set up host":              "setup-host-failed",
+	"set up container":         "setup-container-failed",
+	"convert result":           "convert-ipam-result-failed",
+	"write container metadata": "write-container-metadata-failed",
+	"teardown failed":          "teardown-failed",
 }
 
 // Add creates the container's network; on any failure it removes what it
@@ -252,7 +274,7 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) (err error) {
 		if nsErr != nil {
 			// The namespace is gone, and with it the container end and
 			// therefore the whole pair. Clean up the rest regardless.
-			logger.Info("open-netns-failed", lager.Data{"error": nsErr.Error()})
+			logger.Error("open-netns-failed", nsErr) // upstream's line and level
 		} else {
 			_, delErr := deleteLinkIf(containerNS, args.IfName, isSilkContainerEnd)
 			containerNS.Close()
@@ -277,7 +299,7 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) (err error) {
 	}
 	if conf.DataDir != "" {
 		if relErr := pool.release(args.ContainerID, args.IfName); relErr != nil {
-			logger.Error("release-ip-failed", relErr)
+			logger.Error("host-local-ipam-failed", relErr) // upstream's name for the IPAM release
 		}
 	}
 	if conf.Datastore != "" {

@@ -92,7 +92,7 @@ func (l *Leaser) Acquire(ctx context.Context, underlayIP string, single bool) (l
 		if _, err := l.store.DeleteByUnderlayIP(ctx, underlayIP); err != nil {
 			return lease.Lease{}, fmt.Errorf("deleting lease outside the pool: %w", err)
 		}
-		l.logger.Info("lease-deleted-outside-pool", lager.Data{"lease": existing})
+		l.logger.Info("lease-deleted", lager.Data{"lease": existing})
 	}
 
 	var lastErr error
@@ -154,8 +154,12 @@ func (l *Leaser) Renew(ctx context.Context, presented lease.Lease) (adopted bool
 		return false, invalid("%s", err)
 	}
 	hit, err := l.store.Touch(ctx, presented)
-	if err != nil || hit {
+	if err != nil {
 		return false, err
+	}
+	if hit {
+		l.logger.Debug("lease-renewed", lager.Data{"lease": presented})
+		return false, nil
 	}
 	stored, found, err := l.store.ByUnderlayIP(ctx, presented.UnderlayIP)
 	if err != nil {
@@ -187,7 +191,9 @@ func (l *Leaser) Release(ctx context.Context, underlayIP string) error {
 	}
 	if !deleted {
 		l.logger.Debug("lease-not-found", lager.Data{"underlay_ip": underlayIP})
+		return nil
 	}
+	l.logger.Info("lease-released", lager.Data{"underlay_ip": underlayIP})
 	return nil
 }
 

@@ -257,3 +257,38 @@ func TestLeaserOnEveryDialect(t *testing.T) {
 		})
 	})
 }
+
+// Upstream's lease lines: info on acquire, re-acquire and release, debug on
+// renewal and on releasing nothing.
+func TestLeaserLogLines(t *testing.T) {
+	f := newFixture(t, sqldb.TypeSQLite, "10.255.0.0/16", 24)
+	logger, capture := logtest.NewCapture(t, "cfnetworking.silk-controller")
+	f.leaser.logger = logger
+	ctx := context.Background()
+	got, err := f.leaser.Acquire(ctx, "10.0.0.5", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.leaser.Acquire(ctx, "10.0.0.5", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.leaser.Renew(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := f.leaser.Release(ctx, "10.0.0.5"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := map[string]any{"underlay_ip": got.UnderlayIP, "overlay_subnet": got.OverlaySubnet, "overlay_hardware_addr": got.OverlayHardwareAddr}
+	want := []logtest.Line{
+		{Message: "cfnetworking.silk-controller.lease-acquired", Level: "info", Data: map[string]any{"lease": l}},
+		{Message: "cfnetworking.silk-controller.lease-renewed", Level: "info", Data: map[string]any{"lease": l}},
+		{Message: "cfnetworking.silk-controller.lease-renewed", Level: "debug", Data: map[string]any{"lease": l}},
+		{Message: "cfnetworking.silk-controller.lease-released", Level: "info", Data: map[string]any{"underlay_ip": "10.0.0.5"}},
+		{Message: "cfnetworking.silk-controller.lease-not-found", Level: "debug", Data: map[string]any{"underlay_ip": "10.0.0.5"}},
+	}
+	if diff := cmp.Diff(want, capture.Lines()); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+}

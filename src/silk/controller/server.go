@@ -25,7 +25,9 @@ const (
 )
 
 // Run starts silk-controller and blocks until ctx is cancelled or a member
-// fails. The start order is upstream's: API, health, debug, metrics.
+// fails. The start order is upstream's: API, health, debug, metrics. It logs
+// upstream's "starting-servers" before the servers start and "running" once
+// all are ready; the main logs "starting", "parsed-config" and "exited".
 func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config) error {
 	tlsConfig, err := mtls.ServerConfig(cfg.ServerCertFile, cfg.ServerKeyFile, cfg.CACertFile)
 	if err != nil {
@@ -50,7 +52,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	defer sender.Close()
 
 	store := NewStore(db)
-	leaser := NewLeaser(logger.Session("leaser"), store, pool, cfg.LeaseExpirationSeconds)
+	leaser := NewLeaser(logger, store, pool, cfg.LeaseExpirationSeconds) // upstream's lease lines are on the root logger
 	api := NewAPI(logger.Session("api"), leaser, sender, IndexCacheTTL)
 	apiHandler := api.Handler(func(name string, h http.Handler) http.Handler {
 		return daemon.LogRequests(logger.Session("request"), daemon.MetricsMiddleware(sender, name, h))
@@ -58,12 +60,18 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	health := daemon.MetricsMiddleware(sender, "Health", HealthHandler(logger.Session("health"), db.PingContext))
 
 	sources := append(leaseMetricSources(store, pool, cfg.StalenessThresholdSeconds), db.MetricSources()...)
-	return daemon.RunContext(ctx, logger,
+	logger.Info("starting-servers")
+	err = daemon.RunContext(ctx, logger,
 		daemon.Member{Name: "server", Runner: daemon.HTTPServer(logger.Session("server"), hostPort(cfg.ListenHost, cfg.ListenPort), apiHandler, tlsConfig)},
 		daemon.Member{Name: "health-server", Runner: daemon.HTTPServer(logger.Session("health-server"), hostPort("127.0.0.1", cfg.HealthCheckPort), health, nil)},
 		daemon.Member{Name: "debug-server", Runner: daemon.HTTPServer(logger.Session("debug-server"), hostPort("127.0.0.1", cfg.DebugServerPort), daemon.DebugHandler(sink, sender.Registry()), nil)},
 		daemon.Member{Name: "metrics-emitter", Runner: daemon.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second, sources...)},
+		daemon.Member{Name: "running", Runner: daemon.OnReady(func() { logger.Info("running") })},
 	)
+	if err != nil {
+		return fmt.Errorf("wait returned error: %w", err)
+	}
+	return nil
 }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

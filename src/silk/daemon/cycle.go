@@ -89,8 +89,11 @@ func (c *Cycle) Run(ctx context.Context) error {
 	if res.Stats.Invalid > 0 {
 		c.Logger.Info("converger", lager.Data{"invalid-lease-count": res.Stats.Invalid})
 	}
-	c.Logger.Debug("converge-leases", lager.Data{
-		"leases": len(leases), "routes": res.Routes, "arp": res.ARP, "fdb": res.FDB, "writes": res.Writes,
+	// Upstream's line and data; the counts (netman writes only the
+	// difference) go on a line of their own.
+	c.Logger.Debug("converge-leases", lager.Data{"leases": leases})
+	c.Logger.Debug("converged", lager.Data{
+		"routes": res.Routes, "arp": res.ARP, "fdb": res.FDB, "writes": res.Writes,
 	})
 	c.gc.check(res.ARP)
 	return nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	edge "github.com/netman-release/netman/src/daemon"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/silk/controller"
@@ -153,5 +155,35 @@ func TestCycleListAndConvergeFailures(t *testing.T) {
 	}
 	if counter(sender, "convergeFailure") != 1 || counter(sender, "convergeSuccess") != 0 {
 		t.Error("convergeFailure not counted")
+	}
+}
+
+// Upstream's lines for a good poll: vxlan_planner's "renew-lease" and
+// "converge-leases" at debug, with the lease and every routable lease.
+func TestCycleLogLines(t *testing.T) {
+	fc := &fakeController{leases: []lease.Lease{remote(17), remote(1)}}
+	c, _, _, _ := newTestCycle(t, fc, time.Hour)
+	logger, capture := logtest.NewCapture(t, "cfnetworking.silk-daemon")
+	c.Logger = logger
+	if err := c.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	asData := func(ls ...lease.Lease) []any {
+		var out []any
+		for _, l := range ls {
+			out = append(out, map[string]any{"underlay_ip": l.UnderlayIP, "overlay_subnet": l.OverlaySubnet, "overlay_hardware_addr": l.OverlayHardwareAddr})
+		}
+		return out
+	}
+	want := []logtest.Line{
+		{Message: "cfnetworking.silk-daemon.renew-lease", Level: "debug", Data: map[string]any{"lease": asData(remote(17))[0]}},
+		{Message: "cfnetworking.silk-daemon.converge-leases", Level: "debug", Data: map[string]any{"leases": asData(remote(17), remote(1))}},
+	}
+	got := append(capture.Find("cfnetworking.silk-daemon.renew-lease"), capture.Find("cfnetworking.silk-daemon.converge-leases")...)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+	if l := capture.Find("cfnetworking.silk-daemon.converged"); len(l) != 1 || l[0].Level != "debug" || l[0].Data["arp"] != 1.0 {
+		t.Errorf("converged = %+v, want one debug line with the counts", l)
 	}
 }

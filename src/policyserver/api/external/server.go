@@ -102,7 +102,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		{Name: "http_server", Runner: daemon.HTTPServer(logger.Session("http-server"), cfg.ListenAddress(), api.Handler(), tlsConfig)},
 	}
 	if cleaner != nil {
-		members = append(members, daemon.Member{Name: "policy-cleaner-poller", Runner: daemon.Poller(logger, "policy-cleaner-poller", cfg.CleanupEvery(), 0, cleaner.PollCycle())})
+		members = append(members, daemon.Member{Name: "policy-cleaner-poller", Runner: daemon.Poller(logger.Session("policy-cleaner-poller"), "policy-cleaner-poller", cfg.CleanupEvery(), 0, cleaner.PollCycle())})
 	} else {
 		logger.Info("policy-cleaner-disabled", lager.Data{"reason": "auth_tokens_file is set: no Cloud Controller to ask which apps exist"})
 	}
