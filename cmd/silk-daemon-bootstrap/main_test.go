@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,23 +72,6 @@ func config(url string, files *mtlstest.Files, lock string) bootstrap.Config {
 	}
 }
 
-// binDir is garden's iptables_bin_dir for a flavor: iptables,
-// iptables-restore and iptables-save, which the bootstrap runs from PATH.
-func binDir(t *testing.T, f iptables.Flavor) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, suffix := range []string{"", "-restore", "-save"} {
-		target, err := exec.LookPath("iptables-" + string(f) + suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(target, filepath.Join(dir, "iptables"+suffix)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // TestSingleIPVM runs the bootstrap in a namespace against the real
 // policy-server-internal: the router tag is created there and marks the
 // VM's overlay traffic; a second run (pre-start again) changes nothing.
@@ -113,7 +95,7 @@ func testSingleIPVM(t *testing.T, fl iptables.Flavor) {
 	st, url := policyServer(t, l, files)
 	lock := filepath.Join(t.TempDir(), "garden-cni", "iptables.lock")
 	path := writeConfig(t, config(url, files, lock))
-	bin := binDir(t, fl)
+	bin := netnstest.IPTablesBinDir(t, fl)
 
 	var want string
 	for run := 1; run <= 2; run++ {
