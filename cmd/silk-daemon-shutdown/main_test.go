@@ -57,8 +57,6 @@ func TestBadFlags(t *testing.T) {
 		want string
 	}{
 		{nil, "silk-daemon-shutdown: -containerMetadataFile, -silkDaemonUrl, -silkDaemonPidPath and -iptablesLockFile are required\n"},
-		{[]string{"--containerMetadataFile", "/nope/store.json", "--silkDaemonUrl", "http://127.0.0.1:1/ping",
-			"--silkDaemonPidPath", "/nope.pid", "--iptablesLockFile", "/l"}, "silk-daemon-shutdown: stat /nope: no such file or directory\n"},
 		{[]string{"--containerMetadataFile", "/s.json", "--silkDaemonUrl", "http://127.0.0.1:1/ping",
 			"--silkDaemonPidPath", "/nope.pid", "--iptablesLockFile", "/l", "--silkDaemonTimeout", "0"},
 			"silk-daemon-shutdown: -containerMetadataFileCheckInterval, -silkDaemonTimeout and -pingServerTimeout must be positive, -containerMetadataFileCheckTimeout not negative\n"},

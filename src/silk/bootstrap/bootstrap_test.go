@@ -197,3 +197,11 @@ func TestRun(t *testing.T) {
 		t.Errorf("policy server down: %v, %d iptables calls", err, tbl.calls)
 	}
 }
+
+// TestExampleConfig keeps config/silk-daemon-bootstrap.json loadable.
+func TestExampleConfig(t *testing.T) {
+	cfg, err := bootstrap.LoadConfig(filepath.Join("..", "..", "..", "config", "silk-daemon-bootstrap.json"))
+	if err != nil || !cfg.SingleIPOnly || cfg.PolicyServerURL != "https://policy-server.service.cf.internal:4003" {
+		t.Errorf("example config: %+v %v", cfg, err)
+	}
+}

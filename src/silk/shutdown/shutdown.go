@@ -46,12 +46,14 @@ type Store interface {
 }
 
 // Run is the shutdown. A daemon that is not running (no pid file, or a
-// stale one) counts as stopped.
+// stale one) counts as stopped. A missing metadata directory fails the
+// shutdown, as upstream, but only after the daemon is stopped and the chain
+// removed: the drain goes on to silk-teardown either way.
 func Run(ctx context.Context, logger lager.Logger, cfg Config, store Store, ipt bootstrap.Table) error {
-	if _, err := os.Stat(filepath.Dir(cfg.MetadataFile)); err != nil {
-		return err
-	}
-	if n := waitForEmptyStore(ctx, logger, cfg, store); n != 0 {
+	_, noStore := os.Stat(filepath.Dir(cfg.MetadataFile))
+	if noStore != nil {
+		logger.Error("container-metadata-directory", noStore)
+	} else if n := waitForEmptyStore(ctx, logger, cfg, store); n != 0 {
 		logger.Info("containers-remain", lager.Data{"file": cfg.MetadataFile, "containers": n, "timeout": cfg.CheckTimeout.String()})
 	}
 	if err := ctx.Err(); err != nil {
@@ -71,7 +73,7 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, store Store, ipt 
 		return err
 	}
 	logger.Info("done")
-	return nil
+	return noStore
 }
 
 // waitForEmptyStore reads the store every CheckInterval, at most

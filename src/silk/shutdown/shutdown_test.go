@@ -157,6 +157,23 @@ func TestRun(t *testing.T) {
 	}
 }
 
+func TestNoMetadataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	tbl := &fakeTable{}
+	cfg := shutdown.Config{
+		MetadataFile: filepath.Join(dir, "missing", "store.json"), CheckInterval: time.Millisecond,
+		DaemonURL: "http://127.0.0.1:1/ping", DaemonTimeout: time.Millisecond, PingTimeout: time.Second,
+		DaemonPidFile: filepath.Join(dir, "none.pid"),
+	}
+	err := shutdown.Run(t.Context(), lager.NewLogger("t"), cfg, metadata.New(cfg.MetadataFile), tbl)
+	if want := "stat " + filepath.Join(dir, "missing") + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+	if diff := cmp.Diff(removed, tbl.lines); diff != "" {
+		t.Errorf("the chain is removed all the same (-want +got):\n%s", diff)
+	}
+}
+
 func TestRunFailures(t *testing.T) {
 	dir := t.TempDir()
 	garbage := filepath.Join(dir, "garbage.pid")
@@ -168,8 +185,6 @@ func TestRunFailures(t *testing.T) {
 		cfg     shutdown.Config
 		wantErr string
 	}{
-		{"no metadata directory", shutdown.Config{MetadataFile: filepath.Join(dir, "missing", "store.json")},
-			"stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
 		{"pid file garbage", shutdown.Config{MetadataFile: filepath.Join(dir, "store.json"), DaemonPidFile: garbage},
 			"pid file " + garbage + `: "nope" is not a pid`},
 	}
