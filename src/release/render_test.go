@@ -19,6 +19,7 @@ import (
 	"github.com/netman-release/netman/src/discovery/adapter"
 	sdc "github.com/netman-release/netman/src/discovery/controller"
 	"github.com/netman-release/netman/src/gardennet"
+	"github.com/netman-release/netman/src/healthchecker"
 	"github.com/netman-release/netman/src/iptableslogger"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/netmon"
@@ -123,6 +124,16 @@ func configChecks() []configCheck {
 			load:    func(p string) error { _, err := bootstrap.LoadConfig(p); return err },
 			strict:  func() any { return &bootstrap.Config{} },
 			example: "silk-daemon-bootstrap.json",
+		},
+		{
+			job: "silk-daemon", dest: "config/healthchecker.yml",
+			load:   func(p string) error { _, err := healthchecker.LoadConfig(p); return err },
+			strict: func() any { return &healthchecker.Config{} },
+		},
+		{
+			job: "bosh-dns-adapter", dest: "config/healthchecker.yml",
+			load:   func(p string) error { _, err := healthchecker.LoadConfig(p); return err },
+			strict: func() any { return &healthchecker.Config{} },
 		},
 		{
 			job: "policy-server", dest: "config/policy-server.json",
