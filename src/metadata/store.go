@@ -169,6 +169,21 @@ func (s *Store) ReadAll(ctx context.Context) (map[string]Container, error) {
 // Version returns the current version counter.
 func (s *Store) Version() (int, error) { return s.readVersion() }
 
+// Modify hands change every container, read under the lock; when change
+// reports that it changed the map, the store is written once (one version
+// bump however many entries changed). change must not keep the map.
+func (s *Store) Modify(ctx context.Context, change func(pool map[string]Container) (changed bool)) error {
+	return s.modify(ctx, func(pool map[string]Container) error {
+		if !change(pool) {
+			return errUnchanged
+		}
+		return nil
+	})
+}
+
+// errUnchanged tells modify to write nothing.
+var errUnchanged = errors.New("unchanged")
+
 func (s *Store) modify(ctx context.Context, change func(map[string]Container) error) error {
 	unlock, err := s.lock.Acquire(ctx)
 	if err != nil {
@@ -179,7 +194,9 @@ func (s *Store) modify(ctx context.Context, change func(map[string]Container) er
 	if err != nil {
 		return err
 	}
-	if err := change(pool); err != nil {
+	if err := change(pool); errors.Is(err, errUnchanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	data, err := encode(pool)

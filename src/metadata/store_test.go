@@ -292,3 +292,45 @@ func TestOwnership(t *testing.T) {
 		t.Error("unknown owner accepted")
 	}
 }
+
+func TestModifyWritesOnceOrNotAtAll(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t)
+	for _, h := range []string{"a", "b"} {
+		if err := s.Add(ctx, h, "10.0.0.1", map[string]any{"k": "old"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v0, _ := s.Version()
+
+	if err := s.Modify(ctx, func(map[string]Container) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Version(); v != v0 {
+		t.Errorf("an unchanged Modify bumped the version %d -> %d", v0, v)
+	}
+
+	if err := s.Modify(ctx, func(pool map[string]Container) bool {
+		for h, c := range pool {
+			c.Metadata = map[string]any{"k": "new"}
+			pool[h] = c
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Version(); v != v0+1 {
+		t.Errorf("version %d after changing two entries in one Modify, want %d", v, v0+1)
+	}
+	got, err := New(s.Path()).ReadAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Container{
+		"a": {Handle: "a", IP: "10.0.0.1", Metadata: map[string]any{"k": "new"}},
+		"b": {Handle: "b", IP: "10.0.0.1", Metadata: map[string]any{"k": "new"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("store (-want +got):\n%s", diff)
+	}
+}

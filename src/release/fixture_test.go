@@ -200,6 +200,7 @@ func cfDeployment(t testing.TB) Deployment {
 						},
 					}},
 					{Name: "netmon"},
+					{Name: "silk-datastore-syncer"},
 					{Name: "iptables-logger"},
 					{Name: "bosh-dns-adapter", Properties: map[string]any{
 						"internal_domains": []string{"apps.internal."},

@@ -19,11 +19,13 @@ import (
 	"github.com/netman-release/netman/src/discovery/adapter"
 	sdc "github.com/netman-release/netman/src/discovery/controller"
 	"github.com/netman-release/netman/src/gardennet"
+	"github.com/netman-release/netman/src/healthchecker"
 	"github.com/netman-release/netman/src/iptableslogger"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/netmon"
 	"github.com/netman-release/netman/src/policyserver/api/internalapi"
 	psconfig "github.com/netman-release/netman/src/policyserver/config"
+	"github.com/netman-release/netman/src/silk/bootstrap"
 	silkcni "github.com/netman-release/netman/src/silk/cni"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/daemon"
@@ -116,6 +118,22 @@ func configChecks() []configCheck {
 			load:    func(p string) error { _, err := daemon.LoadConfig(p); return err },
 			strict:  func() any { return &daemon.Config{} },
 			example: "silk-daemon.json", netmanOnly: []string{"mtu"},
+		},
+		{
+			job: "silk-daemon", dest: "config/bootstrap-config.json",
+			load:    func(p string) error { _, err := bootstrap.LoadConfig(p); return err },
+			strict:  func() any { return &bootstrap.Config{} },
+			example: "silk-daemon-bootstrap.json",
+		},
+		{
+			job: "silk-daemon", dest: "config/healthchecker.yml",
+			load:   func(p string) error { _, err := healthchecker.LoadConfig(p); return err },
+			strict: func() any { return &healthchecker.Config{} },
+		},
+		{
+			job: "bosh-dns-adapter", dest: "config/healthchecker.yml",
+			load:   func(p string) error { _, err := healthchecker.LoadConfig(p); return err },
+			strict: func() any { return &healthchecker.Config{} },
 		},
 		{
 			job: "policy-server", dest: "config/policy-server.json",

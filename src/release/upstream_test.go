@@ -76,9 +76,15 @@ var upstreamJobs = map[string]upstreamJob{
 		consumes: map[string]upstreamLink{
 			"cf_network": {typ: "cf_network"},
 			"iptables":   {typ: "iptables", optional: true},
-			// Upstream requires it (for silk-daemon-bootstrap); netman has no
-			// bootstrap yet, so it is optional here.
+			// Upstream requires it (for silk-daemon-bootstrap); netman needs
+			// it only with single_ip_only (the template says so).
 			"vpa": {typ: "policy-agent", optional: true},
+		},
+	},
+	"silk-datastore-syncer": {
+		properties: map[string]any{
+			"disable": false, "sync_interval_in_seconds": 30, "garden.address": "/var/vcap/data/garden/garden.sock",
+			"garden.network": "unix", "log_level": "info",
 		},
 	},
 	"silk-cni": {
@@ -182,7 +188,7 @@ var upstreamJobs = map[string]upstreamJob{
 
 // pendingJobs are upstream jobs netman does not have yet because their
 // binaries are not written (spec §4.2, §4.3).
-var pendingJobs = []string{"silk-datastore-syncer", "policy-server-asg-syncer"}
+var pendingJobs = []string{"policy-server-asg-syncer"}
 
 type upstreamJob struct {
 	properties map[string]any

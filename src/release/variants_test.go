@@ -255,10 +255,41 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "a router joins the overlay with one IP",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "silk-daemon", func(j *Job) { j.Properties["single_ip_only"] = true })
+			},
+			check: func(t *testing.T, r rendering) {
+				c := jsonFile(t, r, "silk-daemon", "config/bootstrap-config.json")
+				if c["single_ip_only"] != true || c["policy_server_url"] != "https://policy-server.service.cf.internal:4003" ||
+					c["iptables_lock_file"] != "/var/vcap/data/garden-cni/iptables.lock" {
+					t.Errorf("bootstrap-config.json %v", c)
+				}
+				if jsonFile(t, r, "silk-daemon", "config/client-config.json")["single_ip_only"] != true {
+					t.Error("the daemon does not ask for a single IP")
+				}
+				for _, pair := range [][2]string{
+					{"config/certs/policy-agent/client.crt", "config/certs/client.crt"},
+					{"config/certs/policy-agent/client.key", "config/certs/client.key"},
+					{"config/certs/policy-agent/ca.crt", "config/certs/ca.crt"},
+				} {
+					got := strings.TrimSpace(string(readFile(t, r.file(t, "silk-daemon", pair[0]).Path)))
+					want := strings.TrimSpace(string(readFile(t, r.file(t, "vxlan-policy-agent", pair[1]).Path)))
+					if got == "" || got != want {
+						t.Errorf("silk-daemon %s is not vxlan-policy-agent's %s", pair[0], pair[1])
+					}
+				}
+				pre := string(readFile(t, r.file(t, "silk-daemon", "bin/pre-start").Path))
+				if !strings.Contains(pre, "/var/vcap/packages/silk-daemon/bin/silk-daemon-bootstrap \\\n  -config=/var/vcap/jobs/silk-daemon/config/bootstrap-config.json") {
+					t.Errorf("pre-start does not run the bootstrap:\n%s", pre)
+				}
+			},
+		},
+		{
 			name: "every job disabled",
 			change: func(t *testing.T, d Deployment) Deployment {
 				for _, job := range []string{"silk-controller", "policy-server", "policy-server-internal", "silk-daemon",
-					"silk-cni", "vxlan-policy-agent", "netmon", "iptables-logger"} {
+					"silk-cni", "vxlan-policy-agent", "netmon", "iptables-logger", "silk-datastore-syncer"} {
 					d = withJob(t, d, job, func(j *Job) { j.Properties["disable"] = true })
 				}
 				return withJob(t, d, "bosh-dns-adapter", func(j *Job) {
@@ -345,6 +376,13 @@ func TestRenderFailures(t *testing.T) {
 		}, "client-config.json.erb", "vxlan_network and temporary_vxlan_interface cannot both be set"},
 		{"unknown vxlan_network", "silk-daemon", set("silk-daemon", "vxlan_network", "nope"), "client-config.json.erb", "vxlan_network 'nope' is not a network"},
 		{"route emitter interval not below staleness", "service-discovery-controller", set("service-discovery-controller", "route_emitter_interval_seconds", 180), "config.json.erb", "must be less than staleness_threshold_seconds"},
+		{"single_ip_only without the vpa link", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
+			d = set("silk-daemon", "single_ip_only", true)(t, d)
+			return withJob(t, d, "silk-daemon", func(j *Job) { j.Consumes = map[string]any{"vpa": nil} })
+		}, "bootstrap-config.json.erb", "single_ip_only needs the vpa link"},
+		{"datastore syncer interval zero", "silk-datastore-syncer", set("silk-datastore-syncer", "sync_interval_in_seconds", 0), "start.erb", "sync_interval_in_seconds must be at least 1 (got 0)"},
+		{"datastore syncer garden network", "silk-datastore-syncer", set("silk-datastore-syncer", "garden.network", "udp"), "start.erb", "garden.network must be unix or tcp (got 'udp')"},
+		{"datastore syncer log level", "silk-datastore-syncer", set("silk-datastore-syncer", "log_level", "loud"), "start.erb", "log_level must be debug, info, warn, error or fatal (got 'loud')"},
 		{"drain timestamp format", "silk-daemon", set("silk-daemon", "logging.format.timestamp", "unix"), "drain.erb", "logging.format.timestamp must be rfc3339 or deprecated"},
 		{"proxy redirect without a CIDR", "garden-cni", func(t *testing.T, d Deployment) Deployment {
 			d = set("garden-cni", "experimental_enable_proxy_redirect", true)(t, d)

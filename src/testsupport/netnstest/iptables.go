@@ -3,6 +3,7 @@ package netnstest
 import (
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/netman-release/netman/src/iptables"
@@ -46,4 +47,23 @@ func IPTablesFlavors(tb testing.TB) []iptables.Flavor {
 		testtier.Unavailable(tb, "neither iptables-nft nor iptables-legacy is installed (scripts/test installs Debian's iptables)", EnvRequireRoot)
 	}
 	return out
+}
+
+// IPTablesBinDir returns a directory holding iptables, iptables-restore and
+// iptables-save for flavor f, like garden's iptables_bin_dir that BOSH
+// scripts put first in PATH for the tools that run iptables by name.
+func IPTablesBinDir(tb testing.TB, f iptables.Flavor) string {
+	tb.Helper()
+	RequireIPTables(tb, f)
+	dir := tb.TempDir()
+	for _, suffix := range []string{"", "-restore", "-save"} {
+		target, err := exec.LookPath("iptables-" + string(f) + suffix)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Symlink(target, filepath.Join(dir, "iptables"+suffix)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
 }
