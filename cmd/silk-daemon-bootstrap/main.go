@@ -8,7 +8,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -50,7 +49,7 @@ func run(configPath string) error {
 		if err != nil {
 			return err
 		}
-		client = agent.NewClient(cfg.PolicyServerURL, &http.Transport{TLSClientConfig: tlsConfig}, clientTimeout)
+		client = agent.NewClient(cfg.PolicyServerURL, tlsConfig, clientTimeout)
 	}
 	ipt := iptables.New(iptables.Config{LockFile: cfg.IPTablesLockFile})
 	return bootstrap.Run(ctx, logger.Session("bootstrap"), cfg, client, ipt)

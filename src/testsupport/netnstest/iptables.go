@@ -2,6 +2,7 @@ package netnstest
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
