@@ -79,8 +79,7 @@ type Server struct {
 	onPage     func(page int)
 	requests   map[Endpoint]int
 
-	srv *http.Server
-	lis net.Listener
+	servers []*http.Server
 }
 
 // New returns an empty Cloud Controller whose UAA grants Token() to the
@@ -244,31 +243,37 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// Start serves Handler on addr with tlsConfig (nil: plain HTTP); Addr
-// tells where. Close stops it.
-func (s *Server) Start(addr string, tlsConfig *tls.Config) error {
+// Start serves Handler on another listener at addr ("127.0.0.1:0" for
+// any port) with tlsConfig (nil: plain HTTP) and returns its address. A
+// deployment-like setup starts two: the public API (server TLS) and the
+// internal API (mutual TLS). Close stops them all.
+func (s *Server) Start(addr string, tlsConfig *tls.Config) (string, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if tlsConfig != nil {
 		lis = tls.NewListener(lis, tlsConfig)
 	}
-	s.lis = lis
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.srv.Serve(lis) }()
-	return nil
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(lis) }()
+	return lis.Addr().String(), nil
 }
 
-// Addr is where Start listens.
-func (s *Server) Addr() string { return s.lis.Addr().String() }
-
-// Close stops the server started by Start.
+// Close stops every listener Start opened.
 func (s *Server) Close() error {
-	if s.srv == nil {
-		return nil
+	s.mu.Lock()
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		errs = append(errs, srv.Close())
 	}
-	return s.srv.Close()
+	return errors.Join(errs...)
 }
 
 // misbehave applies the endpoint's failure; it reports whether the
