@@ -72,7 +72,7 @@ func TestLockProtocol(t *testing.T) {
 // worker counts how many holders run work at once.
 type worker struct {
 	active, maxActive, runs atomic.Int32
-	cancelled              atomic.Int32
+	cancelled               atomic.Int32
 }
 
 func (w *worker) work(ctx context.Context) error {
