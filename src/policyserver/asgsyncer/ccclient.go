@@ -169,7 +169,8 @@ func (c *CCClient) SecurityGroups(ctx context.Context, token string) ([]CCSecuri
 		}
 	}
 	// Upstream's wording; the cause stays inspectable with errors.Is.
-	return nil, time.Time{}, fmt.Errorf("Ran out of retry attempts. Last error was: %w", err) //nolint:staticcheck // upstream's capitalised text
+	//lint:ignore ST1005 upstream's exact, capitalised message
+	return nil, time.Time{}, fmt.Errorf("Ran out of retry attempts. Last error was: %w", err)
 }
 
 func (c *CCClient) attemptPagination(ctx context.Context, token string) ([]CCSecurityGroup, time.Time, error) {
