@@ -70,10 +70,11 @@ func (s *Server) Holder(key string) string {
 	return l.resource.Owner
 }
 
-// Expire drops key's lock, as if its owner had stopped refreshing.
-func (s *Server) Expire(key string) {
+// Reassign gives key to owner for ttl at once, whoever held it: what the
+// holder sees when its lock expired unnoticed and another owner took it.
+func (s *Server) Reassign(key, owner string, ttl time.Duration) {
 	s.mu.Lock()
-	delete(s.locks, key)
+	s.locks[key] = heldLock{resource: Resource{Key: key, Owner: owner, Type: LockType, TypeCode: Lock}, expires: s.now().Add(ttl)}
 	s.mu.Unlock()
 }
 
