@@ -1,0 +1,136 @@
+package fakecc_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/fakecc"
+)
+
+// TestServesLikeCloudController checks the fake as the lab uses it: two
+// listeners, a token from its UAA, pages, the marker moving on v3 changes
+// only, and the internal endpoint refusing clients without a certificate.
+func TestServesLikeCloudController(t *testing.T) {
+	files := mtlstest.NewTestFiles(t)
+	cc := fakecc.New("client", "secret")
+	t.Cleanup(func() { _ = cc.Close() })
+	public, err := cc.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal, err := cc.Start("127.0.0.1:0", files.ServerConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneWay := &http.Client{Transport: &http.Transport{TLSClientConfig: files.ClientConfig(t)}, Timeout: 5 * time.Second}
+	oneWay.Transport.(*http.Transport).TLSClientConfig.Certificates = nil
+
+	resp, err := oneWay.PostForm("https://"+public+"/oauth/token", url.Values{"grant_type": {"client_credentials"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("token without credentials: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+public+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("client", "secret")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	getJSON(t, oneWay, req, http.StatusOK, &tok)
+	if tok.AccessToken != cc.Token() {
+		t.Fatalf("token %q", tok.AccessToken)
+	}
+
+	for i := range 5 {
+		cc.Put(fakecc.SecurityGroup{GUID: fmt.Sprintf("g%d", i), Name: "n", RunningSpaces: []string{"s"}})
+	}
+	cc.SetPageLimit(2)
+	var page struct {
+		Pagination struct {
+			TotalResults int `json:"total_results"`
+			TotalPages   int `json:"total_pages"`
+			Next         *struct {
+				Href string `json:"href"`
+			} `json:"next"`
+		} `json:"pagination"`
+		Resources []struct {
+			GUID          string `json:"guid"`
+			Relationships struct {
+				RunningSpaces struct {
+					Data []map[string]string `json:"data"`
+				} `json:"running_spaces"`
+			} `json:"relationships"`
+		} `json:"resources"`
+	}
+	list := func(query string, token string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "https://"+public+"/v3/security_groups"+query, nil)
+		req.Header.Set("Authorization", "bearer "+token)
+		page.Resources = nil
+		getJSON(t, oneWay, req, want, &page)
+	}
+	list("?per_page=5000&page=3", cc.Token(), http.StatusOK)
+	if page.Pagination.TotalResults != 5 || page.Pagination.TotalPages != 3 || page.Pagination.Next != nil ||
+		len(page.Resources) != 1 || page.Resources[0].GUID != "g4" || page.Resources[0].Relationships.RunningSpaces.Data[0]["guid"] != "s" {
+		t.Errorf("last page: %+v", page)
+	}
+	list("?per_page=5000&page=1", "wrong", http.StatusUnauthorized)
+	list("?per_page=5001", cc.Token(), http.StatusBadRequest)
+
+	marker := func(c *http.Client, want int) time.Time {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "https://"+internal+"/internal/v4/asg_latest_update", nil)
+		req.Header.Set("Authorization", "bearer "+cc.Token())
+		var m struct {
+			LastUpdate string `json:"last_update"`
+		}
+		getJSON(t, c, req, want, &m)
+		ts, _ := time.Parse(time.RFC3339, m.LastUpdate)
+		return ts
+	}
+	mutual := &http.Client{Transport: &http.Transport{TLSClientConfig: files.ClientConfig(t)}, Timeout: 5 * time.Second}
+	before := marker(mutual, http.StatusOK)
+	cc.PutV2(fakecc.SecurityGroup{GUID: "v2", Name: "v2"})
+	if got := marker(mutual, http.StatusOK); !got.Equal(before) {
+		t.Errorf("a v2 change moved the marker: %v → %v", before, got)
+	}
+	if err := cc.BindRunning("g0", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := marker(mutual, http.StatusOK); !got.After(before) || !got.Equal(cc.LastUpdate()) {
+		t.Errorf("a v3 change did not move the marker: %v → %v", before, got)
+	}
+	if _, err := oneWay.Get("https://" + internal + "/internal/v4/asg_latest_update"); err == nil {
+		t.Error("the internal listener accepted a client without a certificate")
+	}
+	if cc.Requests(fakecc.LatestUpdate) != 3 || cc.Requests(fakecc.List) != 3 {
+		t.Errorf("request counts: marker %d, list %d", cc.Requests(fakecc.LatestUpdate), cc.Requests(fakecc.List))
+	}
+}
+
+func getJSON(t *testing.T, c *http.Client, req *http.Request, want int, out any) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d", req.Method, req.URL, resp.StatusCode, want)
+	}
+	if want == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
