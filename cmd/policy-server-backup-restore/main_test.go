@@ -11,10 +11,7 @@ import (
 
 	gocmp "github.com/google/go-cmp/cmp"
 
-	"code.cloudfoundry.org/lager/v3"
-
 	"github.com/netman-release/netman/src/policy"
-	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
@@ -35,22 +32,12 @@ func writeConfig(t *testing.T, v any) string {
 	return path
 }
 
-func openStore(t *testing.T, c sqldb.Config) *store.Store {
-	t.Helper()
-	db, err := sqldb.Open(context.Background(), lager.NewLogger("test"), c, sqldb.Pool{MaxOpenConnections: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return store.New(db, 2, nil)
-}
-
 // TestSQLiteRoundTrip runs the command as the bbr-cfnetworkingdb scripts do
 // for netman's sqlite database.
 func TestSQLiteRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	src := storetest.Config(t, sqldb.TypeSQLite)
-	s := openStore(t, src)
+	s := storetest.OpenStore(t, src)
 	want := []policy.Policy{policy.NewPolicy("app-a", "app-b", "tcp", 8080, 8090)}
 	if err := s.Create(ctx, want); err != nil {
 		t.Fatal(err)
@@ -64,7 +51,7 @@ func TestSQLiteRoundTrip(t *testing.T) {
 	if code := run(ctx, []string{"--restore", "--config", writeConfig(t, map[string]any{"adapter": "sqlite", "database": dst.DatabaseName}), "--artifact-file", artifact}, &stderr); code != 0 {
 		t.Fatalf("restore exited %d: %s", code, stderr.String())
 	}
-	got, err := openStore(t, dst).All(ctx)
+	got, err := storetest.OpenStore(t, dst).All(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

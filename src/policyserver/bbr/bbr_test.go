@@ -7,11 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
-	"code.cloudfoundry.org/lager/v3"
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/policy"
@@ -30,79 +28,6 @@ func sdkConfig(c sqldb.Config) bbr.Config {
 		Username: c.User, Password: c.Password, Host: c.Host, Port: int(c.Port),
 		Adapter: c.Type, Database: c.DatabaseName,
 	}
-}
-
-func openStore(t *testing.T, c sqldb.Config) *store.Store {
-	t.Helper()
-	db, err := sqldb.Open(context.Background(), lager.NewLogger("test"), c, sqldb.Pool{MaxOpenConnections: 4, MaxIdleConnections: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return store.New(db, 2, nil)
-}
-
-// contents is what a policy server can read from a database.
-type contents struct {
-	Policies       []policy.Policy
-	Tags           []policy.Tag
-	SecurityGroups []policy.SecurityGroup
-	LastUpdated    int64
-}
-
-var spaces = []string{"space-1", "space-2", "space-3", "space-4"}
-
-func populate(t *testing.T, s *store.Store) {
-	t.Helper()
-	ctx := context.Background()
-	var ps []policy.Policy
-	for i := range 40 {
-		proto := []string{policy.ProtocolTCP, policy.ProtocolUDP}[i%2]
-		start := 8000 + i
-		end := start + (i%3)*10
-		ps = append(ps, policy.NewPolicy(fmt.Sprintf("app-%02d", i%12), fmt.Sprintf("app-%02d", (i*7+1)%15), proto, start, end))
-	}
-	if err := s.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	for _, tag := range []struct{ id, typ string }{{"INGRESS_ROUTER", "router"}, {"some-external-group", "external"}} {
-		if _, err := s.CreateTag(ctx, tag.id, tag.typ); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rules := `[{"protocol":"tcp","destination":"10.0.11.0/24","ports":"80,443","type":0,"code":0,"description":"web","log":true}]`
-	groups := []policy.SecurityGroup{
-		{GUID: "asg-1", Name: "public", Rules: rules, StagingDefault: true, RunningDefault: true, StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{}},
-		{GUID: "asg-2", Name: "dns", Rules: `[{"protocol":"udp","destination":"0.0.0.0/0","ports":"53"}]`, RunningDefault: true, StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{"space-1"}},
-		{GUID: "asg-3", Name: "database ☃", Rules: `[]`, StagingSpaceGUIDs: []string{"space-2", "space-3"}, RunningSpaceGUIDs: []string{"space-3"}},
-		{GUID: "asg-4", Name: "icmp", Rules: `[{"protocol":"icmp","destination":"10.0.0.0/8","type":8,"code":0}]`, StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{"space-4"}},
-	}
-	if err := s.ReplaceSecurityGroups(ctx, groups); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func read(t *testing.T, s *store.Store) contents {
-	t.Helper()
-	ctx := context.Background()
-	var c contents
-	var err error
-	if c.Policies, err = s.All(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sort.Slice(c.Policies, func(i, j int) bool {
-		return fmt.Sprint(c.Policies[i]) < fmt.Sprint(c.Policies[j])
-	})
-	if c.Tags, err = s.Tags(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if c.SecurityGroups, _, err = s.SecurityGroupsBySpaceGuids(ctx, spaces, store.Page{}); err != nil {
-		t.Fatal(err)
-	}
-	if c.LastUpdated, err = s.LastUpdated(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // tableRows reads every row of every table, as text, in a stable order:
@@ -192,7 +117,7 @@ func checkUpToDate(t *testing.T, s *store.Store) {
 type backup struct {
 	cfg      sqldb.Config
 	store    *store.Store
-	want     contents            // what the store read before the backup
+	want     storetest.Contents  // what the store read before the backup
 	wantRows map[string][]string // every table's rows before the backup
 	runner   bbr.Runner
 	log      *bytes.Buffer // the client programs' output
@@ -204,9 +129,9 @@ type backup struct {
 func backedUp(t *testing.T, dbType string) backup {
 	t.Helper()
 	b := backup{cfg: storetest.Config(t, dbType), log: &bytes.Buffer{}}
-	b.store = openStore(t, b.cfg)
-	populate(t, b.store)
-	b.want, b.wantRows = read(t, b.store), tableRows(t, b.store)
+	b.store = storetest.OpenStore(t, b.cfg)
+	storetest.Populate(t, b.store)
+	b.want, b.wantRows = storetest.Read(t, b.store), tableRows(t, b.store)
 	if len(b.want.Policies) != 40 || len(b.want.Tags) < 17 || len(b.want.SecurityGroups) != 4 {
 		t.Fatalf("populated %d policies, %d tags, %d security groups", len(b.want.Policies), len(b.want.Tags), len(b.want.SecurityGroups))
 	}
@@ -233,8 +158,8 @@ func TestRestoreIntoEmptyDatabase(t *testing.T) {
 		if err := runner.Restore(ctx, sdkConfig(dstConfig), artifact); err != nil {
 			t.Fatalf("restore: %v\n%s", err, log.String())
 		}
-		dst := openStore(t, dstConfig)
-		checkSame(t, "what the store reads", want, read(t, dst))
+		dst := storetest.OpenStore(t, dstConfig)
+		checkSame(t, "what the store reads", want, storetest.Read(t, dst))
 		checkSame(t, "rows", wantRows, tableRows(t, dst))
 		checkUpToDate(t, dst)
 
@@ -250,7 +175,7 @@ func TestRestoreIntoEmptyDatabase(t *testing.T) {
 		if err := dst.Create(ctx, []policy.Policy{policy.NewPolicy("app-new", "app-00", "tcp", 9000, 9000)}); err != nil {
 			t.Fatal(err)
 		}
-		if got := read(t, dst); len(got.Policies) != len(want.Policies)+1 {
+		if got := storetest.Read(t, dst); len(got.Policies) != len(want.Policies)+1 {
 			t.Errorf("after a create: %d policies, want %d", len(got.Policies), len(want.Policies)+1)
 		}
 	})
@@ -279,7 +204,7 @@ func TestRestoreOverChangedDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		changed, changedRows := read(t, s), tableRows(t, s)
+		changed, changedRows := storetest.Read(t, s), tableRows(t, s)
 		garbage := filepath.Join(t.TempDir(), "not-a-backup")
 		if err := os.WriteFile(garbage, []byte("this is not a backup\x00\x01\x02 DROP TABLE policies;\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -291,13 +216,13 @@ func TestRestoreOverChangedDatabase(t *testing.T) {
 		if !strings.Contains(err.Error(), "restoring "+dbType+" database") {
 			t.Errorf("error %q does not say what failed", err)
 		}
-		checkSame(t, "after restoring garbage", changed, read(t, s))
+		checkSame(t, "after restoring garbage", changed, storetest.Read(t, s))
 		checkSame(t, "rows after restoring garbage", changedRows, tableRows(t, s))
 
 		if err := runner.Restore(ctx, sdkConfig(cfg), artifact); err != nil {
 			t.Fatalf("restore: %v\n%s", err, log.String())
 		}
-		checkSame(t, "what the running store reads", want, read(t, s))
+		checkSame(t, "what the running store reads", want, storetest.Read(t, s))
 		checkSame(t, "rows", wantRows, tableRows(t, s))
 		checkUpToDate(t, s)
 	})
