@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The command lines below are the SDK's database-backup-restorer's (v1.19):
@@ -164,22 +165,38 @@ func withTLSFiles(t *TLSConfig, fn func(tlsFiles) error) error {
 }
 
 func (r Runner) run(ctx context.Context, prog string, conn, env, args []string, stdin io.Reader) error {
-	return r.runTo(ctx, r.log(), prog, conn, env, args, stdin)
+	return r.runTo(ctx, nil, prog, conn, env, args, stdin)
 }
 
-// runTo runs prog with stdout to out and stderr to the log; a failure
-// carries the last lines of stderr.
+// runTo runs prog with stdout to out (nil: the log) and stderr to the log;
+// a failure carries the last lines of stderr.
 func (r Runner) runTo(ctx context.Context, out io.Writer, prog string, conn, env, args []string, stdin io.Reader) error {
 	cmd := exec.CommandContext(ctx, prog, append(conn, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = stdin
+	// exec copies stdout and stderr in two goroutines.
+	log := &lockedWriter{w: r.log()}
+	if out == nil {
+		out = log
+	}
 	cmd.Stdout = out
 	tail := &tailBuffer{max: 4096}
-	cmd.Stderr = io.MultiWriter(r.log(), tail)
+	cmd.Stderr = io.MultiWriter(log, tail)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w: %s", filepath.Base(prog), err, strings.TrimSpace(tail.String()))
 	}
 	return nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // tailBuffer keeps the last max bytes written to it.
