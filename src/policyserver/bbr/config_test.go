@@ -65,6 +65,9 @@ func TestLoadConfig(t *testing.T) {
 	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Error("a missing file loads")
 	}
+	if _, err := LoadConfig(filepath.Join("..", "..", "..", "config", "bbr-cfnetworkingdb.json")); err != nil {
+		t.Errorf("config/bbr-cfnetworkingdb.json: %v", err)
+	}
 }
 
 func TestFilterRestoreList(t *testing.T) {
