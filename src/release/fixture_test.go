@@ -224,6 +224,13 @@ func cfDeployment(t testing.TB) Deployment {
 					}},
 				},
 			},
+			{
+				// cf-deployment's backup-and-restore/enable-backup-restore.yml.
+				Name: "backup-restore",
+				Instances: []Instance{{Index: 0, ID: "9a4f2c1e-6d3b-4e8a-b7c5-0f1e2d3c4b5a", AZ: "z1", Bootstrap: true,
+					Networks: network("10.0.1.60")}},
+				Jobs: []Job{{Name: "bbr-cfnetworkingdb", Properties: map[string]any{"release_level_backup": true}}},
+			},
 		},
 		ExternalLinks: map[string]Link{
 			"database": {Instances: []LinkInstance{{Address: "10.0.1.40"}}},

@@ -321,11 +321,16 @@ func TestJobsRunTheirPackages(t *testing.T) {
 		for _, p := range procs {
 			proc, _ := p.(map[string]any)
 			name, _ := proc["name"].(string)
+			exe, _ := proc["executable"].(string)
+			if strings.HasPrefix(exe, "/var/vcap/jobs/"+f.Job+"/bin/bbr/") {
+				// A BBR script that runs itself under `bpm run`: one-shot,
+				// not monit's; what it runs is checked as a rendered file.
+				continue
+			}
 			pidfile := "/var/vcap/sys/run/bpm/" + f.Job + "/" + name + ".pid"
 			if !strings.Contains(monits[f.Job], pidfile) {
 				t.Errorf("%s: monit does not check BPM process %s (%s)", f.Job, name, pidfile)
 			}
-			exe, _ := proc["executable"].(string)
 			args := stringList(proc["args"])
 			if start := "/var/vcap/jobs/" + f.Job + "/bin/start"; exe == start {
 				// A start script execs the binary with the flags.

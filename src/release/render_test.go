@@ -25,6 +25,7 @@ import (
 	"github.com/netman-release/netman/src/netmon"
 	"github.com/netman-release/netman/src/policyserver/api/internalapi"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
+	"github.com/netman-release/netman/src/policyserver/bbr"
 	psconfig "github.com/netman-release/netman/src/policyserver/config"
 	"github.com/netman-release/netman/src/silk/bootstrap"
 	silkcni "github.com/netman-release/netman/src/silk/cni"
@@ -194,6 +195,12 @@ func configChecks() []configCheck {
 			job: "silk-cni", dest: "config/cni/cni-wrapper-plugin.conflist",
 			load:    loadConflist,
 			example: "cni-wrapper-plugin.conflist", netmanOnly: []string{"iptables_flavor"},
+		},
+		{
+			job: "bbr-cfnetworkingdb", dest: "config/config.json",
+			load:    func(p string) error { _, err := bbr.LoadConfig(p); return err },
+			strict:  func() any { return &bbr.Config{} },
+			example: "bbr-cfnetworkingdb.json",
 		},
 		{
 			job: "silk-cni", dest: "config/teardown-config.json",

@@ -202,6 +202,10 @@ var upstreamJobs = map[string]upstreamJob{
 			"nats-tls": {typ: "nats-tls", optional: true},
 		},
 	},
+	"bbr-cfnetworkingdb": {
+		properties: map[string]any{"release_level_backup": false},
+		consumes:   map[string]upstreamLink{"cfnetworkingdbconn": {typ: "dbconn"}},
+	},
 }
 
 // pendingJobs are upstream jobs netman does not have yet because their

@@ -2,9 +2,13 @@ package release
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+
+	gocmp "github.com/google/go-cmp/cmp"
 )
 
 // checkAll runs the syntax check on every rendered file and loads every
@@ -43,6 +47,77 @@ func jsonFile(t *testing.T, r rendering, job, dest string) map[string]any {
 	return m
 }
 
+// checkBBR checks bbr-cfnetworkingdb's rendering: the SDK config, the
+// program the backup and restore scripts run under BPM (%s is the action),
+// and the volume BPM gives it.
+func checkBBR(t *testing.T, r rendering, wantConfig map[string]any, program, sqliteDir string) {
+	t.Helper()
+	if diff := gocmp.Diff(wantConfig, jsonFile(t, r, "bbr-cfnetworkingdb", "config/config.json")); diff != "" {
+		t.Errorf("config.json (-want +got):\n%s", diff)
+	}
+	for _, action := range []string{"backup", "restore"} {
+		script := string(readFile(t, r.file(t, "bbr-cfnetworkingdb", "bin/bbr/"+action).Path))
+		for _, want := range []string{
+			fmt.Sprintf(program, action) + ` --config "$config" --artifact-file "$artifact"`,
+			`artifact="${BBR_ARTIFACT_DIRECTORY%/}/cfnetworking-artifact-file"`,
+			"/var/vcap/jobs/bpm/bin/bpm run bbr-cfnetworkingdb \\\n      -p " + action + " \\",
+		} {
+			if !strings.Contains(script, want) {
+				t.Errorf("bin/bbr/%s does not contain %q:\n%s", action, want, script)
+			}
+		}
+	}
+	bpm := r.file(t, "bbr-cfnetworkingdb", "config/bpm.yml").YAML.(map[string]any)
+	procs := bpm["processes"].([]any)
+	if len(procs) != 2 {
+		t.Fatalf("bpm.yml has %d processes, want backup and restore", len(procs))
+	}
+	for i, action := range []string{"backup", "restore"} {
+		proc := procs[i].(map[string]any)
+		if proc["name"] != action || proc["executable"] != "/var/vcap/jobs/bbr-cfnetworkingdb/bin/bbr/"+action {
+			t.Errorf("bpm process %d: %v", i, proc)
+		}
+		want := map[string]any{"unsafe": map[string]any{"unrestricted_volumes": []any{
+			map[string]any{"path": "/var/vcap/jobs/database-backup-restorer/bin", "allow_executions": true}}}}
+		got := map[string]any{"unsafe": proc["unsafe"]}
+		if sqliteDir != "" {
+			want = map[string]any{"additional_volumes": []any{map[string]any{"path": sqliteDir, "writable": true}}}
+			got = map[string]any{"additional_volumes": proc["additional_volumes"]}
+		}
+		if diff := gocmp.Diff(want, got); diff != "" {
+			t.Errorf("bpm %s volumes (-want +got):\n%s", action, diff)
+		}
+	}
+}
+
+// moveJob returns a copy of d with the job moved to another instance group.
+func moveJob(t *testing.T, d Deployment, job, to string) Deployment {
+	t.Helper()
+	d = cloneDeployment(t, d)
+	var moved *Job
+	for i := range d.InstanceGroups {
+		jobs := d.InstanceGroups[i].Jobs
+		for j := range jobs {
+			if jobs[j].Name == job {
+				moved = &jobs[j]
+				d.InstanceGroups[i].Jobs = append(jobs[:j:j], jobs[j+1:]...)
+				break
+			}
+		}
+	}
+	if moved == nil {
+		t.Fatalf("no job %s", job)
+	}
+	for i := range d.InstanceGroups {
+		if d.InstanceGroups[i].Name == to {
+			d.InstanceGroups[i].Jobs = append(d.InstanceGroups[i].Jobs, *moved)
+			return d
+		}
+	}
+	t.Fatalf("no instance group %s", to)
+	return d
+}
+
 // TestRenderVariants renders the manifest with the properties operators
 // commonly change, and checks each variant's configs still load and carry
 // the change.
@@ -57,6 +132,36 @@ func TestRenderVariants(t *testing.T) {
 		skipLoad []string
 	}{
 		{
+			name:   "BBR of the policy database through the SDK, as cf-deployment's backup-restore VM",
+			change: func(t *testing.T, d Deployment) Deployment { return d },
+			check: func(t *testing.T, r rendering) {
+				c := testCerts(t)
+				checkBBR(t, r, map[string]any{
+					"username": "network_policy", "password": "secret", "host": "sql-db.service.cf.internal", "port": 3306.0,
+					"database": "network_policy", "adapter": "mysql",
+					"tls": map[string]any{"skip_host_verify": false, "cert": map[string]any{"ca": c["mysql_ca"]["ca"]}},
+				}, "/var/vcap/jobs/database-backup-restorer/bin/%s", "")
+			},
+		},
+		{
+			name: "BBR not opted in",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "bbr-cfnetworkingdb", func(j *Job) { delete(j.Properties, "release_level_backup") })
+			},
+			check: func(t *testing.T, r rendering) {
+				if got := jsonFile(t, r, "bbr-cfnetworkingdb", "config/config.json"); len(got) != 0 {
+					t.Errorf("config.json = %v, want {}", got)
+				}
+				for _, script := range []string{"bin/bbr/backup", "bin/bbr/restore"} {
+					out, err := exec.Command("bash", r.file(t, "bbr-cfnetworkingdb", script).Path).CombinedOutput()
+					if err != nil || string(out) != "script deactivated due to release_level_backup being set to FALSE\n" {
+						t.Errorf("%s: %v %q", script, err, out)
+					}
+				}
+			},
+			skipLoad: []string{"bbr-cfnetworkingdb"},
+		},
+		{
 			name: "postgres from the database link, no TLS",
 			change: func(t *testing.T, d Deployment) Deployment {
 				for _, job := range []string{"silk-controller", "policy-server"} {
@@ -68,7 +173,9 @@ func TestRenderVariants(t *testing.T) {
 						delete(db, "ca_cert")
 					})
 				}
-				return d
+				// Without database.host on policy-server its dbconn link
+				// has no host for bbr-cfnetworkingdb (TestRenderFailures).
+				return withJob(t, d, "bbr-cfnetworkingdb", func(j *Job) { j.Properties["release_level_backup"] = false })
 			},
 			check: func(t *testing.T, r rendering) {
 				for _, c := range []struct{ job, dest string }{
@@ -82,6 +189,7 @@ func TestRenderVariants(t *testing.T) {
 					}
 				}
 			},
+			skipLoad: []string{"bbr-cfnetworkingdb"},
 		},
 		{
 			name: "netman's sqlite on one VM",
@@ -89,9 +197,11 @@ func TestRenderVariants(t *testing.T) {
 				d = withJob(t, d, "silk-controller", func(j *Job) {
 					j.Properties["database"] = map[string]any{"type": "sqlite", "name": "/var/vcap/store/silk-controller/silk.db"}
 				})
-				return withJob(t, d, "policy-server", func(j *Job) {
+				d = withJob(t, d, "policy-server", func(j *Job) {
 					j.Properties["database"] = map[string]any{"type": "sqlite", "name": "/var/vcap/store/policy-server/policy.db"}
 				})
+				// The database file is on the api VM: BBR runs there.
+				return moveJob(t, d, "bbr-cfnetworkingdb", "api")
 			},
 			check: func(t *testing.T, r rendering) {
 				for _, job := range []string{"silk-controller", "policy-server"} {
@@ -104,6 +214,10 @@ func TestRenderVariants(t *testing.T) {
 				if !strings.Contains(string(readFile(t, r.file(t, "policy-server", "bin/pre-start").Path)), "chown -R vcap:vcap") {
 					t.Error("policy-server pre-start does not hand the sqlite directory to vcap")
 				}
+				checkBBR(t, r, map[string]any{
+					"username": "", "password": "", "host": "", "port": 0.0,
+					"database": "/var/vcap/store/policy-server/policy.db", "adapter": "sqlite",
+				}, "/var/vcap/packages/policy-server/bin/policy-server-backup-restore --%s", "/var/vcap/store/policy-server")
 			},
 		},
 		{
@@ -418,6 +532,11 @@ func TestRenderFailures(t *testing.T) {
 			delete(d.ExternalLinks, "cloud_controller_https_endpoint")
 			return d
 		}, "policy-server.json.erb", "Cloud Controller is unknown"},
+		{"bbr-cfnetworkingdb without database.host", "bbr-cfnetworkingdb", unset("policy-server", "database.host"), "config.json.erb",
+			"the cfnetworkingdbconn link has no database.host: set database.host on policy-server"},
+		{"bbr-cfnetworkingdb away from a sqlite policy-server", "bbr-cfnetworkingdb", set("policy-server", "database",
+			map[string]any{"type": "sqlite", "name": "/var/vcap/store/policy-server/policy.db"}), "config.json.erb",
+			"colocate bbr-cfnetworkingdb with policy-server"},
 		{"no silk-controller for the cf_network link", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
 			var igs []InstanceGroup
 			for _, ig := range d.InstanceGroups {
