@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,11 +33,14 @@ func realServer(t *testing.T) (*store.Store, *Client) {
 	}
 	st := store.New(storetest.Open(t, "sqlite", logger), 2, sender)
 	w := internalapi.NewWatcher(st.LastUpdated, 10*time.Millisecond)
+	sgw := internalapi.NewWatcher(st.SecurityGroupsLastUpdated, 10*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).Handler(nil))
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
+	var done sync.WaitGroup
+	for _, w := range []*internalapi.Watcher{w, sgw} {
+		done.Go(func() { _ = w.Run(ctx) })
+	}
+	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).WatchSecurityGroups(sgw).Handler(nil))
+	t.Cleanup(func() { srv.Close(); cancel(); done.Wait() })
 	return st, NewClient(srv.URL, http.DefaultTransport, 5*time.Second)
 }
 
@@ -111,6 +116,25 @@ func TestClientAgainstPolicyServerInternal(t *testing.T) {
 	if diff := cmp.Diff([]string{"public", "space"}, names); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)
 	}
+
+	sv, offered, err := client.SecurityGroupsLastUpdated(ctx)
+	if err != nil || !offered || sv == 0 {
+		t.Fatalf("security groups last updated: %d %v %v", sv, offered, err)
+	}
+	if got, ok, err := client.WaitSecurityGroupsLastUpdated(ctx, sv-1, 5*time.Second, time.Second); err != nil || !ok || got != sv {
+		t.Fatalf("security groups long-poll with an old value: %d %v %v", got, ok, err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = st.ReplaceSecurityGroups(ctx, nil)
+	}()
+	start = time.Now()
+	if got, ok, err := client.WaitSecurityGroupsLastUpdated(ctx, sv, 10*time.Second, time.Second); err != nil || !ok || got <= sv {
+		t.Fatalf("security groups long-poll across a replace: %d %v %v", got, ok, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("security groups long-poll answered after %v", took)
+	}
 }
 
 func TestClientRejectsGarbage(t *testing.T) {
@@ -143,8 +167,11 @@ func TestClientRejectsGarbage(t *testing.T) {
 func TestClientAgainstUpstreamServerFallsBack(t *testing.T) {
 	// An upstream server ignores wait/since and sends no long-poll header.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "policies_last_updated") {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "policies_last_updated"):
 			_, _ = w.Write([]byte("42"))
+		default:
+			http.NotFound(w, r)
 		}
 	}))
 	defer srv.Close()
@@ -155,5 +182,11 @@ func TestClientAgainstUpstreamServerFallsBack(t *testing.T) {
 	}
 	if _, ok, err := c.WaitLastUpdated(context.Background(), 42, time.Second, time.Second); err != nil || ok {
 		t.Fatalf("long-poll against upstream: ok=%v err=%v", ok, err)
+	}
+	// v3.53.0 has no security_groups_last_updated: a 404 the agent can tell.
+	_, _, err = c.SecurityGroupsLastUpdated(context.Background())
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Fatalf("security_groups_last_updated against v3.53.0: %v", err)
 	}
 }
