@@ -1,6 +1,7 @@
 package celltest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
+
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -171,3 +176,17 @@ func (c *Cell) StartLogger() string {
 // LogAllNetns turns on net.netfilter.nf_log_all_netns for the test (see
 // netnstest.LogAllNetns).
 func LogAllNetns(t testing.TB) { netnstest.LogAllNetns(t) }
+
+// PolicyStore opens the lab's policy database (SQLite, shared with the
+// policy servers) for writes the lab has no API for, such as the security
+// groups policy-server-asg-syncer would write. It is closed in t.Cleanup.
+func (l *Lab) PolicyStore(t testing.TB) *store.Store {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), lager.NewLogger("celltest"),
+		sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: filepath.Join(l.Dir, "policy.db"), Timeout: 10}, sqldb.Pool{MaxOpenConnections: 2, MaxIdleConnections: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return store.New(db, 2, nil)
+}
