@@ -58,11 +58,22 @@ func TestLabUpDemoDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
-	if got := report.Sequence(); got != "denied → allowed → denied" {
-		t.Errorf("sequence %q", got)
+	// The policy act, then the ASG act (the frontend's egress caller).
+	const want = "denied → allowed → denied → denied → allowed → denied"
+	if got := report.Sequence(); got != want {
+		t.Errorf("sequence %q, want %q", got, want)
 	}
-	if !strings.Contains(report.String(), "result: denied → allowed → denied") {
+	if !strings.Contains(report.String(), "result: "+want) {
 		t.Errorf("report lacks its result line:\n%s", report)
+	}
+	for i, title := range []string{"no ASG", "ASG bound", "ASG removed"} {
+		s := report.Steps[3+i]
+		if s.Title != title || s.From != "frontend" || !strings.HasPrefix(s.To, "outside ") {
+			t.Errorf("step %d = %+v, want %q from the frontend to the outside service", 4+i, s, title)
+		}
+		if i > 0 && (s.After <= 0 || s.After > DemoTimeout || s.Since == "") {
+			t.Errorf("step %q: after %v since %q", title, s.After, s.Since)
+		}
 	}
 	if fe, be := report.Frontend, report.Backend; fe.Cell != 1 || be.Cell != 2 || fe.IP == "" || be.IP == "" {
 		t.Errorf("frontend %+v, backend %+v: want cell 1 and cell 2 with addresses", fe, be)
