@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,14 +32,11 @@ func realServer(t *testing.T) (*store.Store, *Client) {
 	}
 	st := store.New(storetest.Open(t, "sqlite", logger), 2, sender)
 	w := internalapi.NewWatcher(st.LastUpdated, 10*time.Millisecond)
-	sgw := internalapi.NewWatcher(st.SecurityGroupsLastUpdated, 10*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
-	var done sync.WaitGroup
-	for _, w := range []*internalapi.Watcher{w, sgw} {
-		done.Go(func() { _ = w.Run(ctx) })
-	}
-	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).WatchSecurityGroups(sgw).Handler(nil))
-	t.Cleanup(func() { srv.Close(); cancel(); done.Wait() })
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).WatchSecurityGroups(runSGWatcher(t, st)).Handler(nil))
+	t.Cleanup(func() { srv.Close(); cancel(); <-done })
 	return st, NewClient(srv.URL, http.DefaultTransport, 5*time.Second)
 }
 
@@ -189,4 +185,15 @@ func TestClientAgainstUpstreamServerFallsBack(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
 		t.Fatalf("security_groups_last_updated against v3.53.0: %v", err)
 	}
+}
+
+// runSGWatcher runs a security_groups_last_updated watcher over st until
+// the test ends.
+func runSGWatcher(t *testing.T, st *store.Store) *internalapi.Watcher {
+	w := internalapi.NewWatcher(st.SecurityGroupsLastUpdated, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
 }
