@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -97,6 +98,19 @@ func (p *Problems) ReadableFile(key, path string) {
 		return
 	}
 	_ = f.Close()
+}
+
+// HTTPURL records a problem when value is empty or not an http(s) URL
+// with a host.
+func (p *Problems) HTTPURL(key, value string) {
+	if value == "" {
+		p.Required(key, false)
+		return
+	}
+	u, err := url.Parse(value)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.Addf("%s: want an http or https URL (got %q)", key, value)
+	}
 }
 
 // Merge adds problems found by a nested validator, prefixing their keys.

@@ -150,6 +150,19 @@ func cfDeployment(t testing.TB) Deployment {
 						"server_cert": c["network_policy_server"]["certificate"],
 						"server_key":  c["network_policy_server"]["private_key"],
 					}},
+					{Name: "policy-server-asg-syncer", Properties: map[string]any{
+						"uaa_client_secret": "uaa-secret",
+						"uaa_ca":            c["uaa_ca"]["ca"],
+						"cc_internal": map[string]any{
+							"client_cert": c["policy_server_asg_syncer_cc_client"]["certificate"],
+							"client_key":  c["policy_server_asg_syncer_cc_client"]["private_key"],
+						},
+						"locket": map[string]any{
+							"ca_cert":     c["service_cf_internal_ca"]["ca"],
+							"client_cert": c["asg_syncer_locket_client"]["certificate"],
+							"client_key":  c["asg_syncer_locket_client"]["private_key"],
+						},
+					}},
 				},
 			},
 			{
@@ -214,6 +227,11 @@ func cfDeployment(t testing.TB) Deployment {
 			"cloud_controller_https_endpoint": {Properties: map[string]any{"cc": map[string]any{
 				"internal_service_hostname": "cloud-controller-ng.service.cf.internal",
 				"public_tls":                map[string]any{"port": 9024, "ca_cert": c["uaa_ca"]["ca"]},
+			}}},
+			"cloud_controller_mtls_endpoint": {Properties: map[string]any{"cc": map[string]any{
+				"internal_service_hostname": "cloud-controller-ng.service.cf.internal",
+				"tls_port":                  9023,
+				"mutual_tls":                map[string]any{"ca_cert": c["service_cf_internal_ca"]["ca"]},
 			}}},
 			"cloud_controller_container_networking_info": {Properties: map[string]any{"cc": map[string]any{
 				"internal_route_vip_range": "127.128.0.0/9",

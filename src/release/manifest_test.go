@@ -307,6 +307,9 @@ func TestOpsFile(t *testing.T) {
 			case name == "policy-server-asg-syncer" && ig["name"] == "api":
 				t.Error("policy-server-asg-syncer stays beside netman's policy-server: its policy-server package collides")
 			}
+			if props, _ := job["properties"].(map[string]any); props != nil && props["enable_asg_syncing"] == false {
+				t.Errorf("%s/%s: the ops-file turns dynamic ASGs off (enable_asg_syncing: false)", ig["name"], name)
+			}
 			if !releases[release] {
 				t.Errorf("%s/%s names release %s, which the manifest does not list", ig["name"], name, release)
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/netmon"
 	"github.com/netman-release/netman/src/policyserver/api/internalapi"
+	"github.com/netman-release/netman/src/policyserver/asgsyncer"
 	psconfig "github.com/netman-release/netman/src/policyserver/config"
 	silkcni "github.com/netman-release/netman/src/silk/cni"
 	"github.com/netman-release/netman/src/silk/controller"
@@ -128,6 +129,12 @@ func configChecks() []configCheck {
 			load:    func(p string) error { _, err := internalapi.LoadConfig(p); return err },
 			strict:  func() any { return &internalapi.Config{} },
 			example: "policy-server-internal.json",
+		},
+		{
+			job: "policy-server-asg-syncer", dest: "config/policy-server-asg-syncer.json",
+			load:    func(p string) error { _, err := asgsyncer.LoadConfig(p); return err },
+			strict:  func() any { return &asgsyncer.Config{} },
+			example: "policy-server-asg-syncer.json",
 		},
 		{
 			job: "vxlan-policy-agent", dest: "config/vxlan-policy-agent.json",
@@ -384,6 +391,8 @@ func TestRenderedCertificatesLoad(t *testing.T) {
 		{"silk-daemon", false, "silk-daemon", "config/certs/", "client.crt", "client.key", "ca.crt"},
 		{"policy-server-internal", true, "policy-server-internal", "config/certs/", "server.crt", "server.key", "ca.crt"},
 		{"vxlan-policy-agent", false, "vxlan-policy-agent", "config/certs/", "client.crt", "client.key", "ca.crt"},
+		{"policy-server-asg-syncer to Cloud Controller", false, "policy-server-asg-syncer", "config/certs/", "cc_internal_client.crt", "cc_internal_client.key", "cc_internal_ca.crt"},
+		{"policy-server-asg-syncer to locket", false, "policy-server-asg-syncer", "config/certs/", "locket.crt", "locket.key", "locket_ca.crt"},
 		{"service-discovery-controller", true, "service-discovery-controller", "config/certs/", "server.crt", "server.key", "client_ca.crt"},
 		{"bosh-dns-adapter", false, "bosh-dns-adapter", "config/certs/", "client.crt", "client.key", "server_ca.crt"},
 		{"service-discovery-controller to NATS", false, "service-discovery-controller", "config/certs/", "nats_cert_chain.crt", "nats_private_key.key", "nats_ca_certs.crt"},

@@ -45,6 +45,24 @@ var upstreamJobs = map[string]upstreamJob{
 			"database":   {typ: "database", optional: true},
 		},
 	},
+	"policy-server-asg-syncer": {
+		properties: map[string]any{
+			"disable": false, "asg_poll_interval_seconds": 60, "retry_deadline_seconds": 300,
+			"cc_hostname": noDefault, "cc_port": noDefault, "cc_internal.client_cert": noDefault,
+			"cc_internal.client_key": noDefault, "database.connect_timeout_seconds": 120,
+			"locket.address": "locket.service.cf.internal:8891", "locket.ca_cert": noDefault,
+			"locket.client_cert": noDefault, "locket.client_key": noDefault, "log_level": "info",
+			"metron_port": 3457, "skip_ssl_validation": false, "uaa_client": "network-policy",
+			"uaa_client_secret": noDefault, "uaa_ca": noDefault, "uaa_hostname": "uaa.service.cf.internal",
+			"uaa_port": 8443,
+		},
+		consumes: map[string]upstreamLink{
+			"database":                        {typ: "database", optional: true},
+			"dbconn":                          {typ: "dbconn"},
+			"cloud_controller_https_endpoint": {typ: "cloud_controller_https_endpoint", optional: true},
+			"cloud_controller_mtls_endpoint":  {typ: "cloud_controller_mtls_endpoint"},
+		},
+	},
 	"silk-controller": {
 		properties: map[string]any{
 			"disable": false, "network": "10.255.0.0/16", "subnet_prefix_length": 24,
@@ -182,7 +200,7 @@ var upstreamJobs = map[string]upstreamJob{
 
 // pendingJobs are upstream jobs netman does not have yet because their
 // binaries are not written (spec §4.2, §4.3).
-var pendingJobs = []string{"silk-datastore-syncer", "policy-server-asg-syncer"}
+var pendingJobs = []string{"silk-datastore-syncer"}
 
 type upstreamJob struct {
 	properties map[string]any

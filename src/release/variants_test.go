@@ -255,10 +255,31 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "asg-syncer locks in the database without locket",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "policy-server-asg-syncer", func(j *Job) {
+					j.Properties["locket"] = map[string]any{"address": ""}
+					j.Properties["cc_hostname"] = "cc.example.com"
+					j.Properties["cc_port"] = 9022
+					j.Properties["asg_poll_interval_seconds"] = 1
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				c := jsonFile(t, r, "policy-server-asg-syncer", "config/policy-server-asg-syncer.json")
+				if c["locket_address"] != "" || c["locket_ca_cert_file"] != nil {
+					t.Errorf("locket keys rendered without locket: %v %v", c["locket_address"], c["locket_ca_cert_file"])
+				}
+				if c["cc_url"] != "http://cc.example.com:9022" || c["cc_internal_url"] != "https://cloud-controller-ng.service.cf.internal:9023" ||
+					c["asg_poll_interval_seconds"] != float64(1) || c["uuid"] == "" {
+					t.Errorf("syncer config: %v", c)
+				}
+			},
+		},
+		{
 			name: "every job disabled",
 			change: func(t *testing.T, d Deployment) Deployment {
 				for _, job := range []string{"silk-controller", "policy-server", "policy-server-internal", "silk-daemon",
-					"silk-cni", "vxlan-policy-agent", "netmon", "iptables-logger"} {
+					"silk-cni", "vxlan-policy-agent", "netmon", "iptables-logger", "policy-server-asg-syncer"} {
 					d = withJob(t, d, job, func(j *Job) { j.Properties["disable"] = true })
 				}
 				return withJob(t, d, "bosh-dns-adapter", func(j *Job) {
@@ -321,6 +342,9 @@ func TestRenderFailures(t *testing.T) {
 		{"policy-server uaa_client_secret", "policy-server", unset("policy-server", "uaa_client_secret"), "policy-server.json.erb", missing("uaa_client_secret")},
 		{"policy-server server_cert with enable_tls", "policy-server", unset("policy-server", "server_cert"), "policy-server.json.erb", missing("server_cert")},
 		{"policy-server-internal server_key", "policy-server-internal", unset("policy-server-internal", "server_key"), "server.key.erb", missing("server_key")},
+		{"policy-server-asg-syncer cc_internal.client_key", "policy-server-asg-syncer", unset("policy-server-asg-syncer", "cc_internal.client_key"), "cc_internal_client.key.erb", missing("cc_internal.client_key")},
+		{"policy-server-asg-syncer poll interval zero", "policy-server-asg-syncer", set("policy-server-asg-syncer", "asg_poll_interval_seconds", 0), "policy-server-asg-syncer.json.erb", "asg_poll_interval_seconds must be an integer greater than 0"},
+		{"policy-server-asg-syncer bad locket address", "policy-server-asg-syncer", set("policy-server-asg-syncer", "locket.address", "https://locket"), "policy-server-asg-syncer.json.erb", "the locket_address is invalid"},
 		{"vxlan-policy-agent client_key", "vxlan-policy-agent", unset("vxlan-policy-agent", "client_key"), "client.key.erb", missing("client_key")},
 		{"bosh-dns-adapter client certificate", "bosh-dns-adapter", unset("bosh-dns-adapter", "dnshttps.client.tls"), "client.crt.erb", missing("dnshttps.client.tls.certificate")},
 		{"service-discovery-controller client CA", "service-discovery-controller", unset("service-discovery-controller", "dnshttps.client.ca"), "client_ca.crt.erb", missing("dnshttps.client.ca")},

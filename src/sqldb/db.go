@@ -46,6 +46,11 @@ func (db *DB) Dialect() *Dialect { return db.dialect }
 // Close closes the pool.
 func (db *DB) Close() error { return db.x.Close() }
 
+// Conn returns one connection of the pool for the caller alone, for
+// session state that must stay on it (an advisory lock). It fails instead
+// of reconnecting when the connection breaks; the caller closes it.
+func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) { return db.x.Conn(ctx) }
+
 // PingContext checks the connection, as the health endpoints do.
 func (db *DB) PingContext(ctx context.Context) error {
 	return db.track(func() error {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/netman-release/netman/src/metrics"
 	"net"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -116,9 +115,9 @@ func (c Config) Validate() error {
 	} else {
 		p.RequiredString("uaa_client", c.UAAClient)
 		p.RequiredString("uaa_client_secret", c.UAAClientSecret)
-		httpURL(&p, "uaa_url", c.UAAURL)
+		p.HTTPURL("uaa_url", c.UAAURL)
 		p.Port("uaa_port", c.UAAPort)
-		httpURL(&p, "cc_url", c.CCURL)
+		p.HTTPURL("cc_url", c.CCURL)
 		if !c.SkipSSLValidation {
 			if c.UAACA != "" {
 				p.ReadableFile("uaa_ca", c.UAACA)
@@ -152,17 +151,6 @@ func (c Config) Validate() error {
 	}
 	p.Merge("", c.Pool.Validate())
 	return p.Err()
-}
-
-func httpURL(p *config.Problems, key, value string) {
-	if value == "" {
-		p.Required(key, false)
-		return
-	}
-	u, err := url.Parse(value)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.Addf("%s: want an http or https URL (got %q)", key, value)
-	}
 }
 
 // UAABaseURL is "<uaa_url>:<uaa_port>", as upstream builds it.

@@ -1,0 +1,165 @@
+package locket_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/netman-release/netman/src/locket"
+	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/logtest"
+)
+
+const key = "policy-server-asg-syncer"
+
+func startLocket(t *testing.T) (*locket.Server, *mtlstest.Files) {
+	t.Helper()
+	files := mtlstest.NewTestFiles(t)
+	srv := locket.NewServer()
+	if err := srv.Start("127.0.0.1:0", files.ServerConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv, files
+}
+
+func client(t *testing.T, srv *locket.Server, files *mtlstest.Files) *locket.Client {
+	t.Helper()
+	c, err := locket.NewClient(srv.Addr(), files.ClientConfig(t), locket.ClientOptions{KeepaliveTime: 10 * time.Second, KeepaliveTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestLockProtocol(t *testing.T) {
+	srv, files := startLocket(t)
+	a, b := client(t, srv, files), client(t, srv, files)
+	ctx := context.Background()
+	res := func(owner string) *locket.Resource {
+		return &locket.Resource{Key: key, Owner: owner, Type: locket.LockType, TypeCode: locket.Lock}
+	}
+	if err := a.Lock(ctx, res("a"), 15); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Lock(ctx, res("a"), 15); err != nil {
+		t.Fatalf("owner refreshing its lock: %v", err)
+	}
+	if err := b.Lock(ctx, res("b"), 15); !locket.IsLockCollision(err) {
+		t.Fatalf("second owner: %v, want lock-collision", err)
+	}
+	got, err := b.Fetch(ctx, key)
+	if err != nil || *got != *res("a") {
+		t.Fatalf("Fetch = %+v, %v", got, err)
+	}
+	if err := b.Release(ctx, res("b")); err == nil {
+		t.Fatal("a non-owner released the lock")
+	}
+	if err := a.Release(ctx, res("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Lock(ctx, res("b"), 15); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	if _, err := a.Fetch(ctx, "other"); err == nil {
+		t.Fatal("Fetch of a free key succeeded")
+	}
+}
+
+// worker counts how many holders run work at once.
+type worker struct {
+	active, maxActive, runs atomic.Int32
+	cancelled               atomic.Int32
+}
+
+func (w *worker) work(ctx context.Context) error {
+	n := w.active.Add(1)
+	for {
+		m := w.maxActive.Load()
+		if n <= m || w.maxActive.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	w.runs.Add(1)
+	<-ctx.Done()
+	w.cancelled.Add(1)
+	w.active.Add(-1)
+	return nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHoldOneAtATime: two syncers race for the lock; one works, the other
+// waits; when the holder stops, the other takes over; when locket loses the
+// holder's lock (expired elsewhere, taken by the other), the holder's work
+// is cancelled.
+func TestHoldOneAtATime(t *testing.T) {
+	srv, files := startLocket(t)
+	var w worker
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	var wg sync.WaitGroup
+	hold := func(ctx context.Context, owner string) {
+		defer wg.Done()
+		lease := locket.NewLease(client(t, srv, files), key, owner, locket.DefaultSessionTTLInSeconds)
+		if err := locket.Hold(ctx, logtest.New(t), lease, 20*time.Millisecond, w.work); err != nil {
+			t.Errorf("Hold %s: %v", owner, err)
+		}
+	}
+	wg.Add(2)
+	go hold(ctxA, "a")
+	waitFor(t, "a to hold the lock", func() bool { return srv.Holder(key) == "a" && w.runs.Load() == 1 })
+	go hold(ctxB, "b")
+	time.Sleep(200 * time.Millisecond) // b retries ~10 times meanwhile
+	if w.runs.Load() != 1 || srv.Holder(key) != "a" {
+		t.Fatalf("b ran while a held the lock: runs=%d holder=%q", w.runs.Load(), srv.Holder(key))
+	}
+
+	stopA() // a releases on the way out; b takes over
+	waitFor(t, "b to take over", func() bool { return srv.Holder(key) == "b" && w.runs.Load() == 2 })
+
+	// Locket forgets b's lock and a third owner takes it: b's next
+	// refresh collides, b's work is cancelled at once.
+	srv.Expire(key)
+	thief := client(t, srv, files)
+	if err := thief.Lock(context.Background(), &locket.Resource{Key: key, Owner: "c"}, 15); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to stop working", func() bool { return w.cancelled.Load() == 2 })
+	stopB()
+	wg.Wait()
+	if m := w.maxActive.Load(); m != 1 {
+		t.Errorf("%d holders worked at once", m)
+	}
+}
+
+// TestHoldLocketDown: a holder whose locket goes away stops working.
+func TestHoldLocketDown(t *testing.T) {
+	srv, files := startLocket(t)
+	var w worker
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	lease := locket.NewLease(client(t, srv, files), key, "a", 15)
+	go func() { done <- locket.Hold(ctx, logtest.New(t), lease, 20*time.Millisecond, w.work) }()
+	waitFor(t, "a to work", func() bool { return w.runs.Load() == 1 })
+	srv.Stop()
+	waitFor(t, "work to be cancelled", func() bool { return w.cancelled.Load() == 1 })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,142 @@
+package asgsyncer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/locket"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/auth"
+	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/sqldb"
+)
+
+// storePool is upstream's hard-coded pool for the syncer: one connection,
+// kept forever.
+var storePool = sqldb.Pool{MaxOpenConnections: 1, MaxIdleConnections: 1}
+
+// Run starts the syncer and blocks until ctx ends or it fails for good
+// (a broken config found at start). Cloud Controller, UAA, database and
+// lock failures are logged, counted and retried; they never end it.
+func Run(ctx context.Context, logger lager.Logger, cfg Config) error {
+	port, err := metrics.MetronPort(cfg.MetronAddress)
+	if err != nil {
+		return fmt.Errorf("metron_address: %w", err)
+	}
+	sender, err := metrics.NewSender(logger.Session("metrics"), Component, port)
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
+
+	cc, tokens, err := newClients(logger, cfg)
+	if err != nil {
+		return err
+	}
+
+	logger.Info("getting db connection")
+	db, err := sqldb.Open(ctx, logger.Session("db"), cfg.Database, storePool)
+	if err != nil {
+		return fmt.Errorf("db connect: %w", err)
+	}
+	defer closeDB(logger, db)
+	logger.Info("db connection retrieved")
+
+	lock, closeLock, err := newLock(ctx, logger, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLock()
+
+	syncer := NewSyncer(logger, tokens, cc, store.New(db, 0, sender), sender, cfg.RetryDeadline())
+	logger.Info("starting asg syncer")
+	return daemon.RunContext(ctx, logger, daemon.Member{
+		Name: "asg-locker",
+		Runner: daemon.Loop(func(ctx context.Context) error {
+			return locket.Hold(ctx, logger, lock, locket.RetryInterval, func(ctx context.Context) error {
+				return syncer.Loop(ctx, logger.Session("asg-syncer"), cfg.PollInterval())
+			})
+		}),
+	})
+}
+
+// Loop polls at once (the lock was just taken: the table may be stale),
+// then every interval, until ctx ends. Failed cycles are logged as
+// "poll-cycle" and retried at the next interval.
+func (s *Syncer) Loop(ctx context.Context, logger lager.Logger, interval time.Duration) error {
+	s.ResetMarker()
+	for {
+		if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
+			logger.Error("poll-cycle", err)
+		}
+		if !daemon.Sleep(ctx, interval) {
+			return nil
+		}
+	}
+}
+
+func newClients(logger lager.Logger, cfg Config) (*CCClient, *auth.UAAClient, error) {
+	publicTLS, err := auth.ClientTLSConfig(cfg.SkipSSLValidation, cfg.UAACA, cfg.CCCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("error creating tls config: %w", err)
+	}
+	internalTLS, err := mtls.ClientConfig(cfg.CCInternalClientCert, cfg.CCInternalClientKey, cfg.CCInternalCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cloud controller internal mutual tls config: %w", err)
+	}
+	public := auth.NewHTTPClient(publicTLS, cfg.Timeout())
+	internal := auth.NewHTTPClient(internalTLS, cfg.Timeout())
+	tokens := auth.NewUAAClient(logger.Session("uaa-client"), public, cfg.UAABaseURL(), cfg.UAAClient, cfg.UAAClientSecret)
+	return NewCCClient(logger, public, cfg.CCURL, internal, cfg.CCInternalURL), tokens, nil
+}
+
+// newLock is the locket lease when locket is configured, else the lock in
+// the policy database (with its own one-connection pool for postgres and
+// mysql, so the store never waits behind the held session).
+func newLock(ctx context.Context, logger lager.Logger, cfg Config) (locket.Lockable, func(), error) {
+	if cfg.UseLocket() {
+		tlsConfig, err := mtls.ClientConfig(cfg.LocketClientCertFile, cfg.LocketClientKeyFile, cfg.LocketCACertFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failed-to-create-locket-client using: %w", err)
+		}
+		client, err := locket.NewClient(cfg.LocketAddress, tlsConfig, locket.ClientOptions{
+			KeepaliveTime:    time.Duration(cfg.LocketClientKeepaliveTime),
+			KeepaliveTimeout: time.Duration(cfg.LocketClientKeepaliveTimeout),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("failed-to-create-locket-client using: %w", err)
+		}
+		return locket.NewLease(client, LockKey, cfg.UUID, locket.DefaultSessionTTLInSeconds), func() { _ = client.Close() }, nil
+	}
+	var lockDB *sqldb.DB
+	if cfg.Database.Type != sqldb.TypeSQLite {
+		var err error
+		lockDB, err = sqldb.Open(ctx, logger.Session("lock-db"), cfg.Database, storePool)
+		if err != nil {
+			return nil, nil, fmt.Errorf("db connect for lock: %w", err)
+		}
+	}
+	lock, err := NewDBLock(cfg.Database, lockDB, cfg.UUID)
+	if err != nil {
+		if lockDB != nil {
+			closeDB(logger, lockDB)
+		}
+		return nil, nil, err
+	}
+	return lock, func() {
+		if lockDB != nil {
+			closeDB(logger, lockDB)
+		}
+	}, nil
+}
+
+func closeDB(logger lager.Logger, db *sqldb.DB) {
+	if err := db.Close(); err != nil {
+		logger.Error("error-closing-connection-pool", err)
+	}
+}
