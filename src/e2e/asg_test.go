@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/celltest"
+	"github.com/netman-release/netman/src/testsupport/fakecc"
 )
 
 // egressGroup is a security group allowing tcp to dest:port, bound to the
@@ -146,6 +149,101 @@ func BenchmarkASGPropagation(b *testing.B) {
 		}
 		lat.Add(last.Sub(written))
 		b.StopTimer()
+	}
+	lat.Report(b)
+}
+
+// ccGroup is egressGroup as Cloud Controller holds it.
+func ccGroup(guid, dest string, port int, runningSpaces ...string) fakecc.SecurityGroup {
+	return fakecc.SecurityGroup{GUID: guid, Name: guid, RunningSpaces: runningSpaces,
+		Rules: []fakecc.Rule{{Protocol: "tcp", Destination: dest, Ports: strconv.Itoa(port)}}}
+}
+
+// TestDynamicASGsThroughCloudController is the whole path: a security
+// group created, bound and deleted in (a fake) Cloud Controller, the real
+// policy-server-asg-syncer polling it every second, policy-server-internal
+// and the agents on two cells.
+func TestDynamicASGsThroughCloudController(t *testing.T) {
+	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true})
+	c1, c2 := lab.Cells[0], lab.Cells[1]
+	cc := lab.StartCC(t, 1)
+	ext, extIP := lab.NewHost(200)
+	celltest.Listen(t, ext, "tcp", extIP+":8443")
+	target := extIP + ":8443"
+	a := c1.AddContainer(t, app("app-a", "space-1"))
+	b := c2.AddContainer(t, app("app-b", "space-2"))
+	if connects(a, target) || connects(b, target) {
+		t.Fatal("egress allowed with no security group")
+	}
+
+	changed := time.Now()
+	cc.Put(ccGroup("sg-web", extIP, 8443, "space-1"))
+	seen := waitConnects(t, a, target, true, 10*time.Second)
+	t.Logf("created in CC: enforced %s later", seen.Sub(changed))
+	if connects(b, target) {
+		t.Fatal("space-2's container got egress from a group bound to space-1")
+	}
+
+	changed = time.Now()
+	if err := cc.BindRunning("sg-web", "space-2"); err != nil {
+		t.Fatal(err)
+	}
+	seen = waitConnects(t, b, target, true, 10*time.Second)
+	t.Logf("bound in CC: enforced %s later", seen.Sub(changed))
+
+	changed = time.Now()
+	if !cc.Delete("sg-web") {
+		t.Fatal("delete: no such group")
+	}
+	seenA := waitConnects(t, a, target, false, 10*time.Second)
+	seenB := waitConnects(t, b, target, false, 10*time.Second)
+	t.Logf("deleted in CC: enforced %s (cell 1) and %s (cell 2) later", seenA.Sub(changed), seenB.Sub(changed))
+	if log := cc.SyncerLog(); strings.Contains(log, `"level":"error"`) {
+		t.Errorf("the syncer logged errors:\n%s", log)
+	}
+}
+
+// BenchmarkCCASGPropagation measures, per change in Cloud Controller, the
+// time from the change to its enforcement on every container: the fake
+// Cloud Controller, policy-server-asg-syncer at asg_poll_interval_seconds
+// 1 (upstream's minimum), policy-server-internal, two cells with three
+// containers each. Each change alternately creates a group bound to the
+// containers' space and deletes it.
+func BenchmarkCCASGPropagation(b *testing.B) {
+	b.StopTimer()
+	const containersPerCell = 3
+	lab := celltest.New(b, celltest.Options{Cells: 2, Policy: true})
+	cc := lab.StartCC(b, 1)
+	ext, extIP := lab.NewHost(200)
+	celltest.Listen(b, ext, "tcp", extIP+":8443")
+	target := extIP + ":8443"
+	var ctrs []*celltest.Container
+	for _, c := range lab.Cells {
+		for i := range containersPerCell {
+			ctrs = append(ctrs, c.AddContainer(b, app(fmt.Sprintf("bench-%d-%d", c.Index, i), "space-1")))
+		}
+	}
+	var lat benchlat.Latencies
+	bound := false
+	for i := 0; i < b.N; i++ {
+		bound = !bound
+		b.StartTimer()
+		changed := time.Now()
+		if bound {
+			cc.Put(ccGroup("sg-bench", extIP, 8443, "space-1"))
+		} else {
+			cc.Delete("sg-bench")
+		}
+		last := changed
+		for _, c := range ctrs {
+			if seen := waitConnects(b, c, target, bound, 30*time.Second); seen.After(last) {
+				last = seen
+			}
+		}
+		lat.Add(last.Sub(changed))
+		b.StopTimer()
+		// Changes land at random points of the syncer's second.
+		time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
 	}
 	lat.Report(b)
 }
