@@ -2,22 +2,15 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
-
-	"code.cloudfoundry.org/lager/v3"
-
-	"github.com/netman-release/netman/src/policy"
-	"github.com/netman-release/netman/src/policyserver/store"
-	"github.com/netman-release/netman/src/sqldb"
 )
 
 // The ASG act of the demo: the frontend's egress caller is denied the
-// outside service; a security group bound to the frontend's space lets it
-// out; removing the group shuts it in again. Each change is timed from the
+// outside service; a security group created in Cloud Controller and bound
+// to the frontend's space lets it out; deleting the group shuts it in
+// again. Each change is timed from the
 // moment it was accepted to the caller's first call with the new outcome.
 
 // asgChanger makes the security group changes of the demo.
@@ -34,65 +27,11 @@ type asgChanger interface {
 	Close() error
 }
 
-// newASGChanger returns the lab's way of changing security groups: a
-// direct write of the policy database's security_groups table, exactly
-// what policy-server-asg-syncer commits after reading Cloud Controller.
-func newASGChanger(ctx context.Context, st *State) (asgChanger, error) {
-	return openStoreASGs(ctx, st.Plan.PolicyDB)
+// newASGChanger returns the lab's way of changing security groups: its
+// Cloud Controller, which policy-server-asg-syncer polls.
+func newASGChanger(_ context.Context, st *State) (asgChanger, error) {
+	return ccASGs{admin: st.Plan.CCAdminAddr()}, nil
 }
-
-// storeASGs writes the security_groups table.
-type storeASGs struct {
-	db *sqldb.DB
-	st *store.Store
-}
-
-func openStoreASGs(ctx context.Context, cfg map[string]any) (*storeASGs, error) {
-	var c sqldb.Config
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, err
-	}
-	db, err := sqldb.Open(ctx, lager.NewLogger("netman-lab"), c, sqldb.Pool{MaxOpenConnections: 2, MaxIdleConnections: 1})
-	if err != nil {
-		return nil, fmt.Errorf("opening the policy database: %w", err)
-	}
-	return &storeASGs{db: db, st: store.New(db, 2, nil)}, nil
-}
-
-// labASG is the demo's security group.
-func labASG(space, service string) policy.SecurityGroup {
-	ip, port, _ := strings.Cut(service, ":")
-	return policy.SecurityGroup{
-		GUID: "lab-outside-service", Name: "outside-service",
-		Rules:             fmt.Sprintf(`[{"protocol":"tcp","destination":"%s","ports":"%s","description":"the lab's outside service"}]`, ip, port),
-		StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{space},
-	}
-}
-
-func (s *storeASGs) Bind(ctx context.Context, space, service string) (time.Time, error) {
-	err := s.st.ReplaceSecurityGroups(ctx, []policy.SecurityGroup{labASG(space, service)})
-	return time.Now(), err
-}
-
-func (s *storeASGs) Unbind(ctx context.Context) (time.Time, error) {
-	err := s.st.ReplaceSecurityGroups(ctx, nil)
-	return time.Now(), err
-}
-
-func (s *storeASGs) Action(bind bool, space, service string) string {
-	if bind {
-		return fmt.Sprintf("security_groups ← outside-service (tcp %s, running space %s), as the ASG syncer writes it", service, shortGUID(space))
-	}
-	return "security_groups ← (none), as the ASG syncer writes it"
-}
-
-func (s *storeASGs) Since() string { return "the write's commit" }
-
-func (s *storeASGs) Close() error { return s.db.Close() }
 
 func shortGUID(g string) string {
 	if len(g) > 8 {

@@ -156,7 +156,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		return nil, err
 	}
 	u := &upper{st: st, o: o, ctx: ctx}
-	for _, step := range []func() error{u.controlPlane, u.discoveryControlPlane, u.cells, u.apps, u.egress, u.emitters, u.env} {
+	for _, step := range []func() error{u.controlPlane, u.cloudController, u.discoveryControlPlane, u.cells, u.apps, u.egress, u.emitters, u.env} {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
@@ -189,7 +189,7 @@ func preflight(o Options) error {
 	// every address (a NATS server of the machine's own on 127.0.0.1:4222
 	// is no bother).
 	pt := o.Ports
-	for _, port := range []int{pt.ControllerHealth, pt.ControllerDebug, pt.External, pt.ExternalDebug, pt.InternalHealth, pt.InternalDebug, pt.DiscoveryLogLevel} {
+	for _, port := range []int{pt.ControllerHealth, pt.ControllerDebug, pt.External, pt.ExternalDebug, pt.InternalHealth, pt.InternalDebug, pt.DiscoveryLogLevel, pt.CC, pt.CCInternal, pt.CCAdmin} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return fmt.Errorf("port %d is taken on this machine (the lab uses upstream's ports: see docs/lab.md): %w", port, err)
