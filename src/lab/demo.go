@@ -318,6 +318,13 @@ func (st *State) Tour() string {
 		fmt.Fprintf(&b, "  the backend's host port   curl -s http://%s:%d/   (cell %d's netin mapping)\n", cell.UnderlayIP, be.HostPort, cell.Index)
 	}
 	fmt.Fprintf(&b, "  a cell's policy rules     ip netns exec %s iptables-save | grep -E 'vpa--|overlay--'\n", st.Cells[be.Cell-1].NS)
+	if e := st.Egress; e != nil {
+		ip, port, _ := strings.Cut(e.Service, ":")
+		fmt.Fprintf(&b, "  the frontend's egress     tail -f %s\n", short(e.Log))
+		fmt.Fprintf(&b, "  an ASG in CC              curl -X PUT http://%s/security_groups/my-asg -d '{\"Name\":\"my-asg\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
+		fmt.Fprintf(&b, "                            curl -X DELETE http://%s/security_groups/my-asg\n", st.Plan.CCAdminAddr())
+		fmt.Fprintf(&b, "  the frontend's asg chain  ip netns exec %s iptables-save | grep asg-\n", st.Cells[fe.Cell-1].NS)
+	}
 	fmt.Fprintf(&b, "  the netman CLI            source %s\n", filepath.Join(dir, "env"))
 	fmt.Fprintf(&b, "                            %s list\n", filepath.Join(bins, "netman"))
 	fmt.Fprintf(&b, "                            %s add frontend backend --protocol tcp --port %d\n", filepath.Join(bins, "netman"), be.Port)
