@@ -52,7 +52,7 @@ func TestMigratesAndPopulates(t *testing.T) {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
 		for _, msg := range []string{"getting migration db connection", "migration db connection retrieved", "running migrations",
-			`finished running migrations","data":{"num-migrations-completed":88}`, "populating groups table", "finished populating groups table"} {
+			`finished running migrations","data":{"num-migrations-completed":90}`, "populating groups table", "finished populating groups table"} {
 			if !strings.Contains(stdout, `"message":"cfnetworking.policy-server-migrate-db.`+msg) {
 				t.Errorf("no %q log line in:\n%s", msg, stdout)
 			}

@@ -9,7 +9,8 @@
 // subcommands are the lab's own processes: `app` inside each app container,
 // `nats` (an embedded NATS server), `route-emitter` (registers a cell's apps'
 // internal routes as route_emitter does) and `dns` (a cell's DNS front end,
-// answering *.apps.internal from bosh-dns-adapter, in bosh-dns's place).
+// answering *.apps.internal from bosh-dns-adapter, in bosh-dns's place) and
+// `cc` (a fake Cloud Controller for policy-server-asg-syncer).
 package main
 
 import (
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = lab.RunRouteEmitter(ctx, args[1:], stdout)
 	case "dns":
 		err = lab.RunDNS(ctx, args[1:], stdout)
+	case "cc":
+		err = lab.RunCC(ctx, args[1:], stdout)
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2

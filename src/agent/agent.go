@@ -35,6 +35,9 @@ const (
 	MetricPolicyCycleFailures = "policyCycleFailures"
 	MetricLongPollFailures    = "policyLongPollFailures"
 	MetricASGPollFailures     = "asgPollFailures"
+	// MetricASGLongPollFailures counts failed long-polls of
+	// security_groups_last_updated.
+	MetricASGLongPollFailures = "asgLongPollFailures"
 )
 
 // Retry backoff after a failed cycle or long-poll.
@@ -83,6 +86,8 @@ type Agent struct {
 	lpHealthy atomic.Bool  // a long-poll is running and answering
 	lpStarted atomic.Bool
 	kick      chan struct{}
+
+	asgv asgVersions // security_groups_last_updated tracking (asgpoll.go)
 }
 
 // New returns an agent. asg may be nil (ASG syncing disabled).
@@ -93,6 +98,7 @@ func New(logger lager.Logger, cfg Config, store *metadata.Store, client PolicySo
 		c2c: c2c.NewEnforcer(driver), asg: asg, sender: sender,
 		jitter: 0.1, kick: make(chan struct{}, 1),
 	}
+	a.asgv.init(client)
 	a.logging.Store(cfg.IPTablesC2CLogging)
 	return a
 }
@@ -325,38 +331,61 @@ func (a *Agent) PollLoop(ctx context.Context) error {
 // long-poll (the poll loop then polls plainly).
 func (a *Agent) longPollLoop(ctx context.Context) {
 	defer a.lpStarted.Store(false)
-	defer a.lpHealthy.Store(false)
+	a.longPoll(ctx, versionLongPoll{
+		name: "long-poll", failures: MetricLongPollFailures, wait: a.client.WaitLastUpdated,
+		seen: &a.seen, offered: &a.lpOffered, healthy: &a.lpHealthy, changed: a.poke,
+	})
+}
+
+// versionLongPoll is one version endpoint to long-poll: how to wait on it,
+// where the newest value goes, the flags the plain pollers consult, and
+// whom to wake on a change.
+type versionLongPoll struct {
+	name     string // log message of failures; "<name>-not-offered" on fallback
+	failures string // counter of failed long-polls
+	wait     func(ctx context.Context, since int64, wait, grace time.Duration) (int64, bool, error)
+	seen     *atomic.Int64
+	offered  *atomic.Bool
+	healthy  *atomic.Bool
+	changed  func()
+}
+
+// longPoll runs one long-poll loop until ctx is done or the server stops
+// offering long-poll. Failures back off exponentially up to the longest
+// wait.
+func (a *Agent) longPoll(ctx context.Context, p versionLongPoll) {
+	defer p.healthy.Store(false)
 	wait := min(a.cfg.longPollWait(), maxLongPollWait)
 	grace := a.cfg.clientTimeout()
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		since := a.seen.Load()
+		since := p.seen.Load()
 		t0 := time.Now()
-		v, offered, err := a.client.WaitLastUpdated(ctx, since, wait, grace)
+		v, offered, err := p.wait(ctx, since, wait, grace)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			a.lpHealthy.Store(false)
-			a.sender.IncrementCounter(MetricLongPollFailures)
+			p.healthy.Store(false)
+			a.sender.IncrementCounter(p.failures)
 			backoff = min(max(2*backoff, minBackoff), maxLongPollWait)
-			a.logger.Error("long-poll", err, lager.Data{"retry-in": backoff.String()})
+			a.logger.Error(p.name, err, lager.Data{"retry-in": backoff.String()})
 			if !edge.Sleep(ctx, backoff) {
 				return
 			}
 			continue
 		}
 		if !offered {
-			a.lpHealthy.Store(false)
-			a.lpOffered.Store(false)
-			a.logger.Info("long-poll-not-offered", lager.Data{"fallback": "plain polling"})
+			p.healthy.Store(false)
+			p.offered.Store(false)
+			a.logger.Info(p.name+"-not-offered", lager.Data{"fallback": "plain polling"})
 			return
 		}
 		backoff = 0
-		a.lpHealthy.Store(true)
+		p.healthy.Store(true)
 		if v != since {
-			a.seen.Store(v)
-			a.poke()
+			p.seen.Store(v)
+			p.changed()
 		} else if time.Since(t0) < longPollGap && !edge.Sleep(ctx, longPollGap) {
 			return
 		}

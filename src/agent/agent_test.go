@@ -70,9 +70,18 @@ func (f *fakeServer) LastUpdated(context.Context) (int64, bool, error) {
 }
 
 func (f *fakeServer) WaitLastUpdated(ctx context.Context, since int64, wait, _ time.Duration) (int64, bool, error) {
-	f.mu.Lock()
-	v, ch, err, lp := f.version, f.changed, f.err, f.longPoll
-	f.mu.Unlock()
+	return fakeLongPoll(ctx, &f.mu, since, wait, func() (int64, chan struct{}, bool, error) {
+		return f.version, f.changed, f.longPoll, f.err
+	})
+}
+
+// fakeLongPoll answers a long-poll of a fake server's version: at once when
+// it failed, moved past since or long-poll is off, else when changed is
+// closed or wait has passed. state is read under mu.
+func fakeLongPoll(ctx context.Context, mu *sync.Mutex, since int64, wait time.Duration, state func() (v int64, changed chan struct{}, longPoll bool, err error)) (int64, bool, error) {
+	mu.Lock()
+	v, ch, lp, err := state()
+	mu.Unlock()
 	if err != nil {
 		return 0, false, err
 	}
@@ -85,9 +94,10 @@ func (f *fakeServer) WaitLastUpdated(ctx context.Context, since int64, wait, _ t
 	case <-ctx.Done():
 		return 0, false, ctx.Err()
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.version, true, nil
+	mu.Lock()
+	defer mu.Unlock()
+	v, _, _, err = state()
+	return v, true, err
 }
 
 func (f *fakeServer) CreateOrGetTag(context.Context, string, string) (string, error) {

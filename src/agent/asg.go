@@ -72,9 +72,14 @@ func (a *Agent) asgContainers(ctx context.Context, handles ...string) ([]asg.Con
 	return out, nil
 }
 
-// ASGCycle is the periodic full ASG sync.
+// ASGCycle is the periodic full ASG sync. It reads
+// security_groups_last_updated first, so that the security groups are
+// fetched only when they changed (asgpoll.go).
 func (a *Agent) ASGCycle(ctx context.Context) error {
 	start := time.Now()
+	if v, ok := a.asgVersion(ctx); ok {
+		ctx = context.WithValue(ctx, asgVersionKey{}, v)
+	}
 	cs, err := a.asgContainers(ctx)
 	if err != nil {
 		a.sender.IncrementCounter(MetricASGPollFailures)

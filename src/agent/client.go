@@ -182,14 +182,17 @@ func (c *Client) Policies(ctx context.Context, ids ...string) ([]c2c.Policy, err
 	return out, nil
 }
 
+// Version endpoints: bare integers that move when the data behind them
+// changes.
+const (
+	policiesLastUpdatedPath       = "/networking/v1/internal/policies_last_updated"
+	securityGroupsLastUpdatedPath = "/networking/v1/internal/security_groups_last_updated"
+)
+
 // LastUpdated is a plain read of policies_last_updated. longPoll reports
 // whether the server offers the long-poll form.
 func (c *Client) LastUpdated(ctx context.Context) (v int64, longPoll bool, err error) {
-	h, err := c.do(ctx, c.http, http.MethodGet, "/networking/v1/internal/policies_last_updated", nil, &v)
-	if err != nil {
-		return 0, false, err
-	}
-	return v, h.Get(longPollHeader) == "1", nil
+	return c.readVersion(ctx, policiesLastUpdatedPath)
 }
 
 // WaitLastUpdated long-polls policies_last_updated: it returns as soon as
@@ -198,12 +201,38 @@ func (c *Client) LastUpdated(ctx context.Context) (v int64, longPoll bool, err e
 // did not come from a long-poll capable server (which then answered at
 // once, ignoring the wait).
 func (c *Client) WaitLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
+	return c.waitVersion(ctx, policiesLastUpdatedPath, since, wait, grace)
+}
+
+// SecurityGroupsLastUpdated is a plain read of newer upstream's
+// security_groups_last_updated. A server without it (upstream v3.53.0)
+// answers 404: a *StatusError with Code 404.
+func (c *Client) SecurityGroupsLastUpdated(ctx context.Context) (v int64, longPoll bool, err error) {
+	return c.readVersion(ctx, securityGroupsLastUpdatedPath)
+}
+
+// WaitSecurityGroupsLastUpdated long-polls security_groups_last_updated,
+// as WaitLastUpdated does policies_last_updated, over the same long-poll
+// client (and so the same connections).
+func (c *Client) WaitSecurityGroupsLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
+	return c.waitVersion(ctx, securityGroupsLastUpdatedPath, since, wait, grace)
+}
+
+func (c *Client) readVersion(ctx context.Context, path string) (v int64, longPoll bool, err error) {
+	h, err := c.do(ctx, c.http, http.MethodGet, path, nil, &v)
+	if err != nil {
+		return 0, false, err
+	}
+	return v, h.Get(longPollHeader) == "1", nil
+}
+
+func (c *Client) waitVersion(ctx context.Context, path string, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+grace)
 	defer cancel()
 	q := url.Values{}
 	q.Set("wait", strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
 	q.Set("since", strconv.FormatInt(since, 10))
-	h, err := c.do(ctx, c.longPoll, http.MethodGet, "/networking/v1/internal/policies_last_updated?"+q.Encode(), nil, &v)
+	h, err := c.do(ctx, c.longPoll, http.MethodGet, path+"?"+q.Encode(), nil, &v)
 	if err != nil {
 		return 0, false, err
 	}

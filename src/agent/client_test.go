@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,7 +35,7 @@ func realServer(t *testing.T) (*store.Store, *Client) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); close(done) }()
-	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).Handler(nil))
+	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).WatchSecurityGroups(runSGWatcher(t, st)).Handler(nil))
 	t.Cleanup(func() { srv.Close(); cancel(); <-done })
 	return st, NewClient(srv.URL, nil, 5*time.Second)
 }
@@ -111,6 +112,25 @@ func TestClientAgainstPolicyServerInternal(t *testing.T) {
 	if diff := cmp.Diff([]string{"public", "space"}, names); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)
 	}
+
+	sv, offered, err := client.SecurityGroupsLastUpdated(ctx)
+	if err != nil || !offered || sv == 0 {
+		t.Fatalf("security groups last updated: %d %v %v", sv, offered, err)
+	}
+	if got, ok, err := client.WaitSecurityGroupsLastUpdated(ctx, sv-1, 5*time.Second, time.Second); err != nil || !ok || got != sv {
+		t.Fatalf("security groups long-poll with an old value: %d %v %v", got, ok, err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = st.ReplaceSecurityGroups(ctx, nil)
+	}()
+	start = time.Now()
+	if got, ok, err := client.WaitSecurityGroupsLastUpdated(ctx, sv, 10*time.Second, time.Second); err != nil || !ok || got <= sv {
+		t.Fatalf("security groups long-poll across a replace: %d %v %v", got, ok, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("security groups long-poll answered after %v", took)
+	}
 }
 
 func TestClientRejectsGarbage(t *testing.T) {
@@ -143,8 +163,11 @@ func TestClientRejectsGarbage(t *testing.T) {
 func TestClientAgainstUpstreamServerFallsBack(t *testing.T) {
 	// An upstream server ignores wait/since and sends no long-poll header.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "policies_last_updated") {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "policies_last_updated"):
 			_, _ = w.Write([]byte("42"))
+		default:
+			http.NotFound(w, r)
 		}
 	}))
 	defer srv.Close()
@@ -156,4 +179,21 @@ func TestClientAgainstUpstreamServerFallsBack(t *testing.T) {
 	if _, ok, err := c.WaitLastUpdated(context.Background(), 42, time.Second, time.Second); err != nil || ok {
 		t.Fatalf("long-poll against upstream: ok=%v err=%v", ok, err)
 	}
+	// v3.53.0 has no security_groups_last_updated: a 404 the agent can tell.
+	_, _, err = c.SecurityGroupsLastUpdated(context.Background())
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Fatalf("security_groups_last_updated against v3.53.0: %v", err)
+	}
+}
+
+// runSGWatcher runs a security_groups_last_updated watcher over st until
+// the test ends.
+func runSGWatcher(t *testing.T, st *store.Store) *internalapi.Watcher {
+	w := internalapi.NewWatcher(st.SecurityGroupsLastUpdated, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
 }

@@ -64,7 +64,8 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 
 	a := New(logger, cfg, store, client, driver, nil, sender)
 	if cfg.EnableASGSyncing {
-		s, err := newASGSyncer(logger.Session("asg"), cfg, driver, client, a)
+		a.asgv.cache.src = client
+		s, err := newASGSyncer(logger.Session("asg"), cfg, driver, &a.asgv.cache, a)
 		if err != nil {
 			return err
 		}
@@ -85,8 +86,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		edge.Member{Name: "force-policy-poll-cycle-server", Runner: edge.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), a.ForceHandler(), nil)},
 	)
 	if a.asg != nil {
-		interval := cfg.asgPollInterval()
-		members = append(members, edge.Member{Name: "asg-poller", Runner: edge.Poller(logger, "asg-poller", interval, interval/10, a.ASGCycle)})
+		members = append(members, edge.Member{Name: "asg-poller", Runner: edge.Loop(a.ASGPollLoop)})
 	}
 	// Upstream logs "starting" once every member is up.
 	members = append(members, edge.Member{Name: "starting", Runner: edge.OnReady(func() { logger.Info("starting") })})

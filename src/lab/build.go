@@ -12,7 +12,7 @@ import (
 // itself (the apps, NATS, the route emitters and the DNS front ends are
 // netman-lab subcommands).
 var Binaries = []string{
-	"silk-controller", "policy-server", "policy-server-internal", "service-discovery-controller",
+	"silk-controller", "policy-server", "policy-server-internal", "policy-server-asg-syncer", "service-discovery-controller",
 	"silk-daemon", "vxlan-policy-agent", "bosh-dns-adapter",
 	"garden-external-networker", "cni-wrapper-plugin", "silk-cni",
 	"netman-lab",

@@ -24,6 +24,11 @@ type Step struct {
 	// call with the new outcome (zero for the first step).
 	After  time.Duration
 	Detail string // the frontend's call line
+	// From and To name the call when it is not frontend → backend (the
+	// ASG steps: the frontend's egress caller → the outside service).
+	From, To string
+	// Since names what After is measured from; "" is the API's answer.
+	Since string
 }
 
 // Report is the demo's outcome.
@@ -83,9 +88,17 @@ func (r Report) String() string {
 		if s.Action != "" {
 			fmt.Fprintf(&b, "%s\n  %-18s", s.Action, "")
 		}
-		fmt.Fprintf(&b, "%s → %s: %s", fe.Name, be.Name, strings.ToUpper(verdict(s.Allowed)))
-		if i > 0 {
-			fmt.Fprintf(&b, " within %d ms of the API's answer", s.After.Milliseconds())
+		from, to := fe.Name, be.Name
+		if s.From != "" {
+			from, to = s.From, s.To
+		}
+		fmt.Fprintf(&b, "%s → %s: %s", from, to, strings.ToUpper(verdict(s.Allowed)))
+		if s.Action != "" {
+			since := s.Since
+			if since == "" {
+				since = "the API's answer"
+			}
+			fmt.Fprintf(&b, " within %d ms of %s", s.After.Milliseconds(), since)
 		}
 		fmt.Fprintf(&b, "\n  %-18s(%s)\n", "", s.Detail)
 	}
@@ -162,7 +175,7 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := r.change(ctx, fe, "policy added", fmt.Sprintf("POST /networking/v1/external/policies  %s → %s tcp %d", fe.Name, be.Name, be.Port), true, sent, answered); err != nil {
+	if err := r.change(ctx, fe.Log, "policy added", fmt.Sprintf("POST /networking/v1/external/policies  %s → %s tcp %d", fe.Name, be.Name, be.Port), true, sent, answered); err != nil {
 		return r, err
 	}
 
@@ -173,10 +186,18 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := r.change(ctx, fe, "policy removed", "POST /networking/v1/external/policies/delete", false, sent, answered); err != nil {
+	if err := r.change(ctx, fe.Log, "policy removed", "POST /networking/v1/external/policies/delete", false, sent, answered); err != nil {
 		return r, err
 	}
-	return r, nil
+	if st.Egress == nil {
+		return r, nil
+	}
+	asgs, err := newASGChanger(ctx, st)
+	if err != nil {
+		return r, err
+	}
+	defer asgs.Close()
+	return r, r.asgSteps(ctx, st, asgs, log)
 }
 
 // DemoTimeout bounds each change: policy propagation is a long-poll away.
@@ -226,8 +247,8 @@ func later(a, b time.Time) time.Time {
 
 // change waits for the frontend's first call with outcome allowed made
 // since the request was sent and records the step.
-func (r *Report) change(ctx context.Context, fe *AppState, title, action string, allowed bool, sent, answered time.Time) error {
-	c, err := waitCall(ctx, fe.Log, sent, answered.Add(DemoTimeout), func(c Call) bool { return c.Allowed == allowed })
+func (r *Report) change(ctx context.Context, log, title, action string, allowed bool, sent, answered time.Time) error {
+	c, err := waitCall(ctx, log, sent, answered.Add(DemoTimeout), func(c Call) bool { return c.Allowed == allowed })
 	step := Step{Title: title, Action: action, Allowed: allowed, Detail: c.Detail}
 	if err != nil {
 		step.Allowed = !allowed
@@ -297,6 +318,13 @@ func (st *State) Tour() string {
 		fmt.Fprintf(&b, "  the backend's host port   curl -s http://%s:%d/   (cell %d's netin mapping)\n", cell.UnderlayIP, be.HostPort, cell.Index)
 	}
 	fmt.Fprintf(&b, "  a cell's policy rules     ip netns exec %s iptables-save | grep -E 'vpa--|overlay--'\n", st.Cells[be.Cell-1].NS)
+	if e := st.Egress; e != nil {
+		ip, port, _ := strings.Cut(e.Service, ":")
+		fmt.Fprintf(&b, "  the frontend's egress     tail -f %s\n", short(e.Log))
+		fmt.Fprintf(&b, "  an ASG in CC              curl -X PUT http://%s/security_groups/my-asg -d '{\"Name\":\"my-asg\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
+		fmt.Fprintf(&b, "                            curl -X DELETE http://%s/security_groups/my-asg\n", st.Plan.CCAdminAddr())
+		fmt.Fprintf(&b, "  the frontend's asg chain  ip netns exec %s iptables-save | grep asg-\n", st.Cells[fe.Cell-1].NS)
+	}
 	fmt.Fprintf(&b, "  the netman CLI            source %s\n", filepath.Join(dir, "env"))
 	fmt.Fprintf(&b, "                            %s list\n", filepath.Join(bins, "netman"))
 	fmt.Fprintf(&b, "                            %s add frontend backend --protocol tcp --port %d\n", filepath.Join(bins, "netman"), be.Port)

@@ -156,7 +156,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		return nil, err
 	}
 	u := &upper{st: st, o: o, ctx: ctx}
-	for _, step := range []func() error{u.controlPlane, u.discoveryControlPlane, u.cells, u.apps, u.emitters, u.env} {
+	for _, step := range []func() error{u.controlPlane, u.cloudController, u.discoveryControlPlane, u.cells, u.apps, u.egress, u.emitters, u.env} {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
@@ -189,14 +189,14 @@ func preflight(o Options) error {
 	// every address (a NATS server of the machine's own on 127.0.0.1:4222
 	// is no bother).
 	pt := o.Ports
-	for _, port := range []int{pt.ControllerHealth, pt.ControllerDebug, pt.External, pt.ExternalDebug, pt.InternalHealth, pt.InternalDebug, pt.DiscoveryLogLevel} {
+	for _, port := range []int{pt.ControllerHealth, pt.ControllerDebug, pt.External, pt.ExternalDebug, pt.InternalHealth, pt.InternalDebug, pt.DiscoveryLogLevel, pt.CC, pt.CCInternal, pt.CCAdmin} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return fmt.Errorf("port %d is taken on this machine (the lab uses upstream's ports: see docs/lab.md): %w", port, err)
 		}
 		l.Close()
 	}
-	for _, port := range []int{pt.ControllerAPI, pt.Internal, pt.Discovery, pt.NATS} {
+	for _, port := range []int{pt.ControllerAPI, pt.Internal, pt.Discovery, pt.NATS, EgressPort} {
 		if listeningOnAll(port) {
 			return fmt.Errorf("port %d is taken on every address of this machine (the lab uses upstream's ports: see docs/lab.md)", port)
 		}
@@ -449,7 +449,7 @@ func (u *upper) apps() error {
 	st.Apps = make([]AppState, u.o.Apps)
 	for _, k := range order {
 		a := &st.Apps[k-1]
-		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: AppPort}
+		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: AppPort, Space: space}
 		a.NS = st.Names + "-" + a.Name
 		a.Log = filepath.Join(st.Dir, "apps", a.Name+".log")
 		a.Route = AppRoute(a.Name)
@@ -464,6 +464,34 @@ func (u *upper) apps() error {
 		}
 		u.say("app %s: cell %d, %s, namespace %s", a.Name, a.Cell, a.IP, a.NS)
 	}
+	return st.Save()
+}
+
+// EgressPort is where the lab's outside service listens, on the underlay
+// address of the root namespace.
+const EgressPort = 9443
+
+// egress starts the ASG demo's pair: an outside service in this namespace
+// on the underlay, and inside the frontend's container a second caller
+// calling it. No security group allows it yet, so its calls are rejected
+// by the frontend's asg chain until the demo binds one.
+func (u *upper) egress() error {
+	st := u.st
+	fe := st.App("frontend")
+	service := fmt.Sprintf("%s:%d", st.Plan.RootIP(), EgressPort)
+	u.say("outside service on %s (reachable from apps only through a security group)", service)
+	if _, err := u.spawnAs("outside service", nil, filepath.Join(st.Dir, "apps", "outside.log"), "netman-lab", "app", "--name", "outside", "--listen", service); err != nil {
+		return err
+	}
+	e := &EgressState{Service: service, Calls: "http://" + service + "/", Log: filepath.Join(st.Dir, "apps", "frontend-egress.log")}
+	ns := &netnstest.NS{Name: fe.NS, Path: "/run/netns/" + fe.NS}
+	args := []string{"app", "--name", "frontend-egress", "--listen", fmt.Sprintf(":%d", AppPort+1), "--call", e.Calls, "--every", u.o.CallEvery.String()}
+	if _, err := u.spawnAs("frontend egress caller", ns, e.Log, "netman-lab", args...); err != nil {
+		return err
+	}
+	e.UpAt = time.Now()
+	st.Egress = e
+	u.say("app frontend: also calls %s every %v", e.Calls, u.o.CallEvery)
 	return st.Save()
 }
 

@@ -35,6 +35,7 @@ func TestLabUpDemoDown(t *testing.T) {
 			External: ports.Free(t, "127.0.0.1"), ExternalDebug: ports.Free(t, "127.0.0.1"),
 			Internal: ports.Free(t, "127.0.0.1"), InternalHealth: ports.Free(t, "127.0.0.1"), InternalDebug: ports.Free(t, "127.0.0.1"),
 			Discovery: ports.Free(t, "127.0.0.1"), DiscoveryLogLevel: ports.Free(t, "127.0.0.1"), NATS: ports.Free(t, "127.0.0.1"),
+			CC: ports.Free(t, "127.0.0.1"), CCInternal: ports.Free(t, "127.0.0.1"), CCAdmin: ports.Free(t, "127.0.0.1"),
 		},
 		Log: testWriter{t},
 	}
@@ -58,11 +59,26 @@ func TestLabUpDemoDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
-	if got := report.Sequence(); got != "denied → allowed → denied" {
-		t.Errorf("sequence %q", got)
+	// The policy act, then the ASG act (the frontend's egress caller).
+	const want = "denied → allowed → denied → denied → allowed → denied"
+	if got := report.Sequence(); got != want {
+		t.Errorf("sequence %q, want %q", got, want)
 	}
-	if !strings.Contains(report.String(), "result: denied → allowed → denied") {
+	if !strings.Contains(report.String(), "result: "+want) {
 		t.Errorf("report lacks its result line:\n%s", report)
+	}
+	for i, title := range []string{"no ASG", "ASG bound", "ASG removed"} {
+		s := report.Steps[3+i]
+		if s.Title != title || s.From != "frontend" || !strings.HasPrefix(s.To, "outside ") {
+			t.Errorf("step %d = %+v, want %q from the frontend to the outside service", 4+i, s, title)
+		}
+		if i > 0 && (s.After <= 0 || s.After > DemoTimeout || s.Since != "Cloud Controller's answer") {
+			t.Errorf("step %q: after %v since %q", title, s.After, s.Since)
+		}
+		// Cloud Controller → syncer (every second) → store → agents.
+		if i > 0 && s.After > 2*time.Second {
+			t.Errorf("step %q took %v from Cloud Controller to the app", title, s.After)
+		}
 	}
 	if fe, be := report.Frontend, report.Backend; fe.Cell != 1 || be.Cell != 2 || fe.IP == "" || be.IP == "" {
 		t.Errorf("frontend %+v, backend %+v: want cell 1 and cell 2 with addresses", fe, be)

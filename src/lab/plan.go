@@ -43,6 +43,9 @@ type Ports struct {
 	// Service discovery: service-discovery-controller's mTLS API (on
 	// RootIP) and log-level server, and NATS (on RootIP).
 	Discovery, DiscoveryLogLevel, NATS int
+	// The fake Cloud Controller (on 127.0.0.1): public API and UAA,
+	// internal API, the lab's write API.
+	CC, CCInternal, CCAdmin int
 }
 
 // DefaultPorts are upstream's defaults.
@@ -52,6 +55,7 @@ func DefaultPorts() Ports {
 		External: 4002, ExternalDebug: 31821,
 		Internal: 4003, InternalHealth: 31946, InternalDebug: 31945,
 		Discovery: 8054, DiscoveryLogLevel: 8055, NATS: 4222,
+		CC: 9024, CCInternal: 9023, CCAdmin: 9025,
 	}
 }
 

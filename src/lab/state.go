@@ -17,17 +17,20 @@ const StateFile = "state.json"
 // kernel object, process and database it created, in creation order, so
 // that `down` (any later process) undoes exactly that, newest first.
 type State struct {
-	Dir     string      `json:"dir"`
-	Bins    string      `json:"bins"`
-	Names   string      `json:"names"` // prefix of every namespace, link and database name
-	DB      string      `json:"db"`
-	Plan    Plan        `json:"plan"`
-	Token   string      `json:"-"` // the admin token; in env and tokens.json (0600), not here (0644: status runs unprivileged)
-	Bridge  string      `json:"bridge"`
-	Cells   []CellState `json:"cells"`
-	Apps    []AppState  `json:"apps"`
-	Started time.Time   `json:"started"`
-	Undo    []Resource  `json:"undo"`
+	Dir    string      `json:"dir"`
+	Bins   string      `json:"bins"`
+	Names  string      `json:"names"` // prefix of every namespace, link and database name
+	DB     string      `json:"db"`
+	Plan   Plan        `json:"plan"`
+	Token  string      `json:"-"` // the admin token; in env and tokens.json (0600), not here (0644: status runs unprivileged)
+	Bridge string      `json:"bridge"`
+	Cells  []CellState `json:"cells"`
+	Apps   []AppState  `json:"apps"`
+	// Egress is the frontend's second caller, to a service outside the
+	// overlay that only an application security group lets it reach.
+	Egress  *EgressState `json:"egress,omitempty"`
+	Started time.Time    `json:"started"`
+	Undo    []Resource   `json:"undo"`
 }
 
 // CellState is one cell.
@@ -57,6 +60,17 @@ type AppState struct {
 	// garden-external-networker gave it as dns_servers.
 	Route      string   `json:"route"`
 	DNSServers []string `json:"dns_servers"`
+	Space      string   `json:"space,omitempty"` // its space guid (security groups bind to spaces)
+}
+
+// EgressState is the ASG demo's pair: a service outside the overlay (in
+// the root namespace, on the underlay) and a caller inside the frontend's
+// container calling it.
+type EgressState struct {
+	Service string    `json:"service"` // ip:port of the outside service
+	Calls   string    `json:"calls"`   // the URL the caller calls
+	Log     string    `json:"log"`     // the caller's call lines
+	UpAt    time.Time `json:"up_at"`
 }
 
 // Resource kinds, undone by Down.

@@ -135,16 +135,48 @@ func legacyIDs() []string {
 	return ids
 }
 
+// idsTo79 are the ids upstream v3.53.0 records (split forms of 1–3).
+func idsTo79() []string {
+	var ids []string
+	for _, id := range store.MigrationIDs() {
+		if id != "80" && id != "81" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// newerUpstream is what a newer upstream adds after 79: security_groups_info
+// with its row (80, 81), and the records of later migrations netman does not
+// apply (82–91).
+func newerUpstream(t *testing.T, db *sqldb.DB, dbType string) {
+	t.Helper()
+	switch dbType {
+	case sqldb.TypePostgres:
+		execAll(t, db, `CREATE TABLE security_groups_info (id SERIAL PRIMARY KEY, last_updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)`)
+	case sqldb.TypeMySQL:
+		execAll(t, db, `CREATE TABLE security_groups_info (id int NOT NULL AUTO_INCREMENT, PRIMARY KEY (id), last_updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`)
+	default:
+		execAll(t, db, `CREATE TABLE security_groups_info (id INTEGER PRIMARY KEY AUTOINCREMENT, last_updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)`)
+	}
+	execAll(t, db, `INSERT INTO security_groups_info (last_updated) VALUES ('2024-05-06 07:08:09.123')`)
+	for i := 80; i <= 91; i++ {
+		record(t, db, strconv.Itoa(i))
+	}
+}
+
 func TestAdoptsAnUpstreamDatabase(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		recorded    []string
+		newer       bool
 		wantApplied int
 	}{
 		// Migrated by a release that still had the single forms of 1–3:
 		// the split parts are recorded as empty migrations.
-		{"migrated with the single forms of 1-3", legacyIDs(), 9},
-		{"migrated with the split forms", store.MigrationIDs(), 0},
+		{"migrated with the single forms of 1-3", legacyIDs(), false, 11},
+		{"migrated with the split forms (v3.53.0)", idsTo79(), false, 2},
+		{"migrated by a newer upstream (to 91)", idsTo79(), true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dbtest.EachDialect(t, func(t *testing.T, dbType string) {
@@ -152,6 +184,9 @@ func TestAdoptsAnUpstreamDatabase(t *testing.T) {
 				db := openDB(t, dbType, 4)
 				execAll(t, db, upstreamFinal(dbType)...)
 				record(t, db, tc.recorded...)
+				if tc.newer {
+					newerUpstream(t, db, dbType)
+				}
 				seedUpstreamData(t, db)
 
 				applied, err := store.Migrate(ctx, db)
@@ -159,13 +194,37 @@ func TestAdoptsAnUpstreamDatabase(t *testing.T) {
 					t.Fatalf("migrate applied %d, %v; want %d", applied, err, tc.wantApplied)
 				}
 				var recorded []string
-				if err := db.SelectContext(ctx, &recorded, `SELECT id FROM gorp_migrations`); err != nil || len(recorded) != len(store.MigrationIDs()) {
-					t.Fatalf("%d migrations recorded (%v), want all %d", len(recorded), err, len(store.MigrationIDs()))
+				if err := db.SelectContext(ctx, &recorded, `SELECT id FROM gorp_migrations`); err != nil {
+					t.Fatal(err)
+				}
+				have := map[string]bool{}
+				for _, id := range recorded {
+					have[id] = true
+				}
+				for _, id := range store.MigrationIDs() {
+					if !have[id] {
+						t.Errorf("migration %s not recorded", id)
+					}
 				}
 				if err := store.PopulateTables(ctx, db, 2); err != nil {
 					t.Fatal(err)
 				}
-				checkAdopted(t, store.New(db, 2, nil), 20)
+				s := store.New(db, 2, nil)
+				checkAdopted(t, s, 20)
+				var rows int
+				if err := db.GetContext(ctx, &rows, `SELECT COUNT(*) FROM security_groups_info`); err != nil || rows != 1 {
+					t.Errorf("security_groups_info has %d rows (%v), want 1", rows, err)
+				}
+				before, err := s.SecurityGroupsLastUpdated(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.ReplaceSecurityGroups(ctx, nil); err != nil {
+					t.Fatal(err)
+				}
+				if after, _ := s.SecurityGroupsLastUpdated(ctx); after <= before {
+					t.Errorf("emptying the adopted table left security_groups_last_updated at %d (was %d)", after, before)
+				}
 			})
 		})
 	}

@@ -84,7 +84,7 @@ func migrations(l legacy) []sqldb.Migration {
 		add("3a", typeIndex)
 	}
 
-	for i := 4; i <= 79; i++ {
+	for i := 4; i <= lastMigration; i++ {
 		add(strconv.Itoa(i), later[i])
 	}
 	return ms
@@ -209,7 +209,14 @@ var uniqueDestination = sqldb.ByDialect{
 	SQLite:   []string{`CREATE UNIQUE INDEX IF NOT EXISTS unique_destination ON destinations (group_id, start_port, end_port, protocol)`},
 }
 
-// later holds migrations 4–79 with statements; the ids missing here are
+// lastMigration is the newest upstream migration netman applies. Upstream
+// goes on after 81 (82–84 add MySQL 8 multi-valued indexes MariaDB cannot
+// build, 85–91 the hash column and space tables of its newer syncer); ids
+// netman does not know are ignored when recorded, so a database upstream
+// migrated further still opens.
+const lastMigration = 81
+
+// later holds migrations 4–81 with statements; the ids missing here are
 // recorded with none (see the package comment above).
 var later = map[int]sqldb.ByDialect{
 	63: {MySQL: []string{`DROP PROCEDURE IF EXISTS drop_terminal_guid_unique_index`}},
@@ -275,6 +282,20 @@ var later = map[int]sqldb.ByDialect{
 		SQLite:   []string{`INSERT INTO policies_info (last_updated) SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE NOT EXISTS (SELECT 1 FROM policies_info)`},
 	},
 	79: {MySQL: []string{`ALTER TABLE policies_info MODIFY last_updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)`}},
+	// 80, 81: upstream's security_groups_info, the version stamp of the
+	// security_groups table (security_groups_last_updated), added after
+	// v3.53.0. Same columns as policies_info, microseconds from the start.
+	80: {
+		Postgres: []string{`CREATE TABLE IF NOT EXISTS security_groups_info (id SERIAL PRIMARY KEY, last_updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)`},
+		MySQL:    []string{`CREATE TABLE IF NOT EXISTS security_groups_info (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, last_updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`},
+		SQLite:   []string{`CREATE TABLE IF NOT EXISTS security_groups_info (id INTEGER PRIMARY KEY AUTOINCREMENT, last_updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)`},
+	},
+	// Idempotent, as 78.
+	81: {
+		Postgres: []string{`INSERT INTO security_groups_info (last_updated) SELECT CURRENT_TIMESTAMP WHERE NOT EXISTS (SELECT 1 FROM security_groups_info)`},
+		MySQL:    []string{`INSERT INTO security_groups_info (last_updated) SELECT CURRENT_TIMESTAMP(6) FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM security_groups_info)`},
+		SQLite:   []string{`INSERT INTO security_groups_info (last_updated) SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE NOT EXISTS (SELECT 1 FROM security_groups_info)`},
+	},
 }
 
 func dropTable(name string) sqldb.ByDialect {
@@ -303,7 +324,7 @@ func MigrationIDs() []string {
 	return ids
 }
 
-// Migrate brings the database to upstream's final schema (migration 79),
+// Migrate brings the database to upstream's schema as of migration 81,
 // recognising a database migrated by upstream, including one migrated with
 // the old single-migration forms of 1–3, and returns how many migrations it
 // applied.

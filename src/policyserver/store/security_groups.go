@@ -130,6 +130,13 @@ func spacesJSON(guids []string) string {
 // and so pagination, stay stable across syncs) and rows whose guid is gone
 // deleted. Unchanged rows are not written. With a duplicate guid the last
 // one wins.
+//
+// The transaction starts by locking the security_groups_info row, so
+// concurrent replaces queue instead of racing on inserts, and moves its
+// last_updated forward (strictly: sqldb's NextTimestamp) only when a row was
+// inserted, updated or deleted: a replace with what the table already holds
+// leaves security_groups_last_updated alone, so agents polling it do not
+// refetch. (Upstream bumps it on every replace but an empty one.)
 func (s *Store) ReplaceSecurityGroups(ctx context.Context, groups []policy.SecurityGroup) (err error) {
 	defer s.observe("SecurityGroupsStoreReplace", time.Now(), &err)
 	want := make(map[string]policy.SecurityGroup, len(groups))
@@ -141,6 +148,9 @@ func (s *Store) ReplaceSecurityGroups(ctx context.Context, groups []policy.Secur
 		want[g.GUID] = g
 	}
 	return s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE security_groups_info SET id = id`); err != nil {
+			return fmt.Errorf("locking security_groups_info: %w", err)
+		}
 		have, err := s.scanSecurityGroups(ctx, tx, `SELECT `+securityGroupColumns+` FROM security_groups`)
 		if err != nil {
 			return fmt.Errorf("selecting security groups: %w", err)
@@ -160,6 +170,7 @@ func (s *Store) ReplaceSecurityGroups(ctx context.Context, groups []policy.Secur
 		if err != nil {
 			return fmt.Errorf("deleting security groups: %w", err)
 		}
+		changed := len(stale) > 0
 		var add []policy.SecurityGroup
 		for _, guid := range order {
 			g := want[guid]
@@ -171,6 +182,7 @@ func (s *Store) ReplaceSecurityGroups(ctx context.Context, groups []policy.Secur
 			if sameSecurityGroup(cur.SecurityGroup, g) {
 				continue
 			}
+			changed = true
 			_, err := tx.ExecContext(ctx, `UPDATE security_groups SET name = ?, rules = ?, staging_default = ?, running_default = ?,
 				staging_spaces = ?, running_spaces = ? WHERE id = ?`,
 				g.Name, g.Rules, g.StagingDefault, g.RunningDefault, spacesJSON(g.StagingSpaceGUIDs), spacesJSON(g.RunningSpaceGUIDs), cur.id)
@@ -190,8 +202,26 @@ func (s *Store) ReplaceSecurityGroups(ctx context.Context, groups []policy.Secur
 		if err != nil {
 			return fmt.Errorf("inserting security groups: %w", err)
 		}
+		if !changed && len(add) == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, s.bumpSecurityGroups); err != nil {
+			return fmt.Errorf("updating security_groups_info.last_updated: %w", err)
+		}
 		return nil
 	})
+}
+
+// SecurityGroupsLastUpdated returns security_groups_info.last_updated as
+// unix nanoseconds (upstream's security_groups_last_updated); it changes
+// with every ReplaceSecurityGroups that changed the table.
+func (s *Store) SecurityGroupsLastUpdated(ctx context.Context) (_ int64, err error) {
+	defer s.observe("SecurityGroupsStoreLastUpdated", time.Now(), &err)
+	var t time.Time
+	if err := s.db.GetContext(ctx, &t, `SELECT last_updated FROM security_groups_info ORDER BY id LIMIT 1`); err != nil {
+		return 0, fmt.Errorf("getting security groups last updated: %w", err)
+	}
+	return t.UnixNano(), nil
 }
 
 func sameSecurityGroup(a, b policy.SecurityGroup) bool {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
@@ -91,5 +92,105 @@ func TestSecurityGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("after replacing with nothing", []string{"s1"}, store.Page{}, nil, false)
+	})
+}
+
+func TestSecurityGroupsLastUpdated(t *testing.T) {
+	dbtest.EachDialect(t, func(t *testing.T, dbType string) {
+		ctx := context.Background()
+		m := newFakeMetrics()
+		s := newStoreWith(t, dbType, 2, m, 8)
+		stamp := func() int64 {
+			t.Helper()
+			v, err := s.SecurityGroupsLastUpdated(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		sg := func(guid, name string, running []string) policy.SecurityGroup {
+			return policy.SecurityGroup{GUID: guid, Name: name, Rules: rules, RunningDefault: running == nil,
+				StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: running}
+		}
+		initial := stamp()
+		if initial == 0 {
+			t.Fatal("migrations left no security_groups_info stamp")
+		}
+		a, b := sg("a", "a", nil), sg("b", "b", []string{"s1", "s2"})
+		steps := []struct {
+			name   string
+			groups []policy.SecurityGroup
+			bump   bool
+		}{
+			{"first groups", []policy.SecurityGroup{a, b}, true},
+			{"same content", []policy.SecurityGroup{a, b}, false},
+			{"same content, other order", []policy.SecurityGroup{b, a}, false},
+			{"nil and empty space lists are the same", []policy.SecurityGroup{a, {GUID: "b", Name: "b", Rules: rules, RunningSpaceGUIDs: []string{"s1", "s2"}}}, false},
+			{"renamed", []policy.SecurityGroup{sg("a", "a2", nil), b}, true},
+			{"rebound", []policy.SecurityGroup{sg("a", "a2", nil), sg("b", "b", []string{"s1"})}, true},
+			{"added", []policy.SecurityGroup{sg("a", "a2", nil), sg("b", "b", []string{"s1"}), sg("c", "c", nil)}, true},
+			{"deleted", []policy.SecurityGroup{sg("c", "c", nil)}, true},
+			{"emptied", nil, true},
+			{"empty again", nil, false},
+		}
+		prev := initial
+		for _, step := range steps {
+			if err := s.ReplaceSecurityGroups(ctx, step.groups); err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+			got := stamp()
+			if step.bump && got <= prev {
+				t.Errorf("%s: stamp %d did not move forward from %d", step.name, got, prev)
+			}
+			if !step.bump && got != prev {
+				t.Errorf("%s: stamp moved from %d to %d without a change", step.name, prev, got)
+			}
+			prev = got
+		}
+		if m.durations["SecurityGroupsStoreLastUpdatedSuccessTime"] == 0 {
+			t.Errorf("no SecurityGroupsStoreLastUpdatedSuccessTime sent: %v", m.durations)
+		}
+		// Policy writes do not move the security groups stamp.
+		if err := s.Create(ctx, []policy.Policy{v1("x", "y", "tcp", 80, 80)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := stamp(); got != prev {
+			t.Errorf("a policy write moved the security groups stamp from %d to %d", prev, got)
+		}
+	})
+}
+
+// Two syncers replacing at once queue on the security_groups_info row: both
+// succeed, and the table holds one of their sets.
+func TestReplaceSecurityGroupsConcurrently(t *testing.T) {
+	dbtest.EachDialect(t, func(t *testing.T, dbType string) {
+		ctx := context.Background()
+		s := newStore(t, dbType, 2)
+		set := func(prefix string) []policy.SecurityGroup {
+			var out []policy.SecurityGroup
+			for i := range 20 {
+				out = append(out, policy.SecurityGroup{GUID: prefix + strconv.Itoa(i), Name: "n", Rules: rules, RunningDefault: true,
+					StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{}})
+			}
+			return out
+		}
+		sets := [][]policy.SecurityGroup{set("a"), set("b"), append(set("a"), set("b")...)}
+		errs := make(chan error, len(sets))
+		for _, gs := range sets {
+			go func() { errs <- s.ReplaceSecurityGroups(ctx, gs) }()
+		}
+		for range sets {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _, err := s.SecurityGroupsBySpaceGuids(ctx, nil, store.Page{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(got)
+		if n != 20 && n != 40 {
+			t.Fatalf("table holds %d groups, want one whole set (20 or 40)", n)
+		}
 	})
 }

@@ -38,7 +38,9 @@ type Store struct {
 	tagLength int
 	metrics   Metrics
 	bump      string
-	cache     policyCache
+	// bumpSecurityGroups moves security_groups_info.last_updated forward.
+	bumpSecurityGroups string
+	cache              policyCache
 }
 
 // New wraps a migrated database. tagLength is the `tag_length` config key
@@ -46,10 +48,11 @@ type Store struct {
 // pool size was fixed when PopulateTables first ran. metrics may be nil.
 func New(db *sqldb.DB, tagLength int, metrics Metrics) *Store {
 	return &Store{
-		db:        db,
-		tagLength: tagLength,
-		metrics:   metrics,
-		bump:      `UPDATE policies_info SET last_updated = ` + db.Dialect().NextTimestamp("last_updated"),
+		db:                 db,
+		tagLength:          tagLength,
+		metrics:            metrics,
+		bump:               `UPDATE policies_info SET last_updated = ` + db.Dialect().NextTimestamp("last_updated"),
+		bumpSecurityGroups: `UPDATE security_groups_info SET last_updated = ` + db.Dialect().NextTimestamp("last_updated"),
 	}
 }
 

@@ -29,7 +29,8 @@ import (
 
 // Binaries the lab runs, built once per test process by Main.
 var Binaries = []string{"silk-controller", "silk-daemon", "silk-teardown", "silk-cni", "cni-wrapper-plugin",
-	"policy-server", "policy-server-internal", "vxlan-policy-agent", "iptables-logger", "garden-external-networker"}
+	"policy-server", "policy-server-internal", "vxlan-policy-agent", "iptables-logger", "garden-external-networker",
+	"policy-server-asg-syncer"}
 
 var binDir string
 

@@ -1,16 +1,24 @@
 package celltest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
+
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/testsupport/fakecc"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -171,3 +179,69 @@ func (c *Cell) StartLogger() string {
 // LogAllNetns turns on net.netfilter.nf_log_all_netns for the test (see
 // netnstest.LogAllNetns).
 func LogAllNetns(t testing.TB) { netnstest.LogAllNetns(t) }
+
+// PolicyStore opens the lab's policy database (SQLite, shared with the
+// policy servers) for writes the lab has no API for, such as the security
+// groups policy-server-asg-syncer would write. It is closed in t.Cleanup.
+func (l *Lab) PolicyStore(t testing.TB) *store.Store {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), lager.NewLogger("celltest"),
+		sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: filepath.Join(l.Dir, "policy.db"), Timeout: 10}, sqldb.Pool{MaxOpenConnections: 2, MaxIdleConnections: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return store.New(db, 2, nil)
+}
+
+// CC is a fake Cloud Controller (and UAA) with policy-server-asg-syncer
+// copying its security groups into the lab's policy database.
+type CC struct {
+	*fakecc.Server
+	syncer *Proc
+}
+
+// StartCC starts a fake Cloud Controller in the test process (public API
+// over TLS, asg_latest_update over mutual TLS, the UAA token endpoint) and
+// the real policy-server-asg-syncer against it and the lab's policy
+// database (database lock, no locket), polling every pollSeconds. It
+// returns once the syncer has synced the (empty) Cloud Controller.
+func (l *Lab) StartCC(t testing.TB, pollSeconds int) *CC {
+	t.Helper()
+	const client, secret = "network-policy", "lab-secret"
+	cc := fakecc.New(client, secret)
+	t.Cleanup(func() { _ = cc.Close() })
+	pub, err := cc.Start("127.0.0.1:0", l.certs.ServerConfig(t, mtls.WithoutClientAuth()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal, err := cc.Start("127.0.0.1:0", l.certs.ServerConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(pub, ":")
+	uaaPort, _ := strconv.Atoi(port)
+	cfg := map[string]any{
+		"uuid": "celltest-syncer", "asg_poll_interval_seconds": pollSeconds, "retry_deadline_seconds": 300,
+		"database":   map[string]any{"type": sqldb.TypeSQLite, "database_name": filepath.Join(l.Dir, "policy.db"), "timeout": 10},
+		"uaa_client": client, "uaa_client_secret": secret, "uaa_url": "https://" + host, "uaa_port": uaaPort, "uaa_ca": l.certs.CAFile,
+		"cc_url": "https://" + pub, "cc_ca_cert": l.certs.CAFile,
+		"cc_internal_url": "https://" + internal, "cc_internal_ca_cert": l.certs.CAFile,
+		"cc_internal_client_cert": l.certs.ClientCert, "cc_internal_client_key": l.certs.ClientKey,
+		"log_prefix": "cfnetworking", "log_level": "debug", "metron_address": "127.0.0.1:3457", "request_timeout": 5,
+	}
+	path := writeJSON(t, l.Dir, "policy-server-asg-syncer.json", cfg)
+	c := &CC{Server: cc}
+	c.syncer = Start(t, filepath.Join(l.Dir, "policy-server-asg-syncer.log"), nil, filepath.Join(l.Bins, "policy-server-asg-syncer"), "-config-file", path)
+	deadline := time.Now().Add(20 * time.Second)
+	for cc.Requests(fakecc.List) == 0 {
+		if c.syncer.Exited() || time.Now().After(deadline) {
+			t.Fatalf("policy-server-asg-syncer never read Cloud Controller: %s", c.syncer.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c
+}
+
+// SyncerLog is what the syncer has logged.
+func (c *CC) SyncerLog() string { return c.syncer.Output() }

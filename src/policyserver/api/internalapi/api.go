@@ -1,9 +1,10 @@
 // Package internalapi is policy-server-internal: the mutual-TLS API that
 // vxlan-policy-agents and other cell components call for the policies of
 // their apps (with tags), the policies_last_updated version, tags for
-// non-app groups and the application security groups, plus the daemon's
-// plain health server and its wiring (Run). It also owns netman's
-// long-poll extension of policies_last_updated (see Watcher).
+// non-app groups, the application security groups and their
+// security_groups_last_updated version, plus the daemon's plain health
+// server and its wiring (Run). It also owns netman's long-poll extension of
+// both version endpoints (see Watcher).
 package internalapi
 
 import (
@@ -31,15 +32,28 @@ const (
 	RouteInternalPolicies            = "InternalPolicies"
 	RouteInternalPoliciesLastUpdated = "InternalPoliciesLastUpdated"
 	RouteInternalSecurityGroups      = "InternalSecurityGroups"
-	// RouteInternalPoliciesLastUpdatedLongPoll times long-polls apart, so
-	// their deliberate waits do not distort upstream's metric.
-	RouteInternalPoliciesLastUpdatedLongPoll = "InternalPoliciesLastUpdatedLongPoll"
+	// RouteInternalSecurityGroupsLastUpdated is newer upstream's (after
+	// v3.53.0).
+	RouteInternalSecurityGroupsLastUpdated = "InternalSecurityGroupsLastUpdated"
+	// RouteInternalPoliciesLastUpdatedLongPoll and
+	// RouteInternalSecurityGroupsLastUpdatedLongPoll time long-polls
+	// apart, so their deliberate waits do not distort upstream's metrics.
+	RouteInternalPoliciesLastUpdatedLongPoll       = "InternalPoliciesLastUpdatedLongPoll"
+	RouteInternalSecurityGroupsLastUpdatedLongPoll = "InternalSecurityGroupsLastUpdatedLongPoll"
 )
 
-// Long-poll extension of GET .../policies_last_updated (netman only).
+// longPollRoutes maps each version route to the metric name of its
+// long-polls.
+var longPollRoutes = map[string]string{
+	RouteInternalPoliciesLastUpdated:       RouteInternalPoliciesLastUpdatedLongPoll,
+	RouteInternalSecurityGroupsLastUpdated: RouteInternalSecurityGroupsLastUpdatedLongPoll,
+}
+
+// Long-poll extension of GET .../policies_last_updated and
+// .../security_groups_last_updated (netman only).
 const (
-	// LongPollHeader is set to "1" on every policies_last_updated answer so
-	// a client learns from any plain poll that it may long-poll.
+	// LongPollHeader is set to "1" on every answer of either version route
+	// so a client learns from any plain poll that it may long-poll.
 	LongPollHeader = "X-Netman-Long-Poll"
 	// WaitParam is how long, in seconds (decimal), the client will wait
 	// for a change; capped at MaxLongPollWait.
@@ -60,9 +74,11 @@ type Store interface {
 }
 
 // SecurityGroupStore pages through the security groups that apply to a set
-// of spaces: the global defaults plus those bound to any of spaceGuids.
+// of spaces (the global defaults plus those bound to any of spaceGuids) and
+// reads their version stamp.
 type SecurityGroupStore interface {
 	SecurityGroupsBySpaceGuids(ctx context.Context, spaceGuids []string, page store.Page) ([]policy.SecurityGroup, store.Pagination, error)
+	SecurityGroupsLastUpdated(ctx context.Context) (int64, error)
 }
 
 // API serves the internal routes.
@@ -71,10 +87,13 @@ type API struct {
 	store   Store
 	groups  SecurityGroupStore
 	watcher *Watcher
-	errors  errorResponder
-	// plainPolls, when set, answers plain polls of policies_last_updated
-	// from a short-lived read (CachePlainPolls).
-	plainPolls *plainPollCache
+	// sgWatcher answers long-polls of security_groups_last_updated
+	// (WatchSecurityGroups).
+	sgWatcher *Watcher
+	errors    errorResponder
+	// plainPolls and sgPlainPolls, when set, answer plain polls of the
+	// two version routes from a short-lived read (CachePlainPolls).
+	plainPolls, sgPlainPolls *plainPollCache
 }
 
 // NewAPI builds the handlers; errs counts error responses (`http_error`).
@@ -84,6 +103,14 @@ func NewAPI(logger lager.Logger, st Store, groups SecurityGroupStore, watcher *W
 	return &API{logger: logger, store: st, groups: groups, watcher: watcher, errors: errorResponder{errors: errs}}
 }
 
+// WatchSecurityGroups makes w (reading SecurityGroupsLastUpdated) answer
+// long-polls of security_groups_last_updated; like the policies watcher it
+// must be running. It returns a for chaining.
+func (a *API) WatchSecurityGroups(w *Watcher) *API {
+	a.sgWatcher = w
+	return a
+}
+
 // Routes returns upstream's internal route table.
 func (a *API) Routes() []Route {
 	return []Route{
@@ -91,6 +118,7 @@ func (a *API) Routes() []Route {
 		{Method: http.MethodGet, Path: "/networking/:version/internal/policies", Name: RouteInternalPolicies, Handler: http.HandlerFunc(a.policies)},
 		{Method: http.MethodGet, Path: "/networking/:version/internal/policies_last_updated", Name: RouteInternalPoliciesLastUpdated, Handler: http.HandlerFunc(a.lastUpdated)},
 		{Method: http.MethodGet, Path: "/networking/:version/internal/security_groups", Name: RouteInternalSecurityGroups, Handler: http.HandlerFunc(a.securityGroups)},
+		{Method: http.MethodGet, Path: "/networking/:version/internal/security_groups_last_updated", Name: RouteInternalSecurityGroupsLastUpdated, Handler: http.HandlerFunc(a.securityGroupsLastUpdated)},
 	}
 }
 
@@ -98,9 +126,9 @@ func (a *API) Routes() []Route {
 // the router, each route wrapped by wrap (metrics, request logging) and
 // then given the HSTS header.
 //
-// Long-polls of policies_last_updated are wrapped under the name
-// RouteInternalPoliciesLastUpdatedLongPoll instead, so that their waits
-// stay out of upstream's InternalPoliciesLastUpdatedRequestTime.
+// Long-polls of the version routes are wrapped under the names in
+// longPollRoutes instead, so that their waits stay out of upstream's
+// Internal{Policies,SecurityGroups}LastUpdatedRequestTime.
 func (a *API) Handler(wrap func(name string, h http.Handler) http.Handler) http.Handler {
 	if wrap == nil {
 		wrap = func(_ string, h http.Handler) http.Handler { return h }
@@ -108,8 +136,8 @@ func (a *API) Handler(wrap func(name string, h http.Handler) http.Handler) http.
 	routes := a.Routes()
 	for i, r := range routes {
 		h := wrap(r.Name, r.Handler)
-		if r.Name == RouteInternalPoliciesLastUpdated {
-			plain, longPoll := h, wrap(RouteInternalPoliciesLastUpdatedLongPoll, r.Handler)
+		if name, ok := longPollRoutes[r.Name]; ok {
+			plain, longPoll := h, wrap(name, r.Handler)
 			h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 				if IsLongPoll(req) {
 					longPoll.ServeHTTP(w, req)
@@ -123,7 +151,7 @@ func (a *API) Handler(wrap func(name string, h http.Handler) http.Handler) http.
 	return NewRouter(routes...)
 }
 
-// IsLongPoll reports whether r asks policies_last_updated to wait.
+// IsLongPoll reports whether r asks a version route to wait.
 func IsLongPoll(r *http.Request) bool {
 	q := r.URL.Query()
 	return q.Has(WaitParam) && q.Has(SinceParam)
@@ -179,6 +207,19 @@ func putBuffer(b *[]byte) {
 
 func (a *API) lastUpdated(w http.ResponseWriter, r *http.Request) {
 	logger := requestLogger(r, a.logger).Session("policies-last-updated-internal")
+	a.serveVersion(w, r, logger, a.watcher, a.plainPolls, a.store.LastUpdated)
+}
+
+// securityGroupsLastUpdated is newer upstream's security_groups_last_updated
+// (the security_groups_info stamp), with the same long-poll extension.
+func (a *API) securityGroupsLastUpdated(w http.ResponseWriter, r *http.Request) {
+	logger := requestLogger(r, a.logger).Session("security-groups-last-updated-internal")
+	a.serveVersion(w, r, logger, a.sgWatcher, a.sgPlainPolls, a.groups.SecurityGroupsLastUpdated)
+}
+
+// serveVersion answers a version route: a long-poll through watcher, else a
+// plain read through cache.
+func (a *API) serveVersion(w http.ResponseWriter, r *http.Request, logger lager.Logger, watcher *Watcher, cache *plainPollCache, read func(context.Context) (int64, error)) {
 	wait, since, longPoll, err := parseLongPoll(r.URL.Query())
 	if err != nil {
 		a.errors.write(w, logger, http.StatusBadRequest, err, err.Error())
@@ -186,11 +227,11 @@ func (a *API) lastUpdated(w http.ResponseWriter, r *http.Request) {
 	}
 	var v int64
 	err = errNoAnswer
-	if longPoll && wait > 0 && a.watcher != nil {
-		v, err = a.watcher.Wait(r.Context(), since, wait)
+	if longPoll && wait > 0 && watcher != nil {
+		v, err = watcher.Wait(r.Context(), since, wait)
 	}
 	if errors.Is(err, errNoAnswer) {
-		v, err = a.plainPolls.get(r.Context(), a.store.LastUpdated)
+		v, err = cache.get(r.Context(), read)
 	}
 	if err != nil && r.Context().Err() != nil {
 		return // the client hung up mid-wait: nobody to answer, nothing failed

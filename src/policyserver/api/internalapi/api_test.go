@@ -36,9 +36,15 @@ type fixture struct {
 	handler http.Handler
 }
 
+func runWatcher(tb testing.TB, w *internalapi.Watcher) {
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(wctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+}
+
 func newFixture(tb testing.TB, dbType string, logger lager.Logger) *fixture {
 	tb.Helper()
-	ctx := context.Background()
 	db := openMigrated(tb, dbType, logger)
 	sender, err := metrics.NewSender(nil, internalapi.Component, 0)
 	if err != nil {
@@ -46,12 +52,11 @@ func newFixture(tb testing.TB, dbType string, logger lager.Logger) *fixture {
 	}
 	st := store.New(db, 2, sender)
 	w := internalapi.NewWatcher(st.LastUpdated, 20*time.Millisecond)
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = w.Run(wctx); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done })
+	runWatcher(tb, w)
+	sgw := internalapi.NewWatcher(st.SecurityGroupsLastUpdated, 20*time.Millisecond)
+	runWatcher(tb, sgw)
 
-	api := internalapi.NewAPI(logger, st, st, w, sender)
+	api := internalapi.NewAPI(logger, st, st, w, sender).WatchSecurityGroups(sgw)
 	h := api.Handler(func(name string, h http.Handler) http.Handler {
 		return metricsWrap(sender, name, internalapi.LogRequests(logger, h))
 	})
@@ -256,6 +261,95 @@ func testLongPoll(t *testing.T, dbType string) {
 	}
 }
 
+func TestSecurityGroupsLastUpdated(t *testing.T) {
+	dbtest.EachDialect(t, testSecurityGroupsLastUpdated)
+}
+
+func testSecurityGroupsLastUpdated(t *testing.T, dbType string) {
+	f := newFixture(t, dbType, logtest.New(t))
+	ctx := context.Background()
+	path := "/networking/v1/internal/security_groups_last_updated"
+	stamp := func() int64 {
+		t.Helper()
+		v, err := f.store.SecurityGroupsLastUpdated(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	replace := func(name string) {
+		t.Helper()
+		err := f.store.ReplaceSecurityGroups(ctx, []policy.SecurityGroup{{GUID: "g1", Name: name, Rules: "[]", RunningDefault: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur := stamp()
+
+	t.Run("plain read is the bare stamp", func(t *testing.T) {
+		rec := f.do(t, "GET", path, "")
+		check(t, rec, 200, strconv.FormatInt(cur, 10))
+		if rec.Header().Get(internalapi.LongPollHeader) != "1" || rec.Header().Get("Strict-Transport-Security") == "" {
+			t.Errorf("headers %v", rec.Header())
+		}
+		check(t, f.do(t, "GET", "/networking/anything/internal/security_groups_last_updated", ""), 200, strconv.FormatInt(cur, 10))
+	})
+	t.Run("a replace with new content moves it", func(t *testing.T) {
+		replace("one")
+		now := stamp()
+		if now <= cur {
+			t.Fatalf("stamp %d not after %d", now, cur)
+		}
+		check(t, f.do(t, "GET", path, ""), 200, strconv.FormatInt(now, 10))
+		cur = now
+	})
+	t.Run("a replace with the same content does not", func(t *testing.T) {
+		replace("one")
+		check(t, f.do(t, "GET", path, ""), 200, strconv.FormatInt(cur, 10))
+	})
+	t.Run("long-poll times out with the same value", func(t *testing.T) {
+		start := time.Now()
+		check(t, f.do(t, "GET", fmt.Sprintf("%s?wait=0.3&since=%d", path, cur), ""), 200, strconv.FormatInt(cur, 10))
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Fatalf("returned after %s", d)
+		}
+	})
+	t.Run("long-poll answers at once when behind", func(t *testing.T) {
+		check(t, f.do(t, "GET", fmt.Sprintf("%s?wait=10&since=%d", path, cur-1), ""), 200, strconv.FormatInt(cur, 10))
+	})
+	t.Run("long-poll returns promptly on change, not on a policy write", func(t *testing.T) {
+		res := make(chan *httptest.ResponseRecorder, 1)
+		go func() { res <- f.do(t, "GET", fmt.Sprintf("%s?wait=20&since=%d", path, cur), "") }()
+		time.Sleep(150 * time.Millisecond)
+		if err := f.store.Create(ctx, []policy.Policy{policyOf("a", "b", "tcp", 1, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		select {
+		case rec := <-res:
+			t.Fatalf("a policy write ended the security groups long-poll: %d %s", rec.Code, rec.Body)
+		default:
+		}
+		changed := time.Now()
+		replace("two")
+		rec := <-res
+		if lag := time.Since(changed); lag > 2*time.Second {
+			t.Fatalf("answered %s after the change", lag)
+		}
+		check(t, rec, 200, strconv.FormatInt(stamp(), 10))
+	})
+	t.Run("bad parameters", func(t *testing.T) {
+		check(t, f.do(t, "GET", path+"?wait=soon&since=1", ""), 400, `{"error": "invalid value for 'wait' parameter"}`)
+		check(t, f.do(t, "GET", path+"?wait=1&since=x", ""), 400, `{"error": "invalid value for 'since' parameter"}`)
+	})
+	if n := f.counter("InternalSecurityGroupsLastUpdatedRequestCount"); n != 4 {
+		t.Errorf("InternalSecurityGroupsLastUpdatedRequestCount = %d, want 4 (plain reads)", n)
+	}
+	if n := f.counter("InternalSecurityGroupsLastUpdatedLongPollRequestCount"); n != 5 {
+		t.Errorf("InternalSecurityGroupsLastUpdatedLongPollRequestCount = %d, want 5", n)
+	}
+}
+
 func TestCreateTags(t *testing.T) { dbtest.EachDialect(t, testCreateTags) }
 
 func testCreateTags(t *testing.T, dbType string) {
@@ -362,12 +456,14 @@ func TestDatabaseFailures(t *testing.T) {
 		{"GET", "/networking/v1/internal/policies_last_updated", "", "database read failed"},
 		{"GET", "/networking/v1/internal/policies_last_updated?wait=5&since=1", "", "database read failed"},
 		{"GET", "/networking/v1/internal/security_groups", "", "database read failed"},
+		{"GET", "/networking/v1/internal/security_groups_last_updated", "", "database read failed"},
+		{"GET", "/networking/v1/internal/security_groups_last_updated?wait=5&since=1", "", "database read failed"},
 		{"PUT", "/networking/v1/internal/tags", `{"id":"x","type":"router"}`, "database create failed"},
 	} {
 		check(t, f.do(t, tt.method, tt.path, tt.body), 500, `{"error": "`+tt.want+`"}`)
 	}
-	if n := f.counter("http_error"); n != 6 {
-		t.Errorf("http_error = %d, want 6", n)
+	if n := f.counter("http_error"); n != 8 {
+		t.Errorf("http_error = %d, want 8", n)
 	}
 }
 
@@ -380,7 +476,9 @@ func TestRouting(t *testing.T) {
 	}{
 		{"GET", "/networking/v1/internal/healthcheck", 404, "404 page not found\n", ""},
 		{"GET", "/networking/v1/internal/policies/", 404, "404 page not found\n", ""},
-		{"GET", "/networking/v1/internal/security_groups_last_updated", 404, "404 page not found\n", ""},
+		{"GET", "/networking/v1/internal/security_groups_last_updated/", 404, "404 page not found\n", ""},
+		{"HEAD", "/networking/v1/internal/security_groups_last_updated", 405, "", "GET"},
+		{"PUT", "/networking/v1/internal/security_groups_last_updated", 405, "Method Not Allowed\n", "GET"},
 		{"GET", "/networking/v1/v2/internal/policies", 404, "404 page not found\n", ""},
 		{"GET", "/networking/", 404, "404 page not found\n", ""},
 		{"GET", "/", 404, "404 page not found\n", ""},

@@ -188,62 +188,106 @@ func BenchmarkLastUpdatedPaced(b *testing.B) {
 // answered with the new value, and how many LastUpdated reads the database
 // served per round (the watcher's, not one per waiter).
 func BenchmarkLongPollFanout(b *testing.B) {
-	const waiters = 1000
 	server := seeded(b)
 	for _, d := range dbtest.Dialects {
 		b.Run(d, func(b *testing.B) {
 			s := server(d)
-			ctx := context.Background()
-			var lat benchlat.Latencies
-			var reads atomic.Int64
-			countingRead := func(ctx context.Context) (int64, error) {
-				reads.Add(1)
-				return s.store.LastUpdated(ctx)
-			}
-			w := internalapi.NewWatcher(countingRead, internalapi.DefaultWatchInterval)
-			wctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			go func() { _ = w.Run(wctx) }()
-			h := internalapi.NewAPI(lager.NewLogger("bench"), s.store, s.store, w, nil).Handler(nil)
 			p := policy.NewPolicy(storetest.BenchApp(3), storetest.BenchApp(4), "udp", 9998, 9998)
-			for i := 0; b.Loop(); i++ {
-				since, err := s.store.LastUpdated(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				target := "/networking/v1/internal/policies_last_updated?wait=30&since=" + strconv.FormatInt(since, 10)
-				answered := make([]time.Time, waiters)
-				var wg sync.WaitGroup
-				for j := range waiters {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						rec := serve(b, h, target)
-						answered[j] = time.Now()
-						if rec.Body.String() == strconv.FormatInt(since, 10) {
-							b.Errorf("long-poll timed out")
-						}
-					}()
-				}
-				time.Sleep(300 * time.Millisecond) // all parked
-				if i%2 == 0 {
-					err = s.store.Create(ctx, []policy.Policy{p})
-				} else {
-					err = s.store.Delete(ctx, []policy.Policy{p})
-				}
-				committed := time.Now()
-				if err != nil {
-					b.Fatal(err)
-				}
-				wg.Wait()
-				for _, t := range answered {
-					lat.Add(t.Sub(committed))
-				}
-			}
-			b.ReportMetric(float64(reads.Load())/float64(b.N), "db-reads/round")
-			lat.Report(b)
+			longPollFanout(b, s.store.LastUpdated, "policies_last_updated",
+				func(ctx context.Context, i int) error {
+					if i%2 == 0 {
+						return s.store.Create(ctx, []policy.Policy{p})
+					}
+					return s.store.Delete(ctx, []policy.Policy{p})
+				}, s.store)
 		})
 	}
+}
+
+// BenchmarkSecurityGroupsLongPollFanout is the same for
+// security_groups_last_updated: 1,000 long-polls parked on it over a store
+// holding 1,000 security groups, then one ReplaceSecurityGroups that
+// renames one group (what the ASG syncer writes after a change in Cloud
+// Controller).
+func BenchmarkSecurityGroupsLongPollFanout(b *testing.B) {
+	for _, d := range dbtest.Dialects {
+		b.Run(d, func(b *testing.B) {
+			logger := lager.NewLogger("bench")
+			st := store.New(openMigrated(b, d, logger), 2, nil)
+			groups := make([]policy.SecurityGroup, 1000)
+			for i := range groups {
+				groups[i] = policy.SecurityGroup{GUID: "sg-" + strconv.Itoa(i), Name: "sg", Rules: `[{"protocol":"tcp","destination":"10.0.0.0/8","ports":"443"}]`,
+					RunningSpaceGUIDs: []string{"space-" + strconv.Itoa(i%100)}, StagingSpaceGUIDs: []string{}}
+			}
+			ctx := context.Background()
+			if err := st.ReplaceSecurityGroups(ctx, groups); err != nil {
+				b.Fatal(err)
+			}
+			longPollFanout(b, st.SecurityGroupsLastUpdated, "security_groups_last_updated",
+				func(ctx context.Context, i int) error {
+					groups[0].Name = "sg-" + strconv.Itoa(i)
+					return st.ReplaceSecurityGroups(ctx, groups)
+				}, st)
+		})
+	}
+}
+
+// longPollFanout parks 1,000 long-polls on route (policies_last_updated or
+// security_groups_last_updated), answered by one watcher over read, runs
+// write once per round and reports commit → answer latencies and the
+// watcher's reads per round.
+func longPollFanout(b *testing.B, read func(context.Context) (int64, error), route string, write func(ctx context.Context, round int) error, st *store.Store) {
+	const waiters = 1000
+	ctx := context.Background()
+	var lat benchlat.Latencies
+	var reads atomic.Int64
+	countingRead := func(ctx context.Context) (int64, error) {
+		reads.Add(1)
+		return read(ctx)
+	}
+	w := internalapi.NewWatcher(countingRead, internalapi.DefaultWatchInterval)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = w.Run(wctx) }()
+	var api *internalapi.API
+	if route == "security_groups_last_updated" {
+		api = internalapi.NewAPI(lager.NewLogger("bench"), st, st, nil, nil).WatchSecurityGroups(w)
+	} else {
+		api = internalapi.NewAPI(lager.NewLogger("bench"), st, st, w, nil)
+	}
+	h := api.Handler(nil)
+	for i := 0; b.Loop(); i++ {
+		since, err := read(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		target := "/networking/v1/internal/" + route + "?wait=30&since=" + strconv.FormatInt(since, 10)
+		answered := make([]time.Time, waiters)
+		var wg sync.WaitGroup
+		for j := range waiters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rec := serve(b, h, target)
+				answered[j] = time.Now()
+				if rec.Body.String() == strconv.FormatInt(since, 10) {
+					b.Errorf("long-poll timed out")
+				}
+			}()
+		}
+		time.Sleep(300 * time.Millisecond) // all parked
+		err = write(ctx, i)
+		committed := time.Now()
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Wait()
+		for _, t := range answered {
+			lat.Add(t.Sub(committed))
+		}
+	}
+	b.ReportMetric(float64(reads.Load())/float64(b.N), "db-reads/round")
+	lat.Report(b)
 }
 
 // totalPolicies reads N from an answer starting {"total_policies":N,.

@@ -38,10 +38,12 @@ func (c *plainPollCache) get(ctx context.Context, read func(context.Context) (in
 	return v, nil
 }
 
-// CachePlainPolls makes plain policies_last_updated requests reuse one
-// database read for ttl (PlainPollTTL in the shipped server; 0 reads every
-// time, as upstream). It returns a for chaining.
+// CachePlainPolls makes plain policies_last_updated and
+// security_groups_last_updated requests reuse one database read (each) for
+// ttl (PlainPollTTL in the shipped server; 0 reads every time, as
+// upstream). It returns a for chaining.
 func (a *API) CachePlainPolls(ttl time.Duration) *API {
 	a.plainPolls = &plainPollCache{ttl: ttl}
+	a.sgPlainPolls = &plainPollCache{ttl: ttl}
 	return a
 }

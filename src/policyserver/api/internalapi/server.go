@@ -35,8 +35,9 @@ const (
 // Run starts policy-server-internal and blocks until ctx is cancelled or a
 // member fails. Members start in upstream's order (metrics emitter,
 // internal server, debug server, health server), then netman's
-// policies_last_updated watcher, which is therefore stopped first and
-// releases long-polls before the internal server drains.
+// policies_last_updated and security_groups_last_updated watchers, which
+// are therefore stopped first and release long-polls before the internal
+// server drains.
 func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config) error {
 	tlsConfig, err := mtls.ServerConfig(cfg.ServerCertFile, cfg.ServerKeyFile, cfg.CACertFile)
 	if err != nil {
@@ -69,7 +70,8 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 
 	st := store.New(db, cfg.TagLength, sender)
 	watcher := NewWatcher(st.LastUpdated, DefaultWatchInterval)
-	api := NewAPI(logger, st, st, watcher, sender).CachePlainPolls(PlainPollTTL)
+	sgWatcher := NewWatcher(st.SecurityGroupsLastUpdated, DefaultWatchInterval)
+	api := NewAPI(logger, st, st, watcher, sender).WatchSecurityGroups(sgWatcher).CachePlainPolls(PlainPollTTL)
 	wrap := func(name string, h http.Handler) http.Handler {
 		return daemon.MetricsMiddleware(sender, name, LogRequests(logger, h))
 	}
@@ -91,6 +93,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		// A poller whose one cycle lasts until shutdown: the watcher
 		// idles (no queries) while nobody long-polls.
 		{Name: "policies-last-updated-watcher", Runner: daemon.Poller(logger, "", time.Hour, 0, watcher.Run)},
+		{Name: "security-groups-last-updated-watcher", Runner: daemon.Poller(logger, "", time.Hour, 0, sgWatcher.Run)},
 	}
 	logger.Info("starting internal server", lager.Data{"listen-address": cfg.ListenHost, "port": cfg.InternalListenPort})
 	return daemon.RunContext(ctx, logger, members...)

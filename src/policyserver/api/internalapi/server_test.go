@@ -133,6 +133,14 @@ func TestServer(t *testing.T) {
 	if status, _, _ := get(t, r.https, r.base+"/networking/v1/internal/security_groups?per_page=5000"); status != 200 {
 		t.Fatalf("security groups = %d", status)
 	}
+	status, sgLast, hdr := get(t, r.https, r.base+"/networking/v1/internal/security_groups_last_updated")
+	if status != 200 || hdr.Get(internalapi.LongPollHeader) != "1" {
+		t.Fatalf("security groups last updated = %d %s %v", status, sgLast, hdr)
+	}
+	start = time.Now()
+	if status, body, _ := get(t, r.https, r.base+"/networking/v1/internal/security_groups_last_updated?wait=0.5&since="+sgLast); status != 200 || body != sgLast || time.Since(start) < 500*time.Millisecond {
+		t.Fatalf("security groups long-poll = %d %s after %s", status, body, time.Since(start))
+	}
 
 	// The health server is plain HTTP on loopback.
 	health := fmt.Sprintf("http://127.0.0.1:%d", r.cfg.HealthCheckPort)
@@ -153,6 +161,8 @@ func TestServer(t *testing.T) {
 		"InternalPoliciesRequestCount", "InternalPoliciesRequestTime", "CreateTagsRequestCount",
 		"InternalPoliciesLastUpdatedRequestCount", "InternalPoliciesLastUpdatedLongPollRequestCount",
 		"InternalSecurityGroupsRequestCount", "UptimeRequestCount", "HealthRequestCount",
+		"InternalSecurityGroupsLastUpdatedRequestCount", "InternalSecurityGroupsLastUpdatedLongPollRequestCount",
+		"SecurityGroupsStoreLastUpdatedSuccessTime",
 		"StoreAllSuccessTime", "StoreCreateTagSuccessTime", "StoreLastUpdatedSuccessTime",
 		"StoreCheckDatabaseSuccessTime", "SecurityGroupsStoreBySpaceGuidsSuccessTime",
 		"uptime", "totalPolicies", "DBOpenConnections", "DBQueriesTotal", "DBQueryDurationMax",

@@ -25,7 +25,8 @@ const (
 // reads the value itself, exactly as a plain request does.
 var errNoAnswer = errors.New("last-updated watcher has no answer")
 
-// Watcher serves long-polls of policies_last_updated. A single goroutine
+// Watcher serves long-polls of one version value (policies_last_updated or
+// security_groups_last_updated; one Watcher each). A single goroutine
 // (Run) reads the value from the store every interval, but only while
 // clients wait; each change wakes every waiter at once by closing a
 // channel. However many clients wait, the database sees one reader.
