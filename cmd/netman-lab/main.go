@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "up":
-		return up(ctx, fs, dir, args[1:], stdout, stderr)
+		return up(ctx, args[1:], stdout, stderr)
 	case "down":
 		if err = fs.Parse(args[1:]); err == nil {
 			err = lab.Down(context.Background(), *dir, stderr)
@@ -84,32 +84,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func up(ctx context.Context, fs *flag.FlagSet, dir *string, args []string, stdout, stderr io.Writer) int {
-	o := lab.Options{Log: stderr}
-	fs.StringVar(&o.Bins, "bin", "bin", "the built binaries")
-	fs.IntVar(&o.Cells, "cells", 2, "number of cells")
-	fs.IntVar(&o.Apps, "apps", 2, "number of app containers (frontend, backend, then app-3...)")
-	fs.StringVar(&o.DB, "db", "sqlite", "database: sqlite, postgres (127.0.0.1:5432) or mysql (127.0.0.1:3306)")
-	fs.StringVar(&o.Underlay, "underlay", "10.244.0.", "the underlay /24, as its first three octets and a dot")
-	keep := fs.Bool("keep", false, "leave the lab running after the demo")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+// up checks every option before anything is made: a mistake is one line.
+func up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a, err := lab.ParseUpArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "netman-lab up: %v\n", err)
 		return 2
 	}
-	o.Dir = *dir
-	teardown := func() {
-		if err := lab.Down(context.Background(), *dir, stderr); err != nil {
+	if a.Help {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
+	o := a.Options
+	o.Log = stderr
+	// teardown removes the lab and ends with the one line that sums up
+	// the run.
+	teardown := func(demo string) {
+		err := lab.Down(context.Background(), a.Dir, stderr)
+		if err != nil {
 			fmt.Fprintf(stderr, "netman-lab down: %v\n", err)
 		}
+		fmt.Fprintln(stdout, lab.Summary(demo, err))
 	}
 	st, err := lab.Up(ctx, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "netman-lab up: %v\n", err)
-		if st != nil && !*keep {
+		if st != nil && !a.Keep {
 			fmt.Fprintln(stderr, "==> removing what was made (keep it for a look with --keep)")
-			teardown()
+			teardown("not run (the lab did not come up)")
 		} else if st != nil {
 			fmt.Fprintln(stderr, "==> left as it is (--keep); scripts/lab down removes it")
 		}
@@ -117,15 +119,15 @@ func up(ctx context.Context, fs *flag.FlagSet, dir *string, args []string, stdou
 	}
 	report, err := lab.Demo(ctx, st, stderr)
 	fmt.Fprintf(stdout, "\n%s", report)
-	code := 0
+	code, demo := 0, report.Sequence()
 	if err != nil {
 		fmt.Fprintf(stderr, "netman-lab up: demo: %v\n", err)
-		code = 1
+		code, demo = 1, lab.Unfinished(demo)
 	}
-	if *keep && ctx.Err() == nil {
+	if a.Keep && ctx.Err() == nil {
 		fmt.Fprintf(stdout, "\n%s", st.Tour())
 		return code
 	}
-	teardown()
+	teardown(demo)
 	return code
 }

@@ -6,6 +6,11 @@
 // controller (service-discovery-controller) and adapter (bosh-dns-adapter).
 package discovery
 
+// NotWarm is the body of the controller's 500 answer to a lookup while its
+// address table warms up after start-up (upstream's text; bosh-dns-adapter
+// tells warm-up from a failure by it).
+const NotWarm = "address table is not warm"
+
 // NATS subjects of upstream's service discovery protocol.
 const (
 	// SubjectRegister carries a RegistryMessage for every running instance

@@ -57,6 +57,24 @@ func (r Report) Sequence() string {
 	return strings.Join(out, " → ")
 }
 
+// Unfinished is the sequence of a demo cut short.
+func Unfinished(sequence string) string {
+	if sequence == "" {
+		return "failed before its first outcome"
+	}
+	return sequence + ", then failed"
+}
+
+// Summary is the line `up` ends with once the lab is removed (or, after
+// a failed removal, downErr, not wholly), e.g.
+// "demo: denied → allowed → denied; lab removed".
+func Summary(demo string, downErr error) string {
+	if downErr != nil {
+		return fmt.Sprintf("demo: %s; lab not fully removed (scripts/lab down removes the rest)", demo)
+	}
+	return fmt.Sprintf("demo: %s; lab removed", demo)
+}
+
 func roundTrip(d time.Duration) string {
 	if d < time.Millisecond {
 		return fmt.Sprintf("%d µs", d.Microseconds())
@@ -306,16 +324,16 @@ func (st *State) Tour() string {
 	fmt.Fprintf(&b, "  a shell in an app         ip netns exec %s bash\n", fe.NS)
 	if be.Route != "" {
 		fmt.Fprintf(&b, "  resolve the backend       ip netns exec %s getent hosts %s\n", fe.NS, be.Route)
-		fmt.Fprintf(&b, "  call it by name           ip netns exec %s curl -s http://%s:%d/\n", fe.NS, be.Route, be.Port)
-		fmt.Fprintf(&b, "  ask a cell's adapter      ip netns exec %s curl -s 'http://127.0.0.1:%d/?name=%s.&type=1'\n", st.Cells[fe.Cell-1].NS, AdapterPort, be.Route)
+		fmt.Fprintf(&b, "  call it by name           ip netns exec %s curl -sS -m 2 http://%s:%d/\n", fe.NS, be.Route, be.Port)
+		fmt.Fprintf(&b, "  ask a cell's adapter      ip netns exec %s curl -sS -m 2 'http://127.0.0.1:%d/?name=%s.&type=1'\n", st.Cells[fe.Cell-1].NS, AdapterPort, be.Route)
 		certs := filepath.Join(dir, "certs")
-		fmt.Fprintf(&b, "  the controller's table    curl -s --cacert %s --cert %s --key %s %s/routes\n",
+		fmt.Fprintf(&b, "  the controller's table    curl -sS -m 2 --cacert %s --cert %s --key %s %s/routes\n",
 			filepath.Join(certs, "ca.crt"), filepath.Join(certs, "bosh-dns-adapter", "client.crt"), filepath.Join(certs, "bosh-dns-adapter", "client.key"), st.Plan.DiscoveryURL())
 	}
-	fmt.Fprintf(&b, "  call the backend's IP     ip netns exec %s curl -s http://%s:%d/\n", fe.NS, be.IP, be.Port)
+	fmt.Fprintf(&b, "  call the backend's IP     ip netns exec %s curl -sS -m 2 http://%s:%d/\n", fe.NS, be.IP, be.Port)
 	fmt.Fprintf(&b, "  the frontend's calls      tail -f %s\n", short(fe.Log))
 	if cell := st.Cells[be.Cell-1]; be.HostPort != 0 {
-		fmt.Fprintf(&b, "  the backend's host port   curl -s http://%s:%d/   (cell %d's netin mapping)\n", cell.UnderlayIP, be.HostPort, cell.Index)
+		fmt.Fprintf(&b, "  the backend's host port   curl -sS -m 2 http://%s:%d/   (cell %d's netin mapping)\n", cell.UnderlayIP, be.HostPort, cell.Index)
 	}
 	fmt.Fprintf(&b, "  a cell's policy rules     ip netns exec %s iptables-save | grep -E 'vpa--|overlay--'\n", st.Cells[be.Cell-1].NS)
 	if e := st.Egress; e != nil {

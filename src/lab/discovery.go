@@ -171,7 +171,12 @@ func Routes(client *http.Client, base string) (map[string][]string, error) {
 // cellDiscovery starts bosh-dns-adapter and the DNS front end in a cell.
 func (u *upper) cellDiscovery(ns *netnstest.NS, c CellPlan) error {
 	u.say("cell %d: bosh-dns-adapter on 127.0.0.1:%d, DNS on %s", c.Index, AdapterPort, DNSServer)
-	adapter, err := u.spawn(ns, filepath.Join(c.Dir, "bosh-dns-adapter.log"), "bosh-dns-adapter", "-c", c.AdapterConfig())
+	// It logs everything to stdout and its errors to stderr as well (as
+	// upstream's does): stderr gets a file of its own, as on a BOSH VM.
+	adapter, err := u.spawnSpec("bosh-dns-adapter", Spec{
+		Log: filepath.Join(c.Dir, "bosh-dns-adapter.log"), Stderr: filepath.Join(c.Dir, "bosh-dns-adapter.stderr.log"),
+		NS: ns, Bin: "bosh-dns-adapter", Args: []string{"-c", c.AdapterConfig()},
+	})
 	if err != nil {
 		return err
 	}

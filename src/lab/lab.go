@@ -252,7 +252,14 @@ func (u *upper) spawn(ns *netnstest.NS, log, bin string, args ...string) (*Proc,
 
 // spawnAs is spawn with the name status shows.
 func (u *upper) spawnAs(name string, ns *netnstest.NS, log, bin string, args ...string) (*Proc, error) {
-	p, err := Spawn(Spec{Log: log, NS: ns, Bin: filepath.Join(u.st.Bins, bin), Args: args, Detach: true})
+	return u.spawnSpec(name, Spec{Log: log, NS: ns, Bin: bin, Args: args})
+}
+
+// spawnSpec starts s (its Bin one of the lab's binaries) detached, and
+// records it.
+func (u *upper) spawnSpec(name string, s Spec) (*Proc, error) {
+	s.Bin, s.Detach = filepath.Join(u.st.Bins, s.Bin), true
+	p, err := Spawn(s)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,8 @@ import (
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
-// TestLabUpDemoDown is `scripts/lab up` end to end: two cells on SQLite,
+// TestLabUpDemoDown is `scripts/lab up` end to end: three cells (the third
+// app on the third; issue 12's underlay bridge failed at three) on SQLite,
 // the backend's name resolves in the frontend's container, the demo's
 // report says denied → allowed → denied for calls by name, and down leaves
 // no namespace, link, process, mount or file of the lab's behind.
@@ -26,7 +27,7 @@ func TestLabUpDemoDown(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "lab")
 	o := Options{
-		Dir: dir, Bins: bins, Cells: 2, Apps: 2, DB: DBSQLite,
+		Dir: dir, Bins: bins, Cells: 3, Apps: 3, DB: DBSQLite,
 		Names: netnstest.UniqueName("nml"),
 		// celltest takes 10.244.100-199: stay clear of concurrent e2e tests.
 		Underlay: fmt.Sprintf("10.244.%d.", 200+rand.IntN(50)),

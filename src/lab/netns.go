@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -77,9 +78,17 @@ func DeleteLink(name string) error {
 
 // AddBridge creates the underlay bridge with this namespace's address on
 // it (cidr, e.g. 10.244.0.1/24) and brings it up.
+//
+// The bridge is given a MAC address of its own (BridgeMAC) as it is made.
+// Left to choose, a Linux bridge takes the lowest MAC address of its ports
+// and changes it each time a port with a lower one joins; a cell that
+// resolved this namespace's address before then keeps sending to the old
+// MAC, now only another port's, and the bridge drops those frames until
+// the cell's neighbour entry expires (up to a minute of a cell cut off
+// from the control plane).
 func AddBridge(name, cidr string) error {
 	for _, args := range [][]string{
-		{"link", "add", name, "type", "bridge"},
+		{"link", "add", name, "address", BridgeMAC().String(), "type", "bridge"},
 		{"addr", "add", cidr, "dev", name},
 		{"link", "set", name, "up"},
 	} {
@@ -88,6 +97,17 @@ func AddBridge(name, cidr string) error {
 		}
 	}
 	return nil
+}
+
+// BridgeMAC is a random unicast, locally administered MAC address: one no
+// vendor's card has and no two bridges share in practice.
+func BridgeMAC() net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	mac[0] = mac[0]&^0x01 | 0x02 // unicast, locally administered
+	return mac
 }
 
 // Attach joins ns to the bridge with a veth pair: outside stays here on

@@ -32,10 +32,14 @@ type Proc struct {
 
 // Spec says how to start a process.
 type Spec struct {
-	Log  string        // stdout and stderr, appended
-	NS   *netnstest.NS // run inside it (through `ip netns exec`, which execs bin: the PID is bin's); nil: here
-	Bin  string
-	Args []string
+	Log string // stdout and stderr, appended
+	// Stderr, when set, takes stderr instead, as a BOSH job's
+	// <job>.stderr.log does: for a daemon that logs its errors to stdout
+	// and again to stderr (bosh-dns-adapter), which one file would show twice.
+	Stderr string
+	NS     *netnstest.NS // run inside it (through `ip netns exec`, which execs bin: the PID is bin's); nil: here
+	Bin    string
+	Args   []string
 	// Detach puts the process in a session of its own: it outlives the
 	// starter and a Ctrl-C on the starter's terminal.
 	Detach bool
@@ -54,18 +58,32 @@ func Spawn(s Spec) (*Proc, error) {
 		cmd = exec.Command(s.Bin, s.Args...)
 	}
 	cmd.Stdout, cmd.Stderr = f, f
+	var errLog *os.File
+	if s.Stderr != "" {
+		if errLog, err = os.OpenFile(s.Stderr, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			f.Close()
+			return nil, err
+		}
+		cmd.Stderr = errLog
+	}
+	closeLogs := func() {
+		f.Close()
+		if errLog != nil {
+			errLog.Close()
+		}
+	}
 	if s.Detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		closeLogs()
 		return nil, fmt.Errorf("starting %s: %w", s.Bin, err)
 	}
 	p := &Proc{Name: filepath.Base(s.Bin), PID: cmd.Process.Pid, Log: s.Log, done: make(chan struct{})}
 	p.Start, _, _ = procStat(p.PID)
 	go func() {
 		err := cmd.Wait()
-		f.Close()
+		closeLogs()
 		p.mu.Lock()
 		p.err = err
 		p.mu.Unlock()

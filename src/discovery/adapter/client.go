@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"github.com/netman-release/netman/src/daemon"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/discovery"
 )
 
 // Retry schedule of upstream's client: up to four attempts while the
@@ -26,9 +29,17 @@ const (
 )
 
 // StatusError is the controller answering with a status other than 200 on
-// every attempt.
+// every attempt; Body is the start of the last answer's body.
 type StatusError struct {
 	Status string
+	Code   int
+	Body   string
+}
+
+// Warming tells whether the controller said its address table is still
+// warming up (its normal state for warm_duration_seconds after start-up).
+func (e *StatusError) Warming() bool {
+	return e.Code == http.StatusInternalServerError && strings.TrimSpace(e.Body) == discovery.NotWarm
 }
 
 func (e *StatusError) Error() string {
@@ -84,10 +95,11 @@ func (c *Client) IPs(ctx context.Context, name string) ([]string, error) {
 		if resp.StatusCode == http.StatusOK {
 			break
 		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if i == attempts-1 {
-			return nil, &StatusError{Status: resp.Status}
+			return nil, &StatusError{Status: resp.Status, Code: resp.StatusCode, Body: string(body)}
 		}
 		if err := c.sleep(ctx, c.jitter()+time.Duration(i)*retryStep); err != nil {
 			return nil, err

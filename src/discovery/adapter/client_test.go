@@ -135,3 +135,30 @@ func TestJitter(t *testing.T) {
 		}
 	}
 }
+
+// TestClientTellsWarmUp: the controller's 500 "address table is not warm"
+// (http.Error's body, with its newline) is warm-up; any other 500 is not.
+func TestClientTellsWarmUp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		code    int
+		body    string
+		warming bool
+	}{
+		{"warming up", http.StatusInternalServerError, "address table is not warm", true},
+		{"another 500", http.StatusInternalServerError, "database is locked", false},
+		{"the text on another status", http.StatusServiceUnavailable, "address table is not warm", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, tc.body, tc.code) })
+			_, err := c.IPs(t.Context(), "app.apps.internal.")
+			var status *StatusError
+			if !errors.As(err, &status) {
+				t.Fatalf("err = %v, want a StatusError", err)
+			}
+			if status.Warming() != tc.warming || status.Code != tc.code {
+				t.Errorf("Warming() = %v, Code %d; want %v, %d (%+v)", status.Warming(), status.Code, tc.warming, tc.code, status)
+			}
+		})
+	}
+}

@@ -3,13 +3,16 @@ package adapter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/metrics"
 )
 
@@ -31,6 +34,9 @@ type Handler struct {
 	logger lager.Logger
 	sdc    IPsGetter
 	sender *metrics.Sender
+	// warming is set while the controller answers that its address table
+	// is warming up: the start and the end of that are logged once each.
+	warming atomic.Bool
 }
 
 // NewHandler returns the handler over sdc. sender may be nil.
@@ -70,12 +76,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if _, werr := w.Write([]byte(err.Error())); werr != nil {
 			h.logger.Error("Error writing to http response body", werr)
 		}
-		logger.Error("could not connect to service discovery controller", err, lager.Data{"ips": "", "service-name": name})
+		h.logFailure(logger, name, err)
 		h.sender.IncrementCounter("DNSRequestFailures")
 		return
 	}
+	if h.warming.CompareAndSwap(true, false) {
+		logger.Info("service-discovery-controller-warm", lager.Data{"service-name": name})
+	}
 	h.write(w, http.StatusOK, rcodeSuccess, name, dnsType, ips)
 	logger.Debug("success", lager.Data{"ips": strings.Join(ips, ","), "service-name": name, "duration-ns": duration.Nanoseconds()})
+}
+
+// logFailure logs a lookup the controller did not answer. The controller
+// warming up after its start is no failure: its first such answer is one
+// info line, the rest debug lines (upstream logs an error for each query).
+func (h *Handler) logFailure(logger lager.Logger, name string, err error) {
+	data := lager.Data{"ips": "", "service-name": name}
+	var status *StatusError
+	if !errors.As(err, &status) || !status.Warming() {
+		logger.Error("could not connect to service discovery controller", err, data)
+		return
+	}
+	data["reason"] = discovery.NotWarm
+	if h.warming.CompareAndSwap(false, true) {
+		logger.Info("service-discovery-controller-warming-up", data)
+		return
+	}
+	logger.Debug("service-discovery-controller-warming-up", data)
 }
 
 // Response is bosh-dns's DNS-over-HTTP JSON answer, keys in upstream's order.

@@ -2,11 +2,15 @@ package adapter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/daemon"
 	"github.com/netman-release/netman/src/metrics"
@@ -94,4 +98,55 @@ func TestHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandlerLogsWarmUpOnce: while the controller warms up, bosh-dns still
+// gets upstream's 500 for every query, but the log has one info line when
+// warm-up is first seen and one when it is over, the queries in between
+// at debug level; a real failure stays an error.
+func TestHandlerLogsWarmUpOnce(t *testing.T) {
+	warming := &StatusError{Status: "500 Internal Server Error", Code: 500, Body: "address table is not warm\n"}
+	sdc := &controller{ips: map[string][]string{"app.apps.internal.": {"10.255.1.2"}}}
+	log := &lines{}
+	logger := lager.NewLogger("bosh-dns-adapter")
+	logger.RegisterSink(lager.NewWriterSink(log, lager.DEBUG))
+	h := NewHandler(logger, sdc, nil)
+	var codes []int
+	for _, err := range []error{warming, warming, warming, nil, nil, &StatusError{Status: "500 Internal Server Error", Code: 500, Body: "boom"}, warming} {
+		sdc.err = err
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?name=app.apps.internal.&type=1", nil))
+		codes = append(codes, rec.Code)
+	}
+	if diff := cmp.Diff([]int{500, 500, 500, 200, 200, 500, 500}, codes); diff != "" {
+		t.Errorf("answers (-want +got):\n%s", diff)
+	}
+	want := []string{
+		"info bosh-dns-adapter.serve-request.service-discovery-controller-warming-up",
+		"debug bosh-dns-adapter.serve-request.service-discovery-controller-warming-up",
+		"debug bosh-dns-adapter.serve-request.service-discovery-controller-warming-up",
+		"info bosh-dns-adapter.serve-request.service-discovery-controller-warm",
+		"debug bosh-dns-adapter.serve-request.success",
+		"debug bosh-dns-adapter.serve-request.success",
+		"error bosh-dns-adapter.serve-request.could not connect to service discovery controller",
+		"info bosh-dns-adapter.serve-request.service-discovery-controller-warming-up",
+	}
+	if diff := cmp.Diff(want, log.got); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+}
+
+// lines records "level message" for each lager line written to it.
+type lines struct{ got []string }
+
+func (l *lines) Write(p []byte) (int, error) {
+	var line struct {
+		Level   lager.LogLevel `json:"log_level"`
+		Message string         `json:"message"`
+	}
+	if err := json.Unmarshal(p, &line); err != nil {
+		return 0, err
+	}
+	l.got = append(l.got, line.Level.String()+" "+line.Message)
+	return len(p), nil
 }

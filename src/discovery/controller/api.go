@@ -9,6 +9,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/discovery/addresstable"
 	"github.com/netman-release/netman/src/metrics"
 )
@@ -72,7 +73,7 @@ func (a *API) Handler() http.Handler {
 func (a *API) registration(w http.ResponseWriter, r *http.Request) {
 	serviceKey := path.Base(r.URL.Path)
 	if !a.table.IsWarm() {
-		http.Error(w, "address table is not warm", http.StatusInternalServerError)
+		http.Error(w, discovery.NotWarm, http.StatusInternalServerError)
 		a.logger.Debug("failed-request", lager.Data{"serviceKey": serviceKey, "reason": "address-table-not-warm"})
 		return
 	}

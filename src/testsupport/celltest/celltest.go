@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -222,31 +221,14 @@ func (c *Cell) writeDaemonConfig() string {
 }
 
 // StartDaemon starts the cell's silk-daemon and waits for its endpoint.
-//
-// Like monit on a cell, it starts the daemon again (at most twice) when it
-// exits during start-up because silk-controller did not answer in time:
-// the daemon exits by design when it cannot renew its lease while the cell
-// has containers, and a loaded test machine has shown a rare 5 s stall on
-// that first request. Any other exit fails the test.
 func (c *Cell) StartDaemon() {
 	t := c.lab.t
 	path := c.writeDaemonConfig()
-	start := func() {
-		c.daemon = Start(t, filepath.Join(c.Dir, "silk-daemon.log"), c.NS, filepath.Join(c.lab.Bins, "silk-daemon"), "-config", path)
-	}
-	start()
-	restarts := 0
+	c.daemon = Start(t, filepath.Join(c.Dir, "silk-daemon.log"), c.NS, filepath.Join(c.lab.Bins, "silk-daemon"), "-config", path)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c.daemon.Exited() {
-			out := c.daemon.Output()
-			if restarts < 2 && strings.Contains(out, "Client.Timeout exceeded") && strings.Contains(out, "renew subnet lease with containers") {
-				restarts++
-				t.Logf("silk-daemon on cell %d exited after a controller timeout; starting it again, as monit would (%d)", c.Index, restarts)
-				start()
-				continue
-			}
-			t.Fatalf("silk-daemon on cell %d exited: %s", c.Index, out)
+			t.Fatalf("silk-daemon on cell %d exited: %s", c.Index, c.daemon.Output())
 		}
 		if _, err := c.NetworkInfo(); err == nil {
 			return

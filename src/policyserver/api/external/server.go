@@ -3,7 +3,6 @@ package external
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -121,8 +120,12 @@ func outbound(logger lager.Logger, cfg psconfig.Config) (auth.Verifier, auth.Acc
 		if err != nil {
 			return nil, nil, nil, nil, err
 		}
-		logger.Error("insecure-auth-tokens-file", errors.New("UAA and Cloud Controller are NOT consulted: bearer tokens come from a plain file and non-admins are limited to the app guids it lists; for labs only, never in production"),
-			lager.Data{"auth_tokens_file": cfg.AuthTokensFile, "users": strings.Join(fa.Users(), ",")})
+		// A choice the operator made, not a failure: info (lager has no
+		// warning level), with the warning in its data.
+		logger.Info("insecure-auth-tokens-file", lager.Data{
+			"warning":          "UAA and Cloud Controller are NOT consulted: bearer tokens come from a plain file and non-admins are limited to the app guids it lists; for labs only, never in production",
+			"auth_tokens_file": cfg.AuthTokensFile, "users": strings.Join(fa.Users(), ","),
+		})
 		return fa, auth.FileAccess{}, nil, nil, nil
 	}
 	tlsConfig, err := auth.ClientTLSConfig(cfg.SkipSSLValidation, cfg.UAACA, cfg.CCCA)
