@@ -128,6 +128,14 @@ func TestReport(t *testing.T) {
 	if got := r.Sequence(); got != "denied → allowed → denied" {
 		t.Errorf("sequence %q", got)
 	}
+	withASG := r
+	withASG.Steps = append(append([]Step(nil), r.Steps...),
+		Step{Title: "no ASG", From: "egress", To: "outside"},
+		Step{Title: "ASG bound", From: "egress", To: "outside", Allowed: true},
+		Step{Title: "ASG deleted", From: "egress", To: "outside"})
+	if got, want := withASG.Sequence(), "c2c denied → allowed → denied, asg denied → allowed → denied"; got != want {
+		t.Errorf("sequence with an ASG act %q, want %q", got, want)
+	}
 	s := r.String()
 	for _, want := range []string{
 		"frontend (cell 1, 10.255.1.2) calls backend (cell 2, 10.255.2.2:8080)",

@@ -49,12 +49,34 @@ type Lookup struct {
 }
 
 // Sequence is the outcomes in order, e.g. "denied → allowed → denied".
+// When the demo has an ASG act (steps with their own caller, From), each
+// act is named: "c2c denied → allowed → denied, asg denied → allowed → denied".
 func (r Report) Sequence() string {
-	out := make([]string, len(r.Steps))
-	for i, s := range r.Steps {
-		out[i] = verdict(s.Allowed)
+	type act struct {
+		label    string
+		verdicts []string
 	}
-	return strings.Join(out, " → ")
+	var acts []act
+	named := false
+	for i, s := range r.Steps {
+		if i == 0 || s.From != r.Steps[i-1].From {
+			label := "c2c"
+			if s.From != "" {
+				label, named = "asg", true
+			}
+			acts = append(acts, act{label: label})
+		}
+		a := &acts[len(acts)-1]
+		a.verdicts = append(a.verdicts, verdict(s.Allowed))
+	}
+	out := make([]string, len(acts))
+	for i, a := range acts {
+		out[i] = strings.Join(a.verdicts, " → ")
+		if named {
+			out[i] = a.label + " " + out[i]
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // Unfinished is the sequence of a demo cut short.

@@ -61,7 +61,7 @@ func TestLabUpDemoDown(t *testing.T) {
 		t.Fatalf("demo: %v", err)
 	}
 	// The policy act, then the ASG act (the frontend's egress caller).
-	const want = "denied → allowed → denied → denied → allowed → denied"
+	const want = "c2c denied → allowed → denied, asg denied → allowed → denied"
 	if got := report.Sequence(); got != want {
 		t.Errorf("sequence %q, want %q", got, want)
 	}
