@@ -297,6 +297,10 @@ func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, e Endpoint) b
 		case <-time.After(delay):
 			return false
 		case <-r.Context().Done():
+			// The client gave up: never answer it. Returning would send
+			// an empty 200, which a client racing its own timeout could
+			// read as a (garbage) answer.
+			panic(http.ErrAbortHandler)
 		}
 	default:
 		return false
