@@ -293,3 +293,17 @@ func TestRunFails(t *testing.T) {
 		checkErr(t, err, []string{"nats_url: no NATS host"})
 	})
 }
+
+// TestExampleConfig loads config/performance-test-sd.json, what the job's
+// template renders for a two-VM NATS cluster.
+func TestExampleConfig(t *testing.T) {
+	got, err := perftest.LoadConfig(filepath.Join("..", "..", "..", "config", "performance-test-sd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := perftest.Config{NatsURL: "10.0.1.50,10.0.1.51", NatsUsername: "nats", NatsPassword: "nats-secret",
+		NatsPort: 4222, NatsMonitoringPort: 8222, NumMessages: 10, NumPublishers: 10}
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Errorf("example config (-want +got):\n%s", diff)
+	}
+}
