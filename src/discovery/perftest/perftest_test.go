@@ -1,12 +1,18 @@
 package perftest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,6 +274,23 @@ func TestRunFails(t *testing.T) {
 			t.Errorf("report:\n%s", out.String())
 		}
 	})
+	t.Run("a slow consumer", func(t *testing.T) {
+		n := discoverytest.StartNATS(t, discoverytest.NATSConfig{User: "nats", Password: "secret", Monitoring: true,
+			MaxPending: 64 << 10, WriteDeadline: 200 * time.Millisecond})
+		subscribe(t, n, "complete", perftest.SubjectRegister, 0)
+		stalledSubscriber(t, n, perftest.SubjectRegister)
+		cfg := perftest.Config{
+			NatsURL: n.Host(), NatsUsername: "nats", NatsPassword: "secret", NatsPort: n.Port(),
+			NatsMonitoringPort: n.MonitorPort(), NumMessages: 10000, NumPublishers: 4,
+		}
+		var out bytes.Buffer
+		err := perftest.Run(context.Background(), cfg, quick(&out))
+		t.Log(out.String())
+		checkErr(t, err, []string{"stalled 127.0.0.1:", "disconnected during the sample", "new slow consumers during the sample"})
+		if !strings.Contains(out.String(), "  ok   complete ") {
+			t.Errorf("report:\n%s", out.String())
+		}
+	})
 	t.Run("no subscriber", func(t *testing.T) {
 		_, cfg := startNATS(t)
 		var out bytes.Buffer
@@ -305,5 +328,33 @@ func TestExampleConfig(t *testing.T) {
 		NatsPort: 4222, NatsMonitoringPort: 8222, NumMessages: 10, NumPublishers: 10}
 	if diff := gocmp.Diff(want, got); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)
+	}
+}
+
+// stalledSubscriber subscribes to subject over a raw connection with a
+// tiny receive buffer and then never reads: the server cuts it off as a
+// slow consumer once its pending bytes pass MaxPending or a write to it
+// takes longer than WriteDeadline.
+func stalledSubscriber(t *testing.T, n *discoverytest.NATS, subject string) {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := d.Dial("tcp", net.JoinHostPort(n.Host(), strconv.Itoa(n.Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	user, pass := n.Credentials()
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil { // INFO
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"stalled\",\"user\":%q,\"pass\":%q}\r\nSUB %s 1\r\nPING\r\n", user, pass, subject)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "PONG\r\n" {
+		t.Fatalf("subscribing: %q, %v", line, err)
 	}
 }

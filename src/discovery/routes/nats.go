@@ -31,8 +31,12 @@ type NATSConfig struct {
 	// restarts.
 	Monitoring bool
 	// MaxPending, when set, is the server's limit of bytes pending to one
-	// client before it is cut off as a slow consumer.
+	// client before it is cut off as a slow consumer (and caps the maximum
+	// payload, which may not exceed it).
 	MaxPending int64
+	// WriteDeadline, when set, is how long the server waits on a write to
+	// a client before it cuts the client off as a slow consumer.
+	WriteDeadline time.Duration
 
 	monitorPort int
 }
@@ -84,8 +88,14 @@ func (n *NATS) Start() error {
 			opts.HTTPPort = server.RANDOM_PORT
 		}
 	}
+	if n.cfg.WriteDeadline > 0 {
+		opts.WriteDeadline = n.cfg.WriteDeadline
+	}
 	if n.cfg.MaxPending > 0 {
 		opts.MaxPending = n.cfg.MaxPending
+		if n.cfg.MaxPending < server.MAX_PAYLOAD_SIZE {
+			opts.MaxPayload = int32(n.cfg.MaxPending) // the server requires max_payload <= max_pending
+		}
 	}
 	if n.cfg.TLS != nil {
 		opts.TLSConfig = n.cfg.TLS
