@@ -140,13 +140,12 @@ func (r *runner) deliverySample(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	before := maps.Collect(func(yield func(connKey, conn) bool) {
-		for k, c := range all {
-			if c.subscribed && !yield(k, c) {
-				return
-			}
+	before := map[connKey]conn{}
+	for k, c := range all {
+		if c.subscribed {
+			before[k] = c
 		}
-	})
+	}
 	if len(before) == 0 {
 		return fmt.Errorf("no connection subscribes to %s on %s: is service-discovery-controller running?",
 			SubjectRegister, strings.Join(r.cfg.Hosts(), ", "))
