@@ -231,6 +231,13 @@ func cfDeployment(t testing.TB) Deployment {
 					Networks: network("10.0.1.60")}},
 				Jobs: []Job{{Name: "bbr-cfnetworkingdb", Properties: map[string]any{"release_level_backup": true}}},
 			},
+			{
+				// An errand VM, as upstream's CI deploys performance-test-sd.
+				Name: "performance-test-sd",
+				Instances: []Instance{{Index: 0, ID: "3c6e1f9a-2b4d-4a7e-9c1f-8d2e5b7a0f13", AZ: "z1", Bootstrap: true,
+					Networks: network("10.0.1.70")}},
+				Jobs: []Job{{Name: "performance-test-sd"}},
+			},
 		},
 		ExternalLinks: map[string]Link{
 			"database": {Instances: []LinkInstance{{Address: "10.0.1.40"}}},
@@ -246,6 +253,13 @@ func cfDeployment(t testing.TB) Deployment {
 			"cloud_controller_container_networking_info": {Properties: map[string]any{"cc": map[string]any{
 				"internal_route_vip_range": "127.128.0.0/9",
 			}}},
+			// nats-release's nats job.
+			"nats": {
+				Properties: map[string]any{"nats": map[string]any{
+					"hostname": "nats.service.cf.internal", "port": 4222, "user": "nats", "password": "nats-secret",
+				}},
+				Instances: []LinkInstance{{Address: "10.0.1.50"}, {Address: "10.0.1.51"}},
+			},
 			"nats-tls": {
 				Properties: map[string]any{"nats": map[string]any{
 					"hostname": "nats.service.cf.internal", "port": 4224, "user": "nats", "password": "nats-secret",

@@ -262,14 +262,15 @@ func TestExampleManifest(t *testing.T) {
 }
 
 // TestOpsFile applies docs/examples/use-netman.yml (and
-// enable-iptables-logger.yml, enable-backup-restore.yml) to cf-deployment's networking jobs as they are
+// enable-iptables-logger.yml, enable-backup-restore.yml,
+// add-performance-test-sd.yml) to cf-deployment's networking jobs as they are
 // written for upstream's releases: every job netman has moves to netman, and
 // cf-deployment's properties render with netman's jobs.
 func TestOpsFile(t *testing.T) {
 	root := repoRoot(t)
 	base := yamlFile(t, filepath.Join(root, "src", "release", "testdata", "cf-deployment-networking.yml"))
 	var ops []any
-	for _, f := range []string{"use-netman.yml", "enable-iptables-logger.yml", "enable-backup-restore.yml"} {
+	for _, f := range []string{"use-netman.yml", "enable-iptables-logger.yml", "enable-backup-restore.yml", "add-performance-test-sd.yml"} {
 		o, ok := yamlFile(t, filepath.Join(root, "docs", "examples", f)).([]any)
 		if !ok {
 			t.Fatalf("%s is not a list of operations", f)

@@ -18,6 +18,7 @@ import (
 	"github.com/netman-release/netman/src/cniwrapper"
 	"github.com/netman-release/netman/src/discovery/adapter"
 	sdc "github.com/netman-release/netman/src/discovery/controller"
+	"github.com/netman-release/netman/src/discovery/perftest"
 	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/healthchecker"
 	"github.com/netman-release/netman/src/iptableslogger"
@@ -201,6 +202,18 @@ func configChecks() []configCheck {
 			load:    func(p string) error { _, err := bbr.LoadConfig(p); return err },
 			strict:  func() any { return &bbr.Config{} },
 			example: "bbr-cfnetworkingdb.json",
+		},
+		{
+			job: "performance-test-sd", dest: "config.json",
+			load: func(p string) error {
+				c, err := perftest.LoadConfig(p)
+				if err == nil && c.NatsURL != "10.0.1.50,10.0.1.51" {
+					err = fmt.Errorf("nats_url %q, want the nats link's instances", c.NatsURL)
+				}
+				return err
+			},
+			strict:  func() any { return &perftest.Config{} },
+			example: "performance-test-sd.json",
 		},
 		{
 			job: "silk-cni", dest: "config/teardown-config.json",

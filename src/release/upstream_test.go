@@ -202,6 +202,10 @@ var upstreamJobs = map[string]upstreamJob{
 			"nats-tls": {typ: "nats-tls", optional: true},
 		},
 	},
+	"performance-test-sd": {
+		properties: map[string]any{},
+		consumes:   map[string]upstreamLink{"nats": {typ: "nats", optional: true}},
+	},
 	"bbr-cfnetworkingdb": {
 		properties: map[string]any{"release_level_backup": false},
 		consumes:   map[string]upstreamLink{"cfnetworkingdbconn": {typ: "dbconn"}},

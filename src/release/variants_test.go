@@ -537,6 +537,10 @@ func TestRenderFailures(t *testing.T) {
 		{"bbr-cfnetworkingdb away from a sqlite policy-server", "bbr-cfnetworkingdb", set("policy-server", "database",
 			map[string]any{"type": "sqlite", "name": "/var/vcap/store/policy-server/policy.db"}), "config.json.erb",
 			"colocate bbr-cfnetworkingdb with policy-server"},
+		{"performance-test-sd without NATS", "performance-test-sd", func(t *testing.T, d Deployment) Deployment {
+			delete(d.ExternalLinks, "nats")
+			return d
+		}, "config.json.erb", "performance-test-sd needs the nats link"},
 		{"no silk-controller for the cf_network link", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
 			var igs []InstanceGroup
 			for _, ig := range d.InstanceGroups {

@@ -26,6 +26,19 @@ type NATSConfig struct {
 	// TLS, when set, makes the server TLS-only; set ClientAuth in it to
 	// require client certificates.
 	TLS *tls.Config
+	// Monitoring, when set, serves the HTTP monitoring endpoints (/varz,
+	// /connz ...) on Host and a free port (MonitorPort), kept across
+	// restarts.
+	Monitoring bool
+	// MaxPending, when set, is the server's limit of bytes pending to one
+	// client before it is cut off as a slow consumer (and caps the maximum
+	// payload, which may not exceed it).
+	MaxPending int64
+	// WriteDeadline, when set, is how long the server waits on a write to
+	// a client before it cuts the client off as a slow consumer.
+	WriteDeadline time.Duration
+
+	monitorPort int
 }
 
 // NATS is an in-process NATS server that can be stopped and started again
@@ -68,6 +81,22 @@ func (n *NATS) Start() error {
 		NoLog:    true,
 		NoSigs:   true,
 	}
+	if n.cfg.Monitoring {
+		opts.HTTPHost = n.cfg.Host
+		opts.HTTPPort = n.cfg.monitorPort
+		if opts.HTTPPort == 0 {
+			opts.HTTPPort = server.RANDOM_PORT
+		}
+	}
+	if n.cfg.WriteDeadline > 0 {
+		opts.WriteDeadline = n.cfg.WriteDeadline
+	}
+	if n.cfg.MaxPending > 0 {
+		opts.MaxPending = n.cfg.MaxPending
+		if n.cfg.MaxPending < server.MAX_PAYLOAD_SIZE {
+			opts.MaxPayload = int32(n.cfg.MaxPending) // the server requires max_payload <= max_pending
+		}
+	}
 	if n.cfg.TLS != nil {
 		opts.TLSConfig = n.cfg.TLS
 		opts.TLS = true
@@ -85,6 +114,9 @@ func (n *NATS) Start() error {
 	}
 	if n.cfg.Port == 0 {
 		n.cfg.Port = srv.Addr().(*net.TCPAddr).Port
+	}
+	if n.cfg.Monitoring && n.cfg.monitorPort == 0 {
+		n.cfg.monitorPort = srv.MonitorAddr().Port
 	}
 	n.srv = srv
 	return nil
@@ -109,6 +141,10 @@ func (n *NATS) Credentials() (user, password string) { return n.cfg.User, n.cfg.
 
 // Port is the port the server listens on.
 func (n *NATS) Port() int { return n.cfg.Port }
+
+// MonitorPort is the port of the HTTP monitoring endpoints (0 unless
+// Monitoring is set).
+func (n *NATS) MonitorPort() int { return n.cfg.monitorPort }
 
 // URL is nats://[user:password@]host:port.
 func (n *NATS) URL() string {
