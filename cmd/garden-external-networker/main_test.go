@@ -179,15 +179,7 @@ func (n *networker) calls() []call {
 // container init; it is killed (by PID) when the test ends.
 func container(t *testing.T) (*netnstest.NS, int) {
 	ns := netnstest.New(t, "gc")
-	cmd := ns.Command("sleep", "300")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return ns, cmd.Process.Pid
+	return ns, ns.Start(t, "sleep", "300")
 }
 
 func sameFile(t *testing.T, a, b string) bool {

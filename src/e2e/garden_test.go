@@ -29,15 +29,7 @@ func TestGardenExternalNetworker(t *testing.T) {
 	// The container: a process in a namespace of its own, as Garden's
 	// init process would be.
 	ctr := netnstest.New(t, "gk")
-	sleep := ctr.Command("sleep", "300")
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = sleep.Process.Kill()
-		_ = sleep.Wait()
-	})
-	pid := sleep.Process.Pid
+	pid := ctr.Start(t, "sleep", "300")
 
 	handle := netnstest.UniqueName("garden-")
 	props := map[string]string{

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 
@@ -87,6 +88,39 @@ func (ns *NS) Run(tb testing.TB, name string, args ...string) string {
 // Command returns an unstarted command that runs inside the namespace.
 func (ns *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Start runs name in the namespace as a long-lived process (a container's
+// init, say), kills it by PID when the test ends, and returns its PID once
+// the process is inside the namespace. `ip netns exec` forks before it
+// joins the namespace, so a PID handed on straight after Start may still
+// name a process in the test's own namespace.
+func (ns *NS) Start(tb testing.TB, name string, args ...string) int {
+	tb.Helper()
+	cmd := ns.Command(name, args...)
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("starting %s in %s: %v", name, ns.Name, err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	want, err := os.Stat(ns.Path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err == nil && os.SameFile(got, want) {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s (pid %d) did not enter namespace %s within 10 s (last: %v)", name, pid, ns.Name, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Do runs fn on a locked OS thread switched into the namespace, then
