@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -80,44 +79,14 @@ func TestSyncsAndStopsOnSIGTERM(t *testing.T) {
 		"cc_internal_client_cert": files.ClientCert, "cc_internal_client_key": files.ClientKey,
 		"log_prefix": "cfnetworking", "log_level": "debug", "metron_address": "127.0.0.1:3457",
 	})
-	var stdout maintest.Buffer
-	cmd := maintest.Command("-config-file", path)
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() { done <- cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-
+	proc := maintest.Start(t, maintest.Command("-config-file", path))
 	synced := func() bool {
 		var n int
 		return db.GetContext(context.Background(), &n, `SELECT COUNT(*) FROM security_groups`) == nil && n == 1
 	}
-	for deadline := time.Now().Add(30 * time.Second); !synced(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never synced; output:\n%s", stdout.String())
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM = %v; output:\n%s", err, stdout.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("did not exit within 20s of SIGTERM")
-	}
+	proc.Until(t, "synced", 30*time.Second, synced)
+	proc.Terminate(t, 20*time.Second)
+	stdout := proc.Out
 	out := stdout.String()
 	for _, want := range []string{
 		`"source":"cfnetworking.policy-server-asg-syncer"`,

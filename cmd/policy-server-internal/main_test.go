@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,46 +77,17 @@ func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stdout maintest.Buffer
-	cmd := maintest.Command("-config-file", path)
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() { done <- cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-
-	healthy := false
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !healthy; time.Sleep(50 * time.Millisecond) {
+	proc := maintest.Start(t, maintest.Command("-config-file", path))
+	proc.Until(t, "healthy", 60*time.Second, func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", health))
-		if err == nil {
-			resp.Body.Close()
-			healthy = resp.StatusCode == http.StatusOK
-		}
-	}
-	if !healthy {
-		t.Fatalf("never healthy; output:\n%s", stdout.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
 		if err != nil {
-			t.Fatalf("exit after SIGTERM = %v; output:\n%s", err, stdout.String())
+			return false
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("did not exit within 20s of SIGTERM")
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	proc.Terminate(t, 20*time.Second)
+	stdout := proc.Out
 	out := stdout.String()
 	for _, want := range []string{
 		`"source":"cfnetworking.policy-server-internal"`,

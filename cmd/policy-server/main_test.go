@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,41 +97,17 @@ func TestStartsAndExitsWithUpstreamsLines(t *testing.T) {
 		c["database"].(map[string]any)["database_name"] = filepath.Join(dir, "policy.db")
 		c["auth_tokens_file"] = tokens
 	})
-	var stdout maintest.Buffer
-	cmd := maintest.Command("-config-file", path)
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	up := false
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !up; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
-			resp.Body.Close()
-			up = resp.StatusCode == http.StatusOK
-		}
-	}
-	if !up {
-		t.Fatalf("never served; output:\n%s", stdout.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
+	proc := maintest.Start(t, maintest.Command("-config-file", path))
+	proc.Until(t, "serving", 20*time.Second, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err != nil {
-			t.Fatalf("exit after SIGTERM = %v; output:\n%s", err, stdout.String())
+			return false
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("did not exit within 15s of SIGTERM")
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	proc.Terminate(t, 15*time.Second)
+	stdout := proc.Out
 
 	lines := logtest.ParseJSON(t, stdout.String())
 	starting := logtest.FindIn(lines, "cfnetworking.policy-server.starting external server")

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,43 +63,17 @@ func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stdout bytes.Buffer
-	cmd := maintest.Command("-config", path)
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-
-	healthy := false
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !healthy; time.Sleep(50 * time.Millisecond) {
+	proc := maintest.Start(t, maintest.Command("-config", path))
+	proc.Until(t, "healthy", 20*time.Second, func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", health))
-		if err == nil {
-			resp.Body.Close()
-			healthy = resp.StatusCode == http.StatusOK
-		}
-	}
-	if !healthy {
-		t.Fatalf("never healthy; output:\n%s", stdout.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
 		if err != nil {
-			t.Fatalf("exit after SIGTERM = %v; output:\n%s", err, stdout.String())
+			return false
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("did not exit within 15s of SIGTERM")
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	proc.Terminate(t, 15*time.Second)
+	stdout := proc.Out
 	if !strings.Contains(stdout.String(), `"source":"cfnetworking.silk-controller"`) {
 		t.Errorf("logs are not under cfnetworking.silk-controller:\n%s", stdout.String())
 	}

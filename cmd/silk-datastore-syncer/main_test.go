@@ -5,7 +5,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,43 +32,14 @@ func TestSyncsUntilSignalled(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := maintest.Command("-n", "1", "-gardenNetwork", "unix", "-gardenAddr", garden.Socket,
-		"-silkFile", store.Path(), "-silkFileOwner", u.Username, "-silkFileGroup", g.Name, "-logLevel", "debug")
-	var out maintest.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	proc := maintest.Start(t, maintest.Command("-n", "1", "-gardenNetwork", "unix", "-gardenAddr", garden.Socket,
+		"-silkFile", store.Path(), "-silkFileOwner", u.Username, "-silkFileGroup", g.Name, "-logLevel", "debug"))
+	proc.Until(t, "synced into the store", 10*time.Second, func() bool {
 		all, err := metadata.New(store.Path()).ReadAll(t.Context())
-		if err == nil && all["c1"].Metadata["log_config"] == lc {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store not synced: %v %v\noutput:\n%s", all, err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, out.String())
-		}
-		exited <- err
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+		return err == nil && all["c1"].Metadata["log_config"] == lc
+	})
+	proc.Terminate(t, 10*time.Second)
+	out := proc.Out
 	for _, want := range []string{`"message":"cfnetworking.silk-datastore-syncer.properties"`, `"message":"cfnetworking.silk-datastore-syncer.updated-log-config"`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s:\n%s", want, out.String())
