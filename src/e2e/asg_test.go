@@ -119,9 +119,24 @@ func TestDynamicASGs(t *testing.T) {
 // egress opens and closes; p50/p99 are over all changes.
 func BenchmarkASGPropagation(b *testing.B) {
 	b.StopTimer()
-	const containersPerCell = 3
 	lab := celltest.New(b, celltest.Options{Cells: 2, Policy: true})
 	st := lab.PolicyStore(b)
+	benchASGChanges(b, lab, func(bound bool, extIP string) time.Time {
+		var groups []policy.SecurityGroup
+		if bound {
+			groups = append(groups, egressGroup("sg-bench", extIP, 8443, "space-1"))
+		}
+		return replaceGroups(b, st, groups...)
+	}, nil)
+}
+
+// benchASGChanges runs b.N security group changes on lab, three containers
+// per cell in space-1 probing an outside host's port 8443: change makes
+// one (bound: egress opens, else it closes) and returns when it was made;
+// the latency is from then until every container sees it. between, if set,
+// runs after each change, untimed.
+func benchASGChanges(b *testing.B, lab *celltest.Lab, change func(bound bool, extIP string) time.Time, between func()) {
+	const containersPerCell = 3
 	ext, extIP := lab.NewHost(200)
 	celltest.Listen(b, ext, "tcp", extIP+":8443")
 	target := extIP + ":8443"
@@ -135,20 +150,19 @@ func BenchmarkASGPropagation(b *testing.B) {
 	bound := false
 	for i := 0; i < b.N; i++ {
 		bound = !bound
-		var groups []policy.SecurityGroup
-		if bound {
-			groups = append(groups, egressGroup("sg-bench", extIP, 8443, "space-1"))
-		}
 		b.StartTimer()
-		written := replaceGroups(b, st, groups...)
-		last := written
+		changed := change(bound, extIP)
+		last := changed
 		for _, c := range ctrs {
 			if seen := waitConnects(b, c, target, bound, 30*time.Second); seen.After(last) {
 				last = seen
 			}
 		}
-		lat.Add(last.Sub(written))
+		lat.Add(last.Sub(changed))
 		b.StopTimer()
+		if between != nil {
+			between()
+		}
 	}
 	lat.Report(b)
 }
@@ -211,39 +225,18 @@ func TestDynamicASGsThroughCloudController(t *testing.T) {
 // containers' space and deletes it.
 func BenchmarkCCASGPropagation(b *testing.B) {
 	b.StopTimer()
-	const containersPerCell = 3
 	lab := celltest.New(b, celltest.Options{Cells: 2, Policy: true})
 	cc := lab.StartCC(b, 1)
-	ext, extIP := lab.NewHost(200)
-	celltest.Listen(b, ext, "tcp", extIP+":8443")
-	target := extIP + ":8443"
-	var ctrs []*celltest.Container
-	for _, c := range lab.Cells {
-		for i := range containersPerCell {
-			ctrs = append(ctrs, c.AddContainer(b, app(fmt.Sprintf("bench-%d-%d", c.Index, i), "space-1")))
-		}
-	}
-	var lat benchlat.Latencies
-	bound := false
-	for i := 0; i < b.N; i++ {
-		bound = !bound
-		b.StartTimer()
+	benchASGChanges(b, lab, func(bound bool, extIP string) time.Time {
 		changed := time.Now()
 		if bound {
 			cc.Put(ccGroup("sg-bench", extIP, 8443, "space-1"))
 		} else {
 			cc.Delete("sg-bench")
 		}
-		last := changed
-		for _, c := range ctrs {
-			if seen := waitConnects(b, c, target, bound, 30*time.Second); seen.After(last) {
-				last = seen
-			}
-		}
-		lat.Add(last.Sub(changed))
-		b.StopTimer()
+		return changed
+	}, func() {
 		// Changes land at random points of the syncer's second.
 		time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
-	}
-	lat.Report(b)
+	})
 }
