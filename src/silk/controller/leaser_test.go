@@ -167,6 +167,10 @@ func TestLeaserOnEveryDialect(t *testing.T) {
 			wrong := a
 			wrong.OverlaySubnet = "10.255.200.0/24"
 			wrong.OverlayHardwareAddr = "ee:ee:0a:ff:c8:00"
+			if a.OverlaySubnet == wrong.OverlaySubnet { // the acquired subnet is random
+				wrong.OverlaySubnet = "10.255.201.0/24"
+				wrong.OverlayHardwareAddr = "ee:ee:0a:ff:c9:00"
+			}
 			if _, err := f.leaser.Renew(ctx, wrong); !errors.Is(err, ErrLeaseMismatch) {
 				t.Fatalf("renew with wrong subnet = %v, want ErrLeaseMismatch", err)
 			}

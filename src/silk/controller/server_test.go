@@ -135,8 +135,13 @@ func TestLeaseAPI(t *testing.T) {
 	if status != 200 || body != `{}` {
 		t.Fatalf("renew = %d %s", status, body)
 	}
+	// The acquired subnet is random: the "wrong" one must differ from it, or
+	// the renewal is a legitimate one (this failed CI once in ~250 runs).
 	wrong := l
 	wrong.OverlaySubnet = "10.255.254.0/24"
+	if l.OverlaySubnet == wrong.OverlaySubnet {
+		wrong.OverlaySubnet = "10.255.253.0/24"
+	}
 	status, body = r.do(t, "PUT", "/leases/renew", mustJSON(wrong))
 	if status != http.StatusConflict || body != `{"error": "renew-subnet-lease: lease mismatch"}` {
 		t.Fatalf("renew with wrong subnet = %d %s", status, body)
