@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/logging"
-	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/policyserver/migratedb"
 )
 
 // Upstream's component name; its prefix is not configurable.
@@ -23,7 +23,7 @@ func main() {
 	configPath := flag.String("config-file", "", "path to the policy-server config file")
 	flag.Parse()
 
-	cfg, err := store.LoadMigrateDBConfig(*configPath)
+	cfg, err := migratedb.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s.%s: could not read config file: %s\n", logging.DefaultPrefix, component, err)
 		os.Exit(1)
@@ -35,7 +35,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := store.RunMigrateDB(ctx, logger, cfg, time.Second); err != nil {
+	if err := migratedb.Run(ctx, logger, cfg, time.Second); err != nil {
 		fmt.Printf("fatal error occured, %s", err)
 		os.Exit(1)
 	}

@@ -11,7 +11,7 @@ import (
 	"syscall"
 
 	"github.com/netman-release/netman/src/logging"
-	"github.com/netman-release/netman/src/policyserver/api/internalapi"
+	"github.com/netman-release/netman/src/policyserver/internalapi"
 )
 
 func main() {

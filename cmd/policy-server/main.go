@@ -13,9 +13,8 @@ import (
 	"syscall"
 
 	"github.com/netman-release/netman/src/logging"
-	"github.com/netman-release/netman/src/policyserver/api/external"
-	"github.com/netman-release/netman/src/policyserver/config"
-	"github.com/netman-release/netman/src/policyserver/store"
+	"github.com/netman-release/netman/src/policyserver/external"
+	"github.com/netman-release/netman/src/policyserver/migratedb"
 )
 
 const job = "policy-server"
@@ -24,7 +23,7 @@ func main() {
 	configPath := flag.String("config-file", "", "path to the JSON config file")
 	flag.Parse()
 
-	cfg, err := config.Load(*configPath)
+	cfg, err := external.LoadConfig(*configPath)
 	if err != nil {
 		// Upstream's line, always with the default prefix: the config
 		// that might name another is the one that failed.
@@ -42,7 +41,7 @@ func main() {
 	err = external.Run(ctx, logger, sink, cfg)
 	if err != nil {
 		stop()
-		if errors.Is(err, store.ErrMigrationTimeout) {
+		if errors.Is(err, migratedb.ErrMigrationTimeout) {
 			logger.Error("db migrations and populating tags failed", err)
 			os.Exit(3)
 		}

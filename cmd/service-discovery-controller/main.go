@@ -12,7 +12,7 @@ import (
 	"syscall"
 
 	"github.com/netman-release/netman/src/discovery"
-	"github.com/netman-release/netman/src/discovery/controller"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 )
 
 // Upstream exits 2 on every start-up or run failure.
@@ -22,8 +22,8 @@ func main() {
 	configPath := flag.String("c", "", "path to config file")
 	flag.Parse()
 
-	logger, sink := discovery.NewLogger(controller.Origin, os.Stdout)
-	cfg, err := controller.LoadConfig(*configPath)
+	logger, sink := discovery.NewLogger(sdcontroller.Origin, os.Stdout)
+	cfg, err := sdcontroller.LoadConfig(*configPath)
 	if err != nil {
 		discovery.LogConfigError(logger, *configPath, err)
 		fmt.Fprintf(os.Stderr, "service-discovery-controller: %s\n", err)
@@ -31,7 +31,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := controller.Run(ctx, logger, sink, cfg); err != nil {
+	if err := sdcontroller.Run(ctx, logger, sink, cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "service-discovery-controller: %s\n", err)
 		stop()
 		os.Exit(exitFailure)

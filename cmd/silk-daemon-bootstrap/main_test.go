@@ -14,7 +14,7 @@ import (
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
-	"github.com/netman-release/netman/src/policyserver/api/internalapi"
+	"github.com/netman-release/netman/src/policyserver/internalapi"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/silk/bootstrap"

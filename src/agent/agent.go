@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	edge "github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -370,7 +370,7 @@ func (a *Agent) longPoll(ctx context.Context, p versionLongPoll) {
 			a.sender.IncrementCounter(p.failures)
 			backoff = min(max(2*backoff, minBackoff), maxLongPollWait)
 			a.logger.Error(p.name, err, lager.Data{"retry-in": backoff.String()})
-			if !edge.Sleep(ctx, backoff) {
+			if !lifecycle.Sleep(ctx, backoff) {
 				return
 			}
 			continue
@@ -386,7 +386,7 @@ func (a *Agent) longPoll(ctx context.Context, p versionLongPoll) {
 		if v != since {
 			p.seen.Store(v)
 			p.changed()
-		} else if time.Since(t0) < longPollGap && !edge.Sleep(ctx, longPollGap) {
+		} else if time.Since(t0) < longPollGap && !lifecycle.Sleep(ctx, longPollGap) {
 			return
 		}
 	}

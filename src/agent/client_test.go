@@ -14,7 +14,7 @@ import (
 	"github.com/netman-release/netman/src/agent/c2c"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/policy"
-	"github.com/netman-release/netman/src/policyserver/api/internalapi"
+	"github.com/netman-release/netman/src/policyserver/internalapi"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/testsupport/logtest"

@@ -21,7 +21,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/logging"
@@ -109,7 +109,7 @@ const DefaultLongPollWaitSeconds = 25
 // every problem.
 func LoadConfig(path string) (Config, error) {
 	c := Config{LogPrefix: logging.DefaultPrefix}
-	if err := config.LoadJSON(path, &c); err != nil {
+	if err := configfile.LoadJSON(path, &c); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
@@ -117,7 +117,7 @@ func LoadConfig(path string) (Config, error) {
 
 // Validate checks every key and returns one error listing all problems.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.Min("poll_interval", c.PollInterval, 1)
 	if c.EnableASGSyncing || c.ASGPollInterval != 0 {
 		p.Min("asg_poll_interval", c.ASGPollInterval, 1)

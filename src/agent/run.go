@@ -12,8 +12,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	edge "github.com/netman-release/netman/src/daemon"
 	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
@@ -75,22 +75,22 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 
 	debug := http.NewServeMux()
 	debug.Handle("/iptables-c2c-logging", a.C2CLoggingHandler())
-	debug.Handle("/", edge.DebugHandler(sink, sender.Registry()))
+	debug.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 
-	members := []edge.Member{
-		{Name: "metrics-emitter", Runner: edge.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
-		{Name: "policy-poller", Runner: edge.Loop(a.PollLoop)},
+	members := []lifecycle.Member{
+		{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
+		{Name: "policy-poller", Runner: lifecycle.Loop(a.PollLoop)},
 	}
 	members = append(members,
-		edge.Member{Name: "debug-server", Runner: edge.HTTPServer(logger.Session("debug-server"), cfg.debugAddr(), debug, nil)},
-		edge.Member{Name: "force-policy-poll-cycle-server", Runner: edge.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), a.ForceHandler(), nil)},
+		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.debugAddr(), debug, nil)},
+		lifecycle.Member{Name: "force-policy-poll-cycle-server", Runner: lifecycle.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), a.ForceHandler(), nil)},
 	)
 	if a.asg != nil {
-		members = append(members, edge.Member{Name: "asg-poller", Runner: edge.Loop(a.ASGPollLoop)})
+		members = append(members, lifecycle.Member{Name: "asg-poller", Runner: lifecycle.Loop(a.ASGPollLoop)})
 	}
 	// Upstream logs "starting" once every member is up.
-	members = append(members, edge.Member{Name: "starting", Runner: edge.OnReady(func() { logger.Info("starting") })})
-	if err := edge.RunContext(ctx, logger, members...); err != nil {
+	members = append(members, lifecycle.Member{Name: "starting", Runner: lifecycle.OnReady(func() { logger.Info("starting") })})
+	if err := lifecycle.RunContext(ctx, logger, members...); err != nil {
 		return &ActionError{Action: "ifrit monitor", Err: err}
 	}
 	return nil

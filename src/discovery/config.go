@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 )
 
 // Duration is a config duration written as a Go duration string ("30s"),
@@ -36,7 +36,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // CheckPort records a problem unless value, a port written as a string as
 // both discovery daemons' configs do, is a usable TCP port.
-func CheckPort(p *config.Problems, key, value string) {
+func CheckPort(p *configfile.Problems, key, value string) {
 	if value == "" {
 		p.Required(key, false)
 		return

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/netman-release/netman/src/discovery"
-	"github.com/netman-release/netman/src/discovery/controller"
 	"github.com/netman-release/netman/src/discovery/discoverytest"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 )
@@ -31,7 +31,7 @@ type stack struct {
 	emitter *discoverytest.Emitter
 }
 
-func newStack(t *testing.T, adjust func(*controller.Config)) *stack {
+func newStack(t *testing.T, adjust func(*sdcontroller.Config)) *stack {
 	t.Helper()
 	s := &stack{files: mtlstest.NewTestFiles(t)}
 	s.nats = discoverytest.StartNATS(t, discoverytest.NATSConfig{User: "nats", Password: "p@ss/word"})
@@ -208,7 +208,7 @@ func TestMalformedMessagesAreIgnored(t *testing.T) {
 }
 
 func TestStaleEntriesDisappear(t *testing.T) {
-	s := newStack(t, func(c *controller.Config) { c.StalenessThresholdSeconds = 1 })
+	s := newStack(t, func(c *sdcontroller.Config) { c.StalenessThresholdSeconds = 1 })
 	stale := newEmitter(t, s.nats, false)
 	if err := stale.Register(instances("gone.apps.internal", "10.255.5.5")...); err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestStaleEntriesDisappear(t *testing.T) {
 }
 
 func TestNATSOutagePausesPruning(t *testing.T) {
-	s := newStack(t, func(c *controller.Config) {
+	s := newStack(t, func(c *sdcontroller.Config) {
 		c.StalenessThresholdSeconds = 1
 		c.ResumePruningDelaySeconds = 1
 	})
@@ -257,7 +257,7 @@ func TestNATSOutagePausesPruning(t *testing.T) {
 }
 
 func TestNATSOutageThenReRegistrationKeepsRoutes(t *testing.T) {
-	s := newStack(t, func(c *controller.Config) {
+	s := newStack(t, func(c *sdcontroller.Config) {
 		c.StalenessThresholdSeconds = 1
 		c.ResumePruningDelaySeconds = 1
 	})
@@ -284,7 +284,7 @@ func TestNATSOutageThenReRegistrationKeepsRoutes(t *testing.T) {
 }
 
 func TestControllerRestartRecoversTableFromReRegistrations(t *testing.T) {
-	s := newStack(t, func(c *controller.Config) { c.ResumePruningDelaySeconds = 7 })
+	s := newStack(t, func(c *sdcontroller.Config) { c.ResumePruningDelaySeconds = 7 })
 	if err := s.emitter.Register(instances("app.apps.internal", "10.255.1.2", "10.255.2.2")...); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestControllerRestartRecoversTableFromReRegistrations(t *testing.T) {
 }
 
 func TestWarmUp(t *testing.T) {
-	s := newStack(t, func(c *controller.Config) { c.WarmDurationSeconds = 1 })
+	s := newStack(t, func(c *sdcontroller.Config) { c.WarmDurationSeconds = 1 })
 	client := discoverytest.Client(t, s.files)
 	resp, err := client.Get(s.sdc.URL() + "/v1/registration/app.apps.internal.")
 	if err != nil {
@@ -455,7 +455,7 @@ func TestControllerOverTLSNATS(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{TLS: discoverytest.NATSServerTLS(t, files)})
 	cfg := discoverytest.ControllerConfig(t, files, n)
-	cfg.Nats.Hosts = []controller.NatsHost{{Hostname: "nats.invalid", Port: n.Port()}, {Hostname: "127.0.0.1", Port: n.Port()}}
+	cfg.Nats.Hosts = []sdcontroller.NatsHost{{Hostname: "nats.invalid", Port: n.Port()}, {Hostname: "127.0.0.1", Port: n.Port()}}
 	cfg.Nats.TLSEnabled = true
 	cfg.Nats.CACerts, cfg.Nats.CertChain, cfg.Nats.PrivateKey = files.CAFile, files.ClientCert, files.ClientKey
 	sdc := discoverytest.StartController(t, cfg)
@@ -480,8 +480,8 @@ func TestControllerFailsWithoutNATS(t *testing.T) {
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{})
 	cfg := discoverytest.ControllerConfig(t, files, n)
 	n.Stop()
-	logger, sink := discovery.NewLogger(controller.Origin, io.Discard)
-	err := controller.Run(t.Context(), logger, sink, cfg)
+	logger, sink := discovery.NewLogger(sdcontroller.Origin, io.Discard)
+	err := sdcontroller.Run(t.Context(), logger, sink, cfg)
 	if err == nil || !strings.Contains(err.Error(), "unable to create nats connection: nats: no servers available for connection") {
 		t.Fatalf("Run = %v", err)
 	}

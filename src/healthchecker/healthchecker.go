@@ -24,7 +24,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 // Duration is a duration written as Go text ("10s") or as nanoseconds.
@@ -173,13 +173,13 @@ func New(cfg Config, logger lager.Logger) (*Watchdog, error) {
 func (w *Watchdog) Run(ctx context.Context) error {
 	delay := time.Duration(w.cfg.StartResponseDelayInterval + w.cfg.StartupDelayBuffer)
 	w.logger.Debug("sleeping-before-first-check", lager.Data{"sleep_time_seconds": delay.Seconds()})
-	if !daemon.Sleep(ctx, delay) {
+	if !lifecycle.Sleep(ctx, delay) {
 		return nil
 	}
 	w.logger.Info("Starting")
 	failures := 0
 	for {
-		if !daemon.Sleep(ctx, time.Duration(w.cfg.HealthCheckPollInterval)) {
+		if !lifecycle.Sleep(ctx, time.Duration(w.cfg.HealthCheckPollInterval)) {
 			w.logger.Info("Context done, exiting")
 			return nil
 		}

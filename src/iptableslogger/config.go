@@ -5,7 +5,7 @@ import (
 	"github.com/netman-release/netman/src/metrics"
 	"net/netip"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
 )
 
@@ -40,7 +40,7 @@ func LoadConfig(path string) (Config, error) {
 	if path == "" {
 		return c, fmt.Errorf("no -config-file given")
 	}
-	if err := config.LoadJSON(path, &c); err != nil {
+	if err := configfile.LoadJSON(path, &c); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
@@ -48,7 +48,7 @@ func LoadConfig(path string) (Config, error) {
 
 // Validate checks every key and returns one error listing all problems.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.RequiredString("kernel_log_file", c.KernelLogFile)
 	p.RequiredString("container_metadata_file", c.ContainerMetadataFile)
 	p.RequiredString("output_log_file", c.OutputLogFile)

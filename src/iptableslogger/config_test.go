@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 )
 
 // TestExampleConfig keeps config/iptables-logger.json loadable.
@@ -62,7 +62,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 		"log_level":            "loud",
 		"unknown_key":          "ignored, as upstream",
 	}))
-	var cerr *config.Error
+	var cerr *configfile.Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("err = %v, want *config.Error", err)
 	}

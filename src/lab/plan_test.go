@@ -10,11 +10,11 @@ import (
 	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/cniwrapper"
 	adapterconfig "github.com/netman-release/netman/src/discovery/adapter"
-	sdcconfig "github.com/netman-release/netman/src/discovery/controller"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/mtls"
-	"github.com/netman-release/netman/src/policyserver/api/internalapi"
-	psconfig "github.com/netman-release/netman/src/policyserver/config"
+	"github.com/netman-release/netman/src/policyserver/external"
+	"github.com/netman-release/netman/src/policyserver/internalapi"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/daemon"
 )
@@ -56,7 +56,7 @@ func TestPlanConfigsLoad(t *testing.T) {
 	if _, err := controller.LoadConfig(write(dir, "silk-controller.json", p.SilkController())); err != nil {
 		t.Errorf("silk-controller: %v", err)
 	}
-	if _, err := psconfig.Load(write(dir, "policy-server.json", p.PolicyServer())); err != nil {
+	if _, err := external.LoadConfig(write(dir, "policy-server.json", p.PolicyServer())); err != nil {
 		t.Errorf("policy-server: %v", err)
 	}
 	if _, err := internalapi.LoadConfig(write(dir, "policy-server-internal.json", p.PolicyServerInternal())); err != nil {
@@ -97,7 +97,7 @@ func TestPlanConfigsLoad(t *testing.T) {
 		t.Errorf("wrapper dns_servers %q: want the cell's DNS front end, which it opens INPUT to", wrapper.DNSServers)
 	}
 
-	sdc, err := sdcconfig.LoadConfig(write(dir, "service-discovery-controller.json", p.ServiceDiscoveryController()))
+	sdc, err := sdcontroller.LoadConfig(write(dir, "service-discovery-controller.json", p.ServiceDiscoveryController()))
 	if err != nil {
 		t.Errorf("service-discovery-controller: %v", err)
 	}

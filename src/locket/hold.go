@@ -6,7 +6,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 // Lockable is one exclusive lock: in locket, or in a database.
@@ -47,7 +47,7 @@ func Hold(ctx context.Context, logger lager.Logger, l Lockable, retry time.Durat
 				return nil
 			}
 			logger.Error("failed-to-acquire-lock", err)
-			if !daemon.Sleep(ctx, retry) {
+			if !lifecycle.Sleep(ctx, retry) {
 				return nil
 			}
 			continue
@@ -60,7 +60,7 @@ func Hold(ctx context.Context, logger lager.Logger, l Lockable, retry time.Durat
 		}
 		// Best effort: the lock may still be ours (a network blip).
 		release(logger, l)
-		if !daemon.Sleep(ctx, retry) {
+		if !lifecycle.Sleep(ctx, retry) {
 			return nil
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/logging"
 )
@@ -42,7 +42,7 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("file does not exist: %w", err)
 	}
 	var c Config
-	if err := config.LoadJSON(path, &c); err != nil {
+	if err := configfile.LoadJSON(path, &c); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
@@ -52,7 +52,7 @@ func LoadConfig(path string) (Config, error) {
 // The rules are upstream's (its validator tags), with log_level checked
 // here rather than at start-up.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.Min("poll_interval", c.PollInterval, 1)
 	if c.MetronAddress == "" {
 		p.Required("metron_address", false)

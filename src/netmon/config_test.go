@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 )
 
 // TestExampleConfig keeps config/netmon.json loadable.
@@ -62,7 +62,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 		"telemetry_interval": 0,
 		"iptables_flavor":    "ebpf",
 	}))
-	var cerr *config.Error
+	var cerr *configfile.Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("err = %v, want *config.Error", err)
 	}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/tedsuo/ifrit"
 
-	edge "github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
@@ -432,5 +432,5 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // runRunner runs r until ctx is done.
 func runRunner(ctx context.Context, r ifrit.Runner) error {
-	return edge.RunContext(ctx, lager.NewLogger("discard"), edge.Member{Name: "runner", Runner: r})
+	return lifecycle.RunContext(ctx, lager.NewLogger("discard"), lifecycle.Member{Name: "runner", Runner: r})
 }

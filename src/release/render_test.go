@@ -17,17 +17,17 @@ import (
 	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/cniwrapper"
 	"github.com/netman-release/netman/src/discovery/adapter"
-	sdc "github.com/netman-release/netman/src/discovery/controller"
 	"github.com/netman-release/netman/src/discovery/perftest"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/healthchecker"
 	"github.com/netman-release/netman/src/iptableslogger"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/netmon"
-	"github.com/netman-release/netman/src/policyserver/api/internalapi"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
 	"github.com/netman-release/netman/src/policyserver/bbr"
-	psconfig "github.com/netman-release/netman/src/policyserver/config"
+	"github.com/netman-release/netman/src/policyserver/external"
+	"github.com/netman-release/netman/src/policyserver/internalapi"
 	"github.com/netman-release/netman/src/silk/bootstrap"
 	silkcni "github.com/netman-release/netman/src/silk/cni"
 	"github.com/netman-release/netman/src/silk/controller"
@@ -140,8 +140,8 @@ func configChecks() []configCheck {
 		},
 		{
 			job: "policy-server", dest: "config/policy-server.json",
-			load:    func(p string) error { _, err := psconfig.Load(p); return err },
-			strict:  func() any { return &psconfig.Config{} },
+			load:    func(p string) error { _, err := external.LoadConfig(p); return err },
+			strict:  func() any { return &external.Config{} },
 			example: "policy-server.json", netmanOnly: []string{"auth_tokens_file", "cc_app_request_chunk_size"},
 		},
 		{
@@ -188,8 +188,8 @@ func configChecks() []configCheck {
 		},
 		{
 			job: "service-discovery-controller", dest: "config/config.json",
-			load:    func(p string) error { _, err := sdc.LoadConfig(p); return err },
-			strict:  func() any { return &sdc.Config{} },
+			load:    func(p string) error { _, err := sdcontroller.LoadConfig(p); return err },
+			strict:  func() any { return &sdcontroller.Config{} },
 			example: "service-discovery-controller.json",
 		},
 		{

@@ -7,7 +7,7 @@ package sqldb
 import (
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 )
 
 // Database types accepted in the `type` key.
@@ -40,7 +40,7 @@ func (c Config) ConnectTimeout() time.Duration {
 // Validate reports every problem in the object; keys are named relative to
 // the object (the caller prefixes "database.").
 func (c Config) Validate() []string {
-	var p config.Problems
+	var p configfile.Problems
 	switch c.Type {
 	case TypePostgres, TypeMySQL:
 		p.RequiredString("host", c.Host)
@@ -69,7 +69,7 @@ type Pool struct {
 
 // Validate reports negative settings.
 func (p Pool) Validate() []string {
-	var probs config.Problems
+	var probs configfile.Problems
 	probs.Min("max_open_connections", p.MaxOpenConnections, 0)
 	probs.Min("max_idle_connections", p.MaxIdleConnections, 0)
 	probs.Min("connections_max_lifetime_seconds", p.ConnectionsMaxLifetimeSeconds, 0)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/policy"
-	"github.com/netman-release/netman/src/policyserver/api/external"
 	"github.com/netman-release/netman/src/policyserver/auth"
+	"github.com/netman-release/netman/src/policyserver/external"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/sqldb"

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netman-release/netman/src/daemon"
 	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 // Retry schedule of upstream's client: up to four attempts while the
@@ -70,7 +70,7 @@ func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
 			},
 		},
 		sleep: func(ctx context.Context, d time.Duration) error {
-			if !daemon.Sleep(ctx, d) {
+			if !lifecycle.Sleep(ctx, d) {
 				return ctx.Err()
 			}
 			return nil

@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/discovery"
 )
 
@@ -37,7 +37,7 @@ type Config struct {
 // LoadConfig reads and validates a config file, naming every problem.
 func LoadConfig(path string) (Config, error) {
 	var c Config
-	if err := config.LoadJSON(path, &c); err != nil {
+	if err := configfile.LoadJSON(path, &c); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
@@ -45,7 +45,7 @@ func LoadConfig(path string) (Config, error) {
 
 // Validate checks every key and returns one error listing all problems.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.RequiredString("address", c.Address)
 	// A port that is set but not 1-65535 fails at start-up, as upstream's
 	// listen did (exit 1, "Address (...) not available"), not here (exit 2).

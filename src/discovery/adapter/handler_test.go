@@ -12,7 +12,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
@@ -75,7 +75,7 @@ func TestHandler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := daemon.MetricsMiddleware(sender, "GetIPs", NewHandler(logtest.New(t), sdc, sender))
+			h := lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logtest.New(t), sdc, sender))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.target, nil))
 			body, _ := io.ReadAll(rec.Result().Body)

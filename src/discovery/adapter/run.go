@@ -11,8 +11,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	"github.com/netman-release/netman/src/daemon"
 	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
 )
@@ -70,7 +70,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	defer logLevelListener.Close()
 
 	dns := &http.Server{
-		Handler:           daemon.MetricsMiddleware(sender, "GetIPs", NewHandler(logger, client, sender)),
+		Handler:           lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logger, client, sender)),
 		ReadHeaderTimeout: cfg.readHeaderTimeout(),
 	}
 	logLevel := &http.Server{
@@ -79,15 +79,15 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	logLevel.SetKeepAlivesEnabled(false)
 
-	err = daemon.RunContext(ctx, logger,
-		daemon.Member{Name: "dns-server", Runner: daemon.Loop(func(ctx context.Context) error {
+	err = lifecycle.RunContext(ctx, logger,
+		lifecycle.Member{Name: "dns-server", Runner: lifecycle.Loop(func(ctx context.Context) error {
 			return discovery.Serve(ctx, logger.Session("dns-server"), dnsListener, dns)
 		})},
-		daemon.Member{Name: "metrics-emitter", Runner: daemon.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second)},
-		daemon.Member{Name: "log-level-server", Runner: daemon.Loop(func(ctx context.Context) error {
+		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second)},
+		lifecycle.Member{Name: "log-level-server", Runner: lifecycle.Loop(func(ctx context.Context) error {
 			return discovery.Serve(ctx, logLevelLogger, logLevelListener, logLevel)
 		})},
-		daemon.Member{Name: "started", Runner: daemon.Loop(func(ctx context.Context) error {
+		lifecycle.Member{Name: "started", Runner: lifecycle.Loop(func(ctx context.Context) error {
 			logger.Info("server-started")
 			<-ctx.Done()
 			return nil

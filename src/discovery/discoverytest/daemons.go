@@ -19,7 +19,7 @@ import (
 	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/discovery/adapter"
 	"github.com/netman-release/netman/src/discovery/addresstable"
-	"github.com/netman-release/netman/src/discovery/controller"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
@@ -66,12 +66,12 @@ func (l *Logs) String() string {
 // certificate, NATS at n, free loopback ports, a long staleness threshold,
 // pruning every second, no warm-up and no resume delay. Adjust before
 // StartController.
-func ControllerConfig(tb testing.TB, files *mtlstest.Files, n *NATS) controller.Config {
+func ControllerConfig(tb testing.TB, files *mtlstest.Files, n *NATS) sdcontroller.Config {
 	user, pass := n.Credentials()
-	return controller.Config{
+	return sdcontroller.Config{
 		Address:    "127.0.0.1",
 		Port:       strconv.Itoa(ports.Free(tb, "127.0.0.1")),
-		Nats:       controller.NatsConfig{Hosts: []controller.NatsHost{{Hostname: n.Host(), Port: n.Port()}}, User: user, Pass: pass},
+		Nats:       sdcontroller.NatsConfig{Hosts: []sdcontroller.NatsHost{{Hostname: n.Host(), Port: n.Port()}}, User: user, Pass: pass},
 		Index:      "0",
 		ServerCert: files.ServerCert, ServerKey: files.ServerKey, CACert: files.CAFile,
 		MetronPort:                3457,
@@ -88,7 +88,7 @@ func ControllerConfig(tb testing.TB, files *mtlstest.Files, n *NATS) controller.
 
 // Controller is a service-discovery-controller running in-process.
 type Controller struct {
-	Config controller.Config
+	Config sdcontroller.Config
 	// Table is the controller's address table.
 	Table *addresstable.Table
 	// Logs are its log lines.
@@ -103,18 +103,18 @@ type Controller struct {
 // StartController runs a controller with cfg until the test ends (or Stop)
 // and returns once every member has started. NATS reconnects are retried
 // every 50 ms so that outage tests are quick.
-func StartController(tb testing.TB, cfg controller.Config, opts ...controller.Option) *Controller {
+func StartController(tb testing.TB, cfg sdcontroller.Config, opts ...sdcontroller.Option) *Controller {
 	tb.Helper()
 	logs := newLogs(tb)
-	logger, sink := discovery.NewLogger(controller.Origin, logs)
+	logger, sink := discovery.NewLogger(sdcontroller.Origin, logs)
 	started := make(chan *addresstable.Table, 1)
-	opts = append([]controller.Option{
-		controller.WithNATSOptions(routes.ReconnectQuickly()...),
-		controller.WithStarted(func(t *addresstable.Table) { started <- t }),
+	opts = append([]sdcontroller.Option{
+		sdcontroller.WithNATSOptions(routes.ReconnectQuickly()...),
+		sdcontroller.WithStarted(func(t *addresstable.Table) { started <- t }),
 	}, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{Config: cfg, Logs: logs, cancel: cancel, done: make(chan error, 1)}
-	go func() { c.done <- controller.Run(ctx, logger, sink, cfg, opts...) }()
+	go func() { c.done <- sdcontroller.Run(ctx, logger, sink, cfg, opts...) }()
 	select {
 	case c.Table = <-started:
 	case err := <-c.done:

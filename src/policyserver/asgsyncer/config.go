@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/sqldb"
@@ -80,7 +80,7 @@ func LoadConfig(path string) (Config, error) {
 		RetryDeadlineSeconds: DefaultRetryDeadlineSeconds,
 		RequestTimeout:       DefaultRequestTimeout,
 	}
-	if err := config.LoadJSON(path, &c); err != nil {
+	if err := configfile.LoadJSON(path, &c); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
@@ -88,7 +88,7 @@ func LoadConfig(path string) (Config, error) {
 
 // Validate checks every key and returns one error listing all problems.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	// Upstream accepts 0 and then polls in a tight loop; a poll interval
 	// must be at least a second (upstream's template requires it too).
 	p.Min("asg_poll_interval_seconds", c.ASGPollIntervalSeconds, 1)
@@ -132,7 +132,7 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-func optionalFile(p *config.Problems, key, path string) {
+func optionalFile(p *configfile.Problems, key, path string) {
 	if path != "" {
 		p.ReadableFile(key, path)
 	}

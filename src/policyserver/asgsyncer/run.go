@@ -7,7 +7,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	"github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/locket"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
@@ -55,9 +55,9 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config) error {
 
 	syncer := NewSyncer(logger, tokens, cc, store.New(db, 0, sender), sender, cfg.RetryDeadline())
 	logger.Info("starting asg syncer")
-	return daemon.RunContext(ctx, logger, daemon.Member{
+	return lifecycle.RunContext(ctx, logger, lifecycle.Member{
 		Name: "asg-locker",
-		Runner: daemon.Loop(func(ctx context.Context) error {
+		Runner: lifecycle.Loop(func(ctx context.Context) error {
 			return locket.Hold(ctx, logger, lock, locket.RetryInterval, func(ctx context.Context) error {
 				return syncer.Loop(ctx, logger.Session("asg-syncer"), cfg.PollInterval())
 			})
@@ -74,7 +74,7 @@ func (s *Syncer) Loop(ctx context.Context, logger lager.Logger, interval time.Du
 		if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
 			logger.Error("poll-cycle", err)
 		}
-		if !daemon.Sleep(ctx, interval) {
+		if !lifecycle.Sleep(ctx, interval) {
 			return nil
 		}
 	}

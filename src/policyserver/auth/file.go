@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/policy"
 )
 
@@ -50,7 +50,7 @@ func LoadTokensFile(path string) (*FileAuth, error) {
 	if err := dec.Decode(&entries); err != nil {
 		return nil, fmt.Errorf("parsing tokens file %s: %w", path, err)
 	}
-	var p config.Problems
+	var p configfile.Problems
 	if len(entries) == 0 {
 		p.Addf("no tokens")
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 )
 
 // SupportedVersions are the CNI spec versions silk-cni speaks. Upstream
@@ -59,7 +59,7 @@ func ParseNetConf(stdin []byte) (*NetConf, error) {
 // Validate names every problem that would stop an ADD, before anything is
 // allocated or created.
 func (c *NetConf) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.RequiredString("name", c.Name)
 	p.RequiredString("dataDir", c.DataDir)
 	p.RequiredString("datastore", c.Datastore)

@@ -1,7 +1,7 @@
 package controller
 
 import (
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/silk/lease"
 	"github.com/netman-release/netman/src/sqldb"
 )
@@ -42,7 +42,7 @@ func LoadConfig(path string) (Config, error) {
 		StalenessThresholdSeconds: DefaultStalenessThresholdSeconds,
 		LogPrefix:                 DefaultLogPrefix,
 	}
-	if err := config.LoadJSON(path, &c); err != nil {
+	if err := configfile.LoadJSON(path, &c); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
@@ -50,7 +50,7 @@ func LoadConfig(path string) (Config, error) {
 
 // Validate checks every key and returns one error listing all problems.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.Port("debug_server_port", c.DebugServerPort)
 	p.RequiredString("listen_host", c.ListenHost)
 	p.Port("listen_port", c.ListenPort)

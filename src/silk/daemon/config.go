@@ -14,7 +14,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/netman-release/netman/src/config"
+	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
 )
 
@@ -105,7 +105,7 @@ func LoadConfig(path string) (Config, error) {
 
 // Validate checks every key and returns one error listing all problems.
 func (c Config) Validate() error {
-	var p config.Problems
+	var p configfile.Problems
 	p.IPv4("underlay_ip", c.UnderlayIP)
 	if len(c.VxlanInterfaceName) > maxIfNameLen {
 		p.Addf("vxlan_interface_name: %q is longer than %d bytes", c.VxlanInterfaceName, maxIfNameLen)
@@ -156,7 +156,7 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-func (c Config) validateOverlay(p *config.Problems) (netip.Prefix, bool) {
+func (c Config) validateOverlay(p *configfile.Problems) (netip.Prefix, bool) {
 	switch len(c.OverlayNetwork) {
 	case 0:
 		p.Required("overlay_network", false)

@@ -7,7 +7,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	edge "github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/lease"
@@ -63,7 +63,7 @@ func (c *Cycle) Run(ctx context.Context) error {
 		c.Sender.IncrementCounter(metricRenewFailure)
 		err = fmt.Errorf("renew lease: %w", err)
 		if controller.IsNonRetriable(err) || c.now().Sub(c.lastRenewal) >= c.Tolerance {
-			return edge.Fatal(err)
+			return lifecycle.Fatal(err)
 		}
 		return err
 	}

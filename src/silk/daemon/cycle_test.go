@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	edge "github.com/netman-release/netman/src/daemon"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/lease"
@@ -95,7 +95,7 @@ func TestCycleRenewFailures(t *testing.T) {
 	t.Run("409 is fatal at once, with upstream's message", func(t *testing.T) {
 		c, _, sender, _ := newTestCycle(t, &fakeController{renewErr: conflict}, time.Hour)
 		err := c.Run(context.Background())
-		if !edge.IsFatal(err) || !strings.Contains(err.Error(), "fatal: renew lease: non-retriable: http status 409") {
+		if !lifecycle.IsFatal(err) || !strings.Contains(err.Error(), "fatal: renew lease: non-retriable: http status 409") {
 			t.Fatalf("err = %v, want a fatal non-retriable renew error", err)
 		}
 		if counter(sender, "renewFailure") != 1 {
@@ -113,14 +113,14 @@ func TestCycleRenewFailures(t *testing.T) {
 		fc.leases = nil
 		*now = now.Add(59 * time.Minute)
 		err := c.Run(context.Background())
-		if err == nil || edge.IsFatal(err) {
+		if err == nil || lifecycle.IsFatal(err) {
 			t.Fatalf("within tolerance: err = %v, want a non-fatal error", err)
 		}
 		if len(k.arp) != 1 || counter(sender, "convergeSuccess") != 1 {
 			t.Error("a failed renewal must leave the routes as they are and skip converge")
 		}
 		*now = now.Add(time.Minute)
-		if err := c.Run(context.Background()); !edge.IsFatal(err) {
+		if err := c.Run(context.Background()); !lifecycle.IsFatal(err) {
 			t.Fatalf("at the tolerance: err = %v, want fatal", err)
 		}
 		if counter(sender, "renewFailure") != 2 {
@@ -131,7 +131,7 @@ func TestCycleRenewFailures(t *testing.T) {
 	t.Run("the clock starts when the cycle is made", func(t *testing.T) {
 		c, _, _, now := newTestCycle(t, &fakeController{renewErr: unreachable}, time.Hour)
 		*now = now.Add(time.Hour)
-		if err := c.Run(context.Background()); !edge.IsFatal(err) {
+		if err := c.Run(context.Background()); !lifecycle.IsFatal(err) {
 			t.Fatalf("err = %v, want fatal", err)
 		}
 	})
@@ -140,7 +140,7 @@ func TestCycleRenewFailures(t *testing.T) {
 func TestCycleListAndConvergeFailures(t *testing.T) {
 	fc := &fakeController{listErr: errors.New("http status 500: boom")}
 	c, k, sender, _ := newTestCycle(t, fc, time.Hour)
-	if err := c.Run(context.Background()); err == nil || edge.IsFatal(err) || !strings.Contains(err.Error(), "get routable leases") {
+	if err := c.Run(context.Background()); err == nil || lifecycle.IsFatal(err) || !strings.Contains(err.Error(), "get routable leases") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, ok := sender.Registry().Value("numberLeases"); ok {

@@ -23,8 +23,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
-	"github.com/netman-release/netman/src/daemon"
 	"github.com/netman-release/netman/src/gardenclient"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
 )
 
@@ -69,7 +69,7 @@ func (s *Syncer) WaitForGarden(ctx context.Context, retry time.Duration) error {
 			return fmt.Errorf("Garden: unrecoverable: %w", err)
 		}
 		s.Logger.Error("Garden: cannot connect", err)
-		if !daemon.Sleep(ctx, retry) {
+		if !lifecycle.Sleep(ctx, retry) {
 			return ctx.Err()
 		}
 	}
@@ -82,7 +82,7 @@ func (s *Syncer) Run(ctx context.Context, interval time.Duration) error {
 		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 			s.Logger.Error("sync", err)
 		}
-		if !daemon.Sleep(ctx, interval) {
+		if !lifecycle.Sleep(ctx, interval) {
 			return nil
 		}
 	}

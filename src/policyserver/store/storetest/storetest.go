@@ -16,6 +16,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/policyserver/migratedb"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
@@ -80,8 +81,8 @@ func Open(tb testing.TB, dbType string, logger lager.Logger) *sqldb.DB {
 }
 
 func migrate(cfg sqldb.Config) error {
-	return store.RunMigrateDB(context.Background(), lager.NewLogger("migrate"),
-		store.MigrateDBConfig{Database: cfg, DatabaseMigrationTimeout: 60, TagLength: 2}, time.Second)
+	return migratedb.Run(context.Background(), lager.NewLogger("migrate"),
+		migratedb.Config{Database: cfg, DatabaseMigrationTimeout: 60, TagLength: 2}, time.Second)
 }
 
 // BenchPolicies and BenchApps shape the benchmark data set: 60,000 policies

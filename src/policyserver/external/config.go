@@ -1,0 +1,182 @@
+package external
+
+// policy-server's config file: upstream's keys (policy-server job, spec
+// §9.1), loading with defaults for the keys upstream's template hard-codes,
+// and validation that names every problem.
+
+import (
+	"fmt"
+	"github.com/netman-release/netman/src/metrics"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/netman-release/netman/src/configfile"
+	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/sqldb"
+)
+
+// Config is policy-server's JSON config file, keys as upstream.
+type Config struct {
+	ListenHost      string `json:"listen_host"`
+	ListenPort      int    `json:"listen_port"`
+	LogPrefix       string `json:"log_prefix"`
+	LogLevel        string `json:"log_level"`
+	EnableTLS       bool   `json:"enable_tls"`
+	ServerCertFile  string `json:"server_cert_file"`
+	ServerKeyFile   string `json:"server_key_file"`
+	DebugServerHost string `json:"debug_server_host"`
+	DebugServerPort int    `json:"debug_server_port"`
+
+	UAAClient         string `json:"uaa_client"`
+	UAAClientSecret   string `json:"uaa_client_secret"`
+	UAACA             string `json:"uaa_ca"`
+	UAAURL            string `json:"uaa_url"`
+	UAAPort           int    `json:"uaa_port"`
+	CCURL             string `json:"cc_url"`
+	CCCA              string `json:"cc_ca_cert"`
+	SkipSSLValidation bool   `json:"skip_ssl_validation"`
+	// RequestTimeout bounds each UAA and Cloud Controller call, in
+	// seconds. Upstream's template rendered it (5) but the binary ignored
+	// it and could wait forever; netman honours it.
+	RequestTimeout int `json:"request_timeout"`
+
+	Database                 sqldb.Config `json:"database"`
+	DatabaseMigrationTimeout int          `json:"database_migration_timeout"`
+	TagLength                int          `json:"tag_length"`
+	MetronAddress            string       `json:"metron_address"`
+
+	CleanupInterval                 int      `json:"cleanup_interval"`
+	CCAppRequestChunkSize           int      `json:"cc_app_request_chunk_size"` // parsed and unused, as upstream
+	MaxPolicies                     int      `json:"max_policies"`
+	EnableSpaceDeveloperSelfService bool     `json:"enable_space_developer_self_service"`
+	AllowedCORSDomains              []string `json:"allowed_cors_domains"`
+
+	// AuthTokensFile (netman extension, off when empty) replaces UAA and
+	// Cloud Controller with a JSON file of bearer tokens; see
+	// auth.FileAuth. The uaa_* and cc_* keys are then not required.
+	AuthTokensFile string `json:"auth_tokens_file"`
+
+	// CACertFile is rendered by upstream's template and ignored, as
+	// upstream ignores it.
+	CACertFile string `json:"ca_cert_file"`
+
+	sqldb.Pool
+}
+
+// Defaults for keys upstream's template hard-codes; a file that omits them
+// still works.
+const (
+	DefaultLogPrefix                = "cfnetworking"
+	DefaultDatabaseMigrationTimeout = 600
+	DefaultRequestTimeout           = 5
+)
+
+// MaxTagLength is the widest tag the store can pre-allocate (bytes).
+const MaxTagLength = 3
+
+// Load reads and validates a config file, naming every problem. Errors
+// read "reading config: ...", "parsing config ...: ..." or
+// "invalid config: ...".
+func LoadConfig(path string) (Config, error) {
+	c := Config{
+		LogPrefix:                DefaultLogPrefix,
+		DatabaseMigrationTimeout: DefaultDatabaseMigrationTimeout,
+		RequestTimeout:           DefaultRequestTimeout,
+	}
+	if err := configfile.LoadJSON(path, &c); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// FileAuth reports whether the opt-in tokens file replaces UAA and CC.
+func (c Config) FileAuth() bool { return c.AuthTokensFile != "" }
+
+// Validate checks every key and returns one error listing all problems.
+func (c Config) Validate() error {
+	var p configfile.Problems
+	p.RequiredString("listen_host", c.ListenHost)
+	p.Port("listen_port", c.ListenPort)
+	p.RequiredString("log_prefix", c.LogPrefix)
+	if c.LogLevel != "" {
+		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+			p.Addf("log_level: %v", err)
+		}
+	}
+	if c.EnableTLS {
+		p.ReadableFile("server_cert_file", c.ServerCertFile)
+		p.ReadableFile("server_key_file", c.ServerKeyFile)
+	}
+	p.RequiredString("debug_server_host", c.DebugServerHost)
+	p.Port("debug_server_port", c.DebugServerPort)
+
+	if c.FileAuth() {
+		p.ReadableFile("auth_tokens_file", c.AuthTokensFile)
+	} else {
+		p.RequiredString("uaa_client", c.UAAClient)
+		p.RequiredString("uaa_client_secret", c.UAAClientSecret)
+		p.HTTPURL("uaa_url", c.UAAURL)
+		p.Port("uaa_port", c.UAAPort)
+		p.HTTPURL("cc_url", c.CCURL)
+		if !c.SkipSSLValidation {
+			if c.UAACA != "" {
+				p.ReadableFile("uaa_ca", c.UAACA)
+			}
+			if c.CCCA != "" {
+				p.ReadableFile("cc_ca_cert", c.CCCA)
+			}
+		}
+	}
+	p.Min("request_timeout", c.RequestTimeout, 1)
+
+	p.Merge("database.", c.Database.Validate())
+	p.Min("database_migration_timeout", c.DatabaseMigrationTimeout, 1)
+	switch {
+	case c.TagLength == 0:
+		p.Required("tag_length", false)
+	case c.TagLength < 1 || c.TagLength > MaxTagLength:
+		p.Addf("tag_length: must be between 1 and %d (got %d)", MaxTagLength, c.TagLength)
+	}
+	if c.MetronAddress == "" {
+		p.Required("metron_address", false)
+	} else if _, err := c.MetronPort(); err != nil {
+		p.Addf("metron_address: %v", err)
+	}
+	p.Min("cleanup_interval", c.CleanupInterval, 1)
+	p.Min("max_policies", c.MaxPolicies, 1)
+	for i, d := range c.AllowedCORSDomains {
+		if d == "" {
+			p.Addf("allowed_cors_domains[%d]: empty domain", i)
+		}
+	}
+	p.Merge("", c.Pool.Validate())
+	return p.Err()
+}
+
+// UAABaseURL is "<uaa_url>:<uaa_port>", as upstream builds it.
+func (c Config) UAABaseURL() string { return fmt.Sprintf("%s:%d", c.UAAURL, c.UAAPort) }
+
+// ListenAddress is listen_host:listen_port.
+func (c Config) ListenAddress() string {
+	return net.JoinHostPort(c.ListenHost, strconv.Itoa(c.ListenPort))
+}
+
+// DebugAddress is debug_server_host:debug_server_port.
+func (c Config) DebugAddress() string {
+	return net.JoinHostPort(c.DebugServerHost, strconv.Itoa(c.DebugServerPort))
+}
+
+// Timeout is request_timeout as a duration.
+func (c Config) Timeout() time.Duration { return time.Duration(c.RequestTimeout) * time.Second }
+
+// CleanupEvery is cleanup_interval as a duration.
+func (c Config) CleanupEvery() time.Duration { return time.Duration(c.CleanupInterval) * time.Second }
+
+// MigrationTimeout is database_migration_timeout as a duration.
+func (c Config) MigrationTimeout() time.Duration {
+	return time.Duration(c.DatabaseMigrationTimeout) * time.Second
+}
+
+// MetronPort is the port of metron_address, which must be on loopback.
+func (c Config) MetronPort() (int, error) { return metrics.MetronPort(c.MetronAddress) }

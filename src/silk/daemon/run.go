@@ -1,0 +1,251 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/lease"
+)
+
+// Options adjust where the daemon acts; the zero value is production.
+type Options struct {
+	// NetNSPath is the network namespace that holds the underlay and the
+	// VTEP (e.g. /run/netns/cell1); "" means the process's own. Only the
+	// kernel work happens there: the controller client and the local
+	// servers stay in the process's namespace, which lets a test drive a
+	// cell namespace against a controller on its own 127.0.0.1.
+	NetNSPath string
+	// Sender receives the metrics; nil means one for cfg.MetronPort.
+	Sender *metrics.Sender
+	// GCThresh3Path overrides GCThresh3Path; "-" disables the check.
+	GCThresh3Path string
+	// JitterFraction of the poll interval is added at random to every wait
+	// between polls; 0 means DefaultJitterFraction, negative means none.
+	JitterFraction float64
+}
+
+// DefaultJitterFraction spreads cells' polls over up to 10% of the interval
+// (3 s at the default 30 s) so a fleet restarted together does not poll the
+// controller in lockstep.
+const DefaultJitterFraction = 0.1
+
+// Uptime is emitted every 30 s, as upstream.
+const uptimeInterval = 30 * time.Second
+
+// NetworkInfo is the body of the local endpoint silk-cni reads.
+type NetworkInfo struct {
+	OverlaySubnet string `json:"overlay_subnet"`
+	MTU           int    `json:"mtu"`
+}
+
+// Run is silk-daemon: the start-up sequence, then, in order, the network-info
+// server, the VXLAN poller, the debug server and the metrics emitter, until
+// ctx is done or one of them fails. Start-up errors carry upstream's texts,
+// e.g. "renew subnet lease with containers: 3".
+func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config, opts Options) error {
+	logger.Info("starting")
+	nl, err := OpenSystem(opts.NetNSPath)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	client, err := NewControllerClient(cfg, cfg.clientTimeout())
+	if err != nil {
+		return err
+	}
+	sender := opts.Sender
+	if sender == nil {
+		if sender, err = metrics.NewSender(logger, "silk-daemon", cfg.MetronPort); err != nil {
+			return fmt.Errorf("initializing metrics: %w", err)
+		}
+		defer sender.Close()
+	}
+
+	l, err := Start(ctx, logger, cfg, nl, client)
+	if err != nil {
+		return err
+	}
+	vtep, err := ReadVTEP(nl, cfg.VTEPName)
+	if err != nil {
+		return fmt.Errorf("find local VTEP: %w", err)
+	}
+	info, err := json.Marshal(NetworkInfo{OverlaySubnet: l.OverlaySubnet, MTU: vtep.MTU})
+	if err != nil {
+		return fmt.Errorf("marshal network info: %w", err)
+	}
+	local, err := netip.ParsePrefix(l.OverlaySubnet)
+	if err != nil {
+		return fmt.Errorf("parse local subnet CIDR: %w", err)
+	}
+
+	conv := &Converger{
+		Kernel:    nl,
+		LinkIndex: vtep.Index,
+		Planner:   Planner{Local: local.Masked(), Overlay: cfg.Overlay(), OnLink: cfg.SingleIPOnly},
+	}
+	cycle := NewCycle(logger, client, conv, l, sender, cfg.partitionTolerance())
+	cycle.gc = newGCThreshCheck(logger, opts.gcPath())
+
+	interval := cfg.pollInterval()
+	jitter := time.Duration(float64(interval) * opts.jitterFraction())
+	return lifecycle.RunContext(ctx, logger,
+		lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServer(logger.Session("server"), localAddr(cfg.HealthCheckPort), NetworkInfoHandler(info), nil)},
+		lifecycle.Member{Name: "vxlan-poller", Runner: lifecycle.Poller(logger, "vxlan-poller", interval, jitter, cycle.Run)},
+		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), localAddr(cfg.DebugServerPort), lifecycle.DebugHandler(sink, sender.Registry()), nil)},
+		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
+	)
+}
+
+// NetworkInfoHandler answers every method and path with the fixed body.
+func NetworkInfoHandler(body []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body) // a client gone away is not worth a log line
+	})
+}
+
+// Controller is the part of the silk-controller client start-up uses.
+type Controller interface {
+	Acquire(ctx context.Context, underlayIP string, singleOverlayIP bool) (lease.Lease, error)
+	Renew(ctx context.Context, l lease.Lease) error
+}
+
+// Start is the start-up sequence. The daemon keeps no lease file: the lease
+// is read back from the VTEP (its MAC and first IPv4 address). With no usable
+// VTEP it acquires a lease and creates one. A VTEP whose address lies outside
+// the overlay, or whose lease the controller will not renew, is replaced by a
+// fresh lease — unless silk-cni's store records containers, which would lose
+// their network, in which case start-up fails.
+func Start(ctx context.Context, logger lager.Logger, cfg Config, nl Links, client Controller) (lease.Lease, error) {
+	state, err := ReadVTEP(nl, cfg.VTEPName)
+	if err != nil {
+		logger.Info("no-local-lease", lager.Data{"vtep": cfg.VTEPName, "reason": err.Error()})
+		if errors.Is(err, errNoAddress) {
+			// A creation cut short leaves a device that would make the
+			// create below fail until the next teardown.
+			if err := deleteIfVXLAN(nl, cfg.VTEPName); err != nil {
+				return lease.Lease{}, fmt.Errorf("delete vtep: %w", err)
+			}
+		}
+		return acquire(ctx, logger, cfg, nl, client)
+	}
+
+	l := lease.Lease{
+		UnderlayIP:          cfg.UnderlayIP,
+		OverlaySubnet:       state.IP.String() + "/" + strconv.Itoa(cfg.SubnetPrefixLength),
+		OverlayHardwareAddr: state.HardwareAddr.String(),
+	}
+	subnet := netip.PrefixFrom(state.IP, cfg.SubnetPrefixLength).Masked()
+	if !cfg.Overlay().Contains(subnet.Addr()) {
+		logger.Error("network-contains-lease", errors.New("discovered lease is not in overlay network"), lager.Data{
+			"lease": l, "network": cfg.Overlay().String(),
+		})
+		n, err := countContainers(cfg.Datastore)
+		if err != nil {
+			return lease.Lease{}, fmt.Errorf("read datastore: %w", err)
+		}
+		if n != 0 {
+			return lease.Lease{}, fmt.Errorf("discovered lease is not in overlay network and has containers: %d", n)
+		}
+		return deleteAndAcquire(ctx, logger, cfg, nl, client)
+	}
+
+	if err := client.Renew(ctx, l); err != nil {
+		logger.Error("renew-lease", err, lager.Data{"lease": l})
+		n, err := countContainers(cfg.Datastore)
+		if err != nil {
+			return lease.Lease{}, fmt.Errorf("read datastore: %w", err)
+		}
+		if n != 0 {
+			return lease.Lease{}, fmt.Errorf("renew subnet lease with containers: %d", n)
+		}
+		return deleteAndAcquire(ctx, logger, cfg, nl, client)
+	}
+	logger.Info("renewed-lease", lager.Data{"lease": l})
+	return l, nil
+}
+
+func acquire(ctx context.Context, logger lager.Logger, cfg Config, nl Links, client Controller) (lease.Lease, error) {
+	l, err := client.Acquire(ctx, cfg.UnderlayIP, cfg.SingleIPOnly)
+	if err != nil {
+		return lease.Lease{}, fmt.Errorf("acquire subnet lease: %w", err)
+	}
+	logger.Info("acquired-lease", lager.Data{"lease": l})
+	spec, err := vtepSpec(cfg, l)
+	if err != nil {
+		return lease.Lease{}, fmt.Errorf("create vtep config: %w", err)
+	}
+	if err := CreateVTEP(nl, spec); err != nil {
+		return lease.Lease{}, fmt.Errorf("create vtep: %w", err)
+	}
+	return l, nil
+}
+
+func deleteAndAcquire(ctx context.Context, logger lager.Logger, cfg Config, nl Links, client Controller) (lease.Lease, error) {
+	if err := DeleteVTEP(nl, cfg.VTEPName); err != nil {
+		return lease.Lease{}, fmt.Errorf("delete vtep: %w", err)
+	}
+	return acquire(ctx, logger, cfg, nl, client)
+}
+
+// deleteIfVXLAN removes a leftover VXLAN device of that name; a device of
+// another kind is not silk-daemon's to delete.
+func deleteIfVXLAN(nl Links, name string) error {
+	link, err := nl.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	if link.Type() != "vxlan" {
+		return nil
+	}
+	return nl.LinkDel(link)
+}
+
+// NewControllerClient builds the mTLS client for connectivity_server_url;
+// timeout 0 means none (silk-teardown's release).
+func NewControllerClient(cfg Config, timeout time.Duration) (*controller.Client, error) {
+	tlsConfig, err := mtls.ClientConfig(cfg.ClientCertFile, cfg.ClientKeyFile, cfg.CACertFile)
+	if err != nil {
+		return nil, fmt.Errorf("create tls config: %w", err)
+	}
+	httpClient := &http.Client{
+		Transport: &http.Transport{TLSClientConfig: tlsConfig, IdleConnTimeout: 90 * time.Second},
+		Timeout:   timeout,
+	}
+	return controller.NewClient(httpClient, cfg.ConnectivityServerURL), nil
+}
+
+func (o Options) gcPath() string {
+	switch o.GCThresh3Path {
+	case "":
+		return GCThresh3Path
+	case "-":
+		return ""
+	}
+	return o.GCThresh3Path
+}
+
+func (o Options) jitterFraction() float64 {
+	switch {
+	case o.JitterFraction == 0:
+		return DefaultJitterFraction
+	case o.JitterFraction < 0:
+		return 0
+	}
+	return o.JitterFraction
+}
+
+func localAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
