@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/netman-release/netman/src/discovery/perftest"
+	"github.com/netman-release/netman/src/discovery/perftestsd"
 )
 
 func main() {
@@ -22,14 +22,14 @@ func main() {
 	if env := os.Getenv("CONFIG"); env != "" && !isSet("config") {
 		*path = env // upstream's test suite reads $CONFIG
 	}
-	cfg, err := perftest.LoadConfig(*path)
+	cfg, err := perftestsd.LoadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "performance-test-sd: %s\n", err)
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := perftest.Run(ctx, cfg, perftest.Options{Out: os.Stdout}); err != nil {
+	if err := perftestsd.Run(ctx, cfg, perftestsd.Options{Out: os.Stdout}); err != nil {
 		fmt.Fprintf(os.Stderr, "performance-test-sd: FAIL: %s\n", err)
 		os.Exit(1)
 	}

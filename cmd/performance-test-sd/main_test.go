@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
-	"github.com/netman-release/netman/src/discovery/perftest"
+	"github.com/netman-release/netman/src/discovery/perftestsd"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "performance-test-sd", main)) }
 
-func writeConfig(t *testing.T, c perftest.Config) string {
+func writeConfig(t *testing.T, c perftestsd.Config) string {
 	t.Helper()
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -32,7 +32,7 @@ func writeConfig(t *testing.T, c perftest.Config) string {
 func TestExitCodes(t *testing.T) {
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{Monitoring: true})
 	// Nothing listens on the monitoring port: both checks fail at once.
-	closed := perftest.Config{NatsURL: n.Host(), NatsPort: n.Port(), NatsMonitoringPort: ports.Free(t, n.Host()), NumMessages: 1, NumPublishers: 1}
+	closed := perftestsd.Config{NatsURL: n.Host(), NatsPort: n.Port(), NatsMonitoringPort: ports.Free(t, n.Host()), NumMessages: 1, NumPublishers: 1}
 	cases := []struct {
 		name       string
 		args       []string
@@ -40,7 +40,7 @@ func TestExitCodes(t *testing.T) {
 		wantStderr []string
 	}{
 		{
-			name: "bad config", args: []string{"-config", writeConfig(t, perftest.Config{NatsURL: "nats"})},
+			name: "bad config", args: []string{"-config", writeConfig(t, perftestsd.Config{NatsURL: "nats"})},
 			wantStderr: []string{"performance-test-sd: invalid config", "nats_port must be a port between 1 and 65535 (got 0)"},
 		},
 		{

@@ -17,7 +17,7 @@ import (
 	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/cniwrapper"
 	"github.com/netman-release/netman/src/discovery/adapter"
-	"github.com/netman-release/netman/src/discovery/perftest"
+	"github.com/netman-release/netman/src/discovery/perftestsd"
 	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/healthchecker"
@@ -206,13 +206,13 @@ func configChecks() []configCheck {
 		{
 			job: "performance-test-sd", dest: "config.json",
 			load: func(p string) error {
-				c, err := perftest.LoadConfig(p)
+				c, err := perftestsd.LoadConfig(p)
 				if err == nil && c.NatsURL != "10.0.1.50,10.0.1.51" {
 					err = fmt.Errorf("nats_url %q, want the nats link's instances", c.NatsURL)
 				}
 				return err
 			},
-			strict:  func() any { return &perftest.Config{} },
+			strict:  func() any { return &perftestsd.Config{} },
 			example: "performance-test-sd.json",
 		},
 		{

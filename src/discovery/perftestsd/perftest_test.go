@@ -1,4 +1,4 @@
-package perftest_test
+package perftestsd_test
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
-	"github.com/netman-release/netman/src/discovery/perftest"
+	"github.com/netman-release/netman/src/discovery/perftestsd"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 )
 
@@ -28,28 +28,28 @@ func TestCompareCPU(t *testing.T) {
 	cases := []struct {
 		name       string
 		alone, all []float64
-		want       perftest.CPUComparison
+		want       perftestsd.CPUComparison
 		wantErr    []string
 	}{
 		{
 			name: "close", alone: []float64{1, 3, 2}, all: []float64{4, 2, 3, 5},
-			want: perftest.CPUComparison{
-				RouterOnly: perftest.CPUStats{Median: 2, Mean: 2, Samples: 3},
-				Both:       perftest.CPUStats{Median: 3.5, Mean: 3.5, Samples: 4},
+			want: perftestsd.CPUComparison{
+				RouterOnly: perftestsd.CPUStats{Median: 2, Mean: 2, Samples: 3},
+				Both:       perftestsd.CPUStats{Median: 3.5, Mean: 3.5, Samples: 4},
 			},
 		},
 		{
 			name: "exactly 30 points apart passes", alone: []float64{10}, all: []float64{40},
-			want: perftest.CPUComparison{
-				RouterOnly: perftest.CPUStats{Median: 10, Mean: 10, Samples: 1},
-				Both:       perftest.CPUStats{Median: 40, Mean: 40, Samples: 1},
+			want: perftestsd.CPUComparison{
+				RouterOnly: perftestsd.CPUStats{Median: 10, Mean: 10, Samples: 1},
+				Both:       perftestsd.CPUStats{Median: 40, Mean: 40, Samples: 1},
 			},
 		},
 		{
 			name: "median and mean too far", alone: []float64{5, 5, 5}, all: []float64{50, 60, 70},
-			want: perftest.CPUComparison{
-				RouterOnly: perftest.CPUStats{Median: 5, Mean: 5, Samples: 3},
-				Both:       perftest.CPUStats{Median: 60, Mean: 60, Samples: 3},
+			want: perftestsd.CPUComparison{
+				RouterOnly: perftestsd.CPUStats{Median: 5, Mean: 5, Samples: 3},
+				Both:       perftestsd.CPUStats{Median: 60, Mean: 60, Samples: 3},
 			},
 			wantErr: []string{
 				"NATS CPU median is 60.0% with service-discovery.register and 5.0% with router.register alone: more than 30 points apart",
@@ -58,17 +58,17 @@ func TestCompareCPU(t *testing.T) {
 		},
 		{
 			name: "only the mean too far", alone: []float64{10, 10, 10}, all: []float64{10, 10, 110},
-			want: perftest.CPUComparison{
-				RouterOnly: perftest.CPUStats{Median: 10, Mean: 10, Samples: 3},
-				Both:       perftest.CPUStats{Median: 10, Mean: 130.0 / 3, Samples: 3},
+			want: perftestsd.CPUComparison{
+				RouterOnly: perftestsd.CPUStats{Median: 10, Mean: 10, Samples: 3},
+				Both:       perftestsd.CPUStats{Median: 10, Mean: 130.0 / 3, Samples: 3},
 			},
 			wantErr: []string{"NATS CPU mean is 43.3% with service-discovery.register and 10.0% with router.register alone"},
 		},
 		{
 			name: "lower with service discovery counts too", alone: []float64{80}, all: []float64{20},
-			want: perftest.CPUComparison{
-				RouterOnly: perftest.CPUStats{Median: 80, Mean: 80, Samples: 1},
-				Both:       perftest.CPUStats{Median: 20, Mean: 20, Samples: 1},
+			want: perftestsd.CPUComparison{
+				RouterOnly: perftestsd.CPUStats{Median: 80, Mean: 80, Samples: 1},
+				Both:       perftestsd.CPUStats{Median: 20, Mean: 20, Samples: 1},
 			},
 			wantErr: []string{"median is 20.0%", "mean is 20.0%"},
 		},
@@ -79,9 +79,9 @@ func TestCompareCPU(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := perftest.CompareCPU(c.alone, c.all, perftest.CPUTolerance)
+			got, err := perftestsd.CompareCPU(c.alone, c.all, perftestsd.CPUTolerance)
 			checkErr(t, err, c.wantErr)
-			if c.want != (perftest.CPUComparison{}) {
+			if c.want != (perftestsd.CPUComparison{}) {
 				if diff := gocmp.Diff(c.want, got); diff != "" {
 					t.Errorf("comparison (-want +got):\n%s", diff)
 				}
@@ -114,12 +114,12 @@ func TestLoadConfig(t *testing.T) {
 		"nats_monitoring_port": 8222, "nats_port": 4222, "num_messages": 10, "num_publishers": 10}`
 	cases := []struct {
 		name, json string
-		want       perftest.Config
+		want       perftestsd.Config
 		wantErr    []string
 	}{
 		{
 			name: "upstream's keys", json: valid,
-			want: perftest.Config{NatsURL: "10.0.1.50, 10.0.1.51", NatsUsername: "nats", NatsPassword: "secret",
+			want: perftestsd.Config{NatsURL: "10.0.1.50, 10.0.1.51", NatsUsername: "nats", NatsPassword: "secret",
 				NatsMonitoringPort: 8222, NatsPort: 4222, NumMessages: 10, NumPublishers: 10},
 		},
 		{name: "not JSON", json: `{"nats_url": `, wantErr: []string{"parsing config"}},
@@ -144,7 +144,7 @@ func TestLoadConfig(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.json), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			got, err := perftest.LoadConfig(path)
+			got, err := perftestsd.LoadConfig(path)
 			checkErr(t, err, c.wantErr)
 			if err == nil {
 				if diff := gocmp.Diff(c.want, got); diff != "" {
@@ -156,7 +156,7 @@ func TestLoadConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, err := perftest.LoadConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil || !strings.Contains(err.Error(), "reading config") {
+	if _, err := perftestsd.LoadConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil || !strings.Contains(err.Error(), "reading config") {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -165,17 +165,17 @@ func TestLoadConfig(t *testing.T) {
 // NATS server's /varz CPU is the whole test process's (controller, race
 // detector), so the end-to-end tests only check that the comparison runs
 // and is reported; TestCompareCPU checks the comparison.
-func quick(out *bytes.Buffer) perftest.Options {
-	return perftest.Options{
+func quick(out *bytes.Buffer) perftestsd.Options {
+	return perftestsd.Options{
 		Out: out, Samples: 1, CPUWindow: 300 * time.Millisecond, CPUInterval: 50 * time.Millisecond,
 		SettleTimeout: 5 * time.Second, CPUTolerance: 1e6,
 	}
 }
 
-func startNATS(t *testing.T) (*discoverytest.NATS, perftest.Config) {
+func startNATS(t *testing.T) (*discoverytest.NATS, perftestsd.Config) {
 	t.Helper()
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{User: "nats", Password: "secret", Monitoring: true})
-	return n, perftest.Config{
+	return n, perftestsd.Config{
 		NatsURL: n.Host(), NatsUsername: "nats", NatsPassword: "secret", NatsPort: n.Port(),
 		NatsMonitoringPort: n.MonitorPort(), NumMessages: 10, NumPublishers: 3,
 	}
@@ -230,7 +230,7 @@ func TestRunPasses(t *testing.T) {
 	plain := subscribe(t, n, "plain", "service-discovery.*", 0)
 
 	var out bytes.Buffer
-	if err := perftest.Run(context.Background(), cfg, quick(&out)); err != nil {
+	if err := perftestsd.Run(context.Background(), cfg, quick(&out)); err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}
 	report := out.String()
@@ -261,10 +261,10 @@ func TestRunPasses(t *testing.T) {
 func TestRunFails(t *testing.T) {
 	t.Run("a subscriber unsubscribes mid-run", func(t *testing.T) {
 		n, cfg := startNATS(t)
-		subscribe(t, n, "complete", perftest.SubjectRegister, 0)
-		subscribe(t, n, "quitter", perftest.SubjectRegister, 4)
+		subscribe(t, n, "complete", perftestsd.SubjectRegister, 0)
+		subscribe(t, n, "quitter", perftestsd.SubjectRegister, 4)
 		var out bytes.Buffer
-		err := perftest.Run(context.Background(), cfg, quick(&out))
+		err := perftestsd.Run(context.Background(), cfg, quick(&out))
 		checkErr(t, err, []string{"service-discovery.register subscribers: sample 1: quitter 127.0.0.1:",
 			"unsubscribed from service-discovery.register during the sample after receiving 4 of 10 messages"})
 		if strings.Contains(err.Error(), "complete") || strings.Contains(err.Error(), "NATS CPU") {
@@ -277,14 +277,14 @@ func TestRunFails(t *testing.T) {
 	t.Run("a slow consumer", func(t *testing.T) {
 		n := discoverytest.StartNATS(t, discoverytest.NATSConfig{User: "nats", Password: "secret", Monitoring: true,
 			MaxPending: 64 << 10, WriteDeadline: 200 * time.Millisecond})
-		subscribe(t, n, "complete", perftest.SubjectRegister, 0)
-		stalledSubscriber(t, n, perftest.SubjectRegister)
-		cfg := perftest.Config{
+		subscribe(t, n, "complete", perftestsd.SubjectRegister, 0)
+		stalledSubscriber(t, n, perftestsd.SubjectRegister)
+		cfg := perftestsd.Config{
 			NatsURL: n.Host(), NatsUsername: "nats", NatsPassword: "secret", NatsPort: n.Port(),
 			NatsMonitoringPort: n.MonitorPort(), NumMessages: 10000, NumPublishers: 4,
 		}
 		var out bytes.Buffer
-		err := perftest.Run(context.Background(), cfg, quick(&out))
+		err := perftestsd.Run(context.Background(), cfg, quick(&out))
 		t.Log(out.String())
 		checkErr(t, err, []string{"stalled 127.0.0.1:", "disconnected during the sample", "new slow consumers during the sample"})
 		if !strings.Contains(out.String(), "  ok   complete ") {
@@ -294,25 +294,25 @@ func TestRunFails(t *testing.T) {
 	t.Run("no subscriber", func(t *testing.T) {
 		_, cfg := startNATS(t)
 		var out bytes.Buffer
-		err := perftest.Run(context.Background(), cfg, quick(&out))
+		err := perftestsd.Run(context.Background(), cfg, quick(&out))
 		checkErr(t, err, []string{"no connection subscribes to service-discovery.register on 127.0.0.1: is service-discovery-controller running?"})
 	})
 	t.Run("monitoring port closed", func(t *testing.T) {
 		n, cfg := startNATS(t)
-		subscribe(t, n, "complete", perftest.SubjectRegister, 0)
+		subscribe(t, n, "complete", perftestsd.SubjectRegister, 0)
 		cfg.NatsMonitoringPort = n.Port() // speaks NATS, not HTTP
-		err := perftest.Run(context.Background(), cfg, quick(&bytes.Buffer{}))
+		err := perftestsd.Run(context.Background(), cfg, quick(&bytes.Buffer{}))
 		checkErr(t, err, []string{"NATS monitoring endpoint"})
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		n, cfg := startNATS(t)
-		subscribe(t, n, "complete", perftest.SubjectRegister, 0)
+		subscribe(t, n, "complete", perftestsd.SubjectRegister, 0)
 		cfg.NatsPassword = "wrong"
-		err := perftest.Run(context.Background(), cfg, quick(&bytes.Buffer{}))
+		err := perftestsd.Run(context.Background(), cfg, quick(&bytes.Buffer{}))
 		checkErr(t, err, []string{"connecting to NATS 127.0.0.1", "Authorization Violation"})
 	})
 	t.Run("invalid config", func(t *testing.T) {
-		err := perftest.Run(context.Background(), perftest.Config{}, quick(&bytes.Buffer{}))
+		err := perftestsd.Run(context.Background(), perftestsd.Config{}, quick(&bytes.Buffer{}))
 		checkErr(t, err, []string{"nats_url: no NATS host"})
 	})
 }
@@ -320,11 +320,11 @@ func TestRunFails(t *testing.T) {
 // TestExampleConfig loads config/performance-test-sd.json, what the job's
 // template renders for a two-VM NATS cluster.
 func TestExampleConfig(t *testing.T) {
-	got, err := perftest.LoadConfig(filepath.Join("..", "..", "..", "config", "performance-test-sd.json"))
+	got, err := perftestsd.LoadConfig(filepath.Join("..", "..", "..", "config", "performance-test-sd.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := perftest.Config{NatsURL: "10.0.1.50,10.0.1.51", NatsUsername: "nats", NatsPassword: "nats-secret",
+	want := perftestsd.Config{NatsURL: "10.0.1.50,10.0.1.51", NatsUsername: "nats", NatsPassword: "nats-secret",
 		NatsPort: 4222, NatsMonitoringPort: 8222, NumMessages: 10, NumPublishers: 10}
 	if diff := gocmp.Diff(want, got); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)

@@ -1,4 +1,4 @@
-package perftest
+package perftestsd
 
 import (
 	"errors"

@@ -2,7 +2,7 @@
 // of a deployment deliver service discovery's registrations to every
 // service-discovery-controller, and that those registrations do not load
 // NATS much more than the router's. It reads upstream's config.json.
-package perftest
+package perftestsd
 
 import (
 	"encoding/json"
