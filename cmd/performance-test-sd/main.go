@@ -10,29 +10,30 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/discovery/perftest"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 func main() {
 	path := flag.String("config", "/var/vcap/jobs/performance-test-sd/config.json", "path to config.json")
-	flag.Parse()
-	if env := os.Getenv("CONFIG"); env != "" && !isSet("config") {
-		*path = env // upstream's test suite reads $CONFIG
-	}
-	cfg, err := perftest.LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "performance-test-sd: %s\n", err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := perftest.Run(ctx, cfg, perftest.Options{Out: os.Stdout}); err != nil {
-		fmt.Fprintf(os.Stderr, "performance-test-sd: FAIL: %s\n", err)
-		os.Exit(1)
-	}
+	lifecycle.Main(lifecycle.Command[perftest.Config]{
+		Name: "performance-test-sd",
+		Load: func(string) (perftest.Config, error) {
+			if env := os.Getenv("CONFIG"); env != "" && !isSet("config") {
+				*path = env // upstream's test suite reads $CONFIG
+			}
+			return perftest.LoadConfig(*path)
+		},
+		Run: func(ctx context.Context, _ lager.Logger, _ *lager.ReconfigurableSink, cfg perftest.Config) error {
+			if err := perftest.Run(ctx, cfg, perftest.Options{Out: os.Stdout}); err != nil {
+				return fmt.Errorf("FAIL: %w", err)
+			}
+			return nil
+		},
+	})
 }
 
 func isSet(name string) bool {
