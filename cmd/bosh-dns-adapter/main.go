@@ -5,49 +5,47 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/discovery/adapter"
-)
-
-// Upstream's exit codes: 2 for a config file it cannot read or parse, 1 for
-// anything else.
-const (
-	exitConfig  = 2
-	exitFailure = 1
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 func main() {
-	configPath := flag.String("c", "", "path to config file")
-	flag.Parse()
+	lifecycle.Main(lifecycle.Command[adapter.Config]{
+		Name:        "bosh-dns-adapter",
+		ConfigFlag:  "c",
+		ConfigUsage: "path to config file",
+		Load:        adapter.LoadConfig,
+		Logger: func(adapter.Config) (lager.Logger, *lager.ReconfigurableSink, error) {
+			logger, sink := discovery.NewLogger(adapter.Origin, os.Stdout)
+			logger.RegisterSink(lager.NewPrettySink(os.Stderr, lager.ERROR))
+			return logger, sink, nil
+		},
+		LogConfigError: logConfigError,
+		// Upstream: 2 for a config file it cannot read or parse, 1 for
+		// anything else.
+		ConfigExitCode: 2,
+		Run: func(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg adapter.Config) error {
+			if err := adapter.Run(ctx, logger, sink, cfg); err != nil {
+				return lifecycle.ExitCode(1) // logged by Run, as upstream
+			}
+			return nil
+		},
+	})
+}
 
-	logger, sink := discovery.NewLogger(adapter.Origin, os.Stdout)
-	logger.RegisterSink(lager.NewPrettySink(os.Stderr, lager.ERROR))
-	cfg, err := adapter.LoadConfig(*configPath)
-	if err != nil {
-		// Upstream's info lines with the path; netman adds the problems,
-		// in the data and on stderr.
-		msg := "Could not parse config file"
-		var pathErr *fs.PathError
-		if errors.As(err, &pathErr) {
-			msg = "Could not read config file"
-		}
-		logger.Info(msg, lager.Data{"path": *configPath, "error": err.Error()})
-		fmt.Fprintf(os.Stderr, "bosh-dns-adapter: %s\n", err)
-		os.Exit(exitConfig)
+// logConfigError logs upstream's info line with the path; netman adds the
+// problems, in the data (and on stderr).
+func logConfigError(logger lager.Logger, path string, err error) {
+	msg := "Could not parse config file"
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		msg = "Could not read config file"
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := adapter.Run(ctx, logger, sink, cfg); err != nil {
-		stop()
-		os.Exit(exitFailure)
-	}
+	logger.Info(msg, lager.Data{"path": path, "error": err.Error()})
 }

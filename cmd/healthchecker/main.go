@@ -5,48 +5,45 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/healthchecker"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/logging"
 )
 
 func main() {
-	configFile := flag.String("c", "", "Configuration File")
-	flag.Parse()
-	if err := run(*configFile); err != nil {
-		fmt.Fprintf(os.Stderr, "healthchecker: %s\n", err)
-		os.Exit(1)
-	}
+	lifecycle.Main(lifecycle.Command[healthchecker.Config]{
+		Name:        "healthchecker",
+		ConfigFlag:  "c",
+		ConfigUsage: "Configuration File",
+		Load:        healthchecker.LoadConfig,
+		Logger:      newLogger,
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg healthchecker.Config) error {
+			w, err := healthchecker.New(cfg, logger)
+			if err != nil {
+				return err
+			}
+			if err := w.Run(ctx); err != nil {
+				logger.Error("Error running healthcheck:", err)
+				return err
+			}
+			return nil
+		},
+	})
 }
 
-func run(path string) error {
-	cfg, err := healthchecker.LoadConfig(path)
-	if err != nil {
-		return err
-	}
+// newLogger names the logger after the component, without a prefix, as
+// upstream.
+func newLogger(cfg healthchecker.Config) (lager.Logger, *lager.ReconfigurableSink, error) {
 	level, err := logging.ParseLevel(cfg.LogLevel)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	// Upstream's logger is named after the component, without a prefix.
+	sink := lager.NewReconfigurableSink(lager.NewPrettySink(os.Stdout, lager.DEBUG), level)
 	logger := lager.NewLogger(cfg.ComponentName)
-	logger.RegisterSink(lager.NewReconfigurableSink(lager.NewPrettySink(os.Stdout, lager.DEBUG), level))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	w, err := healthchecker.New(cfg, logger)
-	if err != nil {
-		return err
-	}
-	if err := w.Run(ctx); err != nil {
-		logger.Error("Error running healthcheck:", err)
-		return err
-	}
-	return nil
+	logger.RegisterSink(sink)
+	return logger, sink, nil
 }

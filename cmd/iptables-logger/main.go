@@ -5,51 +5,39 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+
+	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/iptableslogger"
-	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 const job = "iptables-logger"
 
 func main() {
-	configPath := flag.String("config-file", "", "path to config file")
-	flag.Parse()
+	lifecycle.Main(lifecycle.Command[iptableslogger.Config]{
+		Name:        job,
+		ConfigFlag:  "config-file",
+		ConfigUsage: "path to config file",
+		Load:        loadConfig,
+		// Upstream has no log_prefix, so its config errors carry the
+		// default prefix; netman's optional one applies once loaded.
+		Log:    func(c iptableslogger.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		Stderr: "{prefix}.{name}",
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg iptableslogger.Config) error {
+			return iptableslogger.Run(ctx, logger, cfg, iptableslogger.Options{})
+		},
+	})
+}
 
-	// Upstream's stderr lines always carry the default prefix (it has no
-	// log_prefix key); netman's optional log_prefix applies once the config
-	// has loaded.
-	prefix := logging.DefaultPrefix
-	fail := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", prefix, job, fmt.Sprintf(format, args...))
-		os.Exit(1)
+// loadConfig keeps upstream's wording, "reading config: …", which
+// configfile's read errors already start with.
+func loadConfig(path string) (iptableslogger.Config, error) {
+	cfg, err := iptableslogger.LoadConfig(path)
+	if err != nil && !strings.HasPrefix(err.Error(), "reading config") {
+		err = fmt.Errorf("reading config: %w", err)
 	}
-	cfg, err := iptableslogger.LoadConfig(*configPath)
-	if err != nil {
-		// Upstream's wording: "cfnetworking.iptables-logger: reading config: …"
-		// (config.LoadJSON's read errors already start so).
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "reading config") {
-			msg = "reading config: " + msg
-		}
-		fail("%s", msg)
-	}
-	if cfg.LogPrefix != "" {
-		prefix = cfg.LogPrefix
-	}
-	logger, _, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fail("%s", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := iptableslogger.Run(ctx, logger, cfg, iptableslogger.Options{}); err != nil {
-		fail("%s", err)
-	}
+	return cfg, err
 }

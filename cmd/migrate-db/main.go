@@ -5,38 +5,30 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/policyserver/migratedb"
 )
 
-// Upstream's component name; its prefix is not configurable.
-const component = "policy-server-migrate-db"
-
 func main() {
-	configPath := flag.String("config-file", "", "path to the policy-server config file")
-	flag.Parse()
-
-	cfg, err := migratedb.LoadConfig(*configPath)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s.%s: could not read config file: %s\n", logging.DefaultPrefix, component, err)
-		os.Exit(1)
-	}
-	logger, _, err := logging.New(logging.DefaultPrefix, component, "info", os.Stdout)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", logging.DefaultPrefix, component, err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := migratedb.Run(ctx, logger, cfg, time.Second); err != nil {
-		fmt.Printf("fatal error occured, %s", err)
-		os.Exit(1)
-	}
+	// Upstream's component name; its prefix and level are not configurable.
+	lifecycle.Main(lifecycle.Command[migratedb.Config]{
+		Name:        "policy-server-migrate-db",
+		ConfigFlag:  "config-file",
+		ConfigUsage: "path to the policy-server config file",
+		Load:        migratedb.LoadConfig,
+		Stderr:      "{prefix}.{name}",
+		ConfigError: "could not read config file: ",
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg migratedb.Config) error {
+			if err := migratedb.Run(ctx, logger, cfg, time.Second); err != nil {
+				fmt.Printf("fatal error occured, %s", err) // upstream's line, on stdout
+				return lifecycle.ExitCode(1)
+			}
+			return nil
+		},
+	})
 }

@@ -5,41 +5,26 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/netmon"
 )
 
 const job = "netmon"
 
 func main() {
-	configPath := flag.String("config-file", "", "path to config file")
-	flag.Parse()
-
-	prefix := logging.DefaultPrefix
-	fail := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", prefix, job, fmt.Sprintf(format, args...))
-		os.Exit(1)
-	}
-	cfg, err := netmon.LoadConfig(*configPath)
-	if err != nil {
-		// Upstream's wording, always with the default prefix:
-		// "cfnetworking.netmon: reading config: invalid config: …".
-		fail("reading config: %s", err)
-	}
-	prefix = cfg.LogPrefix
-	logger, _, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fail("%s", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := netmon.Run(ctx, logger, cfg, netmon.Options{}); err != nil {
-		fail("%s", err)
-	}
+	lifecycle.Main(lifecycle.Command[netmon.Config]{
+		Name:        job,
+		ConfigFlag:  "config-file",
+		ConfigUsage: "path to config file",
+		Load:        netmon.LoadConfig,
+		Log:         func(c netmon.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		Stderr:      "{prefix}.{name}",
+		ConfigError: "reading config: ",
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg netmon.Config) error {
+			return netmon.Run(ctx, logger, cfg, netmon.Options{})
+		},
+	})
 }

@@ -10,29 +10,30 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/discovery/perftestsd"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 func main() {
 	path := flag.String("config", "/var/vcap/jobs/performance-test-sd/config.json", "path to config.json")
-	flag.Parse()
-	if env := os.Getenv("CONFIG"); env != "" && !isSet("config") {
-		*path = env // upstream's test suite reads $CONFIG
-	}
-	cfg, err := perftestsd.LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "performance-test-sd: %s\n", err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := perftestsd.Run(ctx, cfg, perftestsd.Options{Out: os.Stdout}); err != nil {
-		fmt.Fprintf(os.Stderr, "performance-test-sd: FAIL: %s\n", err)
-		os.Exit(1)
-	}
+	lifecycle.Main(lifecycle.Command[perftestsd.Config]{
+		Name: "performance-test-sd",
+		Load: func(string) (perftestsd.Config, error) {
+			if env := os.Getenv("CONFIG"); env != "" && !isSet("config") {
+				*path = env // upstream's test suite reads $CONFIG
+			}
+			return perftestsd.LoadConfig(*path)
+		},
+		Run: func(ctx context.Context, _ lager.Logger, _ *lager.ReconfigurableSink, cfg perftestsd.Config) error {
+			if err := perftestsd.Run(ctx, cfg, perftestsd.Options{Out: os.Stdout}); err != nil {
+				return fmt.Errorf("FAIL: %w", err)
+			}
+			return nil
+		},
+	})
 }
 
 func isSet(name string) bool {

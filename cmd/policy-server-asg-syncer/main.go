@@ -6,43 +6,27 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
 )
 
 func main() {
-	configPath := flag.String("config-file", "", "path to config file")
-	flag.Parse()
-
-	cfg, err := asgsyncer.LoadConfig(*configPath)
-	if err != nil {
-		fatalf(cfg.LogPrefix, "could not read config file: %s", err)
-	}
-	logger, _, err := logging.New(cfg.LogPrefix, asgsyncer.Component, cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fatalf(cfg.LogPrefix, "%s", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := asgsyncer.Run(ctx, logger, cfg); err != nil {
-		logger.Error("exited-with-failure", err)
-		os.Exit(1)
-	}
-	logger.Info("exited")
-}
-
-// fatalf writes upstream's "<prefix>.policy-server-asg-syncer: <message>"
-// to stderr and exits 1.
-func fatalf(prefix, format string, args ...any) {
-	if prefix == "" {
-		prefix = logging.DefaultPrefix
-	}
-	fmt.Fprintf(os.Stderr, "%s.%s: %s\n", prefix, asgsyncer.Component, fmt.Sprintf(format, args...))
-	os.Exit(1)
+	lifecycle.Main(lifecycle.Command[asgsyncer.Config]{
+		Name:        asgsyncer.Component,
+		ConfigFlag:  "config-file",
+		ConfigUsage: "path to config file",
+		Load:        asgsyncer.LoadConfig,
+		Log:         func(c asgsyncer.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		Stderr:      "{prefix}.{name}",
+		ConfigError: "could not read config file: ",
+		// Unlike policy-server's, upstream's line names the failed config's prefix.
+		ConfigPrefix: true,
+		Exited:       true,
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg asgsyncer.Config) error {
+			return asgsyncer.Run(ctx, logger, cfg)
+		},
+	})
 }

@@ -12,16 +12,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/policyserver/bbr"
 )
 
 const usage = "Usage: policy-server-backup-restore [--backup|--restore] --config <config-file> --artifact-file <artifact-file>"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := lifecycle.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stderr)
 	stop()
 	os.Exit(code)

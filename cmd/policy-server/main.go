@@ -6,13 +6,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/policyserver/external"
 	"github.com/netman-release/netman/src/policyserver/migratedb"
 )
@@ -20,33 +17,26 @@ import (
 const job = "policy-server"
 
 func main() {
-	configPath := flag.String("config-file", "", "path to the JSON config file")
-	flag.Parse()
+	lifecycle.Main(lifecycle.Command[external.Config]{
+		Name:        job,
+		ConfigFlag:  "config-file",
+		ConfigUsage: "path to the JSON config file",
+		Load:        external.LoadConfig,
+		Log:         func(c external.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		Stderr:      "{prefix}.{name}",
+		ConfigError: "could not read config file: ",
+		Exited:      true,
+		Run:         run,
+	})
+}
 
-	cfg, err := external.LoadConfig(*configPath)
-	if err != nil {
-		// Upstream's line, always with the default prefix: the config
-		// that might name another is the one that failed.
-		fmt.Fprintf(os.Stderr, "%s.%s: could not read config file: %s\n", logging.DefaultPrefix, job, err)
-		os.Exit(1)
-	}
-	logger, sink, err := logging.New(cfg.LogPrefix, job, cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s.%s: %s\n", cfg.LogPrefix, job, err)
-		os.Exit(1)
-	}
+func run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg external.Config) error {
 	logger.Debug("Debug Logging Enabled")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err = external.Run(ctx, logger, sink, cfg)
-	if err != nil {
-		stop()
-		if errors.Is(err, migratedb.ErrMigrationTimeout) {
-			logger.Error("db migrations and populating tags failed", err)
-			os.Exit(3)
-		}
-		logger.Error("exited-with-failure", err)
-		os.Exit(1)
+	err := external.Run(ctx, logger, sink, cfg)
+	if errors.Is(err, migratedb.ErrMigrationTimeout) {
+		// Upstream's line and exit code, instead of "exited-with-failure".
+		logger.Error("db migrations and populating tags failed", err)
+		return lifecycle.ExitCode(3)
 	}
-	logger.Info("exited")
+	return err
 }

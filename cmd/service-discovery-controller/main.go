@@ -5,35 +5,29 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/discovery/sdcontroller"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
-// Upstream exits 2 on every start-up or run failure.
-const exitFailure = 2
-
 func main() {
-	configPath := flag.String("c", "", "path to config file")
-	flag.Parse()
-
-	logger, sink := discovery.NewLogger(sdcontroller.Origin, os.Stdout)
-	cfg, err := sdcontroller.LoadConfig(*configPath)
-	if err != nil {
-		discovery.LogConfigError(logger, *configPath, err)
-		fmt.Fprintf(os.Stderr, "service-discovery-controller: %s\n", err)
-		os.Exit(exitFailure)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := sdcontroller.Run(ctx, logger, sink, cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "service-discovery-controller: %s\n", err)
-		stop()
-		os.Exit(exitFailure)
-	}
+	lifecycle.Main(lifecycle.Command[sdcontroller.Config]{
+		Name:        "service-discovery-controller",
+		ConfigFlag:  "c",
+		ConfigUsage: "path to config file",
+		Load:        sdcontroller.LoadConfig,
+		Logger: func(sdcontroller.Config) (lager.Logger, *lager.ReconfigurableSink, error) {
+			logger, sink := discovery.NewLogger(sdcontroller.Origin, os.Stdout)
+			return logger, sink, nil
+		},
+		LogConfigError: discovery.LogConfigError,
+		ExitCode:       2, // upstream's, for every start-up or run failure
+		Run: func(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg sdcontroller.Config) error {
+			return sdcontroller.Run(ctx, logger, sink, cfg)
+		},
+	})
 }

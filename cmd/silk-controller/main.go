@@ -3,45 +3,30 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/silk/controller"
 )
 
 func main() {
-	configPath := flag.String("config", "", "path to the JSON config file")
-	flag.Parse()
-
-	// Upstream's stderr line, "<prefix>.silk-controller error: <err>", with
-	// the default prefix until the config names another.
-	prefix := logging.DefaultPrefix
-	fail := func(err error) {
-		fmt.Fprintf(os.Stderr, "%s.silk-controller error: %s\n", prefix, err)
-		os.Exit(1)
-	}
-	cfg, err := controller.LoadConfig(*configPath)
-	if err != nil {
-		fail(fmt.Errorf("load config: %w", err))
-	}
-	if cfg.LogPrefix != "" {
-		prefix = cfg.LogPrefix
-	}
-	logger, sink, err := logging.New(cfg.LogPrefix, "silk-controller", cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fail(err)
-	}
-	logger.Info("starting")
-	logger.Info("parsed-config")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := controller.Run(ctx, logger, sink, cfg); err != nil {
-		stop()
-		fail(err)
-	}
-	logger.Info("exited")
+	lifecycle.Main(lifecycle.Command[controller.Config]{
+		Name:        "silk-controller",
+		ConfigFlag:  "config",
+		ConfigUsage: "path to the JSON config file",
+		Load:        controller.LoadConfig,
+		Log:         func(c controller.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		Stderr:      "{prefix}.{name} error",
+		ConfigError: "load config: ",
+		Run: func(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg controller.Config) error {
+			logger.Info("starting")
+			logger.Info("parsed-config")
+			if err := controller.Run(ctx, logger, sink, cfg); err != nil {
+				return err
+			}
+			logger.Info("exited")
+			return nil
+		},
+	})
 }

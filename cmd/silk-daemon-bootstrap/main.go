@@ -6,16 +6,13 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/iptables"
-	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/silk/bootstrap"
 )
@@ -24,25 +21,16 @@ import (
 const clientTimeout = 5 * time.Second
 
 func main() {
-	configPath := flag.String("config", "", "path to config file")
-	flag.Parse()
-	if err := run(*configPath); err != nil {
-		fmt.Fprintf(os.Stderr, "silk-daemon-bootstrap: %s\n", err)
-		os.Exit(1)
-	}
+	lifecycle.Main(lifecycle.Command[bootstrap.Config]{
+		Name:        "silk-daemon-bootstrap",
+		ConfigFlag:  "config",
+		ConfigUsage: "path to config file",
+		Load:        bootstrap.LoadConfig,
+		Run:         run,
+	})
 }
 
-func run(configPath string) error {
-	cfg, err := bootstrap.LoadConfig(configPath)
-	if err != nil {
-		return err
-	}
-	logger, _, err := logging.New(logging.DefaultPrefix, "silk-daemon-bootstrap", "info", os.Stdout)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg bootstrap.Config) error {
 	var client bootstrap.Tagger
 	if cfg.SingleIPOnly {
 		tlsConfig, err := mtls.ClientConfig(cfg.PolicyClientCertFile, cfg.PolicyClientKeyFile, cfg.PolicyServerCACertFile)

@@ -4,14 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
+
 	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/logging"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/silk/shutdown"
@@ -26,35 +26,35 @@ func main() {
 	pidPath := flag.String("silkDaemonPidPath", "", "pid file of silk daemon")
 	pingTimeout := flag.Int("pingServerTimeout", 600, "timeout (seconds) when pinging if server is up")
 	lockFile := flag.String("iptablesLockFile", "", "path to iptablesLockFile")
-	flag.Parse()
 
-	if err := run(shutdown.Config{
-		MetadataFile:  *metadataFile,
-		CheckInterval: time.Duration(*checkInterval) * time.Second,
-		CheckTimeout:  time.Duration(*checkTimeout) * time.Second,
-		DaemonURL:     *daemonURL,
-		DaemonTimeout: time.Duration(*daemonTimeout) * time.Second,
-		DaemonPidFile: *pidPath,
-		PingTimeout:   time.Duration(*pingTimeout) * time.Second,
-	}, *lockFile); err != nil {
-		fmt.Fprintf(os.Stderr, "silk-daemon-shutdown: %s\n", err)
-		os.Exit(1)
-	}
+	lifecycle.Main(lifecycle.Command[shutdown.Config]{
+		Name: "silk-daemon-shutdown",
+		Load: func(string) (shutdown.Config, error) {
+			cfg := shutdown.Config{
+				MetadataFile:  *metadataFile,
+				CheckInterval: time.Duration(*checkInterval) * time.Second,
+				CheckTimeout:  time.Duration(*checkTimeout) * time.Second,
+				DaemonURL:     *daemonURL,
+				DaemonTimeout: time.Duration(*daemonTimeout) * time.Second,
+				DaemonPidFile: *pidPath,
+				PingTimeout:   time.Duration(*pingTimeout) * time.Second,
+			}
+			return cfg, check(cfg, *lockFile)
+		},
+		// Upstream logs the drain at debug level.
+		Log: func(shutdown.Config) (string, string) { return logging.DefaultPrefix, "debug" },
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg shutdown.Config) error {
+			return shutdown.Run(ctx, logger, cfg, metadata.New(cfg.MetadataFile), iptables.New(iptables.Config{LockFile: *lockFile}))
+		},
+	})
 }
 
-func run(cfg shutdown.Config, lockFile string) error {
+func check(cfg shutdown.Config, lockFile string) error {
 	if cfg.MetadataFile == "" || cfg.DaemonURL == "" || cfg.DaemonPidFile == "" || lockFile == "" {
-		return fmt.Errorf("-containerMetadataFile, -silkDaemonUrl, -silkDaemonPidPath and -iptablesLockFile are required")
+		return errors.New("-containerMetadataFile, -silkDaemonUrl, -silkDaemonPidPath and -iptablesLockFile are required")
 	}
 	if cfg.CheckInterval <= 0 || cfg.CheckTimeout < 0 || cfg.DaemonTimeout <= 0 || cfg.PingTimeout <= 0 {
-		return fmt.Errorf("-containerMetadataFileCheckInterval, -silkDaemonTimeout and -pingServerTimeout must be positive, -containerMetadataFileCheckTimeout not negative")
+		return errors.New("-containerMetadataFileCheckInterval, -silkDaemonTimeout and -pingServerTimeout must be positive, -containerMetadataFileCheckTimeout not negative")
 	}
-	// Upstream logs the drain at debug level.
-	logger, _, err := logging.New(logging.DefaultPrefix, "silk-daemon-shutdown", "debug", os.Stdout)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return shutdown.Run(ctx, logger, cfg, metadata.New(cfg.MetadataFile), iptables.New(iptables.Config{LockFile: lockFile}))
+	return nil
 }

@@ -4,41 +4,24 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/silk/daemon"
 )
 
 func main() {
-	configPath := flag.String("config", "", "path to config file")
-	flag.Parse()
-
-	prefix := logging.DefaultPrefix
-	fail := func(format string, args ...any) {
-		// Upstream's stderr line, which operators and tests grep for.
-		fmt.Fprintf(os.Stderr, "%s.silk-daemon error: %s\n", prefix, fmt.Sprintf(format, args...))
-		os.Exit(1)
-	}
-	cfg, err := daemon.LoadConfig(*configPath)
-	if err != nil {
-		// Upstream fails before reading log_prefix: the default prefix.
-		fail("load config file: %s", err)
-	}
-	if cfg.LogPrefix != "" {
-		prefix = cfg.LogPrefix
-	}
-	logger, sink, err := logging.New(cfg.LogPrefix, "silk-daemon", cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fail("%s", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := daemon.Run(ctx, logger, sink, cfg, daemon.Options{}); err != nil {
-		fail("%s", err)
-	}
+	lifecycle.Main(lifecycle.Command[daemon.Config]{
+		Name:        "silk-daemon",
+		ConfigFlag:  "config",
+		ConfigUsage: "path to config file",
+		Load:        daemon.LoadConfig,
+		Log:         func(c daemon.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		Stderr:      "{prefix}.{name} error",
+		ConfigError: "load config file: ",
+		Run: func(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg daemon.Config) error {
+			return daemon.Run(ctx, logger, sink, cfg, daemon.Options{})
+		},
+	})
 }

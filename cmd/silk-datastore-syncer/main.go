@@ -8,14 +8,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/gardenclient"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/logging"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/silk/datastoresyncer"
@@ -24,69 +22,76 @@ import (
 // gardenTimeout bounds one request to Garden.
 const gardenTimeout = time.Minute
 
+// flags are upstream's.
+type flags struct {
+	interval                  int
+	gardenNetwork, gardenAddr string
+	silkFile                  string
+	silkFileOwner             string
+	silkFileGroup             string
+	logLevel                  string
+}
+
 func main() {
-	interval := flag.Int("n", 30, "sync interval in seconds.")
-	gardenNetwork := flag.String("gardenNetwork", "", "garden network type.")
-	gardenAddr := flag.String("gardenAddr", "", "garden address.")
-	silkFile := flag.String("silkFile", "", "silk file.")
-	silkFileOwner := flag.String("silkFileOwner", "", "owner of silk file")
-	silkFileGroup := flag.String("silkFileGroup", "", "group owner of silk file")
-	logLevel := flag.String("logLevel", "info", "log level")
-	flag.Parse()
+	var f flags
+	flag.IntVar(&f.interval, "n", 30, "sync interval in seconds.")
+	flag.StringVar(&f.gardenNetwork, "gardenNetwork", "", "garden network type.")
+	flag.StringVar(&f.gardenAddr, "gardenAddr", "", "garden address.")
+	flag.StringVar(&f.silkFile, "silkFile", "", "silk file.")
+	flag.StringVar(&f.silkFileOwner, "silkFileOwner", "", "owner of silk file")
+	flag.StringVar(&f.silkFileGroup, "silkFileGroup", "", "group owner of silk file")
+	flag.StringVar(&f.logLevel, "logLevel", "info", "log level")
 
-	fail := func(err error) {
-		fmt.Fprintf(os.Stderr, "silk-datastore-syncer: %s\n", err)
-		os.Exit(1)
-	}
-	if err := check(*interval, *gardenNetwork, *gardenAddr, *silkFile); err != nil {
-		fail(err)
-	}
-	level := *logLevel
-	if level == "warn" { // the job's documented levels include it; lager has none
-		level = "error"
-	}
-	logger, _, err := logging.New(logging.DefaultPrefix, "silk-datastore-syncer", level, os.Stdout)
-	if err != nil {
-		fail(err)
-	}
-	logger.Info("properties", lager.Data{
-		"interval": *interval, "gardenNetwork": *gardenNetwork, "gardenAddr": *gardenAddr,
-		"silkFile": *silkFile, "silkFileOwner": *silkFileOwner, "silkFileGroup": *silkFileGroup,
+	lifecycle.Main(lifecycle.Command[flags]{
+		Name: "silk-datastore-syncer",
+		Load: func(string) (flags, error) { return f, f.check() },
+		Log: func(f flags) (string, string) {
+			if f.logLevel == "warn" { // the job's documented levels include it; lager has none
+				return logging.DefaultPrefix, "error"
+			}
+			return logging.DefaultPrefix, f.logLevel
+		},
+		Run: run,
 	})
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func (f flags) check() error {
+	var errs []error
+	if f.interval < 1 {
+		errs = append(errs, fmt.Errorf("-n must be at least 1 (got %d)", f.interval))
+	}
+	if f.gardenNetwork != "unix" && f.gardenNetwork != "tcp" {
+		errs = append(errs, fmt.Errorf("-gardenNetwork must be unix or tcp (got %q)", f.gardenNetwork))
+	}
+	if f.gardenAddr == "" {
+		errs = append(errs, errors.New("-gardenAddr is required"))
+	}
+	if f.silkFile == "" {
+		errs = append(errs, errors.New("-silkFile is required"))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, f flags) error {
+	logger.Info("properties", lager.Data{
+		"interval": f.interval, "gardenNetwork": f.gardenNetwork, "gardenAddr": f.gardenAddr,
+		"silkFile": f.silkFile, "silkFileOwner": f.silkFileOwner, "silkFileGroup": f.silkFileGroup,
+	})
 	s := &datastoresyncer.Syncer{
-		Garden: gardenclient.New(*gardenNetwork, *gardenAddr, gardenTimeout),
-		Store:  metadata.New(*silkFile, metadata.WithOwner(*silkFileOwner, *silkFileGroup)),
+		Garden: gardenclient.New(f.gardenNetwork, f.gardenAddr, gardenTimeout),
+		Store:  metadata.New(f.silkFile, metadata.WithOwner(f.silkFileOwner, f.silkFileGroup)),
 		Logger: logger,
 	}
 	if err := s.WaitForGarden(ctx, time.Second); err != nil {
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		logger.Error("Garden: unrecoverable", err)
-		fail(err)
+		return err
 	}
-	if err := s.Run(ctx, time.Duration(*interval)*time.Second); err != nil {
-		fail(err)
+	if err := s.Run(ctx, time.Duration(f.interval)*time.Second); err != nil {
+		return err
 	}
 	logger.Info("exited")
-}
-
-func check(interval int, network, addr, file string) error {
-	var errs []error
-	if interval < 1 {
-		errs = append(errs, fmt.Errorf("-n must be at least 1 (got %d)", interval))
-	}
-	if network != "unix" && network != "tcp" {
-		errs = append(errs, fmt.Errorf("-gardenNetwork must be unix or tcp (got %q)", network))
-	}
-	if addr == "" {
-		errs = append(errs, errors.New("-gardenAddr is required"))
-	}
-	if file == "" {
-		errs = append(errs, errors.New("-silkFile is required"))
-	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -4,35 +4,25 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/netman-release/netman/src/logging"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/silk/daemon"
 )
 
 func main() {
-	configPath := flag.String("config", "", "path to config file")
-	flag.Parse()
-
-	fail := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "silk-teardown error: %s\n", fmt.Sprintf(format, args...))
-		os.Exit(1)
-	}
-	cfg, err := daemon.LoadConfig(*configPath)
-	if err != nil {
-		fail("load config file: %s", err)
-	}
-	logger, _, err := logging.New(cfg.LogPrefix, "silk-teardown", "info", os.Stdout)
-	if err != nil {
-		fail("%s", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := daemon.Teardown(ctx, logger, cfg, nil, nil); err != nil {
-		fail("%s", err)
-	}
+	lifecycle.Main(lifecycle.Command[daemon.Config]{
+		Name:        "silk-teardown",
+		ConfigFlag:  "config",
+		ConfigUsage: "path to config file",
+		Load:        daemon.LoadConfig,
+		// silk-daemon's config, at info whatever its log_level.
+		Log:         func(c daemon.Config) (string, string) { return c.LogPrefix, "info" },
+		Stderr:      "{name} error",
+		ConfigError: "load config file: ",
+		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg daemon.Config) error {
+			return daemon.Teardown(ctx, logger, cfg, nil, nil)
+		},
+	})
 }

@@ -5,51 +5,35 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/agent"
-	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 func main() {
-	configPath := flag.String("config-file", "", "path to config file")
-	flag.Parse()
+	lifecycle.Main(lifecycle.Command[agent.Config]{
+		Name:        "vxlan-policy-agent",
+		ConfigFlag:  "config-file",
+		ConfigUsage: "path to config file",
+		Load:        agent.LoadConfig,
+		Log:         func(c agent.Config) (string, string) { return c.LogPrefix, c.LogLevel },
+		// Upstream's stderr lines carry no job name.
+		Stderr:      "{prefix}",
+		ConfigError: "could not read config file ",
+		Run:         runAgent,
+	})
+}
 
-	// Upstream's stderr lines are "<prefix>: <message>" (no job name);
-	// the prefix is the default until the config names another.
-	prefix := logging.DefaultPrefix
-	fail := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "%s: %s\n", prefix, fmt.Sprintf(format, args...))
-		os.Exit(1)
-	}
-	cfg, err := agent.LoadConfig(*configPath)
-	if err != nil {
-		fail("could not read config file %s", err)
-	}
-	if cfg.LogPrefix != "" {
-		prefix = cfg.LogPrefix
-	}
-	logger, sink, err := logging.New(cfg.LogPrefix, "vxlan-policy-agent", cfg.LogLevel, os.Stdout)
-	if err != nil {
-		fail("%s", err)
-	}
+func runAgent(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg agent.Config) error {
 	logger.Info("parsed-config", lager.Data{"config": cfg})
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := agent.Run(ctx, logger, sink, cfg, agent.Options{}); err != nil {
-		stop()
-		// Upstream's die(): an error line named for the action, exit 1.
-		var action *agent.ActionError
-		if errors.As(err, &action) {
-			logger.Error(action.Action, action.Err)
-			os.Exit(1)
-		}
-		fail("%s", err)
+	err := agent.Run(ctx, logger, sink, cfg, agent.Options{})
+	// Upstream's die(): an error line named for the action, exit 1.
+	var action *agent.ActionError
+	if errors.As(err, &action) {
+		logger.Error(action.Action, action.Err)
+		return lifecycle.ExitCode(1)
 	}
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -127,7 +129,7 @@ func TestDebugHandlerPprof(t *testing.T) {
 	}{
 		{"/debug/pprof/", "goroutine"},
 		{"/debug/pprof/goroutine?debug=1", "goroutine profile"},
-		{"/debug/pprof/cmdline", "daemon.test"},
+		{"/debug/pprof/cmdline", filepath.Base(os.Args[0])}, // the test binary
 		{"/debug/pprof/symbol", "num_symbols"},
 		{"/debug/pprof/trace?seconds=0.05", ""},
 		{"/debug/pprof/profile?seconds=1", ""},

@@ -17,6 +17,12 @@ var (
 	NewServer = newServer
 )
 
+// HTTPServerOnListener is HTTPServer on a listener the test bound (port 0);
+// the runner owns l and closes it.
+func HTTPServerOnListener(logger lager.Logger, l net.Listener, h http.Handler, tlsConfig *tls.Config) ifrit.Runner {
+	return HTTPServerOnListenerWithTimeout(logger, l, h, tlsConfig, shutdownTimeout)
+}
+
 func HTTPServerOnListenerWithTimeout(logger lager.Logger, l net.Listener, h http.Handler, tlsConfig *tls.Config, shutdown time.Duration) ifrit.Runner {
 	return &httpServer{logger: logger, listener: l, handler: h, tlsConfig: tlsConfig, shutdownTimeout: shutdown}
 }

@@ -35,12 +35,6 @@ func HTTPServer(logger lager.Logger, addr string, h http.Handler, tlsConfig *tls
 	return &httpServer{logger: logger, addr: addr, handler: h, tlsConfig: tlsConfig, shutdownTimeout: shutdownTimeout}
 }
 
-// HTTPServerOnListener is HTTPServer on an already bound listener (e.g. one
-// on port 0 in tests). The runner owns l and closes it, so it runs once.
-func HTTPServerOnListener(logger lager.Logger, l net.Listener, h http.Handler, tlsConfig *tls.Config) ifrit.Runner {
-	return &httpServer{logger: logger, listener: l, handler: h, tlsConfig: tlsConfig, shutdownTimeout: shutdownTimeout}
-}
-
 type httpServer struct {
 	logger          lager.Logger
 	addr            string
@@ -116,17 +110,4 @@ type logWriter struct{ logger lager.Logger }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.logger.Info("http-server", lager.Data{"message": string(bytes.TrimSpace(p))})
 	return len(p), nil
-}
-
-// HealthHandler answers GET (and HEAD) with 200 and an empty body; it is the
-// health check of daemons that have nothing deeper to check.
-func HealthHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
 }

@@ -11,13 +11,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/lifecycle"
@@ -31,6 +29,9 @@ func listen(t *testing.T) net.Listener {
 	}
 	return l
 }
+
+// okHandler answers every request with 200 and an empty body.
+var okHandler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 
 func get(t *testing.T, client *http.Client, url string) (int, string) {
 	t.Helper()
@@ -69,7 +70,7 @@ func TestHTTPServerServesAndStops(t *testing.T) {
 
 func TestHTTPServerBindsItsAddress(t *testing.T) {
 	logger, sink := newTestLogger()
-	p := startProcess(t, lifecycle.HTTPServer(logger, "127.0.0.1:0", lifecycle.HealthHandler(), nil))
+	p := startProcess(t, lifecycle.HTTPServer(logger, "127.0.0.1:0", okHandler, nil))
 	logs := sink.find("test.listening")
 	if len(logs) != 1 {
 		t.Fatalf("listening logs = %+v", logs)
@@ -158,7 +159,7 @@ func TestHTTPServerTLS(t *testing.T) {
 	cert, pool := selfSignedCert(t)
 	logger, sink := newTestLogger()
 	l := listen(t)
-	p := startProcess(t, lifecycle.HTTPServerOnListener(logger, l, lifecycle.HealthHandler(),
+	p := startProcess(t, lifecycle.HTTPServerOnListener(logger, l, okHandler,
 		&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	defer stopProcess(t, p)
 
@@ -184,7 +185,7 @@ func TestHTTPServerTLS(t *testing.T) {
 
 func TestHTTPServerTLSWithoutCertificate(t *testing.T) {
 	logger, _ := newTestLogger()
-	p := ifrit.Background(lifecycle.HTTPServer(logger, "127.0.0.1:0", lifecycle.HealthHandler(), &tls.Config{}))
+	p := ifrit.Background(lifecycle.HTTPServer(logger, "127.0.0.1:0", okHandler, &tls.Config{}))
 	if err := waitExit(t, p); err == nil || !strings.Contains(err.Error(), "no server certificate") {
 		t.Errorf("exit = %v, want a missing certificate error", err)
 	}
@@ -193,7 +194,7 @@ func TestHTTPServerTLSWithoutCertificate(t *testing.T) {
 func TestServerTimeouts(t *testing.T) {
 	logger, _ := newTestLogger()
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	srv := lifecycle.NewServer(logger, lifecycle.HealthHandler(), cfg)
+	srv := lifecycle.NewServer(logger, okHandler, cfg)
 	if srv.ReadHeaderTimeout <= 0 || srv.IdleTimeout <= 0 {
 		t.Errorf("ReadHeaderTimeout=%s IdleTimeout=%s, want both set", srv.ReadHeaderTimeout, srv.IdleTimeout)
 	}
@@ -202,32 +203,6 @@ func TestServerTimeouts(t *testing.T) {
 	}
 	if srv.TLSConfig == cfg || srv.TLSConfig.MinVersion != tls.VersionTLS12 {
 		t.Error("TLS config should be a clone of the caller's")
-	}
-}
-
-func TestHealthHandler(t *testing.T) {
-	tests := []struct {
-		method string
-		want   int
-	}{
-		{http.MethodGet, http.StatusOK},
-		{http.MethodHead, http.StatusOK},
-		{http.MethodPost, http.StatusMethodNotAllowed},
-		{http.MethodDelete, http.StatusMethodNotAllowed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.method, func(t *testing.T) {
-			rec := httptest.NewRecorder()
-			lifecycle.HealthHandler().ServeHTTP(rec, httptest.NewRequest(tt.method, "/health", nil))
-			if rec.Code != tt.want {
-				t.Errorf("status = %d, want %d", rec.Code, tt.want)
-			}
-			if tt.want == http.StatusOK {
-				if diff := cmp.Diff("", rec.Body.String()); diff != "" {
-					t.Errorf("body (-want +got):\n%s", diff)
-				}
-			}
-		})
 	}
 }
 

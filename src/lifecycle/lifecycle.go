@@ -1,8 +1,9 @@
-// Package lifecycle is the process edge shared by every netman daemon: it runs
-// an ordered group of ifrit members until a signal or a failure, and provides
-// the runners and handlers the daemons have in common (HTTP servers, health
-// and debug handlers, pollers, the metrics emitter, request middleware).
-// ifrit appears only here and in the mains.
+// Package lifecycle is the process edge shared by every netman daemon: Main
+// runs a binary's Command (flags, config errors, logger, signals), and
+// RunContext runs an ordered group of ifrit members until the context ends
+// or a member fails. It also provides the runners and handlers the daemons
+// have in common (HTTP servers, the debug handler, pollers, the metrics
+// emitter, request middleware). ifrit appears only here.
 package lifecycle
 
 import (
@@ -10,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
@@ -26,19 +25,6 @@ var ErrMemberExited = errors.New("exited unexpectedly")
 type Member struct {
 	Name   string
 	Runner ifrit.Runner
-}
-
-// Run runs members as RunContext does, stopping on SIGINT or SIGTERM.
-func Run(logger lager.Logger, members ...Member) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		// Restore default handling so a second signal kills a daemon whose
-		// graceful shutdown is stuck.
-		stop()
-	}()
-	return RunContext(ctx, logger, members...)
 }
 
 // RunContext starts members in order, each only after the previous one has

@@ -237,7 +237,7 @@ func TestRunContextBindFailureSurfaces(t *testing.T) {
 	logger, _ := newTestLogger()
 	done := runAsync(context.Background(), logger,
 		lifecycle.Member{Name: "a", Runner: a},
-		lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServer(logger, taken.Addr().String(), lifecycle.HealthHandler(), nil)},
+		lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServer(logger, taken.Addr().String(), okHandler, nil)},
 	)
 	err = wait(t, done)
 	if !errors.Is(err, syscall.EADDRINUSE) {
@@ -248,7 +248,7 @@ func TestRunContextBindFailureSurfaces(t *testing.T) {
 	}
 }
 
-func TestRunStopsOnSIGTERM(t *testing.T) {
+func TestSignalContextStopsRunContextOnSIGTERM(t *testing.T) {
 	rec := &recorder{}
 	a := &fakeMember{name: "a", rec: rec}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -257,14 +257,16 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 	}
 	logger, _ := newTestLogger()
 	done := make(chan error, 1)
+	ctx, stop := lifecycle.SignalContext(context.Background())
+	defer stop()
 	go func() {
-		done <- lifecycle.Run(logger,
+		done <- lifecycle.RunContext(ctx, logger,
 			lifecycle.Member{Name: "a", Runner: a},
-			lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServerOnListener(logger, l, lifecycle.HealthHandler(), nil)},
+			lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServerOnListener(logger, l, okHandler, nil)},
 		)
 	}()
-	// Run registers for signals before starting members, so once the last
-	// member serves, SIGTERM is caught rather than killing the test binary.
+	// SignalContext has registered for signals, so SIGTERM is caught rather
+	// than killing the test binary.
 	eventually(t, "server to serve", func() bool {
 		resp, err := http.Get("http://" + l.Addr().String())
 		if err != nil {
@@ -279,10 +281,10 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Run = %v, want nil", err)
+			t.Errorf("RunContext = %v, want nil", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop on SIGTERM")
+		t.Fatal("RunContext did not stop on SIGTERM")
 	}
 	if diff := cmp.Diff([]string{"start a", "ready a", "stop a"}, rec.get()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
