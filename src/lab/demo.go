@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/namespace"
 )
 
 // Step is one act of the demo: what was done and what the frontend saw.
@@ -248,7 +248,7 @@ var DemoTimeout = 15 * time.Second
 // message away) or DemoTimeout passes.
 func resolveIn(ctx context.Context, nsName, server, name, want string) (Lookup, error) {
 	l := Lookup{Name: name, Server: server}
-	ns := &netnstest.NS{Name: nsName, Path: "/run/netns/" + nsName}
+	ns := namespace.Named(nsName)
 	deadline := time.Now().Add(DemoTimeout)
 	for {
 		var ips []netip.Addr

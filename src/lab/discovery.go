@@ -18,7 +18,7 @@ import (
 
 	"github.com/netman-release/netman/src/discovery/routes"
 	"github.com/netman-release/netman/src/mtls"
-	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/namespace"
 )
 
 // App service discovery in the lab, laid out as on a real deployment:
@@ -169,7 +169,7 @@ func Routes(client *http.Client, base string) (map[string][]string, error) {
 }
 
 // cellDiscovery starts bosh-dns-adapter and the DNS front end in a cell.
-func (u *upper) cellDiscovery(ns *netnstest.NS, c CellPlan) error {
+func (u *upper) cellDiscovery(ns *namespace.NS, c CellPlan) error {
 	u.say("cell %d: bosh-dns-adapter on 127.0.0.1:%d, DNS on %s", c.Index, AdapterPort, DNSServer)
 	// It logs everything to stdout and its errors to stderr as well (as
 	// upstream's does): stderr gets a file of its own, as on a BOSH VM.
@@ -181,12 +181,12 @@ func (u *upper) cellDiscovery(ns *netnstest.NS, c CellPlan) error {
 		return err
 	}
 	if err := WaitFor(adapter, 30*time.Second, func() error {
-		return httpOK(HTTP(ns, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/health", AdapterPort), ""))
+		return httpOK(ns.HTTP(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/health", AdapterPort), ""))
 	}); err != nil {
 		return fmt.Errorf("bosh-dns-adapter on cell %d: %w", c.Index, err)
 	}
 	// The address lives on the cell's loopback and goes with the namespace.
-	if _, err := Run("ip", "netns", "exec", ns.Name, "ip", "addr", "add", DNSServer+"/32", "dev", "lo"); err != nil {
+	if _, err := namespace.Run("ip", "netns", "exec", ns.Name, "ip", "addr", "add", DNSServer+"/32", "dev", "lo"); err != nil {
 		return err
 	}
 	dns, err := u.spawnAs("dns", ns, filepath.Join(c.Dir, "dns.log"), "netman-lab", "dns",
@@ -225,7 +225,7 @@ func (u *upper) emitters() error {
 		if len(args) == 3 {
 			continue
 		}
-		ns := &netnstest.NS{Name: cell.NS, Path: "/run/netns/" + cell.NS}
+		ns := namespace.Named(cell.NS)
 		u.say("cell %d: route emitter registering %d app(s) on %s", cell.Index, (len(args)-3)/2, p.NATSURL())
 		if _, err := u.spawnAs("route-emitter", ns, filepath.Join(cell.Dir, "route-emitter.log"), "netman-lab", args...); err != nil {
 			return err

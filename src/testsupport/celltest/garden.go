@@ -51,7 +51,7 @@ func (c *Cell) writeGardenConfig(t testing.TB) string {
 func (c *Cell) garden(t testing.TB, action, handle string, stdin []byte) (string, error) {
 	t.Helper()
 	var stderr bytes.Buffer
-	out, err := lab.Garden(context.Background(), filepath.Join(c.lab.Bins, "garden-external-networker"), c.NS,
+	out, err := lab.Garden(context.Background(), filepath.Join(c.lab.Bins, "garden-external-networker"), c.NS.NS,
 		c.writeGardenConfig(t), action, handle, stdin, &stderr)
 	if err == nil && stderr.Len() > 0 {
 		t.Logf("garden-external-networker %s %s stderr: %s", action, handle, stderr.String())

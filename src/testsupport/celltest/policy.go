@@ -151,7 +151,7 @@ func (c *Cell) Get(url string) (int, string, error) { return c.Do(http.MethodGet
 
 // Do does an HTTP request with a body from inside the cell.
 func (c *Cell) Do(method, url, body string) (int, string, error) {
-	return lab.HTTP(c.NS, method, url, body)
+	return c.NS.HTTP(method, url, body)
 }
 
 // AgentPID is the process id of the cell's running agent.
