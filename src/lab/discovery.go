@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,9 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netman-release/netman/src/discovery/routes"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/standin/boshdns"
+	"github.com/netman-release/netman/src/standin/routeemitter"
 )
 
 // App service discovery in the lab, laid out as on a real deployment:
@@ -28,20 +27,20 @@ import (
 // (the wrapper's dns_servers); and a route emitter per cell registering
 // the cell's apps as <app>.apps.internal and <index>.<app>.apps.internal.
 const (
-	// DNSServer is the cells' resolver for containers (bosh-dns's
-	// link-local address upstream is 169.254.0.2).
-	DNSServer = "169.254.0.53"
+	// DNSServer is the cells' resolver for containers: where their DNS
+	// front end (boshdns) listens.
+	DNSServer = boshdns.DefaultAddress
 	// AppsDomain is the internal domain apps are registered under.
 	AppsDomain = "apps.internal"
 	// AdapterPort and AdapterLogLevelPort are bosh-dns-adapter's, on
 	// 127.0.0.1 inside each cell.
 	AdapterPort, AdapterLogLevelPort = 8053, 8066
-	// EmitIntervalSeconds is the route emitters' interval: upstream's
-	// route_emitter_interval_seconds (60), shortened. The controller is
-	// rendered from it as its BOSH job renders it (pruning, resume delay and
-	// warm-up all equal to it), with staleness at three intervals as
-	// cf-deployment's 180 s against 60 s.
-	EmitIntervalSeconds = 5
+	// EmitIntervalSeconds is the route emitters' interval
+	// (routeemitter.DefaultInterval). The controller is rendered from it
+	// as its BOSH job renders it (pruning, resume delay and warm-up all
+	// equal to it), with staleness at three intervals as cf-deployment's
+	// 180 s against 60 s.
+	EmitIntervalSeconds = int(routeemitter.DefaultInterval / time.Second)
 )
 
 // AppRoute is an app's internal route, <name>.apps.internal.
@@ -86,8 +85,8 @@ func (p *Plan) BoshDNSAdapter() map[string]any {
 }
 
 // Handlers is the bosh-dns handlers.json the bosh-dns-adapter job renders.
-func (p *Plan) Handlers() []DNSHandler {
-	return DNSHandlers(fmt.Sprintf("http://127.0.0.1:%d", AdapterPort), AppsDomain)
+func (p *Plan) Handlers() []boshdns.Handler {
+	return boshdns.Handlers(fmt.Sprintf("http://127.0.0.1:%d", AdapterPort), AppsDomain)
 }
 
 // AdapterConfig and HandlersFile are where a cell's discovery files go.
@@ -197,8 +196,8 @@ func (u *upper) cellDiscovery(ns *namespace.NS, c CellPlan) error {
 	// NXDOMAIN for a name outside apps.internal: up, without asking the adapter.
 	if err := WaitFor(dns, 10*time.Second, func() error {
 		return ns.Do(func() error {
-			_, err := Resolver{Server: DNSServer, Timeout: 200 * time.Millisecond}.LookupA(context.Background(), "lab.invalid")
-			if errors.Is(err, ErrNoSuchHost) {
+			_, err := boshdns.Resolver{Server: DNSServer, Timeout: 200 * time.Millisecond}.LookupA(context.Background(), "lab.invalid")
+			if errors.Is(err, boshdns.ErrNoSuchHost) {
 				return nil
 			}
 			return fmt.Errorf("lab.invalid: %v", err)
@@ -219,7 +218,7 @@ func (u *upper) emitters() error {
 		for _, a := range st.Apps {
 			if a.Cell == cell.Index {
 				args = append(args, "--instance", fmt.Sprintf("%s,0,%s,%s", a.Route, a.IP, a.GUID))
-				want[fqdn(a.Route)] = a.IP
+				want[boshdns.FQDN(a.Route)] = a.IP
 			}
 		}
 		if len(args) == 3 {
@@ -305,97 +304,4 @@ func removeFile(path string) error {
 		}
 	}
 	return err
-}
-
-// RunNATS is `netman-lab nats`: an in-process NATS server (nats-server's
-// own package) on --listen, until ctx is done.
-func RunNATS(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("netman-lab nats", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:4222", "address to listen on")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	host, port, err := net.SplitHostPort(*listen)
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", *listen, err)
-	}
-	srv, err := routes.NewNATS(routes.NATSConfig{Host: host, Port: n})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "%s nats listening on %s\n", time.Now().Format(time.RFC3339Nano), srv.URL())
-	<-ctx.Done()
-	srv.Stop()
-	fmt.Fprintf(out, "%s nats stopped\n", time.Now().Format(time.RFC3339Nano))
-	return nil
-}
-
-// RunRouteEmitter is `netman-lab route-emitter`: what route_emitter does
-// for internal routes on a cell. It greets the controllers for their
-// interval (minimumRegisterIntervalInSeconds), registers every --instance
-// on service-discovery.register, registers them again every interval and
-// whenever a controller sends service-discovery.start, until ctx is done.
-func RunRouteEmitter(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("netman-lab route-emitter", flag.ContinueOnError)
-	url := fs.String("nats", "nats://127.0.0.1:4222", "NATS server")
-	fallback := fs.Duration("interval", EmitIntervalSeconds*time.Second, "interval when no controller answers the greeting")
-	var instances []routes.Instance
-	fs.Func("instance", "an app instance, hostname,index,ip,app-guid (repeat)", func(s string) error {
-		f := strings.Split(s, ",")
-		if len(f) != 4 {
-			return errors.New("want hostname,index,ip,app-guid")
-		}
-		index, err := strconv.Atoi(f[1])
-		if err != nil || net.ParseIP(f[2]) == nil {
-			return errors.New("want hostname,index,ip,app-guid")
-		}
-		instances = append(instances, routes.Instance{Hostname: f[0], Index: index, IP: f[2], App: f[3]})
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stamp := func() string { return time.Now().Format(time.RFC3339Nano) }
-	e, err := routes.NewEmitter(*url, true)
-	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", *url, err)
-	}
-	defer e.Close()
-	interval := *fallback
-	if start, err := e.Greet(5 * time.Second); err != nil {
-		fmt.Fprintf(out, "%s greet: %v; registering every %v\n", stamp(), err, interval)
-	} else {
-		if start.MinimumRegisterIntervalInSeconds > 0 {
-			interval = time.Duration(start.MinimumRegisterIntervalInSeconds) * time.Second
-		}
-		fmt.Fprintf(out, "%s greeted controller %s: registering every %v\n", stamp(), start.ID, interval)
-	}
-	if err := e.Register(instances...); err != nil {
-		return err
-	}
-	for _, i := range instances {
-		m := i.Message()
-		fmt.Fprintf(out, "%s registered %s → %s\n", stamp(), strings.Join(m.URIs, ", "), m.Host)
-	}
-	seen := len(e.Starts())
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		if err := e.EmitAll(); err != nil {
-			fmt.Fprintf(out, "%s register: %v\n", stamp(), err)
-		}
-		if starts := e.Starts(); len(starts) > seen {
-			fmt.Fprintf(out, "%s controller %s started: registered everything again\n", stamp(), starts[len(starts)-1].ID)
-			seen = len(starts)
-		}
-	}
 }

@@ -40,6 +40,7 @@ import (
 
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/standin/app"
 )
 
 // Options shape a lab. Zero values take the defaults.
@@ -456,14 +457,14 @@ func (u *upper) apps() error {
 	st.Apps = make([]AppState, u.o.Apps)
 	for _, k := range order {
 		a := &st.Apps[k-1]
-		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: AppPort, Space: space}
+		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: app.Port, Space: space}
 		a.NS = st.Names + "-" + a.Name
 		a.Log = filepath.Join(st.Dir, "apps", a.Name+".log")
 		a.Route = AppRoute(a.Name)
-		args := []string{"app", "--name", a.Name, "--listen", fmt.Sprintf(":%d", AppPort)}
+		args := []string{"app", "--name", a.Name, "--listen", fmt.Sprintf(":%d", app.Port)}
 		if k == 1 {
 			// By name, through the resolver the container is given.
-			a.Calls = fmt.Sprintf("http://%s:%d/", st.Apps[1].Route, AppPort)
+			a.Calls = fmt.Sprintf("http://%s:%d/", st.Apps[1].Route, app.Port)
 			args = append(args, "--call", a.Calls, "--every", u.o.CallEvery.String(), "--dns", st.Plan.DNSServers[0])
 		}
 		if err := u.app(a, space, org, args); err != nil {
@@ -492,7 +493,7 @@ func (u *upper) egress() error {
 	}
 	e := &EgressState{Service: service, Calls: "http://" + service + "/", Log: filepath.Join(st.Dir, "apps", "frontend-egress.log")}
 	ns := namespace.Named(fe.NS)
-	args := []string{"app", "--name", "frontend-egress", "--listen", fmt.Sprintf(":%d", AppPort+1), "--call", e.Calls, "--every", u.o.CallEvery.String()}
+	args := []string{"app", "--name", "frontend-egress", "--listen", fmt.Sprintf(":%d", app.Port+1), "--call", e.Calls, "--every", u.o.CallEvery.String()}
 	if _, err := u.spawnAs("frontend egress caller", ns, e.Log, "netman-lab", args...); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/internalapi"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/daemon"
+	"github.com/netman-release/netman/src/standin/boshdns"
 )
 
 // TestPlanConfigsLoad: every config the lab writes passes its daemon's
@@ -111,7 +112,7 @@ func TestPlanConfigsLoad(t *testing.T) {
 	if "https://"+dnsAdapter.ServiceDiscoveryControllerAddress+":"+dnsAdapter.ServiceDiscoveryControllerPort != p.DiscoveryURL() {
 		t.Errorf("bosh-dns-adapter dials %s:%s, want %s", dnsAdapter.ServiceDiscoveryControllerAddress, dnsAdapter.ServiceDiscoveryControllerPort, p.DiscoveryURL())
 	}
-	if hs, err := LoadDNSHandlers(c.HandlersFile()); err != nil || len(hs) != 1 || hs[0].Domain != "apps.internal." || hs[0].Source.URL != "http://127.0.0.1:8053" {
+	if hs, err := boshdns.LoadHandlers(c.HandlersFile()); err != nil || len(hs) != 1 || hs[0].Domain != "apps.internal." || hs[0].Source.URL != "http://127.0.0.1:8053" {
 		t.Errorf("handlers.json: %v %+v", err, hs)
 	}
 }

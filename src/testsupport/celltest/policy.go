@@ -18,7 +18,7 @@ import (
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -197,7 +197,7 @@ func (l *Lab) PolicyStore(t testing.TB) *store.Store {
 // CC is a fake Cloud Controller (and UAA) with policy-server-asg-syncer
 // copying its security groups into the lab's policy database.
 type CC struct {
-	*fakecc.Server
+	*cc.Server
 	syncer *Proc
 }
 
@@ -209,13 +209,13 @@ type CC struct {
 func (l *Lab) StartCC(t testing.TB, pollSeconds int) *CC {
 	t.Helper()
 	const client, secret = "network-policy", "lab-secret"
-	cc := fakecc.New(client, secret)
-	t.Cleanup(func() { _ = cc.Close() })
-	pub, err := cc.Start("127.0.0.1:0", l.certs.ServerConfig(t, mtls.WithoutClientAuth()))
+	srv := cc.New(client, secret)
+	t.Cleanup(func() { _ = srv.Close() })
+	pub, err := srv.Start("127.0.0.1:0", l.certs.ServerConfig(t, mtls.WithoutClientAuth()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	internal, err := cc.Start("127.0.0.1:0", l.certs.ServerConfig(t))
+	internal, err := srv.Start("127.0.0.1:0", l.certs.ServerConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,10 +231,10 @@ func (l *Lab) StartCC(t testing.TB, pollSeconds int) *CC {
 		"log_prefix": "cfnetworking", "log_level": "debug", "metron_address": "127.0.0.1:3457", "request_timeout": 5,
 	}
 	path := writeJSON(t, l.Dir, "policy-server-asg-syncer.json", cfg)
-	c := &CC{Server: cc}
+	c := &CC{Server: srv}
 	c.syncer = Start(t, filepath.Join(l.Dir, "policy-server-asg-syncer.log"), nil, filepath.Join(l.Bins, "policy-server-asg-syncer"), "-config-file", path)
 	deadline := time.Now().Add(20 * time.Second)
-	for cc.Requests(fakecc.List) == 0 {
+	for srv.Requests(cc.List) == 0 {
 		if c.syncer.Exited() || time.Now().After(deadline) {
 			t.Fatalf("policy-server-asg-syncer never read Cloud Controller: %s", c.syncer.Output())
 		}
