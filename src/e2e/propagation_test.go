@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/celltest"
 )
@@ -39,20 +40,20 @@ func connects(c *celltest.Container, addr string) bool {
 func BenchmarkPolicyPropagation(b *testing.B) {
 	for _, mode := range []struct {
 		name  string
-		extra map[string]any
+		agent func(*agent.Config)
 	}{
 		{"long-poll", nil},
-		{"plain-5s", map[string]any{"long_poll_wait_seconds": 0}},
+		{"plain-5s", func(c *agent.Config) { c.LongPollWaitSeconds = new(int) }},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			b.StopTimer()
 			lab := celltest.New(b, celltest.Options{Cells: 2, Policy: true})
 			c1, c2 := lab.Cells[0], lab.Cells[1]
-			if mode.extra != nil {
+			if mode.agent != nil {
 				c1.KillAgent()
 				c2.KillAgent()
-				c1.StartAgent(mode.extra)
-				c2.StartAgent(mode.extra)
+				c1.StartAgent(mode.agent)
+				c2.StartAgent(mode.agent)
 			}
 			src := c1.AddContainer(b, app("bench-src", "space"))
 			dst := c2.AddContainer(b, app("bench-dst", "space"))

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/netman-release/netman/src/policyserver/asgsyncer"
 	"github.com/netman-release/netman/src/standin/cc"
 )
 
@@ -48,7 +50,11 @@ func (u *upper) cloudController() error {
 	if err := WaitFor(proc, 30*time.Second, func() error { _, err := admin.Requests(); return err }); err != nil {
 		return err
 	}
-	cfg := p.ASGSyncer(filepath.Join(certs, "vxlan-policy-agent", "client.crt"), filepath.Join(certs, "vxlan-policy-agent", "client.key"))
+	cfg := p.ASGSyncer(CloudController{
+		Public: p.CCPublicAddr(), Internal: p.CCInternalAddr(), Client: ccClientID, Secret: ccClientSecret,
+		ClientCert: filepath.Join(certs, "vxlan-policy-agent", "client.crt"), ClientKey: filepath.Join(certs, "vxlan-policy-agent", "client.key"),
+		PollSeconds: ASGPollIntervalSeconds,
+	})
 	path, err := WriteJSON(st.Dir, "policy-server-asg-syncer.json", cfg)
 	if err != nil {
 		return err
@@ -73,18 +79,28 @@ func (p *Plan) CCPublicAddr() string   { return "127.0.0.1:" + strconv.Itoa(p.Po
 func (p *Plan) CCInternalAddr() string { return "127.0.0.1:" + strconv.Itoa(p.Ports.CCInternal) }
 func (p *Plan) CCAdminAddr() string    { return "127.0.0.1:" + strconv.Itoa(p.Ports.CCAdmin) }
 
-// ASGSyncer is policy-server-asg-syncer's config for the lab: its Cloud
-// Controller, UAA on the same server, the policy database and its lock
-// (no locket).
-func (p *Plan) ASGSyncer(clientCert, clientKey string) map[string]any {
-	return map[string]any{
-		"uuid": "lab-asg-syncer", "asg_poll_interval_seconds": ASGPollIntervalSeconds, "retry_deadline_seconds": 300,
-		"database": p.PolicyDB, "uaa_client": ccClientID, "uaa_client_secret": ccClientSecret,
-		"uaa_url": "https://127.0.0.1", "uaa_port": p.Ports.CC, "uaa_ca": p.Certs.CA,
-		"cc_url": "https://" + p.CCPublicAddr(), "cc_ca_cert": p.Certs.CA,
-		"cc_internal_url": "https://" + p.CCInternalAddr(), "cc_internal_ca_cert": p.Certs.CA,
-		"cc_internal_client_cert": clientCert, "cc_internal_client_key": clientKey,
-		"log_prefix": "cfnetworking", "log_level": "debug", "metron_address": "127.0.0.1:3457", "request_timeout": 5,
+// CloudController is where policy-server-asg-syncer finds Cloud
+// Controller, and UAA on the same server (as the lab's).
+type CloudController struct {
+	Public, Internal      string // host:port of the public API (TLS) and of asg_latest_update (mutual TLS)
+	Client, Secret        string // the UAA client
+	ClientCert, ClientKey string // the syncer's pair for Internal
+	PollSeconds           int    // asg_poll_interval_seconds
+}
+
+// ASGSyncer is policy-server-asg-syncer's config: cc, the policy database
+// and its lock (no locket).
+func (p *Plan) ASGSyncer(cc CloudController) asgsyncer.Config {
+	host, port, _ := net.SplitHostPort(cc.Public)
+	uaaPort, _ := strconv.Atoi(port)
+	return asgsyncer.Config{
+		UUID: "lab-asg-syncer", ASGPollIntervalSeconds: cc.PollSeconds, RetryDeadlineSeconds: 300,
+		Database: p.PolicyDB, UAAClient: cc.Client, UAAClientSecret: cc.Secret,
+		UAAURL: "https://" + host, UAAPort: uaaPort, UAACA: p.Certs.CA,
+		CCURL: "https://" + cc.Public, CCCA: p.Certs.CA,
+		CCInternalURL: "https://" + cc.Internal, CCInternalCA: p.Certs.CA,
+		CCInternalClientCert: cc.ClientCert, CCInternalClientKey: cc.ClientKey,
+		LogPrefix: logPrefix, LogLevel: logLevel, MetronAddress: metronAddress, RequestTimeout: 5,
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/discovery/adapter"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/standin/boshdns"
@@ -55,32 +58,29 @@ func (p *Plan) DiscoveryURL() string {
 }
 
 // ServiceDiscoveryController is service-discovery-controller.json.
-func (p *Plan) ServiceDiscoveryController() map[string]any {
-	return map[string]any{
-		"address": p.RootIP(), "port": strconv.Itoa(p.Ports.Discovery), "index": "0",
-		"server_cert": p.Certs.DiscoveryCert, "server_key": p.Certs.DiscoveryKey, "ca_cert": p.Certs.CA,
-		"metron_port": 3457, "metrics_emit_seconds": 10,
-		"log_level_address": "127.0.0.1", "log_level_port": p.Ports.DiscoveryLogLevel,
-		"staleness_threshold_seconds": 3 * EmitIntervalSeconds, "pruning_interval_seconds": EmitIntervalSeconds,
-		"resume_pruning_delay_seconds": EmitIntervalSeconds, "warm_duration_seconds": EmitIntervalSeconds,
-		"read_header_timeout": "30s",
-		"nats": map[string]any{
-			"hosts": []map[string]any{{"hostname": p.RootIP(), "port": p.Ports.NATS}},
-			"user":  "", "pass": "", "tls_enabled": false,
-		},
+func (p *Plan) ServiceDiscoveryController() sdcontroller.Config {
+	return sdcontroller.Config{
+		Address: p.RootIP(), Port: strconv.Itoa(p.Ports.Discovery), Index: "0",
+		ServerCert: p.Certs.DiscoveryCert, ServerKey: p.Certs.DiscoveryKey, CACert: p.Certs.CA,
+		MetronPort: metronPort, MetricsEmitSeconds: 10,
+		LogLevelAddress: "127.0.0.1", LogLevelPort: p.Ports.DiscoveryLogLevel,
+		StalenessThresholdSeconds: 3 * EmitIntervalSeconds, PruningIntervalSeconds: EmitIntervalSeconds,
+		ResumePruningDelaySeconds: EmitIntervalSeconds, WarmDurationSeconds: EmitIntervalSeconds,
+		ReadHeaderTimeout: discovery.Duration(30 * time.Second),
+		Nats:              sdcontroller.NatsConfig{Hosts: []sdcontroller.NatsHost{{Hostname: p.RootIP(), Port: p.Ports.NATS}}},
 	}
 }
 
 // BoshDNSAdapter is a cell's bosh-dns-adapter.json: 127.0.0.1:8053 in the
 // cell, the controller over the underlay (its certificate carries RootIP).
-func (p *Plan) BoshDNSAdapter() map[string]any {
-	return map[string]any{
-		"address": "127.0.0.1", "port": strconv.Itoa(AdapterPort), "read_header_timeout": "5s",
-		"service_discovery_controller_address": p.RootIP(), "service_discovery_controller_port": strconv.Itoa(p.Ports.Discovery),
-		"client_cert": p.Certs.AdapterCert, "client_key": p.Certs.AdapterKey, "ca_cert": p.Certs.CA,
-		"metron_port": 3457, "metrics_emit_seconds": 10,
-		"log_level_address": "127.0.0.1", "log_level_port": AdapterLogLevelPort,
-		"internal_service_mesh_domains": []string{}, "internal_route_vip_range": "127.128.0.0/9",
+func (p *Plan) BoshDNSAdapter() adapter.Config {
+	return adapter.Config{
+		Address: "127.0.0.1", Port: strconv.Itoa(AdapterPort), ReadHeaderTimeout: discovery.Duration(5 * time.Second),
+		ServiceDiscoveryControllerAddress: p.RootIP(), ServiceDiscoveryControllerPort: strconv.Itoa(p.Ports.Discovery),
+		ClientCert: p.Certs.AdapterCert, ClientKey: p.Certs.AdapterKey, CACert: p.Certs.CA,
+		MetronPort: metronPort, MetricsEmitSeconds: 10,
+		LogLevelAddress: "127.0.0.1", LogLevelPort: AdapterLogLevelPort,
+		InternalServiceMeshDomains: []string{}, InternalRouteVIPRange: "127.128.0.0/9",
 	}
 }
 

@@ -40,6 +40,7 @@ import (
 
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/standin/app"
 )
 
@@ -288,7 +289,7 @@ func (u *upper) controlPlane() error {
 	u.say("databases (%s)", st.DB)
 	for _, db := range []struct {
 		name string
-		cfg  *map[string]any
+		cfg  *sqldb.Config
 	}{{"policy", &p.PolicyDB}, {"silk", &p.SilkDB}} {
 		name := st.Names + "_" + db.name
 		cfg, err := newDatabase(u.ctx, st.DB, st.Dir, name)
@@ -316,7 +317,7 @@ func (u *upper) controlPlane() error {
 	}
 	for _, d := range []struct {
 		bin, flag string
-		cfg       map[string]any
+		cfg       any // the daemon's Config
 		ready     string
 	}{
 		{"silk-controller", "-config", p.SilkController(), fmt.Sprintf("http://127.0.0.1:%d/health", p.Ports.ControllerHealth)},
@@ -412,7 +413,7 @@ func writeCellFiles(p *Plan, c CellPlan) error {
 	}
 	for _, f := range []struct {
 		dir, name string
-		v         map[string]any
+		v         any // the daemon's Config
 	}{
 		{c.Dir, "silk-daemon.json", p.SilkDaemon(c)},
 		{c.Dir, "vxlan-policy-agent.json", p.Agent(c)},

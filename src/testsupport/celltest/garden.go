@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/lab"
 )
 
@@ -26,11 +27,11 @@ type GardenResult struct {
 // renders it: cni_config_dir holds one conflist, cni-wrapper-plugin
 // delegating to silk-cni (WrapperConfig), and the plugins are the lab's
 // binaries.
-func (c *Cell) GardenConfig() map[string]any { return c.lab.plan.Adapter(c.plan()) }
+func (c *Cell) GardenConfig() gardennet.Config { return c.lab.plan.Adapter(c.plan()) }
 
 // GardenBindMount is where up bind-mounts a container's namespace.
 func (c *Cell) GardenBindMount(handle string) string {
-	return filepath.Join(c.GardenConfig()["bind_mount_dir"].(string), handle)
+	return filepath.Join(c.GardenConfig().BindMountDir, handle)
 }
 
 // writeGardenConfig writes the conflist and adapter.json; it returns the

@@ -6,14 +6,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/policyserver/store"
@@ -103,19 +102,19 @@ func (l *Lab) DeletePolicies(t testing.TB, policies ...map[string]any) time.Time
 	return at
 }
 
-// AgentConfig is the cell's vxlan-policy-agent.json (upstream keys).
-func (c *Cell) AgentConfig() map[string]any { return c.lab.plan.Agent(c.plan()) }
+// AgentConfig is the cell's vxlan-policy-agent.json.
+func (c *Cell) AgentConfig() agent.Config { return c.lab.plan.Agent(c.plan()) }
 
 // StartAgent starts the cell's vxlan-policy-agent and waits for its force
-// endpoint; extra overrides config keys.
-func (c *Cell) StartAgent(extra map[string]any) {
+// endpoint; configure, when not nil, changes its config first.
+func (c *Cell) StartAgent(configure func(*agent.Config)) {
 	t := c.lab.t
 	if err := os.MkdirAll(filepath.Join(c.Dir, "container-metadata"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.AgentConfig()
-	for k, v := range extra {
-		cfg[k] = v
+	if configure != nil {
+		configure(&cfg)
 	}
 	path := writeJSON(t, c.Dir, "vxlan-policy-agent.json", cfg)
 	if c.agent == nil {
@@ -163,11 +162,7 @@ func (c *Cell) AgentPID() int { return c.agent.p.PID }
 func (c *Cell) StartLogger() string {
 	t := c.lab.t
 	out := filepath.Join(c.Dir, "iptables.log")
-	path := writeJSON(t, c.Dir, "iptables-logger.json", map[string]any{
-		"kernel_log_file": "/dev/kmsg", "container_metadata_file": filepath.Join(c.Dir, "container-metadata", "store.json"),
-		"output_log_file": out, "metron_address": "127.0.0.1:3457", "host_ip": c.UnderlayIP,
-		"host_guid": fmt.Sprintf("cell-%d", c.Index), "log_timestamp_format": "rfc3339",
-	})
+	path := writeJSON(t, c.Dir, "iptables-logger.json", c.lab.plan.IPTablesLogger(c.plan(), out))
 	p := Start(t, filepath.Join(c.Dir, "iptables-logger.log"), nil, filepath.Join(c.lab.Bins, "iptables-logger"), "-config-file", path)
 	time.Sleep(200 * time.Millisecond) // it tails from the end: let it open the log first
 	if p.Exited() {
@@ -219,17 +214,10 @@ func (l *Lab) StartCC(t testing.TB, pollSeconds int) *CC {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := strings.Cut(pub, ":")
-	uaaPort, _ := strconv.Atoi(port)
-	cfg := map[string]any{
-		"uuid": "celltest-syncer", "asg_poll_interval_seconds": pollSeconds, "retry_deadline_seconds": 300,
-		"database":   map[string]any{"type": sqldb.TypeSQLite, "database_name": filepath.Join(l.Dir, "policy.db"), "timeout": 10},
-		"uaa_client": client, "uaa_client_secret": secret, "uaa_url": "https://" + host, "uaa_port": uaaPort, "uaa_ca": l.certs.CAFile,
-		"cc_url": "https://" + pub, "cc_ca_cert": l.certs.CAFile,
-		"cc_internal_url": "https://" + internal, "cc_internal_ca_cert": l.certs.CAFile,
-		"cc_internal_client_cert": l.certs.ClientCert, "cc_internal_client_key": l.certs.ClientKey,
-		"log_prefix": "cfnetworking", "log_level": "debug", "metron_address": "127.0.0.1:3457", "request_timeout": 5,
-	}
+	cfg := l.plan.ASGSyncer(lab.CloudController{
+		Public: pub, Internal: internal, Client: client, Secret: secret,
+		ClientCert: l.certs.ClientCert, ClientKey: l.certs.ClientKey, PollSeconds: pollSeconds,
+	})
 	path := writeJSON(t, l.Dir, "policy-server-asg-syncer.json", cfg)
 	c := &CC{Server: srv}
 	c.syncer = Start(t, filepath.Join(l.Dir, "policy-server-asg-syncer.log"), nil, filepath.Join(l.Bins, "policy-server-asg-syncer"), "-config-file", path)
