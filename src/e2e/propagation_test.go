@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/agent"
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/celltest"
 )
@@ -67,7 +68,7 @@ func BenchmarkPolicyPropagation(b *testing.B) {
 				for p := 0; p < policiesPerRun; p++ {
 					addr := fmt.Sprintf("%s:%d", dst.IP, port)
 					b.StartTimer()
-					created := lab.CreatePolicies(b, celltest.PolicyJSON("bench-src", "bench-dst", "tcp", port, port))
+					created := lab.CreatePolicies(b, policy.NewPolicy("bench-src", "bench-dst", "tcp", port, port))
 					for {
 						if connects(src, addr) {
 							break
@@ -80,7 +81,7 @@ func BenchmarkPolicyPropagation(b *testing.B) {
 					lat.Add(time.Since(created))
 					b.StopTimer()
 					// Next iteration reuses the ports: delete and wait for the deny.
-					lab.DeletePolicies(b, celltest.PolicyJSON("bench-src", "bench-dst", "tcp", port, port))
+					lab.DeletePolicies(b, policy.NewPolicy("bench-src", "bench-dst", "tcp", port, port))
 					port++
 					if port == 20000+policiesPerRun {
 						port = 20000

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/standin/app"
 	"github.com/netman-release/netman/src/standin/boshdns"
 )
@@ -161,8 +162,8 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 		return Report{}, errors.New("the lab has no frontend and backend apps")
 	}
 	r := Report{Cells: st.Cells, Frontend: *fe, Backend: *be}
-	api := API{URL: st.Plan.ExternalURL(), Token: st.Token}
-	policy := Policy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)
+	api := st.Plan.PolicyAPI(st.Token)
+	policies := []policy.Policy{policy.NewPolicy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)}
 
 	// 0. The backend's name resolves in the frontend's container.
 	since := fe.UpAt.Add(100 * time.Millisecond)
@@ -213,9 +214,10 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	// 2. The policy lets the frontend in.
 	fmt.Fprintf(log, "==> demo: POST /networking/v1/external/policies %s → %s tcp %d\n", fe.Name, be.Name, be.Port)
 	sent := time.Now()
-	answered, err := api.CreatePolicies(policy)
+	err = api.CreatePolicies(ctx, policies)
+	answered := time.Now()
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("create policies: %w", err)
 	}
 	if err := r.change(ctx, fe.Log, "policy added", fmt.Sprintf("POST /networking/v1/external/policies  %s → %s tcp %d", fe.Name, be.Name, be.Port), true, sent, answered); err != nil {
 		return r, err
@@ -224,9 +226,10 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	// 3. Deleting it shuts the frontend out again.
 	fmt.Fprintf(log, "==> demo: POST /networking/v1/external/policies/delete\n")
 	sent = time.Now()
-	answered, err = api.DeletePolicies(policy)
+	err = api.DeletePolicies(ctx, policies)
+	answered = time.Now()
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("delete policies: %w", err)
 	}
 	if err := r.change(ctx, fe.Log, "policy removed", "POST /networking/v1/external/policies/delete", false, sent, answered); err != nil {
 		return r, err

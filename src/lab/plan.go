@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/netman-release/netman/src/agent"
+	"github.com/netman-release/netman/src/cli/policyapi"
 	"github.com/netman-release/netman/src/cniwrapper"
 	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/iptableslogger"
@@ -110,6 +111,12 @@ func (p *Plan) RootIP() string { return p.Prefix + "1" }
 
 // ExternalURL is policy-server's external API (plain HTTP on 127.0.0.1).
 func (p *Plan) ExternalURL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.Ports.External) }
+
+// PolicyAPI is a client of policy-server's external API with the bearer
+// token (one in TokensFile).
+func (p *Plan) PolicyAPI(token string) *policyapi.Client {
+	return policyapi.New(p.ExternalURL(), nil, "Bearer "+token, "netman-lab")
+}
 
 // InternalURL is policy-server-internal's API on the underlay.
 func (p *Plan) InternalURL() string {

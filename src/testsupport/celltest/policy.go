@@ -15,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/standin/cc"
@@ -74,30 +75,25 @@ func (l *Lab) StopInternal() {
 	_ = l.Policy.internal.Wait(l.t, 15*time.Second)
 }
 
-// PolicyJSON is one v1 external API policy.
-func PolicyJSON(src, dst, proto string, start, end int) map[string]any {
-	return lab.Policy(src, dst, proto, start, end)
-}
-
-func (l *Lab) api() lab.API { return lab.API{URL: l.Policy.ExternalURL, Token: AdminToken} }
-
 // CreatePolicies creates policies through the external API and returns
 // when it answered (the moment propagation is measured from).
-func (l *Lab) CreatePolicies(t testing.TB, policies ...map[string]any) time.Time {
+func (l *Lab) CreatePolicies(t testing.TB, policies ...policy.Policy) time.Time {
 	t.Helper()
-	at, err := l.api().CreatePolicies(policies...)
+	err := l.plan.PolicyAPI(AdminToken).CreatePolicies(context.Background(), policies)
+	at := time.Now()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("create policies: %v", err)
 	}
 	return at
 }
 
 // DeletePolicies deletes policies through the external API.
-func (l *Lab) DeletePolicies(t testing.TB, policies ...map[string]any) time.Time {
+func (l *Lab) DeletePolicies(t testing.TB, policies ...policy.Policy) time.Time {
 	t.Helper()
-	at, err := l.api().DeletePolicies(policies...)
+	err := l.plan.PolicyAPI(AdminToken).DeletePolicies(context.Background(), policies)
+	at := time.Now()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("delete policies: %v", err)
 	}
 	return at
 }
