@@ -6,11 +6,12 @@
 //
 // `up` builds the lab from the binaries in --bin, runs the policy demo,
 // prints its report and, without --keep, removes the lab again. The hidden
-// subcommands are the lab's own processes: `app` inside each app container,
-// `nats` (an embedded NATS server), `route-emitter` (registers a cell's apps'
-// internal routes as route_emitter does) and `dns` (a cell's DNS front end,
-// answering *.apps.internal from bosh-dns-adapter, in bosh-dns's place) and
-// `cc` (a fake Cloud Controller for policy-server-asg-syncer).
+// subcommands are the lab's own processes, the Cloud Foundry stand-ins of
+// src/standin: `app` inside each app container, `nats` (an embedded NATS
+// server), `route-emitter` (registers a cell's apps' internal routes as
+// route_emitter does), `dns` (a cell's DNS front end, answering
+// *.apps.internal from bosh-dns-adapter, in bosh-dns's place) and `cc` (a
+// Cloud Controller for policy-server-asg-syncer).
 package main
 
 import (
@@ -24,6 +25,11 @@ import (
 	"syscall"
 
 	"github.com/netman-release/netman/src/lab"
+	"github.com/netman-release/netman/src/standin/app"
+	"github.com/netman-release/netman/src/standin/boshdns"
+	"github.com/netman-release/netman/src/standin/cc"
+	"github.com/netman-release/netman/src/standin/natsserver"
+	"github.com/netman-release/netman/src/standin/routeemitter"
 )
 
 const usage = `usage: netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--keep] [--dir DIR] [--bin DIR]
@@ -61,15 +67,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	case "app":
-		err = lab.RunApp(ctx, args[1:], stdout)
+		err = app.Run(ctx, args[1:], stdout)
 	case "nats":
-		err = lab.RunNATS(ctx, args[1:], stdout)
+		err = natsserver.Run(ctx, args[1:], stdout)
 	case "route-emitter":
-		err = lab.RunRouteEmitter(ctx, args[1:], stdout)
+		err = routeemitter.Run(ctx, args[1:], stdout)
 	case "dns":
-		err = lab.RunDNS(ctx, args[1:], stdout)
+		err = boshdns.Run(ctx, args[1:], stdout)
 	case "cc":
-		err = lab.RunCC(ctx, args[1:], stdout)
+		err = cc.Run(ctx, args[1:], stdout)
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2

@@ -14,7 +14,7 @@ import (
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
@@ -45,17 +45,17 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 // Controller with the SQLite database lock.
 func TestSyncsAndStopsOnSIGTERM(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
-	cc := fakecc.New("network-policy", "secret")
-	t.Cleanup(func() { _ = cc.Close() })
-	public, err := cc.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
+	srv := cc.New("network-policy", "secret")
+	t.Cleanup(func() { _ = srv.Close() })
+	public, err := srv.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	internal, err := cc.Start("127.0.0.1:0", files.ServerConfig(t))
+	internal, err := srv.Start("127.0.0.1:0", files.ServerConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc.Put(fakecc.SecurityGroup{GUID: "asg-1", Name: "dns", RunningDefault: true, Rules: []fakecc.Rule{{Protocol: "udp", Destination: "0.0.0.0/0", Ports: "53"}}})
+	srv.Put(cc.SecurityGroup{GUID: "asg-1", Name: "dns", RunningDefault: true, Rules: []cc.Rule{{Protocol: "udp", Destination: "0.0.0.0/0", Ports: "53"}}})
 
 	dir := t.TempDir()
 	dbc := sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: filepath.Join(dir, "policy.db"), Timeout: 5}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/testsupport/celltest"
 )
 
@@ -22,9 +23,9 @@ func BenchmarkAgentIdle(b *testing.B) {
 	const dsts, perDst = 10, 1000
 	for d := 0; d < dsts; d++ {
 		cell.AddContainer(b, app(fmt.Sprintf("idle-dst-%d", d), "space"))
-		var batch []map[string]any
+		var batch []policy.Policy
 		for s := 0; s < perDst; s++ {
-			batch = append(batch, celltest.PolicyJSON(fmt.Sprintf("idle-src-%04d", s), fmt.Sprintf("idle-dst-%d", d), "tcp", 8080, 8080))
+			batch = append(batch, policy.NewPolicy(fmt.Sprintf("idle-src-%04d", s), fmt.Sprintf("idle-dst-%d", d), "tcp", 8080, 8080))
 		}
 		lab.CreatePolicies(b, batch...)
 	}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/standin/cc"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/celltest"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
 )
 
 // egressGroup is a security group allowing tcp to dest:port, bound to the
@@ -168,9 +168,9 @@ func benchASGChanges(b *testing.B, lab *celltest.Lab, change func(bound bool, ex
 }
 
 // ccGroup is egressGroup as Cloud Controller holds it.
-func ccGroup(guid, dest string, port int, runningSpaces ...string) fakecc.SecurityGroup {
-	return fakecc.SecurityGroup{GUID: guid, Name: guid, RunningSpaces: runningSpaces,
-		Rules: []fakecc.Rule{{Protocol: "tcp", Destination: dest, Ports: strconv.Itoa(port)}}}
+func ccGroup(guid, dest string, port int, runningSpaces ...string) cc.SecurityGroup {
+	return cc.SecurityGroup{GUID: guid, Name: guid, RunningSpaces: runningSpaces,
+		Rules: []cc.Rule{{Protocol: "tcp", Destination: dest, Ports: strconv.Itoa(port)}}}
 }
 
 // TestDynamicASGsThroughCloudController is the whole path: a security
@@ -180,7 +180,7 @@ func ccGroup(guid, dest string, port int, runningSpaces ...string) fakecc.Securi
 func TestDynamicASGsThroughCloudController(t *testing.T) {
 	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true})
 	c1, c2 := lab.Cells[0], lab.Cells[1]
-	cc := lab.StartCC(t, 1)
+	cloud := lab.StartCC(t, 1)
 	ext, extIP := lab.NewHost(200)
 	celltest.Listen(t, ext, "tcp", extIP+":8443")
 	target := extIP + ":8443"
@@ -191,7 +191,7 @@ func TestDynamicASGsThroughCloudController(t *testing.T) {
 	}
 
 	changed := time.Now()
-	cc.Put(ccGroup("sg-web", extIP, 8443, "space-1"))
+	cloud.Put(ccGroup("sg-web", extIP, 8443, "space-1"))
 	seen := waitConnects(t, a, target, true, 10*time.Second)
 	t.Logf("created in CC: enforced %s later", seen.Sub(changed))
 	if connects(b, target) {
@@ -199,20 +199,20 @@ func TestDynamicASGsThroughCloudController(t *testing.T) {
 	}
 
 	changed = time.Now()
-	if err := cc.BindRunning("sg-web", "space-2"); err != nil {
+	if err := cloud.BindRunning("sg-web", "space-2"); err != nil {
 		t.Fatal(err)
 	}
 	seen = waitConnects(t, b, target, true, 10*time.Second)
 	t.Logf("bound in CC: enforced %s later", seen.Sub(changed))
 
 	changed = time.Now()
-	if !cc.Delete("sg-web") {
+	if !cloud.Delete("sg-web") {
 		t.Fatal("delete: no such group")
 	}
 	seenA := waitConnects(t, a, target, false, 10*time.Second)
 	seenB := waitConnects(t, b, target, false, 10*time.Second)
 	t.Logf("deleted in CC: enforced %s (cell 1) and %s (cell 2) later", seenA.Sub(changed), seenB.Sub(changed))
-	if log := cc.SyncerLog(); strings.Contains(log, `"level":"error"`) {
+	if log := cloud.SyncerLog(); strings.Contains(log, `"level":"error"`) {
 		t.Errorf("the syncer logged errors:\n%s", log)
 	}
 }
@@ -226,13 +226,13 @@ func TestDynamicASGsThroughCloudController(t *testing.T) {
 func BenchmarkCCASGPropagation(b *testing.B) {
 	b.StopTimer()
 	lab := celltest.New(b, celltest.Options{Cells: 2, Policy: true})
-	cc := lab.StartCC(b, 1)
+	cloud := lab.StartCC(b, 1)
 	benchASGChanges(b, lab, func(bound bool, extIP string) time.Time {
 		changed := time.Now()
 		if bound {
-			cc.Put(ccGroup("sg-bench", extIP, 8443, "space-1"))
+			cloud.Put(ccGroup("sg-bench", extIP, 8443, "space-1"))
 		} else {
-			cc.Delete("sg-bench")
+			cloud.Delete("sg-bench")
 		}
 		return changed
 	}, func() {

@@ -138,7 +138,7 @@ func sameFile(a, b string) bool {
 // portState is the cell's port state file without its final newline.
 func portState(t *testing.T, c *celltest.Cell) string {
 	t.Helper()
-	b, err := os.ReadFile(c.GardenConfig()["state_file"].(string))
+	b, err := os.ReadFile(c.GardenConfig().StateFilePath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ type storeEntry struct {
 // metadataStore reads the cell's container metadata store.
 func metadataStore(t *testing.T, c *celltest.Cell) map[string]storeEntry {
 	t.Helper()
-	b, err := os.ReadFile(c.WrapperConfig()["datastore"].(string))
+	b, err := os.ReadFile(c.WrapperConfig().Datastore)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/testsupport/celltest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
@@ -43,7 +44,7 @@ func TestPolicyEnforcement(t *testing.T) {
 	celltest.Listen(t, a.NS, "tcp", a.IP+":8080")
 	celltest.Listen(t, c.NS, "tcp", c.IP+":7000")
 
-	tcp8080 := celltest.PolicyJSON("app-a", "app-b", "tcp", 8080, 8080)
+	tcp8080 := policy.NewPolicy("app-a", "app-b", "tcp", 8080, 8080)
 	t.Run("no policy, no traffic", func(t *testing.T) {
 		denied(t, a, "tcp", b.IP+":8080")
 		denied(t, c, "tcp", b.IP+":8080")
@@ -58,7 +59,7 @@ func TestPolicyEnforcement(t *testing.T) {
 	})
 
 	t.Run("udp and port ranges", func(t *testing.T) {
-		lab.CreatePolicies(t, celltest.PolicyJSON("app-a", "app-b", "udp", 5353, 5353), celltest.PolicyJSON("app-c", "app-b", "tcp", 9000, 9010))
+		lab.CreatePolicies(t, policy.NewPolicy("app-a", "app-b", "udp", 5353, 5353), policy.NewPolicy("app-c", "app-b", "tcp", 9000, 9010))
 		eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "udp", b.IP+":5353", "udp a to b") })
 		eventually(t, 5*time.Second, func() error { return celltest.Echo(c.NS, "tcp", b.IP+":9003", "range c to b") })
 		denied(t, c, "tcp", b.IP+":8080")
@@ -66,7 +67,7 @@ func TestPolicyEnforcement(t *testing.T) {
 
 	t.Run("same-cell policy", func(t *testing.T) {
 		denied(t, a, "tcp", c.IP+":7000")
-		lab.CreatePolicies(t, celltest.PolicyJSON("app-a", "app-c", "tcp", 7000, 7000))
+		lab.CreatePolicies(t, policy.NewPolicy("app-a", "app-c", "tcp", 7000, 7000))
 		eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "tcp", c.IP+":7000", "a to c") })
 	})
 
@@ -184,7 +185,7 @@ func TestIptablesLoggerReportsC2CTraffic(t *testing.T) {
 	celltest.Listen(t, b.NS, "tcp", b.IP+":8080")
 
 	denied(t, a, "tcp", b.IP+":8080")
-	lab.CreatePolicies(t, celltest.PolicyJSON("log-app-a", "log-app-b", "tcp", 8080, 8080))
+	lab.CreatePolicies(t, policy.NewPolicy("log-app-a", "log-app-b", "tcp", 8080, 8080))
 	eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "tcp", b.IP+":8080", "logged") })
 
 	type event struct {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/agent"
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/celltest"
 )
@@ -39,20 +41,20 @@ func connects(c *celltest.Container, addr string) bool {
 func BenchmarkPolicyPropagation(b *testing.B) {
 	for _, mode := range []struct {
 		name  string
-		extra map[string]any
+		agent func(*agent.Config)
 	}{
 		{"long-poll", nil},
-		{"plain-5s", map[string]any{"long_poll_wait_seconds": 0}},
+		{"plain-5s", func(c *agent.Config) { c.LongPollWaitSeconds = new(int) }},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			b.StopTimer()
 			lab := celltest.New(b, celltest.Options{Cells: 2, Policy: true})
 			c1, c2 := lab.Cells[0], lab.Cells[1]
-			if mode.extra != nil {
+			if mode.agent != nil {
 				c1.KillAgent()
 				c2.KillAgent()
-				c1.StartAgent(mode.extra)
-				c2.StartAgent(mode.extra)
+				c1.StartAgent(mode.agent)
+				c2.StartAgent(mode.agent)
 			}
 			src := c1.AddContainer(b, app("bench-src", "space"))
 			dst := c2.AddContainer(b, app("bench-dst", "space"))
@@ -66,7 +68,7 @@ func BenchmarkPolicyPropagation(b *testing.B) {
 				for p := 0; p < policiesPerRun; p++ {
 					addr := fmt.Sprintf("%s:%d", dst.IP, port)
 					b.StartTimer()
-					created := lab.CreatePolicies(b, celltest.PolicyJSON("bench-src", "bench-dst", "tcp", port, port))
+					created := lab.CreatePolicies(b, policy.NewPolicy("bench-src", "bench-dst", "tcp", port, port))
 					for {
 						if connects(src, addr) {
 							break
@@ -79,7 +81,7 @@ func BenchmarkPolicyPropagation(b *testing.B) {
 					lat.Add(time.Since(created))
 					b.StopTimer()
 					// Next iteration reuses the ports: delete and wait for the deny.
-					lab.DeletePolicies(b, celltest.PolicyJSON("bench-src", "bench-dst", "tcp", port, port))
+					lab.DeletePolicies(b, policy.NewPolicy("bench-src", "bench-dst", "tcp", port, port))
 					port++
 					if port == 20000+policiesPerRun {
 						port = 20000

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/netman-release/netman/src/standin/app"
+	"github.com/netman-release/netman/src/standin/cc"
 )
 
 // The ASG act of the demo: the frontend's egress caller is denied the
@@ -30,7 +33,7 @@ type asgChanger interface {
 // newASGChanger returns the lab's way of changing security groups: its
 // Cloud Controller, which policy-server-asg-syncer polls.
 func newASGChanger(_ context.Context, st *State) (asgChanger, error) {
-	return ccASGs{admin: st.Plan.CCAdminAddr()}, nil
+	return ccASGs{admin: cc.Admin{Addr: st.Plan.CCAdminAddr()}}, nil
 }
 
 func shortGUID(g string) string {
@@ -54,7 +57,7 @@ func (r *Report) asgSteps(ctx context.Context, st *State, asgs asgChanger, log i
 
 	// 4. No group: a denied call.
 	fmt.Fprintf(log, "==> demo: %s calls %s with no security group\n", from, e.Calls)
-	c, err := waitCall(ctx, e.Log, e.UpAt, time.Now().Add(DemoTimeout), func(c Call) bool { return !c.Allowed })
+	c, err := app.WaitCall(ctx, e.Log, e.UpAt, time.Now().Add(DemoTimeout), func(c app.Call) bool { return !c.Allowed })
 	if err != nil {
 		return fmt.Errorf("the frontend's egress caller: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	_ "github.com/go-sql-driver/mysql" // registers "mysql" for the admin connection
 	_ "github.com/lib/pq"              // registers "postgres" for the admin connection
+
+	"github.com/netman-release/netman/src/sqldb"
 )
 
 // Database types the lab runs on.
@@ -22,19 +24,19 @@ const (
 // the machine defaults scripts/lib/db.sh sets up.
 type server struct {
 	driver, dsn string
-	config      map[string]any // the `database` object, less database_name
-	drop        string         // DROP DATABASE statement prefix
+	config      sqldb.Config // the `database` object, less database_name
+	drop        string       // DROP DATABASE statement prefix
 }
 
 var servers = map[string]server{
 	DBPostgres: {
 		driver: "postgres", dsn: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-		config: map[string]any{"type": "postgres", "user": "postgres", "password": "", "host": "127.0.0.1", "port": 5432, "timeout": 30},
+		config: sqldb.Config{Type: sqldb.TypePostgres, User: "postgres", Host: "127.0.0.1", Port: 5432, Timeout: 30},
 		drop:   "DROP DATABASE IF EXISTS %s WITH (FORCE)",
 	},
 	DBMySQL: {
 		driver: "mysql", dsn: "root:@tcp(127.0.0.1:3306)/",
-		config: map[string]any{"type": "mysql", "user": "root", "password": "", "host": "127.0.0.1", "port": 3306, "timeout": 30},
+		config: sqldb.Config{Type: sqldb.TypeMySQL, User: "root", Host: "127.0.0.1", Port: 3306, Timeout: 30},
 		drop:   "DROP DATABASE IF EXISTS %s",
 	},
 }
@@ -43,34 +45,30 @@ var servers = map[string]server{
 // sqlite, a fresh database on the server otherwise) and returns its
 // `database` object. A database of that name left by an earlier lab is
 // replaced.
-func newDatabase(ctx context.Context, kind, dir, name string) (map[string]any, error) {
+func newDatabase(ctx context.Context, kind, dir, name string) (sqldb.Config, error) {
 	if kind == DBSQLite {
 		return SQLite(filepath.Join(dir, name+".db")), nil
 	}
 	srv, ok := servers[kind]
 	if !ok {
-		return nil, fmt.Errorf("unknown database %q (sqlite, postgres or mysql)", kind)
+		return sqldb.Config{}, fmt.Errorf("unknown database %q (sqlite, postgres or mysql)", kind)
 	}
 	err := srv.exec(ctx, fmt.Sprintf(srv.drop, name), "CREATE DATABASE "+name)
 	if err != nil {
-		return nil, err
+		return sqldb.Config{}, err
 	}
-	cfg := map[string]any{"database_name": name}
-	for k, v := range srv.config {
-		cfg[k] = v
-	}
+	cfg := srv.config
+	cfg.DatabaseName = name
 	return cfg, nil
 }
 
 // dropDatabase drops a database newDatabase made on a server.
-func dropDatabase(ctx context.Context, cfg map[string]any) error {
-	kind, _ := cfg["type"].(string)
-	name, _ := cfg["database_name"].(string)
-	srv, ok := servers[kind]
-	if !ok || name == "" {
+func dropDatabase(ctx context.Context, cfg sqldb.Config) error {
+	srv, ok := servers[cfg.Type]
+	if !ok || cfg.DatabaseName == "" {
 		return nil // sqlite: a file in the lab's directory
 	}
-	return srv.exec(ctx, fmt.Sprintf(srv.drop, name))
+	return srv.exec(ctx, fmt.Sprintf(srv.drop, cfg.DatabaseName))
 }
 
 func (srv server) exec(ctx context.Context, stmts ...string) error {
@@ -83,7 +81,7 @@ func (srv server) exec(ctx context.Context, stmts ...string) error {
 	defer cancel()
 	for _, s := range stmts {
 		if _, err := db.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%s on %s: %w", s, srv.config["host"], err)
+			return fmt.Errorf("%s on %s: %w", s, srv.config.Host, err)
 		}
 	}
 	return nil

@@ -12,7 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/standin/app"
+	"github.com/netman-release/netman/src/standin/boshdns"
 )
 
 // Step is one act of the demo: what was done and what the frontend saw.
@@ -159,8 +162,8 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 		return Report{}, errors.New("the lab has no frontend and backend apps")
 	}
 	r := Report{Cells: st.Cells, Frontend: *fe, Backend: *be}
-	api := API{URL: st.Plan.ExternalURL(), Token: st.Token}
-	policy := Policy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)
+	api := st.Plan.PolicyAPI(st.Token)
+	policies := []policy.Policy{policy.NewPolicy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)}
 
 	// 0. The backend's name resolves in the frontend's container.
 	since := fe.UpAt.Add(100 * time.Millisecond)
@@ -180,13 +183,13 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	// through.
 	fmt.Fprintf(log, "==> demo: %s calls %s with no policy\n", fe.Name, be.Name)
 	deadline := time.Now().Add(DemoTimeout)
-	if _, err := waitCall(ctx, fe.Log, enough, deadline, func(Call) bool { return true }); err != nil {
+	if _, err := app.WaitCall(ctx, fe.Log, enough, deadline, func(app.Call) bool { return true }); err != nil {
 		return r, err
 	}
-	if _, err := waitCall(ctx, fe.Log, since, deadline, Call.Resolved); err != nil {
+	if _, err := app.WaitCall(ctx, fe.Log, since, deadline, app.Call.Resolved); err != nil {
 		return r, fmt.Errorf("%s never resolved %s: %w", fe.Name, be.Route, err)
 	}
-	calls, err := ReadCalls(fe.Log)
+	calls, err := app.ReadCalls(fe.Log)
 	if err != nil {
 		return r, err
 	}
@@ -211,9 +214,10 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	// 2. The policy lets the frontend in.
 	fmt.Fprintf(log, "==> demo: POST /networking/v1/external/policies %s → %s tcp %d\n", fe.Name, be.Name, be.Port)
 	sent := time.Now()
-	answered, err := api.CreatePolicies(policy)
+	err = api.CreatePolicies(ctx, policies)
+	answered := time.Now()
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("create policies: %w", err)
 	}
 	if err := r.change(ctx, fe.Log, "policy added", fmt.Sprintf("POST /networking/v1/external/policies  %s → %s tcp %d", fe.Name, be.Name, be.Port), true, sent, answered); err != nil {
 		return r, err
@@ -222,9 +226,10 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	// 3. Deleting it shuts the frontend out again.
 	fmt.Fprintf(log, "==> demo: POST /networking/v1/external/policies/delete\n")
 	sent = time.Now()
-	answered, err = api.DeletePolicies(policy)
+	err = api.DeletePolicies(ctx, policies)
+	answered = time.Now()
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("delete policies: %w", err)
 	}
 	if err := r.change(ctx, fe.Log, "policy removed", "POST /networking/v1/external/policies/delete", false, sent, answered); err != nil {
 		return r, err
@@ -248,14 +253,14 @@ var DemoTimeout = 15 * time.Second
 // message away) or DemoTimeout passes.
 func resolveIn(ctx context.Context, nsName, server, name, want string) (Lookup, error) {
 	l := Lookup{Name: name, Server: server}
-	ns := &netnstest.NS{Name: nsName, Path: "/run/netns/" + nsName}
+	ns := namespace.Named(nsName)
 	deadline := time.Now().Add(DemoTimeout)
 	for {
 		var ips []netip.Addr
 		start := time.Now()
 		err := ns.Do(func() error {
 			var err error
-			ips, err = Resolver{Server: server}.LookupA(ctx, name)
+			ips, err = boshdns.Resolver{Server: server}.LookupA(ctx, name)
 			return err
 		})
 		l.Took, l.IPs = time.Since(start), nil
@@ -266,7 +271,7 @@ func resolveIn(ctx context.Context, nsName, server, name, want string) (Lookup, 
 			// Time a second answer: the first may have waited out the
 			// controller's warm-up.
 			start = time.Now()
-			if ns.Do(func() error { _, err := (Resolver{Server: server}).LookupA(ctx, name); return err }) == nil {
+			if ns.Do(func() error { _, err := (boshdns.Resolver{Server: server}).LookupA(ctx, name); return err }) == nil {
 				l.Took = time.Since(start)
 			}
 			return l, nil
@@ -288,7 +293,7 @@ func later(a, b time.Time) time.Time {
 // change waits for the frontend's first call with outcome allowed made
 // since the request was sent and records the step.
 func (r *Report) change(ctx context.Context, log, title, action string, allowed bool, sent, answered time.Time) error {
-	c, err := waitCall(ctx, log, sent, answered.Add(DemoTimeout), func(c Call) bool { return c.Allowed == allowed })
+	c, err := app.WaitCall(ctx, log, sent, answered.Add(DemoTimeout), func(c app.Call) bool { return c.Allowed == allowed })
 	step := Step{Title: title, Action: action, Allowed: allowed, Detail: c.Detail}
 	if err != nil {
 		step.Allowed = !allowed
@@ -299,34 +304,6 @@ func (r *Report) change(ctx context.Context, log, title, action string, allowed 
 	step.After = max(c.Time.Sub(answered), 0)
 	r.Steps = append(r.Steps, step)
 	return nil
-}
-
-// waitCall polls the caller's log for the first call at or after since
-// that matches, until deadline.
-func waitCall(ctx context.Context, log string, since, deadline time.Time, match func(Call) bool) (Call, error) {
-	for {
-		calls, err := ReadCalls(log)
-		if err != nil {
-			return Call{}, err
-		}
-		for _, c := range calls {
-			if !c.Time.Before(since) && match(c) {
-				return c, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			last := "no calls at all"
-			if len(calls) > 0 {
-				last = "last call: " + calls[len(calls)-1].Detail
-			}
-			return Call{}, fmt.Errorf("no such call in %s by %s (%s)", log, deadline.Format(time.TimeOnly), last)
-		}
-		select {
-		case <-ctx.Done():
-			return Call{}, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // Tour is what to try on a lab left running; paths are shown relative to

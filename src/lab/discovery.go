@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,9 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netman-release/netman/src/discovery/routes"
+	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/discovery/adapter"
+	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/mtls"
-	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/standin/boshdns"
+	"github.com/netman-release/netman/src/standin/routeemitter"
 )
 
 // App service discovery in the lab, laid out as on a real deployment:
@@ -28,20 +30,20 @@ import (
 // (the wrapper's dns_servers); and a route emitter per cell registering
 // the cell's apps as <app>.apps.internal and <index>.<app>.apps.internal.
 const (
-	// DNSServer is the cells' resolver for containers (bosh-dns's
-	// link-local address upstream is 169.254.0.2).
-	DNSServer = "169.254.0.53"
+	// DNSServer is the cells' resolver for containers: where their DNS
+	// front end (boshdns) listens.
+	DNSServer = boshdns.DefaultAddress
 	// AppsDomain is the internal domain apps are registered under.
 	AppsDomain = "apps.internal"
 	// AdapterPort and AdapterLogLevelPort are bosh-dns-adapter's, on
 	// 127.0.0.1 inside each cell.
 	AdapterPort, AdapterLogLevelPort = 8053, 8066
-	// EmitIntervalSeconds is the route emitters' interval: upstream's
-	// route_emitter_interval_seconds (60), shortened. The controller is
-	// rendered from it as its BOSH job renders it (pruning, resume delay and
-	// warm-up all equal to it), with staleness at three intervals as
-	// cf-deployment's 180 s against 60 s.
-	EmitIntervalSeconds = 5
+	// EmitIntervalSeconds is the route emitters' interval
+	// (routeemitter.DefaultInterval). The controller is rendered from it
+	// as its BOSH job renders it (pruning, resume delay and warm-up all
+	// equal to it), with staleness at three intervals as cf-deployment's
+	// 180 s against 60 s.
+	EmitIntervalSeconds = int(routeemitter.DefaultInterval / time.Second)
 )
 
 // AppRoute is an app's internal route, <name>.apps.internal.
@@ -56,38 +58,35 @@ func (p *Plan) DiscoveryURL() string {
 }
 
 // ServiceDiscoveryController is service-discovery-controller.json.
-func (p *Plan) ServiceDiscoveryController() map[string]any {
-	return map[string]any{
-		"address": p.RootIP(), "port": strconv.Itoa(p.Ports.Discovery), "index": "0",
-		"server_cert": p.Certs.DiscoveryCert, "server_key": p.Certs.DiscoveryKey, "ca_cert": p.Certs.CA,
-		"metron_port": 3457, "metrics_emit_seconds": 10,
-		"log_level_address": "127.0.0.1", "log_level_port": p.Ports.DiscoveryLogLevel,
-		"staleness_threshold_seconds": 3 * EmitIntervalSeconds, "pruning_interval_seconds": EmitIntervalSeconds,
-		"resume_pruning_delay_seconds": EmitIntervalSeconds, "warm_duration_seconds": EmitIntervalSeconds,
-		"read_header_timeout": "30s",
-		"nats": map[string]any{
-			"hosts": []map[string]any{{"hostname": p.RootIP(), "port": p.Ports.NATS}},
-			"user":  "", "pass": "", "tls_enabled": false,
-		},
+func (p *Plan) ServiceDiscoveryController() sdcontroller.Config {
+	return sdcontroller.Config{
+		Address: p.RootIP(), Port: strconv.Itoa(p.Ports.Discovery), Index: "0",
+		ServerCert: p.Certs.DiscoveryCert, ServerKey: p.Certs.DiscoveryKey, CACert: p.Certs.CA,
+		MetronPort: metronPort, MetricsEmitSeconds: 10,
+		LogLevelAddress: "127.0.0.1", LogLevelPort: p.Ports.DiscoveryLogLevel,
+		StalenessThresholdSeconds: 3 * EmitIntervalSeconds, PruningIntervalSeconds: EmitIntervalSeconds,
+		ResumePruningDelaySeconds: EmitIntervalSeconds, WarmDurationSeconds: EmitIntervalSeconds,
+		ReadHeaderTimeout: discovery.Duration(30 * time.Second),
+		Nats:              sdcontroller.NatsConfig{Hosts: []sdcontroller.NatsHost{{Hostname: p.RootIP(), Port: p.Ports.NATS}}},
 	}
 }
 
 // BoshDNSAdapter is a cell's bosh-dns-adapter.json: 127.0.0.1:8053 in the
 // cell, the controller over the underlay (its certificate carries RootIP).
-func (p *Plan) BoshDNSAdapter() map[string]any {
-	return map[string]any{
-		"address": "127.0.0.1", "port": strconv.Itoa(AdapterPort), "read_header_timeout": "5s",
-		"service_discovery_controller_address": p.RootIP(), "service_discovery_controller_port": strconv.Itoa(p.Ports.Discovery),
-		"client_cert": p.Certs.AdapterCert, "client_key": p.Certs.AdapterKey, "ca_cert": p.Certs.CA,
-		"metron_port": 3457, "metrics_emit_seconds": 10,
-		"log_level_address": "127.0.0.1", "log_level_port": AdapterLogLevelPort,
-		"internal_service_mesh_domains": []string{}, "internal_route_vip_range": "127.128.0.0/9",
+func (p *Plan) BoshDNSAdapter() adapter.Config {
+	return adapter.Config{
+		Address: "127.0.0.1", Port: strconv.Itoa(AdapterPort), ReadHeaderTimeout: discovery.Duration(5 * time.Second),
+		ServiceDiscoveryControllerAddress: p.RootIP(), ServiceDiscoveryControllerPort: strconv.Itoa(p.Ports.Discovery),
+		ClientCert: p.Certs.AdapterCert, ClientKey: p.Certs.AdapterKey, CACert: p.Certs.CA,
+		MetronPort: metronPort, MetricsEmitSeconds: 10,
+		LogLevelAddress: "127.0.0.1", LogLevelPort: AdapterLogLevelPort,
+		InternalServiceMeshDomains: []string{}, InternalRouteVIPRange: "127.128.0.0/9",
 	}
 }
 
 // Handlers is the bosh-dns handlers.json the bosh-dns-adapter job renders.
-func (p *Plan) Handlers() []DNSHandler {
-	return DNSHandlers(fmt.Sprintf("http://127.0.0.1:%d", AdapterPort), AppsDomain)
+func (p *Plan) Handlers() []boshdns.Handler {
+	return boshdns.Handlers(fmt.Sprintf("http://127.0.0.1:%d", AdapterPort), AppsDomain)
 }
 
 // AdapterConfig and HandlersFile are where a cell's discovery files go.
@@ -169,7 +168,7 @@ func Routes(client *http.Client, base string) (map[string][]string, error) {
 }
 
 // cellDiscovery starts bosh-dns-adapter and the DNS front end in a cell.
-func (u *upper) cellDiscovery(ns *netnstest.NS, c CellPlan) error {
+func (u *upper) cellDiscovery(ns *namespace.NS, c CellPlan) error {
 	u.say("cell %d: bosh-dns-adapter on 127.0.0.1:%d, DNS on %s", c.Index, AdapterPort, DNSServer)
 	// It logs everything to stdout and its errors to stderr as well (as
 	// upstream's does): stderr gets a file of its own, as on a BOSH VM.
@@ -181,12 +180,12 @@ func (u *upper) cellDiscovery(ns *netnstest.NS, c CellPlan) error {
 		return err
 	}
 	if err := WaitFor(adapter, 30*time.Second, func() error {
-		return httpOK(HTTP(ns, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/health", AdapterPort), ""))
+		return httpOK(ns.HTTP(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/health", AdapterPort), ""))
 	}); err != nil {
 		return fmt.Errorf("bosh-dns-adapter on cell %d: %w", c.Index, err)
 	}
 	// The address lives on the cell's loopback and goes with the namespace.
-	if _, err := Run("ip", "netns", "exec", ns.Name, "ip", "addr", "add", DNSServer+"/32", "dev", "lo"); err != nil {
+	if _, err := namespace.Run("ip", "netns", "exec", ns.Name, "ip", "addr", "add", DNSServer+"/32", "dev", "lo"); err != nil {
 		return err
 	}
 	dns, err := u.spawnAs("dns", ns, filepath.Join(c.Dir, "dns.log"), "netman-lab", "dns",
@@ -197,8 +196,8 @@ func (u *upper) cellDiscovery(ns *netnstest.NS, c CellPlan) error {
 	// NXDOMAIN for a name outside apps.internal: up, without asking the adapter.
 	if err := WaitFor(dns, 10*time.Second, func() error {
 		return ns.Do(func() error {
-			_, err := Resolver{Server: DNSServer, Timeout: 200 * time.Millisecond}.LookupA(context.Background(), "lab.invalid")
-			if errors.Is(err, ErrNoSuchHost) {
+			_, err := boshdns.Resolver{Server: DNSServer, Timeout: 200 * time.Millisecond}.LookupA(context.Background(), "lab.invalid")
+			if errors.Is(err, boshdns.ErrNoSuchHost) {
 				return nil
 			}
 			return fmt.Errorf("lab.invalid: %v", err)
@@ -219,13 +218,13 @@ func (u *upper) emitters() error {
 		for _, a := range st.Apps {
 			if a.Cell == cell.Index {
 				args = append(args, "--instance", fmt.Sprintf("%s,0,%s,%s", a.Route, a.IP, a.GUID))
-				want[fqdn(a.Route)] = a.IP
+				want[boshdns.FQDN(a.Route)] = a.IP
 			}
 		}
 		if len(args) == 3 {
 			continue
 		}
-		ns := &netnstest.NS{Name: cell.NS, Path: "/run/netns/" + cell.NS}
+		ns := namespace.Named(cell.NS)
 		u.say("cell %d: route emitter registering %d app(s) on %s", cell.Index, (len(args)-3)/2, p.NATSURL())
 		if _, err := u.spawnAs("route-emitter", ns, filepath.Join(cell.Dir, "route-emitter.log"), "netman-lab", args...); err != nil {
 			return err
@@ -305,97 +304,4 @@ func removeFile(path string) error {
 		}
 	}
 	return err
-}
-
-// RunNATS is `netman-lab nats`: an in-process NATS server (nats-server's
-// own package) on --listen, until ctx is done.
-func RunNATS(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("netman-lab nats", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:4222", "address to listen on")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	host, port, err := net.SplitHostPort(*listen)
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", *listen, err)
-	}
-	srv, err := routes.NewNATS(routes.NATSConfig{Host: host, Port: n})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "%s nats listening on %s\n", time.Now().Format(time.RFC3339Nano), srv.URL())
-	<-ctx.Done()
-	srv.Stop()
-	fmt.Fprintf(out, "%s nats stopped\n", time.Now().Format(time.RFC3339Nano))
-	return nil
-}
-
-// RunRouteEmitter is `netman-lab route-emitter`: what route_emitter does
-// for internal routes on a cell. It greets the controllers for their
-// interval (minimumRegisterIntervalInSeconds), registers every --instance
-// on service-discovery.register, registers them again every interval and
-// whenever a controller sends service-discovery.start, until ctx is done.
-func RunRouteEmitter(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("netman-lab route-emitter", flag.ContinueOnError)
-	url := fs.String("nats", "nats://127.0.0.1:4222", "NATS server")
-	fallback := fs.Duration("interval", EmitIntervalSeconds*time.Second, "interval when no controller answers the greeting")
-	var instances []routes.Instance
-	fs.Func("instance", "an app instance, hostname,index,ip,app-guid (repeat)", func(s string) error {
-		f := strings.Split(s, ",")
-		if len(f) != 4 {
-			return errors.New("want hostname,index,ip,app-guid")
-		}
-		index, err := strconv.Atoi(f[1])
-		if err != nil || net.ParseIP(f[2]) == nil {
-			return errors.New("want hostname,index,ip,app-guid")
-		}
-		instances = append(instances, routes.Instance{Hostname: f[0], Index: index, IP: f[2], App: f[3]})
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stamp := func() string { return time.Now().Format(time.RFC3339Nano) }
-	e, err := routes.NewEmitter(*url, true)
-	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", *url, err)
-	}
-	defer e.Close()
-	interval := *fallback
-	if start, err := e.Greet(5 * time.Second); err != nil {
-		fmt.Fprintf(out, "%s greet: %v; registering every %v\n", stamp(), err, interval)
-	} else {
-		if start.MinimumRegisterIntervalInSeconds > 0 {
-			interval = time.Duration(start.MinimumRegisterIntervalInSeconds) * time.Second
-		}
-		fmt.Fprintf(out, "%s greeted controller %s: registering every %v\n", stamp(), start.ID, interval)
-	}
-	if err := e.Register(instances...); err != nil {
-		return err
-	}
-	for _, i := range instances {
-		m := i.Message()
-		fmt.Fprintf(out, "%s registered %s → %s\n", stamp(), strings.Join(m.URIs, ", "), m.Host)
-	}
-	seen := len(e.Starts())
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		if err := e.EmitAll(); err != nil {
-			fmt.Fprintf(out, "%s register: %v\n", stamp(), err)
-		}
-		if starts := e.Starts(); len(starts) > seen {
-			fmt.Fprintf(out, "%s controller %s started: registered everything again\n", stamp(), starts[len(starts)-1].ID)
-			seen = len(starts)
-		}
-	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/netman-release/netman/src/namespace"
 )
 
 // Down removes the lab in dir: it undoes the ledger newest first (app
@@ -74,7 +76,7 @@ func removeEmpty(dir string) error {
 func (st *State) undo(ctx context.Context, r Resource, log io.Writer) error {
 	switch r.Kind {
 	case KindContainer:
-		if !NSExists(r.NS) {
+		if !namespace.Exists(r.NS) {
 			return nil // its cell is gone; the mount sweep takes its bind mount
 		}
 		fmt.Fprintf(log, "==> garden-external-networker --action down --handle %s (in %s)\n", r.Name, r.NS)
@@ -90,17 +92,17 @@ func (st *State) undo(ctx context.Context, r Resource, log io.Writer) error {
 		fmt.Fprintf(log, "==> stopping %s (pid %d)\n", r.Proc.Name, r.Proc.PID)
 		return r.Proc.Stop(10 * time.Second)
 	case KindNetns:
-		if !NSExists(r.Name) {
+		if !namespace.Exists(r.Name) {
 			return nil
 		}
 		fmt.Fprintf(log, "==> deleting namespace %s\n", r.Name)
-		return DeleteNS(r.Name)
+		return namespace.Delete(r.Name)
 	case KindLink:
-		if !LinkExists(r.Name) {
+		if !namespace.LinkExists(r.Name) {
 			return nil
 		}
 		fmt.Fprintf(log, "==> deleting link %s\n", r.Name)
-		return DeleteLink(r.Name)
+		return namespace.DeleteLink(r.Name)
 	case KindFile:
 		if _, err := os.Lstat(r.Name); err != nil {
 			return nil
@@ -151,7 +153,7 @@ func Status(dir string, w io.Writer) error {
 }
 
 func missingNS(name string) string {
-	if NSExists(name) {
+	if namespace.Exists(name) {
 		return ""
 	}
 	return " (GONE)"

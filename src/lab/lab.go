@@ -12,9 +12,9 @@
 // Every namespace, link, process, database and file outside its directory
 // the lab makes is recorded in a ledger (State) in its directory before it
 // is made, so that Down, in the same or any later process, removes exactly
-// those and nothing else. The config rendering (Plan), process (Proc) and
-// namespace plumbing here are shared with the test harness
-// src/testsupport/celltest.
+// those and nothing else. The config rendering (Plan) and processes (Proc)
+// here are shared with the test harness src/testsupport/celltest; the
+// namespace plumbing is src/namespace.
 package lab
 
 import (
@@ -39,7 +39,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/netman-release/netman/src/mtls"
-	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/standin/app"
 )
 
 // Options shape a lab. Zero values take the defaults.
@@ -180,7 +182,7 @@ func preflight(o Options) error {
 	if _, err := Load(o.Dir); err == nil {
 		return fmt.Errorf("a lab is already running in %s (scripts/lab down first)", o.Dir)
 	}
-	if LinkExists(o.Names + "-br") {
+	if namespace.LinkExists(o.Names + "-br") {
 		return fmt.Errorf("link %s-br exists already: another lab with names prefix %s?", o.Names, o.Names)
 	}
 	// A port taken on 127.0.0.1 (or on every address) would make a daemon
@@ -201,14 +203,14 @@ func preflight(o Options) error {
 			return fmt.Errorf("port %d is taken on every address of this machine (the lab uses upstream's ports: see docs/lab.md)", port)
 		}
 	}
-	out, err := Run("ip", "-4", "-o", "addr", "show")
+	out, err := namespace.Run("ip", "-4", "-o", "addr", "show")
 	if err != nil {
 		return err
 	}
 	if strings.Contains(out, "inet "+o.Underlay) {
 		return fmt.Errorf("an address in %s0/24 is already in use on this machine: pick another underlay", o.Underlay)
 	}
-	if out, err := Run("ip", "-4", "route", "show", "root", o.Underlay+"0/24"); err != nil || strings.TrimSpace(out) != "" {
+	if out, err := namespace.Run("ip", "-4", "route", "show", "root", o.Underlay+"0/24"); err != nil || strings.TrimSpace(out) != "" {
 		return fmt.Errorf("%s0/24 is already routed on this machine (%s): pick another underlay", o.Underlay, strings.TrimSpace(out))
 	}
 	return nil
@@ -246,12 +248,12 @@ type upper struct {
 func (u *upper) say(format string, args ...any) { fmt.Fprintf(u.o.Log, "==> "+format+"\n", args...) }
 
 // spawn starts a detached daemon and records it.
-func (u *upper) spawn(ns *netnstest.NS, log, bin string, args ...string) (*Proc, error) {
+func (u *upper) spawn(ns *namespace.NS, log, bin string, args ...string) (*Proc, error) {
 	return u.spawnAs(bin, ns, log, bin, args...)
 }
 
 // spawnAs is spawn with the name status shows.
-func (u *upper) spawnAs(name string, ns *netnstest.NS, log, bin string, args ...string) (*Proc, error) {
+func (u *upper) spawnAs(name string, ns *namespace.NS, log, bin string, args ...string) (*Proc, error) {
 	return u.spawnSpec(name, Spec{Log: log, NS: ns, Bin: bin, Args: args})
 }
 
@@ -268,11 +270,11 @@ func (u *upper) spawnSpec(name string, s Spec) (*Proc, error) {
 }
 
 // netns creates a namespace, recorded first.
-func (u *upper) netns(name string) (*netnstest.NS, error) {
+func (u *upper) netns(name string) (*namespace.NS, error) {
 	if err := u.st.Made(Resource{Kind: KindNetns, Name: name}); err != nil {
 		return nil, err
 	}
-	return NewNS(name)
+	return namespace.Add(name)
 }
 
 func (u *upper) controlPlane() error {
@@ -287,7 +289,7 @@ func (u *upper) controlPlane() error {
 	u.say("databases (%s)", st.DB)
 	for _, db := range []struct {
 		name string
-		cfg  *map[string]any
+		cfg  *sqldb.Config
 	}{{"policy", &p.PolicyDB}, {"silk", &p.SilkDB}} {
 		name := st.Names + "_" + db.name
 		cfg, err := newDatabase(u.ctx, st.DB, st.Dir, name)
@@ -306,7 +308,7 @@ func (u *upper) controlPlane() error {
 	if err := st.Made(Resource{Kind: KindLink, Name: st.Bridge}); err != nil {
 		return err
 	}
-	if err := AddBridge(st.Bridge, p.RootIP()+"/24"); err != nil {
+	if err := namespace.AddBridge(st.Bridge, p.RootIP()+"/24"); err != nil {
 		return err
 	}
 
@@ -315,7 +317,7 @@ func (u *upper) controlPlane() error {
 	}
 	for _, d := range []struct {
 		bin, flag string
-		cfg       map[string]any
+		cfg       any // the daemon's Config
 		ready     string
 	}{
 		{"silk-controller", "-config", p.SilkController(), fmt.Sprintf("http://127.0.0.1:%d/health", p.Ports.ControllerHealth)},
@@ -340,7 +342,7 @@ func (u *upper) controlPlane() error {
 
 func (u *upper) cells() error {
 	st, p := u.st, &u.st.Plan
-	var nss []*netnstest.NS
+	var nss []*namespace.NS
 	for i := 1; i <= u.o.Cells; i++ {
 		c := p.Cell(i)
 		name := fmt.Sprintf("%s-cell%d", st.Names, i)
@@ -354,11 +356,11 @@ func (u *upper) cells() error {
 		if err := st.Made(Resource{Kind: KindLink, Name: outside}); err != nil {
 			return err
 		}
-		if err := Attach(st.Bridge, ns, outside, "ul0", c.UnderlayIP+"/24", p.RootIP()); err != nil {
+		if err := namespace.Attach(st.Bridge, ns, outside, "ul0", c.UnderlayIP+"/24", p.RootIP()); err != nil {
 			return err
 		}
 		// Cells forward between their containers and the underlay.
-		if _, err := Run("ip", "netns", "exec", name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
+		if _, err := namespace.Run("ip", "netns", "exec", name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
 			return err
 		}
 		if err := writeCellFiles(p, c); err != nil {
@@ -391,7 +393,7 @@ func (u *upper) cells() error {
 			return err
 		}
 		if err := WaitFor(agent, 30*time.Second, func() error {
-			return httpOK(HTTP(ns, http.MethodGet, "http://127.0.0.1:8721/log-level", ""))
+			return httpOK(ns.HTTP(http.MethodGet, "http://127.0.0.1:8721/log-level", ""))
 		}); err != nil {
 			return fmt.Errorf("vxlan-policy-agent on cell %d: %w", i+1, err)
 		}
@@ -411,7 +413,7 @@ func writeCellFiles(p *Plan, c CellPlan) error {
 	}
 	for _, f := range []struct {
 		dir, name string
-		v         map[string]any
+		v         any // the daemon's Config
 	}{
 		{c.Dir, "silk-daemon.json", p.SilkDaemon(c)},
 		{c.Dir, "vxlan-policy-agent.json", p.Agent(c)},
@@ -456,14 +458,14 @@ func (u *upper) apps() error {
 	st.Apps = make([]AppState, u.o.Apps)
 	for _, k := range order {
 		a := &st.Apps[k-1]
-		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: AppPort, Space: space}
+		*a = AppState{Name: appName(k), GUID: uuid.NewString(), Handle: uuid.NewString(), Cell: appCell(k, u.o.Cells), Port: app.Port, Space: space}
 		a.NS = st.Names + "-" + a.Name
 		a.Log = filepath.Join(st.Dir, "apps", a.Name+".log")
 		a.Route = AppRoute(a.Name)
-		args := []string{"app", "--name", a.Name, "--listen", fmt.Sprintf(":%d", AppPort)}
+		args := []string{"app", "--name", a.Name, "--listen", fmt.Sprintf(":%d", app.Port)}
 		if k == 1 {
 			// By name, through the resolver the container is given.
-			a.Calls = fmt.Sprintf("http://%s:%d/", st.Apps[1].Route, AppPort)
+			a.Calls = fmt.Sprintf("http://%s:%d/", st.Apps[1].Route, app.Port)
 			args = append(args, "--call", a.Calls, "--every", u.o.CallEvery.String(), "--dns", st.Plan.DNSServers[0])
 		}
 		if err := u.app(a, space, org, args); err != nil {
@@ -491,8 +493,8 @@ func (u *upper) egress() error {
 		return err
 	}
 	e := &EgressState{Service: service, Calls: "http://" + service + "/", Log: filepath.Join(st.Dir, "apps", "frontend-egress.log")}
-	ns := &netnstest.NS{Name: fe.NS, Path: "/run/netns/" + fe.NS}
-	args := []string{"app", "--name", "frontend-egress", "--listen", fmt.Sprintf(":%d", AppPort+1), "--call", e.Calls, "--every", u.o.CallEvery.String()}
+	ns := namespace.Named(fe.NS)
+	args := []string{"app", "--name", "frontend-egress", "--listen", fmt.Sprintf(":%d", app.Port+1), "--call", e.Calls, "--every", u.o.CallEvery.String()}
 	if _, err := u.spawnAs("frontend egress caller", ns, e.Log, "netman-lab", args...); err != nil {
 		return err
 	}
@@ -517,7 +519,7 @@ func (u *upper) app(a *AppState, space, org string, args []string) error {
 	a.PID = proc.PID
 	// `ip netns exec` switches namespace after the fork: until it has, the
 	// PID's namespace is this one, and the CNI chain must never see that.
-	if err := WaitFor(proc, 10*time.Second, func() error { return inNS(proc.PID, ns) }); err != nil {
+	if err := WaitFor(proc, 10*time.Second, func() error { return ns.Holds(proc.PID) }); err != nil {
 		return err
 	}
 	cell := st.Cells[a.Cell-1]
@@ -560,28 +562,12 @@ func (u *upper) app(a *AppState, space, org string, args []string) error {
 	return u.writeResolvConf(a.NS, a.DNSServers)
 }
 
-// inNS tells whether the process is inside ns.
-func inNS(pid int, ns *netnstest.NS) error {
-	a, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
-	if err != nil {
-		return err
-	}
-	b, err := os.Stat(ns.Path)
-	if err != nil {
-		return err
-	}
-	if !os.SameFile(a, b) {
-		return fmt.Errorf("pid %d is not in namespace %s yet", pid, ns.Name)
-	}
-	return nil
-}
-
 // Garden runs garden-external-networker (bin) for one container, inside
 // the cell's network namespace but in this mount namespace (unlike `ip
 // netns exec`, which would take the bind mount of the container's
 // namespace away when it exits), and returns what it printed. Its stderr
 // goes to stderr (when not nil) and into a failure's error.
-func Garden(ctx context.Context, bin string, cell *netnstest.NS, adapter, action, handle string, stdin []byte, stderr io.Writer) (string, error) {
+func Garden(ctx context.Context, bin string, cell *namespace.NS, adapter, action, handle string, stdin []byte, stderr io.Writer) (string, error) {
 	var stdout, errOut strings.Builder
 	cmd := exec.CommandContext(ctx, bin, "--configFile="+adapter, "--action", action, "--handle", handle)
 	cmd.Stdin = strings.NewReader(string(stdin))
@@ -645,7 +631,7 @@ func (st *State) garden(ctx context.Context, cellNS, adapter, action, handle str
 	}
 	defer log.Close()
 	fmt.Fprintf(log, "%s --action %s --handle %s\n", time.Now().Format(time.RFC3339Nano), action, handle)
-	ns := &netnstest.NS{Name: cellNS, Path: "/run/netns/" + cellNS}
+	ns := namespace.Named(cellNS)
 	return Garden(ctx, filepath.Join(st.Bins, "garden-external-networker"), ns, adapter, action, handle, stdin, log)
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -100,10 +101,10 @@ func TestLabUpDemoDown(t *testing.T) {
 		t.Errorf("frontend calls %q; first step %+v: want denied calls to %s by name", fe.Calls, report.Steps, be.IP)
 	}
 	// The container's resolv.conf (dns_servers) serves any resolver in it.
-	if out, err := Run("ip", "netns", "exec", fe.NS, "getent", "hosts", "0.backend.apps.internal"); err != nil || !strings.Contains(out, be.IP) {
+	if out, err := namespace.Run("ip", "netns", "exec", fe.NS, "getent", "hosts", "0.backend.apps.internal"); err != nil || !strings.Contains(out, be.IP) {
 		t.Errorf("getent hosts 0.backend.apps.internal in %s: %v %q, want %s", fe.NS, err, out, be.IP)
 	}
-	if out, err := Run("ip", "netns", "exec", fe.NS, "getent", "hosts", "nosuch.apps.internal"); err == nil {
+	if out, err := namespace.Run("ip", "netns", "exec", fe.NS, "getent", "hosts", "nosuch.apps.internal"); err == nil {
 		t.Errorf("getent hosts nosuch.apps.internal: %q, want not found", out)
 	}
 	env, err := os.ReadFile(filepath.Join(dir, "env"))
@@ -127,14 +128,14 @@ func TestLabUpDemoDown(t *testing.T) {
 		}
 	}
 	for _, name := range made {
-		if NSExists(name) || LinkExists(name) {
+		if namespace.Exists(name) || namespace.LinkExists(name) {
 			t.Errorf("%s still exists", name)
 		}
 	}
-	if out, _ := Run("ip", "-o", "link", "show"); strings.Contains(out, o.Names) {
+	if out, _ := namespace.Run("ip", "-o", "link", "show"); strings.Contains(out, o.Names) {
 		t.Errorf("links left:\n%s", out)
 	}
-	if out, _ := Run("ip", "netns", "list"); strings.Contains(out, o.Names) {
+	if out, _ := namespace.Run("ip", "netns", "list"); strings.Contains(out, o.Names) {
 		t.Errorf("namespaces left:\n%s", out)
 	}
 	if mounts, err := MountsUnder(dir); err != nil || len(mounts) > 0 {

@@ -6,11 +6,27 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/netman-release/netman/src/agent"
+	"github.com/netman-release/netman/src/cli/policyapi"
+	"github.com/netman-release/netman/src/cniwrapper"
+	"github.com/netman-release/netman/src/gardennet"
+	"github.com/netman-release/netman/src/iptableslogger"
+	"github.com/netman-release/netman/src/policyserver/auth"
+	"github.com/netman-release/netman/src/policyserver/external"
+	"github.com/netman-release/netman/src/policyserver/internalapi"
+	silkcni "github.com/netman-release/netman/src/silk/cni"
+	"github.com/netman-release/netman/src/silk/controller"
+	"github.com/netman-release/netman/src/silk/daemon"
+	"github.com/netman-release/netman/src/sqldb"
 )
 
 // Plan is what every config of a lab depends on: where its files go, the
 // underlay addresses, the control plane's ports and certificates. The
-// config methods render upstream's keys; the lab and celltest share them.
+// config methods build each daemon's own Config (written as JSON, so the
+// keys are the daemon's); the lab and celltest share them.
 type Plan struct {
 	Dir    string // configs, databases, logs
 	Bins   string // the built binaries (also the CNI plugin dir)
@@ -19,7 +35,7 @@ type Plan struct {
 	Certs  Certs
 	// PolicyDB and SilkDB are the `database` objects of the policy servers
 	// and of silk-controller.
-	PolicyDB, SilkDB map[string]any
+	PolicyDB, SilkDB sqldb.Config
 	// PollIntervalSeconds is silk-daemon's poll_interval.
 	PollIntervalSeconds int
 	// C2CLogging turns on c2c logging in the wrapper (DENY_C2C_) and the
@@ -85,8 +101,8 @@ func TreeCerts(dir string) Certs {
 }
 
 // SQLite is a `database` object for an SQLite file.
-func SQLite(path string) map[string]any {
-	return map[string]any{"type": "sqlite", "database_name": path, "timeout": 10}
+func SQLite(path string) sqldb.Config {
+	return sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: path, Timeout: 10}
 }
 
 // RootIP is the root namespace's address on the underlay, where the
@@ -95,6 +111,12 @@ func (p *Plan) RootIP() string { return p.Prefix + "1" }
 
 // ExternalURL is policy-server's external API (plain HTTP on 127.0.0.1).
 func (p *Plan) ExternalURL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.Ports.External) }
+
+// PolicyAPI is a client of policy-server's external API with the bearer
+// token (one in TokensFile).
+func (p *Plan) PolicyAPI(token string) *policyapi.Client {
+	return policyapi.New(p.ExternalURL(), nil, "Bearer "+token, "netman-lab")
+}
 
 // InternalURL is policy-server-internal's API on the underlay.
 func (p *Plan) InternalURL() string {
@@ -119,96 +141,124 @@ func (c CellPlan) Datastore() string { return filepath.Join(c.Dir, "container-me
 // LockFile is the cell's iptables lock, shared by every writer on the cell.
 func (c CellPlan) LockFile() string { return filepath.Join(c.Dir, "iptables.lock") }
 
+// Values every config of the lab shares.
+const (
+	logPrefix      = "cfnetworking"
+	logLevel       = "debug"
+	metronPort     = 3457
+	metronAddress  = "127.0.0.1:3457"
+	overlayNetwork = "10.255.0.0/16"
+	vtepName       = "silk-vtep"
+	silkDaemonPort = 23954 // silk-daemon's network-info (health_check_port)
+	agentDebugPort = 8721
+	agentForcePort = 8722
+)
+
 // SilkController is silk-controller.json.
-func (p *Plan) SilkController() map[string]any {
-	return map[string]any{
-		"debug_server_port": p.Ports.ControllerDebug, "listen_host": p.RootIP(), "listen_port": p.Ports.ControllerAPI,
-		"ca_cert_file": p.Certs.CA, "server_cert_file": p.Certs.ControllerCert, "server_key_file": p.Certs.ControllerKey,
-		"network": "10.255.0.0/16", "subnet_prefix_length": 24, "database": p.SilkDB,
-		"lease_expiration_seconds": 3600, "metron_port": 3457, "health_check_port": p.Ports.ControllerHealth,
-		"log_prefix": "cfnetworking", "log_level": "debug",
+func (p *Plan) SilkController() controller.Config {
+	return controller.Config{
+		DebugServerPort: p.Ports.ControllerDebug, ListenHost: p.RootIP(), ListenPort: p.Ports.ControllerAPI,
+		CACertFile: p.Certs.CA, ServerCertFile: p.Certs.ControllerCert, ServerKeyFile: p.Certs.ControllerKey,
+		Network: overlayNetwork, SubnetPrefixLength: 24, Database: p.SilkDB,
+		LeaseExpirationSeconds: 3600, MetronPort: metronPort, HealthCheckPort: p.Ports.ControllerHealth,
+		MetricsEmitSeconds:        controller.DefaultMetricsEmitSeconds,
+		StalenessThresholdSeconds: controller.DefaultStalenessThresholdSeconds,
+		LogPrefix:                 logPrefix, LogLevel: logLevel,
 	}
 }
 
 // SilkDaemon is the cell's silk-daemon.json.
-func (p *Plan) SilkDaemon(c CellPlan) map[string]any {
-	return map[string]any{
-		"underlay_ip": c.UnderlayIP, "subnet_prefix_length": 24, "overlay_network": "10.255.0.0/16",
-		"health_check_port": 23954, "vtep_name": "silk-vtep",
-		"connectivity_server_url": fmt.Sprintf("https://%s:%d", p.RootIP(), p.Ports.ControllerAPI),
-		"ca_cert_file":            p.Certs.CA, "client_cert_file": p.Certs.DaemonCert, "client_key_file": p.Certs.DaemonKey,
-		"vni": 1, "vtep_port": 4789, "poll_interval": p.PollIntervalSeconds, "debug_server_port": 22233,
-		"datastore": filepath.Join(c.Dir, "silk-store.json"), "partition_tolerance_seconds": 3600,
-		"client_timeout_seconds": 5, "metron_port": 3457, "log_prefix": "cfnetworking", "log_level": "debug",
+func (p *Plan) SilkDaemon(c CellPlan) daemon.Config {
+	return daemon.Config{
+		UnderlayIP: c.UnderlayIP, SubnetPrefixLength: 24, OverlayNetwork: daemon.OverlayNetwork{overlayNetwork},
+		HealthCheckPort: silkDaemonPort, VTEPName: vtepName,
+		ConnectivityServerURL: fmt.Sprintf("https://%s:%d", p.RootIP(), p.Ports.ControllerAPI),
+		CACertFile:            p.Certs.CA, ClientCertFile: p.Certs.DaemonCert, ClientKeyFile: p.Certs.DaemonKey,
+		VNI: 1, VTEPPort: 4789, PollInterval: p.PollIntervalSeconds, DebugServerPort: 22233,
+		Datastore: filepath.Join(c.Dir, "silk-store.json"), PartitionToleranceSeconds: 3600,
+		ClientTimeoutSeconds: 5, MetronPort: metronPort, LogPrefix: logPrefix, LogLevel: logLevel,
 	}
 }
 
 // Tokens is policy-server's auth_tokens_file content: token as network.admin.
-func Tokens(token string) map[string]any {
-	return map[string]any{token: map[string]any{"user_name": "admin", "scopes": []string{"network.admin"}}}
+func Tokens(token string) map[string]auth.FileEntry {
+	return map[string]auth.FileEntry{token: {UserName: "admin", Scopes: []string{auth.ScopeAdmin}}}
 }
 
 // PolicyServer is policy-server.json: the external API as plain HTTP on
 // 127.0.0.1 with file-based tokens instead of UAA.
-func (p *Plan) PolicyServer() map[string]any {
-	return map[string]any{
-		"listen_host": "127.0.0.1", "listen_port": p.Ports.External, "log_prefix": "cfnetworking", "log_level": "debug",
-		"debug_server_host": "127.0.0.1", "debug_server_port": p.Ports.ExternalDebug,
-		"auth_tokens_file": p.TokensFile, "request_timeout": 5, "database": p.PolicyDB, "database_migration_timeout": 60,
-		"tag_length": 2, "metron_address": "127.0.0.1:3457", "cleanup_interval": 3600, "max_policies": 150,
+func (p *Plan) PolicyServer() external.Config {
+	return external.Config{
+		ListenHost: "127.0.0.1", ListenPort: p.Ports.External, LogPrefix: logPrefix, LogLevel: logLevel,
+		DebugServerHost: "127.0.0.1", DebugServerPort: p.Ports.ExternalDebug,
+		AuthTokensFile: p.TokensFile, RequestTimeout: 5, Database: p.PolicyDB, DatabaseMigrationTimeout: 60,
+		TagLength: 2, MetronAddress: metronAddress, CleanupInterval: 3600, MaxPolicies: 150,
 	}
 }
 
 // PolicyServerInternal is policy-server-internal.json (mTLS on the underlay).
-func (p *Plan) PolicyServerInternal() map[string]any {
-	return map[string]any{
-		"log_prefix": "cfnetworking", "log_level": "debug", "listen_host": p.RootIP(), "internal_listen_port": p.Ports.Internal,
-		"debug_server_host": "127.0.0.1", "debug_server_port": p.Ports.InternalDebug, "health_check_port": p.Ports.InternalHealth,
-		"ca_cert_file": p.Certs.CA, "server_cert_file": p.Certs.InternalCert, "server_key_file": p.Certs.InternalKey,
-		"database": p.PolicyDB, "tag_length": 2, "metron_address": "127.0.0.1:3457", "request_timeout": 5,
+func (p *Plan) PolicyServerInternal() internalapi.Config {
+	return internalapi.Config{
+		LogPrefix: logPrefix, LogLevel: logLevel, ListenHost: p.RootIP(), InternalListenPort: p.Ports.Internal,
+		DebugServerHost: "127.0.0.1", DebugServerPort: p.Ports.InternalDebug, HealthCheckPort: p.Ports.InternalHealth,
+		CACertFile: p.Certs.CA, ServerCertFile: p.Certs.InternalCert, ServerKeyFile: p.Certs.InternalKey,
+		Database: p.PolicyDB, TagLength: 2, MetronAddress: metronAddress, RequestTimeout: 5,
 	}
 }
 
 // Agent is the cell's vxlan-policy-agent.json.
-func (p *Plan) Agent(c CellPlan) map[string]any {
-	return map[string]any{
-		"poll_interval": 5, "enable_asg_syncing": true, "asg_poll_interval": 60,
-		"cni_datastore_path": c.Datastore(), "policy_server_url": p.InternalURL(), "vni": 1, "metron_address": "127.0.0.1:3457",
-		"ca_cert_file": p.Certs.CA, "client_cert_file": p.Certs.AgentCert, "client_key_file": p.Certs.AgentKey,
-		"client_timeout_seconds": 5, "iptables_lock_file": c.LockFile(),
-		"debug_server_host": "127.0.0.1", "debug_server_port": 8721, "log_level": "debug", "log_prefix": "cfnetworking",
-		"iptables_c2c_logging": p.C2CLogging, "iptables_asg_logging": false,
-		"iptables_accepted_udp_logs_per_sec": 100, "iptables_denied_logs_per_sec": 1,
-		"enable_overlay_ingress_rules": false, "force_policy_poll_cycle_host": "127.0.0.1", "force_policy_poll_cycle_port": 8722,
-		"disable_container_network_policy": false, "overlay_network": "10.255.0.0/16", "underlay_ips": []string{c.UnderlayIP},
-		"deny_networks":        map[string]any{"always": []string{}, "running": []string{}, "staging": []string{}},
-		"outbound_connections": map[string]any{"limit": false, "logging": false, "burst": 1000, "rate_per_sec": 100},
+func (p *Plan) Agent(c CellPlan) agent.Config {
+	return agent.Config{
+		PollInterval: 5, EnableASGSyncing: true, ASGPollInterval: 60,
+		CNIDatastorePath: c.Datastore(), PolicyServerURL: p.InternalURL(), VNI: 1, MetronAddress: metronAddress,
+		CACertFile: p.Certs.CA, ClientCertFile: p.Certs.AgentCert, ClientKeyFile: p.Certs.AgentKey,
+		ClientTimeoutSeconds: 5, IPTablesLockFile: c.LockFile(),
+		DebugServerHost: "127.0.0.1", DebugServerPort: agentDebugPort, LogLevel: logLevel, LogPrefix: logPrefix,
+		IPTablesC2CLogging: p.C2CLogging, IPTablesAcceptedUDPLogsPerSec: 100, IPTablesDeniedLogsPerSec: 1,
+		ForcePolicyPollCycleHost: "127.0.0.1", ForcePolicyPollCyclePort: agentForcePort,
+		OverlayNetwork: overlayNetwork, UnderlayIPs: []string{c.UnderlayIP},
+		DenyNetworks:        agent.DenyNetworks{Always: []string{}, Running: []string{}, Staging: []string{}},
+		OutboundConnections: agent.OutboundConns{Burst: 1000, RatePerSec: 100},
 	}
 }
 
 // Wrapper is the cell's cni-wrapper-plugin network config (silk's
 // conflist entry, delegating to silk-cni), every path inside the cell's dir.
-func (p *Plan) Wrapper(c CellPlan) map[string]any {
-	return map[string]any{
-		"cniVersion": "1.0.0", "name": "cni-wrapper", "type": "cni-wrapper-plugin",
-		"datastore":                          c.Datastore(),
-		"iptables_lock_file":                 c.LockFile(),
-		"instance_address":                   c.UnderlayIP,
-		"no_masquerade_cidr_range":           "10.255.0.0/16",
-		"temporary_underlay_interface_names": []string{},
-		"underlay_ips":                       []string{c.UnderlayIP},
-		"iptables_asg_logging":               false, "iptables_c2c_logging": p.C2CLogging,
-		"iptables_denied_logs_per_sec": 1, "iptables_accepted_udp_logs_per_sec": 100,
-		"ingress_tag": "ffff0000", "vtep_name": "silk-vtep",
-		"policy_agent_force_poll_address": "127.0.0.1:8722",
-		"dns_servers":                     append([]string{}, p.DNSServers...), "host_tcp_services": []string{}, "host_udp_services": []string{},
-		"deny_networks": map[string]any{"always": []string{}, "running": []string{}, "staging": []string{}},
-		"delegate": map[string]any{
-			"cniVersion": "1.0.0", "name": "silk", "type": "silk-cni", "daemonPort": 23954,
-			"dataDir": filepath.Join(c.Dir, "host-local"), "datastore": filepath.Join(c.Dir, "silk-store.json"), "mtu": 0,
-		},
-		"outbound_connections": map[string]any{"limit": false, "logging": false, "burst": 1000, "rate_per_sec": 100, "dry_run": false},
+func (p *Plan) Wrapper(c CellPlan) cniwrapper.Config {
+	return cniwrapper.Config{
+		CNIVersion: "1.0.0", Name: "cni-wrapper", Type: "cni-wrapper-plugin",
+		Datastore:                       c.Datastore(),
+		IPTablesLockFile:                c.LockFile(),
+		InstanceAddress:                 c.UnderlayIP,
+		NoMasqueradeCIDRRange:           overlayNetwork,
+		TemporaryUnderlayInterfaceNames: []string{},
+		UnderlayIPs:                     []string{c.UnderlayIP},
+		IPTablesC2CLogging:              p.C2CLogging,
+		IPTablesDeniedLogsPerSec:        1, IPTablesAcceptedUDPLogsPerSec: 100,
+		IngressTag: "ffff0000", VTEPName: vtepName,
+		PolicyAgentForcePollAddress: fmt.Sprintf("127.0.0.1:%d", agentForcePort),
+		DNSServers:                  append([]string{}, p.DNSServers...), HostTCPServices: []string{}, HostUDPServices: []string{},
+		DenyNetworks: cniwrapper.DenyNetworks{Always: []string{}, Running: []string{}, Staging: []string{}},
+		Delegate: object(silkcni.NetConf{
+			PluginConf: types.PluginConf{CNIVersion: "1.0.0", Name: "silk", Type: "silk-cni"}, DaemonPort: silkDaemonPort,
+			DataDir: filepath.Join(c.Dir, "host-local"), Datastore: filepath.Join(c.Dir, "silk-store.json"),
+		}),
+		OutConn: cniwrapper.OutConn{Burst: 1000, RatePerSec: 100},
 	}
+}
+
+// object is v, a config struct, as a JSON object: what the wrapper's
+// delegate holds. Such a struct always marshals.
+func object(v any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // ConflistName is the file name of the cell's conflist in CNIConfigDir.
@@ -221,28 +271,48 @@ func (c CellPlan) GardenDir() string { return filepath.Join(c.Dir, "garden-cni")
 // CNIConfigDir is the cell's cni_config_dir (it holds only the conflist).
 func (c CellPlan) CNIConfigDir() string { return filepath.Join(c.GardenDir(), "cni") }
 
+// Conflist is a CNI network configuration list, as libcni reads it.
+type Conflist struct {
+	CNIVersion   string              `json:"cniVersion"`
+	Name         string              `json:"name"`
+	DisableCheck bool                `json:"disableCheck"`
+	Plugins      []cniwrapper.Config `json:"plugins"`
+}
+
 // Conflist is silk-cni's cni-wrapper-plugin.conflist with the cell's
-// wrapper as its one plugin (libcni injects name and cniVersion).
-func (p *Plan) Conflist(c CellPlan) map[string]any {
+// wrapper as its one plugin (libcni gives it the list's name and
+// cniVersion).
+func (p *Plan) Conflist(c CellPlan) Conflist {
 	w := p.Wrapper(c)
-	delete(w, "cniVersion")
-	delete(w, "name")
-	return map[string]any{"cniVersion": "1.0.0", "name": "cni-wrapper", "disableCheck": true, "plugins": []any{w}}
+	w.CNIVersion, w.Name = "", ""
+	return Conflist{CNIVersion: "1.0.0", Name: "cni-wrapper", DisableCheck: true, Plugins: []cniwrapper.Config{w}}
 }
 
 // Adapter is the cell's garden-external-networker adapter.json: the
 // garden-cni job's keys and values, paths under GardenDir, plus netman's
 // cni_cache_dir so that libcni's cache stays there too.
-func (p *Plan) Adapter(c CellPlan) map[string]any {
+func (p *Plan) Adapter(c CellPlan) gardennet.Config {
 	dir := c.GardenDir()
-	return map[string]any{
-		"cni_plugin_dir": p.Bins, "cni_config_dir": c.CNIConfigDir(),
-		"cni_cache_dir":  filepath.Join(dir, "cni-cache"),
-		"bind_mount_dir": filepath.Join(dir, "container-netns"),
-		"state_file":     filepath.Join(dir, "external-networker-state.json"),
-		"start_port":     61000, "total_ports": 5000, "log_prefix": "cfnetworking", "search_domains": []string{},
-		"iptables_lock_file":  c.LockFile(),
-		"proxy_redirect_cidr": "", "proxy_port": 15001, "proxy_uid": 0, "enable_ingress_proxy_redirect": false,
+	proxyUID := 0
+	return gardennet.Config{
+		CniPluginDir: p.Bins, CniConfigDir: c.CNIConfigDir(),
+		CNICacheDir:   filepath.Join(dir, "cni-cache"),
+		BindMountDir:  filepath.Join(dir, "container-netns"),
+		StateFilePath: filepath.Join(dir, "external-networker-state.json"),
+		StartPort:     61000, TotalPorts: 5000, LogPrefix: logPrefix, SearchDomains: []string{},
+		IPTablesLockFile: c.LockFile(),
+		ProxyPort:        15001, ProxyUID: &proxyUID,
+	}
+}
+
+// IPTablesLogger is the cell's iptables-logger.json: the kernel log of
+// every namespace (/dev/kmsg, once nf_log_all_netns is on) enriched from
+// the cell's container metadata into output.
+func (p *Plan) IPTablesLogger(c CellPlan, output string) iptableslogger.Config {
+	return iptableslogger.Config{
+		KernelLogFile: "/dev/kmsg", ContainerMetadataFile: c.Datastore(), OutputLogFile: output,
+		MetronAddress: metronAddress, HostIP: c.UnderlayIP, HostGUID: fmt.Sprintf("cell-%d", c.Index),
+		LogTimestampFormat: iptableslogger.FormatRFC3339,
 	}
 }
 

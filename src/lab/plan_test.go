@@ -12,11 +12,16 @@ import (
 	adapterconfig "github.com/netman-release/netman/src/discovery/adapter"
 	"github.com/netman-release/netman/src/discovery/sdcontroller"
 	"github.com/netman-release/netman/src/gardennet"
+	"github.com/netman-release/netman/src/iptableslogger"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/asgsyncer"
+	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/policyserver/external"
 	"github.com/netman-release/netman/src/policyserver/internalapi"
+	silkcni "github.com/netman-release/netman/src/silk/cni"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/daemon"
+	"github.com/netman-release/netman/src/standin/boshdns"
 )
 
 // TestPlanConfigsLoad: every config the lab writes passes its daemon's
@@ -111,7 +116,36 @@ func TestPlanConfigsLoad(t *testing.T) {
 	if "https://"+dnsAdapter.ServiceDiscoveryControllerAddress+":"+dnsAdapter.ServiceDiscoveryControllerPort != p.DiscoveryURL() {
 		t.Errorf("bosh-dns-adapter dials %s:%s, want %s", dnsAdapter.ServiceDiscoveryControllerAddress, dnsAdapter.ServiceDiscoveryControllerPort, p.DiscoveryURL())
 	}
-	if hs, err := LoadDNSHandlers(c.HandlersFile()); err != nil || len(hs) != 1 || hs[0].Domain != "apps.internal." || hs[0].Source.URL != "http://127.0.0.1:8053" {
+	if hs, err := boshdns.LoadHandlers(c.HandlersFile()); err != nil || len(hs) != 1 || hs[0].Domain != "apps.internal." || hs[0].Source.URL != "http://127.0.0.1:8053" {
 		t.Errorf("handlers.json: %v %+v", err, hs)
+	}
+	// silk-cni reads the wrapper's delegate.
+	delegate, err := json.Marshal(wrapper.Delegate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if silk, err := silkcni.ParseNetConf(delegate); err != nil || silk.Validate() != nil || silk.DaemonPort != 23954 || silk.Datastore != filepath.Join(c.Dir, "silk-store.json") {
+		t.Errorf("silk-cni delegate %s: %v %+v", delegate, err, silk)
+	}
+
+	if _, err := auth.LoadTokensFile(filepath.Join(dir, "tokens.json")); err != nil {
+		t.Errorf("tokens.json: %v", err)
+	}
+	syncer, err := asgsyncer.LoadConfig(write(dir, "policy-server-asg-syncer.json", p.ASGSyncer(CloudController{
+		Public: p.CCPublicAddr(), Internal: p.CCInternalAddr(), Client: ccClientID, Secret: ccClientSecret,
+		ClientCert: p.Certs.AgentCert, ClientKey: p.Certs.AgentKey, PollSeconds: ASGPollIntervalSeconds,
+	})))
+	if err != nil {
+		t.Errorf("policy-server-asg-syncer: %v", err)
+	}
+	if syncer.UAABaseURL() != "https://127.0.0.1:9024" || syncer.CCURL != "https://127.0.0.1:9024" || syncer.Database != p.PolicyDB {
+		t.Errorf("policy-server-asg-syncer: %+v", syncer)
+	}
+	logger, err := iptableslogger.LoadConfig(write(c.Dir, "iptables-logger.json", p.IPTablesLogger(c, filepath.Join(c.Dir, "iptables.log"))))
+	if err != nil {
+		t.Errorf("iptables-logger: %v", err)
+	}
+	if logger.ContainerMetadataFile != wrapper.Datastore || logger.HostIP != c.UnderlayIP {
+		t.Errorf("iptables-logger: %+v", logger)
 	}
 }

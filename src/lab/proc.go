@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/namespace"
 )
 
 // Proc is a process the lab started, known by its PID and its start time
@@ -37,7 +37,7 @@ type Spec struct {
 	// <job>.stderr.log does: for a daemon that logs its errors to stdout
 	// and again to stderr (bosh-dns-adapter), which one file would show twice.
 	Stderr string
-	NS     *netnstest.NS // run inside it (through `ip netns exec`, which execs bin: the PID is bin's); nil: here
+	NS     *namespace.NS // run inside it (through `ip netns exec`, which execs bin: the PID is bin's); nil: here
 	Bin    string
 	Args   []string
 	// Detach puts the process in a session of its own: it outlives the

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/netman-release/netman/src/sqldb"
 )
 
 // StateFile is the lab's ledger inside its directory.
@@ -85,12 +87,12 @@ const (
 
 // Resource is one thing the lab made.
 type Resource struct {
-	Kind   string         `json:"kind"`
-	Name   string         `json:"name,omitempty"`
-	Proc   *Proc          `json:"proc,omitempty"`
-	NS     string         `json:"ns,omitempty"`
-	Config string         `json:"config,omitempty"`
-	DB     map[string]any `json:"db,omitempty"`
+	Kind   string       `json:"kind"`
+	Name   string       `json:"name,omitempty"`
+	Proc   *Proc        `json:"proc,omitempty"`
+	NS     string       `json:"ns,omitempty"`
+	Config string       `json:"config,omitempty"`
+	DB     sqldb.Config `json:"db,omitzero"`
 }
 
 // Made records r in the ledger and saves the state, before anything else

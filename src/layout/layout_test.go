@@ -38,7 +38,7 @@ var components = []string{
 }
 
 // tools sit above the components: they may import any production package.
-var tools = []string{"src/lab", "src/release"}
+var tools = []string{"src/lab", "src/release", "src/namespace", "src/standin"}
 
 type pkg struct {
 	dir     string          // module-relative directory, e.g. src/agent

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"github.com/netman-release/netman/src/discovery/routes"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/netman-release/netman/src/standin/routeemitter"
 
 	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/discovery/adapter"
@@ -109,7 +110,7 @@ func StartController(tb testing.TB, cfg sdcontroller.Config, opts ...sdcontrolle
 	logger, sink := discovery.NewLogger(sdcontroller.Origin, logs)
 	started := make(chan *addresstable.Table, 1)
 	opts = append([]sdcontroller.Option{
-		sdcontroller.WithNATSOptions(routes.ReconnectQuickly()...),
+		sdcontroller.WithNATSOptions(routeemitter.ReconnectQuickly()...),
 		sdcontroller.WithStarted(func(t *addresstable.Table) { started <- t }),
 	}, opts...)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,27 +1,29 @@
 // Package discoverytest provides service discovery's neighbours for tests:
-// an in-process NATS server and a route emitter (package routes), the
-// daemons started in-process, and helpers for process tests.
+// an in-process NATS server and a route emitter (src/standin/natsserver and
+// routeemitter), the daemons started in-process, and helpers for process
+// tests.
 package discoverytest
 
 import (
 	"testing"
 
-	"github.com/netman-release/netman/src/discovery/routes"
+	"github.com/netman-release/netman/src/standin/natsserver"
+	"github.com/netman-release/netman/src/standin/routeemitter"
 )
 
-// The stand-ins live in package routes (the lab uses them too).
+// The stand-ins live in src/standin (the lab runs them too).
 type (
-	NATS       = routes.NATS
-	NATSConfig = routes.NATSConfig
-	Instance   = routes.Instance
-	Emitter    = routes.Emitter
+	NATS       = natsserver.Server
+	NATSConfig = natsserver.Config
+	Instance   = routeemitter.Instance
+	Emitter    = routeemitter.Emitter
 )
 
-// NewNATS starts an in-process NATS server (routes.NewNATS).
-func NewNATS(cfg NATSConfig) (*NATS, error) { return routes.NewNATS(cfg) }
+// NewNATS starts an in-process NATS server (natsserver.New).
+func NewNATS(cfg NATSConfig) (*NATS, error) { return natsserver.New(cfg) }
 
-// NewEmitter connects a route emitter to url (routes.NewEmitter).
-var NewEmitter = routes.NewEmitter
+// NewEmitter connects a route emitter to url (routeemitter.New).
+var NewEmitter = routeemitter.New
 
 // StartNATS is NewNATS on a free loopback port, shut down when the test ends.
 func StartNATS(tb testing.TB, cfg NATSConfig) *NATS {

@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/netman-release/netman/src/discovery"
-	discoveryroutes "github.com/netman-release/netman/src/discovery/routes"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/standin/natsserver"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -58,7 +58,7 @@ func (r *pruningRegistry) has(e string) bool {
 // live restart is checked with a generous deadline.
 func TestReconnectWithinUpstreamBound(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
-	n, err := discoveryroutes.NewNATS(discoveryroutes.NATSConfig{TLS: files.ServerConfig(t, mtls.InternalServiceDefaults())})
+	n, err := natsserver.New(natsserver.Config{TLS: files.ServerConfig(t, mtls.InternalServiceDefaults())})
 	if err != nil {
 		t.Fatal(err)
 	}

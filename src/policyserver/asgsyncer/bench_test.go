@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 )
 
 // BenchmarkSyncCycle is the syncer's cost per cycle with 1,000 security
@@ -55,10 +55,10 @@ func BenchmarkSyncCycle(b *testing.B) {
 	})
 }
 
-func benchGroup(i, gen int) fakecc.SecurityGroup {
-	g := fakecc.SecurityGroup{GUID: fmt.Sprintf("asg-%04d", i), Name: fmt.Sprintf("group-%d-gen-%d", i, gen)}
+func benchGroup(i, gen int) cc.SecurityGroup {
+	g := cc.SecurityGroup{GUID: fmt.Sprintf("asg-%04d", i), Name: fmt.Sprintf("group-%d-gen-%d", i, gen)}
 	for r := range 10 {
-		g.Rules = append(g.Rules, fakecc.Rule{Protocol: "tcp", Destination: fmt.Sprintf("10.%d.%d.0/24", i%250, r), Ports: "443,8000-8100"})
+		g.Rules = append(g.Rules, cc.Rule{Protocol: "tcp", Destination: fmt.Sprintf("10.%d.%d.0/24", i%250, r), Ports: "443,8000-8100"})
 	}
 	for s := range 5 {
 		g.RunningSpaces = append(g.RunningSpaces, fmt.Sprintf("space-%d", (i+s)%400))

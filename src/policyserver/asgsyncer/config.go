@@ -162,6 +162,12 @@ func (c Config) UAABaseURL() string { return fmt.Sprintf("%s:%d", c.UAAURL, c.UA
 // duration string ("10s"); locket's keepalive keys have been both.
 type Seconds time.Duration
 
+// MarshalJSON writes the duration as a number of seconds, the form
+// UnmarshalJSON reads (a time.Duration's own would be nanoseconds).
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(s).Seconds())
+}
+
 // UnmarshalJSON implements json.Unmarshaler.
 func (s *Seconds) UnmarshalJSON(b []byte) error {
 	var n json.Number

@@ -107,5 +107,13 @@ func TestKeepaliveSeconds(t *testing.T) {
 		if (err != nil) != tc.bad || (!tc.bad && time.Duration(s) != tc.want) {
 			t.Errorf("%s: got %v, %v", tc.in, time.Duration(s), err)
 		}
+		if tc.bad {
+			continue
+		}
+		// Written back, it reads the same.
+		var again asgsyncer.Seconds
+		if b, err := json.Marshal(s); err != nil || json.Unmarshal(b, &again) != nil || again != s {
+			t.Errorf("%s: marshalled as %s (%v), read back as %v", tc.in, b, err, time.Duration(again))
+		}
 	}
 }

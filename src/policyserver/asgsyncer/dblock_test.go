@@ -10,8 +10,8 @@ import (
 	"github.com/netman-release/netman/src/locket"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
 	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/standin/cc"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
 )
 
 // lockFor opens the lock's own pool, as Run does.
@@ -113,8 +113,8 @@ func TestDBLockLoss(t *testing.T) {
 // when the first stops.
 func TestTwoSyncersRace(t *testing.T) {
 	dbtest.ForEachDialect(t, func(t *testing.T, c sqldb.Config) {
-		cc := startCC(t)
-		cc.cc.Put(publicNetworks())
+		env := startCC(t)
+		env.cc.Put(publicNetworks())
 		st, db := newStore(t, c)
 		var active, maxActive, runs atomic.Int32
 		type syncerProc struct {
@@ -123,7 +123,7 @@ func TestTwoSyncersRace(t *testing.T) {
 		}
 		start := func(owner string) syncerProc {
 			ctx, stop := context.WithCancel(context.Background())
-			client, tokens := cc.clients(t, 5*time.Second)
+			client, tokens := env.clients(t, 5*time.Second)
 			s := asgsyncer.NewSyncer(logger(t), tokens, client, st, newRecorder(), time.Hour)
 			lock := lockFor(t, c, owner)
 			done := make(chan error, 1)
@@ -151,7 +151,7 @@ func TestTwoSyncersRace(t *testing.T) {
 		if err := <-a.done; err != nil {
 			t.Fatal(err)
 		}
-		cc.cc.Put(fakecc.SecurityGroup{GUID: "asg-after", Name: "after"})
+		env.cc.Put(cc.SecurityGroup{GUID: "asg-after", Name: "after"})
 		waitUntil(t, "second syncer to take over and write", func() bool { return len(table(t, db)) == 2 })
 		b.stop()
 		if err := <-b.done; err != nil {

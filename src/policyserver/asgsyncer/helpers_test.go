@@ -17,8 +17,8 @@ import (
 	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/standin/cc"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -67,7 +67,7 @@ func (r *recorder) has(name string) bool {
 // ccEnv is a fake Cloud Controller on its two listeners (public TLS,
 // internal mutual TLS) and the clients that reach it.
 type ccEnv struct {
-	cc     *fakecc.Server
+	cc     *cc.Server
 	files  *mtlstest.Files
 	public string // https://127.0.0.1:port
 	intern string
@@ -76,17 +76,17 @@ type ccEnv struct {
 func startCC(t testing.TB) *ccEnv {
 	t.Helper()
 	files := mtlstest.NewTestFiles(t)
-	cc := fakecc.New(clientID, clientSecret)
-	t.Cleanup(func() { _ = cc.Close() })
-	pub, err := cc.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
+	srv := cc.New(clientID, clientSecret)
+	t.Cleanup(func() { _ = srv.Close() })
+	pub, err := srv.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	internal, err := cc.Start("127.0.0.1:0", files.ServerConfig(t))
+	internal, err := srv.Start("127.0.0.1:0", files.ServerConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &ccEnv{cc: cc, files: files, public: "https://" + pub, intern: "https://" + internal}
+	return &ccEnv{cc: srv, files: files, public: "https://" + pub, intern: "https://" + internal}
 }
 
 // clients builds the UAA and CC clients as Run does, with timeout per call.
@@ -128,12 +128,12 @@ type syncEnv struct {
 
 func newSyncEnv(t testing.TB, timeout time.Duration) *syncEnv {
 	t.Helper()
-	cc := startCC(t)
+	env := startCC(t)
 	st, db := newStore(t, dbtest.NewConfig(t, sqldb.TypeSQLite))
-	client, tokens := cc.clients(t, timeout)
+	client, tokens := env.clients(t, timeout)
 	rec := newRecorder()
 	return &syncEnv{
-		ccEnv: cc, store: st, db: db, rec: rec,
+		ccEnv: env, store: st, db: db, rec: rec,
 		syncer: asgsyncer.NewSyncer(logtest.New(t), tokens, client, st, rec, time.Hour),
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/netman-release/netman/src/locket"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
 	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 )
 
 func runConfig(e *ccEnv, db sqldb.Config) asgsyncer.Config {
@@ -58,7 +58,7 @@ func TestRun(t *testing.T) {
 			if withLocket && srv.Holder(asgsyncer.LockKey) != "syncer-0" {
 				t.Errorf("locket holder = %q", srv.Holder(asgsyncer.LockKey))
 			}
-			e.cc.Put(fakecc.SecurityGroup{GUID: "asg-new", Name: "new"})
+			e.cc.Put(cc.SecurityGroup{GUID: "asg-new", Name: "new"})
 			waitUntil(t, "the change", func() bool { return len(table(t, db)) == 2 })
 			stop()
 			select {

@@ -12,13 +12,13 @@ import (
 
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 )
 
-func publicNetworks() fakecc.SecurityGroup {
-	return fakecc.SecurityGroup{
+func publicNetworks() cc.SecurityGroup {
+	return cc.SecurityGroup{
 		GUID: "asg-public", Name: "public_networks", RunningDefault: true, StagingDefault: true,
-		Rules: []fakecc.Rule{{Protocol: "all", Destination: "0.0.0.0-9.255.255.255"}},
+		Rules: []cc.Rule{{Protocol: "all", Destination: "0.0.0.0-9.255.255.255"}},
 	}
 }
 
@@ -26,15 +26,15 @@ func TestSyncCopiesEveryGroupAcrossPages(t *testing.T) {
 	e := newSyncEnv(t, 5*time.Second)
 	e.cc.SetPageLimit(3)
 	e.cc.Put(publicNetworks())
-	e.cc.Put(fakecc.SecurityGroup{
+	e.cc.Put(cc.SecurityGroup{
 		GUID: "asg-icmp", Name: "ping",
-		Rules:         []fakecc.Rule{{Protocol: "icmp", Destination: "10.0.0.0/8", Type: ptr(8), Code: ptr(0), Description: "echo", Log: true}},
+		Rules:         []cc.Rule{{Protocol: "icmp", Destination: "10.0.0.0/8", Type: ptr(8), Code: ptr(0), Description: "echo", Log: true}},
 		RunningSpaces: []string{"space-a", "space-b"}, StagingSpaces: []string{"space-c"},
 	})
 	for i := range 5 {
-		e.cc.Put(fakecc.SecurityGroup{
+		e.cc.Put(cc.SecurityGroup{
 			GUID: fmt.Sprintf("asg-%d", i), Name: fmt.Sprintf("tcp-%d", i),
-			Rules:         []fakecc.Rule{{Protocol: "tcp", Destination: "10.1.0.0/16", Ports: "443,8080-8090"}},
+			Rules:         []cc.Rule{{Protocol: "tcp", Destination: "10.1.0.0/16", Ports: "443,8080-8090"}},
 			RunningSpaces: []string{"space-a"},
 		})
 	}
@@ -64,7 +64,7 @@ func TestSyncCopiesEveryGroupAcrossPages(t *testing.T) {
 	if diff := cmp.Diff(want, table(t, e.db)); diff != "" {
 		t.Errorf("table (-want +got):\n%s", diff)
 	}
-	if got := e.cc.Requests(fakecc.List); got != 3 {
+	if got := e.cc.Requests(cc.List); got != 3 {
 		t.Errorf("listing took %d page requests, want 3 (7 groups, 3 per page)", got)
 	}
 	for _, m := range []string{asgsyncer.MetricRetrievalTime, asgsyncer.MetricTotalSyncTime} {
@@ -81,22 +81,22 @@ func TestSkipsWhileMarkerStandsStill(t *testing.T) {
 	if err := e.syncer.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lists := e.cc.Requests(fakecc.List)
+	lists := e.cc.Requests(cc.List)
 
 	// A v2 change does not move asg_latest_update: the syncer skips, as
 	// upstream, and picks the change up with the next v3 change.
-	e.cc.PutV2(fakecc.SecurityGroup{GUID: "asg-v2", Name: "legacy"})
+	e.cc.PutV2(cc.SecurityGroup{GUID: "asg-v2", Name: "legacy"})
 	if err := e.syncer.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.cc.Requests(fakecc.List); got != lists {
+	if got := e.cc.Requests(cc.List); got != lists {
 		t.Fatalf("unchanged marker: listed again (%d list requests, want %d)", got, lists)
 	}
 	if got := guids(table(t, e.db)); !cmp.Equal(got, []string{"asg-public"}) {
 		t.Fatalf("table changed without a marker change: %v", got)
 	}
 
-	e.cc.Put(fakecc.SecurityGroup{GUID: "asg-v3", Name: "new"})
+	e.cc.Put(cc.SecurityGroup{GUID: "asg-v3", Name: "new"})
 	if err := e.syncer.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -130,19 +130,19 @@ func guids(gs []policy.SecurityGroup) []string {
 func TestFailuresLeaveTheTable(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		endpoint fakecc.Endpoint
-		failure  fakecc.Failure
+		endpoint cc.Endpoint
+		failure  cc.Failure
 		wantErr  string
 	}{
-		{"listing outage", fakecc.List, fakecc.Outage, "status 503"},
-		{"listing garbage", fakecc.List, fakecc.Garbage, "unmarshal json"},
-		{"listing without pagination", fakecc.List, fakecc.EmptyObject, "no pagination.total_results"},
-		{"listing too slow", fakecc.List, fakecc.Slow, "Client.Timeout exceeded"},
-		{"marker outage", fakecc.LatestUpdate, fakecc.Outage, "status 503"},
-		{"marker garbage", fakecc.LatestUpdate, fakecc.Garbage, "unmarshal json"},
-		{"marker missing", fakecc.LatestUpdate, fakecc.EmptyObject, "failed parsing last_update from cloud controller"},
-		{"marker too slow", fakecc.LatestUpdate, fakecc.Slow, "Client.Timeout exceeded"},
-		{"uaa outage", fakecc.Token, fakecc.Outage, "get uaa token"},
+		{"listing outage", cc.List, cc.Outage, "status 503"},
+		{"listing garbage", cc.List, cc.Garbage, "unmarshal json"},
+		{"listing without pagination", cc.List, cc.EmptyObject, "no pagination.total_results"},
+		{"listing too slow", cc.List, cc.Slow, "Client.Timeout exceeded"},
+		{"marker outage", cc.LatestUpdate, cc.Outage, "status 503"},
+		{"marker garbage", cc.LatestUpdate, cc.Garbage, "unmarshal json"},
+		{"marker missing", cc.LatestUpdate, cc.EmptyObject, "failed parsing last_update from cloud controller"},
+		{"marker too slow", cc.LatestUpdate, cc.Slow, "Client.Timeout exceeded"},
+		{"uaa outage", cc.Token, cc.Outage, "get uaa token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSyncEnv(t, 300*time.Millisecond)
@@ -152,12 +152,12 @@ func TestFailuresLeaveTheTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := table(t, e.db)
-			if tc.endpoint == fakecc.Token {
+			if tc.endpoint == cc.Token {
 				// The token is cached; a fresh syncer must fetch one.
 				client, tokens := e.clients(t, 300*time.Millisecond)
 				e.syncer = asgsyncer.NewSyncer(logger(t), tokens, client, e.store, e.rec, time.Hour)
 			}
-			e.cc.Put(fakecc.SecurityGroup{GUID: "asg-new", Name: "new"})
+			e.cc.Put(cc.SecurityGroup{GUID: "asg-new", Name: "new"})
 			e.cc.SetDelay(3 * time.Second)
 			e.cc.SetFailure(tc.endpoint, tc.failure)
 
@@ -172,7 +172,7 @@ func TestFailuresLeaveTheTable(t *testing.T) {
 				t.Errorf("%s = %d, want 1", asgsyncer.MetricSyncError, got)
 			}
 
-			e.cc.SetFailure(tc.endpoint, fakecc.Healthy)
+			e.cc.SetFailure(tc.endpoint, cc.Healthy)
 			if err := e.syncer.Poll(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -191,28 +191,28 @@ func TestInconsistentPaging(t *testing.T) {
 		name string
 		// change runs after each page served, with the attempt's number of
 		// pages served so far.
-		change  func(cc *fakecc.Server, served int)
+		change  func(srv *cc.Server, served int)
 		wantErr string
 		want    []string
 	}{
 		{
 			name: "v3 change during the first listing only",
-			change: func(cc *fakecc.Server, served int) {
-				once(served == 1, func() { cc.Put(fakecc.SecurityGroup{GUID: "asg-late", Name: "late"}) })
+			change: func(srv *cc.Server, served int) {
+				once(served == 1, func() { srv.Put(cc.SecurityGroup{GUID: "asg-late", Name: "late"}) })
 			},
 			want: []string{"asg-0", "asg-1", "asg-2", "asg-3", "asg-late"},
 		},
 		{
 			name: "v2 change (marker still) shifts the pages",
-			change: func(cc *fakecc.Server, served int) {
-				once(served == 1, func() { cc.PutV2(fakecc.SecurityGroup{GUID: "asg-v2", Name: "v2"}) })
+			change: func(srv *cc.Server, served int) {
+				once(served == 1, func() { srv.PutV2(cc.SecurityGroup{GUID: "asg-v2", Name: "v2"}) })
 			},
 			want: []string{"asg-0", "asg-1", "asg-2", "asg-3", "asg-v2"},
 		},
 		{
 			name: "Cloud Controller never stands still",
-			change: func(cc *fakecc.Server, served int) {
-				cc.Put(fakecc.SecurityGroup{GUID: fmt.Sprintf("asg-busy-%d", served), Name: "busy"})
+			change: func(srv *cc.Server, served int) {
+				srv.Put(cc.SecurityGroup{GUID: fmt.Sprintf("asg-busy-%d", served), Name: "busy"})
 			},
 			wantErr: "Ran out of retry attempts. Last error was: unstable security group list: last_update time has changed",
 			want:    []string{"asg-0", "asg-1", "asg-2"},
@@ -222,12 +222,12 @@ func TestInconsistentPaging(t *testing.T) {
 			e := newSyncEnv(t, 5*time.Second)
 			ctx := context.Background()
 			for i := range 3 {
-				e.cc.Put(fakecc.SecurityGroup{GUID: fmt.Sprintf("asg-%d", i), Name: "g"})
+				e.cc.Put(cc.SecurityGroup{GUID: fmt.Sprintf("asg-%d", i), Name: "g"})
 			}
 			if err := e.syncer.Poll(ctx); err != nil {
 				t.Fatal(err)
 			}
-			e.cc.Put(fakecc.SecurityGroup{GUID: "asg-3", Name: "g"})
+			e.cc.Put(cc.SecurityGroup{GUID: "asg-3", Name: "g"})
 			e.cc.SetPageLimit(2)
 			served := 0
 			e.cc.OnPage(func(int) { served++; tc.change(e.cc, served) })
@@ -258,12 +258,12 @@ func once(cond bool, fn func()) {
 // quietly-but-counted until retry_deadline_seconds after the last sync,
 // then reported with upstream's message.
 func TestUnstableBeyondRetryDeadline(t *testing.T) {
-	cc := startCC(t)
+	env := startCC(t)
 	st, db := newStore(t, sqliteConfig(t))
-	client, tokens := cc.clients(t, 5*time.Second)
+	client, tokens := env.clients(t, 5*time.Second)
 	s := asgsyncer.NewSyncer(logger(t), tokens, client, st, newRecorder(), time.Nanosecond)
-	cc.cc.Put(publicNetworks())
-	cc.cc.OnPage(func(int) { cc.cc.Put(fakecc.SecurityGroup{GUID: "asg-busy", Name: "busy"}) })
+	env.cc.Put(publicNetworks())
+	env.cc.OnPage(func(int) { env.cc.Put(cc.SecurityGroup{GUID: "asg-busy", Name: "busy"}) })
 	err := s.Poll(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "unable to retrieve a consistent listing of security groups from CAPI after '1ns'") {
 		t.Fatalf("Poll error = %v", err)
@@ -291,12 +291,12 @@ func (f *failingStore) ReplaceSecurityGroups(ctx context.Context, groups []polic
 // before writing, so a failed write waited for the next Cloud Controller
 // change; netman retries it next cycle.
 func TestFailedWriteIsRetriedWithoutNewChange(t *testing.T) {
-	cc := startCC(t)
+	env := startCC(t)
 	st, db := newStore(t, sqliteConfig(t))
-	client, tokens := cc.clients(t, 5*time.Second)
+	client, tokens := env.clients(t, 5*time.Second)
 	rec := newRecorder()
 	s := asgsyncer.NewSyncer(logger(t), tokens, client, &failingStore{Store: st, n: 1}, rec, time.Hour)
-	cc.cc.Put(publicNetworks())
+	env.cc.Put(publicNetworks())
 	if err := s.Poll(context.Background()); err == nil || !strings.Contains(err.Error(), "database is down") {
 		t.Fatalf("Poll error = %v", err)
 	}

@@ -38,6 +38,14 @@ type NetConf struct {
 	SubnetFile string `json:"subnetFile"`
 }
 
+// MarshalJSON writes every key. Without it, types.PluginConf's own
+// MarshalJSON, promoted to *NetConf through the embedding, would write only
+// the plugin keys (cniVersion, name, type, ...) and drop silk-cni's.
+func (c NetConf) MarshalJSON() ([]byte, error) {
+	type plain NetConf // the same fields, without this method
+	return json.Marshal(plain(c))
+}
+
 // ParseNetConf decodes stdin. It checks only what every command needs (the
 // JSON, a supported cniVersion); Validate adds what ADD needs.
 func ParseNetConf(stdin []byte) (*NetConf, error) {

@@ -1,11 +1,13 @@
 package cni
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParseNetConf(t *testing.T) {
@@ -93,5 +95,28 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNetConfMarshalsEveryKey: a NetConf written as JSON (the lab renders
+// the wrapper's delegate from one) reads back the same, silk-cni's own
+// keys included, through a pointer as through a value.
+func TestNetConfMarshalsEveryKey(t *testing.T) {
+	want := &NetConf{
+		PluginConf: types.PluginConf{CNIVersion: "1.0.0", Name: "silk", Type: "silk-cni"},
+		DataDir:    "/var/vcap/data/host-local", Datastore: "/var/vcap/data/silk/store.json", DaemonPort: 23954, MTU: 1400,
+	}
+	for _, v := range []any{want, *want} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseNetConf(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%T marshalled as %s, read back (-want +got):\n%s", v, b, diff)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 
+	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
@@ -227,7 +228,7 @@ func TestDelUnknownContainer(t *testing.T) {
 	ctr := netnstest.New(t, "c")
 	// A namespace silk never touched, and one that no longer exists.
 	c.del(t, ctr, "never-added")
-	gone := &netnstest.NS{Name: "gone", Path: "/run/netns/nm-does-not-exist"}
+	gone := &netnstest.NS{NS: &namespace.NS{Name: "gone", Path: "/run/netns/nm-does-not-exist"}}
 	c.del(t, gone, "never-added")
 	// No namespace at all (allowed for DEL).
 	if err := c.plugin.Del(context.Background(), &skel.CmdArgs{ContainerID: "x", IfName: "eth0", StdinData: c.conf("1.0.0")}); err != nil {

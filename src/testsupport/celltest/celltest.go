@@ -22,6 +22,7 @@ import (
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -143,8 +144,8 @@ func New(t testing.TB, opts Options) *Lab {
 func (l *Lab) setupUnderlay() {
 	t := l.t
 	l.Bridge = netnstest.UniqueName("nmbr")
-	t.Cleanup(func() { _ = lab.DeleteLink(l.Bridge) })
-	if err := lab.AddBridge(l.Bridge, l.RootIP+"/24"); err != nil {
+	t.Cleanup(func() { _ = namespace.DeleteLink(l.Bridge) })
+	if err := namespace.AddBridge(l.Bridge, l.RootIP+"/24"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -152,8 +153,8 @@ func (l *Lab) setupUnderlay() {
 // attach joins ns to the underlay bridge as ifname with ip.
 func (l *Lab) attach(ns *netnstest.NS, ifname, ip string) {
 	outside := netnstest.UniqueName("nmu")
-	l.t.Cleanup(func() { _ = lab.DeleteLink(outside) })
-	if err := lab.Attach(l.Bridge, ns, outside, ifname, ip+"/24", l.RootIP); err != nil {
+	l.t.Cleanup(func() { _ = namespace.DeleteLink(outside) })
+	if err := namespace.Attach(l.Bridge, ns.NS, outside, ifname, ip+"/24", l.RootIP); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -260,7 +261,7 @@ func (c *Cell) Teardown() string {
 }
 
 // NetworkInfo fetches the daemon's {"overlay_subnet","mtu"} from inside the cell.
-func (c *Cell) NetworkInfo() (map[string]any, error) { return lab.NetworkInfo(c.NS) }
+func (c *Cell) NetworkInfo() (map[string]any, error) { return lab.NetworkInfo(c.NS.NS) }
 
 // OverlaySubnet is the cell's lease.
 func (c *Cell) OverlaySubnet() string {
@@ -322,7 +323,11 @@ func Start(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...s
 // startProc runs bin; the caller arranges for it to be stopped.
 func startProc(t testing.TB, logPath string, ns *netnstest.NS, bin string, args ...string) *Proc {
 	t.Helper()
-	p, err := lab.Spawn(lab.Spec{Log: logPath, NS: ns, Bin: bin, Args: args})
+	s := lab.Spec{Log: logPath, Bin: bin, Args: args}
+	if ns != nil {
+		s.NS = ns.NS
+	}
+	p, err := lab.Spawn(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/cniwrapper"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
@@ -39,12 +40,11 @@ type ContainerOptions struct {
 
 // WrapperConfig is the cell's cni-wrapper-plugin network config, as the
 // conflist renders it (spec §4.1), with every path inside the cell's dir.
-func (c *Cell) WrapperConfig() map[string]any { return c.lab.plan.Wrapper(c.plan()) }
+func (c *Cell) WrapperConfig() cniwrapper.Config { return c.lab.plan.Wrapper(c.plan()) }
 
 // CNI runs cni-wrapper-plugin in the cell for one container and returns
 // its stdout; a non-zero exit is returned as an error carrying the output.
 func (c *Cell) CNI(command, containerID, netnsPath string, opts ContainerOptions) (string, error) {
-	conf := c.WrapperConfig()
 	rc := map[string]any{}
 	if opts.PortMappings != nil {
 		rc["portMappings"] = opts.PortMappings
@@ -52,11 +52,12 @@ func (c *Cell) CNI(command, containerID, netnsPath string, opts ContainerOptions
 	if opts.NetOutRules != nil {
 		rc["netOutRules"] = opts.NetOutRules
 	}
-	conf["runtimeConfig"] = rc
-	if opts.Metadata != nil {
-		conf["metadata"] = opts.Metadata
-	}
-	stdin, err := json.Marshal(conf)
+	// The runtime's keys as Garden passes them, over the config's own.
+	stdin, err := json.Marshal(struct {
+		cniwrapper.Config
+		RuntimeConfig map[string]any `json:"runtimeConfig"`
+		Metadata      map[string]any `json:"metadata,omitempty"`
+	}{c.WrapperConfig(), rc, opts.Metadata})
 	if err != nil {
 		return "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/netman-release/netman/src/gardennet"
 	"github.com/netman-release/netman/src/lab"
 )
 
@@ -26,11 +27,11 @@ type GardenResult struct {
 // renders it: cni_config_dir holds one conflist, cni-wrapper-plugin
 // delegating to silk-cni (WrapperConfig), and the plugins are the lab's
 // binaries.
-func (c *Cell) GardenConfig() map[string]any { return c.lab.plan.Adapter(c.plan()) }
+func (c *Cell) GardenConfig() gardennet.Config { return c.lab.plan.Adapter(c.plan()) }
 
 // GardenBindMount is where up bind-mounts a container's namespace.
 func (c *Cell) GardenBindMount(handle string) string {
-	return filepath.Join(c.GardenConfig()["bind_mount_dir"].(string), handle)
+	return filepath.Join(c.GardenConfig().BindMountDir, handle)
 }
 
 // writeGardenConfig writes the conflist and adapter.json; it returns the
@@ -51,7 +52,7 @@ func (c *Cell) writeGardenConfig(t testing.TB) string {
 func (c *Cell) garden(t testing.TB, action, handle string, stdin []byte) (string, error) {
 	t.Helper()
 	var stderr bytes.Buffer
-	out, err := lab.Garden(context.Background(), filepath.Join(c.lab.Bins, "garden-external-networker"), c.NS,
+	out, err := lab.Garden(context.Background(), filepath.Join(c.lab.Bins, "garden-external-networker"), c.NS.NS,
 		c.writeGardenConfig(t), action, handle, stdin, &stderr)
 	if err == nil && stderr.Len() > 0 {
 		t.Logf("garden-external-networker %s %s stderr: %s", action, handle, stderr.String())

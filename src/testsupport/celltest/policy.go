@@ -6,19 +6,19 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/netman-release/netman/src/agent"
 	"github.com/netman-release/netman/src/lab"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -75,47 +75,42 @@ func (l *Lab) StopInternal() {
 	_ = l.Policy.internal.Wait(l.t, 15*time.Second)
 }
 
-// PolicyJSON is one v1 external API policy.
-func PolicyJSON(src, dst, proto string, start, end int) map[string]any {
-	return lab.Policy(src, dst, proto, start, end)
-}
-
-func (l *Lab) api() lab.API { return lab.API{URL: l.Policy.ExternalURL, Token: AdminToken} }
-
 // CreatePolicies creates policies through the external API and returns
 // when it answered (the moment propagation is measured from).
-func (l *Lab) CreatePolicies(t testing.TB, policies ...map[string]any) time.Time {
+func (l *Lab) CreatePolicies(t testing.TB, policies ...policy.Policy) time.Time {
 	t.Helper()
-	at, err := l.api().CreatePolicies(policies...)
+	err := l.plan.PolicyAPI(AdminToken).CreatePolicies(context.Background(), policies)
+	at := time.Now()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("create policies: %v", err)
 	}
 	return at
 }
 
 // DeletePolicies deletes policies through the external API.
-func (l *Lab) DeletePolicies(t testing.TB, policies ...map[string]any) time.Time {
+func (l *Lab) DeletePolicies(t testing.TB, policies ...policy.Policy) time.Time {
 	t.Helper()
-	at, err := l.api().DeletePolicies(policies...)
+	err := l.plan.PolicyAPI(AdminToken).DeletePolicies(context.Background(), policies)
+	at := time.Now()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("delete policies: %v", err)
 	}
 	return at
 }
 
-// AgentConfig is the cell's vxlan-policy-agent.json (upstream keys).
-func (c *Cell) AgentConfig() map[string]any { return c.lab.plan.Agent(c.plan()) }
+// AgentConfig is the cell's vxlan-policy-agent.json.
+func (c *Cell) AgentConfig() agent.Config { return c.lab.plan.Agent(c.plan()) }
 
 // StartAgent starts the cell's vxlan-policy-agent and waits for its force
-// endpoint; extra overrides config keys.
-func (c *Cell) StartAgent(extra map[string]any) {
+// endpoint; configure, when not nil, changes its config first.
+func (c *Cell) StartAgent(configure func(*agent.Config)) {
 	t := c.lab.t
 	if err := os.MkdirAll(filepath.Join(c.Dir, "container-metadata"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.AgentConfig()
-	for k, v := range extra {
-		cfg[k] = v
+	if configure != nil {
+		configure(&cfg)
 	}
 	path := writeJSON(t, c.Dir, "vxlan-policy-agent.json", cfg)
 	if c.agent == nil {
@@ -151,7 +146,7 @@ func (c *Cell) Get(url string) (int, string, error) { return c.Do(http.MethodGet
 
 // Do does an HTTP request with a body from inside the cell.
 func (c *Cell) Do(method, url, body string) (int, string, error) {
-	return lab.HTTP(c.NS, method, url, body)
+	return c.NS.HTTP(method, url, body)
 }
 
 // AgentPID is the process id of the cell's running agent.
@@ -163,11 +158,7 @@ func (c *Cell) AgentPID() int { return c.agent.p.PID }
 func (c *Cell) StartLogger() string {
 	t := c.lab.t
 	out := filepath.Join(c.Dir, "iptables.log")
-	path := writeJSON(t, c.Dir, "iptables-logger.json", map[string]any{
-		"kernel_log_file": "/dev/kmsg", "container_metadata_file": filepath.Join(c.Dir, "container-metadata", "store.json"),
-		"output_log_file": out, "metron_address": "127.0.0.1:3457", "host_ip": c.UnderlayIP,
-		"host_guid": fmt.Sprintf("cell-%d", c.Index), "log_timestamp_format": "rfc3339",
-	})
+	path := writeJSON(t, c.Dir, "iptables-logger.json", c.lab.plan.IPTablesLogger(c.plan(), out))
 	p := Start(t, filepath.Join(c.Dir, "iptables-logger.log"), nil, filepath.Join(c.lab.Bins, "iptables-logger"), "-config-file", path)
 	time.Sleep(200 * time.Millisecond) // it tails from the end: let it open the log first
 	if p.Exited() {
@@ -197,7 +188,7 @@ func (l *Lab) PolicyStore(t testing.TB) *store.Store {
 // CC is a fake Cloud Controller (and UAA) with policy-server-asg-syncer
 // copying its security groups into the lab's policy database.
 type CC struct {
-	*fakecc.Server
+	*cc.Server
 	syncer *Proc
 }
 
@@ -209,32 +200,25 @@ type CC struct {
 func (l *Lab) StartCC(t testing.TB, pollSeconds int) *CC {
 	t.Helper()
 	const client, secret = "network-policy", "lab-secret"
-	cc := fakecc.New(client, secret)
-	t.Cleanup(func() { _ = cc.Close() })
-	pub, err := cc.Start("127.0.0.1:0", l.certs.ServerConfig(t, mtls.WithoutClientAuth()))
+	srv := cc.New(client, secret)
+	t.Cleanup(func() { _ = srv.Close() })
+	pub, err := srv.Start("127.0.0.1:0", l.certs.ServerConfig(t, mtls.WithoutClientAuth()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	internal, err := cc.Start("127.0.0.1:0", l.certs.ServerConfig(t))
+	internal, err := srv.Start("127.0.0.1:0", l.certs.ServerConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := strings.Cut(pub, ":")
-	uaaPort, _ := strconv.Atoi(port)
-	cfg := map[string]any{
-		"uuid": "celltest-syncer", "asg_poll_interval_seconds": pollSeconds, "retry_deadline_seconds": 300,
-		"database":   map[string]any{"type": sqldb.TypeSQLite, "database_name": filepath.Join(l.Dir, "policy.db"), "timeout": 10},
-		"uaa_client": client, "uaa_client_secret": secret, "uaa_url": "https://" + host, "uaa_port": uaaPort, "uaa_ca": l.certs.CAFile,
-		"cc_url": "https://" + pub, "cc_ca_cert": l.certs.CAFile,
-		"cc_internal_url": "https://" + internal, "cc_internal_ca_cert": l.certs.CAFile,
-		"cc_internal_client_cert": l.certs.ClientCert, "cc_internal_client_key": l.certs.ClientKey,
-		"log_prefix": "cfnetworking", "log_level": "debug", "metron_address": "127.0.0.1:3457", "request_timeout": 5,
-	}
+	cfg := l.plan.ASGSyncer(lab.CloudController{
+		Public: pub, Internal: internal, Client: client, Secret: secret,
+		ClientCert: l.certs.ClientCert, ClientKey: l.certs.ClientKey, PollSeconds: pollSeconds,
+	})
 	path := writeJSON(t, l.Dir, "policy-server-asg-syncer.json", cfg)
-	c := &CC{Server: cc}
+	c := &CC{Server: srv}
 	c.syncer = Start(t, filepath.Join(l.Dir, "policy-server-asg-syncer.log"), nil, filepath.Join(l.Bins, "policy-server-asg-syncer"), "-config-file", path)
 	deadline := time.Now().Add(20 * time.Second)
-	for cc.Requests(fakecc.List) == 0 {
+	for srv.Requests(cc.List) == 0 {
 		if c.syncer.Exited() || time.Now().After(deadline) {
 			t.Fatalf("policy-server-asg-syncer never read Cloud Controller: %s", c.syncer.Output())
 		}

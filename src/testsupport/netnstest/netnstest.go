@@ -1,23 +1,20 @@
 // Package netnstest is the privileged test harness: throwaway network
 // namespaces with unique names, removed when the test ends, and helpers to
-// run code or commands inside them. Tests that need it call RequireRoot
+// run code or commands inside them — thin testing.TB wrappers over
+// src/namespace, which does the work. Tests that need it call RequireRoot
 // first; they skip without root, except under CI (CI=true) or with
 // NETMAN_REQUIRE_ROOT_TESTS=1 (set by scripts/test as root), where they fail.
 package netnstest
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
 
+	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
@@ -37,64 +34,58 @@ func RequireRoot(tb testing.TB) {
 	}
 }
 
-// UniqueName returns prefix plus a short random suffix; kernel names are
-// capped at 15 bytes, so keep prefixes short.
-func UniqueName(prefix string) string {
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return prefix + hex.EncodeToString(b)
-}
+// UniqueName returns prefix plus a short random suffix (namespace.UniqueName).
+func UniqueName(prefix string) string { return namespace.UniqueName(prefix) }
 
-// NS is a named network namespace created by a test.
-type NS struct {
-	Name string
-	Path string // /run/netns/<Name>
-}
+// NS is a named network namespace created by a test: namespace.NS with
+// the test's conveniences (Run, Start and Handle fail the test on an error
+// and undo what they made when it ends).
+type NS struct{ *namespace.NS }
 
 // New creates a named namespace (visible to `ip netns`) with loopback up,
 // and deletes it when the test ends.
 func New(tb testing.TB, prefix string) *NS {
 	tb.Helper()
 	name := UniqueName("nm" + prefix)
-	Run(tb, "ip", "netns", "add", name)
-	tb.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			tb.Errorf("deleting netns %s: %v: %s", name, err, out)
-		}
-	})
-	ns := &NS{Name: name, Path: "/run/netns/" + name}
-	ns.Run(tb, "ip", "link", "set", "lo", "up")
-	return ns
+	ns, err := namespace.Add(name)
+	if ns != nil {
+		tb.Cleanup(func() {
+			if _, err := namespace.Run("ip", "netns", "del", name); err != nil {
+				tb.Errorf("deleting netns %s: %v", name, err)
+			}
+		})
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &NS{ns}
 }
 
 // Run runs a command in the test's own namespace and fails the test on error.
 func Run(tb testing.TB, name string, args ...string) string {
 	tb.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
+	out, err := namespace.Run(name, args...)
 	if err != nil {
-		tb.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		tb.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // Run runs a command inside the namespace and fails the test on error.
 func (ns *NS) Run(tb testing.TB, name string, args ...string) string {
 	tb.Helper()
-	return Run(tb, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-}
-
-// Command returns an unstarted command that runs inside the namespace.
-func (ns *NS) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	out, err := ns.NS.Run(name, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
 
 // Start runs name in the namespace as a long-lived process (a container's
 // init, say), kills it by PID when the test ends, and returns its PID once
-// the process is inside the namespace. `ip netns exec` forks before it
-// joins the namespace, so a PID handed on straight after Start may still
-// name a process in the test's own namespace.
+// the process is inside the namespace (namespace.NS.AwaitPID): `ip netns
+// exec` forks before it joins the namespace, so a PID handed on straight
+// after the start may still name a process in the test's own namespace.
 func (ns *NS) Start(tb testing.TB, name string, args ...string) int {
 	tb.Helper()
 	cmd := ns.Command(name, args...)
@@ -105,86 +96,45 @@ func (ns *NS) Start(tb testing.TB, name string, args ...string) int {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	want, err := os.Stat(ns.Path)
-	if err != nil {
-		tb.Fatal(err)
+	if err := ns.AwaitPID(cmd.Process.Pid, 10*time.Second); err != nil {
+		tb.Fatalf("%s: %v", name, err)
 	}
-	pid := cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
-		if err == nil && os.SameFile(got, want) {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s (pid %d) did not enter namespace %s within 10 s (last: %v)", name, pid, ns.Name, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return cmd.Process.Pid
 }
 
-// Do runs fn on a locked OS thread switched into the namespace, then
-// switches back. Goroutines fn starts do not inherit the namespace.
-func (ns *NS) Do(fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("getting current netns: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(ns.Path)
-	if err != nil {
-		return fmt.Errorf("opening netns %s: %w", ns.Path, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("entering netns %s: %w", ns.Name, err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// The thread is in the wrong namespace; never reuse it.
-			panic(fmt.Sprintf("restoring netns: %v", err))
-		}
-	}()
-	return fn()
-}
-
-// Handle opens the namespace for netlink handles (netlink.NewHandleAt).
+// Handle opens the namespace for netlink handles (netlink.NewHandleAt),
+// closed when the test ends.
 func (ns *NS) Handle(tb testing.TB) netns.NsHandle {
 	tb.Helper()
-	h, err := netns.GetFromPath(ns.Path)
+	h, err := ns.NS.Handle()
 	if err != nil {
-		tb.Fatalf("opening netns %s: %v", ns.Path, err)
+		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { h.Close() })
 	return h
 }
 
-// Veth joins two namespaces with a veth pair named a (in nsA) and b (in
-// nsB), addresses them (CIDR form, may be empty) and brings both up. A nil
-// namespace means the test's own. Deleting either namespace removes the pair.
+// Veth joins two namespaces with a veth pair (namespace.Veth); a nil
+// namespace means the test's own, whose end is deleted when the test ends.
 func Veth(tb testing.TB, nsA *NS, a, addrA string, nsB *NS, b, addrB string) {
 	tb.Helper()
-	Run(tb, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
-	place := func(ns *NS, link, addr string) {
-		if ns != nil {
-			Run(tb, "ip", "link", "set", link, "netns", ns.Name)
-		} else {
-			tb.Cleanup(func() { _ = exec.Command("ip", "link", "del", link).Run() })
+	for _, end := range []struct {
+		ns   *NS
+		link string
+	}{{nsA, a}, {nsB, b}} {
+		if end.ns == nil {
+			tb.Cleanup(func() { _ = exec.Command("ip", "link", "del", end.link).Run() })
 		}
-		run := func(args ...string) {
-			if ns != nil {
-				ns.Run(tb, "ip", args...)
-			} else {
-				Run(tb, "ip", args...)
-			}
-		}
-		if addr != "" {
-			run("addr", "add", addr, "dev", link)
-		}
-		run("link", "set", link, "up")
 	}
-	place(nsA, a, addrA)
-	place(nsB, b, addrB)
+	if err := namespace.Veth(nsA.inner(), a, addrA, nsB.inner(), b, addrB); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// inner is the namespace.NS, nil for nil.
+func (ns *NS) inner() *namespace.NS {
+	if ns == nil {
+		return nil
+	}
+	return ns.NS
 }

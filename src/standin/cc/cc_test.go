@@ -1,9 +1,10 @@
-package fakecc_test
+package cc_test
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
-	"github.com/netman-release/netman/src/testsupport/fakecc"
+	"github.com/netman-release/netman/src/standin/cc"
 )
 
 // TestServesLikeCloudController checks the fake as the lab uses it: two
@@ -19,13 +20,13 @@ import (
 // only, and the internal endpoint refusing clients without a certificate.
 func TestServesLikeCloudController(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
-	cc := fakecc.New("client", "secret")
-	t.Cleanup(func() { _ = cc.Close() })
-	public, err := cc.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
+	srv := cc.New("client", "secret")
+	t.Cleanup(func() { _ = srv.Close() })
+	public, err := srv.Start("127.0.0.1:0", files.ServerConfig(t, mtls.WithoutClientAuth()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	internal, err := cc.Start("127.0.0.1:0", files.ServerConfig(t))
+	internal, err := srv.Start("127.0.0.1:0", files.ServerConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +48,14 @@ func TestServesLikeCloudController(t *testing.T) {
 		AccessToken string `json:"access_token"`
 	}
 	getJSON(t, oneWay, req, http.StatusOK, &tok)
-	if tok.AccessToken != cc.Token() {
+	if tok.AccessToken != srv.Token() {
 		t.Fatalf("token %q", tok.AccessToken)
 	}
 
 	for i := range 5 {
-		cc.Put(fakecc.SecurityGroup{GUID: fmt.Sprintf("g%d", i), Name: "n", RunningSpaces: []string{"s"}})
+		srv.Put(cc.SecurityGroup{GUID: fmt.Sprintf("g%d", i), Name: "n", RunningSpaces: []string{"s"}})
 	}
-	cc.SetPageLimit(2)
+	srv.SetPageLimit(2)
 	var page struct {
 		Pagination struct {
 			TotalResults int `json:"total_results"`
@@ -79,18 +80,18 @@ func TestServesLikeCloudController(t *testing.T) {
 		page.Resources = nil
 		getJSON(t, oneWay, req, want, &page)
 	}
-	list("?per_page=5000&page=3", cc.Token(), http.StatusOK)
+	list("?per_page=5000&page=3", srv.Token(), http.StatusOK)
 	if page.Pagination.TotalResults != 5 || page.Pagination.TotalPages != 3 || page.Pagination.Next != nil ||
 		len(page.Resources) != 1 || page.Resources[0].GUID != "g4" || page.Resources[0].Relationships.RunningSpaces.Data[0]["guid"] != "s" {
 		t.Errorf("last page: %+v", page)
 	}
 	list("?per_page=5000&page=1", "wrong", http.StatusUnauthorized)
-	list("?per_page=5001", cc.Token(), http.StatusBadRequest)
+	list("?per_page=5001", srv.Token(), http.StatusBadRequest)
 
 	marker := func(c *http.Client, want int) time.Time {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, "https://"+internal+"/internal/v4/asg_latest_update", nil)
-		req.Header.Set("Authorization", "bearer "+cc.Token())
+		req.Header.Set("Authorization", "bearer "+srv.Token())
 		var m struct {
 			LastUpdate string `json:"last_update"`
 		}
@@ -100,21 +101,21 @@ func TestServesLikeCloudController(t *testing.T) {
 	}
 	mutual := &http.Client{Transport: &http.Transport{TLSClientConfig: files.ClientConfig(t)}, Timeout: 5 * time.Second}
 	before := marker(mutual, http.StatusOK)
-	cc.PutV2(fakecc.SecurityGroup{GUID: "v2", Name: "v2"})
+	srv.PutV2(cc.SecurityGroup{GUID: "v2", Name: "v2"})
 	if got := marker(mutual, http.StatusOK); !got.Equal(before) {
 		t.Errorf("a v2 change moved the marker: %v → %v", before, got)
 	}
-	if err := cc.BindRunning("g0", "s2"); err != nil {
+	if err := srv.BindRunning("g0", "s2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := marker(mutual, http.StatusOK); !got.After(before) || !got.Equal(cc.LastUpdate()) {
+	if got := marker(mutual, http.StatusOK); !got.After(before) || !got.Equal(srv.LastUpdate()) {
 		t.Errorf("a v3 change did not move the marker: %v → %v", before, got)
 	}
 	if _, err := oneWay.Get("https://" + internal + "/internal/v4/asg_latest_update"); err == nil {
 		t.Error("the internal listener accepted a client without a certificate")
 	}
-	if cc.Requests(fakecc.LatestUpdate) != 3 || cc.Requests(fakecc.List) != 3 {
-		t.Errorf("request counts: marker %d, list %d", cc.Requests(fakecc.LatestUpdate), cc.Requests(fakecc.List))
+	if srv.Requests(cc.LatestUpdate) != 3 || srv.Requests(cc.List) != 3 {
+		t.Errorf("request counts: marker %d, list %d", srv.Requests(cc.LatestUpdate), srv.Requests(cc.List))
 	}
 }
 
@@ -132,5 +133,34 @@ func getJSON(t *testing.T, c *http.Client, req *http.Request, want int, out any)
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAdmin: the lab's write API creates, replaces and deletes groups and
+// counts the listings served; deleting a group that is not there is an
+// error naming the request.
+func TestAdmin(t *testing.T) {
+	srv := cc.New("client", "secret")
+	api := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(api.Close)
+	admin := cc.Admin{Addr: strings.TrimPrefix(api.URL, "http://")}
+	before := time.Now()
+	g := cc.SecurityGroup{GUID: "outside", Name: "outside-service", RunningSpaces: []string{"space"},
+		Rules: []cc.Rule{{Protocol: "tcp", Destination: "10.244.0.1", Ports: "9443"}}}
+	at, err := admin.Put(g)
+	if err != nil || at.Before(before) {
+		t.Fatalf("put: %v at %v", err, at)
+	}
+	if got := srv.Groups(); len(got) != 1 || got[0].GUID != "outside" || got[0].Rules[0].Ports != "9443" || got[0].RunningSpaces[0] != "space" {
+		t.Errorf("groups after put: %+v", got)
+	}
+	if n, err := admin.Requests(); err != nil || n != 0 {
+		t.Errorf("requests: %d %v", n, err)
+	}
+	if _, err := admin.Delete("outside"); err != nil || len(srv.Groups()) != 0 {
+		t.Errorf("delete: %v, left %+v", err, srv.Groups())
+	}
+	if _, err := admin.Delete("outside"); err == nil || !strings.Contains(err.Error(), "DELETE /security_groups/outside: 404") {
+		t.Errorf("second delete: %v", err)
 	}
 }

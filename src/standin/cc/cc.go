@@ -1,9 +1,10 @@
-// Package fakecc is a stateful Cloud Controller (and UAA token endpoint)
-// for the ASG syncer: the v3 security group listing with pages and space
-// bindings, the internal asg_latest_update marker, and the failures a real
-// one shows (outage, slowness, garbage, inconsistent paging). Tests mutate
-// it through Go methods; the lab runs it as a real server with Start.
-package fakecc
+// Package cc stands in for Cloud Controller (and its UAA token endpoint)
+// as policy-server-asg-syncer sees it: the v3 security group listing with
+// pages and space bindings, the internal asg_latest_update marker, and the
+// failures a real one shows (outage, slowness, garbage, inconsistent
+// paging). Tests mutate it through Go methods; the lab runs it as a server
+// (`netman-lab cc`, Run) and changes it through a small write API (Admin).
+package cc
 
 import (
 	"crypto/tls"

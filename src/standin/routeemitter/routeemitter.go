@@ -1,4 +1,10 @@
-package routes
+// Package routeemitter stands in for Diego's route_emitter as far as
+// service discovery sees it: it registers app instances' internal routes
+// on NATS (service-discovery.register), greets the controllers for their
+// interval, and registers everything again whenever a controller starts.
+// The lab runs one per cell (`netman-lab route-emitter`); tests reach it
+// through discoverytest.
+package routeemitter
 
 import (
 	"context"
@@ -50,11 +56,11 @@ type Emitter struct {
 	starts    []discovery.StartMessage
 }
 
-// NewEmitter connects to url. With reRegisterOnStart it answers every
+// New connects to url. With reRegisterOnStart it answers every
 // start message by registering all its instances again, as route_emitter
 // does; without it, it only registers when told to (to simulate an emitter
 // that has gone away).
-func NewEmitter(url string, reRegisterOnStart bool, opts ...nats.Option) (*Emitter, error) {
+func New(url string, reRegisterOnStart bool, opts ...nats.Option) (*Emitter, error) {
 	conn, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		return nil, err

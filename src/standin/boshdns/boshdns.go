@@ -1,4 +1,11 @@
-package lab
+// Package boshdns stands in for bosh-dns on a cell: a DNS front end
+// listening on a link-local address that containers are given as their
+// resolver (dns_servers), answering the domains of bosh-dns's
+// handlers.json from their HTTP source — bosh-dns-adapter, which asks the
+// service-discovery-controller. Everything else is NXDOMAIN: there are no
+// upstream resolvers. Resolver asks such a server, as an app's resolver
+// does. The lab runs one per cell (`netman-lab dns`).
+package boshdns
 
 import (
 	"context"
@@ -23,16 +30,9 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// The DNS front end is the part bosh-dns plays on a cell: it listens on a
-// link-local address that containers are given as their resolver
-// (dns_servers) and answers the domains of bosh-dns's handlers.json from
-// their HTTP source — bosh-dns-adapter, which asks the
-// service-discovery-controller. Everything else is NXDOMAIN: the lab has
-// no upstream resolvers.
-
-// DNSHandler is one entry of bosh-dns's handlers.json (what the
+// Handler is one entry of bosh-dns's handlers.json (what the
 // bosh-dns-adapter job renders): a domain and the HTTP source answering it.
-type DNSHandler struct {
+type Handler struct {
 	Domain string `json:"domain"`
 	Cache  struct {
 		Enabled bool `json:"enabled"`
@@ -43,28 +43,28 @@ type DNSHandler struct {
 	} `json:"source"`
 }
 
-// DNSHandlers is handlers.json for domains answered by the adapter at url.
-func DNSHandlers(url string, domains ...string) []DNSHandler {
-	out := make([]DNSHandler, len(domains))
+// Handlers is handlers.json for domains answered by the adapter at url.
+func Handlers(url string, domains ...string) []Handler {
+	out := make([]Handler, len(domains))
 	for i, d := range domains {
-		out[i].Domain = dnsmessage.MustNewName(fqdn(d)).String()
+		out[i].Domain = dnsmessage.MustNewName(FQDN(d)).String()
 		out[i].Source.Type = "http"
 		out[i].Source.URL = url
 	}
 	return out
 }
 
-// LoadDNSHandlers reads a handlers.json; only http sources are kept.
-func LoadDNSHandlers(path string) ([]DNSHandler, error) {
+// LoadHandlers reads a handlers.json; only http sources are kept.
+func LoadHandlers(path string) ([]Handler, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var all []DNSHandler
+	var all []Handler
 	if err := json.Unmarshal(b, &all); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var out []DNSHandler
+	var out []Handler
 	for _, h := range all {
 		if h.Source.Type != "http" {
 			continue
@@ -72,7 +72,7 @@ func LoadDNSHandlers(path string) ([]DNSHandler, error) {
 		if _, err := url.Parse(h.Source.URL); err != nil || h.Domain == "" {
 			return nil, fmt.Errorf("%s: handler %q: want a domain and an http url", path, h.Domain)
 		}
-		h.Domain = strings.ToLower(fqdn(h.Domain))
+		h.Domain = strings.ToLower(FQDN(h.Domain))
 		out = append(out, h)
 	}
 	if len(out) == 0 {
@@ -81,16 +81,17 @@ func LoadDNSHandlers(path string) ([]DNSHandler, error) {
 	return out, nil
 }
 
-func fqdn(name string) string {
+// FQDN is name with the trailing dot of a fully qualified name.
+func FQDN(name string) string {
 	if strings.HasSuffix(name, ".") {
 		return name
 	}
 	return name + "."
 }
 
-// DNSFrontEnd answers DNS queries from handlers.
-type DNSFrontEnd struct {
-	Handlers []DNSHandler
+// FrontEnd answers DNS queries from handlers.
+type FrontEnd struct {
+	Handlers []Handler
 	Client   *http.Client // default: 5 s timeout (the adapter retries a warming controller for ~1.7 s)
 	Log      io.Writer    // a line when a name's answer changes; nil: none
 
@@ -98,20 +99,24 @@ type DNSFrontEnd struct {
 	last map[string]string // question → last answer logged
 }
 
-// RunDNS is `netman-lab dns`: the DNS front end on --listen (UDP and TCP)
+// DefaultAddress is the front end's address unless told otherwise: a
+// link-local one, as bosh-dns's 169.254.0.2 upstream.
+const DefaultAddress = "169.254.0.53"
+
+// Run is `netman-lab dns`: the DNS front end on --listen (UDP and TCP)
 // answering from the handlers in --handlers, until ctx is done.
-func RunDNS(ctx context.Context, args []string, out io.Writer) error {
+func Run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("netman-lab dns", flag.ContinueOnError)
-	listen := fs.String("listen", DNSServer+":53", "address to serve DNS on, UDP and TCP")
+	listen := fs.String("listen", DefaultAddress+":53", "address to serve DNS on, UDP and TCP")
 	handlers := fs.String("handlers", "", "bosh-dns handlers.json: the domains to answer and the HTTP source (bosh-dns-adapter) answering each")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	hs, err := LoadDNSHandlers(*handlers)
+	hs, err := LoadHandlers(*handlers)
 	if err != nil {
 		return err
 	}
-	f := &DNSFrontEnd{Handlers: hs, Log: out}
+	f := &FrontEnd{Handlers: hs, Log: out}
 	pc, err := net.ListenPacket("udp", *listen)
 	if err != nil {
 		return err
@@ -141,7 +146,7 @@ func RunDNS(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // ServeUDP answers queries on pc until it is closed.
-func (f *DNSFrontEnd) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+func (f *FrontEnd) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	buf := make([]byte, 65535)
 	for {
 		n, from, err := pc.ReadFrom(buf)
@@ -159,7 +164,7 @@ func (f *DNSFrontEnd) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 
 // ServeTCP answers length-prefixed queries on connections from l until it
 // is closed.
-func (f *DNSFrontEnd) ServeTCP(ctx context.Context, l net.Listener) error {
+func (f *FrontEnd) ServeTCP(ctx context.Context, l net.Listener) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -201,7 +206,7 @@ func writeTCPMessage(w io.Writer, msg []byte) error {
 // Answer answers one query packet; nil drops it (not a query). Answers
 // longer than max are truncated (TC, no records) so the client retries
 // over TCP.
-func (f *DNSFrontEnd) Answer(ctx context.Context, query []byte, max int) []byte {
+func (f *FrontEnd) Answer(ctx context.Context, query []byte, max int) []byte {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil || h.Response {
@@ -257,7 +262,7 @@ func pack(m dnsmessage.Message, max int) []byte {
 }
 
 // handler is the handler whose domain is name or a parent of it.
-func (f *DNSFrontEnd) handler(name string) *DNSHandler {
+func (f *FrontEnd) handler(name string) *Handler {
 	name = strings.ToLower(name)
 	for i, h := range f.Handlers {
 		if name == h.Domain || strings.HasSuffix(name, "."+h.Domain) {
@@ -281,7 +286,7 @@ type adapterAnswer struct {
 // ask asks the handler's source as bosh-dns does, GET
 // <url>/?name=<fqdn>&type=<qtype>, and turns the A answers into records.
 // Anything but a 200 with valid JSON is an error (SERVFAIL).
-func (f *DNSFrontEnd) ask(ctx context.Context, h *DNSHandler, q dnsmessage.Question) ([]dnsmessage.Resource, bool, error) {
+func (f *FrontEnd) ask(ctx context.Context, h *Handler, q dnsmessage.Question) ([]dnsmessage.Resource, bool, error) {
 	client := f.Client
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
@@ -314,7 +319,7 @@ func (f *DNSFrontEnd) ask(ctx context.Context, h *DNSHandler, q dnsmessage.Quest
 			continue
 		}
 		name := q.Name
-		if n, err := dnsmessage.NewName(fqdn(ans.Name)); err == nil && ans.Name != "" {
+		if n, err := dnsmessage.NewName(FQDN(ans.Name)); err == nil && ans.Name != "" {
 			name = n
 		}
 		out = append(out, dnsmessage.Resource{
@@ -342,7 +347,7 @@ func summary(answers []dnsmessage.Resource) string {
 
 // logChange writes a line when the answer to a question differs from the
 // last one logged: the frontend asks every few milliseconds.
-func (f *DNSFrontEnd) logChange(q dnsmessage.Question, answer string) {
+func (f *FrontEnd) logChange(q dnsmessage.Question, answer string) {
 	if f.Log == nil {
 		return
 	}
@@ -380,7 +385,7 @@ func (r Resolver) LookupA(ctx context.Context, name string) ([]netip.Addr, error
 	if timeout == 0 {
 		timeout = time.Second
 	}
-	qname, err := dnsmessage.NewName(fqdn(name))
+	qname, err := dnsmessage.NewName(FQDN(name))
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", name, err)
 	}

@@ -1,4 +1,10 @@
-package lab
+// Package app is the apps the lab runs in its containers, in place of a
+// Cloud Foundry app: each serves HTTP, and a caller also calls a URL every
+// few milliseconds on a fresh connection and logs when the outcome changes
+// (allowed or denied), so that a policy change can be timed from the log.
+// ReadCalls and WaitCall read that log. The lab runs them as `netman-lab
+// app`.
+package app
 
 import (
 	"bufio"
@@ -14,12 +20,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/netman-release/netman/src/standin/boshdns"
 )
 
-// AppPort is where every lab app listens.
-const AppPort = 8080
+// Port is where an app listens unless told otherwise.
+const Port = 8080
 
-// RunApp is `netman-lab app`: the process inside an app container. It
+// Run is `netman-lab app`: the process inside an app container. It
 // serves HTTP on --listen, answering "hello from <name>", and with --call
 // it also calls that URL every --every, on a new connection each time (a
 // policy applies to new connections), and writes a call line to out when
@@ -31,10 +39,10 @@ const AppPort = 8080
 // With --dns, a host name in --call is resolved for every call by asking
 // that server for A records (what the container's resolv.conf names);
 // a failed lookup is a "denied lookup <name> ..." line.
-func RunApp(ctx context.Context, args []string, out io.Writer) error {
+func Run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("netman-lab app", flag.ContinueOnError)
 	name := fs.String("name", "app", "the app's name")
-	listen := fs.String("listen", fmt.Sprintf(":%d", AppPort), "HTTP listen address")
+	listen := fs.String("listen", fmt.Sprintf(":%d", Port), "HTTP listen address")
 	call := fs.String("call", "", "URL to call")
 	every := fs.Duration("every", 20*time.Millisecond, "how often to call")
 	dns := fs.String("dns", "", "DNS server (ip or ip:port) resolving --call's host; default: the system's resolver")
@@ -184,7 +192,7 @@ func newCallClient(dns string) *http.Client {
 				return nil, err
 			}
 			if dns != "" && net.ParseIP(host) == nil {
-				ips, err := Resolver{Server: dns}.LookupA(ctx, host)
+				ips, err := boshdns.Resolver{Server: dns}.LookupA(ctx, host)
 				if err != nil {
 					return nil, &lookupError{host: host, server: dns, err: err}
 				}
@@ -273,4 +281,32 @@ func parseCall(line string) (Call, bool) {
 		return Call{Time: t, Allowed: verdict == "allowed", Detail: detail}, true
 	}
 	return Call{}, false
+}
+
+// WaitCall polls the caller's log for the first call at or after since
+// that matches, until deadline.
+func WaitCall(ctx context.Context, log string, since, deadline time.Time, match func(Call) bool) (Call, error) {
+	for {
+		calls, err := ReadCalls(log)
+		if err != nil {
+			return Call{}, err
+		}
+		for _, c := range calls {
+			if !c.Time.Before(since) && match(c) {
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			last := "no calls at all"
+			if len(calls) > 0 {
+				last = "last call: " + calls[len(calls)-1].Detail
+			}
+			return Call{}, fmt.Errorf("no such call in %s by %s (%s)", log, deadline.Format(time.TimeOnly), last)
+		}
+		select {
+		case <-ctx.Done():
+			return Call{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

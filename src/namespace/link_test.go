@@ -1,4 +1,4 @@
-package lab
+package namespace_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
@@ -23,7 +24,7 @@ func TestBridgeKeepsItsMAC(t *testing.T) {
 	netnstest.RequireRoot(t)
 	host := netnstest.New(t, "brh")
 	const prefix, bridge = "10.244.77.", "nmbr0"
-	if err := host.Do(func() error { return AddBridge(bridge, prefix+"1/24") }); err != nil {
+	if err := host.Do(func() error { return namespace.AddBridge(bridge, prefix+"1/24") }); err != nil {
 		t.Fatal(err)
 	}
 	made := linkMAC(t, host, bridge)
@@ -46,7 +47,7 @@ func TestBridgeKeepsItsMAC(t *testing.T) {
 		cells = append(cells, cell)
 		port := fmt.Sprintf("nmp%d", i+1)
 		if err := host.Do(func() error {
-			return Attach(bridge, cell, port, "ul0", fmt.Sprintf("%s%d/24", prefix, 10+i), prefix+"1")
+			return namespace.Attach(bridge, cell.NS, port, "ul0", fmt.Sprintf("%s%d/24", prefix, 10+i), prefix+"1")
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +71,7 @@ func TestBridgeKeepsItsMAC(t *testing.T) {
 func TestBridgeMACsDiffer(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		mac := BridgeMAC()
+		mac := namespace.BridgeMAC()
 		if mac[0]&0x03 != 0x02 {
 			t.Fatalf("%s: want a unicast, locally administered address", mac)
 		}

@@ -1,8 +1,8 @@
-// Package routes stands in for service discovery's neighbours outside a
-// real deployment: an in-process NATS server and a route emitter that
-// registers internal routes the way Diego's route_emitter does. The local
-// lab runs them; tests reach them through discoverytest.
-package routes
+// Package natsserver stands in for the NATS cluster service discovery
+// uses on a real deployment: nats-server's own package, in process, which
+// can be stopped and started again on the same port to act out an outage.
+// The lab runs it (`netman-lab nats`); tests reach it through discoverytest.
+package natsserver
 
 import (
 	"crypto/tls"
@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// NATSConfig configures an in-process NATS server.
-type NATSConfig struct {
+// Config configures an in-process NATS server.
+type Config struct {
 	// Host and Port to listen on; Port 0 picks a free port.
 	Host string
 	Port int
@@ -41,21 +41,21 @@ type NATSConfig struct {
 	monitorPort int
 }
 
-// NATS is an in-process NATS server that can be stopped and started again
-// on the same port, to simulate an outage.
-type NATS struct {
-	cfg NATSConfig
+// Server is an in-process NATS server that can be stopped and started
+// again on the same port, to simulate an outage.
+type Server struct {
+	cfg Config
 
 	mu  sync.Mutex
 	srv *server.Server
 }
 
-// NewNATS starts a server and waits until it accepts connections.
-func NewNATS(cfg NATSConfig) (*NATS, error) {
+// New starts a server and waits until it accepts connections.
+func New(cfg Config) (*Server, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
-	n := &NATS{cfg: cfg}
+	n := &Server{cfg: cfg}
 	if err := n.Start(); err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func NewNATS(cfg NATSConfig) (*NATS, error) {
 }
 
 // Start (re)starts a stopped server on its port.
-func (n *NATS) Start() error {
+func (n *Server) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.srv != nil {
@@ -123,7 +123,7 @@ func (n *NATS) Start() error {
 }
 
 // Stop shuts the server down; Start brings it back on the same port.
-func (n *NATS) Stop() {
+func (n *Server) Stop() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.srv != nil {
@@ -134,20 +134,20 @@ func (n *NATS) Stop() {
 }
 
 // Host is the address the server listens on.
-func (n *NATS) Host() string { return n.cfg.Host }
+func (n *Server) Host() string { return n.cfg.Host }
 
 // Credentials are the user and password clients must present ("" when none).
-func (n *NATS) Credentials() (user, password string) { return n.cfg.User, n.cfg.Password }
+func (n *Server) Credentials() (user, password string) { return n.cfg.User, n.cfg.Password }
 
 // Port is the port the server listens on.
-func (n *NATS) Port() int { return n.cfg.Port }
+func (n *Server) Port() int { return n.cfg.Port }
 
 // MonitorPort is the port of the HTTP monitoring endpoints (0 unless
 // Monitoring is set).
-func (n *NATS) MonitorPort() int { return n.cfg.monitorPort }
+func (n *Server) MonitorPort() int { return n.cfg.monitorPort }
 
 // URL is nats://[user:password@]host:port.
-func (n *NATS) URL() string {
+func (n *Server) URL() string {
 	u := url.URL{Scheme: "nats", Host: net.JoinHostPort(n.cfg.Host, strconv.Itoa(n.cfg.Port))}
 	if n.cfg.User != "" || n.cfg.Password != "" {
 		u.User = url.UserPassword(n.cfg.User, n.cfg.Password)

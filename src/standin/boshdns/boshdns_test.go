@@ -1,11 +1,10 @@
-package lab
+package boshdns
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/netman-release/netman/src/testsupport/maintest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,12 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/testsupport/maintest"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/standin/routeemitter"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
@@ -80,14 +82,18 @@ func (f *fakeAdapter) asked() []string {
 // apps.internal answered by adapterURL, and returns its address.
 func startDNS(t *testing.T, adapterURL string) string {
 	t.Helper()
-	handlers, err := WriteJSON(t.TempDir(), "handlers.json", DNSHandlers(adapterURL, AppsDomain))
+	b, err := json.Marshal(Handlers(adapterURL, "apps.internal"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	handlers := filepath.Join(t.TempDir(), "handlers.json")
+	if err := os.WriteFile(handlers, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports.Free(t, "127.0.0.1"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- RunDNS(ctx, []string{"--listen", addr, "--handlers", handlers}, io.Discard) }()
+	go func() { done <- Run(ctx, []string{"--listen", addr, "--handlers", handlers}, io.Discard) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -223,7 +229,7 @@ func TestDNSThroughAdapterAndController(t *testing.T) {
 	out := &maintest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- RunRouteEmitter(ctx, []string{"--nats", nats.URL(),
+		done <- routeemitter.Run(ctx, []string{"--nats", nats.URL(),
 			"--instance", "backend.apps.internal,0,10.255.7.2,guid-b", "--instance", "backend.apps.internal,1,10.255.9.2,guid-b"}, out)
 	}()
 	defer func() {
@@ -268,7 +274,7 @@ func TestLoadDNSHandlers(t *testing.T) {
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hs, err := LoadDNSHandlers(path)
+	hs, err := LoadHandlers(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +285,7 @@ func TestLoadDNSHandlers(t *testing.T) {
 	if diff := cmp.Diff([]string{"apps.internal. http://127.0.0.1:8053", "mesh.internal. http://127.0.0.1:8053"}, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
-	f := &DNSFrontEnd{Handlers: hs}
+	f := &FrontEnd{Handlers: hs}
 	for name, want := range map[string]bool{"apps.internal.": true, "a.b.APPS.internal.": true, "xapps.internal.": false, "internal.": false} {
 		if got := f.handler(name) != nil; got != want {
 			t.Errorf("handler(%q) = %v, want %v", name, got, want)
@@ -288,7 +294,7 @@ func TestLoadDNSHandlers(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`[]`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadDNSHandlers(path); err == nil {
+	if _, err := LoadHandlers(path); err == nil {
 		t.Error("no handlers: want an error")
 	}
 }
