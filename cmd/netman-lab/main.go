@@ -21,10 +21,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/netman-release/netman/src/lab"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/standin/app"
 	"github.com/netman-release/netman/src/standin/boshdns"
 	"github.com/netman-release/netman/src/standin/cc"
@@ -45,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := lifecycle.SignalContext(context.Background())
 	defer stop()
 	fs := flag.NewFlagSet("netman-lab "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
