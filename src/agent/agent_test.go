@@ -7,14 +7,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
+
 	"github.com/netman-release/netman/src/agent/c2c"
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/iptablestest"
+	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/testsupport/logtest"
@@ -30,6 +34,7 @@ type fakeServer struct {
 	err      error
 	changed  chan struct{}
 	polls    int // plain last-updated reads
+	waits    int // long-polls of last-updated
 	fetches  int // policy fetches
 }
 
@@ -44,6 +49,20 @@ func (f *fakeServer) set(ps ...c2c.Policy) {
 	f.version++
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// offerLongPoll turns the long-poll form on or off, as replacing the
+// server with upstream's (or back) does.
+func (f *fakeServer) offerLongPoll(on bool) {
+	f.mu.Lock()
+	f.longPoll = on
+	f.mu.Unlock()
+}
+
+func (f *fakeServer) counts() (polls, waits int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.polls, f.waits
 }
 
 func (f *fakeServer) fail(err error) {
@@ -70,6 +89,9 @@ func (f *fakeServer) LastUpdated(context.Context) (int64, bool, error) {
 }
 
 func (f *fakeServer) WaitLastUpdated(ctx context.Context, since int64, wait, _ time.Duration) (int64, bool, error) {
+	f.mu.Lock()
+	f.waits++
+	f.mu.Unlock()
 	return fakeLongPoll(ctx, &f.mu, since, wait, func() (int64, chan struct{}, bool, error) {
 		return f.version, f.changed, f.longPoll, f.err
 	})
@@ -105,14 +127,24 @@ func (f *fakeServer) CreateOrGetTag(context.Context, string, string) (string, er
 }
 
 type fixture struct {
-	agent  *Agent
-	server *fakeServer
-	ipt    *iptablestest.Tables
-	store  *metadata.Store
-	sender *metrics.Sender
+	policies *policyCycle
+	server   *fakeServer
+	ipt      *iptablestest.Tables
+	store    *metadata.Store
+	sender   *metrics.Sender
+	logger   lager.Logger
+	// The policy poller's timing (run).
+	interval, jitter time.Duration
 }
 
 func newFixture(t *testing.T, longPoll bool, pollInterval int) *fixture {
+	t.Helper()
+	return newFixtureWithLogger(t, logtest.New(t), longPoll, pollInterval)
+}
+
+// newFixtureWithLogger is the agent's policy cycle, as Run builds it, over
+// the fake server and iptables, with containers h1 (app-a) and h2 (app-b).
+func newFixtureWithLogger(t *testing.T, logger lager.Logger, longPoll bool, pollInterval int) *fixture {
 	t.Helper()
 	store := metadata.New(filepath.Join(t.TempDir(), "store.json"))
 	ctx := context.Background()
@@ -128,7 +160,11 @@ func newFixture(t *testing.T, longPoll bool, pollInterval int) *fixture {
 	srv := newFakeServer(longPoll)
 	ipt := iptablestest.New()
 	cfg := Config{PollInterval: pollInterval, IPTablesAcceptedUDPLogsPerSec: 100, ClientTimeoutSeconds: 5}
-	return &fixture{agent: New(logtest.New(t), cfg, store, srv, ipt, nil, sender), server: srv, ipt: ipt, store: store, sender: sender}
+	return &fixture{
+		policies: newPolicyCycle(logger, sender, store, srv, c2c.NewEnforcer(ipt), cfg.c2cRules(), cfg.longPoll()),
+		server:   srv, ipt: ipt, store: store, sender: sender, logger: logger,
+		interval: cfg.pollInterval(), jitter: cfg.pollInterval() / 10,
+	}
 }
 
 func policyAB(port int) c2c.Policy {
@@ -142,7 +178,7 @@ func (f *fixture) accepts(t *testing.T, port int) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := f.agent.c2c.Chain()
+	chain := f.policies.enforcer.Chain()
 	if chain == "" {
 		return false
 	}
@@ -154,11 +190,26 @@ func (f *fixture) accepts(t *testing.T, port int) bool {
 	return false
 }
 
-func (f *fixture) run(t *testing.T) {
+// run runs the policy watcher and poller, as Run does, until the test ends
+// or stop is called.
+func (f *fixture) run(t *testing.T) (stop func()) {
+	return runMembers(t, f.logger, f.policies.members(f.interval, f.jitter)...)
+}
+
+// runMembers runs members as a lifecycle group until the test ends or
+// stop is called; they must then stop cleanly.
+func runMembers(t *testing.T, logger lager.Logger, members ...lifecycle.Member) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = f.agent.PollLoop(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan error, 1)
+	go func() { done <- lifecycle.RunContext(ctx, logger, members...) }()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("members: %v", err)
+		}
+	})
+	t.Cleanup(stop)
+	return stop
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
@@ -185,7 +236,7 @@ func TestLongPollPropagatesWithinOneRoundTrip(t *testing.T) {
 
 func TestPlainPollingAgainstUpstreamServer(t *testing.T) {
 	f := newFixture(t, false, 1)
-	f.agent.jitter = 0
+	f.jitter = 0
 	f.server.set(policyAB(8080))
 	f.run(t)
 	waitFor(t, 2*time.Second, "first sync", func() bool { return f.accepts(t, 8080) })
@@ -206,17 +257,49 @@ func TestPlainPollingAgainstUpstreamServer(t *testing.T) {
 	}
 }
 
+// TestLongPollFallsBackAndResumes: when the server stops offering the
+// long-poll the watcher idles and plain polls carry changes; when a plain
+// read finds it offered again the watcher long-polls again.
+func TestLongPollFallsBackAndResumes(t *testing.T) {
+	logger, capture := logtest.NewCapture(t, "agent")
+	f := newFixtureWithLogger(t, logger, true, 1)
+	f.jitter = 0
+	f.server.set(policyAB(8080))
+	f.run(t)
+	waitFor(t, 2*time.Second, "first sync", func() bool { return f.accepts(t, 8080) })
+	waitFor(t, 2*time.Second, "a parked long-poll", func() bool { _, waits := f.server.counts(); return waits > 0 })
+
+	f.server.offerLongPoll(false)
+	f.server.set(policyAB(9090))
+	waitFor(t, 3*time.Second, "long-polled change", func() bool { return f.accepts(t, 9090) })
+	waitFor(t, 3*time.Second, "fallback", func() bool { return len(capture.Find("agent.long-poll-not-offered")) == 1 })
+	_, waits := f.server.counts()
+	f.server.set(policyAB(7070))
+	waitFor(t, 3*time.Second, "polled change", func() bool { return f.accepts(t, 7070) && !f.accepts(t, 9090) })
+	if polls, w := f.server.counts(); w != waits || polls < 2 {
+		t.Errorf("after the fallback: %d long-polls more, %d plain polls", w-waits, polls)
+	}
+
+	f.server.offerLongPoll(true)
+	waitFor(t, 3*time.Second, "long-poll resumed", func() bool { _, w := f.server.counts(); return w > waits })
+	f.server.set(policyAB(6060))
+	waitFor(t, 3*time.Second, "long-polled change", func() bool { return f.accepts(t, 6060) })
+	if n := len(capture.Find("agent.long-poll-not-offered")); n != 1 {
+		t.Errorf("long-poll-not-offered logged %d times, want 1", n)
+	}
+}
+
 func TestFailStatic(t *testing.T) {
 	f := newFixture(t, true, 1)
 	f.server.set(policyAB(8080))
 	ctx := context.Background()
-	if err := f.agent.PolicyCycle(ctx); err != nil {
+	if err := f.policies.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	before := f.ipt.Dump(iptables.Filter)
 	for _, err := range []error{errors.New("connection refused"), errors.New("json unmarshal: garbage")} {
 		f.server.fail(err)
-		if err := f.agent.PolicyCycle(ctx); err == nil {
+		if err := f.policies.Sync(ctx); err == nil {
 			t.Fatal("want the error")
 		}
 		if after := f.ipt.Dump(iptables.Filter); after != before {
@@ -231,6 +314,43 @@ func TestFailStatic(t *testing.T) {
 	f.server.set(policyAB(9090))
 	f.run(t)
 	waitFor(t, 3*time.Second, "recovery", func() bool { return f.accepts(t, 9090) })
+}
+
+// TestFailedEnforceRereadsTheKernel: a cycle whose write failed (a lock
+// timeout, or a restore killed after its commit) leaves the enforcer
+// distrusting its memory, so the next cycle reads the kernel and converges
+// from it — here dropping a rule someone added to the chain meanwhile,
+// which a delta computed from memory would have kept.
+func TestFailedEnforceRereadsTheKernel(t *testing.T) {
+	f := newFixture(t, false, 1)
+	f.server.set(policyAB(8080))
+	ctx := context.Background()
+	if err := f.policies.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	chain := f.policies.enforcer.Chain()
+	rogue := iptables.Rule("-s 10.9.9.9/32 -j ACCEPT")
+	if err := f.ipt.Apply(ctx, iptables.NewTx(iptables.Filter).Append(chain, rogue)); err != nil {
+		t.Fatal(err)
+	}
+	f.server.set(policyAB(9090))
+	f.ipt.FailNext = errors.New("iptables lock timeout")
+	if err := f.policies.Sync(ctx); err == nil || err.Error() != "enforce: iptables lock timeout" {
+		t.Fatalf("cycle with a failing write: %v", err)
+	}
+	if err := f.policies.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.ipt.Save(ctx, iptables.Filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Rules(chain); slices.Contains(got, rogue) {
+		t.Errorf("the retry trusted its memory: %s still holds %q", chain, rogue)
+	}
+	if !f.accepts(t, 9090) || f.accepts(t, 8080) {
+		t.Errorf("retry did not converge:\n%s", f.ipt.Dump(iptables.Filter))
+	}
 }
 
 func TestRetriesWithBackoffWhileServerIsDown(t *testing.T) {
@@ -252,10 +372,10 @@ func TestRetriesWithBackoffWhileServerIsDown(t *testing.T) {
 
 func TestNewContainerTriggersCycle(t *testing.T) {
 	f := newFixture(t, true, 1)
-	f.agent.jitter = 0
+	f.jitter = 0
 	f.server.set(c2c.Policy{Source: c2c.Endpoint{ID: "app-a", Tag: "0001"}, Destination: c2c.Destination{ID: "app-c", Tag: "0003", Protocol: "tcp", Start: 80, End: 80}})
 	f.run(t)
-	waitFor(t, 2*time.Second, "first sync", func() bool { return f.agent.c2c.Chain() != "" })
+	waitFor(t, 2*time.Second, "first sync", func() bool { return f.policies.enforcer.Chain() != "" })
 	if err := f.store.Add(context.Background(), "h3", "10.255.1.9", map[string]any{"policy_group_id": "app-c"}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +388,7 @@ func TestC2CLoggingEndpoint(t *testing.T) {
 	f := newFixture(t, true, 3600)
 	f.server.set(policyAB(8080))
 	f.run(t)
-	h := f.agent.C2CLoggingHandler()
+	h := c2cLoggingHandler(f.policies)
 	do := func(method, body string) (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(method, "/iptables-c2c-logging", strings.NewReader(body)))
@@ -292,7 +412,7 @@ func TestC2CLoggingEndpoint(t *testing.T) {
 func TestForceEndpoints(t *testing.T) {
 	f := newFixture(t, true, 3600)
 	f.server.set(policyAB(8080))
-	h := f.agent.ForceHandler()
+	h := forceHandler(f.logger, f.policies, nil)
 	do := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("POST", path, nil))

@@ -13,11 +13,13 @@ import (
 	"github.com/netman-release/netman/src/agent/asg"
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/rules"
+	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
 )
 
 // newASGSyncer builds the syncer from the agent's config.
-func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, source asg.Source, a *Agent) (*asg.Syncer, error) {
+func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, source asg.Source, sender *metrics.Sender) (*asg.Syncer, error) {
 	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
 	if err != nil {
 		return nil, err
@@ -27,7 +29,7 @@ func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, sour
 		ASGLogging: cfg.IPTablesASGLogging, DeniedLogsPerSec: cfg.IPTablesDeniedLogsPerSec, Deny: deny,
 		Conn:                          rules.OutConn{Limit: o.Limit, Logging: o.Logging, DryRun: o.DryRun, Burst: o.Burst, RatePerSec: o.RatePerSec},
 		DisableContainerNetworkPolicy: cfg.DisableContainerNetworkPolicy, OverlayNetwork: cfg.OverlayNetwork,
-	}, func(c asg.Container) { a.appLogNotifier(c) })
+	}, appLogNotifier(sender))
 }
 
 // ASG is the dynamic security group syncer (package asg).
@@ -37,12 +39,51 @@ type ASG interface {
 	CleanupContainer(ctx context.Context, handle string) error
 }
 
-// asgContainers reads the metadata store for the ASG syncer: every
+// asgCycle applies the containers' security groups: the full sync its
+// poller runs every asg_poll_interval and whenever the long-polled
+// security_groups_last_updated moves (asgpoll.go), and the force
+// endpoints' syncs of one container.
+type asgCycle struct {
+	logger lager.Logger
+	sender *metrics.Sender
+	store  *metadata.Store
+	syncer ASG
+	cache  *groupCache // the syncer's source
+	stamp  *watcher    // security_groups_last_updated
+	kick   kicker
+
+	notServed bool // the server answered 404 for the stamp (logged once); the poller's alone
+}
+
+// newASGCycle returns the cycle of syncer, which reads the security
+// groups through cache; stamps reads security_groups_last_updated.
+func newASGCycle(logger lager.Logger, sender *metrics.Sender, store *metadata.Store, syncer ASG, cache *groupCache, stamps ASGVersionSource, lp longPollTiming) *asgCycle {
+	kick := newKicker()
+	return &asgCycle{
+		logger: logger, sender: sender, store: store, syncer: syncer, cache: cache, kick: kick,
+		stamp: newWatcher(logger, sender, "asg-long-poll", MetricASGLongPollFailures,
+			stamps.SecurityGroupsLastUpdated, stamps.WaitSecurityGroupsLastUpdated, lp, kick),
+	}
+}
+
+// members are the security_groups_last_updated watcher and the poller:
+// Sync at once, then every interval plus up to jitter, and at once when
+// the long-polled stamp moves. Failures are logged as upstream's poller
+// logs them (asg-poller.poll-cycle) and retried at the next tick.
+func (c *asgCycle) members(interval, jitter time.Duration) []lifecycle.Member {
+	return []lifecycle.Member{
+		{Name: "asg-watcher", Runner: lifecycle.Loop(c.stamp.Run)},
+		{Name: "asg-poller", Runner: lifecycle.PollerWith(c.logger.Session("asg-poller"), "asg-poller", interval,
+			lifecycle.PollOptions{Jitter: jitter, Kick: c.kick}, c.Sync)},
+	}
+}
+
+// containers reads the metadata store for the ASG syncer: every
 // container (not only those with a policy group), or the given handles.
 // A log_config that does not decode is logged and ignored: it only feeds
 // the app log line, and must not cost the container its egress rules.
-func (a *Agent) asgContainers(ctx context.Context, handles ...string) ([]asg.Container, error) {
-	all, err := a.store.ReadAll(ctx)
+func (c *asgCycle) containers(ctx context.Context, handles ...string) ([]asg.Container, error) {
+	all, err := c.store.ReadAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading container metadata: %w", err)
 	}
@@ -51,17 +92,17 @@ func (a *Agent) asgContainers(ctx context.Context, handles ...string) ([]asg.Con
 		want[h] = true
 	}
 	var out []asg.Container
-	for _, c := range all {
-		if len(handles) > 0 && !want[c.Handle] {
+	for _, m := range all {
+		if len(handles) > 0 && !want[m.Handle] {
 			continue
 		}
-		space, _ := c.Metadata["space_id"].(string)
-		workload, _ := c.Metadata["container_workload"].(string)
-		ac := asg.Container{Handle: c.Handle, IP: c.IP, SpaceID: space, Workload: workload}
-		if s, ok := c.Metadata["log_config"].(string); ok && s != "" {
+		space, _ := m.Metadata["space_id"].(string)
+		workload, _ := m.Metadata["container_workload"].(string)
+		ac := asg.Container{Handle: m.Handle, IP: m.IP, SpaceID: space, Workload: workload}
+		if s, ok := m.Metadata["log_config"].(string); ok && s != "" {
 			var lc asg.LogConfig
 			if err := json.Unmarshal([]byte(s), &lc); err != nil {
-				a.logger.Error("log-config", err, lager.Data{"handle": c.Handle})
+				c.logger.Error("log-config", err, lager.Data{"handle": m.Handle})
 			} else {
 				ac.LogConfig = &lc
 			}
@@ -72,59 +113,61 @@ func (a *Agent) asgContainers(ctx context.Context, handles ...string) ([]asg.Con
 	return out, nil
 }
 
-// ASGCycle is the periodic full ASG sync. It reads
+// Sync is the periodic full ASG sync. It reads
 // security_groups_last_updated first, so that the security groups are
 // fetched only when they changed (asgpoll.go).
-func (a *Agent) ASGCycle(ctx context.Context) error {
+func (c *asgCycle) Sync(ctx context.Context) error {
 	start := time.Now()
-	if v, ok := a.asgVersion(ctx); ok {
+	if v, ok := c.version(ctx); ok {
 		ctx = context.WithValue(ctx, asgVersionKey{}, v)
 	}
-	cs, err := a.asgContainers(ctx)
+	cs, err := c.containers(ctx)
 	if err != nil {
-		a.sender.IncrementCounter(MetricASGPollFailures)
+		c.sender.IncrementCounter(MetricASGPollFailures)
 		return err
 	}
-	stats, err := a.asg.SyncAll(ctx, cs)
+	stats, err := c.syncer.SyncAll(ctx, cs)
 	if stats.PolicyServerPollTime > 0 {
-		a.sender.SendDuration(MetricASGServerPoll, stats.PolicyServerPollTime)
+		c.sender.SendDuration(MetricASGServerPoll, stats.PolicyServerPollTime)
 	}
 	if err != nil {
-		a.sender.IncrementCounter(MetricASGPollFailures)
+		c.sender.IncrementCounter(MetricASGPollFailures)
 		return fmt.Errorf("asg sync: %w", err)
 	}
-	a.sender.SendDuration(MetricASGEnforce, stats.EnforceTime)
-	a.sender.SendDuration(MetricASGCleanup, stats.CleanupTime)
-	a.sender.SendDuration(MetricASGTotalPoll, time.Since(start))
+	c.sender.SendDuration(MetricASGEnforce, stats.EnforceTime)
+	c.sender.SendDuration(MetricASGCleanup, stats.CleanupTime)
+	c.sender.SendDuration(MetricASGTotalPoll, time.Since(start))
 	return nil
 }
 
-// ASGForContainer syncs one container's ASGs (force-asgs-for-container).
-func (a *Agent) ASGForContainer(ctx context.Context, handle string) error {
-	cs, err := a.asgContainers(ctx, handle)
+// SyncContainer syncs one container's ASGs (force-asgs-for-container).
+func (c *asgCycle) SyncContainer(ctx context.Context, handle string) error {
+	cs, err := c.containers(ctx, handle)
 	if err != nil {
 		return err
 	}
-	return a.asg.SyncContainers(ctx, cs)
+	return c.syncer.SyncContainers(ctx, cs)
 }
 
-// ASGCleanup removes a deleted container's ASG chains
+// Cleanup removes a deleted container's ASG chains
 // (force-orphaned-asgs-cleanup).
-func (a *Agent) ASGCleanup(ctx context.Context, handle string) error {
-	return a.asg.CleanupContainer(ctx, handle)
+func (c *asgCycle) Cleanup(ctx context.Context, handle string) error {
+	return c.syncer.CleanupContainer(ctx, handle)
 }
 
 // appLogNotifier emits upstream's app log line when a container's
 // security group rules were applied.
-func (a *Agent) appLogNotifier(c asg.Container) {
-	lc := c.LogConfig
-	if lc == nil || lc.GUID == "" {
-		return
+func appLogNotifier(sender *metrics.Sender) func(asg.Container) {
+	return func(c asg.Container) {
+		lc := c.LogConfig
+		if lc == nil || lc.GUID == "" {
+			return
+		}
+		tags := map[string]string{"source_id": lc.GUID, "instance_id": strconv.Itoa(lc.Index)}
+		for k, v := range lc.Tags {
+			tags[k] = v
+		}
+		sender.SendAppLog(metrics.AppLog{AppID: lc.GUID, SourceType: lc.SourceName, SourceInstance: strconv.Itoa(lc.Index),
+			Message: "Security group rules were updated", Tags: tags})
 	}
-	tags := map[string]string{"source_id": lc.GUID, "instance_id": strconv.Itoa(lc.Index)}
-	for k, v := range lc.Tags {
-		tags[k] = v
-	}
-	a.sender.SendAppLog(metrics.AppLog{AppID: lc.GUID, SourceType: lc.SourceName, SourceInstance: strconv.Itoa(lc.Index),
-		Message: "Security group rules were updated", Tags: tags})
 }

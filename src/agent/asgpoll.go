@@ -3,10 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -30,110 +28,35 @@ import (
 // picks up containers that appeared without a force call.
 
 // ASGVersionSource is the part of the internal API client that reads
-// security_groups_last_updated. The agent uses it when its client has it.
+// security_groups_last_updated.
 type ASGVersionSource interface {
 	SecurityGroupsLastUpdated(ctx context.Context) (int64, bool, error)
 	WaitSecurityGroupsLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (int64, bool, error)
-}
-
-// asgVersions tracks security_groups_last_updated for the ASG poll loop.
-type asgVersions struct {
-	src     ASGVersionSource // nil: the client cannot read the stamp
-	seen    atomic.Int64     // newest stamp observed
-	offered atomic.Bool      // the server offers long-poll
-	healthy atomic.Bool      // a long-poll is running and answering
-	started atomic.Bool
-	missing atomic.Bool // the server answered 404 (logged once)
-	kick    chan struct{}
-	cache   groupCache
-}
-
-func (v *asgVersions) init(client PolicySource) {
-	v.src, _ = client.(ASGVersionSource)
-	v.kick = make(chan struct{}, 1)
-}
-
-func (v *asgVersions) poke() {
-	select {
-	case v.kick <- struct{}{}:
-	default:
-	}
 }
 
 // asgVersionKey carries the stamp read before an ASG poll to the group
 // cache; requests without it (force-asgs-for-container) always fetch.
 type asgVersionKey struct{}
 
-// asgVersion returns the stamp the coming ASG poll may trust: the long-polled
+// version returns the stamp the coming ASG poll may trust: the long-polled
 // one while that is healthy, else a plain read. ok is false when there is
 // none to trust (no endpoint, or the read failed): the poll then fetches.
-func (a *Agent) asgVersion(ctx context.Context) (v int64, ok bool) {
-	av := &a.asgv
-	if av.src == nil {
-		return 0, false
-	}
-	if av.healthy.Load() {
-		return av.seen.Load(), true
-	}
-	v, offered, err := av.src.SecurityGroupsLastUpdated(ctx)
+func (c *asgCycle) version(ctx context.Context) (v int64, ok bool) {
+	v, err := c.stamp.current(ctx)
 	if err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Code == 404 {
-			if !av.missing.Swap(true) {
-				a.logger.Info("security-groups-last-updated-not-served", lager.Data{"fallback": "fetching security groups every asg poll"})
+			if !c.notServed {
+				c.notServed = true
+				c.logger.Info("security-groups-last-updated-not-served", lager.Data{"fallback": "fetching security groups every asg poll"})
 			}
 			return 0, false
 		}
-		a.logger.Error("security-groups-last-updated", err)
+		c.logger.Error("security-groups-last-updated", err)
 		return 0, false
 	}
-	av.missing.Store(false)
-	av.seen.Store(v)
-	if offered && a.cfg.longPollWait() > 0 {
-		av.offered.Store(true)
-		if av.started.CompareAndSwap(false, true) {
-			go func() {
-				defer av.started.Store(false)
-				a.longPoll(ctx, versionLongPoll{
-					name: "asg-long-poll", failures: MetricASGLongPollFailures, wait: av.src.WaitSecurityGroupsLastUpdated,
-					seen: &av.seen, offered: &av.offered, healthy: &av.healthy, changed: av.poke,
-				})
-			}()
-		}
-	}
+	c.notServed = false
 	return v, true
-}
-
-// ASGPollLoop runs the ASG cycle at once, then every asg_poll_interval
-// (plus up to a tenth of jitter), and at once whenever the long-polled
-// security_groups_last_updated moves. Failures are logged as upstream's
-// poller logs them (asg-poller.poll-cycle) and retried at the next tick.
-func (a *Agent) ASGPollLoop(ctx context.Context) error {
-	logger := a.logger.Session("asg-poller")
-	interval := a.cfg.asgPollInterval()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		case <-a.asgv.kick:
-		}
-		if err := a.ASGCycle(ctx); err != nil && ctx.Err() == nil {
-			logger.Error("poll-cycle", err)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(interval + time.Duration(rand.Float64()*0.1*float64(interval)))
-	}
 }
 
 // groupCache is the asg.Source the ASG syncer reads through: it answers

@@ -28,6 +28,7 @@ type asgServer struct {
 	changed  chan struct{}
 	fetches  [][]string // space lists of security group fetches
 	reads    int        // plain stamp reads
+	waits    int        // long-polls of the stamp
 }
 
 func (s *asgServer) set(groups ...policy.SecurityGroup) {
@@ -43,6 +44,12 @@ func (s *asgServer) fetchCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.fetches)
+}
+
+func (s *asgServer) waitCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waits
 }
 
 // SecurityGroups answers as the real server: defaults plus groups bound to
@@ -74,6 +81,9 @@ func (s *asgServer) SecurityGroupsLastUpdated(context.Context) (int64, bool, err
 }
 
 func (s *asgServer) WaitSecurityGroupsLastUpdated(ctx context.Context, since int64, wait, _ time.Duration) (int64, bool, error) {
+	s.mu.Lock()
+	s.waits++
+	s.mu.Unlock()
 	return fakeLongPoll(ctx, &s.mu, since, wait, func() (int64, chan struct{}, bool, error) {
 		if !s.served {
 			return 0, nil, false, &StatusError{Code: 404, Body: "404 page not found\n"}
@@ -82,20 +92,16 @@ func (s *asgServer) WaitSecurityGroupsLastUpdated(ctx context.Context, since int
 	})
 }
 
-// fullServer is both halves: what the agent's client is.
-type fullServer struct {
-	*fakeServer
-	*asgServer
-}
-
 type asgFixture struct {
 	*fixture
-	asgs *asgServer
+	asgs        *asgServer
+	asgSync     *asgCycle
+	asgInterval time.Duration
 }
 
-// newASGFixture is an agent with ASG syncing over the fake iptables, with
-// containers h1 (space-1) and h2 (space-2) set up as cni-wrapper-plugin
-// does, polling ASGs every asgPoll seconds.
+// newASGFixture is the agent's ASG cycle, as Run builds it, over the fake
+// iptables, with containers h1 (space-1) and h2 (space-2) set up as
+// cni-wrapper-plugin does, polling ASGs every asgPoll seconds.
 func newASGFixture(t *testing.T, served, longPoll bool, asgPoll int) *asgFixture {
 	t.Helper()
 	f := newFixture(t, longPoll, 3600)
@@ -104,16 +110,12 @@ func newASGFixture(t *testing.T, served, longPoll bool, asgPoll int) *asgFixture
 		t.Fatal(err)
 	}
 	srv := &asgServer{version: 1, served: served, longPoll: longPoll, changed: make(chan struct{})}
-	a := f.agent
-	a.client = fullServer{f.server, srv}
-	a.cfg.EnableASGSyncing, a.cfg.ASGPollInterval = true, asgPoll
-	a.asgv.init(a.client)
-	a.asgv.cache.src = srv
-	s, err := asg.New(a.logger, f.ipt, &a.asgv.cache, asg.Config{DeniedLogsPerSec: 1}, nil)
+	cfg := Config{EnableASGSyncing: true, ASGPollInterval: asgPoll, ClientTimeoutSeconds: 5}
+	cache := &groupCache{src: srv}
+	s, err := asg.New(f.logger, f.ipt, cache, asg.Config{DeniedLogsPerSec: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.asg = s
 	wcfg := &cniwrapper.Config{InstanceAddress: "10.244.0.3", NoMasqueradeCIDRRange: "10.255.0.0/16", IPTablesDeniedLogsPerSec: 1,
 		IPTablesAcceptedUDPLogsPerSec: 100, IngressTag: "ffff0000", VTEPName: "silk-vtep"}
 	for _, c := range []struct{ h, ip string }{{"h1", "10.255.1.2"}, {"h2", "10.255.1.3"}} {
@@ -125,14 +127,15 @@ func newASGFixture(t *testing.T, served, longPoll bool, asgPoll int) *asgFixture
 			t.Fatal(err)
 		}
 	}
-	return &asgFixture{fixture: f, asgs: srv}
+	return &asgFixture{fixture: f, asgs: srv,
+		asgSync:     newASGCycle(f.logger, f.sender, f.store, s, cache, srv, cfg.longPoll()),
+		asgInterval: cfg.asgPollInterval(),
+	}
 }
 
+// runASG runs the ASG watcher and poller, as Run does, until the test ends.
 func (f *asgFixture) runASG(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = f.agent.ASGPollLoop(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runMembers(t, f.logger, f.asgSync.members(f.asgInterval, f.asgInterval/10)...)
 }
 
 // egress reports whether handle's asg chain accepts traffic to dest.
@@ -185,7 +188,7 @@ func TestASGPollSkipsFetchWhileTheStampStands(t *testing.T) {
 	f.asgs.set(group("dns", "10.0.0.53", true), group("db", "10.9.9.9", false, "space-1"))
 	cycle := func() {
 		t.Helper()
-		if err := f.agent.ASGCycle(ctx); err != nil {
+		if err := f.asgSync.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -235,12 +238,12 @@ func TestASGPollSkipsFetchWhileTheStampStands(t *testing.T) {
 			t.Errorf("%s: egress h1=%v h2=%v, want %v %v", s.name, h1, h2, s.h1, s.h2)
 		}
 	}
-	if hits := f.agent.asgv.cache.Hits(); hits != 3 {
+	if hits := f.asgSync.cache.Hits(); hits != 3 {
 		t.Errorf("cache hits = %d, want 3", hits)
 	}
 	// The force endpoint (container creation) never trusts the cache.
 	before := f.asgs.fetchCount()
-	if err := f.agent.ASGForContainer(ctx, "h1"); err != nil {
+	if err := f.asgSync.SyncContainer(ctx, "h1"); err != nil {
 		t.Fatal(err)
 	}
 	if f.asgs.fetchCount() != before+1 {
@@ -253,7 +256,7 @@ func TestASGPollAgainstUpstreamWithoutTheStamp(t *testing.T) {
 	ctx := context.Background()
 	f.asgs.set(group("db", "10.9.9.9", false, "space-1"))
 	for i := 1; i <= 3; i++ {
-		if err := f.agent.ASGCycle(ctx); err != nil {
+		if err := f.asgSync.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if got := f.asgs.fetchCount(); got != i {
@@ -267,8 +270,8 @@ func TestASGPollAgainstUpstreamWithoutTheStamp(t *testing.T) {
 	f.runASG(t)
 	f.asgs.set()
 	waitFor(t, 3*time.Second, "polled unbind", func() bool { return !f.egress(t, "h1", "10.9.9.9") })
-	if f.agent.asgv.started.Load() {
-		t.Error("a long-poll was started against a server without the endpoint")
+	if n := f.asgs.waitCount(); n != 0 {
+		t.Errorf("%d long-polls against a server without the endpoint", n)
 	}
 }
 
@@ -279,7 +282,7 @@ func TestASGPlainPollsWhenLongPollIsNotOffered(t *testing.T) {
 	waitFor(t, 2*time.Second, "first sync", func() bool { return f.egress(t, "h1", "10.9.9.9") })
 	f.asgs.set()
 	waitFor(t, 3*time.Second, "polled unbind", func() bool { return !f.egress(t, "h1", "10.9.9.9") })
-	if f.agent.asgv.started.Load() {
-		t.Error("a long-poll was started although the server does not offer it")
+	if n := f.asgs.waitCount(); n != 0 {
+		t.Errorf("%d long-polls although the server does not offer them", n)
 	}
 }

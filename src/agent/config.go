@@ -14,17 +14,18 @@
 package agent
 
 import (
-	"github.com/netman-release/netman/src/metrics"
 	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/netman-release/netman/src/agent/c2c"
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/metrics"
 )
 
 // Config is vxlan-policy-agent.json, keys as upstream's.
@@ -192,6 +193,25 @@ func (c Config) longPollWait() time.Duration {
 		return DefaultLongPollWaitSeconds * time.Second
 	}
 	return time.Duration(*c.LongPollWaitSeconds) * time.Second
+}
+
+// c2cRules are the values that shape the c2c rules.
+func (c Config) c2cRules() c2cRules {
+	return c2cRules{
+		planner: c2c.Inputs{
+			AcceptedUDPLogsPerSec: c.IPTablesAcceptedUDPLogsPerSec,
+			DisableNetworkPolicy:  c.DisableContainerNetworkPolicy,
+			OverlayNetwork:        c.OverlayNetwork,
+		},
+		ingressRouter: c.EnableOverlayIngressRules,
+		logging:       c.IPTablesC2CLogging,
+	}
+}
+
+// longPoll is the timing of the long-polls of both version stamps: a
+// request may take client_timeout_seconds longer than its wait.
+func (c Config) longPoll() longPollTiming {
+	return longPollTiming{wait: c.longPollWait(), grace: c.clientTimeout()}
 }
 
 func (c Config) forceAddr() string {

@@ -15,15 +15,14 @@ import (
 // The lines operators and upstream's tests key on, with upstream's session
 // names, levels and data.
 func TestPolicyCycleLogLines(t *testing.T) {
-	f := newFixture(t, false, 1)
 	logger, capture := logtest.NewCapture(t, "cfnetworking.vxlan-policy-agent")
-	f.agent.logger, f.agent.updaterLog, f.agent.cycleLog = logger, logger.Session("rules-updater"), logger.Session("policy-cycle")
+	f := newFixtureWithLogger(t, logger, false, 1)
 	ctx := context.Background()
 	if err := f.store.Add(ctx, "h3", "10.255.1.4", map[string]any{"space_id": "space-1"}); err != nil {
 		t.Fatal(err)
 	}
 	f.server.set(policyAB(8080))
-	if err := f.agent.PolicyCycle(ctx); err != nil {
+	if err := f.policies.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -66,7 +65,6 @@ func TestPolicyCycleLogLines(t *testing.T) {
 	// A failed cycle is upstream's poller line on the root logger.
 	f.server.set(policyAB(9090))
 	f.server.fail(errors.New("connection refused"))
-	f.agent.again.Store(true)
 	runLoopOnce(t, f)
 	failed := capture.Find("cfnetworking.vxlan-policy-agent.poll-cycle")
 	if len(failed) == 0 || failed[0].Level != "error" || failed[0].Data["error"] != "get-rules: failed to get policies: connection refused" {
@@ -83,13 +81,11 @@ func TestPolicyCycleLogLines(t *testing.T) {
 	}
 }
 
-// runLoopOnce runs the poll loop until it has logged a failed cycle.
+// runLoopOnce runs the policy watcher and poller until they have logged a
+// failed cycle.
 func runLoopOnce(t *testing.T, f *fixture) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = f.agent.PollLoop(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	defer f.run(t)()
 	waitFor(t, 5*time.Second, "a failed cycle", func() bool { return counterValue(f, MetricPolicyCycleFailures) > 0 })
 }
 

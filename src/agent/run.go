@@ -12,6 +12,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/netman-release/netman/src/agent/c2c"
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
@@ -27,8 +28,9 @@ type Options struct {
 }
 
 // Run is vxlan-policy-agent: upstream's start-up checks, then the metrics
-// emitter, the policy poll loop, the debug server, the force server and,
-// when enabled, the ASG poller, until ctx is done or one of them fails.
+// emitter, the policy watcher and poller, the debug server, the force
+// server and, when enabled, the ASG watcher and poller, until ctx is done
+// or one of them fails.
 func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSink, cfg Config, opts Options) error {
 	if _, err := os.Stat(filepath.Dir(cfg.CNIDatastorePath)); err != nil {
 		return &ActionError{Action: "datastore-directory-stat", Err: err}
@@ -62,31 +64,35 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	driver := iptables.New(iptables.Config{Flavor: flavor, LockFile: cfg.IPTablesLockFile})
 	store := metadata.New(cfg.CNIDatastorePath)
 
-	a := New(logger, cfg, store, client, driver, nil, sender)
+	policies := newPolicyCycle(logger, sender, store, client, c2c.NewEnforcer(driver), cfg.c2cRules(), cfg.longPoll())
+	var asgs *asgCycle
 	if cfg.EnableASGSyncing {
-		a.asgv.cache.src = client
-		s, err := newASGSyncer(logger.Session("asg"), cfg, driver, &a.asgv.cache, a)
+		cache := &groupCache{src: client}
+		syncer, err := newASGSyncer(logger.Session("asg"), cfg, driver, cache, sender)
 		if err != nil {
 			return err
 		}
-		a.asg = s
+		asgs = newASGCycle(logger, sender, store, syncer, cache, client, cfg.longPoll())
 	}
 	logger.Info("underlay-interfaces", lager.Data{"names": ifaces})
 
 	debug := http.NewServeMux()
-	debug.Handle("/iptables-c2c-logging", a.C2CLoggingHandler())
+	debug.Handle("/iptables-c2c-logging", c2cLoggingHandler(policies))
 	debug.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 
+	// Up to a tenth of jitter keeps the cells from polling in lockstep.
+	interval := cfg.pollInterval()
 	members := []lifecycle.Member{
 		{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
-		{Name: "policy-poller", Runner: lifecycle.Loop(a.PollLoop)},
 	}
+	members = append(members, policies.members(interval, interval/10)...)
 	members = append(members,
 		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.debugAddr(), debug, nil)},
-		lifecycle.Member{Name: "force-policy-poll-cycle-server", Runner: lifecycle.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), a.ForceHandler(), nil)},
+		lifecycle.Member{Name: "force-policy-poll-cycle-server", Runner: lifecycle.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), forceHandler(logger, policies, asgs), nil)},
 	)
-	if a.asg != nil {
-		members = append(members, lifecycle.Member{Name: "asg-poller", Runner: lifecycle.Loop(a.ASGPollLoop)})
+	if asgs != nil {
+		asgInterval := cfg.asgPollInterval()
+		members = append(members, asgs.members(asgInterval, asgInterval/10)...)
 	}
 	// Upstream logs "starting" once every member is up.
 	members = append(members, lifecycle.Member{Name: "starting", Runner: lifecycle.OnReady(func() { logger.Info("starting") })})

@@ -46,14 +46,36 @@ func (f *fatalError) Unwrap() error { return f.err }
 // `This cell must be restarted (run "bosh restart <job>"): fatal: <err>`;
 // any other error lets polling continue. name only labels errors.
 func Poller(logger lager.Logger, name string, interval, jitter time.Duration, fn func(context.Context) error) ifrit.Runner {
-	return &poller{logger: logger, name: name, interval: interval, jitter: jitter, fn: fn}
+	return PollerWith(logger, name, interval, PollOptions{Jitter: jitter}, fn)
+}
+
+// PollOptions tune a poller beyond its interval.
+type PollOptions struct {
+	// Jitter adds a random [0, Jitter) to each wait after a call.
+	Jitter time.Duration
+	// Kick, when it delivers, ends the wait at once: fn runs now and the
+	// interval counts again from its return. A daemon kicks its poller
+	// when it learns of a change (a long-poll answer, a toggled setting)
+	// rather than waiting for the next tick; a kick channel with a buffer
+	// of one folds kicks that come while fn runs into one more call.
+	Kick <-chan struct{}
+	// RetryMin, when positive, waits RetryMin after a failed call instead
+	// of the interval, doubling with each failure in a row up to the
+	// interval (no jitter): a cycle that failed for a moment (a server
+	// restarting) is retried soon, a lasting failure not in a hot loop.
+	RetryMin time.Duration
+}
+
+// PollerWith is Poller with a kick channel and retry backoff (opts).
+func PollerWith(logger lager.Logger, name string, interval time.Duration, opts PollOptions, fn func(context.Context) error) ifrit.Runner {
+	return &poller{logger: logger, name: name, interval: interval, opts: opts, fn: fn}
 }
 
 type poller struct {
 	logger   lager.Logger
 	name     string
 	interval time.Duration
-	jitter   time.Duration
+	opts     PollOptions
 	fn       func(context.Context) error
 }
 
@@ -65,25 +87,35 @@ func (p *poller) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	defer cancel()
 	close(ready)
 
+	var backoff time.Duration
 	for {
 		err := p.fn(ctx)
 		if ctx.Err() != nil {
 			return nil // signalled: errors from the cut-short cycle don't matter
 		}
+		delay := nextDelay(p.interval, p.opts.Jitter)
 		if err != nil {
 			p.logger.Error("poll-cycle", err)
 			if IsFatal(err) {
 				//lint:ignore ST1005 upstream's exact, capitalised message
 				return fmt.Errorf("This cell must be restarted (run \"bosh restart <job>\"): %w", err)
 			}
+			if p.opts.RetryMin > 0 {
+				backoff = min(max(2*backoff, p.opts.RetryMin), p.interval)
+				delay = backoff
+			}
+		} else {
+			backoff = 0
 		}
 
-		t := time.NewTimer(nextDelay(p.interval, p.jitter))
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
+		case <-p.opts.Kick:
+			t.Stop()
 		}
 	}
 }

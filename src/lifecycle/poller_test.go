@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,6 +36,81 @@ func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
 	eventually(t, "several cycles", func() bool { return calls.Load() >= 3 })
 	if err := stopProcess(t, p); err != nil {
 		t.Errorf("exit = %v", err)
+	}
+}
+
+func TestPollerKick(t *testing.T) {
+	logger, _ := newTestLogger()
+	var calls atomic.Int32
+	gate := make(chan struct{})
+	fn := func(context.Context) error {
+		if calls.Add(1) == 3 {
+			<-gate
+		}
+		return nil
+	}
+	kick := make(chan struct{}, 1)
+	send := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	p := startProcess(t, lifecycle.PollerWith(logger, "kicked", time.Hour, lifecycle.PollOptions{Kick: kick}, fn))
+	eventually(t, "first cycle", func() bool { return calls.Load() == 1 })
+	send()
+	eventually(t, "kicked cycle", func() bool { return calls.Load() == 2 })
+	// Kicks while a call runs fold into one more call.
+	send()
+	eventually(t, "third cycle running", func() bool { return calls.Load() == 3 })
+	send()
+	send()
+	close(gate)
+	eventually(t, "one cycle for the kicks during the last", func() bool { return calls.Load() == 4 })
+	time.Sleep(30 * time.Millisecond)
+	if n := calls.Load(); n != 4 {
+		t.Errorf("cycles = %d, want 4 (the 1h interval never passed)", n)
+	}
+	if err := stopProcess(t, p); err != nil {
+		t.Errorf("exit = %v", err)
+	}
+}
+
+// TestPollerRetryBackoff: failed calls are retried after RetryMin,
+// doubling up to the interval; a success resets the backoff.
+func TestPollerRetryBackoff(t *testing.T) {
+	logger, _ := newTestLogger()
+	const retryMin, interval = 10 * time.Millisecond, 100 * time.Millisecond
+	var mu sync.Mutex
+	var at []time.Time
+	fn := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		if len(at) == 7 {
+			return nil
+		}
+		return errors.New("server down")
+	}
+	p := startProcess(t, lifecycle.PollerWith(logger, "retrying", interval, lifecycle.PollOptions{RetryMin: retryMin}, fn))
+	eventually(t, "nine calls", func() bool { mu.Lock(); defer mu.Unlock(); return len(at) >= 9 })
+	if err := stopProcess(t, p); err != nil {
+		t.Errorf("exit = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The wait before call i+1: five doubling retries capped at the
+	// interval, the interval after the success, then RetryMin again.
+	want := []time.Duration{10, 20, 40, 80, 100, 100, 100, 10}
+	for i, w := range want {
+		w *= time.Millisecond
+		gap := at[i+1].Sub(at[i])
+		if gap < w {
+			t.Errorf("wait %d = %s, want at least %s", i, gap, w)
+		}
+		if w < interval && gap >= interval || w == interval && gap >= 2*interval {
+			t.Errorf("wait %d = %s, want about %s", i, gap, w)
+		}
 	}
 }
 

@@ -42,7 +42,8 @@ type Driver interface {
 // filter table and converges from what is there: it adopts an existing
 // vpa-- chain (an agent restart neither opens nor closes anything),
 // removes any others, and puts the jump at FORWARD position 1 — again in
-// one transaction.
+// one transaction. Every write goes through Enforce, so it alone knows
+// when its memory stops being good; a caller never has to say so.
 type Enforcer struct {
 	driver Driver
 	now    func() time.Time
@@ -94,14 +95,6 @@ func (e *Enforcer) Enforce(ctx context.Context, want []iptables.Rule) (Result, e
 		}
 	}
 	return e.full(ctx, want)
-}
-
-// Invalidate forgets what was enforced, so the next Enforce reads the
-// table and converges from it.
-func (e *Enforcer) Invalidate() {
-	e.mu.Lock()
-	e.valid = false
-	e.mu.Unlock()
 }
 
 // Chain is the live chain name ("" before the first sync).
