@@ -45,7 +45,7 @@ func TestEnforcerWritesOnlyTheChange(t *testing.T) {
 	if err != nil || res.Full || res.ElementsAdded != 1 || res.ElementsDeleted != 1 || res.Rules != 0 {
 		t.Fatalf("one change: %+v, %v", res, err)
 	}
-	if got := f.LastTransaction.String(); got != "delete element inet netman t-set { 10.0.0.2 . 80 }\nadd element inet netman t-set { 10.0.0.3 . 443 }\n" {
+	if got := f.LastTransaction.String(); got != "delete element inet netman t-set { 10.0.0.2 . 80-80 }\nadd element inet netman t-set { 10.0.0.3 . 443-443 }\n" {
 		t.Errorf("transaction:\n%s", got)
 	}
 
@@ -67,8 +67,8 @@ func TestEnforcerResyncsAfterARejectedDelta(t *testing.T) {
 	// Someone deletes an element behind the enforcer's back: the delta
 	// deleting it fails, and the enforcer converges from what is there.
 	tx := f.NewTransaction()
-	tx.Delete(&knftables.Element{Set: "t-set", Key: []string{"10.0.0.2", "80"}})
-	tx.Add(&knftables.Element{Set: "t-set", Key: []string{"10.9.9.9", "1"}})
+	tx.Delete(&knftables.Element{Set: "t-set", Key: []string{"10.0.0.2", "80-80"}})
+	tx.Add(&knftables.Element{Set: "t-set", Key: []string{"10.9.9.9", "1-1"}})
 	if err := f.Run(ctx, tx); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestDiffRecreatesAChangedSetDefinition(t *testing.T) {
 		"delete set inet netman t-set",
 		"add set inet netman t-set { type ipv4_addr . inet_proto . inet_service ; flags interval ; }",
 		"add rule inet netman t-chain ip daddr . meta l4proto . th dport @t-set accept",
-		"add element inet netman t-set { 10.0.0.1 . tcp . 80 }",
+		"add element inet netman t-set { 10.0.0.1 . tcp . 80-80 }",
 	}
 	if diff := cmp.Diff(wantOps, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

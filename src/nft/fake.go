@@ -50,7 +50,7 @@ func (f *Fake) Read(context.Context) (*State, error) {
 	for name, s := range t.Sets {
 		ss := fakeSet(name, s.Type, "", s.Flags)
 		for _, e := range s.Elements {
-			ss.Elements[strings.Join(e.Key, " . ")] = ""
+			ss.Elements[fakeKey(ss, e.Key)] = ""
 		}
 		st.Sets[name] = ss
 	}
@@ -58,11 +58,19 @@ func (f *Fake) Read(context.Context) (*State, error) {
 		key, value, _ := strings.Cut(m.Type, " : ")
 		ss := fakeSet(name, key, value, m.Flags)
 		for _, e := range m.Elements {
-			ss.Elements[strings.Join(e.Key, " . ")] = strings.Join(e.Value, " . ")
+			ss.Elements[fakeKey(ss, e.Key)] = strings.Join(e.Value, " . ")
 		}
 		st.Sets[name] = ss
 	}
 	return st, nil
+}
+
+// fakeKey is an element's key as the kernel lists it (see wireRange).
+func fakeKey(s *SetState, key []string) string {
+	if s.Interval && len(key) > 1 {
+		key = append(key[:len(key)-1:len(key)-1], canonicalRange(key[len(key)-1]))
+	}
+	return strings.Join(key, " . ")
 }
 
 func fakeSet(name, key, value string, flags []knftables.SetFlag) *SetState {

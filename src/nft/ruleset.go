@@ -109,7 +109,11 @@ func (s *Set) object() knftables.Object {
 }
 
 func (s *Set) element(e Element) *knftables.Element {
-	el := &knftables.Element{Key: strings.Split(e.Key, " . ")}
+	key := strings.Split(e.Key, " . ")
+	if s.Interval && len(key) > 1 {
+		key[len(key)-1] = wireRange(key[len(key)-1])
+	}
+	el := &knftables.Element{Key: key}
 	if s.IsMap() {
 		el.Map = s.Name
 		if e.Value != "" {
@@ -119,6 +123,26 @@ func (s *Set) element(e Element) *knftables.Element {
 		el.Set = s.Name
 	}
 	return el
+}
+
+// wireRange writes a single value as the range "v-v". nft 1.0.6 fails to
+// delete an element of a concatenated interval set whose fields are all
+// single values when a mark leads the key ("No such file or directory":
+// it sends no end key); with the last field written as a range it works,
+// and a range of one is the same element. Lists print it as "v" again.
+func wireRange(v string) string {
+	if v == "" || strings.ContainsAny(v, "-/\"") {
+		return v
+	}
+	return v + "-" + v
+}
+
+// canonicalRange undoes wireRange: "v-v" is listed as "v".
+func canonicalRange(v string) string {
+	if lo, hi, ok := strings.Cut(v, "-"); ok && lo == hi {
+		return lo
+	}
+	return v
 }
 
 // add adds the chain (not its rules) to tx.
