@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,16 +208,7 @@ func fiftyK(tb testing.TB, in Inputs) (base, changed *nft.Ruleset) {
 }
 
 // TestNFTGoldensLoad checks every c2c golden file with `nft -c -f`.
-func TestNFTGoldensLoad(t *testing.T) {
-	netnstest.RequireRoot(t)
-	ns := netnstest.New(t, "c2cg")
-	files, _ := filepath.Glob("testdata/nft-*.golden")
-	for _, f := range files {
-		if out, err := ns.Command("nft", "-c", "-f", f).CombinedOutput(); err != nil {
-			t.Errorf("%s: %v: %s", f, err, out)
-		}
-	}
-}
+func TestNFTGoldensLoad(t *testing.T) { nfttest.CheckFiles(t, "testdata/nft-*.golden") }
 
 // childCPU is the user+system CPU time of the process's waited-for
 // children (the nft and iptables-restore runs), which the machine's load

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -150,4 +151,22 @@ func (k *KernelLog) WaitFor(substr string, timeout time.Duration) string {
 		}
 	}
 	return ""
+}
+
+// CheckFiles runs `nft -c -f` on every file matching pattern inside a
+// fresh namespace: golden files in nft list form must be valid nft input
+// that the kernel accepts.
+func CheckFiles(t *testing.T, pattern string) {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "chk")
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files match %s (%v)", pattern, err)
+	}
+	for _, f := range files {
+		if out, err := ns.Command("nft", "-c", "-f", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v: %s", f, err, out)
+		}
+	}
 }
