@@ -131,6 +131,51 @@ func TestNFTVerdictsOnKernel(t *testing.T) {
 	}
 }
 
+// TestNFTCoexistsWithIPTables runs the c2c verdicts with iptables rules of
+// either backend in the same namespace's filter FORWARD chain (Garden's
+// and the kernel's tables on a cell): an ACCEPT there does not undo
+// netman's reject, and a DROP there is not undone by netman's accept.
+// Each base chain of each table decides on its own; a packet passes only
+// if all of them let it.
+func TestNFTCoexistsWithIPTables(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, fl := range netnstest.IPTablesFlavors(t) {
+		t.Run(string(fl), func(t *testing.T) {
+			ctx := context.Background()
+			cell := nfttest.NewCell(t)
+			a := cell.AddContainer(t, "10.255.1.2")
+			b := cell.AddContainer(t, "10.255.1.3")
+			var k *nft.Kernel
+			cell.Do(t, func() (err error) { k, err = nft.New(); return err })
+			overlayDeny(t, k, cell, a, b)
+			for _, port := range []string{"8080", "9090"} {
+				nfttest.Listen(t, b.NS, "10.255.1.3:"+port)
+			}
+			rs, err := PlanNFT(Inputs{
+				Containers: []Container{{Handle: "ha", IP: "10.255.1.2", AppID: "app-a"}, {Handle: "hb", IP: "10.255.1.3", AppID: "app-b"}},
+				Policies:   []Policy{pol("app-a", "0001", "app-b", "0002", "tcp", 8080, 8080)},
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cell.Do(t, func() error { _, err := NewNFTEnforcer(k).Enforce(ctx, rs, nil); return err })
+			ipt := "iptables-" + string(fl)
+			cell.NS.Run(t, ipt, "-w", "-P", "FORWARD", "DROP")
+			cell.NS.Run(t, ipt, "-w", "-A", "FORWARD", "-j", "ACCEPT")
+			if !nfttest.Connects(t, a.NS, "10.255.1.3:8080") {
+				t.Error("allowed port denied with iptables accepting everything")
+			}
+			if nfttest.Connects(t, a.NS, "10.255.1.3:9090") {
+				t.Error("iptables' ACCEPT undid netman's reject")
+			}
+			cell.NS.Run(t, ipt, "-w", "-I", "FORWARD", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+			if nfttest.Connects(t, a.NS, "10.255.1.3:8080") {
+				t.Error("netman's accept undid iptables' DROP")
+			}
+		})
+	}
+}
+
 // recorder is a Driver that keeps the last transaction it ran.
 type recorder struct {
 	nft.Driver
