@@ -63,10 +63,26 @@ func (s Stats) Changed() bool {
 // again; every chain of the scope is then flushed first and refilled, since
 // only the scope's own rules refer to its sets.
 func Diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) Stats {
+	st, _ := diff(tx, cur, want, scope)
+	return st
+}
+
+// changes is what a diff decided, so the Enforcer can bring its memory up
+// to date by the change instead of rebuilding it from the whole Ruleset.
+type changes struct {
+	fresh     []*Set              // sets added or recreated: take want's content
+	deleted   map[string][]string // set → keys deleted (or changing value)
+	added     map[string][]Element
+	staleSets []string
+	staleCh   []string
+}
+
+func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) (Stats, *changes) {
 	if cur == nil {
 		cur = NewState()
 	}
 	var st Stats
+	ch := &changes{deleted: map[string][]string{}, added: map[string][]Element{}}
 	wantChains := make(map[string]*Chain, len(want.Chains))
 	for _, c := range want.Chains {
 		wantChains[c.Name] = c
@@ -79,15 +95,14 @@ func Diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) Sta
 			recreate[s.Name] = true
 		}
 	}
-	var staleChains, staleSets []string
 	for _, n := range slices.Sorted(maps.Keys(cur.Chains)) {
 		if wantChains[n] == nil && !cur.Chains[n].Base && scope.Chain != nil && scope.Chain(n) {
-			staleChains = append(staleChains, n)
+			ch.staleCh = append(ch.staleCh, n)
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(cur.Sets)) {
 		if wantSets[n] == nil && scope.Set != nil && scope.Set(n) {
-			staleSets = append(staleSets, n)
+			ch.staleSets = append(ch.staleSets, n)
 		}
 	}
 
@@ -105,26 +120,50 @@ func Diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) Sta
 		}
 	}
 
-	// 1. Elements that go or change value, from sets that stay.
+	// 1. Elements that go or change value, from sets that stay. Finding
+	// them costs a pass over want; a map of want's keys is only built when
+	// some current element is missing from it.
 	for _, s := range want.Sets {
 		cs := cur.Sets[s.Name]
 		if cs == nil || recreate[s.Name] || s.Dynamic {
 			continue
 		}
-		wantEl := make(map[string]string, len(s.Elements))
+		var dels []string
+		same := 0
 		for _, e := range s.Elements {
-			wantEl[e.Key] = e.Value
-		}
-		for _, k := range slices.Sorted(maps.Keys(cs.Elements)) {
-			if v, ok := wantEl[k]; !ok || v != cs.Elements[k] {
-				tx.Delete(s.element(Element{Key: k}))
-				st.ElementsDeleted++
+			v, ok := cs.Elements[e.Key]
+			switch {
+			case ok && v == e.Value:
+				same++
+				continue
+			case ok:
+				dels = append(dels, e.Key)
 			}
+			ch.added[s.Name] = append(ch.added[s.Name], e)
+		}
+		if same+len(dels) < len(cs.Elements) {
+			wantKeys := make(map[string]struct{}, len(s.Elements))
+			for _, e := range s.Elements {
+				wantKeys[e.Key] = struct{}{}
+			}
+			for k := range cs.Elements {
+				if _, ok := wantKeys[k]; !ok {
+					dels = append(dels, k)
+				}
+			}
+		}
+		slices.Sort(dels)
+		for _, k := range dels {
+			tx.Delete(s.element(Element{Key: k}))
+		}
+		st.ElementsDeleted += len(dels)
+		if len(dels) > 0 {
+			ch.deleted[s.Name] = dels
 		}
 	}
 	// 2. Stale maps lose their elements now, so the chains their verdicts
 	// name can be deleted below.
-	for _, n := range staleSets {
+	for _, n := range ch.staleSets {
 		if cs := cur.Sets[n]; len(cs.Elements) > 0 {
 			tx.Flush((&Set{Name: n, Value: cs.Value}).object())
 		}
@@ -138,6 +177,7 @@ func Diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) Sta
 		if cur.Sets[s.Name] == nil || recreate[s.Name] {
 			s.add(tx)
 			st.SetsAdded++
+			ch.fresh = append(ch.fresh, s)
 		}
 	}
 	// 4. New chains, empty, so rules and verdicts may name them.
@@ -168,38 +208,65 @@ func Diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) Sta
 			st.ChainsWritten++
 		}
 	}
-	// 6. New elements and new values.
+	// 6. New elements and new values (found in step 1 for sets that stay).
 	for _, s := range want.Sets {
 		if s.Dynamic {
 			continue
 		}
-		cs := cur.Sets[s.Name]
-		for _, e := range s.Elements {
-			if cs != nil && !recreate[s.Name] {
-				if v, ok := cs.Elements[e.Key]; ok && v == e.Value {
-					continue
-				}
-			}
-			tx.Add(s.element(e))
-			st.ElementsAdded++
+		els := ch.added[s.Name]
+		if cur.Sets[s.Name] == nil || recreate[s.Name] {
+			els = s.Elements
 		}
+		for _, e := range els {
+			tx.Add(s.element(e))
+		}
+		st.ElementsAdded += len(els)
 	}
 	// 7. Stale chains: emptied first, so references among them go too.
-	for _, n := range staleChains {
+	for _, n := range ch.staleCh {
 		if len(cur.Chains[n].Rules) > 0 && !flushed[n] {
 			tx.Flush(&knftables.Chain{Name: n})
 		}
 	}
-	for _, n := range staleChains {
+	for _, n := range ch.staleCh {
 		tx.Delete(&knftables.Chain{Name: n})
 		st.ChainsDeleted++
 	}
 	// 8. Stale sets, now that no rule refers to them.
-	for _, n := range staleSets {
+	for _, n := range ch.staleSets {
 		tx.Delete((&Set{Name: n, Value: cur.Sets[n].Value}).object())
 		st.SetsDeleted++
 	}
-	return st
+	return st, ch
+}
+
+// update brings st (what the scope held) to what it holds after a diff to
+// want with changes ch has run.
+func (st *State) update(want *Ruleset, ch *changes, missingBorrowed []string) {
+	st.Table = true
+	for _, n := range ch.staleCh {
+		delete(st.Chains, n)
+	}
+	for _, n := range ch.staleSets {
+		delete(st.Sets, n)
+	}
+	for _, c := range want.Chains {
+		st.Chains[c.Name] = &ChainState{Name: c.Name, Base: c.Base != nil, Rules: c.Rules}
+	}
+	for _, n := range missingBorrowed {
+		delete(st.Chains, n)
+	}
+	st.Apply(&Ruleset{Sets: ch.fresh})
+	for name, keys := range ch.deleted {
+		for _, k := range keys {
+			delete(st.Sets[name].Elements, k)
+		}
+	}
+	for name, els := range ch.added {
+		for _, e := range els {
+			st.Sets[name].Elements[e.Key] = e.Value
+		}
+	}
 }
 
 func sameDefinition(cs *SetState, s *Set) bool {

@@ -48,7 +48,8 @@ type Adjust func(cur *State, want *Ruleset) *Ruleset
 
 // Enforce makes the scope hold exactly want (after adjust, when not nil).
 // A delta rejected by nft (the table was changed behind the enforcer's
-// back) is retried at once as a full resync.
+// back) is retried at once as a full resync. The enforcer keeps want's
+// rule slices: a Ruleset must not be changed once enforced.
 func (e *Enforcer) Enforce(ctx context.Context, want *Ruleset, adjust Adjust) (Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -58,13 +59,13 @@ func (e *Enforcer) Enforce(ctx context.Context, want *Ruleset, adjust Adjust) (R
 			w = adjust(e.mem, want)
 		}
 		tx := e.driver.NewTransaction()
-		st := Diff(tx, e.mem, w, e.scope)
+		st, ch := diff(tx, e.mem, w, e.scope)
 		if !st.Changed() {
 			return Result{Stats: st}, nil
 		}
 		err := e.driver.Run(ctx, tx)
 		if err == nil {
-			e.remember(w, st)
+			e.mem.update(w, ch, st.MissingBorrowed)
 			return Result{Stats: st}, nil
 		}
 		e.valid = false
@@ -98,8 +99,9 @@ func (e *Enforcer) full(ctx context.Context, want *Ruleset, adjust Adjust) (Resu
 	return Result{Stats: st, Full: true}, nil
 }
 
-// remember records what the scope holds now: exactly w, less the borrowed
-// chains that were not there to write.
+// remember records what the scope holds after a full resync: exactly w,
+// less the borrowed chains that were not there to write. (A delta updates
+// the memory by its changes instead: O(change).)
 func (e *Enforcer) remember(w *Ruleset, st Stats) {
 	e.mem = StateOf(w)
 	for _, n := range st.MissingBorrowed {

@@ -64,6 +64,17 @@ type Element struct {
 	Key, Value string
 }
 
+// Clone returns a copy of the set's definition, with its elements when
+// elements is true.
+func (s *Set) Clone(elements bool) *Set {
+	c := *s
+	c.Elements = nil
+	if elements {
+		c.Elements = slices.Clone(s.Elements)
+	}
+	return &c
+}
+
 // IsMap reports whether s is a map.
 func (s *Set) IsMap() bool { return s.Value != "" }
 
