@@ -349,6 +349,28 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 			})
 		})
 	}
+	// A restarted agent: a new enforcer reads the loaded table, diffs and
+	// finds nothing to write.
+	b.Run("restart-adopt", func(b *testing.B) {
+		ns := netnstest.New(b, "c2cr")
+		var k *nft.Kernel
+		do := func(fn func() error) {
+			if err := ns.Do(fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+		do(func() (err error) { k, err = nft.New(); return err })
+		do(func() error { _, err := NewNFTEnforcer(k).Enforce(ctx, base, nil); return err })
+		alternate(b, "nft-cpu-ms/op", func(int) {
+			do(func() error {
+				res, err := NewNFTEnforcer(k).Enforce(ctx, base, nil)
+				if err == nil && (!res.Full || res.Changed()) {
+					err = fmt.Errorf("restart wrote: %+v", res)
+				}
+				return err
+			})
+		})
+	})
 	b.Run("first-sync", func(b *testing.B) {
 		var lat benchlat.Latencies
 		var cpu time.Duration
