@@ -112,13 +112,12 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		dispatch.Sets = append(dispatch.Sets, &s)
 	}
 	add(nft.MapInput, nft.Element{Key: ip, Value: nft.Jump(ch.Input)})
-	var netout, egressKeys []nft.Element
+	var netout []nft.Element
 	for _, ifname := range c.Interfaces {
 		netout = append(netout, nft.Element{Key: nft.Key(ip, nft.Quote(ifname)), Value: nft.Jump(ch.NetOut)})
 	}
-	egressKeys = append(egressKeys, nft.Element{Key: nft.Key(ip, nft.Quote(cfg.VTEPName))})
 	add(nft.MapNetOut, netout...)
-	add(nft.SetOverlayEgress, egressKeys...)
+	add(nft.SetOverlayEgress, nft.Element{Key: nft.Key(ip, nft.Quote(cfg.VTEPName))})
 	add(nft.MapOverlay, nft.Element{Key: ip, Value: nft.Jump(ch.Overlay)})
 	add(nft.MapMasquerade, nft.Element{Key: ip, Value: nft.Jump(ch.Masquerade)})
 	var dnat, marks []nft.Element

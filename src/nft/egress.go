@@ -39,10 +39,15 @@ type Egress struct {
 	OverlayAcceptAll netip.Prefix
 }
 
-// Names of an egress chain's companions.
-func (e Egress) LogChain() string       { return e.Chain + "--log" }
+// LogChain is <chain>--log, which logs accepted connections (OK_) and
+// accepts them.
+func (e Egress) LogChain() string { return e.Chain + "--log" }
+
+// RateLimitChain is <chain>--rl-log, where connections over the rate
+// limit go (DENY_ORL_ log, reject unless dry-run).
 func (e Egress) RateLimitChain() string { return e.Chain + "--rl-log" }
-func (e Egress) meterSet() string       { return e.Chain + "--rl" }
+
+func (e Egress) meterSet() string { return e.Chain + "--rl" }
 func (e Egress) set(kind string, logged bool) string {
 	if logged {
 		return e.Chain + "--" + kind + "-log"

@@ -225,7 +225,7 @@ func parseSetJSON(raw json.RawMessage, isMap bool) (*SetState, error) {
 		}
 		key, err := canonical(unwrapElem(k), keyTypes)
 		if err != nil {
-			return nil, fmt.Errorf("nft: %s %s: %w", map[bool]string{true: "map", false: "set"}[isMap], s.Name, err)
+			return nil, fmt.Errorf("nft: set or map %s: %w", s.Name, err)
 		}
 		val := ""
 		if isMap {

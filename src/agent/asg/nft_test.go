@@ -73,12 +73,11 @@ func TestPlanNFTGolden(t *testing.T) {
 
 // packet is a new connection's first packet leaving a container.
 type packet struct {
-	src, dst   netip.Addr
-	proto      string // tcp, udp, icmp, gre
-	port       int    // tcp and udp
-	icmpType   int
-	icmpCode   int
-	conntrackN bool
+	src, dst netip.Addr
+	proto    string // tcp, udp, icmp, gre
+	port     int    // tcp and udp
+	icmpType int
+	icmpCode int
 }
 
 // egressOutcome is what an egress chain does with it.
