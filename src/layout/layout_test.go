@@ -26,7 +26,7 @@ var shared = []string{
 	"src/policy", // the domain model: imports no netman package at all
 	"src/configfile", "src/filelock", "src/logging", "src/metrics", "src/mtls",
 	"src/garden", "src/gardenclient",
-	"src/sqldb", "src/iptables", "src/iptables/rules", "src/metadata", "src/lifecycle", "src/locket",
+	"src/sqldb", "src/iptables", "src/iptables/rules", "src/nft", "src/metadata", "src/lifecycle", "src/locket",
 }
 
 // components are the daemons and clients, by subtree. A component imports

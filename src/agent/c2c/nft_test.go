@@ -1,0 +1,299 @@
+package c2c
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/nft"
+)
+
+// goldenNFT compares a ruleset's `nft list` form with testdata/<name>.golden.
+func goldenNFT(t *testing.T, name string, rs *nft.Ruleset) {
+	t.Helper()
+	got := rs.String()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-golden +got):\n%s", path, diff)
+	}
+}
+
+// nftCases are TestPlanGolden's cases.
+var nftCases = []struct {
+	name string
+	in   Inputs
+}{
+	{"empty", Inputs{}},
+	{"containers-no-policies", Inputs{Containers: cell}},
+	{"policies", Inputs{Containers: cell, Policies: policies}},
+	{"policies-logging", Inputs{Containers: cell, Policies: policies, Logging: true, AcceptedUDPLogsPerSec: 100}},
+	{"ingress", Inputs{Containers: cell, Policies: policies[:1], IngressTag: "FFFF"}},
+	{"disabled-policy", Inputs{Containers: cell, Policies: policies[:1], DisableNetworkPolicy: true, OverlayNetwork: "10.255.7.7/16"}},
+}
+
+func TestPlanNFTGolden(t *testing.T) {
+	for _, tt := range nftCases {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := PlanNFT(tt.in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			goldenNFT(t, "nft-"+tt.name, rs)
+		})
+	}
+}
+
+// verdict is what one of the two data planes does with a forwarded packet.
+type verdict struct {
+	mark   uint32 // the mark the packet leaves the c2c rules with
+	accept bool
+	log    string // OK_ prefix logged, "" for none
+}
+
+// iptablesVerdict interprets the planned iptables rules (their shapes are
+// the planner's own: MARK, LOG and ACCEPT rules, the accept-all) for a
+// packet from src (or arriving with mark when src is not local).
+func iptablesVerdict(rules []string, src, dst netip.Addr, mark uint32, proto string, port int) verdict {
+	v := verdict{mark: mark}
+	for _, r := range rules {
+		if m := ipMarkRe.FindStringSubmatch(r); m != nil {
+			if m[1] == src.String() {
+				v.mark = hexU32(m[2])
+			}
+			continue
+		}
+		if m := ipAllRe.FindStringSubmatch(r); m != nil {
+			p := netip.MustParsePrefix(m[1])
+			if p.Contains(src) && p.Contains(dst) {
+				v.accept = true
+				return v
+			}
+			continue
+		}
+		m := ipMatchRe.FindStringSubmatch(r)
+		if m == nil {
+			panic("unknown rule shape: " + r)
+		}
+		lo, _ := strconv.Atoi(m[3])
+		hi := lo
+		if m[4] != "" {
+			hi, _ = strconv.Atoi(m[4])
+		}
+		if m[1] != dst.String() || m[2] != proto || port < lo || port > hi || hexU32(m[5]) != v.mark {
+			continue
+		}
+		if l := ipLogRe.FindStringSubmatch(r); l != nil {
+			if v.log == "" {
+				v.log = l[1]
+			}
+			continue
+		}
+		v.accept = true
+		return v
+	}
+	v.log = ""
+	return v
+}
+
+var (
+	ipMarkRe  = regexp.MustCompile(`^-s (\S+)/32 .* -j MARK --set-xmark 0x([0-9a-f]+)/0xffffffff$`)
+	ipAllRe   = regexp.MustCompile(`^-s (\S+) -d \S+ -j ACCEPT$`)
+	ipMatchRe = regexp.MustCompile(`^-d (\S+)/32 -p (\w+) -m \w+ --dport (\d+)(?::(\d+))? -m mark --mark 0x([0-9a-f]+) `)
+	ipLogRe   = regexp.MustCompile(`--log-prefix "(.*) "$`)
+)
+
+func hexU32(s string) uint32 {
+	v, _ := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 32)
+	return uint32(v)
+}
+
+// nftVerdict evaluates the planned nft ruleset's c2c chain for the same
+// packet: the tag map, the accept-all, the policy set, the log map.
+func nftVerdict(rs *nft.Ruleset, src, dst netip.Addr, mark uint32, proto string, port int) verdict {
+	v := verdict{mark: mark}
+	for _, r := range rs.Chain(nft.ChainC2C).Rules {
+		switch {
+		case strings.HasPrefix(r, "ip saddr "):
+			p := netip.MustParsePrefix(strings.Fields(r)[2])
+			if p.Contains(src) && p.Contains(dst) {
+				v.accept = true
+				return v
+			}
+		case strings.HasPrefix(r, "meta mark set "):
+			for _, e := range rs.Set(NFTTags).Elements {
+				if e.Key == src.String() {
+					v.mark = hexU32(e.Value)
+				}
+			}
+		default:
+			for _, e := range rs.Set(NFTPolicies).Elements {
+				f := strings.Split(e.Key, " . ")
+				lo, hi, _ := strings.Cut(f[3], "-")
+				l, _ := strconv.Atoi(lo)
+				h := l
+				if hi != "" {
+					h, _ = strconv.Atoi(hi)
+				}
+				if hexU32(f[0]) == v.mark && f[1] == dst.String() && f[2] == proto && port >= l && port <= h {
+					v.accept = true
+				}
+			}
+			if !v.accept {
+				return v
+			}
+			if logMap := rs.Set(NFTLog); logMap != nil {
+				for _, e := range logMap.Elements {
+					if e.Key == nft.Key(nft.Mark(v.mark), dst.String()) {
+						target := rs.Chain(strings.TrimPrefix(e.Value, "jump "))
+						v.log = ipLogRe.FindStringSubmatch(strings.Replace(target.Rules[0], "log prefix", "--log-prefix", 1))[1]
+					}
+				}
+			}
+			return v
+		}
+	}
+	return v
+}
+
+// TestPlanNFTVerdictsMatchIPTables probes both plans of every golden case
+// (and a bigger cell) with packets at and around every policy's ports,
+// from every local source and with foreign marks, and checks the two data
+// planes mark, accept and log alike.
+func TestPlanNFTVerdictsMatchIPTables(t *testing.T) {
+	cases := append([]struct {
+		name string
+		in   Inputs
+	}{}, nftCases...)
+	big := bigInputs(6, 3)
+	big.Policies = append(big.Policies, pol("app-0001", "0002", "app-0002", "0003", "tcp", 8000, 8005), pol("app-0001", "0002", "app-0002", "0003", "udp", 1, 65535))
+	big.Logging, big.AcceptedUDPLogsPerSec = true, 10
+	cases = append(cases, struct {
+		name string
+		in   Inputs
+	}{"big-overlapping-ranges-logging", big})
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			ipt, err := Plan(tt.in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules := make([]string, len(ipt))
+			for i, r := range ipt {
+				rules[i] = string(r)
+			}
+			rs, err := PlanNFT(tt.in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcs := []netip.Addr{netip.MustParseAddr("10.255.200.1")} // not local
+			dsts := []netip.Addr{netip.MustParseAddr("10.255.200.2")}
+			for _, c := range tt.in.Containers {
+				srcs = append(srcs, netip.MustParseAddr(c.IP))
+				dsts = append(dsts, netip.MustParseAddr(c.IP))
+			}
+			marks := []uint32{0, 1, 2, 3, 4, 0xffff}
+			var ports []int
+			for _, p := range tt.in.Policies {
+				ports = append(ports, p.Destination.Start-1, p.Destination.Start, p.Destination.End, p.Destination.End+1)
+			}
+			ports = append(ports, 8080, 9090, 1, 65535)
+			slices.Sort(ports)
+			ports = slices.Compact(ports)
+			n := 0
+			for _, src := range srcs {
+				for _, dst := range dsts {
+					for _, m := range marks {
+						for _, proto := range []string{"tcp", "udp"} {
+							for _, port := range ports {
+								a := iptablesVerdict(rules, src, dst, m, proto, port)
+								b := nftVerdict(rs, src, dst, m, proto, port)
+								if a != b {
+									t.Fatalf("%s → %s:%d/%s mark %#x: iptables %+v, nftables %+v", src, dst, port, proto, m, a, b)
+								}
+								n++
+							}
+						}
+					}
+				}
+			}
+			t.Logf("%d packets agree", n)
+		})
+	}
+}
+
+// TestNFTOneChangeIsOneElement: adding a policy to a cell full of them
+// writes one set element, and removing it deletes that element.
+func TestNFTOneChangeIsOneElement(t *testing.T) {
+	ctx := context.Background()
+	f := nft.NewFake()
+	e := NewNFTEnforcer(f)
+	in := bigInputs(40, 40)
+	base, err := PlanNFT(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Enforce(ctx, base, nil); err != nil {
+		t.Fatal(err)
+	}
+	extra := in
+	extra.Policies = append(append([]Policy(nil), in.Policies...), pol("app-0000", "0001", "app-0001", "0002", "udp", 9999, 9999))
+	changed, err := PlanNFT(extra, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []*nft.Ruleset{changed, base} {
+		res, err := e.Enforce(ctx, want, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Full || res.ElementsAdded+res.ElementsDeleted != 1 || res.Rules != 0 || f.LastTransaction.NumOperations() != 1 {
+			t.Errorf("change %d: %+v\n%s", i, res, f.LastTransaction)
+		}
+	}
+	if got := f.LastTransaction.String(); got != "delete element inet netman c2c-policies { 0x00000001 . 10.255.1.3 . udp . 9999-9999 }\n" {
+		t.Errorf("last transaction: %s", got)
+	}
+}
+
+func TestPlanNFTMergesRangesAndWarns(t *testing.T) {
+	cs := []Container{{Handle: "h", IP: "not-an-ip", AppID: "a"}, {Handle: "g", IP: "10.255.1.9", AppID: "b"}}
+	ps := []Policy{
+		pol("a", "0001", "b", "0002", "icmp", 0, 0),
+		pol("b", "0002", "a", "0001", "tcp", 80, 80),
+		pol("c", "0003", "b", "0002", "tcp", 8000, 8080), pol("c", "0003", "b", "0002", "tcp", 8081, 8090), pol("c", "0003", "b", "0002", "tcp", 8050, 8055),
+		pol("c", "0003", "b", "0002", "tcp", 90, 80),
+	}
+	var warnings []string
+	rs, err := PlanNFT(Inputs{Containers: cs, Policies: ps}, func(msg string, data map[string]any) {
+		warnings = append(warnings, fmt.Sprint(msg, " ", data["reason"]))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rs.Set(NFTPolicies).Elements
+	if diff := cmp.Diff([]nft.Element{{Key: "0x00000003 . 10.255.1.9 . tcp . 8000-8090"}}, got); diff != "" {
+		t.Errorf("policies (-want +got):\n%s", diff)
+	}
+	want := []string{"skipping-source bad IP", "skipping-destination bad IP", "skipping-destination protocol has no ports", "skipping-destination bad port range"}
+	if diff := cmp.Diff(want, warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}

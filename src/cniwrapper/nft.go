@@ -1,0 +1,255 @@
+package cniwrapper
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/netman-release/netman/src/iptables/rules"
+	"github.com/netman-release/netman/src/nft"
+)
+
+// The wrapper's part of netman's nftables table (enforcement_backend:
+// nftables): per container the equivalents of its iptables chains —
+// input--<handle> (container to host), netout--<handle> (egress through the
+// underlay), overlay--<handle> (traffic to the container, the default deny
+// between containers), masquerade--<handle> — and its entries in the
+// skeleton's dispatch maps, which send a packet straight to its container's
+// chain (in iptables FORWARD jumps to every container's overlay chain in
+// turn). Port mappings are two map entries per mapping (DNAT and the
+// ingress mark) instead of a netin chain per table.
+
+// NFTAddPlan is everything ADD installs for one container in nftables mode.
+type NFTAddPlan struct {
+	Handle string
+	IP     netip.Addr
+	// Objects are the container's own chains.
+	Objects *nft.Ruleset
+	// Dispatch holds only the container's elements of the skeleton's maps.
+	Dispatch *nft.Ruleset
+	// NetOut builds the container's egress chain and sets from garden's
+	// netOutRules, for when the policy agent has dynamic ASGs turned off
+	// (its answer 405).
+	NetOut func(netOut []NetOutRule) (rs *nft.Ruleset, warnings []string)
+}
+
+// PlanAddNFT validates the config against the container exactly as PlanAdd
+// does (same checks, same errors) and plans its nftables objects.
+func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
+	if _, err := PlanAdd(cfg, c); err != nil {
+		return nil, err
+	}
+	ch := nft.ChainsFor(c.Handle)
+	for _, n := range append(ch.All(), ch.NetOut+"--ports-log") {
+		if err := nft.ValidName(n); err != nil {
+			return nil, fmt.Errorf("invalid Container ID: %w", err)
+		}
+	}
+	// PlanAdd has checked every value below.
+	dns, _ := LocalDNSServers(cfg.DNSServers)
+	tcpSvcs, _ := hostServices("host tcp services", cfg.HostTCPServices)
+	udpSvcs, _ := hostServices("host udp services", cfg.HostUDPServices)
+	deny, _ := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	ingress, _ := nft.ParseTag(cfg.IngressTag)
+	noMasq, _ := parseNoMasquerade(cfg.NoMasqueradeCIDRRange)
+
+	egress := nft.Egress{
+		Chain: ch.NetOut, Handle: c.Handle, Workload: c.Workload, Deny: deny,
+		Conn: rules.OutConn{
+			Limit: cfg.OutConn.Limit, Logging: cfg.OutConn.Logging, DryRun: cfg.OutConn.DryRun,
+			Burst: cfg.OutConn.Burst, RatePerSec: cfg.OutConn.RatePerSec,
+		},
+		ASGLogging:            cfg.IPTablesASGLogging,
+		DeniedLogsPerSec:      cfg.IPTablesDeniedLogsPerSec,
+		AcceptedUDPLogsPerSec: cfg.IPTablesAcceptedUDPLogsPerSec,
+	}
+
+	allow := func(proto string, a netip.Addr, port uint16) string {
+		return "ip daddr " + nft.Addr(a) + " " + proto + " dport " + strconv.Itoa(int(port)) + " accept"
+	}
+	input := []string{"ct state established,related accept"}
+	for _, d := range dns {
+		input = append(input, allow("tcp", d, 53), allow("udp", d, 53))
+	}
+	for _, s := range tcpSvcs {
+		input = append(input, allow("tcp", s.Addr(), s.Port()))
+	}
+	for _, s := range udpSvcs {
+		input = append(input, allow("udp", s.Addr(), s.Port()))
+	}
+	input = append(input, nft.Reject)
+
+	overlay := []string{"ct state established,related accept", "meta mark " + nft.Mark(ingress) + " accept"}
+	if cfg.IPTablesC2CLogging {
+		overlay = append(overlay, nft.LimitedLog(cfg.IPTablesDeniedLogsPerSec, "DENY_C2C_"+c.Handle))
+	}
+	overlay = append(overlay, nft.Reject)
+
+	masq := "oifname != " + nft.Quote(cfg.VTEPName) + " masquerade"
+	if noMasq.IsValid() {
+		masq = "ip daddr != " + nft.Prefix(noMasq) + " " + masq
+	}
+
+	objects := &nft.Ruleset{Chains: []*nft.Chain{
+		{Name: ch.Input, Rules: input},
+		{Name: ch.NetOut, Rules: egress.Defaults()},
+		{Name: ch.Overlay, Rules: overlay},
+		{Name: ch.Masquerade, Rules: []string{masq}},
+	}}
+
+	ip := nft.Addr(c.IP)
+	sk := nft.Skeleton()
+	dispatch := &nft.Ruleset{}
+	add := func(set string, els ...nft.Element) {
+		s := *sk.Set(set)
+		s.Elements = els
+		dispatch.Sets = append(dispatch.Sets, &s)
+	}
+	add(nft.MapInput, nft.Element{Key: ip, Value: nft.Jump(ch.Input)})
+	var netout []nft.Element
+	for _, ifname := range c.Interfaces {
+		netout = append(netout, nft.Element{Key: nft.Key(ip, nft.Quote(ifname)), Value: nft.Jump(ch.NetOut)})
+	}
+	add(nft.MapNetOut, netout...)
+	add(nft.SetOverlayEgress, nft.Element{Key: nft.Key(ip, nft.Quote(cfg.VTEPName))})
+	add(nft.MapOverlay, nft.Element{Key: ip, Value: nft.Jump(ch.Overlay)})
+	add(nft.MapMasquerade, nft.Element{Key: ip, Value: nft.Jump(ch.Masquerade)})
+	var dnat, marks []nft.Element
+	if len(cfg.RuntimeConfig.PortMappings) > 0 {
+		hostIP := netip.MustParseAddr(cfg.InstanceAddress) // checked by PlanAdd
+		for _, pm := range cfg.RuntimeConfig.PortMappings {
+			hp := strconv.Itoa(pm.HostPort)
+			dnat = append(dnat, nft.Element{Key: nft.Key(nft.Addr(hostIP), hp), Value: nft.Key(ip, strconv.Itoa(pm.ContainerPort))})
+			for _, ifname := range c.Interfaces {
+				marks = append(marks, nft.Element{Key: nft.Key(nft.Addr(hostIP), nft.Quote(ifname), hp), Value: nft.Mark(ingress)})
+			}
+		}
+	}
+	add(nft.MapPortMappings, dnat...)
+	add(nft.MapIngressMarks, marks...)
+
+	return &NFTAddPlan{
+		Handle: c.Handle, IP: c.IP, Objects: objects, Dispatch: dispatch,
+		NetOut: func(netOut []NetOutRule) (*nft.Ruleset, []string) {
+			dst := nft.Convert(netOutRules(netOut), egress.ASGLogging)
+			return egress.Ruleset(dst), dst.Warnings
+		},
+	}, nil
+}
+
+// NFTAdd installs a planned container in one transaction: the skeleton
+// (constant; see nft.AddSkeleton), the container's chains, then its
+// dispatch entries, so the container's traffic is filtered from the moment
+// the transaction commits. A retried ADD rewrites the same objects.
+func NFTAdd(ctx context.Context, d nft.Driver, p *NFTAddPlan) error {
+	tx := d.NewTransaction()
+	nft.AddSkeleton(tx)
+	nft.Put(tx, p.Objects)
+	nft.AddElements(tx, p.Dispatch)
+	return d.Run(ctx, tx)
+}
+
+// NFTSetNetOut replaces the container's egress chain with garden's netOut
+// rules (rs from NFTAddPlan.NetOut), in one transaction.
+func NFTSetNetOut(ctx context.Context, d nft.Driver, rs *nft.Ruleset) error {
+	tx := d.NewTransaction()
+	nft.Put(tx, rs)
+	return d.Run(ctx, tx)
+}
+
+// nftDispatchSets are the skeleton maps and sets holding container entries.
+var nftDispatchSets = []string{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress, nft.MapOverlay,
+	nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks}
+
+// NFTDel removes everything ADD (and the 405 netOut path) installed for a
+// container: it reads the dispatch maps (small: one entry per container)
+// and deletes exactly the entries pointing at the container's chains or
+// naming its IP, then its chains and sets, in one transaction. What is
+// already gone is skipped, so DEL never fails on it. ip may be invalid
+// (the metadata store lost it): it is then recovered from input-dispatch.
+// The agent's asg--<handle> chain is not the wrapper's: the agent removes
+// it on its next sync, as in iptables mode.
+func NFTDel(ctx context.Context, d nft.Driver, handle string, ip netip.Addr) error {
+	cur := nft.NewState()
+	sk := nft.Skeleton()
+	for _, n := range nftDispatchSets {
+		s, err := d.ReadSet(ctx, n, sk.Set(n).IsMap())
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			cur.Sets[n] = s
+		}
+	}
+	tx := d.NewTransaction()
+	PlanDelNFT(tx, cur, handle, ip)
+	return d.Run(ctx, tx)
+}
+
+// PlanDelNFT adds to tx the removal of a container's objects, given the
+// dispatch maps as they are (cur needs only those sets).
+func PlanDelNFT(tx *knftables.Transaction, cur *nft.State, handle string, ip netip.Addr) {
+	ch := nft.ChainsFor(handle)
+	if !ip.IsValid() {
+		if s := cur.Sets[nft.MapInput]; s != nil {
+			for k, v := range s.Elements {
+				if v == nft.Jump(ch.Input) {
+					ip, _ = netip.ParseAddr(k)
+				}
+			}
+		}
+	}
+	ours := map[string]bool{}
+	for _, c := range ch.All() {
+		ours[nft.Jump(c)] = true
+	}
+	addr := ""
+	if ip.IsValid() {
+		addr = nft.Addr(ip)
+	}
+	del := &nft.Ruleset{}
+	hostPorts := map[string]bool{} // "hostIP . port" of the container's DNAT entries
+	sk := nft.Skeleton()
+	for _, n := range nftDispatchSets {
+		s := cur.Sets[n]
+		if s == nil {
+			continue
+		}
+		set := *sk.Set(n)
+		set.Elements = nil
+		for _, k := range slices.Sorted(maps.Keys(s.Elements)) {
+			v := s.Elements[k]
+			first, _, _ := strings.Cut(k, " . ")
+			mine := ours[v]
+			switch n {
+			case nft.SetOverlayEgress:
+				mine = addr != "" && first == addr
+			case nft.MapPortMappings:
+				to, _, _ := strings.Cut(v, " . ")
+				mine = addr != "" && to == addr
+				if mine {
+					hostPorts[k] = true
+				}
+			case nft.MapIngressMarks:
+				f := strings.Split(k, " . ")
+				mine = len(f) == 3 && hostPorts[nft.Key(f[0], f[2])]
+			}
+			if mine {
+				set.Elements = append(set.Elements, nft.Element{Key: k})
+			}
+		}
+		if len(set.Elements) > 0 {
+			del.Sets = append(del.Sets, &set)
+		}
+	}
+	nft.DeleteElements(tx, del)
+	nft.RemoveChains(tx, append(ch.All(), ch.NetOut+"--log", ch.NetOut+"--rl-log")...)
+	eg := nft.Egress{Chain: ch.NetOut, Handle: handle, Conn: rules.OutConn{Limit: true}}
+	nft.RemoveSets(tx, eg.Ruleset(nil).Sets...)
+}

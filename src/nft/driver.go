@@ -1,0 +1,193 @@
+package nft
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+)
+
+// Driver applies transactions to netman's table and reads it back. The
+// Kernel runs the nft binary; Fake keeps the table in memory.
+type Driver interface {
+	// NewTransaction starts a transaction on netman's table.
+	NewTransaction() *knftables.Transaction
+	// Run applies tx as one nft transaction: all of it or nothing.
+	Run(ctx context.Context, tx *knftables.Transaction) error
+	// Read reads the whole table: chains with their rules, sets and maps
+	// with their elements. A table that does not exist reads as an empty
+	// State. It costs a listing of everything (seconds with hundreds of
+	// thousands of elements): full resyncs only.
+	Read(ctx context.Context) (*State, error)
+	// ChainNames lists the table's chains, without rules (cheap).
+	ChainNames(ctx context.Context) (map[string]bool, error)
+	// ReadSet reads one set (or map, when isMap) with its elements, cheap
+	// for a small one; nil when it does not exist.
+	ReadSet(ctx context.Context, name string, isMap bool) (*SetState, error)
+}
+
+// Kernel is the Driver on the nft binary, through sigs.k8s.io/knftables
+// for writes. Like iptables, nft acts on the network namespace of the
+// calling thread. Kernel is safe for concurrent use; nft transactions are
+// serialised by the kernel, so no lock file is needed.
+type Kernel struct {
+	knft knftables.Interface
+	path string
+}
+
+// New returns a Kernel, after checking that nft (≥ 1.0.1) runs and that
+// the caller may change the ruleset.
+func New() (*Kernel, error) {
+	k, err := knftables.New(Family, TableName)
+	if err != nil {
+		return nil, fmt.Errorf("nft: %w", err)
+	}
+	path, err := exec.LookPath("nft")
+	if err != nil {
+		return nil, fmt.Errorf("nft: %w", err)
+	}
+	return &Kernel{knft: k, path: path}, nil
+}
+
+// NewTransaction implements Driver.
+func (k *Kernel) NewTransaction() *knftables.Transaction { return k.knft.NewTransaction() }
+
+// Run implements Driver. An empty transaction runs nothing.
+func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
+	if tx.NumOperations() == 0 {
+		return nil
+	}
+	if err := k.knft.Run(ctx, tx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("nft: %w", ctx.Err())
+		}
+		return &RunError{Ops: tx.NumOperations(), Err: err}
+	}
+	return nil
+}
+
+// RunError is a transaction nft rejected; nothing of it was applied.
+type RunError struct {
+	Ops int // operations in the transaction
+	Err error
+}
+
+func (e *RunError) Error() string {
+	msg := strings.TrimSpace(e.Err.Error())
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		// nft prints the failing command and a caret line below the error.
+		msg = msg[:i] + " (" + strings.Join(strings.Fields(msg[i+1:]), " ") + ")"
+	}
+	if len(msg) > 2000 {
+		msg = msg[:2000] + "..."
+	}
+	return fmt.Sprintf("nft: transaction of %d operations rejected: %s", e.Ops, msg)
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Read implements Driver: rules come from the text listing (the form the
+// planners write), chains' hooks and every element from the numeric JSON
+// listing, turned back into canonical text.
+func (k *Kernel) Read(ctx context.Context) (*State, error) {
+	st := NewState()
+	text, err := k.list(ctx, "-t", "list", "table", string(Family), TableName)
+	if err != nil {
+		if isNoSuch(err) {
+			return st, nil
+		}
+		return nil, err
+	}
+	st.Table = true
+	if err := parseRulesText(st, text); err != nil {
+		return nil, err
+	}
+	js, err := k.list(ctx, "-j", "-n", "list", "table", string(Family), TableName)
+	if err != nil {
+		return nil, err
+	}
+	if err := parseJSON(st, []byte(js)); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// ChainNames implements Driver.
+func (k *Kernel) ChainNames(ctx context.Context) (map[string]bool, error) {
+	out, err := k.list(ctx, "-j", "list", "chains", string(Family))
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return nil, fmt.Errorf("nft: parsing chain list: %w", err)
+	}
+	names := map[string]bool{}
+	for _, obj := range doc.Nftables {
+		raw, ok := obj["chain"]
+		if !ok {
+			continue
+		}
+		var c struct{ Table, Name string }
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, fmt.Errorf("nft: parsing chain list: %w", err)
+		}
+		if c.Table == TableName {
+			names[c.Name] = true
+		}
+	}
+	return names, nil
+}
+
+// ReadSet implements Driver.
+func (k *Kernel) ReadSet(ctx context.Context, name string, isMap bool) (*SetState, error) {
+	kind := "set"
+	if isMap {
+		kind = "map"
+	}
+	out, err := k.list(ctx, "-j", "-n", "list", kind, string(Family), TableName, name)
+	if err != nil {
+		if isNoSuch(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	st := NewState()
+	if err := parseJSON(st, []byte(out)); err != nil {
+		return nil, err
+	}
+	return st.Sets[name], nil
+}
+
+func (k *Kernel) list(ctx context.Context, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, k.path, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", &listError{args: args, err: err, stderr: strings.TrimSpace(stderr.String())}
+	}
+	return stdout.String(), nil
+}
+
+type listError struct {
+	args   []string
+	err    error
+	stderr string
+}
+
+func (e *listError) Error() string {
+	return fmt.Sprintf("nft %s: %v: %s", strings.Join(e.args, " "), e.err, e.stderr)
+}
+
+func (e *listError) Unwrap() error { return e.err }
+
+func isNoSuch(err error) bool {
+	le, ok := err.(*listError)
+	return ok && strings.Contains(le.stderr, "No such file or directory")
+}

@@ -1,0 +1,285 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/netman-release/netman/src/iptables/rules"
+)
+
+// Egress describes a container's egress chain: cni-wrapper-plugin's
+// netout--<handle> when it applies garden's netOut rules itself, and
+// vxlan-policy-agent's asg--<handle> for security groups. Verdict for
+// verdict it is the iptables chain (rules.NetOutChain): established
+// traffic, tcp INVALID drop, the connection rate limit, the deny networks,
+// the accepted destinations, the DENY_ log, the final reject. The accepted
+// destinations are six interval sets instead of one rule each: tcp/udp by
+// address, protocol and port range, icmp by address, type and code, all
+// protocols by address; each in a logged and an unlogged variant.
+//
+// Where sets differ from first-match order: iptables takes the first
+// accepting rule, so a destination both a logged and an unlogged rule allow
+// is logged or not depending on rule order. Here the logged sets are
+// looked up first, so it is always logged: a log line too many is the safe
+// side of an audit trail. Every verdict (accept, reject, drop) is the same.
+type Egress struct {
+	Chain    string // netout--<handle> or asg--<handle>
+	Handle   string // container handle, for log prefixes
+	Workload string // container_workload: app, task, staging
+	Deny     rules.DenyNetworks
+	Conn     rules.OutConn
+	// ASGLogging logs every accepted connection and the denied ones.
+	ASGLogging            bool
+	DeniedLogsPerSec      int
+	AcceptedUDPLogsPerSec int
+	// OverlayAcceptAll, when valid, accepts overlay-to-overlay traffic
+	// first (the agent with disable_container_network_policy).
+	OverlayAcceptAll netip.Prefix
+}
+
+// LogChain is <chain>--log, which logs accepted connections (OK_) and
+// accepts them.
+func (e Egress) LogChain() string { return e.Chain + "--log" }
+
+// RateLimitChain is <chain>--rl-log, where connections over the rate
+// limit go (DENY_ORL_ log, reject unless dry-run).
+func (e Egress) RateLimitChain() string { return e.Chain + "--rl-log" }
+
+func (e Egress) meterSet() string { return e.Chain + "--rl" }
+func (e Egress) set(kind string, logged bool) string {
+	if logged {
+		return e.Chain + "--" + kind + "-log"
+	}
+	return e.Chain + "--" + kind
+}
+
+// Destinations is the accepted egress of a container as disjoint boxes,
+// computed once per rule list and shared by every container with the same
+// list (the security groups of one space and lifecycle).
+type Destinations struct {
+	// Ports: address . protocol . port; ICMP: address . type . code; All:
+	// address. Index 0 unlogged, 1 logged.
+	Ports, ICMP, All [2][]Box
+	Warnings         []string
+}
+
+// Convert turns egress rules into Destinations, as rules.ConvertNetOut
+// does for iptables: the same rules are dropped with the same warnings
+// (tcp/udp without ports, icmp without type/code or with ports, all with
+// ports, non-IPv4 ranges). logAll marks every rule logged
+// (iptables_asg_logging). ICMP type 255 is any type and code; otherwise
+// the code must equal the rule's, as iptables' "--icmp-type T/C" matches
+// (code 255 included: upstream's "type 3, code -1" matches code 255 only,
+// in both modes).
+func Convert(rs []rules.NetOutRule, logAll bool) *Destinations {
+	d := &Destinations{}
+	var ports, icmp, all [2][]Box
+	for _, r := range rs {
+		lg := 0
+		if r.Log || logAll {
+			lg = 1
+		}
+		for _, n := range r.Networks {
+			if !n.Start.Is4() || !n.End.Is4() {
+				d.Warnings = append(d.Warnings, fmt.Sprintf("skipping non-IPv4 range %s-%s in %s rule", n.Start, n.End, r.Protocol))
+				continue
+			}
+			ip := Interval{u32(n.Start), u32(n.End)}
+			switch r.Protocol {
+			case rules.TCP, rules.UDP:
+				if len(r.Ports) == 0 {
+					d.Warnings = append(d.Warnings, fmt.Sprintf("UDP/TCP rule must specify ports: %+v", r))
+					continue
+				}
+				p, _ := ProtoNumber(string(r.Protocol))
+				for _, pr := range r.Ports {
+					ports[lg] = append(ports[lg], Box{ip, {uint32(p), uint32(p)}, {uint32(pr.Start), uint32(pr.End)}})
+				}
+			case rules.ICMP:
+				if r.ICMP == nil {
+					d.Warnings = append(d.Warnings, fmt.Sprintf("ICMP rule must specify ICMP type/code: %+v", r))
+					continue
+				}
+				if len(r.Ports) > 0 {
+					d.Warnings = append(d.Warnings, fmt.Sprintf("ICMP rule must not specify ports: %+v", r))
+					continue
+				}
+				t, c := Interval{uint32(r.ICMP.Type), uint32(r.ICMP.Type)}, Interval{uint32(r.ICMP.Code), uint32(r.ICMP.Code)}
+				if r.ICMP.Type == 255 {
+					t, c = Interval{0, 255}, Interval{0, 255}
+				}
+				icmp[lg] = append(icmp[lg], Box{ip, t, c})
+			default:
+				if len(r.Ports) > 0 {
+					d.Warnings = append(d.Warnings, fmt.Sprintf("Rule for all protocols (TCP/UDP/ICMP) must not specify ports: %+v", r))
+					continue
+				}
+				all[lg] = append(all[lg], Box{ip})
+			}
+		}
+	}
+	for lg := range 2 {
+		d.Ports[lg] = Disjoint(ports[lg])
+		d.ICMP[lg] = Disjoint(icmp[lg])
+		d.All[lg] = Disjoint(all[lg])
+	}
+	return d
+}
+
+// Ruleset returns the egress chain with its sets filled with dst, its log
+// chain, and its rate-limit chain and meter when the config has them.
+func (e Egress) Ruleset(dst *Destinations) *Ruleset {
+	rs := &Ruleset{}
+	elements := func(boxes []Box, render func(Box) string) []Element {
+		out := make([]Element, len(boxes))
+		for i, b := range boxes {
+			out[i] = Element{Key: render(b)}
+		}
+		return out
+	}
+	renderPorts := func(b Box) string {
+		return Key(addrRange(b[0].Lo, b[0].Hi), Proto(uint8(b[1].Lo)), Range(b[2].Lo, b[2].Hi))
+	}
+	renderICMP := func(b Box) string {
+		return Key(addrRange(b[0].Lo, b[0].Hi), Range(b[1].Lo, b[1].Hi), Range(b[2].Lo, b[2].Hi))
+	}
+	renderAll := func(b Box) string { return addrRange(b[0].Lo, b[0].Hi) }
+	if dst == nil {
+		dst = &Destinations{}
+	}
+	for _, lg := range []int{1, 0} {
+		logged := lg == 1
+		rs.Sets = append(rs.Sets,
+			&Set{Name: e.set("ports", logged), Type: "ipv4_addr . inet_proto . inet_service", Interval: true, Elements: elements(dst.Ports[lg], renderPorts)},
+			&Set{Name: e.set("icmp", logged), Type: "ipv4_addr . icmp_type . icmp_code", Interval: true, Elements: elements(dst.ICMP[lg], renderICMP)},
+			&Set{Name: e.set("all", logged), Type: "ipv4_addr", Interval: true, Elements: elements(dst.All[lg], renderAll)},
+		)
+	}
+
+	var chain []string
+	if e.OverlayAcceptAll.IsValid() {
+		p := Prefix(e.OverlayAcceptAll)
+		chain = append(chain, "ip saddr "+p+" ip daddr "+p+" accept")
+	}
+	chain = append(chain, "ct state established,related accept", "meta l4proto tcp ct state invalid drop")
+	if e.Conn.Limit || e.Conn.DryRun {
+		target := RejectIPv4
+		if e.Conn.Logging || e.Conn.DryRun {
+			target = "jump " + e.RateLimitChain()
+		}
+		chain = append(chain, fmt.Sprintf("ct state new update @%s { ip daddr . tcp dport %s } %s",
+			e.meterSet(), limit(true, e.Conn.RatePerSec, e.Conn.Burst), target))
+		rs.Sets = append(rs.Sets, &Set{Name: e.meterSet(), Type: "ipv4_addr . inet_service", Dynamic: true,
+			Timeout: e.meterTimeout(), Size: 65535})
+	}
+	if deny := e.denied(); deny != "" {
+		chain = append(chain, "ip daddr "+deny+" "+RejectIPv4)
+	}
+	for _, lg := range []bool{true, false} {
+		verdict := "accept"
+		if lg {
+			verdict = "goto " + e.LogChain()
+		}
+		chain = append(chain,
+			"ip daddr . meta l4proto . th dport @"+e.set("ports", lg)+" "+verdict,
+			"ip daddr . icmp type . icmp code @"+e.set("icmp", lg)+" "+verdict,
+			"ip daddr @"+e.set("all", lg)+" "+verdict)
+	}
+	if e.ASGLogging {
+		chain = append(chain, LimitedLog(e.DeniedLogsPerSec, "DENY_"+e.Handle))
+	}
+	chain = append(chain, Reject)
+	rs.Chains = append(rs.Chains, &Chain{Name: e.Chain, Rules: chain})
+
+	rs.Chains = append(rs.Chains, &Chain{Name: e.LogChain(), Rules: []string{
+		"meta l4proto != udp ct state invalid,new,untracked log prefix " + LogPrefix("OK_"+e.Handle),
+		"meta l4proto udp " + LimitedLog(e.AcceptedUDPLogsPerSec, "OK_"+e.Handle),
+		"accept",
+	}})
+	if e.Conn.RateLimitLogChainNeeded() {
+		var rl []string
+		if e.Conn.Logging || e.Conn.DryRun {
+			rl = append(rl, LimitedLog(e.DeniedLogsPerSec, "DENY_ORL_"+e.Handle))
+		}
+		if !e.Conn.DryRun {
+			rl = append(rl, Reject)
+		}
+		rs.Chains = append(rs.Chains, &Chain{Name: e.RateLimitChain(), Rules: rl})
+	}
+	return rs
+}
+
+// Defaults is the chain's bottom (the optional DENY_ log and the reject):
+// what the wrapper's netout--<handle> holds until its rules arrive.
+func (e Egress) Defaults() []string {
+	var out []string
+	if e.ASGLogging {
+		out = append(out, LimitedLog(e.DeniedLogsPerSec, "DENY_"+e.Handle))
+	}
+	return append(out, Reject)
+}
+
+// denied renders the workload's deny networks as one lookup: a single
+// prefix, or an anonymous set of their disjoint union.
+func (e Egress) denied() string {
+	nets := append([]netip.Prefix(nil), e.Deny.Always...)
+	switch e.Workload {
+	case "app", "task":
+		nets = append(nets, e.Deny.Running...)
+	case "staging":
+		nets = append(nets, e.Deny.Staging...)
+	}
+	var boxes []Box
+	for _, p := range nets {
+		p = p.Masked()
+		lo := u32(p.Addr())
+		hi := lo | uint32(uint64(1)<<(32-p.Bits())-1)
+		boxes = append(boxes, Box{{lo, hi}})
+	}
+	merged := Disjoint(boxes)
+	switch len(merged) {
+	case 0:
+		return ""
+	case 1:
+		return addrRange(merged[0][0].Lo, merged[0][0].Hi)
+	}
+	s := "{ "
+	for i, b := range merged {
+		if i > 0 {
+			s += ", "
+		}
+		s += addrRange(b[0].Lo, b[0].Hi)
+	}
+	return s + " }"
+}
+
+// meterTimeout is iptables' hashlimit-htable-expire: ceil(burst/rate)
+// seconds.
+func (e Egress) meterTimeout() time.Duration {
+	if e.Conn.RatePerSec <= 0 {
+		return time.Second
+	}
+	secs := (e.Conn.Burst + e.Conn.RatePerSec - 1) / e.Conn.RatePerSec
+	return time.Duration(max(secs, 1)) * time.Second
+}
+
+// LimitedLog is iptables' "-m limit --limit N/sec --limit-burst N -j LOG".
+func LimitedLog(perSec int, text string) string {
+	return limit(false, perSec, perSec) + " log prefix " + LogPrefix(text)
+}
+
+// limit renders a packet rate limit as nft lists it: the burst is left
+// out when it is nft's default of 5 packets.
+func limit(over bool, perSec, burst int) string {
+	s := "limit rate "
+	if over {
+		s += "over "
+	}
+	s += strconv.Itoa(perSec) + "/second"
+	if burst != 5 {
+		s += " burst " + strconv.Itoa(burst) + " packets"
+	}
+	return s
+}
