@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 
 	"sigs.k8s.io/knftables"
 )
@@ -30,13 +32,18 @@ type Driver interface {
 	ReadSet(ctx context.Context, name string, isMap bool) (*SetState, error)
 }
 
-// Kernel is the Driver on the nft binary, through sigs.k8s.io/knftables
-// for writes. Like iptables, nft acts on the network namespace of the
-// calling thread. Kernel is safe for concurrent use; nft transactions are
-// serialised by the kernel, so no lock file is needed.
+// Kernel is the Driver on the nft binary: transactions are built with
+// sigs.k8s.io/knftables and run by nft, except those made only of element
+// changes, which go over netlink from the calling process (netlink.go).
+// Like iptables, both act on the network namespace of the calling thread.
+// Kernel is safe for concurrent use; transactions are serialised by the
+// kernel, so no lock file is needed.
 type Kernel struct {
-	knft knftables.Interface
-	path string
+	knft  knftables.Interface
+	path  string
+	types typeCache
+	// netlinkRuns counts the transactions sent over netlink (tests).
+	netlinkRuns atomic.Int64
 }
 
 // New returns a Kernel, after checking that nft (≥ 1.0.1) runs and that
@@ -56,17 +63,44 @@ func New() (*Kernel, error) {
 // NewTransaction implements Driver.
 func (k *Kernel) NewTransaction() *knftables.Transaction { return k.knft.NewTransaction() }
 
-// Run implements Driver. An empty transaction runs nothing.
+// Run implements Driver. An empty transaction runs nothing. One made only
+// of element additions and deletions on sets whose types the Kernel knows
+// is sent over netlink; anything else is run by nft, with consecutive
+// element commands on one set batched into one command.
 func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if tx.NumOperations() == 0 {
 		return nil
 	}
-	if err := k.knft.Run(ctx, tx); err != nil {
+	text := tx.String()
+	if i := strings.Index(text, "# ERROR: "); i >= 0 {
+		return &RunError{Ops: tx.NumOperations(), Err: errors.New(strings.TrimPrefix(text[i:], "# ERROR: "))}
+	}
+	if ops, ok := parseElementOps(text); ok {
+		err := k.sendElements(ops)
+		if err == nil {
+			k.netlinkRuns.Add(1)
+			return nil
+		}
+		if !errors.Is(err, errNoFastPath) {
+			k.types.reset() // the kernel's sets are not what the Kernel thought
+			return &RunError{Ops: tx.NumOperations(), Err: err}
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, k.path, "-f", "-")
+	cmd.Stdin = strings.NewReader(batchElements(text))
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		k.types.reset()
 		if ctx.Err() != nil {
 			return fmt.Errorf("nft: %w", ctx.Err())
 		}
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
 		return &RunError{Ops: tx.NumOperations(), Err: err}
 	}
+	k.types.learnCommands(text)
 	return nil
 }
 
@@ -98,6 +132,7 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	text, err := k.list(ctx, "-t", "list", "table", string(Family), TableName)
 	if err != nil {
 		if isNoSuch(err) {
+			k.types.reset()
 			return st, nil
 		}
 		return nil, err
@@ -113,6 +148,8 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	if err := parseJSON(st, []byte(js)); err != nil {
 		return nil, err
 	}
+	k.types.reset()
+	k.types.learnState(st)
 	return st, nil
 }
 
@@ -162,6 +199,7 @@ func (k *Kernel) ReadSet(ctx context.Context, name string, isMap bool) (*SetStat
 	if err := parseJSON(st, []byte(out)); err != nil {
 		return nil, err
 	}
+	k.types.learnState(st)
 	return st.Sets[name], nil
 }
 

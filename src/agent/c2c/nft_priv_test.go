@@ -229,6 +229,20 @@ func TestNFTOneChangeTouchesOneElementOn50k(t *testing.T) {
 		got, want := st.Sets[NFTPolicies].Elements, nft.StateOf(tt.want).Sets[NFTPolicies].Elements
 		if len(got) != len(want) || !maps.Equal(got, want) {
 			t.Errorf("kernel set holds %d elements, plan %d (or they differ)", len(got), len(want))
+			n := 0
+			for k, v := range got {
+				if w, ok := want[k]; (!ok || w != v) && n < 5 {
+					t.Logf("kernel only: %q=%q", k, v)
+					n++
+				}
+			}
+			n = 0
+			for k, v := range want {
+				if g, ok := got[k]; (!ok || g != v) && n < 5 {
+					t.Logf("plan only: %q=%q", k, v)
+					n++
+				}
+			}
 		}
 	}
 }
