@@ -219,17 +219,7 @@ func (s *NFTSyncer) enforce(ctx context.Context, st *Stats) (NFTResult, error) {
 }
 
 func (s *NFTSyncer) fetch(ctx context.Context, containers []Container, st *Stats) ([]policy.SecurityGroup, error) {
-	spaces := SpaceGUIDs(containers)
-	if len(spaces) == 0 {
-		return nil, nil
-	}
-	start := time.Now()
-	groups, err := s.source.SecurityGroups(ctx, spaces)
-	st.PolicyServerPollTime = time.Since(start)
-	if err != nil {
-		return nil, fmt.Errorf("get-asg-rules: failed to get security groups: %w", err)
-	}
-	return groups, nil
+	return fetchGroups(ctx, s.source, containers, st)
 }
 
 // split logs the plans' errors and dropped rules as Syncer.split does.
