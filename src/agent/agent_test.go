@@ -161,7 +161,7 @@ func newFixtureWithLogger(t *testing.T, logger lager.Logger, longPoll bool, poll
 	ipt := iptablestest.New()
 	cfg := Config{PollInterval: pollInterval, IPTablesAcceptedUDPLogsPerSec: 100, ClientTimeoutSeconds: 5}
 	return &fixture{
-		policies: newPolicyCycle(logger, sender, store, srv, c2c.NewEnforcer(ipt), cfg.c2cRules(), cfg.longPoll()),
+		policies: newPolicyCycle(logger, sender, store, srv, iptablesC2C{enforcer: c2c.NewEnforcer(ipt)}, cfg.c2cRules(), cfg.longPoll()),
 		server:   srv, ipt: ipt, store: store, sender: sender, logger: logger,
 		interval: cfg.pollInterval(), jitter: cfg.pollInterval() / 10,
 	}

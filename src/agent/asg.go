@@ -16,6 +16,7 @@ import (
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/nft"
 )
 
 // newASGSyncer builds the syncer from the agent's config.
@@ -30,6 +31,20 @@ func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, sour
 		Conn:                          rules.OutConn{Limit: o.Limit, Logging: o.Logging, DryRun: o.DryRun, Burst: o.Burst, RatePerSec: o.RatePerSec},
 		DisableContainerNetworkPolicy: cfg.DisableContainerNetworkPolicy, OverlayNetwork: cfg.OverlayNetwork,
 	}, appLogNotifier(sender))
+}
+
+// newNFTASGSyncer is newASGSyncer for the nftables backend.
+func newNFTASGSyncer(logger lager.Logger, cfg Config, driver nft.Driver, source asg.Source, sender *metrics.Sender) (*asg.NFTSyncer, error) {
+	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	if err != nil {
+		return nil, err
+	}
+	o := cfg.OutboundConnections
+	return asg.NewNFT(logger, driver, source, asg.Config{
+		ASGLogging: cfg.IPTablesASGLogging, DeniedLogsPerSec: cfg.IPTablesDeniedLogsPerSec, Deny: deny,
+		Conn:                          rules.OutConn{Limit: o.Limit, Logging: o.Logging, DryRun: o.DryRun, Burst: o.Burst, RatePerSec: o.RatePerSec},
+		DisableContainerNetworkPolicy: cfg.DisableContainerNetworkPolicy, OverlayNetwork: cfg.OverlayNetwork,
+	}, cfg.IPTablesAcceptedUDPLogsPerSec, appLogNotifier(sender))
 }
 
 // ASG is the dynamic security group syncer (package asg).

@@ -14,6 +14,7 @@
 package agent
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
@@ -63,6 +64,10 @@ type Config struct {
 	// netman: iptables binaries to use ("", "nft" or "legacy"); must match
 	// the cni-wrapper-plugin's iptables_flavor.
 	IPTablesFlavor string `json:"iptables_flavor"`
+	// netman: "iptables" (upstream's chains, the default) or "nftables"
+	// (netman's inet netman table, docs/nftables.md); must match the
+	// cni-wrapper-plugin's enforcement_backend.
+	EnforcementBackend string `json:"enforcement_backend"`
 	// netman: 0 disables long-polling policies_last_updated even when
 	// the server offers it; unset means DefaultLongPollWaitSeconds.
 	LongPollWaitSeconds *int `json:"long_poll_wait_seconds"`
@@ -170,10 +175,38 @@ func (c Config) Validate() error {
 	if _, err := iptables.ParseFlavor(c.IPTablesFlavor); err != nil {
 		p.Addf("iptables_flavor: %v", err)
 	}
+	if _, err := ParseBackend(c.EnforcementBackend); err != nil {
+		p.Addf("enforcement_backend: %v", err)
+	}
 	if c.LongPollWaitSeconds != nil && (*c.LongPollWaitSeconds < 0 || *c.LongPollWaitSeconds > 30) {
 		p.Addf("long_poll_wait_seconds: must be between 0 and 30 (got %d)", *c.LongPollWaitSeconds)
 	}
 	return p.Err()
+}
+
+// Backend is the data plane the agent writes: enforcement_backend.
+type Backend string
+
+// The backends.
+const (
+	BackendIPTables Backend = "iptables"
+	BackendNFTables Backend = "nftables"
+)
+
+// ParseBackend reads enforcement_backend; "" is the default, iptables.
+func ParseBackend(s string) (Backend, error) {
+	switch Backend(s) {
+	case "", BackendIPTables:
+		return BackendIPTables, nil
+	case BackendNFTables:
+		return BackendNFTables, nil
+	}
+	return "", fmt.Errorf("must be %q or %q (got %q)", BackendIPTables, BackendNFTables, s)
+}
+
+func (c Config) backend() Backend {
+	b, _ := ParseBackend(c.EnforcementBackend)
+	return b
 }
 
 func (c Config) metronPort() (int, error) { return metrics.MetronPort(c.MetronAddress) }

@@ -34,7 +34,7 @@ type policyCycle struct {
 	updaterLog, cycleLog lager.Logger
 	store                *metadata.Store
 	client               PolicySource
-	enforcer             *c2c.Enforcer
+	enforcer             c2cBackend
 	sender               *metrics.Sender
 	rules                c2cRules
 	stamp                *watcher // policies_last_updated
@@ -46,7 +46,20 @@ type policyCycle struct {
 	good      bool       // the last cycle succeeded and read the store's version
 	enforced  inputs     // what the last successful cycle enforced
 	lastRules int        // rules in the last enforced set, for the log
+	lastPlan  *c2cPlan   // what the last successful cycle enforced
+	lastRead  time.Time  // when the enforcer last read the kernel
+	// driftEvery is how often an otherwise idle poller re-reads the kernel
+	// and puts back what was changed by hand (driftCheckInterval).
+	driftEvery time.Duration
 }
+
+// driftCheckInterval is how often the policy and ASG cycles read the
+// kernel even when nothing changed, to put back rules changed by hand
+// (docs/vxlan-policy-agent.md "Drift"). A read that finds the kernel right
+// writes nothing; on nftables it costs about 2 s of nft at 50,000
+// elements, so every 10 minutes keeps an idle agent well under 1 % of a
+// core.
+const driftCheckInterval = 10 * time.Minute
 
 // inputs identify what a cycle enforces: the policies (by their
 // policies_last_updated stamp), c2c logging and the containers (by the
@@ -57,12 +70,13 @@ type inputs struct {
 	store    int
 }
 
-func newPolicyCycle(logger lager.Logger, sender *metrics.Sender, store *metadata.Store, client PolicySource, enforcer *c2c.Enforcer, rules c2cRules, lp longPollTiming) *policyCycle {
+func newPolicyCycle(logger lager.Logger, sender *metrics.Sender, store *metadata.Store, client PolicySource, enforcer c2cBackend, rules c2cRules, lp longPollTiming) *policyCycle {
 	kick := newKicker()
 	c := &policyCycle{
 		logger: logger, updaterLog: logger.Session("rules-updater"), cycleLog: logger.Session("policy-cycle"),
 		store: store, client: client, enforcer: enforcer, sender: sender, rules: rules, kick: kick,
-		stamp: newWatcher(logger, sender, "long-poll", MetricLongPollFailures, client.LastUpdated, client.WaitLastUpdated, lp, kick),
+		driftEvery: driftCheckInterval,
+		stamp:      newWatcher(logger, sender, "long-poll", MetricLongPollFailures, client.LastUpdated, client.WaitLastUpdated, lp, kick),
 	}
 	c.logging.Store(rules.logging)
 	return c
@@ -94,7 +108,7 @@ func (c *policyCycle) Poll(ctx context.Context) error {
 	if err == nil {
 		if enforced, due := c.due(); !due {
 			c.cycleLog.Debug("skipping-poll-cycle", lager.Data{"last-updated-remotely": c.stamp.seen.Load(), "last-updated-locally": enforced.policies})
-			return nil
+			return c.checkDrift(ctx)
 		}
 	}
 	return c.Sync(ctx)
@@ -147,30 +161,62 @@ func (c *policyCycle) Sync(ctx context.Context) error {
 
 	plan := c.rules.planner
 	plan.Containers, plan.Policies, plan.IngressTag, plan.Logging = containers, policies, ingressTag, in.logging
-	want, err := c2c.Plan(plan, func(msg string, data map[string]any) { c.logger.Info(msg, lager.Data(data)) })
+	want, err := c.enforcer.plan(plan, func(msg string, data map[string]any) { c.logger.Info(msg, lager.Data(data)) })
 	if err != nil {
 		return c.failed(fmt.Errorf("get-rules: planning rules: %w", err))
 	}
 
+	if c.driftEvery > 0 && time.Since(c.lastRead) >= c.driftEvery {
+		c.enforcer.invalidate()
+	}
+	if err := c.enforce(ctx, want); err != nil {
+		return c.failed(err)
+	}
+	c.sender.SendDuration(MetricTotalPoll, time.Since(start))
+	c.enforced, c.good = in, verr == nil
+	return nil
+}
+
+// enforce writes want through the backend. A failed write leaves the
+// enforcer distrusting its memory: the retry reads the kernel and
+// converges from what is there.
+func (c *policyCycle) enforce(ctx context.Context, want c2cPlan) error {
 	enforceStart := time.Now()
-	// A failed write leaves the enforcer distrusting its memory: the
-	// retry reads the kernel and converges from what is there.
-	res, err := c.enforcer.Enforce(ctx, want)
+	res, err := c.enforcer.enforce(ctx, want)
 	if err != nil {
-		return c.failed(fmt.Errorf("enforce: %w", err))
+		return fmt.Errorf("enforce: %w", err)
+	}
+	c.lastPlan = &want
+	if res.Full {
+		c.lastRead = enforceStart
 	}
 	if res.Changed {
 		// Upstream's debug line for a changed rule set (without the rule
 		// lists themselves, which run to megabytes on a busy cell).
 		c.cycleLog.Debug("poll-cycle", lager.Data{
-			"message": "updating iptables rules", "num old rules": c.lastRules, "num new rules": len(want),
+			"message": "updating iptables rules", "num old rules": c.lastRules, "num new rules": want.size,
 		})
-		c.lastRules = len(want)
+		c.lastRules = want.size
 		c.sender.SendDuration(MetricEnforce, time.Since(enforceStart))
-		c.logger.Info("rules-enforced", lager.Data{"chain": res.Chain, "rules": len(want), "added": res.Added, "removed": res.Removed, "full": res.Full, "took": time.Since(enforceStart).String()})
+		c.logger.Info("rules-enforced", lager.Data{"chain": res.Chain, "rules": want.size, "added": res.Added, "removed": res.Removed, "full": res.Full, "took": time.Since(enforceStart).String()})
 	}
-	c.sender.SendDuration(MetricTotalPoll, time.Since(start))
-	c.enforced, c.good = in, verr == nil
+	return nil
+}
+
+// checkDrift runs on polls that have nothing new to enforce: once every
+// driftEvery it has the enforcer read the kernel and put the last enforced
+// plan back, so rules changed by hand are repaired without a policy fetch.
+// A kernel that is right costs the read and no write.
+func (c *policyCycle) checkDrift(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.driftEvery <= 0 || c.lastPlan == nil || !c.good || time.Since(c.lastRead) < c.driftEvery {
+		return nil
+	}
+	c.enforcer.invalidate()
+	if err := c.enforce(ctx, *c.lastPlan); err != nil {
+		return c.failed(err)
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/nft"
 )
 
 const uptimeInterval = 30 * time.Second
@@ -25,6 +26,8 @@ const uptimeInterval = 30 * time.Second
 // Options adjust the agent for tests; the zero value is production.
 type Options struct {
 	Sender *metrics.Sender
+	// DriftCheck replaces driftCheckInterval (negative: never).
+	DriftCheck time.Duration
 }
 
 // Run is vxlan-policy-agent: upstream's start-up checks, then the metrics
@@ -64,13 +67,60 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	driver := iptables.New(iptables.Config{Flavor: flavor, LockFile: cfg.IPTablesLockFile})
 	store := metadata.New(cfg.CNIDatastorePath)
 
-	policies := newPolicyCycle(logger, sender, store, client, c2c.NewEnforcer(driver), cfg.c2cRules(), cfg.longPoll())
+	// The backend: its c2c enforcer and ASG syncer, and the removal of
+	// what the other backend left (a cell switched while drained).
+	backend := cfg.backend()
+	var enforcer c2cBackend
+	var nftDriver nft.Driver
+	if backend == BackendNFTables {
+		k, err := nft.New()
+		if err != nil {
+			return &ActionError{Action: "nftables", Err: err}
+		}
+		nftDriver = k
+		enforcer = nftC2C{enforcer: c2c.NewNFTEnforcer(k)}
+		removed, kept, err := removeIPTablesChains(ctx, driver)
+		if err != nil {
+			return err
+		}
+		if len(removed) > 0 {
+			logger.Info("removed-iptables-chains", lager.Data{"backend": backend, "chains": removed, "still-referenced": kept})
+		}
+	} else {
+		enforcer = iptablesC2C{enforcer: c2c.NewEnforcer(driver)}
+		if k, err := nft.New(); err == nil {
+			deleted, err := deleteNFTTable(ctx, k)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				logger.Info("deleted-nftables-table", lager.Data{"backend": backend, "table": string(nft.Family) + " " + nft.TableName})
+			}
+		}
+	}
+	logger.Info("enforcement-backend", lager.Data{"backend": backend})
+
+	policies := newPolicyCycle(logger, sender, store, client, enforcer, cfg.c2cRules(), cfg.longPoll())
+	if opts.DriftCheck != 0 {
+		policies.driftEvery = opts.DriftCheck
+	}
 	var asgs *asgCycle
 	if cfg.EnableASGSyncing {
 		cache := &groupCache{src: client}
-		syncer, err := newASGSyncer(logger.Session("asg"), cfg, driver, cache, sender)
-		if err != nil {
-			return err
+		var syncer ASG
+		if backend == BackendNFTables {
+			s, err := newNFTASGSyncer(logger.Session("asg"), cfg, nftDriver, cache, sender)
+			if err != nil {
+				return err
+			}
+			s.DriftEvery = policies.driftEvery
+			syncer = s
+		} else {
+			s, err := newASGSyncer(logger.Session("asg"), cfg, driver, cache, sender)
+			if err != nil {
+				return err
+			}
+			syncer = s
 		}
 		asgs = newASGCycle(logger, sender, store, syncer, cache, client, cfg.longPoll())
 	}

@@ -291,6 +291,22 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "nftables enforcement backend",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["enforcement_backend"] = "nftables" })
+			},
+			check: func(t *testing.T, r rendering) {
+				vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
+				if vpa["enforcement_backend"] != "nftables" {
+					t.Errorf("enforcement_backend %v, want nftables", vpa["enforcement_backend"])
+				}
+				pre := string(readFile(t, r.file(t, "vxlan-policy-agent", "bin/pre-start").Path))
+				if !strings.Contains(pre, "nft delete table inet netman") || !strings.Contains(pre, "iptables-restore") {
+					t.Errorf("pre-start does not wipe both backends:\n%s", pre)
+				}
+			},
+		},
+		{
 			name: "VXLAN on a second network, timestamps deprecated",
 			change: func(t *testing.T, d Deployment) Deployment {
 				for i := range d.InstanceGroups {
@@ -491,6 +507,7 @@ func TestRenderFailures(t *testing.T) {
 		{"policy-server-asg-syncer cc_internal.client_key", "policy-server-asg-syncer", unset("policy-server-asg-syncer", "cc_internal.client_key"), "cc_internal_client.key.erb", missing("cc_internal.client_key")},
 		{"policy-server-asg-syncer poll interval zero", "policy-server-asg-syncer", set("policy-server-asg-syncer", "asg_poll_interval_seconds", 0), "policy-server-asg-syncer.json.erb", "asg_poll_interval_seconds must be an integer greater than 0"},
 		{"policy-server-asg-syncer bad locket address", "policy-server-asg-syncer", set("policy-server-asg-syncer", "locket.address", "https://locket"), "policy-server-asg-syncer.json.erb", "the locket_address is invalid"},
+		{"vxlan-policy-agent enforcement_backend", "vxlan-policy-agent", set("vxlan-policy-agent", "enforcement_backend", "ebpf"), "vxlan-policy-agent.json.erb", "enforcement_backend must be iptables or nftables (got 'ebpf')"},
 		{"vxlan-policy-agent client_key", "vxlan-policy-agent", unset("vxlan-policy-agent", "client_key"), "client.key.erb", missing("client_key")},
 		{"bosh-dns-adapter client certificate", "bosh-dns-adapter", unset("bosh-dns-adapter", "dnshttps.client.tls"), "client.crt.erb", missing("dnshttps.client.tls.certificate")},
 		{"service-discovery-controller client CA", "service-discovery-controller", unset("service-discovery-controller", "dnshttps.client.ca"), "client_ca.crt.erb", missing("dnshttps.client.ca")},

@@ -254,12 +254,18 @@ func (s *Syncer) CleanupContainer(ctx context.Context, handle string) error {
 }
 
 func (s *Syncer) fetch(ctx context.Context, containers []Container, st *Stats) ([]policy.SecurityGroup, error) {
+	return fetchGroups(ctx, s.source, containers, st)
+}
+
+// fetchGroups fetches the security groups of the containers' spaces
+// (none without spaces), timing the fetch for policyServerASGPollTime.
+func fetchGroups(ctx context.Context, source Source, containers []Container, st *Stats) ([]policy.SecurityGroup, error) {
 	spaces := SpaceGUIDs(containers)
 	if len(spaces) == 0 {
 		return nil, nil
 	}
 	start := time.Now()
-	groups, err := s.source.SecurityGroups(ctx, spaces)
+	groups, err := source.SecurityGroups(ctx, spaces)
 	st.PolicyServerPollTime = time.Since(start)
 	if err != nil {
 		return nil, fmt.Errorf("get-asg-rules: failed to get security groups: %w", err)

@@ -97,6 +97,14 @@ func (e *Enforcer) Enforce(ctx context.Context, want []iptables.Rule) (Result, e
 	return e.full(ctx, want)
 }
 
+// Invalidate forgets what was enforced: the next Enforce reads the filter
+// table and converges from it (the agent's periodic drift check).
+func (e *Enforcer) Invalidate() {
+	e.mu.Lock()
+	e.valid = false
+	e.mu.Unlock()
+}
+
 // Chain is the live chain name ("" before the first sync).
 func (e *Enforcer) Chain() string {
 	e.mu.Lock()
