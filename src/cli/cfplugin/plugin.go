@@ -392,7 +392,7 @@ func (p *Plugin) newSession(conn plugin.CliConnection) (*session, error) {
 	httpClient := policyapi.NewHTTPClient(skipSSL, wrap)
 	return &session{
 		spaceGUID: space.Guid,
-		cc:        &cloudController{base: strings.TrimRight(apiEndpoint, "/"), http: httpClient, token: token},
+		cc:        newCloudController(apiEndpoint, httpClient, token),
 		policies:  policyapi.New(apiEndpoint, httpClient, token, userAgent),
 	}, nil
 }
