@@ -15,7 +15,7 @@ import (
 // TestExampleConfig keeps config/policy-server-internal.json loadable: only
 // the certificate paths (BOSH's, absent here) are expected to be reported.
 func TestExampleConfig(t *testing.T) {
-	c, err := internalapi.LoadConfig(filepath.Join("..", "..", "..", "..", "config", "policy-server-internal.json"))
+	c, err := internalapi.LoadConfig(filepath.Join("..", "..", "..", "config", "policy-server-internal.json"))
 	var problems []string
 	if err != nil {
 		problems = strings.Split(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "\n  - ")
