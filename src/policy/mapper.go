@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/netman-release/netman/src/jsonenc"
 )
 
 // MaxPort is the highest TCP/UDP port.
@@ -243,19 +245,19 @@ func MarshalV0(policies []Policy) []byte {
 // leaving the destination object open for the port fields.
 func appendEnds(buf []byte, p Policy) []byte {
 	buf = append(buf, `{"source":{"id":`...)
-	buf = appendJSONString(buf, p.Source.ID)
+	buf = jsonenc.AppendString(buf, p.Source.ID)
 	if p.Source.Tag != "" {
 		buf = append(buf, `,"tag":`...)
-		buf = appendJSONString(buf, p.Source.Tag)
+		buf = jsonenc.AppendString(buf, p.Source.Tag)
 	}
 	buf = append(buf, `},"destination":{"id":`...)
-	buf = appendJSONString(buf, p.Destination.ID)
+	buf = jsonenc.AppendString(buf, p.Destination.ID)
 	if p.Destination.Tag != "" {
 		buf = append(buf, `,"tag":`...)
-		buf = appendJSONString(buf, p.Destination.Tag)
+		buf = jsonenc.AppendString(buf, p.Destination.Tag)
 	}
 	buf = append(buf, `,"protocol":`...)
-	return appendJSONString(buf, p.Destination.Protocol)
+	return jsonenc.AppendString(buf, p.Destination.Protocol)
 }
 
 // MarshalTags encodes upstream's tags index, {"tags":[{"id","tag","type"}]}.
@@ -274,24 +276,10 @@ func MarshalTags(tags []Tag) []byte {
 // AppendTag appends one tag object, {"id":..,"tag":..,"type":..}.
 func AppendTag(buf []byte, t Tag) []byte {
 	buf = append(buf, `{"id":`...)
-	buf = appendJSONString(buf, t.ID)
+	buf = jsonenc.AppendString(buf, t.ID)
 	buf = append(buf, `,"tag":`...)
-	buf = appendJSONString(buf, t.Tag)
+	buf = jsonenc.AppendString(buf, t.Tag)
 	buf = append(buf, `,"type":`...)
-	buf = appendJSONString(buf, t.Type)
+	buf = jsonenc.AppendString(buf, t.Type)
 	return append(buf, '}')
-}
-
-// appendJSONString appends s as encoding/json would; app guids and tags are
-// plain ASCII, so the fast path nearly always applies.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }
