@@ -127,7 +127,7 @@ func TestDebugHandlerPprof(t *testing.T) {
 	}{
 		{"/debug/pprof/", "goroutine"},
 		{"/debug/pprof/goroutine?debug=1", "goroutine profile"},
-		{"/debug/pprof/cmdline", "daemon.test"},
+		{"/debug/pprof/cmdline", "lifecycle.test"},
 		{"/debug/pprof/symbol", "num_symbols"},
 		{"/debug/pprof/trace?seconds=0.05", ""},
 		{"/debug/pprof/profile?seconds=1", ""},
