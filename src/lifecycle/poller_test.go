@@ -12,6 +12,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
@@ -21,7 +22,7 @@ func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
 
 	// Long interval: only the immediate call can happen.
 	p := startProcess(t, lifecycle.Poller(logger, "slow", time.Hour, 0, fn))
-	eventually(t, "first cycle", func() bool { return calls.Load() == 1 })
+	eventually.True(t, "first cycle", 5*time.Second, func() bool { return calls.Load() == 1 })
 	time.Sleep(30 * time.Millisecond)
 	if n := calls.Load(); n != 1 {
 		t.Errorf("cycles with a 1h interval = %d, want 1", n)
@@ -32,7 +33,7 @@ func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
 
 	calls.Store(0)
 	p = startProcess(t, lifecycle.Poller(logger, "fast", 5*time.Millisecond, 5*time.Millisecond, fn))
-	eventually(t, "several cycles", func() bool { return calls.Load() >= 3 })
+	eventually.True(t, "several cycles", 5*time.Second, func() bool { return calls.Load() >= 3 })
 	if err := stopProcess(t, p); err != nil {
 		t.Errorf("exit = %v", err)
 	}
@@ -84,7 +85,7 @@ func TestPollerErrors(t *testing.T) {
 				return
 			}
 
-			eventually(t, "polling to continue", func() bool { return calls.Load() >= 3 })
+			eventually.True(t, "polling to continue", 5*time.Second, func() bool { return calls.Load() >= 3 })
 			if err := stopProcess(t, p); err != nil {
 				t.Errorf("exit = %v", err)
 			}

@@ -24,22 +24,13 @@ import (
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func baseConfig(t *testing.T) external.Config {
 	return external.Config{
-		ListenHost: "127.0.0.1", ListenPort: freePort(t), LogPrefix: "cfnetworking",
-		DebugServerHost: "127.0.0.1", DebugServerPort: freePort(t),
+		ListenHost: "127.0.0.1", ListenPort: ports.Free(t, "127.0.0.1"), LogPrefix: "cfnetworking",
+		DebugServerHost: "127.0.0.1", DebugServerPort: ports.Free(t, "127.0.0.1"),
 		RequestTimeout: 5, Database: dbtest.NewConfig(t, sqldb.TypeSQLite), DatabaseMigrationTimeout: 60,
 		TagLength: 2, MetronAddress: "127.0.0.1:3457", CleanupInterval: 3600, MaxPolicies: 150,
 		Pool: sqldb.Pool{MaxOpenConnections: 10, MaxIdleConnections: 5},
