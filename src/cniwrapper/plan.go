@@ -209,7 +209,7 @@ func hostServices(key string, in []string) ([]netip.AddrPort, error) {
 	for _, s := range in {
 		host, port, err := net.SplitHostPort(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v", key, err)
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 1 || p > 65535 {

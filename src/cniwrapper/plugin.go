@@ -288,7 +288,7 @@ func (p *Plugin) force(ctx context.Context, cfg *Config, path string, check func
 func delegateParams(conf map[string]any) ([]byte, string, error) {
 	b, err := json.Marshal(conf)
 	if err != nil {
-		return nil, "", fmt.Errorf("serializing delegate netconf: %v", err)
+		return nil, "", fmt.Errorf("serializing delegate netconf: %w", err)
 	}
 	t, ok := conf["type"].(string)
 	if !ok || t == "" {

@@ -64,7 +64,7 @@ func MapV1(body []byte) ([]storePolicy, error) {
 
 	var payload PoliciesPayload
 	if err := json.Unmarshal(body, &payload); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnmarshal, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnmarshal, err)
 	}
 	if len(payload.Policies) == 0 {
 		return nil, invalid("missing policies")
@@ -117,7 +117,7 @@ func MapV0(body []byte) ([]storePolicy, error) {
 
 	var payload Policies
 	if err := json.Unmarshal(body, &payload); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnmarshal, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnmarshal, err)
 	}
 	if len(payload.Policies) == 0 {
 		return nil, invalid("missing policies")

@@ -352,7 +352,7 @@ func loadNames(path string) (*names, error) {
 		return nil, fmt.Errorf("reading names file: %w", err)
 	}
 	if err := json.Unmarshal(data, &n.byName); err != nil {
-		return nil, fmt.Errorf("names file %s: want a JSON object {\"<app name>\": \"<app guid>\", ...}: %v", path, err)
+		return nil, fmt.Errorf("names file %s: want a JSON object {\"<app name>\": \"<app guid>\", ...}: %w", path, err)
 	}
 	keys := make([]string, 0, len(n.byName))
 	for name, guid := range n.byName {
