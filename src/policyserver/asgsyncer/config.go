@@ -75,15 +75,11 @@ var locketAddress = regexp.MustCompile(`^[a-z0-9.-]+:[0-9]+$`)
 // Errors read "reading config: ...", "parsing config ...: ..." or
 // "invalid config: ...", as upstream's.
 func LoadConfig(path string) (Config, error) {
-	c := Config{
+	return configfile.Load(path, Config{
 		LogPrefix:            DefaultLogPrefix,
 		RetryDeadlineSeconds: DefaultRetryDeadlineSeconds,
 		RequestTimeout:       DefaultRequestTimeout,
-	}
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	})
 }
 
 // Validate checks every key and returns one error listing all problems.
@@ -102,18 +98,14 @@ func (c Config) Validate() error {
 	p.HTTPURL("cc_url", c.CCURL)
 	p.HTTPURL("cc_internal_url", c.CCInternalURL)
 	if !c.SkipSSLValidation {
-		optionalFile(&p, "uaa_ca", c.UAACA)
-		optionalFile(&p, "cc_ca_cert", c.CCCA)
+		p.OptionalFile("uaa_ca", c.UAACA)
+		p.OptionalFile("cc_ca_cert", c.CCCA)
 	}
 	// The internal endpoint is mutual TLS: all three files are needed.
 	p.ReadableFile("cc_internal_ca_cert", c.CCInternalCA)
 	p.ReadableFile("cc_internal_client_cert", c.CCInternalClientCert)
 	p.ReadableFile("cc_internal_client_key", c.CCInternalClientKey)
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	p.RequiredString("log_prefix", c.LogPrefix)
 	if c.MetronAddress == "" {
 		p.Required("metron_address", false)
@@ -130,12 +122,6 @@ func (c Config) Validate() error {
 	}
 	p.Min("request_timeout", c.RequestTimeout, 1)
 	return p.Err()
-}
-
-func optionalFile(p *configfile.Problems, key, path string) {
-	if path != "" {
-		p.ReadableFile(key, path)
-	}
 }
 
 // UseLocket reports whether the lock is taken in locket (else in the

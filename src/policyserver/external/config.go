@@ -6,10 +6,11 @@ package external
 
 import (
 	"fmt"
-	"github.com/netman-release/netman/src/metrics"
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/netman-release/netman/src/metrics"
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
@@ -79,15 +80,11 @@ const MaxTagLength = 3
 // read "reading config: ...", "parsing config ...: ..." or
 // "invalid config: ...".
 func LoadConfig(path string) (Config, error) {
-	c := Config{
+	return configfile.Load(path, Config{
 		LogPrefix:                DefaultLogPrefix,
 		DatabaseMigrationTimeout: DefaultDatabaseMigrationTimeout,
 		RequestTimeout:           DefaultRequestTimeout,
-	}
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	})
 }
 
 // FileAuth reports whether the opt-in tokens file replaces UAA and CC.
@@ -99,11 +96,7 @@ func (c Config) Validate() error {
 	p.RequiredString("listen_host", c.ListenHost)
 	p.Port("listen_port", c.ListenPort)
 	p.RequiredString("log_prefix", c.LogPrefix)
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	if c.EnableTLS {
 		p.ReadableFile("server_cert_file", c.ServerCertFile)
 		p.ReadableFile("server_key_file", c.ServerKeyFile)
@@ -120,29 +113,16 @@ func (c Config) Validate() error {
 		p.Port("uaa_port", c.UAAPort)
 		p.HTTPURL("cc_url", c.CCURL)
 		if !c.SkipSSLValidation {
-			if c.UAACA != "" {
-				p.ReadableFile("uaa_ca", c.UAACA)
-			}
-			if c.CCCA != "" {
-				p.ReadableFile("cc_ca_cert", c.CCCA)
-			}
+			p.OptionalFile("uaa_ca", c.UAACA)
+			p.OptionalFile("cc_ca_cert", c.CCCA)
 		}
 	}
 	p.Min("request_timeout", c.RequestTimeout, 1)
 
 	p.Merge("database.", c.Database.Validate())
 	p.Min("database_migration_timeout", c.DatabaseMigrationTimeout, 1)
-	switch {
-	case c.TagLength == 0:
-		p.Required("tag_length", false)
-	case c.TagLength < 1 || c.TagLength > MaxTagLength:
-		p.Addf("tag_length: must be between 1 and %d (got %d)", MaxTagLength, c.TagLength)
-	}
-	if c.MetronAddress == "" {
-		p.Required("metron_address", false)
-	} else if _, err := c.MetronPort(); err != nil {
-		p.Addf("metron_address: %v", err)
-	}
+	p.Range("tag_length", c.TagLength, 1, MaxTagLength)
+	configfile.Parse(&p, "metron_address", c.MetronAddress, metrics.MetronPort)
 	p.Min("cleanup_interval", c.CleanupInterval, 1)
 	p.Min("max_policies", c.MaxPolicies, 1)
 	for i, d := range c.AllowedCORSDomains {
