@@ -81,3 +81,20 @@ type SecurityGroup struct {
 	StagingSpaceGUIDs []string
 	RunningSpaceGUIDs []string
 }
+
+// AppGUIDs returns the distinct source and destination ids of policies in
+// first-seen order, so the Cloud Controller queries made with them are
+// deterministic.
+func AppGUIDs(ps []Policy) []string {
+	seen := make(map[string]struct{}, 2*len(ps))
+	out := make([]string, 0, 2*len(ps))
+	for _, p := range ps {
+		for _, id := range [2]string{p.Source.ID, p.Destination.ID} {
+			if _, ok := seen[id]; !ok {
+				seen[id] = struct{}{}
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}

@@ -43,27 +43,17 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if err != nil {
 		return fmt.Errorf("mutual tls config: %w", err)
 	}
-	port, err := cfg.MetronPort()
-	if err != nil {
-		return fmt.Errorf("metron_address: %w", err)
-	}
-	sender, err := metrics.NewSender(logger.Session("metrics"), Component, port)
+	sender, err := metrics.NewSenderAt(logger.Session("metrics"), Component, cfg.MetronAddress)
 	if err != nil {
 		return err
 	}
 	defer sender.Close()
 
-	logger.Info("getting db connection")
-	db, err := sqldb.Open(ctx, logger.Session("db"), cfg.Database, cfg.Pool)
+	db, closeDB, err := sqldb.Connect(ctx, logger, cfg.Database, cfg.Pool)
 	if err != nil {
-		return fmt.Errorf("db connect: %w", err)
+		return err
 	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			logger.Error("error-closing-connection-pool", err)
-		}
-	}()
-	logger.Info("db connection retrieved")
+	defer closeDB()
 	if err := migrate(ctx, logger, db, cfg.TagLength); err != nil {
 		return err
 	}
@@ -80,13 +70,8 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		health.routes[i].Handler = wrap(health.routes[i].Name, health.routes[i].Handler)
 	}
 
-	sources := append([]metrics.Source{{Name: "totalPolicies", Get: func(ctx context.Context) (float64, error) {
-		ps, err := st.All(ctx)
-		return float64(len(ps)), err
-	}}}, db.MetricSources()...)
-
 	members := []lifecycle.Member{
-		{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, MetricsEmitInterval, sources...)},
+		{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, MetricsEmitInterval, st.MetricSources()...)},
 		{Name: "internal-http-server", Runner: lifecycle.HTTPServer(logger.Session("internal-http-server"), hostPort(cfg.ListenHost, cfg.InternalListenPort), api.Handler(wrap), tlsConfig)},
 		{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), hostPort(cfg.DebugServerHost, cfg.DebugServerPort), lifecycle.DebugHandler(sink, sender.Registry()), nil)},
 		{Name: "health-check-server", Runner: lifecycle.HTTPServer(logger.Session("health-check-server"), hostPort("127.0.0.1", cfg.HealthCheckPort), health, nil)},
