@@ -75,18 +75,16 @@ func (s *Syncer) Loop(ctx context.Context, logger lager.Logger, interval time.Du
 }
 
 func newClients(logger lager.Logger, cfg Config) (*CCClient, *auth.UAAClient, error) {
-	publicTLS, err := auth.ClientTLSConfig(cfg.SkipSSLValidation, cfg.UAACA, cfg.CCCA)
+	public, err := cfg.HTTPClient()
 	if err != nil {
-		return nil, nil, fmt.Errorf("error creating tls config: %w", err)
+		return nil, nil, err
 	}
 	internalTLS, err := mtls.ClientConfig(cfg.CCInternalClientCert, cfg.CCInternalClientKey, cfg.CCInternalCA)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cloud controller internal mutual tls config: %w", err)
 	}
-	public := auth.NewHTTPClient(publicTLS, cfg.Timeout())
 	internal := auth.NewHTTPClient(internalTLS, cfg.Timeout())
-	tokens := auth.NewUAAClient(logger.Session("uaa-client"), public, cfg.UAABaseURL(), cfg.UAAClient, cfg.UAAClientSecret)
-	return NewCCClient(logger, public, cfg.CCURL, internal, cfg.CCInternalURL), tokens, nil
+	return NewCCClient(logger, public, cfg.CCURL, internal, cfg.CCInternalURL), cfg.UAA(logger, public), nil
 }
 
 // newLock is the locket lease when locket is configured, else the lock in

@@ -5,12 +5,12 @@ package external
 // and validation that names every problem.
 
 import (
-	"fmt"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/policyserver/auth"
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
@@ -29,18 +29,7 @@ type Config struct {
 	DebugServerHost string `json:"debug_server_host"`
 	DebugServerPort int    `json:"debug_server_port"`
 
-	UAAClient         string `json:"uaa_client"`
-	UAAClientSecret   string `json:"uaa_client_secret"`
-	UAACA             string `json:"uaa_ca"`
-	UAAURL            string `json:"uaa_url"`
-	UAAPort           int    `json:"uaa_port"`
-	CCURL             string `json:"cc_url"`
-	CCCA              string `json:"cc_ca_cert"`
-	SkipSSLValidation bool   `json:"skip_ssl_validation"`
-	// RequestTimeout bounds each UAA and Cloud Controller call, in
-	// seconds. Upstream's template rendered it (5) but the binary ignored
-	// it and could wait forever; netman honours it.
-	RequestTimeout int `json:"request_timeout"`
+	auth.ClientConfig
 
 	Database                 sqldb.Config `json:"database"`
 	DatabaseMigrationTimeout int          `json:"database_migration_timeout"`
@@ -83,7 +72,7 @@ func LoadConfig(path string) (Config, error) {
 	return configfile.Load(path, Config{
 		LogPrefix:                DefaultLogPrefix,
 		DatabaseMigrationTimeout: DefaultDatabaseMigrationTimeout,
-		RequestTimeout:           DefaultRequestTimeout,
+		ClientConfig:             auth.ClientConfig{RequestTimeout: DefaultRequestTimeout},
 	})
 }
 
@@ -107,15 +96,7 @@ func (c Config) Validate() error {
 	if c.FileAuth() {
 		p.ReadableFile("auth_tokens_file", c.AuthTokensFile)
 	} else {
-		p.RequiredString("uaa_client", c.UAAClient)
-		p.RequiredString("uaa_client_secret", c.UAAClientSecret)
-		p.HTTPURL("uaa_url", c.UAAURL)
-		p.Port("uaa_port", c.UAAPort)
-		p.HTTPURL("cc_url", c.CCURL)
-		if !c.SkipSSLValidation {
-			p.OptionalFile("uaa_ca", c.UAACA)
-			p.OptionalFile("cc_ca_cert", c.CCCA)
-		}
+		c.ClientConfig.Check(&p)
 	}
 	p.Min("request_timeout", c.RequestTimeout, 1)
 
@@ -134,9 +115,6 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-// UAABaseURL is "<uaa_url>:<uaa_port>", as upstream builds it.
-func (c Config) UAABaseURL() string { return fmt.Sprintf("%s:%d", c.UAAURL, c.UAAPort) }
-
 // ListenAddress is listen_host:listen_port.
 func (c Config) ListenAddress() string {
 	return net.JoinHostPort(c.ListenHost, strconv.Itoa(c.ListenPort))
@@ -146,9 +124,6 @@ func (c Config) ListenAddress() string {
 func (c Config) DebugAddress() string {
 	return net.JoinHostPort(c.DebugServerHost, strconv.Itoa(c.DebugServerPort))
 }
-
-// Timeout is request_timeout as a duration.
-func (c Config) Timeout() time.Duration { return time.Duration(c.RequestTimeout) * time.Second }
 
 // CleanupEvery is cleanup_interval as a duration.
 func (c Config) CleanupEvery() time.Duration { return time.Duration(c.CleanupInterval) * time.Second }

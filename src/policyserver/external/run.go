@@ -114,12 +114,11 @@ func outbound(logger lager.Logger, cfg Config) (auth.Verifier, auth.Access, auth
 		})
 		return fa, auth.FileAccess{}, nil, nil, nil
 	}
-	tlsConfig, err := auth.ClientTLSConfig(cfg.SkipSSLValidation, cfg.UAACA, cfg.CCCA)
+	httpClient, err := cfg.HTTPClient()
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("error creating tls config: %w", err)
+		return nil, nil, nil, nil, err
 	}
-	httpClient := auth.NewHTTPClient(tlsConfig, cfg.Timeout())
-	uaa := auth.NewUAAClient(logger.Session("uaa-client"), httpClient, cfg.UAABaseURL(), cfg.UAAClient, cfg.UAAClientSecret)
+	uaa := cfg.UAA(logger, httpClient)
 	cc := auth.NewCCClient(logger.Session("cc-client"), httpClient, cfg.CCURL)
 	return uaa, auth.NewCCAccess(uaa, cc), uaa, cc, nil
 }
