@@ -63,34 +63,22 @@ func MapV1(body []byte) ([]storePolicy, error) {
 	}
 
 	var payload PoliciesPayload
-	if err := json.Unmarshal(body, &payload); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnmarshal, err)
-	}
-	if len(payload.Policies) == 0 {
-		return nil, invalid("missing policies")
-	}
-	out := make([]storePolicy, len(payload.Policies))
-	for i, p := range payload.Policies {
+	return mapEach(body, &payload, &payload.Policies, func(p Policy) (storePolicy, error) {
 		d := p.Destination
-		if err := validateCommon(p.Source.ID, d.ID, d.Protocol); err != nil {
-			return nil, err
-		}
+		var ports error
 		switch {
 		case d.Ports.Start > d.Ports.End:
-			return nil, invalid("invalid port range %d-%d, start must be less than or equal to end", d.Ports.Start, d.Ports.End)
+			ports = invalid("invalid port range %d-%d, start must be less than or equal to end", d.Ports.Start, d.Ports.End)
 		case d.Ports.Start < 0:
-			return nil, invalid("invalid start port %d, must be in range 1-65535", d.Ports.Start)
+			ports = invalid("invalid start port %d, must be in range 1-65535", d.Ports.Start)
 		case d.Ports.Start == 0:
-			return nil, invalid("missing start port")
+			ports = invalid("missing start port")
 		case d.Ports.End > MaxPort:
-			return nil, invalid("invalid end port %d, must be in range 1-65535", d.Ports.End)
+			ports = invalid("invalid end port %d, must be in range 1-65535", d.Ports.End)
 		}
-		if p.Source.Tag != "" || d.Tag != "" {
-			return nil, invalid("tags may not be specified")
-		}
-		out[i] = NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Ports.Start, d.Ports.End)
-	}
-	return out, nil
+		return NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Ports.Start, d.Ports.End),
+			validate(p.Source.ID, d.ID, d.Protocol, ports, p.Source.Tag, d.Tag)
+	})
 }
 
 // MapV0 decodes and validates a v0 request body ("port": N) as MapV1 does.
@@ -116,37 +104,47 @@ func MapV0(body []byte) ([]storePolicy, error) {
 	}
 
 	var payload Policies
-	if err := json.Unmarshal(body, &payload); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnmarshal, err)
-	}
-	if len(payload.Policies) == 0 {
-		return nil, invalid("missing policies")
-	}
-	out := make([]storePolicy, len(payload.Policies))
-	for i, p := range payload.Policies {
+	return mapEach(body, &payload, &payload.Policies, func(p Policy) (storePolicy, error) {
 		d := p.Destination
-		if err := validateCommon(p.Source.ID, d.ID, d.Protocol); err != nil {
-			return nil, err
-		}
+		var port error
 		switch {
 		case d.Port < 0 || d.Port > MaxPort:
-			return nil, invalid("invalid port %d, must be in range 1-65535", d.Port)
+			port = invalid("invalid port %d, must be in range 1-65535", d.Port)
 		case d.Port == 0:
-			return nil, invalid("missing port")
+			port = invalid("missing port")
 		}
-		if p.Source.Tag != "" || d.Tag != "" {
-			return nil, invalid("tags may not be specified")
-		}
-		out[i] = NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Port, d.Port)
-	}
-	return out, nil
+		return NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Port, d.Port),
+			validate(p.Source.ID, d.ID, d.Protocol, port, p.Source.Tag, d.Tag)
+	})
 }
 
 // storePolicy names Policy inside the mappers, whose local wire types
 // shadow it.
 type storePolicy = Policy
 
-func validateCommon(sourceID, destID, protocol string) error {
+// mapEach decodes body into payload (whose policies are *list) and maps
+// every policy with each, in order; the first failure wins. The payload
+// types are the caller's: the decoder's errors name them, as upstream's.
+func mapEach[P any](body []byte, payload any, list *[]P, each func(P) (storePolicy, error)) ([]storePolicy, error) {
+	if err := json.Unmarshal(body, payload); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnmarshal, err)
+	}
+	if len(*list) == 0 {
+		return nil, invalid("missing policies")
+	}
+	out := make([]storePolicy, len(*list))
+	for i, p := range *list {
+		var err error
+		if out[i], err = each(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// validate runs upstream's checks of one policy in upstream's order: ids,
+// protocol, then the port check's result, then tags.
+func validate(sourceID, destID, protocol string, ports error, sourceTag, destTag string) error {
 	switch {
 	case sourceID == "":
 		return invalid("missing source id")
@@ -154,6 +152,10 @@ func validateCommon(sourceID, destID, protocol string) error {
 		return invalid("missing destination id")
 	case protocol != ProtocolTCP && protocol != ProtocolUDP:
 		return invalid("invalid destination protocol, specify either udp or tcp")
+	case ports != nil:
+		return ports
+	case sourceTag != "" || destTag != "":
+		return invalid("tags may not be specified")
 	}
 	return nil
 }

@@ -82,6 +82,20 @@ type SecurityGroup struct {
 	RunningSpaceGUIDs []string
 }
 
+// SecurityGroupRule is one element of a SecurityGroup's Rules array, with
+// upstream's keys in upstream's order: the ASG syncer writes it so from
+// Cloud Controller's rules (missing keys as zero values, as upstream) and
+// the agent reads it back.
+type SecurityGroupRule struct {
+	Protocol    string `json:"protocol"`
+	Destination string `json:"destination"`
+	Ports       string `json:"ports"`
+	Type        int    `json:"type"`
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+	Log         bool   `json:"log"`
+}
+
 // AppGUIDs returns the distinct source and destination ids of policies in
 // first-seen order, so the Cloud Controller queries made with them are
 // deterministic.

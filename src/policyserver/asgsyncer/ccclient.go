@@ -11,6 +11,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/jsonhttp"
+	"github.com/netman-release/netman/src/policy"
 )
 
 // SecurityGroupsPerPage is the page size asked of Cloud Controller, as
@@ -77,24 +78,11 @@ type CCSecurityGroup struct {
 		Running bool `json:"running"`
 		Staging bool `json:"staging"`
 	} `json:"globally_enabled"`
-	Rules         []CCRule `json:"rules"`
+	Rules         []policy.SecurityGroupRule `json:"rules"`
 	Relationships struct {
 		StagingSpaces spaceRelationship `json:"staging_spaces"`
 		RunningSpaces spaceRelationship `json:"running_spaces"`
 	} `json:"relationships"`
-}
-
-// CCRule is one rule of a security group, with upstream's keys in
-// upstream's order; missing keys are stored as their zero values, as
-// upstream stores them.
-type CCRule struct {
-	Protocol    string `json:"protocol"`
-	Destination string `json:"destination"`
-	Ports       string `json:"ports"`
-	Type        int    `json:"type"`
-	Code        int    `json:"code"`
-	Description string `json:"description"`
-	Log         bool   `json:"log"`
 }
 
 type spaceRelationship struct {
