@@ -68,21 +68,25 @@ func (in input) read() ([]byte, error) {
 	return data, nil
 }
 
+// readParsed reads in and parses it, naming it as a what ("no certificates
+// found in certificate file").
+func readParsed[T any](in input, what string, parse func([]byte, string) (T, error)) ([]byte, T, error) {
+	data, err := in.read()
+	if err != nil {
+		var zero T
+		return nil, zero, err
+	}
+	v, err := parse(data, in.noun(what))
+	return data, v, err
+}
+
 func loadKeyPair(role string, certIn, keyIn input) (tls.Certificate, error) {
 	certName, keyName := certIn.name("certificate"), keyIn.name("key")
-	certPEM, err := certIn.read()
+	certPEM, certs, err := readParsed(certIn, "certificate", parseCertificates)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, certName, err)
 	}
-	certs, err := parseCertificates(certPEM, certIn.noun("certificate"))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, certName, err)
-	}
-	keyPEM, err := keyIn.read()
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, keyName, err)
-	}
-	key, err := parsePrivateKey(keyPEM, keyIn.noun("key"))
+	keyPEM, key, err := readParsed(keyIn, "key", parsePrivateKey)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, keyName, err)
 	}
@@ -98,11 +102,7 @@ func loadKeyPair(role string, certIn, keyIn input) (tls.Certificate, error) {
 }
 
 func loadPool(in input) (*x509.CertPool, error) {
-	data, err := in.read()
-	if err != nil {
-		return nil, fmt.Errorf("load CA %s: %w", in.name("CA"), err)
-	}
-	certs, err := parseCertificates(data, in.noun("CA"))
+	_, certs, err := readParsed(in, "CA", parseCertificates)
 	if err != nil {
 		return nil, fmt.Errorf("load CA %s: %w", in.name("CA"), err)
 	}

@@ -242,7 +242,7 @@ func (p *Plugin) change(ctx context.Context, conn plugin.CliConnection, args []s
 		verb = "Denying"
 	}
 	fmt.Fprintf(p.Out, "%s traffic from %s to %s as %s...\n", verb,
-		st.cyan(printable(a.SourceAppName)), st.cyan(printable(a.DestAppName)), st.cyan(printable(username)))
+		st.cyan(policyapi.Printable(a.SourceAppName)), st.cyan(policyapi.Printable(a.DestAppName)), st.cyan(policyapi.Printable(username)))
 
 	s, err := p.newSession(conn)
 	if err != nil {
@@ -301,7 +301,7 @@ func (p *Plugin) list(ctx context.Context, conn plugin.CliConnection, args []str
 		return "", err
 	}
 	st := p.styler()
-	fmt.Fprintf(p.Out, "Listing policies as %s...\n", st.cyan(printable(username)))
+	fmt.Fprintf(p.Out, "Listing policies as %s...\n", st.cyan(policyapi.Printable(username)))
 
 	s, err := p.newSession(conn)
 	if err != nil {

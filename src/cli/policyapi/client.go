@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/policy"
@@ -273,4 +274,16 @@ func errorMessage(se *jsonhttp.StatusError) string {
 		return s
 	}
 	return "(empty body)"
+}
+
+// Printable replaces the control characters of a name to be printed (app
+// names are user input) so that it can neither break a table nor drive the
+// terminal.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }

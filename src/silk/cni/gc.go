@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
 )
 
 // GC (CNI 1.1) removes what silk-cni holds for attachments the runtime no
@@ -48,7 +49,7 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) (err error) {
 	pool := newIPAM(conf)
 	var errs []error
 	var released []string
-	lockErr := pool.locked(func() error {
+	lockErr := pool.locked(func(*disk.Store) error {
 		all, err := pool.list()
 		if err != nil {
 			return err
