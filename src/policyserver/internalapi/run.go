@@ -14,6 +14,7 @@ import (
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/router"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
 )
@@ -65,9 +66,9 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	wrap := func(name string, h http.Handler) http.Handler {
 		return lifecycle.MetricsMiddleware(sender, name, LogRequests(logger, h))
 	}
-	health := NewRouter(HealthRoutes(logger, sender, time.Now(), st.CheckDatabase)...)
-	for i := range health.routes {
-		health.routes[i].Handler = wrap(health.routes[i].Name, health.routes[i].Handler)
+	health := router.Router(HealthRoutes(logger, sender, time.Now(), st.CheckDatabase))
+	for i := range health {
+		health[i].Handler = wrap(health[i].Name, health[i].Handler)
 	}
 
 	members := []lifecycle.Member{
