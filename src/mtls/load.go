@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"strings"
 )
@@ -118,12 +119,7 @@ func loadPool(in input) (*x509.CertPool, error) {
 func parseCertificates(data []byte, noun string) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	var others []string
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
+	for block := range pemBlocks(data) {
 		if block.Type != "CERTIFICATE" {
 			others = append(others, block.Type)
 			continue
@@ -143,12 +139,7 @@ func parseCertificates(data []byte, noun string) ([]*x509.Certificate, error) {
 // parsePrivateKey returns the first private key in data, in any of the encodings tls.X509KeyPair accepts.
 func parsePrivateKey(data []byte, noun string) (crypto.Signer, error) {
 	var others []string
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
+	for block := range pemBlocks(data) {
 		var key any
 		var err error
 		switch {
@@ -174,6 +165,18 @@ func parsePrivateKey(data []byte, noun string) (crypto.Signer, error) {
 		return signer, nil
 	}
 	return nil, absent("no private key found in "+noun, data, others)
+}
+
+// pemBlocks yields the PEM blocks of data in order.
+func pemBlocks(data []byte) iter.Seq[*pem.Block] {
+	return func(yield func(*pem.Block) bool) {
+		for rest := data; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil || !yield(block) {
+				return
+			}
+		}
+	}
 }
 
 func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {

@@ -8,7 +8,6 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -26,14 +25,8 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 	logger := p.logger().Session("plugin-check", lager.Data{"container-id": args.ContainerID, "netns": args.Netns, "ifname": args.IfName})
 	defer logFailure(logger, "check", &err)
 
-	conf, err := ParseNetConf(args.StdinData)
+	conf, err := parseNetConfFor(args.StdinData, "CHECK", "0.4.0")
 	if err != nil {
-		return err
-	}
-	if ok, _ := version.GreaterThanOrEqualTo(conf.CNIVersion, "0.4.0"); !ok {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "config version does not allow CHECK", "")
-	}
-	if err := conf.Validate(); err != nil {
 		return err
 	}
 	fail := func(err error) error { return stepError("check failed", err) }

@@ -8,8 +8,6 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
 )
 
@@ -24,14 +22,8 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) (err error) {
 	logger := p.logger().Session("plugin-gc")
 	defer logFailure(logger, "gc", &err)
 
-	conf, err := ParseNetConf(args.StdinData)
+	conf, err := parseNetConfFor(args.StdinData, "GC", "1.1.0")
 	if err != nil {
-		return err
-	}
-	if ok, _ := version.GreaterThanOrEqualTo(conf.CNIVersion, "1.1.0"); !ok {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "config version does not allow GC", "")
-	}
-	if err := conf.Validate(); err != nil {
 		return err
 	}
 	valid := map[[2]string]bool{}
