@@ -249,12 +249,7 @@ func (a *API) createPolicies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, logger, http.StatusForbidden, fmt.Errorf("policy quota exceeded"), "policy quota exceeded")
 		return
 	}
-	if err := a.opts.Store.Create(r.Context(), policies); err != nil {
-		a.fail(w, r, logger, http.StatusInternalServerError, err, "database create failed")
-		return
-	}
-	logger.Info("created-policies", lager.Data{"policies": json.RawMessage(policy.AppendV1List(nil, policies)), "userName": tok.UserName})
-	writeJSON(w, []byte("{}"))
+	a.write(w, r, logger, a.opts.Store.Create, "database create failed", "created-policies", tok, policies)
 }
 
 func (a *API) deletePolicies(w http.ResponseWriter, r *http.Request) {
@@ -263,11 +258,17 @@ func (a *API) deletePolicies(w http.ResponseWriter, r *http.Request) {
 	if done {
 		return
 	}
-	if err := a.opts.Store.Delete(r.Context(), policies); err != nil {
-		a.fail(w, r, logger, http.StatusInternalServerError, err, "database delete failed")
+	a.write(w, r, logger, a.opts.Store.Delete, "database delete failed", "deleted-policies", tok, policies)
+}
+
+// write stores the change and answers {} with upstream's log line (done),
+// or 500 with failed.
+func (a *API) write(w http.ResponseWriter, r *http.Request, logger lager.Logger, change func(context.Context, []policy.Policy) error, failed, done string, tok auth.Token, policies []policy.Policy) {
+	if err := change(r.Context(), policies); err != nil {
+		a.fail(w, r, logger, http.StatusInternalServerError, err, failed)
 		return
 	}
-	logger.Info("deleted-policies", lager.Data{"policies": json.RawMessage(policy.AppendV1List(nil, policies)), "userName": tok.UserName})
+	logger.Info(done, lager.Data{"policies": json.RawMessage(policy.AppendV1List(nil, policies)), "userName": tok.UserName})
 	writeJSON(w, []byte("{}"))
 }
 
