@@ -1,42 +1,25 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
 func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "bosh-dns-adapter", main)) }
 
-func writeConfig(t *testing.T, v any) string {
-	t.Helper()
-	b, ok := v.([]byte)
-	if !ok {
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestBadConfigExits2NamingEveryProblem(t *testing.T) {
-	path := writeConfig(t, []byte(`{"address": "127.0.0.1", "port": "8053", "metron_port": -2, "internal_route_vip_range": "nope"}`))
+	path := configtest.Write(t, "config.json", []byte(`{"address": "127.0.0.1", "port": "8053", "metron_port": -2, "internal_route_vip_range": "nope"}`))
 	p := discoverytest.StartProcess(t, maintest.Command("-c", path))
 	if code := p.Wait(t, 10*time.Second); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
@@ -77,7 +60,7 @@ func TestAddressInUseExits1(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	cfg := discoverytest.AdapterConfig(t, files, "8054")
 	cfg.Port = fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	p := discoverytest.StartProcess(t, maintest.Command("-c", writeConfig(t, cfg)))
+	p := discoverytest.StartProcess(t, maintest.Command("-c", configtest.Write(t, "config.json", cfg)))
 	if code := p.Wait(t, 10*time.Second); code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -89,7 +72,7 @@ func TestAddressInUseExits1(t *testing.T) {
 func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	cfg := discoverytest.AdapterConfig(t, files, "1") // no controller: queries fail, health does not
-	p := discoverytest.StartProcess(t, maintest.Command("-c", writeConfig(t, cfg)))
+	p := discoverytest.StartProcess(t, maintest.Command("-c", configtest.Write(t, "config.json", cfg)))
 	p.WaitForOutput(t, `"message":"bosh-dns-adapter.server-started"`, 20*time.Second)
 
 	base := "http://127.0.0.1:" + cfg.Port

@@ -7,6 +7,7 @@ import (
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
@@ -30,7 +31,7 @@ func TestInvalidPortExits1(t *testing.T) {
 		t.Run(tt.port, func(t *testing.T) {
 			cfg := discoverytest.AdapterConfig(t, files, "8054")
 			cfg.Port = tt.port
-			p := discoverytest.StartProcess(t, maintest.Command("-c", writeConfig(t, cfg)))
+			p := discoverytest.StartProcess(t, maintest.Command("-c", configtest.Write(t, "config.json", cfg)))
 			if code := p.Wait(t, 10*time.Second); code != tt.wantExit {
 				t.Fatalf("exit %d, want %d; stdout:\n%s", code, tt.wantExit, p.Stdout)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
@@ -99,9 +100,7 @@ func newNetworker(t *testing.T) *networker {
 		map[string]any{"type": "fake-plugin", "fake_ip": "10.255.30.5/24", "fake_dns": []string{"169.254.0.53"}, "record": n.record},
 		map[string]any{"type": "fake-plugin", "record": n.record, "chained": true},
 	}}
-	if err := os.WriteFile(filepath.Join(confDir, "garden.conflist"), marshal(t, list), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	configtest.WriteFile(t, filepath.Join(confDir, "garden.conflist"), list)
 	n.cfg = map[string]any{
 		"cni_plugin_dir": plugins(t), "cni_config_dir": confDir, "cni_cache_dir": filepath.Join(n.dir, "cni-cache"),
 		"bind_mount_dir": filepath.Join(n.dir, "container-netns"), "state_file": filepath.Join(n.dir, "state.json"),
@@ -110,9 +109,7 @@ func newNetworker(t *testing.T) *networker {
 		"proxy_port": 15001, "proxy_uid": 0,
 	}
 	n.config = filepath.Join(n.dir, "adapter.json")
-	if err := os.WriteFile(n.config, marshal(t, n.cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	configtest.WriteFile(t, n.config, n.cfg)
 	return n
 }
 
@@ -203,15 +200,6 @@ func mounted(t *testing.T, path string) bool {
 		}
 	}
 	return false
-}
-
-func marshal(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestUpDown(t *testing.T) {

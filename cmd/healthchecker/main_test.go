@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
@@ -24,7 +25,7 @@ func writeConfig(t *testing.T, url, counter string) string {
 	}
 	p, _ := strconv.Atoi(port)
 	path := filepath.Join(t.TempDir(), "healthchecker.yml")
-	maintest.WriteJSON(t, path, map[string]any{
+	configtest.WriteFile(t, path, map[string]any{
 		"component_name": "silk-daemon-healthchecker", "failure_counter_file": counter, "log_level": "debug",
 		"healthcheck_endpoint":      map[string]any{"host": host, "port": p},
 		"healthcheck_poll_interval": "5ms", "start_response_delay_interval": "1ms", "startup_delay_buffer": "1ms",
@@ -75,7 +76,7 @@ func TestHealthyDaemonUntilSIGTERM(t *testing.T) {
 
 func TestBadConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "h.yml")
-	maintest.WriteJSON(t, path, map[string]any{"failure_counter_file": "/x"})
+	configtest.WriteFile(t, path, map[string]any{"failure_counter_file": "/x"})
 	want := "healthchecker: Failed to validate config file: " + path + ", err: Missing component_name\n"
 	if got := maintest.Fails(t, maintest.Command("-c", path), 1); got != want {
 		t.Errorf("stderr %q, want %q", got, want)

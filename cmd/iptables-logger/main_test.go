@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/testsupport/configtest"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
@@ -27,11 +29,9 @@ func TestMain(m *testing.M) { os.Exit(maintest.Run(m, job, main)) }
 
 func runFailing(t *testing.T, cmd *exec.Cmd) string { t.Helper(); return maintest.Fails(t, cmd, 1) }
 
-func writeJSON(t *testing.T, path string, v any) { t.Helper(); maintest.WriteJSON(t, path, v) }
-
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
-	writeJSON(t, path, map[string]any{"host_ip": "nope", "log_timestamp_format": "unix", "log_prefix": "potato-prefix"})
+	configtest.WriteFile(t, path, map[string]any{"host_ip": "nope", "log_timestamp_format": "unix", "log_prefix": "potato-prefix"})
 	stderr := runFailing(t, maintest.Command("-config-file", path))
 	for _, want := range []string{
 		// Upstream has no log_prefix: its config errors always carry the default.
@@ -70,7 +70,7 @@ func newCell(t *testing.T, metron string) cell {
 		kernelLog: filepath.Join(dir, "kern.log"), output: filepath.Join(dir, "iptables.log"),
 		store: filepath.Join(dir, "container-metadata", "store.json"),
 	}
-	writeJSON(t, c.config, map[string]any{
+	configtest.WriteFile(t, c.config, map[string]any{
 		"kernel_log_file": c.kernelLog, "container_metadata_file": c.store, "output_log_file": c.output,
 		"metron_address": metron, "host_ip": "1.2.3.4", "host_guid": "some-guid",
 		"log_timestamp_format": "deprecated",
@@ -83,15 +83,6 @@ func TestMissingKernelLogExits(t *testing.T) {
 	stderr := runFailing(t, maintest.Command("-config-file", c.config))
 	if !strings.Contains(stderr, "cfnetworking.iptables-logger: tail input: stat "+c.kernelLog+": no such file or directory") {
 		t.Errorf("stderr:\n%s", stderr)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
 
@@ -159,7 +150,7 @@ var (
 func waitFor(t *testing.T, c cell, line, want string) {
 	t.Helper()
 	want = canonical(t, want)
-	eventually(t, "output line "+want, func() bool {
+	eventually.True(t, "output line "+want, 10*time.Second, func() bool {
 		for _, l := range outputLines(t, c.output) {
 			if l == want {
 				return true
@@ -202,7 +193,7 @@ func TestLogsPacketsFollowsRotationAndStopsOnSIGTERM(t *testing.T) {
 			<-done
 		}
 	})
-	eventually(t, "started tailing file", func() bool { return strings.Contains(stdout.String(), "started tailing file") })
+	eventually.True(t, "started tailing file", 10*time.Second, func() bool { return strings.Contains(stdout.String(), "started tailing file") })
 	// Upstream's start-up lines, at info, without data.
 	var startup []logtest.Line
 	for _, l := range logtest.ParseJSON(t, stdout.String()) {

@@ -13,6 +13,7 @@ import (
 	"github.com/cloudfoundry/sonde-go/events"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
@@ -20,11 +21,9 @@ func TestMain(m *testing.M) { os.Exit(maintest.Run(m, job, main)) }
 
 func runFailing(t *testing.T, cmd *exec.Cmd) string { t.Helper(); return maintest.Fails(t, cmd, 1) }
 
-func writeJSON(t *testing.T, path string, v any) { t.Helper(); maintest.WriteJSON(t, path, v) }
-
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "netmon.json")
-	writeJSON(t, path, map[string]any{
+	configtest.WriteFile(t, path, map[string]any{
 		"poll_interval": 0, "metron_address": "nope", "log_level": "loud", "log_prefix": "potato-prefix",
 		"telemetry_enabled": true,
 	})
@@ -57,7 +56,7 @@ func writeConfig(t *testing.T, metron, ifname string) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "netmon.json")
-	writeJSON(t, path, map[string]any{
+	configtest.WriteFile(t, path, map[string]any{
 		"poll_interval": 1, "metron_address": metron, "interface_name": ifname,
 		"log_level": "debug", "log_prefix": "cfnetworking",
 		"iptables_lock_file": filepath.Join(dir, "garden-cni", "iptables.lock"),

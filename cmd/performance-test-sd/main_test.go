@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,24 +9,12 @@ import (
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
 	"github.com/netman-release/netman/src/discovery/perftestsd"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "performance-test-sd", main)) }
-
-func writeConfig(t *testing.T, c perftestsd.Config) string {
-	t.Helper()
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func TestExitCodes(t *testing.T) {
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{Monitoring: true})
@@ -40,7 +27,7 @@ func TestExitCodes(t *testing.T) {
 		wantStderr []string
 	}{
 		{
-			name: "bad config", args: []string{"-config", writeConfig(t, perftestsd.Config{NatsURL: "nats"})},
+			name: "bad config", args: []string{"-config", configtest.Write(t, "config.json", perftestsd.Config{NatsURL: "nats"})},
 			wantStderr: []string{"performance-test-sd: invalid config", "nats_port must be a port between 1 and 65535 (got 0)"},
 		},
 		{
@@ -48,7 +35,7 @@ func TestExitCodes(t *testing.T) {
 			wantStderr: []string{"performance-test-sd: reading config"},
 		},
 		{
-			name: "failing run", args: []string{"-config", writeConfig(t, closed)},
+			name: "failing run", args: []string{"-config", configtest.Write(t, "config.json", closed)},
 			wantStderr: []string{"performance-test-sd: FAIL: service-discovery.register subscribers: sample 1: NATS monitoring endpoint",
 				"NATS CPU: sample 1, router.register alone: NATS monitoring endpoint", "connection refused"},
 		},

@@ -15,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/standin/cc"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "policy-server-asg-syncer"
 
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
-	maintest.WriteJSON(t, path, map[string]any{"log_prefix": "cf", "asg_poll_interval_seconds": 0, "database": map[string]any{"type": "sqlite"}})
+	configtest.WriteFile(t, path, map[string]any{"log_prefix": "cf", "asg_poll_interval_seconds": 0, "database": map[string]any{"type": "sqlite"}})
 	stderr := maintest.Fails(t, maintest.Command("-config-file", path), 1)
 	for _, want := range []string{
 		"cf.policy-server-asg-syncer: could not read config file: invalid config:",
@@ -71,7 +72,7 @@ func TestSyncsAndStopsOnSIGTERM(t *testing.T) {
 	u, _ := url.Parse("https://" + public)
 	port, _ := strconv.Atoi(u.Port())
 	path := filepath.Join(dir, "c.json")
-	maintest.WriteJSON(t, path, map[string]any{
+	configtest.WriteFile(t, path, map[string]any{
 		"uuid": "syncer-0", "asg_poll_interval_seconds": 1, "database": dbc,
 		"uaa_client": "network-policy", "uaa_client_secret": "secret", "uaa_url": "https://127.0.0.1", "uaa_port": port,
 		"uaa_ca": files.CAFile, "cc_url": "https://" + public, "cc_ca_cert": files.CAFile,

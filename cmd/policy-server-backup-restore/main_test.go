@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,23 +13,11 @@ import (
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/sqldb"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
-
-func writeConfig(t *testing.T, v any) string {
-	t.Helper()
-	data, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // TestSQLiteRoundTrip runs the command as the bbr-cfnetworkingdb scripts do
 // for netman's sqlite database.
@@ -44,11 +31,11 @@ func TestSQLiteRoundTrip(t *testing.T) {
 	}
 	artifact := filepath.Join(t.TempDir(), "cfnetworking-artifact-file")
 	var stderr bytes.Buffer
-	if code := run(ctx, []string{"--backup", "--config", writeConfig(t, map[string]any{"adapter": "sqlite", "database": src.DatabaseName}), "--artifact-file", artifact}, &stderr); code != 0 {
+	if code := run(ctx, []string{"--backup", "--config", configtest.Write(t, "config.json", map[string]any{"adapter": "sqlite", "database": src.DatabaseName}), "--artifact-file", artifact}, &stderr); code != 0 {
 		t.Fatalf("backup exited %d: %s", code, stderr.String())
 	}
 	dst := dbtest.NewConfig(t, sqldb.TypeSQLite)
-	if code := run(ctx, []string{"--restore", "--config", writeConfig(t, map[string]any{"adapter": "sqlite", "database": dst.DatabaseName}), "--artifact-file", artifact}, &stderr); code != 0 {
+	if code := run(ctx, []string{"--restore", "--config", configtest.Write(t, "config.json", map[string]any{"adapter": "sqlite", "database": dst.DatabaseName}), "--artifact-file", artifact}, &stderr); code != 0 {
 		t.Fatalf("restore exited %d: %s", code, stderr.String())
 	}
 	got, err := storetest.OpenStore(t, dst).All(ctx)
@@ -61,8 +48,8 @@ func TestSQLiteRoundTrip(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	cfg := writeConfig(t, map[string]any{"adapter": "sqlite", "database": filepath.Join(t.TempDir(), "missing.db")})
-	bad := writeConfig(t, map[string]any{"adapter": "oracle", "database": "d"})
+	cfg := configtest.Write(t, "config.json", map[string]any{"adapter": "sqlite", "database": filepath.Join(t.TempDir(), "missing.db")})
+	bad := configtest.Write(t, "config.json", map[string]any{"adapter": "oracle", "database": "d"})
 	cases := []struct {
 		name     string
 		args     []string

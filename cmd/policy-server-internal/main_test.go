@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 
 	"github.com/netman-release/netman/src/testsupport/maintest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "policy-server-internal", main)) }
@@ -53,26 +53,17 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestStartsAndStopsOnSIGTERM(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	dir := t.TempDir()
-	health := freePort(t)
+	health := ports.Free(t, "127.0.0.1")
 	cfg := fmt.Sprintf(`{
 		"log_prefix": "cfnetworking", "listen_host": "127.0.0.1", "internal_listen_port": %d,
 		"debug_server_host": "127.0.0.1", "debug_server_port": %d, "health_check_port": %d,
 		"ca_cert_file": %q, "server_cert_file": %q, "server_key_file": %q,
 		"database": {"type": "sqlite", "database_name": %q, "timeout": 5},
 		"tag_length": 1, "metron_address": "127.0.0.1:3457", "log_level": "debug"}`,
-		freePort(t), freePort(t), health, files.CAFile, files.ServerCert, files.ServerKey, filepath.Join(dir, "policy.db"))
+		ports.Free(t, "127.0.0.1"), ports.Free(t, "127.0.0.1"), health, files.CAFile, files.ServerCert, files.ServerKey, filepath.Join(dir, "policy.db"))
 	path := filepath.Join(dir, "c.json")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

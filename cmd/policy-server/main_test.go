@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 	"github.com/netman-release/netman/src/testsupport/ports"
@@ -33,7 +34,7 @@ func exampleConfig(t *testing.T, change func(map[string]any)) string {
 	}
 	change(c)
 	path := filepath.Join(t.TempDir(), "policy-server.json")
-	maintest.WriteJSON(t, path, c)
+	configtest.WriteFile(t, path, c)
 	return path
 }
 

@@ -5,36 +5,20 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netman-release/netman/src/discovery/discoverytest"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
 
 func TestMain(m *testing.M) { os.Exit(maintest.Run(m, "service-discovery-controller", main)) }
 
-func writeConfig(t *testing.T, v any) string {
-	t.Helper()
-	b, ok := v.([]byte)
-	if !ok {
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
-	path := writeConfig(t, []byte(`{"port": "8054", "metron_port": 3457, "nats": {"hosts": []}}`))
+	path := configtest.Write(t, "config.json", []byte(`{"port": "8054", "metron_port": 3457, "nats": {"hosts": []}}`))
 	p := discoverytest.StartProcess(t, maintest.Command("-c", path))
 	if code := p.Wait(t, 10*time.Second); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
@@ -65,7 +49,7 @@ func TestUnreachableNATSExits2(t *testing.T) {
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{})
 	cfg := discoverytest.ControllerConfig(t, files, n)
 	n.Stop()
-	p := discoverytest.StartProcess(t, maintest.Command("-c", writeConfig(t, cfg)))
+	p := discoverytest.StartProcess(t, maintest.Command("-c", configtest.Write(t, "config.json", cfg)))
 	if code := p.Wait(t, 20*time.Second); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
@@ -78,7 +62,7 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	n := discoverytest.StartNATS(t, discoverytest.NATSConfig{})
 	cfg := discoverytest.ControllerConfig(t, files, n)
-	p := discoverytest.StartProcess(t, maintest.Command("-c", writeConfig(t, cfg)))
+	p := discoverytest.StartProcess(t, maintest.Command("-c", configtest.Write(t, "config.json", cfg)))
 	p.WaitForOutput(t, `"message":"service-discovery-controller.server-started"`, 20*time.Second)
 
 	e, err := discoverytest.NewEmitter(n.URL(), true)

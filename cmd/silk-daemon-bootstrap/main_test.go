@@ -18,6 +18,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/policyserver/store/storetest"
 	"github.com/netman-release/netman/src/silk/bootstrap"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
@@ -60,7 +61,7 @@ func policyServer(t *testing.T, l net.Listener, files *mtlstest.Files) (*store.S
 func writeConfig(t *testing.T, cfg bootstrap.Config) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bootstrap-config.json")
-	maintest.WriteJSON(t, path, cfg)
+	configtest.WriteFile(t, path, cfg)
 	return path
 }
 

@@ -1,13 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/agent/c2c"
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/policy"
 )
 
@@ -34,9 +32,8 @@ import (
 // (no ALPN) and offers no long-poll; there concurrent plain requests take
 // turns on the one connection, as they would on upstream's two pollers.
 type Client struct {
-	base     string
-	http     *http.Client // bounded by client_timeout_seconds
-	longPoll *http.Client // no overall timeout: long-polls bound themselves
+	http     *jsonhttp.Client // bounded by client_timeout_seconds
+	longPoll *jsonhttp.Client // no overall timeout: long-polls bound themselves
 }
 
 // longPollHeader is set on every policies_last_updated answer of a server
@@ -57,11 +54,14 @@ func NewClient(baseURL string, tlsConfig *tls.Config, timeout time.Duration) *Cl
 // closes its connection.
 var http2Health = http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}
 
+// words are upstream's (its json_client's) for a failed call.
+var words = jsonhttp.Words{Read: jsonhttp.Prefix("read body"), Decode: jsonhttp.Prefix("json unmarshal")}
+
 func newClient(baseURL string, tlsConfig *tls.Config, timeout time.Duration, health http.HTTP2Config) *Client {
+	base := strings.TrimRight(baseURL, "/")
 	return &Client{
-		base:     strings.TrimRight(baseURL, "/"),
-		http:     &http.Client{Transport: newTransport(tlsConfig, health), Timeout: timeout},
-		longPoll: &http.Client{Transport: newTransport(tlsConfig, health)},
+		http:     &jsonhttp.Client{HTTP: &http.Client{Transport: newTransport(tlsConfig, health), Timeout: timeout}, Base: base, Words: words},
+		longPoll: &jsonhttp.Client{HTTP: &http.Client{Transport: newTransport(tlsConfig, health)}, Base: base, Words: words},
 	}
 }
 
@@ -86,53 +86,12 @@ func newTransport(tlsConfig *tls.Config, health http.HTTP2Config) *http.Transpor
 
 // CloseIdleConnections closes the client's idle connections.
 func (c *Client) CloseIdleConnections() {
-	c.http.CloseIdleConnections()
-	c.longPoll.CloseIdleConnections()
+	c.http.HTTP.CloseIdleConnections()
+	c.longPoll.HTTP.CloseIdleConnections()
 }
 
-// StatusError is a non-200 answer.
-type StatusError struct {
-	Code int
-	Body string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("http status %d: %s", e.Code, strings.TrimSpace(e.Body))
-}
-
-func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, body any, out any) (http.Header, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return resp.Header, &StatusError{Code: resp.StatusCode, Body: string(data)}
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return resp.Header, fmt.Errorf("json unmarshal: %w", err)
-	}
-	return resp.Header, nil
-}
+// StatusError is a non-2xx answer ("http status <code>: <body>").
+type StatusError = jsonhttp.StatusError
 
 type wirePolicies struct {
 	TotalPolicies *int `json:"total_policies"`
@@ -163,7 +122,7 @@ func (c *Client) Policies(ctx context.Context, ids ...string) ([]c2c.Policy, err
 		path += "?id=" + url.QueryEscape(strings.Join(ids, ","))
 	}
 	var w wirePolicies
-	if _, err := c.do(ctx, c.http, http.MethodGet, path, nil, &w); err != nil {
+	if _, err := c.http.Do(ctx, jsonhttp.Request{Path: path}, &w); err != nil {
 		return nil, err
 	}
 	if w.TotalPolicies == nil {
@@ -219,7 +178,7 @@ func (c *Client) WaitSecurityGroupsLastUpdated(ctx context.Context, since int64,
 }
 
 func (c *Client) readVersion(ctx context.Context, path string) (v int64, longPoll bool, err error) {
-	h, err := c.do(ctx, c.http, http.MethodGet, path, nil, &v)
+	h, err := c.http.Do(ctx, jsonhttp.Request{Path: path}, &v)
 	if err != nil {
 		return 0, false, err
 	}
@@ -232,7 +191,7 @@ func (c *Client) waitVersion(ctx context.Context, path string, since int64, wait
 	q := url.Values{}
 	q.Set("wait", strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
 	q.Set("since", strconv.FormatInt(since, 10))
-	h, err := c.do(ctx, c.longPoll, http.MethodGet, path+"?"+q.Encode(), nil, &v)
+	h, err := c.longPoll.Do(ctx, jsonhttp.Request{Path: path + "?" + q.Encode()}, &v)
 	if err != nil {
 		return 0, false, err
 	}
@@ -250,7 +209,7 @@ func (c *Client) CreateOrGetTag(ctx context.Context, id, groupType string) (stri
 		ID   string `json:"ID"`
 		Type string `json:"Type"`
 	}{id, groupType}
-	if _, err := c.do(ctx, c.http, http.MethodPut, "/networking/v1/internal/tags", body, &out); err != nil {
+	if _, err := c.http.Do(ctx, jsonhttp.Request{Method: http.MethodPut, Path: "/networking/v1/internal/tags", Body: body}, &out); err != nil {
 		return "", err
 	}
 	if out.Tag == "" {
@@ -290,7 +249,7 @@ func (c *Client) SecurityGroups(ctx context.Context, spaceGUIDs []string) ([]pol
 				RunningSpaceGUIDs []string `json:"running_space_guids"`
 			} `json:"security_groups"`
 		}
-		if _, err := c.do(ctx, c.http, http.MethodGet, "/networking/v1/internal/security_groups?"+q, nil, &w); err != nil {
+		if _, err := c.http.Do(ctx, jsonhttp.Request{Path: "/networking/v1/internal/security_groups?" + q}, &w); err != nil {
 			return nil, err
 		}
 		if w.Next == nil {

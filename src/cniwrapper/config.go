@@ -99,7 +99,7 @@ type (
 func LoadConfig(stdin []byte) (*Config, error) {
 	c := &Config{}
 	if err := json.Unmarshal(stdin, c); err != nil {
-		return nil, fmt.Errorf("loading wrapper config: %v", err)
+		return nil, fmt.Errorf("loading wrapper config: %w", err)
 	}
 	switch {
 	case c.Datastore == "":

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // exampleStdin is what libcni hands the first plugin of
@@ -33,18 +35,9 @@ func exampleStdin(t *testing.T) map[string]any {
 	return p
 }
 
-func marshal(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestExampleConflistLoads(t *testing.T) {
 	stdin := exampleStdin(t)
-	cfg, err := LoadConfig(marshal(t, stdin))
+	cfg, err := LoadConfig(configtest.JSON(t, stdin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +122,7 @@ func TestConfigValidationMessages(t *testing.T) {
 			} else {
 				stdin[tc.key] = tc.value
 			}
-			_, err := LoadConfig(marshal(t, stdin))
+			_, err := LoadConfig(configtest.JSON(t, stdin))
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
@@ -143,7 +136,7 @@ func TestConfigValidationMessages(t *testing.T) {
 func TestDelegateGetsDefaultCNIVersion(t *testing.T) {
 	stdin := exampleStdin(t)
 	stdin["delegate"] = map[string]any{"type": "silk-cni"}
-	cfg, err := LoadConfig(marshal(t, stdin))
+	cfg, err := LoadConfig(configtest.JSON(t, stdin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +144,7 @@ func TestDelegateGetsDefaultCNIVersion(t *testing.T) {
 		t.Error(diff)
 	}
 	stdin["delegate"] = map[string]any{"type": "silk-cni", "cniVersion": "0.3.1"}
-	cfg, _ = LoadConfig(marshal(t, stdin))
+	cfg, _ = LoadConfig(configtest.JSON(t, stdin))
 	if cfg.Delegate["cniVersion"] != "0.3.1" {
 		t.Errorf("explicit version overridden: %v", cfg.Delegate)
 	}
@@ -167,7 +160,7 @@ func TestRuntimeKeysParse(t *testing.T) {
 		},
 	}
 	stdin["metadata"] = map[string]any{"container_workload": "app", "policy_group_id": "g"}
-	cfg, err := LoadConfig(marshal(t, stdin))
+	cfg, err := LoadConfig(configtest.JSON(t, stdin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,9 +83,9 @@ func pluginError(err error, stdout, stderr []byte) error {
 	case len(stdout) > 0 && json.Unmarshal(stdout, e) == nil && e.Msg != "":
 		return e
 	case len(stdout) > 0:
-		return fmt.Errorf("netplugin failed but error parsing its diagnostic message %q: %v", stdout, err)
+		return fmt.Errorf("netplugin failed but error parsing its diagnostic message %q: %w", stdout, err)
 	case len(stderr) > 0:
-		return fmt.Errorf("netplugin failed: %q: %v", stderr, err)
+		return fmt.Errorf("netplugin failed: %q: %w", stderr, err)
 	}
-	return fmt.Errorf("netplugin failed with no error message: %v", err)
+	return fmt.Errorf("netplugin failed with no error message: %w", err)
 }

@@ -3,6 +3,7 @@ package cniwrapper
 import (
 	"context"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/testsupport/golden"
 )
 
 // nftAddCases are TestAddGolden's cases.
@@ -81,7 +83,7 @@ func TestAddNFTGolden(t *testing.T) {
 					b.WriteString("# warning: " + w + "\n")
 				}
 			}
-			golden(t, "nft-add-"+tc.name, b.String())
+			golden.Check(t, filepath.Join("testdata", "nft-add-"+tc.name+".golden"), []byte(b.String()))
 		})
 	}
 }
@@ -148,7 +150,7 @@ func TestDelNFT(t *testing.T) {
 			t.Fatalf("DEL (ip %v): %v", ip, err)
 		}
 		if ip.IsValid() {
-			golden(t, "nft-del", "# DEL, one nft transaction after reading the dispatch maps\n"+f.LastTransaction.String())
+			golden.Check(t, filepath.Join("testdata", "nft-del.golden"), []byte("# DEL, one nft transaction after reading the dispatch maps\n"+f.LastTransaction.String()))
 		}
 		if diff := cmp.Diff(want.Ruleset().String(), f.Ruleset().String()); diff != "" {
 			t.Errorf("after DEL (ip %v) (-want +got):\n%s", ip, diff)

@@ -209,7 +209,7 @@ func hostServices(key string, in []string) ([]netip.AddrPort, error) {
 	for _, s := range in {
 		host, port, err := net.SplitHostPort(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v", key, err)
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 1 || p > 65535 {
@@ -283,10 +283,7 @@ func (d *DelPlanner) Filter(cur *iptables.State) (*iptables.Tx, error) {
 
 // NAT removes the PREROUTING jump, netin--H and the masquerade rule.
 func (d *DelPlanner) NAT(cur *iptables.State) (*iptables.Tx, error) {
-	ch := ChainsFor(d.Handle)
-	tx := iptables.NewTx(iptables.NAT)
-	iptables.DeleteJumps(tx, cur, ch.NetIn, "PREROUTING")
-	d.Kept = append(d.Kept, iptables.RemoveChains(tx, cur, ch.NetIn)...)
+	tx := d.removeNetIn(iptables.NAT, cur)
 	if d.IP.IsValid() {
 		exact := rules.Masquerade(d.IP, d.NoMasquerade, d.VTEPName)
 		if iptables.DeleteMatching(tx, cur, "POSTROUTING", func(r iptables.Rule) bool { return r == exact }) == 0 {
@@ -305,11 +302,18 @@ func (d *DelPlanner) NAT(cur *iptables.State) (*iptables.Tx, error) {
 
 // Mangle removes the PREROUTING jump and netin--H.
 func (d *DelPlanner) Mangle(cur *iptables.State) (*iptables.Tx, error) {
-	ch := ChainsFor(d.Handle)
-	tx := iptables.NewTx(iptables.Mangle)
-	iptables.DeleteJumps(tx, cur, ch.NetIn, "PREROUTING")
-	d.Kept = append(d.Kept, iptables.RemoveChains(tx, cur, ch.NetIn)...)
-	return tx, nil
+	return d.removeNetIn(iptables.Mangle, cur), nil
+}
+
+// removeNetIn starts table's transaction with the removal of the
+// PREROUTING jump to netin--H and of the chain (nat and mangle each have
+// one).
+func (d *DelPlanner) removeNetIn(table string, cur *iptables.State) *iptables.Tx {
+	netIn := ChainsFor(d.Handle).NetIn
+	tx := iptables.NewTx(table)
+	iptables.DeleteJumps(tx, cur, netIn, "PREROUTING")
+	d.Kept = append(d.Kept, iptables.RemoveChains(tx, cur, netIn)...)
+	return tx
 }
 
 func ipFromInputJump(cur *iptables.State, input string) netip.Addr {

@@ -1,10 +1,8 @@
 package cniwrapper
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,27 +11,9 @@ import (
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/iptablestest"
+	"github.com/netman-release/netman/src/testsupport/configtest"
+	"github.com/netman-release/netman/src/testsupport/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-golden +got):\n%s", path, diff)
-	}
-}
 
 // baseConfig is the example conflist's plugin config with the optional
 // features off, so each case shows what one feature adds.
@@ -44,7 +24,7 @@ func baseConfig(t *testing.T) *Config {
 	stdin["host_tcp_services"] = []string{}
 	stdin["host_udp_services"] = []string{}
 	stdin["deny_networks"] = map[string]any{}
-	cfg, err := LoadConfig(marshal(t, stdin))
+	cfg, err := LoadConfig(configtest.JSON(t, stdin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +120,7 @@ func TestAddGolden(t *testing.T) {
 			for _, table := range []string{iptables.Filter, iptables.NAT, iptables.Mangle} {
 				b.WriteString(tables.Dump(table))
 			}
-			golden(t, "add-"+tc.name, b.String())
+			golden.Check(t, filepath.Join("testdata", "add-"+tc.name+".golden"), []byte(b.String()))
 		})
 	}
 }
@@ -284,7 +264,7 @@ func TestDelGolden(t *testing.T) {
 		}
 	}
 	b.WriteString("# resulting tables\n" + dumpAll(tables))
-	golden(t, "del", b.String())
+	golden.Check(t, filepath.Join("testdata", "del.golden"), []byte(b.String()))
 }
 
 func dumpAll(t *iptablestest.Tables) string {

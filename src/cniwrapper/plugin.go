@@ -20,6 +20,7 @@ import (
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/netlinkx"
 )
 
 // Delegate runs the delegate plugin (silk-cni).
@@ -287,7 +288,7 @@ func (p *Plugin) force(ctx context.Context, cfg *Config, path string, check func
 func delegateParams(conf map[string]any) ([]byte, string, error) {
 	b, err := json.Marshal(conf)
 	if err != nil {
-		return nil, "", fmt.Errorf("serializing delegate netconf: %v", err)
+		return nil, "", fmt.Errorf("serializing delegate netconf: %w", err)
 	}
 	t, ok := conf["type"].(string)
 	if !ok || t == "" {
@@ -328,7 +329,7 @@ func prepareLockFile(cfg *Config) error {
 // InterfaceNamesForIPs returns, for each IP, the name of the link holding
 // it, in the order given.
 func InterfaceNamesForIPs(ips []string) ([]string, error) {
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := netlinkx.AddrList(netlinkx.Host, nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses: %w", err)
 	}

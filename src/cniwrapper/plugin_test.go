@@ -22,6 +22,7 @@ import (
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/iptablestest"
 	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // fakeDelegate stands in for silk-cni: it hands out one address per
@@ -138,7 +139,7 @@ func newHarness(t *testing.T) *harness {
 }
 
 func (h *harness) args(t *testing.T) *skel.CmdArgs {
-	return &skel.CmdArgs{ContainerID: "container-1", Netns: "/run/netns/x", IfName: "eth0", StdinData: marshal(t, h.stdin)}
+	return &skel.CmdArgs{ContainerID: "container-1", Netns: "/run/netns/x", IfName: "eth0", StdinData: configtest.JSON(t, h.stdin)}
 }
 
 func (h *harness) store() *metadata.Store { return metadata.New(h.stdin["datastore"].(string)) }

@@ -25,6 +25,17 @@ func LoadJSON(path string, v any) error {
 	return nil
 }
 
+// Load reads the config file at path over the defaults already in c and
+// validates the result: what every daemon's LoadConfig does. Errors read
+// "reading config: ...", "parsing config ...: ..." or "invalid config: ...".
+func Load[C interface{ Validate() error }](path string, c C) (C, error) {
+	if err := LoadJSON(path, &c); err != nil {
+		var zero C
+		return zero, err
+	}
+	return c, c.Validate()
+}
+
 // Problems accumulates validation failures keyed by the JSON key at fault.
 type Problems struct {
 	list []string
@@ -83,6 +94,47 @@ func (p *Problems) IPv4(key, value string) {
 	}
 	if a, err := netip.ParseAddr(value); err != nil || !a.Is4() {
 		p.Addf("%s: invalid IPv4 address %q", key, value)
+	}
+}
+
+// Range records key as missing when value is 0, and as invalid when it is
+// outside lo..hi; it reports whether value is in range.
+func (p *Problems) Range(key string, value, lo, hi int) bool {
+	switch {
+	case value == 0 && (lo > 0 || hi < 0):
+		p.Required(key, false)
+	case value < lo || value > hi:
+		p.Addf("%s: must be between %d and %d (got %d)", key, lo, hi, value)
+	default:
+		return true
+	}
+	return false
+}
+
+// Parse records key as missing when value is empty, and parse's error as
+// key's problem otherwise (e.g. Parse(&p, "metron_address", v, metrics.MetronPort)).
+func Parse[T any](p *Problems, key, value string, parse func(string) (T, error)) {
+	if value == "" {
+		p.Required(key, false)
+		return
+	}
+	ParseOptional(p, key, value, parse)
+}
+
+// ParseOptional is Parse for a key that may be left empty.
+func ParseOptional[T any](p *Problems, key, value string, parse func(string) (T, error)) {
+	if value == "" {
+		return
+	}
+	if _, err := parse(value); err != nil {
+		p.Addf("%s: %v", key, err)
+	}
+}
+
+// OptionalFile is ReadableFile for a key that may be left empty.
+func (p *Problems) OptionalFile(key, path string) {
+	if path != "" {
+		p.ReadableFile(key, path)
 	}
 }
 

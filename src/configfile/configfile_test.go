@@ -34,6 +34,22 @@ func TestProblemsCollectEverything(t *testing.T) {
 	p.ReadableFile("cert", readable)
 	p.ReadableFile("key", "")
 	p.Merge("database.", []string{"host: missing required value"})
+	p.OptionalFile("uaa_ca", "")
+	p.OptionalFile("cc_ca_cert", filepath.Join(dir, "missing.crt"))
+	if p.Range("tag_length", 0, 1, 3) || p.Range("vni", 4, 1, 3) || !p.Range("ok_range", 2, 1, 3) {
+		t.Error("Range reports the wrong values in range")
+	}
+	atoi := func(s string) (int, error) {
+		if s != "1" {
+			return 0, errors.New("not one")
+		}
+		return 1, nil
+	}
+	Parse(&p, "metron_address", "", atoi)
+	Parse(&p, "parsed", "2", atoi)
+	Parse(&p, "parsed_ok", "1", atoi)
+	ParseOptional(&p, "log_level", "", atoi)
+	ParseOptional(&p, "optional", "x", atoi)
 
 	want := []string{
 		"listen_host: missing required value",
@@ -48,6 +64,12 @@ func TestProblemsCollectEverything(t *testing.T) {
 		"ca_cert_file: unreadable file " + filepath.Join(dir, "missing.crt") + ": no such file or directory",
 		"key: missing required value",
 		"database.host: missing required value",
+		"cc_ca_cert: unreadable file " + filepath.Join(dir, "missing.crt") + ": no such file or directory",
+		"tag_length: missing required value",
+		"vni: must be between 1 and 3 (got 4)",
+		"metron_address: missing required value",
+		"parsed: not one",
+		"optional: not one",
 	}
 	if diff := cmp.Diff(want, p.List()); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
@@ -96,5 +118,37 @@ func TestLoadJSON(t *testing.T) {
 	}
 	if err := LoadJSON(filepath.Join(dir, "none.json"), &v); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+type loadable struct {
+	Port  int    `json:"port"`
+	Level string `json:"level"`
+}
+
+func (l loadable) Validate() error {
+	var p Problems
+	p.Port("port", l.Port)
+	return p.Err()
+}
+
+// TestLoad: the file is read over the defaults given, then validated.
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(path, []byte(`{"port": 4003}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, loadable{Level: "info"})
+	if err != nil || c != (loadable{Port: 4003, Level: "info"}) {
+		t.Errorf("Load = %+v, %v", c, err)
+	}
+	if err := os.WriteFile(path, []byte(`{"port": 0}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, loadable{}); err == nil || err.Error() != "invalid config: port: must be a port between 1 and 65535 (got 0)" {
+		t.Errorf("invalid file: %v", err)
+	}
+	if c, err := Load(path+".missing", loadable{Level: "info"}); err == nil || c != (loadable{}) {
+		t.Errorf("missing file = %+v, %v; want the zero config and an error", c, err)
 	}
 }

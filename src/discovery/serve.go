@@ -1,15 +1,15 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log"
 	"net"
 	"net/http"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 // ShutdownTimeout bounds how long Serve waits for in-flight requests when
@@ -24,16 +24,9 @@ const ShutdownTimeout = 10 * time.Second
 // bosh-dns-adapter does.
 func Serve(ctx context.Context, logger lager.Logger, l net.Listener, srv *http.Server) error {
 	if srv.ErrorLog == nil {
-		srv.ErrorLog = log.New(logWriter{logger}, "", 0)
+		srv.ErrorLog = lifecycle.ErrorLog(logger)
 	}
-	served := make(chan error, 1)
-	go func() {
-		if srv.TLSConfig != nil {
-			served <- srv.ServeTLS(l, "", "")
-		} else {
-			served <- srv.Serve(l)
-		}
-	}()
+	served := lifecycle.ServeAsync(srv, l)
 	select {
 	case err := <-served:
 		return err
@@ -48,13 +41,4 @@ func Serve(ctx context.Context, logger lager.Logger, l net.Listener, srv *http.S
 		return err
 	}
 	return nil
-}
-
-// logWriter sends net/http's own diagnostics (TLS handshake failures,
-// handler panics) to the structured log.
-type logWriter struct{ logger lager.Logger }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.logger.Info("http-server", lager.Data{"message": string(bytes.TrimSpace(p))})
-	return len(p), nil
 }

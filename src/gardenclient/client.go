@@ -10,11 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"github.com/netman-release/netman/src/jsonhttp"
 )
 
 // Error types Garden's server marshals into an error document's "Type".
@@ -50,7 +52,7 @@ func Unrecoverable(err error) bool {
 
 // Client calls one Garden server. Safe for concurrent use.
 type Client struct {
-	http *http.Client
+	api jsonhttp.Client
 }
 
 // dialTimeout is what Garden's own client allows for a connection.
@@ -61,7 +63,7 @@ const dialTimeout = 2 * time.Second
 // timeout (none when zero).
 func New(network, address string, timeout time.Duration) *Client {
 	d := &net.Dialer{Timeout: dialTimeout}
-	return &Client{http: &http.Client{
+	hc := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -71,7 +73,28 @@ func New(network, address string, timeout time.Duration) *Client {
 			// restarted Garden then never sees a stale one.
 			DisableKeepAlives: true,
 		},
-	}}
+	}
+	return &Client{api: jsonhttp.Client{HTTP: hc, Base: "http://api", Words: words}}
+}
+
+// words are Garden's client's for a failed call; an error answer is
+// Garden's error document.
+var words = jsonhttp.Words{
+	Read: jsonhttp.Prefix("read response"),
+	Decode: func(c jsonhttp.Call, err error) error {
+		path, _, _ := strings.Cut(c.Path, "?")
+		return fmt.Errorf("decode %s: %w", path, err)
+	},
+	Status: func(_ jsonhttp.Call, se *jsonhttp.StatusError) error {
+		var doc struct {
+			Type, Message, Handle string
+		}
+		if err := json.Unmarshal([]byte(se.Body), &doc); err != nil {
+			// Garden's client words it so.
+			return fmt.Errorf("bad response: %w", err)
+		}
+		return &Error{Type: doc.Type, Message: doc.Message, Handle: doc.Handle, Status: se.Code}
+	},
 }
 
 // Ping is GET /ping.
@@ -105,39 +128,10 @@ func (c *Client) Properties(ctx context.Context, handle string) (map[string]stri
 	return out, nil
 }
 
-// maxBody bounds what is read of one answer.
-const maxBody = 64 << 20
-
 func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
-	u := "http://api" + path
 	if len(q) > 0 {
-		u += "?" + q.Encode()
+		path += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return fmt.Errorf("read response: %w", err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var doc struct {
-			Type, Message, Handle string
-		}
-		if err := json.Unmarshal(body, &doc); err != nil {
-			// Garden's client words it so.
-			return fmt.Errorf("bad response: %s", err)
-		}
-		return &Error{Type: doc.Type, Message: doc.Message, Handle: doc.Handle, Status: resp.StatusCode}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
-	}
-	return nil
+	_, err := c.api.Do(ctx, jsonhttp.Request{Path: path}, out)
+	return err
 }

@@ -40,14 +40,14 @@ func LoadNetworkConfig(dir string, warn io.Writer) (*libcni.NetworkConfigList, e
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("error loading config: %s", err)
+		return nil, fmt.Errorf("error loading config: %w", err)
 	}
 	var list *libcni.NetworkConfigList
 	switch {
 	case len(lists) > 0:
 		list, err = libcni.NetworkConfFromFile(lists[0])
 		if err != nil {
-			return nil, fmt.Errorf("unable to load config from %s: %s", lists[0], err)
+			return nil, fmt.Errorf("unable to load config from %s: %w", lists[0], err)
 		}
 	case len(confs) > 0:
 		list, err = confListFromConf(confs[0])
@@ -68,11 +68,11 @@ func LoadNetworkConfig(dir string, warn io.Writer) (*libcni.NetworkConfigList, e
 func confListFromConf(path string) (*libcni.NetworkConfigList, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("unable to load config from %s: error reading %s: %s", path, path, err)
+		return nil, fmt.Errorf("unable to load config from %s: error reading %s: %w", path, path, err)
 	}
 	conf, err := libcni.NetworkPluginConfFromBytes(data)
 	if err != nil {
-		return nil, fmt.Errorf("unable to load config from %s: %s", path, err)
+		return nil, fmt.Errorf("unable to load config from %s: %w", path, err)
 	}
 	var raw map[string]any
 	_ = json.Unmarshal(data, &raw) // parsed above
@@ -83,7 +83,7 @@ func confListFromConf(path string) (*libcni.NetworkConfigList, error) {
 			return list, nil
 		}
 	}
-	return nil, fmt.Errorf("unable to upconvert from conf to conf list %s: %s", path, err)
+	return nil, fmt.Errorf("unable to upconvert from conf to conf list %s: %w", path, err)
 }
 
 // cniLibrary is the part of libcni the controller uses.
@@ -132,13 +132,13 @@ func (c *CNI) Up(ctx context.Context, nsPath, handle string, metadata, runtimeCo
 	for i, p := range c.List.Plugins {
 		injected, err := libcni.InjectConf(p, extra)
 		if err != nil {
-			return nil, fmt.Errorf("adding extra data to CNI config: %s", err)
+			return nil, fmt.Errorf("adding extra data to CNI config: %w", err)
 		}
 		list.Plugins[i] = injected
 	}
 	result, err := c.Lib.AddNetworkList(ctx, &list, runtimeConf(nsPath, handle))
 	if err != nil {
-		return nil, fmt.Errorf("add network list failed: %s", err)
+		return nil, fmt.Errorf("add network list failed: %w", err)
 	}
 	return result, nil
 }
@@ -150,7 +150,7 @@ func (c *CNI) Down(ctx context.Context, nsPath, handle string) error {
 		return nil
 	}
 	if err := c.Lib.DelNetworkList(ctx, c.List, runtimeConf(nsPath, handle)); err != nil {
-		return fmt.Errorf("del network failed: %s", err)
+		return fmt.Errorf("del network failed: %w", err)
 	}
 	return nil
 }

@@ -33,15 +33,15 @@ type Config struct {
 // the first problem wins (Garden shows one line).
 func LoadConfig(path string) (*Config, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("file does not exist: %s", err)
+		return nil, fmt.Errorf("file does not exist: %w", err)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config file: %s", err)
+		return nil, fmt.Errorf("reading config file: %w", err)
 	}
 	c := &Config{}
 	if err := json.Unmarshal(data, c); err != nil {
-		return nil, fmt.Errorf("parsing config (%s): %s", path, err)
+		return nil, fmt.Errorf("parsing config (%s): %w", path, err)
 	}
 	missing := func(key string) error { return fmt.Errorf("missing required config '%s'", key) }
 	switch {

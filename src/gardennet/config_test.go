@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -51,15 +53,6 @@ func validConfig() map[string]any {
 	}
 }
 
-func writeConfig(t *testing.T, cfg map[string]any) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "adapter.json")
-	if err := os.WriteFile(path, marshal(t, cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestLoadConfigRequiredKeys(t *testing.T) {
 	// Upstream's order: the first missing key is the one reported.
 	keys := []string{"cni_plugin_dir", "cni_config_dir", "bind_mount_dir", "state_file", "start_port",
@@ -70,7 +63,7 @@ func TestLoadConfigRequiredKeys(t *testing.T) {
 			for _, k := range keys[i:] {
 				delete(cfg, k)
 			}
-			got, err := LoadConfig(writeConfig(t, cfg))
+			got, err := LoadConfig(configtest.Write(t, "adapter.json", cfg))
 			if err == nil || err.Error() != "missing required config '"+key+"'" {
 				t.Fatalf("got %v", err)
 			}
@@ -87,12 +80,12 @@ func TestLoadConfigRequiredKeys(t *testing.T) {
 	t.Run("zero values count as missing", func(t *testing.T) {
 		cfg := validConfig()
 		cfg["start_port"] = 0
-		if _, err := LoadConfig(writeConfig(t, cfg)); err == nil || err.Error() != "missing required config 'start_port'" {
+		if _, err := LoadConfig(configtest.Write(t, "adapter.json", cfg)); err == nil || err.Error() != "missing required config 'start_port'" {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("proxy_uid 0 is present", func(t *testing.T) {
-		cfg, err := LoadConfig(writeConfig(t, validConfig()))
+		cfg, err := LoadConfig(configtest.Write(t, "adapter.json", validConfig()))
 		if err != nil || cfg.ProxyUID == nil || *cfg.ProxyUID != 0 {
 			t.Fatalf("got %+v, %v", cfg, err)
 		}
@@ -117,7 +110,7 @@ func TestLoadConfigFileErrors(t *testing.T) {
 
 	cfg := validConfig()
 	cfg["start_port"] = -1
-	_, err = LoadConfig(writeConfig(t, cfg))
+	_, err = LoadConfig(configtest.Write(t, "adapter.json", cfg))
 	if err == nil || !strings.Contains(err.Error(), "cannot unmarshal number -1") {
 		t.Errorf("negative port: got %v", err)
 	}

@@ -89,11 +89,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	a, cfg, err := ParseArgs(args, stderr)
 	if err != nil {
-		return cfg, fmt.Errorf("parse args: %s", err)
+		return cfg, fmt.Errorf("parse args: %w", err)
 	}
 	list, err := LoadNetworkConfig(cfg.CniConfigDir, stderr)
 	if err != nil {
-		return cfg, fmt.Errorf("load cni config: %s", err)
+		return cfg, fmt.Errorf("load cni config: %w", err)
 	}
 	return cfg, Handle(ctx, NewManager(cfg, list, stderr), a.Action, a.Handle, stdin, stdout)
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // runMain runs Main in-process.
@@ -23,14 +25,14 @@ func TestMainErrors(t *testing.T) {
 	cfg["cni_plugin_dir"] = dir
 	cfg["bind_mount_dir"] = filepath.Join(dir, "netns")
 	cfg["state_file"] = filepath.Join(dir, "state.json")
-	good := writeConfig(t, cfg)
+	good := configtest.Write(t, "adapter.json", cfg)
 	noPrefix := validConfig()
 	delete(noPrefix, "log_prefix")
 	missingPluginDir := validConfig()
 	delete(missingPluginDir, "cni_plugin_dir")
 	noCNIDir := validConfig()
 	noCNIDir["cni_config_dir"] = filepath.Join(dir, "nope")
-	noCNIDirPath := writeConfig(t, noCNIDir)
+	noCNIDirPath := configtest.Write(t, "adapter.json", noCNIDir)
 
 	for _, tc := range []struct {
 		name   string
@@ -46,9 +48,9 @@ func TestMainErrors(t *testing.T) {
 		{"no configFile", []string{"--action=up", "--handle=h"}, "", "cfnetworking: parse args: missing required flag 'configFile'"},
 		{"missing config file", []string{"--action=up", "--handle=h", "--configFile", filepath.Join(dir, "x.json")}, "",
 			"cfnetworking: parse args: file does not exist: stat " + dir + "/x.json: no such file or directory"},
-		{"missing config key uses the config's prefix", []string{"-action", "up", "-handle", "h", "-configFile", writeConfig(t, missingPluginDir)}, "",
+		{"missing config key uses the config's prefix", []string{"-action", "up", "-handle", "h", "-configFile", configtest.Write(t, "adapter.json", missingPluginDir)}, "",
 			"prefix: parse args: missing required config 'cni_plugin_dir'"},
-		{"missing log_prefix", []string{"--action=up", "--handle=h", "--configFile=" + writeConfig(t, noPrefix)}, "",
+		{"missing log_prefix", []string{"--action=up", "--handle=h", "--configFile=" + configtest.Write(t, "adapter.json", noPrefix)}, "",
 			"cfnetworking: parse args: missing required config 'log_prefix'"},
 		{"extra args", []string{"--action=up", "--handle=h", "--configFile=" + good, "something-else"}, "",
 			"prefix: parse args: unexpected extra args: [something-else]"},
@@ -84,7 +86,7 @@ func TestMainDownWithoutConfigFiles(t *testing.T) {
 	cfg["cni_config_dir"] = dir
 	cfg["bind_mount_dir"] = filepath.Join(dir, "netns")
 	cfg["state_file"] = filepath.Join(dir, "state.json")
-	path := writeConfig(t, cfg)
+	path := configtest.Write(t, "adapter.json", cfg)
 	for range 2 {
 		if code, stdout, stderr := runMain([]string{"--action", "down", "--handle", "h", "--configFile", path}, "null"); code != 0 || stdout != "" || stderr != "" {
 			t.Fatalf("down: %d %q %q", code, stdout, stderr)

@@ -8,19 +8,9 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
-
-func marshal(t testing.TB, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // fakeCNI is a CNI chain that remembers what it was asked for: each ADD
 // records the container until its DEL.

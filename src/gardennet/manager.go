@@ -65,7 +65,7 @@ func (m *Manager) Up(ctx context.Context, handle string, in UpInputs) (*UpOutput
 	}
 	nsPath := filepath.Join(m.BindMountRoot, handle)
 	if err := m.Mounter.Mount(source, nsPath); err != nil {
-		return nil, fmt.Errorf("failed mounting %s to %s: %s", source, nsPath, err)
+		return nil, fmt.Errorf("failed mounting %s to %s: %w", source, nsPath, err)
 	}
 
 	// Every port is taken under one hold of the state file's lock.
@@ -78,7 +78,7 @@ func (m *Manager) Up(ctx context.Context, handle string, in UpInputs) (*UpOutput
 	if want > 0 {
 		got, err := m.Ports.Acquire(ctx, handle, want)
 		if err != nil {
-			return nil, fmt.Errorf("allocating port: %s", err)
+			return nil, fmt.Errorf("allocating port: %w", err)
 		}
 		for i := range in.NetIn {
 			if in.NetIn[i].HostPort == 0 {
@@ -96,17 +96,17 @@ func (m *Manager) Up(ctx context.Context, handle string, in UpInputs) (*UpOutput
 		"netOutRules":  in.NetOut,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cni up failed: %s", err)
+		return nil, fmt.Errorf("cni up failed: %w", err)
 	}
 	if result == nil {
 		return nil, errors.New("cni up failed: no ip allocated")
 	}
 	converted, err := result.GetAsVersion("0.4.0")
 	if err != nil {
-		return nil, fmt.Errorf("cni plugin result version incompatible: %s", err)
+		return nil, fmt.Errorf("cni plugin result version incompatible: %w", err)
 	}
 	if err := m.Proxy.Apply(ctx, nsPath); err != nil {
-		return nil, fmt.Errorf("proxy redirect apply: %s", err)
+		return nil, fmt.Errorf("proxy redirect apply: %w", err)
 	}
 	return outputs(converted.(*types040.Result), mapped, m.SearchDomains)
 }
@@ -152,7 +152,7 @@ func (m *Manager) Down(ctx context.Context, handle string) error {
 	}
 	nsPath := filepath.Join(m.BindMountRoot, handle)
 	if err := m.CNI.Down(ctx, nsPath, handle); err != nil {
-		return fmt.Errorf("cni down: %s", err)
+		return fmt.Errorf("cni down: %w", err)
 	}
 	if err := m.Mounter.Unmount(nsPath); err != nil {
 		fmt.Fprintf(m.Stderr, "removing bind mount %s: %s\n", nsPath, err)

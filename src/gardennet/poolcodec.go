@@ -3,6 +3,8 @@ package gardennet
 import (
 	"encoding/json"
 	"strconv"
+
+	"github.com/netman-release/netman/src/jsonenc"
 )
 
 // The state file is read and rewritten on every up and down, and on a busy
@@ -25,7 +27,7 @@ func appendPool(dst []byte, p *Pool) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, e.handle)
+		dst = jsonenc.AppendString(dst, e.handle)
 		dst = append(dst, ':', '[')
 		for i, port := range e.ports {
 			if i > 0 {
@@ -36,20 +38,6 @@ func appendPool(dst []byte, p *Pool) []byte {
 		dst = append(dst, ']')
 	}
 	return append(dst, "}}"...)
-}
-
-// appendJSONString quotes s as encoding/json does (which also escapes
-// <, > and &); handles are plain ASCII names, so the slow path is rare.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // decodePool parses the state file into p.

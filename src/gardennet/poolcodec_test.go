@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // stdEncode is the on-disk form as encoding/json writes it.
@@ -20,7 +22,7 @@ func stdEncode(t testing.TB, acquired map[uint32]string) []byte {
 	for _, ports := range out.AcquiredPorts {
 		slices.Sort(ports)
 	}
-	return marshal(t, out)
+	return configtest.JSON(t, out)
 }
 
 // grouped is a file's content as handle -> sorted distinct ports, handles

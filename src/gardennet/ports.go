@@ -190,12 +190,12 @@ func (a *PortAllocator) ReleaseAll(ctx context.Context, handle string) error {
 func (a *PortAllocator) update(ctx context.Context, change func(*Pool) (bool, error)) error {
 	unlock, err := filelock.New(a.StateFile).Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("open lock: %s", err)
+		return fmt.Errorf("open lock: %w", err)
 	}
 	defer unlock()
 	f, err := os.OpenFile(a.StateFile, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("open lock: %s", err)
+		return fmt.Errorf("open lock: %w", err)
 	}
 	defer f.Close()
 	var buf bytes.Buffer
@@ -203,13 +203,13 @@ func (a *PortAllocator) update(ctx context.Context, change func(*Pool) (bool, er
 		buf.Grow(int(fi.Size()) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(f); err != nil {
-		return fmt.Errorf("decoding state file: %s", err)
+		return fmt.Errorf("decoding state file: %w", err)
 	}
 	data := buf.Bytes()
 	pool := &Pool{}
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := decodePool(data, pool); err != nil {
-			return fmt.Errorf("decoding state file: %s", err)
+			return fmt.Errorf("decoding state file: %w", err)
 		}
 	}
 	changed, err := change(pool)
@@ -218,10 +218,10 @@ func (a *PortAllocator) update(ctx context.Context, change func(*Pool) (bool, er
 	}
 	out := append(appendPool(data[:0], pool), '\n')
 	if err := f.Truncate(0); err != nil {
-		return fmt.Errorf("encode and overwrite: %s", err)
+		return fmt.Errorf("encode and overwrite: %w", err)
 	}
 	if _, err := f.WriteAt(out, 0); err != nil {
-		return fmt.Errorf("encode and overwrite: %s", err)
+		return fmt.Errorf("encode and overwrite: %w", err)
 	}
 	return nil
 }

@@ -12,11 +12,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 func TestPoolJSON(t *testing.T) {
 	p := NewPool(map[uint32]string{61003: "a", 61000: "a", 61001: "b"})
-	b := marshal(t, p)
+	b := configtest.JSON(t, p)
 	if want := `{"acquired_ports":{"a":[61000,61003],"b":[61001]}}`; string(b) != want {
 		t.Errorf("got %s, want %s", b, want)
 	}
@@ -27,7 +29,7 @@ func TestPoolJSON(t *testing.T) {
 	if diff := cmp.Diff(p.Acquired(), back.Acquired()); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
-	if b := marshal(t, &Pool{}); string(b) != `{"acquired_ports":{}}` {
+	if b := configtest.JSON(t, &Pool{}); string(b) != `{"acquired_ports":{}}` {
 		t.Errorf("empty pool %s", b)
 	}
 }
@@ -168,7 +170,7 @@ func fillState(tb testing.TB, path string, r Range, n int) []byte {
 	for i := range uint32(n) {
 		acquired[r.Start+i] = fmt.Sprintf("container-handle-%08d", i/2)
 	}
-	b := append(marshal(tb, NewPool(acquired)), '\n')
+	b := append(configtest.JSON(tb, NewPool(acquired)), '\n')
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		tb.Fatal(err)
 	}

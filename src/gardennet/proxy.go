@@ -91,7 +91,7 @@ func enterNetNS(nsPath string, fn func() error) error {
 	}
 	defer netNS.Close()
 	if err := netNS.Do(func(ns.NetNS) error { return fn() }); err != nil {
-		return fmt.Errorf("do in container: %s", err)
+		return fmt.Errorf("do in container: %w", err)
 	}
 	return nil
 }

@@ -86,14 +86,14 @@ const (
 func LoadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("Could not read config file: %s, err: %s", path, err)
+		return Config{}, fmt.Errorf("Could not read config file: %s, err: %w", path, err)
 	}
 	var c Config
 	if err := json.Unmarshal(b, &c); err != nil {
-		return Config{}, fmt.Errorf("Could not unmarshal config file: %s, err: %s", path, err)
+		return Config{}, fmt.Errorf("Could not unmarshal config file: %s, err: %w", path, err)
 	}
 	if err := c.validate(); err != nil {
-		return Config{}, fmt.Errorf("Failed to validate config file: %s, err: %s", path, err)
+		return Config{}, fmt.Errorf("Failed to validate config file: %s, err: %w", path, err)
 	}
 	def := func(d *Duration, v time.Duration) {
 		if *d == 0 {

@@ -17,16 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/healthchecker"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
-
-func writeFile(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func TestLoadConfig(t *testing.T) {
 	dir := t.TempDir()
@@ -64,7 +56,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := healthchecker.LoadConfig(writeFile(t, dir, strconv.Itoa(i)+".yml", tc.body))
+			got, err := healthchecker.LoadConfig(configtest.WriteFile(t, filepath.Join(dir, strconv.Itoa(i)+".yml"), tc.body))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -132,7 +124,7 @@ func TestWatchdog(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			counter := filepath.Join(t.TempDir(), "count")
 			if tc.counter != "-" {
-				writeFile(t, filepath.Dir(counter), "count", tc.counter)
+				configtest.WriteFile(t, filepath.Join(filepath.Dir(counter), "count"), tc.counter)
 			}
 			tg := &target{}
 			tg.status.Store(int32(tc.status))
@@ -163,7 +155,7 @@ func TestWatchdog(t *testing.T) {
 // shorter than Retries is forgiven; a signal (ctx) ends the process cleanly.
 func TestWatchdogHealthy(t *testing.T) {
 	counter := filepath.Join(t.TempDir(), "count")
-	writeFile(t, filepath.Dir(counter), "count", "7\n")
+	configtest.WriteFile(t, filepath.Join(filepath.Dir(counter), "count"), "7\n")
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {

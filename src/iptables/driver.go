@@ -96,36 +96,29 @@ func (d *Driver) Binaries() (iptables, restore, save string) {
 // the lock. Each table commits on its own; on failure the error says which
 // input line iptables-restore rejected. Empty transactions are skipped.
 func (d *Driver) Apply(ctx context.Context, txs ...*Tx) error {
+	tables := make([]string, 0, len(txs))
 	for _, t := range txs {
 		if t != nil {
-			if err := validTable(t.table); err != nil {
-				return err
-			}
+			tables = append(tables, t.table)
 		}
+	}
+	if err := validTables(tables); err != nil {
+		return err
 	}
 	payload := Render(txs...)
 	if payload == "" {
 		return nil
 	}
-	unlock, err := d.lock.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return d.restoreLocked(ctx, payload)
+	return d.locked(ctx, nil, func() error { return d.restoreLocked(ctx, payload) })
 }
 
 // Save reads one table under the lock.
-func (d *Driver) Save(ctx context.Context, table string) (*State, error) {
-	if err := validTable(table); err != nil {
-		return nil, err
-	}
-	unlock, err := d.lock.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	return d.saveLocked(ctx, table)
+func (d *Driver) Save(ctx context.Context, table string) (st *State, err error) {
+	err = d.locked(ctx, []string{table}, func() error {
+		st, err = d.saveLocked(ctx, table)
+		return err
+	})
+	return st, err
 }
 
 // PlanFunc computes the changes to a table from its current state. It must
@@ -137,37 +130,23 @@ type PlanFunc func(cur *State) (*Tx, error)
 // between. If iptables-restore rejects the plan (another program changed the
 // table anyway), it reads and plans once more. It returns the state it
 // planned against last.
-func (d *Driver) Update(ctx context.Context, table string, plan PlanFunc) (*State, error) {
-	if err := validTable(table); err != nil {
-		return nil, err
-	}
-	unlock, err := d.lock.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	var cur *State
-	for attempt := 0; ; attempt++ {
-		cur, err = d.saveLocked(ctx, table)
-		if err != nil {
-			return nil, err
-		}
-		tx, err := plan(cur)
-		if err != nil {
-			return cur, err
-		}
-		if tx == nil || tx.Empty() {
-			return cur, nil
-		}
-		if tx.table != table {
-			return cur, fmt.Errorf("iptables: plan for table %s returned a %s transaction", table, tx.table)
-		}
-		err = d.restoreLocked(ctx, tx.String())
-		var re *RestoreError
-		if err == nil || attempt > 0 || !errors.As(err, &re) {
-			return cur, err
-		}
-	}
+func (d *Driver) Update(ctx context.Context, table string, plan PlanFunc) (cur *State, err error) {
+	err = d.locked(ctx, []string{table}, func() error {
+		return replanOnce(func() error {
+			if cur, err = d.saveLocked(ctx, table); err != nil {
+				return err
+			}
+			tx, err := plan(cur)
+			switch {
+			case err != nil || tx == nil || tx.Empty():
+				return err
+			case tx.table != table:
+				return fmt.Errorf("iptables: plan for table %s returned a %s transaction", table, tx.table)
+			}
+			return d.restoreLocked(ctx, tx.String())
+		})
+	})
+	return cur, err
 }
 
 // MultiPlanFunc computes changes to several tables from their current
@@ -179,40 +158,63 @@ type MultiPlanFunc func(cur map[string]*State) ([]*Tx, error)
 // every table, one plan, one iptables-restore (each table still commits on
 // its own). Reading once matters on nf_tables, where iptables-save fetches
 // the whole ruleset whatever -t says.
-func (d *Driver) UpdateTables(ctx context.Context, tables []string, plan MultiPlanFunc) (map[string]*State, error) {
-	for _, t := range tables {
-		if err := validTable(t); err != nil {
-			return nil, err
-		}
+func (d *Driver) UpdateTables(ctx context.Context, tables []string, plan MultiPlanFunc) (cur map[string]*State, err error) {
+	err = d.locked(ctx, tables, func() error {
+		return replanOnce(func() error {
+			out, err := d.saveText(ctx)
+			if err == nil {
+				cur, err = ParseSaveTables(out, tables...)
+			}
+			if err != nil {
+				cur = nil
+				return err
+			}
+			txs, err := plan(cur)
+			if err != nil {
+				return err
+			}
+			payload := Render(txs...)
+			if payload == "" {
+				return nil
+			}
+			return d.restoreLocked(ctx, payload)
+		})
+	})
+	return cur, err
+}
+
+// locked checks the table names, then runs fn holding the lock.
+func (d *Driver) locked(ctx context.Context, tables []string, fn func() error) error {
+	if err := validTables(tables); err != nil {
+		return err
 	}
 	unlock, err := d.lock.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
-	for attempt := 0; ; attempt++ {
-		out, err := d.saveText(ctx)
-		if err != nil {
-			return nil, err
-		}
-		cur, err := ParseSaveTables(out, tables...)
-		if err != nil {
-			return nil, err
-		}
-		txs, err := plan(cur)
-		if err != nil {
-			return cur, err
-		}
-		payload := Render(txs...)
-		if payload == "" {
-			return cur, nil
-		}
-		err = d.restoreLocked(ctx, payload)
-		var re *RestoreError
-		if err == nil || attempt > 0 || !errors.As(err, &re) {
-			return cur, err
+	return fn()
+}
+
+func validTables(tables []string) error {
+	for _, t := range tables {
+		if err := validTable(t); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// replanOnce runs a read-plan-restore attempt, and once more when
+// iptables-restore rejected the plan: another program changed the table
+// after it was read.
+func replanOnce(attempt func() error) error {
+	err := attempt()
+	var re *RestoreError
+	if errors.As(err, &re) {
+		err = attempt()
+	}
+	return err
 }
 
 func (d *Driver) saveText(ctx context.Context, args ...string) (string, error) {

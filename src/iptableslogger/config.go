@@ -2,8 +2,9 @@ package iptableslogger
 
 import (
 	"fmt"
-	"github.com/netman-release/netman/src/metrics"
 	"net/netip"
+
+	"github.com/netman-release/netman/src/metrics"
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
@@ -36,14 +37,10 @@ const (
 // LoadConfig reads and validates a config file. An invalid file names every
 // problem in one error.
 func LoadConfig(path string) (Config, error) {
-	var c Config
 	if path == "" {
-		return c, fmt.Errorf("no -config-file given")
+		return Config{}, fmt.Errorf("no -config-file given")
 	}
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	return configfile.Load(path, Config{})
 }
 
 // Validate checks every key and returns one error listing all problems.
@@ -52,11 +49,7 @@ func (c Config) Validate() error {
 	p.RequiredString("kernel_log_file", c.KernelLogFile)
 	p.RequiredString("container_metadata_file", c.ContainerMetadataFile)
 	p.RequiredString("output_log_file", c.OutputLogFile)
-	if c.MetronAddress == "" {
-		p.Required("metron_address", false)
-	} else if _, err := c.MetronPort(); err != nil {
-		p.Addf("metron_address: %v", err)
-	}
+	configfile.Parse(&p, "metron_address", c.MetronAddress, metrics.MetronPort)
 	if c.HostIP == "" {
 		p.Required("host_ip", false)
 	} else if _, err := netip.ParseAddr(c.HostIP); err != nil {
@@ -66,11 +59,7 @@ func (c Config) Validate() error {
 	if _, err := c.Format(); err != nil {
 		p.Addf("log_timestamp_format: %v", err)
 	}
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	return p.Err()
 }
 

@@ -1,7 +1,6 @@
 package iptableslogger
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/configfile"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // TestExampleConfig keeps config/iptables-logger.json loadable.
@@ -41,21 +41,8 @@ func TestExampleConfig(t *testing.T) {
 	}
 }
 
-func writeConfig(t *testing.T, v any) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "iptables-logger.json")
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestConfigNamesEveryProblem(t *testing.T) {
-	_, err := LoadConfig(writeConfig(t, map[string]any{
+	_, err := LoadConfig(configtest.Write(t, "iptables-logger.json", map[string]any{
 		"metron_address":       "10.0.0.1:3457",
 		"host_ip":              "10.0.0.300",
 		"log_timestamp_format": "unix",

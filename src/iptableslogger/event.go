@@ -3,7 +3,8 @@ package iptableslogger
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/netman-release/netman/src/jsonenc"
 )
 
 // Container is the app behind a packet's container address: the "source"
@@ -83,7 +84,7 @@ func AppendEvent(dst []byte, t time.Time, format TimestampFormat, p Packet, c Co
 func appendMessage(dst []byte, p Packet) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, Source+"."...)
-	dst = appendStringBody(dst, p.Direction)
+	dst = jsonenc.AppendStringBody(dst, p.Direction)
 	if p.Allowed {
 		dst = append(dst, "-allowed"...)
 	} else {
@@ -94,21 +95,21 @@ func appendMessage(dst []byte, p Packet) []byte {
 
 func appendPacket(dst []byte, p Packet) []byte {
 	dst = append(dst, `{"direction":`...)
-	dst = appendString(dst, p.Direction)
+	dst = jsonenc.AppendString(dst, p.Direction)
 	dst = append(dst, `,"allowed":`...)
 	dst = strconv.AppendBool(dst, p.Allowed)
 	dst = append(dst, `,"src_ip":`...)
-	dst = appendString(dst, p.SrcIP)
+	dst = jsonenc.AppendString(dst, p.SrcIP)
 	dst = append(dst, `,"dst_ip":`...)
-	dst = appendString(dst, p.DstIP)
+	dst = jsonenc.AppendString(dst, p.DstIP)
 	dst = append(dst, `,"src_port":`...)
 	dst = strconv.AppendInt(dst, int64(p.SrcPort), 10)
 	dst = append(dst, `,"dst_port":`...)
 	dst = strconv.AppendInt(dst, int64(p.DstPort), 10)
 	dst = append(dst, `,"protocol":`...)
-	dst = appendString(dst, p.Protocol)
+	dst = jsonenc.AppendString(dst, p.Protocol)
 	dst = append(dst, `,"mark":`...)
-	dst = appendString(dst, p.Mark)
+	dst = jsonenc.AppendString(dst, p.Mark)
 	dst = append(dst, `,"icmp_type":`...)
 	dst = strconv.AppendInt(dst, int64(p.ICMPType), 10)
 	dst = append(dst, `,"icmp_code":`...)
@@ -118,89 +119,18 @@ func appendPacket(dst []byte, p Packet) []byte {
 
 func appendContainer(dst []byte, c Container) []byte {
 	dst = append(dst, `{"container_id":`...)
-	dst = appendString(dst, c.ContainerID)
+	dst = jsonenc.AppendString(dst, c.ContainerID)
 	dst = append(dst, `,"app_guid":`...)
-	dst = appendString(dst, c.AppGUID)
+	dst = jsonenc.AppendString(dst, c.AppGUID)
 	dst = append(dst, `,"space_guid":`...)
-	dst = appendString(dst, c.SpaceGUID)
+	dst = jsonenc.AppendString(dst, c.SpaceGUID)
 	dst = append(dst, `,"organization_guid":`...)
-	dst = appendString(dst, c.OrganizationGUID)
+	dst = jsonenc.AppendString(dst, c.OrganizationGUID)
 	dst = append(dst, `,"host_ip":`...)
-	dst = appendString(dst, c.HostIP)
+	dst = jsonenc.AppendString(dst, c.HostIP)
 	dst = append(dst, `,"host_guid":`...)
-	dst = appendString(dst, c.HostGUID)
+	dst = jsonenc.AppendString(dst, c.HostGUID)
 	return append(dst, '}')
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	dst = appendStringBody(dst, s)
-	return append(dst, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// safeASCII marks the ASCII bytes encoding/json writes as they are with
-// HTML escaping on (json.Marshal's default, which lager uses).
-var safeASCII = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = true
-	}
-	for _, c := range `"\<>&` {
-		t[c] = false
-	}
-	return t
-}()
-
-// appendStringBody escapes s as encoding/json does: \" \\ \b \f \n \r \t,
-// other control bytes and < > & as \u00XX, invalid UTF-8 as \ufffd, and
-// U+2028 and U+2029 as \u2028 and \u2029.
-func appendStringBody(dst []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if safeASCII[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	return append(dst, s[start:]...)
 }
 
 // appendRFC3339 is t.AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")

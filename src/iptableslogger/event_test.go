@@ -3,16 +3,14 @@ package iptableslogger
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	"github.com/netman-release/netman/src/testsupport/golden"
+)
 
 // goldenEvents are the kernel lines of the parse tests, with the container
 // each matches (or none), as the output file must show them.
@@ -68,19 +66,7 @@ func TestAppendEventGolden(t *testing.T) {
 				}
 				got = append(got, line...)
 			}
-			path := filepath.Join("testdata", tc.file)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("(-golden +got):\n%s", diff)
-			}
+			golden.Check(t, filepath.Join("testdata", tc.file), got)
 		})
 	}
 }

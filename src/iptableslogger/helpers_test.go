@@ -49,18 +49,6 @@ func (r *recorder) snapshot() ([]string, uint64, int) {
 	return append([]string(nil), r.lines...), r.lost, r.flushes
 }
 
-// eventually polls cond for up to 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // runTailer runs tl in the background until the test ends.
 func runTailer(t *testing.T, tl Tailer, h Handler) (stop func() error) {
 	t.Helper()

@@ -6,9 +6,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 func TestParseKmsg(t *testing.T) {
@@ -93,7 +96,7 @@ func TestKmsgTailer(t *testing.T) {
 	// can come between the first two records, and the EPIPE then hit the
 	// forged record's read, counting one record more as lost).
 	waitLines(t, r, "OK_a SRC=10.255.0.1 DST=10.255.0.2", "OK_sync")
-	eventually(t, "a flush once caught up", func() bool { _, _, f := r.snapshot(); return f > 0 })
+	eventually.True(t, "a flush once caught up", 10*time.Second, func() bool { _, _, f := r.snapshot(); return f > 0 })
 
 	failNext.Store(true)
 	send("4,15,3,-;DENY_b\n SUBSYSTEM=net\n")
@@ -102,7 +105,7 @@ func TestKmsgTailer(t *testing.T) {
 		t.Errorf("lost = %d, want 2 (sequence 13, 14)", lost)
 	}
 	send("garbage\n")
-	eventually(t, "the malformed record counted", func() bool { _, lost, _ := r.snapshot(); return lost == 3 })
+	eventually.True(t, "the malformed record counted", 10*time.Second, func() bool { _, lost, _ := r.snapshot(); return lost == 3 })
 
 	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel = %v", err)

@@ -64,11 +64,8 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 
 	sender := opts.Sender
 	if sender == nil {
-		port, err := cfg.MetronPort()
-		if err != nil {
-			return fmt.Errorf("metron_address: %w", err)
-		}
-		if sender, err = metrics.NewSender(logger, "iptables-logger", port); err != nil {
+		var err error
+		if sender, err = metrics.NewSenderAt(logger, "iptables-logger", cfg.MetronAddress); err != nil {
 			return fmt.Errorf("initializing metrics: %w", err)
 		}
 		defer sender.Close()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -83,7 +84,7 @@ func outputEvents(t *testing.T, path string) []map[string]any {
 func feedUntil(t *testing.T, kernelLog, output, line string, n int) []map[string]any {
 	t.Helper()
 	var events []map[string]any
-	eventually(t, "output events", func() bool {
+	eventually.True(t, "output events", 10*time.Second, func() bool {
 		if events = outputEvents(t, output); len(events) >= n {
 			return true
 		}
@@ -115,7 +116,7 @@ func TestRunLogsPacketsAndFollowsOutputRotation(t *testing.T) {
 	if err := os.Rename(cfg.OutputLogFile, cfg.OutputLogFile+".1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the output file recreated", func() bool {
+	eventually.True(t, "the output file recreated", 10*time.Second, func() bool {
 		_, err := os.Stat(cfg.OutputLogFile)
 		return err == nil
 	})

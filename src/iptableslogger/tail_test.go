@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 const testPoll = 5 * time.Millisecond
@@ -26,7 +28,7 @@ func appendTo(t *testing.T, path, s string) {
 
 func waitLines(t *testing.T, r *recorder, want ...string) {
 	t.Helper()
-	eventually(t, "lines "+strings.Join(want, ","), func() bool {
+	eventually.True(t, "lines "+strings.Join(want, ","), 10*time.Second, func() bool {
 		got, _, _ := r.snapshot()
 		return len(got) >= len(want)
 	})
@@ -62,7 +64,7 @@ func TestFileTailerFollows(t *testing.T) {
 	waitLines(t, r, " still", "one")
 	appendTo(t, path, "o\n")
 	waitLines(t, r, " still", "one", "two")
-	eventually(t, "a flush once caught up", func() bool { _, _, f := r.snapshot(); return f > 0 })
+	eventually.True(t, "a flush once caught up", 10*time.Second, func() bool { _, _, f := r.snapshot(); return f > 0 })
 
 	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel = %v", err)

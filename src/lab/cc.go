@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
+	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/standin/cc"
 )
 
@@ -95,12 +96,15 @@ func (p *Plan) ASGSyncer(cc CloudController) asgsyncer.Config {
 	uaaPort, _ := strconv.Atoi(port)
 	return asgsyncer.Config{
 		UUID: "lab-asg-syncer", ASGPollIntervalSeconds: cc.PollSeconds, RetryDeadlineSeconds: 300,
-		Database: p.PolicyDB, UAAClient: cc.Client, UAAClientSecret: cc.Secret,
-		UAAURL: "https://" + host, UAAPort: uaaPort, UAACA: p.Certs.CA,
-		CCURL: "https://" + cc.Public, CCCA: p.Certs.CA,
+		Database: p.PolicyDB,
+		ClientConfig: auth.ClientConfig{
+			UAAClient: cc.Client, UAAClientSecret: cc.Secret,
+			UAAURL: "https://" + host, UAAPort: uaaPort, UAACA: p.Certs.CA,
+			CCURL: "https://" + cc.Public, CCCA: p.Certs.CA, RequestTimeout: 5,
+		},
 		CCInternalURL: "https://" + cc.Internal, CCInternalCA: p.Certs.CA,
 		CCInternalClientCert: cc.ClientCert, CCInternalClientKey: cc.ClientKey,
-		LogPrefix: logPrefix, LogLevel: logLevel, MetronAddress: metronAddress, RequestTimeout: 5,
+		LogPrefix: logPrefix, LogLevel: logLevel, MetronAddress: metronAddress,
 	}
 }
 

@@ -191,7 +191,7 @@ func (p *Plan) PolicyServer() external.Config {
 	return external.Config{
 		ListenHost: "127.0.0.1", ListenPort: p.Ports.External, LogPrefix: logPrefix, LogLevel: logLevel,
 		DebugServerHost: "127.0.0.1", DebugServerPort: p.Ports.ExternalDebug,
-		AuthTokensFile: p.TokensFile, RequestTimeout: 5, Database: p.PolicyDB, DatabaseMigrationTimeout: 60,
+		AuthTokensFile: p.TokensFile, ClientConfig: auth.ClientConfig{RequestTimeout: 5}, Database: p.PolicyDB, DatabaseMigrationTimeout: 60,
 		TagLength: 2, MetronAddress: metronAddress, CleanupInterval: 3600, MaxPolicies: 150,
 	}
 }

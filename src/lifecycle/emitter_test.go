@@ -14,6 +14,7 @@ import (
 
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 type fakeClock struct {
@@ -59,7 +60,7 @@ func TestMetricsEmitterSendsUptimeAndSources(t *testing.T) {
 	defer stopProcess(t, p)
 
 	reg := sender.Registry()
-	eventually(t, "first round", func() bool {
+	eventually.True(t, "first round", 5*time.Second, func() bool {
 		_, ok := reg.Value("DBQueryDurationMax")
 		return ok
 	})
@@ -86,7 +87,7 @@ func TestMetricsEmitterRepeats(t *testing.T) {
 		return float64(calls.Add(1)), nil
 	}}
 	p := startProcess(t, lifecycle.MetricsEmitter(logger, sender, 5*time.Millisecond, src))
-	eventually(t, "three rounds", func() bool {
+	eventually.True(t, "three rounds", 5*time.Second, func() bool {
 		v, _ := sender.Registry().Value("n")
 		return v.Value >= 3
 	})
@@ -123,7 +124,7 @@ func TestMetricsEmitterSourceDeadline(t *testing.T) {
 	}}
 	p := startProcess(t, lifecycle.MetricsEmitter(logger, sender, 20*time.Millisecond, src))
 	defer stopProcess(t, p)
-	eventually(t, "deadline failure logged", func() bool { return len(sink.find("test.metric-getter")) > 0 })
+	eventually.True(t, "deadline failure logged", 5*time.Second, func() bool { return len(sink.find("test.metric-getter")) > 0 })
 	if l := sink.find("test.metric-getter")[0]; l.Data["error"] != context.DeadlineExceeded.Error() {
 		t.Errorf("log = %+v", l)
 	}

@@ -46,18 +46,6 @@ func newTestLogger() (lager.Logger, *recordingSink) {
 	return logger, sink
 }
 
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // recorder is a shared, ordered event log for fake members.
 type recorder struct {
 	mu     sync.Mutex

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -61,14 +60,7 @@ func (s *httpServer) Run(signals <-chan os.Signal, ready chan<- struct{}) error 
 	}
 	srv := newServer(s.logger, s.handler, s.tlsConfig)
 
-	served := make(chan error, 1)
-	go func() {
-		if srv.TLSConfig != nil {
-			served <- srv.ServeTLS(l, "", "")
-		} else {
-			served <- srv.Serve(l)
-		}
-	}()
+	served := ServeAsync(srv, l)
 	s.logger.Info("listening", lager.Data{"address": l.Addr().String(), "tls": s.tlsConfig != nil})
 	close(ready)
 
@@ -95,7 +87,7 @@ func newServer(logger lager.Logger, h http.Handler, tlsConfig *tls.Config) *http
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		ErrorLog:          log.New(logWriter{logger}, "", 0),
+		ErrorLog:          ErrorLog(logger),
 	}
 	if tlsConfig != nil {
 		srv.TLSConfig = tlsConfig.Clone()

@@ -19,6 +19,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 func listen(t *testing.T) net.Listener {
@@ -173,7 +174,7 @@ func TestHTTPServerTLS(t *testing.T) {
 	if resp, err := http.Get("http://" + l.Addr().String()); err == nil {
 		resp.Body.Close()
 	}
-	eventually(t, "handshake error log", func() bool {
+	eventually.True(t, "handshake error log", 5*time.Second, func() bool {
 		for _, l := range sink.find("test.http-server") {
 			if strings.Contains(l.Data["message"].(string), "TLS handshake error") {
 				return true

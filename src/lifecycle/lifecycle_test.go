@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 type runResult struct{ err error }
@@ -53,13 +54,13 @@ func TestRunContextStartsInOrderAndStopsInReverse(t *testing.T) {
 	done := runAsync(ctx, logger, members(a, b, c)...)
 
 	// b must not start until a is ready.
-	eventually(t, "a to start", func() bool { return rec.has("start a") })
+	eventually.True(t, "a to start", 5*time.Second, func() bool { return rec.has("start a") })
 	time.Sleep(50 * time.Millisecond)
 	if diff := cmp.Diff([]string{"start a"}, rec.get()); diff != "" {
 		t.Fatalf("before a is ready (-want +got):\n%s", diff)
 	}
 	close(a.gate)
-	eventually(t, "c to be ready", func() bool { return rec.has("ready c") })
+	eventually.True(t, "c to be ready", 5*time.Second, func() bool { return rec.has("ready c") })
 	cancel()
 	if err := wait(t, done); err != nil {
 		t.Fatalf("RunContext = %v, want nil on cancellation", err)
@@ -155,7 +156,7 @@ func TestRunContextMemberFailures(t *testing.T) {
 			logger, sink := newTestLogger()
 			done := runAsync(context.Background(), logger, members(a, b, c)...)
 			if trigger != nil {
-				eventually(t, "c to be ready", func() bool { return rec.has("ready c") })
+				eventually.True(t, "c to be ready", 5*time.Second, func() bool { return rec.has("ready c") })
 				trigger()
 			}
 			err := wait(t, done)
@@ -188,7 +189,7 @@ func TestRunContextStopError(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger, _ := newTestLogger()
 	done := runAsync(ctx, logger, members(a, b)...)
-	eventually(t, "b to be ready", func() bool { return rec.has("ready b") })
+	eventually.True(t, "b to be ready", 5*time.Second, func() bool { return rec.has("ready b") })
 	cancel()
 	if err := wait(t, done); err == nil || err.Error() != "b: drain failed" {
 		t.Errorf("RunContext = %v, want the shutdown error", err)
@@ -203,7 +204,7 @@ func TestRunContextCancelledDuringStartup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger, _ := newTestLogger()
 	done := runAsync(ctx, logger, members(a, b, c)...)
-	eventually(t, "b to start", func() bool { return rec.has("start b") })
+	eventually.True(t, "b to start", 5*time.Second, func() bool { return rec.has("start b") })
 	cancel()
 	if err := wait(t, done); err != nil {
 		t.Fatalf("RunContext = %v, want nil", err)
@@ -267,7 +268,7 @@ func TestSignalContextStopsRunContextOnSIGTERM(t *testing.T) {
 	}()
 	// SignalContext has registered for signals, so SIGTERM is caught rather
 	// than killing the test binary.
-	eventually(t, "server to serve", func() bool {
+	eventually.True(t, "server to serve", 5*time.Second, func() bool {
 		resp, err := http.Get("http://" + l.Addr().String())
 		if err != nil {
 			return false
@@ -301,13 +302,13 @@ func TestOnReadyRunsOnceEveryEarlierMemberIsReady(t *testing.T) {
 	ms := append(members(a, b), lifecycle.Member{Name: "running", Runner: lifecycle.OnReady(func() { rec.add("running") })})
 	done := runAsync(ctx, logger, ms...)
 
-	eventually(t, "a to start", func() bool { return rec.has("start a") })
+	eventually.True(t, "a to start", 5*time.Second, func() bool { return rec.has("start a") })
 	time.Sleep(30 * time.Millisecond)
 	if rec.has("running") {
 		t.Fatal("OnReady ran before a was ready")
 	}
 	close(a.gate)
-	eventually(t, "running", func() bool { return rec.has("running") })
+	eventually.True(t, "running", 5*time.Second, func() bool { return rec.has("running") })
 	cancel()
 	if err := wait(t, done); err != nil {
 		t.Fatalf("RunContext = %v, want nil: OnReady stops cleanly", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/maintest"
 )
@@ -98,7 +99,7 @@ func runHelper(t *testing.T, variant string, cfg *helperConfig) (result, string)
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "helper.json")
 	if cfg != nil {
-		maintest.WriteJSON(t, path, cfg)
+		configtest.WriteFile(t, path, cfg)
 	}
 	cmd := helperCommand(variant, path)
 	var stdout, stderr maintest.Buffer
@@ -209,7 +210,7 @@ func TestMainFailures(t *testing.T) {
 func startHelper(t *testing.T, variant string, cfg helperConfig) *maintest.Process {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "helper.json")
-	maintest.WriteJSON(t, path, cfg)
+	configtest.WriteFile(t, path, cfg)
 	p := maintest.Start(t, helperCommand(variant, path))
 	p.Until(t, "running", 10*time.Second, func() bool { return strings.Contains(p.Out.String(), `.helper.running"`) })
 	return p
@@ -233,7 +234,7 @@ func TestMainSecondSignalEndsAStuckStop(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "helper.json")
-			maintest.WriteJSON(t, path, helperConfig{Stop: "hang"})
+			configtest.WriteFile(t, path, helperConfig{Stop: "hang"})
 			cmd := helperCommand("", path)
 			var out maintest.Buffer
 			cmd.Stdout = &out

@@ -13,6 +13,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/lifecycle"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 )
 
 func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
@@ -22,7 +23,7 @@ func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
 
 	// Long interval: only the immediate call can happen.
 	p := startProcess(t, lifecycle.Poller(logger, "slow", time.Hour, 0, fn))
-	eventually(t, "first cycle", func() bool { return calls.Load() == 1 })
+	eventually.True(t, "first cycle", 5*time.Second, func() bool { return calls.Load() == 1 })
 	time.Sleep(30 * time.Millisecond)
 	if n := calls.Load(); n != 1 {
 		t.Errorf("cycles with a 1h interval = %d, want 1", n)
@@ -33,7 +34,7 @@ func TestPollerRunsImmediatelyThenEveryInterval(t *testing.T) {
 
 	calls.Store(0)
 	p = startProcess(t, lifecycle.Poller(logger, "fast", 5*time.Millisecond, 5*time.Millisecond, fn))
-	eventually(t, "several cycles", func() bool { return calls.Load() >= 3 })
+	eventually.True(t, "several cycles", 5*time.Second, func() bool { return calls.Load() >= 3 })
 	if err := stopProcess(t, p); err != nil {
 		t.Errorf("exit = %v", err)
 	}
@@ -57,16 +58,16 @@ func TestPollerKick(t *testing.T) {
 		}
 	}
 	p := startProcess(t, lifecycle.PollerWith(logger, "kicked", time.Hour, lifecycle.PollOptions{Kick: kick}, fn))
-	eventually(t, "first cycle", func() bool { return calls.Load() == 1 })
+	eventually.True(t, "first cycle", 5*time.Second, func() bool { return calls.Load() == 1 })
 	send()
-	eventually(t, "kicked cycle", func() bool { return calls.Load() == 2 })
+	eventually.True(t, "kicked cycle", 5*time.Second, func() bool { return calls.Load() == 2 })
 	// Kicks while a call runs fold into one more call.
 	send()
-	eventually(t, "third cycle running", func() bool { return calls.Load() == 3 })
+	eventually.True(t, "third cycle running", 5*time.Second, func() bool { return calls.Load() == 3 })
 	send()
 	send()
 	close(gate)
-	eventually(t, "one cycle for the kicks during the last", func() bool { return calls.Load() == 4 })
+	eventually.True(t, "one cycle for the kicks during the last", 5*time.Second, func() bool { return calls.Load() == 4 })
 	time.Sleep(30 * time.Millisecond)
 	if n := calls.Load(); n != 4 {
 		t.Errorf("cycles = %d, want 4 (the 1h interval never passed)", n)
@@ -93,7 +94,7 @@ func TestPollerRetryBackoff(t *testing.T) {
 		return errors.New("server down")
 	}
 	p := startProcess(t, lifecycle.PollerWith(logger, "retrying", interval, lifecycle.PollOptions{RetryMin: retryMin}, fn))
-	eventually(t, "nine calls", func() bool { mu.Lock(); defer mu.Unlock(); return len(at) >= 9 })
+	eventually.True(t, "nine calls", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(at) >= 9 })
 	if err := stopProcess(t, p); err != nil {
 		t.Errorf("exit = %v", err)
 	}
@@ -160,7 +161,7 @@ func TestPollerErrors(t *testing.T) {
 				return
 			}
 
-			eventually(t, "polling to continue", func() bool { return calls.Load() >= 3 })
+			eventually.True(t, "polling to continue", 5*time.Second, func() bool { return calls.Load() >= 3 })
 			if err := stopProcess(t, p); err != nil {
 				t.Errorf("exit = %v", err)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/netman-release/netman/src/locket"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -90,17 +91,6 @@ func (w *worker) work(ctx context.Context) error {
 	return nil
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestHoldOneAtATime: two syncers race for the lock; one works, the other
 // waits; when the holder stops, the other takes over; when locket loses the
 // holder's lock (expired elsewhere, taken by the other), the holder's work
@@ -121,7 +111,7 @@ func TestHoldOneAtATime(t *testing.T) {
 	}
 	wg.Add(2)
 	go hold(ctxA, "a")
-	waitFor(t, "a to hold the lock", func() bool { return srv.Holder(key) == "a" && w.runs.Load() == 1 })
+	eventually.True(t, "a to hold the lock", 10*time.Second, func() bool { return srv.Holder(key) == "a" && w.runs.Load() == 1 })
 	go hold(ctxB, "b")
 	time.Sleep(200 * time.Millisecond) // b retries ~10 times meanwhile
 	if w.runs.Load() != 1 || srv.Holder(key) != "a" {
@@ -129,12 +119,12 @@ func TestHoldOneAtATime(t *testing.T) {
 	}
 
 	stopA() // a releases on the way out; b takes over
-	waitFor(t, "b to take over", func() bool { return srv.Holder(key) == "b" && w.runs.Load() == 2 })
+	eventually.True(t, "b to take over", 10*time.Second, func() bool { return srv.Holder(key) == "b" && w.runs.Load() == 2 })
 
 	// b's lock expired unnoticed and a third owner took it: b's next
 	// refresh collides, and b's work is cancelled at once.
 	srv.Reassign(key, "c", time.Minute)
-	waitFor(t, "b to stop working", func() bool { return w.cancelled.Load() == 2 })
+	eventually.True(t, "b to stop working", 10*time.Second, func() bool { return w.cancelled.Load() == 2 })
 	stopB()
 	wg.Wait()
 	if m := w.maxActive.Load(); m != 1 {
@@ -151,9 +141,9 @@ func TestHoldLocketDown(t *testing.T) {
 	done := make(chan error, 1)
 	lease := locket.NewLease(client(t, srv, files), key, "a", 15)
 	go func() { done <- locket.Hold(ctx, logtest.New(t), lease, 20*time.Millisecond, w.work) }()
-	waitFor(t, "a to work", func() bool { return w.runs.Load() == 1 })
+	eventually.True(t, "a to work", 10*time.Second, func() bool { return w.runs.Load() == 1 })
 	srv.Stop()
-	waitFor(t, "work to be cancelled", func() bool { return w.cancelled.Load() == 1 })
+	eventually.True(t, "work to be cancelled", 10*time.Second, func() bool { return w.cancelled.Load() == 1 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -1,8 +1,11 @@
 package metrics
 
 import (
+	"fmt"
 	"net"
 	"strconv"
+
+	"code.cloudfoundry.org/lager/v3"
 )
 
 // MetronPort is the port of a metron_address config value. netman's Sender
@@ -21,4 +24,14 @@ func MetronPort(address string) (int, error) {
 		return 0, &net.AddrError{Err: "invalid port", Addr: address}
 	}
 	return port, nil
+}
+
+// NewSenderAt is NewSender for the daemons configured with a metron_address
+// ("127.0.0.1:3457") rather than a metron_port.
+func NewSenderAt(logger lager.Logger, origin, metronAddress string) (*Sender, error) {
+	port, err := MetronPort(metronAddress)
+	if err != nil {
+		return nil, fmt.Errorf("metron_address: %w", err)
+	}
+	return NewSender(logger, origin, port)
 }

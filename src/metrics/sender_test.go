@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -323,5 +324,16 @@ func TestSenderEmitsAppLogs(t *testing.T) {
 	}
 	if _, ok := s.Registry().Value("Security group rules were updated"); ok {
 		t.Error("app logs must not reach the metrics registry")
+	}
+}
+
+func TestNewSenderAt(t *testing.T) {
+	s, err := metrics.NewSenderAt(lager.NewLogger("test"), "policy-server", "127.0.0.1:3457")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := metrics.NewSenderAt(lager.NewLogger("test"), "policy-server", "10.0.0.1:3457"); err == nil || !strings.HasPrefix(err.Error(), "metron_address: ") {
+		t.Errorf("a metron address off loopback = %v, want a metron_address error", err)
 	}
 }

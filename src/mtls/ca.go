@@ -122,11 +122,7 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 
 func parseCA(certIn, keyIn input) (*CA, error) {
 	certName, keyName := certIn.name("CA certificate"), keyIn.name("CA key")
-	certPEM, err := certIn.read()
-	if err != nil {
-		return nil, fmt.Errorf("load CA %s: %w", certName, err)
-	}
-	certs, err := parseCertificates(certPEM, certIn.noun("CA certificate"))
+	_, certs, err := readParsed(certIn, "CA certificate", parseCertificates)
 	if err != nil {
 		return nil, fmt.Errorf("load CA %s: %w", certName, err)
 	}
@@ -137,11 +133,7 @@ func parseCA(certIn, keyIn input) (*CA, error) {
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("load CA %s: certificate %q is not a CA (needs basic constraints CA:true and keyCertSign)", certName, cert.Subject.CommonName)
 	}
-	keyPEM, err := keyIn.read()
-	if err != nil {
-		return nil, fmt.Errorf("load CA %s: %w", keyName, err)
-	}
-	key, err := parsePrivateKey(keyPEM, keyIn.noun("CA key"))
+	keyPEM, key, err := readParsed(keyIn, "CA key", parsePrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("load CA %s: %w", keyName, err)
 	}

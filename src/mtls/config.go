@@ -62,55 +62,37 @@ func WithoutClientAuth() Option {
 // policy-server-internal use: certificate and key from files, client certificates required and verified
 // against caFile, TLS 1.2 to 1.3, and TLS 1.2 restricted to TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256.
 func ServerConfig(certFile, keyFile, caFile string, opts ...Option) (*tls.Config, error) {
-	o, err := resolve(opts)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := loadKeyPair("server", fileInput(certFile), fileInput(keyFile))
-	if err != nil {
-		return nil, err
-	}
-	return serverConfig(cert, fileInput(caFile), o)
+	return build("server", fileInput(certFile), fileInput(keyFile), fileInput(caFile), opts, serverConfig)
 }
 
 // ServerConfigFromPEM is ServerConfig with the certificate, key and CA given as PEM bytes.
 func ServerConfigFromPEM(certPEM, keyPEM, caPEM []byte, opts ...Option) (*tls.Config, error) {
-	o, err := resolve(opts)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := loadKeyPair("server", pemInput(certPEM), pemInput(keyPEM))
-	if err != nil {
-		return nil, err
-	}
-	return serverConfig(cert, pemInput(caPEM), o)
+	return build("server", pemInput(certPEM), pemInput(keyPEM), pemInput(caPEM), opts, serverConfig)
 }
 
 // ClientConfig returns the mutual-TLS client configuration of silk-daemon and vxlan-policy-agent: client
 // certificate and key from files, server verified against caFile (RootCAs), TLS 1.2 to 1.3.
 func ClientConfig(certFile, keyFile, caFile string, opts ...Option) (*tls.Config, error) {
-	o, err := resolve(opts)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := loadKeyPair("client", fileInput(certFile), fileInput(keyFile))
-	if err != nil {
-		return nil, err
-	}
-	return clientConfig(cert, fileInput(caFile), o)
+	return build("client", fileInput(certFile), fileInput(keyFile), fileInput(caFile), opts, clientConfig)
 }
 
 // ClientConfigFromPEM is ClientConfig with the certificate, key and CA given as PEM bytes.
 func ClientConfigFromPEM(certPEM, keyPEM, caPEM []byte, opts ...Option) (*tls.Config, error) {
+	return build("client", pemInput(certPEM), pemInput(keyPEM), pemInput(caPEM), opts, clientConfig)
+}
+
+// build loads the key pair and hands it to finish (serverConfig or
+// clientConfig) with the CA and the options.
+func build(role string, cert, key, ca input, opts []Option, finish func(tls.Certificate, input, options) (*tls.Config, error)) (*tls.Config, error) {
 	o, err := resolve(opts)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := loadKeyPair("client", pemInput(certPEM), pemInput(keyPEM))
+	pair, err := loadKeyPair(role, cert, key)
 	if err != nil {
 		return nil, err
 	}
-	return clientConfig(cert, pemInput(caPEM), o)
+	return finish(pair, ca, o)
 }
 
 func resolve(opts []Option) (options, error) {

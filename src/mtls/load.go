@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"strings"
 )
@@ -68,21 +69,25 @@ func (in input) read() ([]byte, error) {
 	return data, nil
 }
 
+// readParsed reads in and parses it, naming it as a what ("no certificates
+// found in certificate file").
+func readParsed[T any](in input, what string, parse func([]byte, string) (T, error)) ([]byte, T, error) {
+	data, err := in.read()
+	if err != nil {
+		var zero T
+		return nil, zero, err
+	}
+	v, err := parse(data, in.noun(what))
+	return data, v, err
+}
+
 func loadKeyPair(role string, certIn, keyIn input) (tls.Certificate, error) {
 	certName, keyName := certIn.name("certificate"), keyIn.name("key")
-	certPEM, err := certIn.read()
+	certPEM, certs, err := readParsed(certIn, "certificate", parseCertificates)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, certName, err)
 	}
-	certs, err := parseCertificates(certPEM, certIn.noun("certificate"))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, certName, err)
-	}
-	keyPEM, err := keyIn.read()
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, keyName, err)
-	}
-	key, err := parsePrivateKey(keyPEM, keyIn.noun("key"))
+	keyPEM, key, err := readParsed(keyIn, "key", parsePrivateKey)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("load %s key pair %s: %w", role, keyName, err)
 	}
@@ -98,11 +103,7 @@ func loadKeyPair(role string, certIn, keyIn input) (tls.Certificate, error) {
 }
 
 func loadPool(in input) (*x509.CertPool, error) {
-	data, err := in.read()
-	if err != nil {
-		return nil, fmt.Errorf("load CA %s: %w", in.name("CA"), err)
-	}
-	certs, err := parseCertificates(data, in.noun("CA"))
+	_, certs, err := readParsed(in, "CA", parseCertificates)
 	if err != nil {
 		return nil, fmt.Errorf("load CA %s: %w", in.name("CA"), err)
 	}
@@ -118,12 +119,7 @@ func loadPool(in input) (*x509.CertPool, error) {
 func parseCertificates(data []byte, noun string) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	var others []string
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
+	for block := range pemBlocks(data) {
 		if block.Type != "CERTIFICATE" {
 			others = append(others, block.Type)
 			continue
@@ -143,12 +139,7 @@ func parseCertificates(data []byte, noun string) ([]*x509.Certificate, error) {
 // parsePrivateKey returns the first private key in data, in any of the encodings tls.X509KeyPair accepts.
 func parsePrivateKey(data []byte, noun string) (crypto.Signer, error) {
 	var others []string
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
+	for block := range pemBlocks(data) {
 		var key any
 		var err error
 		switch {
@@ -174,6 +165,18 @@ func parsePrivateKey(data []byte, noun string) (crypto.Signer, error) {
 		return signer, nil
 	}
 	return nil, absent("no private key found in "+noun, data, others)
+}
+
+// pemBlocks yields the PEM blocks of data in order.
+func pemBlocks(data []byte) iter.Seq[*pem.Block] {
+	return func(yield func(*pem.Block) bool) {
+		for rest := data; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil || !yield(block) {
+				return
+			}
+		}
+	}
 }
 
 func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {

@@ -2,9 +2,10 @@ package netmon
 
 import (
 	"fmt"
-	"github.com/netman-release/netman/src/metrics"
 	"os"
 	"time"
+
+	"github.com/netman-release/netman/src/metrics"
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/iptables"
@@ -41,11 +42,7 @@ func LoadConfig(path string) (Config, error) {
 	if _, err := os.Stat(path); err != nil {
 		return Config{}, fmt.Errorf("file does not exist: %w", err)
 	}
-	var c Config
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	return configfile.Load(path, Config{})
 }
 
 // Validate checks every key and returns one error listing all problems.
@@ -54,17 +51,9 @@ func LoadConfig(path string) (Config, error) {
 func (c Config) Validate() error {
 	var p configfile.Problems
 	p.Min("poll_interval", c.PollInterval, 1)
-	if c.MetronAddress == "" {
-		p.Required("metron_address", false)
-	} else if _, err := c.MetronPort(); err != nil {
-		p.Addf("metron_address: %v", err)
-	}
+	configfile.Parse(&p, "metron_address", c.MetronAddress, metrics.MetronPort)
 	p.RequiredString("interface_name", c.InterfaceName)
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	p.RequiredString("log_prefix", c.LogPrefix)
 	p.RequiredString("iptables_lock_file", c.IPTablesLockFile)
 	if c.TelemetryEnabled && c.TelemetryInterval <= 0 {

@@ -1,7 +1,6 @@
 package netmon
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/configfile"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // TestExampleConfig keeps config/netmon.json loadable.
@@ -40,21 +40,8 @@ func TestExampleConfig(t *testing.T) {
 	}
 }
 
-func writeConfig(t *testing.T, v any) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "netmon.json")
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestConfigNamesEveryProblem(t *testing.T) {
-	_, err := LoadConfig(writeConfig(t, map[string]any{
+	_, err := LoadConfig(configtest.Write(t, "netmon.json", map[string]any{
 		"poll_interval":      0,
 		"metron_address":     "10.0.0.1:3457",
 		"log_level":          "loud",
@@ -100,7 +87,7 @@ func TestConfigValid(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := base()
 			edit(m)
-			if _, err := LoadConfig(writeConfig(t, m)); err != nil {
+			if _, err := LoadConfig(configtest.Write(t, "netmon.json", m)); err != nil {
 				t.Error(err)
 			}
 		})

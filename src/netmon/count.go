@@ -3,7 +3,6 @@ package netmon
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/netlinkx"
 )
 
 // RuleCounter counts the cell's iptables rules.
@@ -60,13 +60,15 @@ func CountState(s *iptables.State) int {
 }
 
 // CountInterfaces is the number of network interfaces in the calling
-// thread's network namespace, as upstream (net.Interfaces).
+// thread's network namespace: the links upstream counts with net.Interfaces,
+// read with one link dump that is repeated when the kernel interrupts it
+// (net.Interfaces takes an interrupted dump as complete).
 func CountInterfaces() (int, error) {
-	ifs, err := net.Interfaces()
+	links, err := netlinkx.LinkList(netlinkx.Host)
 	if err != nil {
 		return 0, err
 	}
-	return len(ifs), nil
+	return len(links), nil
 }
 
 // DefaultSysClassNet is where the kernel publishes interface counters.

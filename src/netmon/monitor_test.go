@@ -21,6 +21,7 @@ import (
 
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -361,7 +362,7 @@ func TestRunReportsAndWritesTelemetry(t *testing.T) {
 		})
 	}()
 	var line logLine
-	eventually(t, "a telemetry line", func() bool {
+	eventually.True(t, "a telemetry line", 10*time.Second, func() bool {
 		b, err := os.ReadFile(teleLog)
 		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
 			return false
@@ -418,15 +419,6 @@ func TestRunFailsWithoutIPTables(t *testing.T) {
 	err := Run(context.Background(), logtest.New(t), cfg, Options{Sender: registrySender(t)})
 	if err == nil || !strings.Contains(err.Error(), `finding iptables: exec: "iptables-save": executable file not found`) {
 		t.Errorf("err = %v", err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
 

@@ -2,6 +2,8 @@ package netmon
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,5 +60,30 @@ func TestIPTablesRulesPrivileged(t *testing.T) {
 				t.Errorf("count = %d, iptables -S lines = %d, want 11", got, want)
 			}
 		})
+	}
+}
+
+// TestCountInterfacesPrivileged counts a fresh namespace's links as
+// net.Interfaces (upstream's count) does.
+func TestCountInterfacesPrivileged(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "nmon")
+	ns.Run(t, "ip", "link", "add", "nmon0", "type", "veth", "peer", "name", "nmon1")
+	err := ns.Do(func() error {
+		n, err := CountInterfaces()
+		if err != nil {
+			return err
+		}
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		if n != 3 || n != len(ifs) {
+			return fmt.Errorf("CountInterfaces = %d, net.Interfaces = %d, want 3 (lo and a veth pair)", n, len(ifs))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -73,11 +73,8 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 
 	sender := opts.Sender
 	if sender == nil {
-		port, err := cfg.MetronPort()
-		if err != nil {
-			return fmt.Errorf("metron_address: %w", err)
-		}
-		if sender, err = metrics.NewSender(logger, Origin, port); err != nil {
+		var err error
+		if sender, err = metrics.NewSenderAt(logger, Origin, cfg.MetronAddress); err != nil {
 			return fmt.Errorf("initializing metrics: %w", err)
 		}
 		defer sender.Close()

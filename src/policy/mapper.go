@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/netman-release/netman/src/jsonenc"
 )
 
 // MaxPort is the highest TCP/UDP port.
@@ -61,34 +63,22 @@ func MapV1(body []byte) ([]storePolicy, error) {
 	}
 
 	var payload PoliciesPayload
-	if err := json.Unmarshal(body, &payload); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnmarshal, err)
-	}
-	if len(payload.Policies) == 0 {
-		return nil, invalid("missing policies")
-	}
-	out := make([]storePolicy, len(payload.Policies))
-	for i, p := range payload.Policies {
+	return mapEach(body, &payload, &payload.Policies, func(p Policy) (storePolicy, error) {
 		d := p.Destination
-		if err := validateCommon(p.Source.ID, d.ID, d.Protocol); err != nil {
-			return nil, err
-		}
+		var ports error
 		switch {
 		case d.Ports.Start > d.Ports.End:
-			return nil, invalid("invalid port range %d-%d, start must be less than or equal to end", d.Ports.Start, d.Ports.End)
+			ports = invalid("invalid port range %d-%d, start must be less than or equal to end", d.Ports.Start, d.Ports.End)
 		case d.Ports.Start < 0:
-			return nil, invalid("invalid start port %d, must be in range 1-65535", d.Ports.Start)
+			ports = invalid("invalid start port %d, must be in range 1-65535", d.Ports.Start)
 		case d.Ports.Start == 0:
-			return nil, invalid("missing start port")
+			ports = invalid("missing start port")
 		case d.Ports.End > MaxPort:
-			return nil, invalid("invalid end port %d, must be in range 1-65535", d.Ports.End)
+			ports = invalid("invalid end port %d, must be in range 1-65535", d.Ports.End)
 		}
-		if p.Source.Tag != "" || d.Tag != "" {
-			return nil, invalid("tags may not be specified")
-		}
-		out[i] = NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Ports.Start, d.Ports.End)
-	}
-	return out, nil
+		return NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Ports.Start, d.Ports.End),
+			validate(p.Source.ID, d.ID, d.Protocol, ports, p.Source.Tag, d.Tag)
+	})
 }
 
 // MapV0 decodes and validates a v0 request body ("port": N) as MapV1 does.
@@ -114,37 +104,47 @@ func MapV0(body []byte) ([]storePolicy, error) {
 	}
 
 	var payload Policies
-	if err := json.Unmarshal(body, &payload); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnmarshal, err)
-	}
-	if len(payload.Policies) == 0 {
-		return nil, invalid("missing policies")
-	}
-	out := make([]storePolicy, len(payload.Policies))
-	for i, p := range payload.Policies {
+	return mapEach(body, &payload, &payload.Policies, func(p Policy) (storePolicy, error) {
 		d := p.Destination
-		if err := validateCommon(p.Source.ID, d.ID, d.Protocol); err != nil {
-			return nil, err
-		}
+		var port error
 		switch {
 		case d.Port < 0 || d.Port > MaxPort:
-			return nil, invalid("invalid port %d, must be in range 1-65535", d.Port)
+			port = invalid("invalid port %d, must be in range 1-65535", d.Port)
 		case d.Port == 0:
-			return nil, invalid("missing port")
+			port = invalid("missing port")
 		}
-		if p.Source.Tag != "" || d.Tag != "" {
-			return nil, invalid("tags may not be specified")
-		}
-		out[i] = NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Port, d.Port)
-	}
-	return out, nil
+		return NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Port, d.Port),
+			validate(p.Source.ID, d.ID, d.Protocol, port, p.Source.Tag, d.Tag)
+	})
 }
 
 // storePolicy names Policy inside the mappers, whose local wire types
 // shadow it.
 type storePolicy = Policy
 
-func validateCommon(sourceID, destID, protocol string) error {
+// mapEach decodes body into payload (whose policies are *list) and maps
+// every policy with each, in order; the first failure wins. The payload
+// types are the caller's: the decoder's errors name them, as upstream's.
+func mapEach[P any](body []byte, payload any, list *[]P, each func(P) (storePolicy, error)) ([]storePolicy, error) {
+	if err := json.Unmarshal(body, payload); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnmarshal, err)
+	}
+	if len(*list) == 0 {
+		return nil, invalid("missing policies")
+	}
+	out := make([]storePolicy, len(*list))
+	for i, p := range *list {
+		var err error
+		if out[i], err = each(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// validate runs upstream's checks of one policy in upstream's order: ids,
+// protocol, then the port check's result, then tags.
+func validate(sourceID, destID, protocol string, ports error, sourceTag, destTag string) error {
 	switch {
 	case sourceID == "":
 		return invalid("missing source id")
@@ -152,6 +152,10 @@ func validateCommon(sourceID, destID, protocol string) error {
 		return invalid("missing destination id")
 	case protocol != ProtocolTCP && protocol != ProtocolUDP:
 		return invalid("invalid destination protocol, specify either udp or tcp")
+	case ports != nil:
+		return ports
+	case sourceTag != "" || destTag != "":
+		return invalid("tags may not be specified")
 	}
 	return nil
 }
@@ -243,19 +247,19 @@ func MarshalV0(policies []Policy) []byte {
 // leaving the destination object open for the port fields.
 func appendEnds(buf []byte, p Policy) []byte {
 	buf = append(buf, `{"source":{"id":`...)
-	buf = appendJSONString(buf, p.Source.ID)
+	buf = jsonenc.AppendString(buf, p.Source.ID)
 	if p.Source.Tag != "" {
 		buf = append(buf, `,"tag":`...)
-		buf = appendJSONString(buf, p.Source.Tag)
+		buf = jsonenc.AppendString(buf, p.Source.Tag)
 	}
 	buf = append(buf, `},"destination":{"id":`...)
-	buf = appendJSONString(buf, p.Destination.ID)
+	buf = jsonenc.AppendString(buf, p.Destination.ID)
 	if p.Destination.Tag != "" {
 		buf = append(buf, `,"tag":`...)
-		buf = appendJSONString(buf, p.Destination.Tag)
+		buf = jsonenc.AppendString(buf, p.Destination.Tag)
 	}
 	buf = append(buf, `,"protocol":`...)
-	return appendJSONString(buf, p.Destination.Protocol)
+	return jsonenc.AppendString(buf, p.Destination.Protocol)
 }
 
 // MarshalTags encodes upstream's tags index, {"tags":[{"id","tag","type"}]}.
@@ -274,24 +278,10 @@ func MarshalTags(tags []Tag) []byte {
 // AppendTag appends one tag object, {"id":..,"tag":..,"type":..}.
 func AppendTag(buf []byte, t Tag) []byte {
 	buf = append(buf, `{"id":`...)
-	buf = appendJSONString(buf, t.ID)
+	buf = jsonenc.AppendString(buf, t.ID)
 	buf = append(buf, `,"tag":`...)
-	buf = appendJSONString(buf, t.Tag)
+	buf = jsonenc.AppendString(buf, t.Tag)
 	buf = append(buf, `,"type":`...)
-	buf = appendJSONString(buf, t.Type)
+	buf = jsonenc.AppendString(buf, t.Type)
 	return append(buf, '}')
-}
-
-// appendJSONString appends s as encoding/json would; app guids and tags are
-// plain ASCII, so the fast path nearly always applies.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }

@@ -81,3 +81,34 @@ type SecurityGroup struct {
 	StagingSpaceGUIDs []string
 	RunningSpaceGUIDs []string
 }
+
+// SecurityGroupRule is one element of a SecurityGroup's Rules array, with
+// upstream's keys in upstream's order: the ASG syncer writes it so from
+// Cloud Controller's rules (missing keys as zero values, as upstream) and
+// the agent reads it back.
+type SecurityGroupRule struct {
+	Protocol    string `json:"protocol"`
+	Destination string `json:"destination"`
+	Ports       string `json:"ports"`
+	Type        int    `json:"type"`
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+	Log         bool   `json:"log"`
+}
+
+// AppGUIDs returns the distinct source and destination ids of policies in
+// first-seen order, so the Cloud Controller queries made with them are
+// deterministic.
+func AppGUIDs(ps []Policy) []string {
+	seen := make(map[string]struct{}, 2*len(ps))
+	out := make([]string, 0, 2*len(ps))
+	for _, p := range ps {
+		for _, id := range [2]string{p.Source.ID, p.Destination.ID} {
+			if _, ok := seen[id]; !ok {
+				seen[id] = struct{}{}
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}

@@ -20,3 +20,15 @@ func TestWithoutTags(t *testing.T) {
 		t.Fatalf("WithoutTags = %+v (input %+v)", out, in)
 	}
 }
+
+func TestAppGUIDs(t *testing.T) {
+	ps := []Policy{
+		{Source: Source{ID: "b"}, Destination: Destination{ID: "a"}},
+		{Source: Source{ID: "a"}, Destination: Destination{ID: "c"}},
+		{Source: Source{ID: "c"}, Destination: Destination{ID: "c"}},
+	}
+	got := AppGUIDs(ps)
+	if len(got) != 3 || got[0] != "b" || got[1] != "a" || got[2] != "c" {
+		t.Errorf("AppGUIDs = %v, want [b a c] (distinct, first-seen order)", got)
+	}
+}

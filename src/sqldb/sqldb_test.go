@@ -171,3 +171,27 @@ func TestConfigValidateNamesEveryProblem(t *testing.T) {
 		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }
+
+// TestConnect: upstream's start-up lines around the open, the failure
+// wrapped as "db connect", and a closer that closes the pool.
+func TestConnect(t *testing.T) {
+	logger, logs := logtest.NewCapture(t, "policy-server")
+	db, closeDB, err := sqldb.Connect(context.Background(), logger, dbtest.NewConfig(t, "sqlite"), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PingContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	closeDB()
+	if err := db.PingContext(context.Background()); err == nil {
+		t.Error("the pool is still open after close")
+	}
+	if diff := cmp.Diff([]string{"policy-server.getting db connection", "policy-server.db connection retrieved"}, logs.Messages()); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+	_, _, err = sqldb.Connect(context.Background(), logger, sqldb.Config{Type: "oracle", DatabaseName: "x", Timeout: 1}, pool)
+	if err == nil || !strings.HasPrefix(err.Error(), "db connect: ") {
+		t.Errorf("failure = %v, want it wrapped as db connect", err)
+	}
+}

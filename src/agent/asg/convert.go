@@ -9,27 +9,16 @@ import (
 	"strings"
 
 	"github.com/netman-release/netman/src/iptables/rules"
+	"github.com/netman-release/netman/src/policy"
 )
-
-// Rule is one security group rule as the internal API carries it, JSON
-// encoded inside the group's "rules" string.
-type Rule struct {
-	Protocol    string `json:"protocol"`
-	Destination string `json:"destination"`
-	Ports       string `json:"ports"`
-	Type        int    `json:"type"`
-	Code        int    `json:"code"`
-	Description string `json:"description"`
-	Log         bool   `json:"log"`
-}
 
 // ParseRules decodes a security group's rules string (a JSON array). An
 // empty string or JSON null is no rules.
-func ParseRules(s string) ([]Rule, error) {
+func ParseRules(s string) ([]policy.SecurityGroupRule, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
-	var rs []Rule
+	var rs []policy.SecurityGroupRule
 	if err := json.Unmarshal([]byte(s), &rs); err != nil {
 		return nil, fmt.Errorf("parsing security group rules: %w", err)
 	}
@@ -46,7 +35,7 @@ var ErrIPRangeConversionFailed = errors.New("failed to convert destination to ip
 // icmp or all with ports) are dropped and reported through warn, and so
 // are rules with a protocol other than tcp, udp, icmp or all (upstream
 // drops those silently; rules.ConvertNetOut would treat them as all).
-func Convert(rs []Rule, warn func(string)) ([]rules.NetOutRule, error) {
+func Convert(rs []policy.SecurityGroupRule, warn func(string)) ([]rules.NetOutRule, error) {
 	out := make([]rules.NetOutRule, 0, len(rs))
 	for _, r := range rs {
 		nets, err := ParseDestination(r.Destination)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/testsupport/golden"
 )
 
 // nftConfigs are TestPlanGolden's configurations.
@@ -66,7 +68,7 @@ func TestPlanNFTGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "nft-"+tc.name, renderNFTPlans(p.PlanNFT(goldenContainers, allGroups, 100)))
+			golden.Check(t, filepath.Join("testdata", "nft-"+tc.name+".golden"), []byte(renderNFTPlans(p.PlanNFT(goldenContainers, allGroups, 100))))
 		})
 	}
 }

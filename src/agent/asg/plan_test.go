@@ -1,10 +1,8 @@
 package asg
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,27 +11,8 @@ import (
 
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/testsupport/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-golden +got):\n%s", path, diff)
-	}
-}
 
 // Handles: a long Diego-like one (names are truncated), a short one, and a
 // health-check one.
@@ -139,7 +118,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, renderPlans(p.Plan(goldenContainers, allGroups)))
+			golden.Check(t, filepath.Join("testdata", tc.name+".golden"), []byte(renderPlans(p.Plan(goldenContainers, allGroups))))
 		})
 	}
 }

@@ -3,6 +3,7 @@ package asg
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/netman-release/netman/src/iptables/iptablestest"
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/testsupport/golden"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
@@ -202,7 +204,7 @@ func render(cps []checkpoint) string {
 
 // TestScenarioFake runs the scenario on the in-memory tables (golden).
 func TestScenarioFake(t *testing.T) {
-	golden(t, "scenario", render(scenario(t, iptablestest.New())))
+	golden.Check(t, filepath.Join("testdata", "scenario.golden"), []byte(render(scenario(t, iptablestest.New()))))
 }
 
 // TestScenarioKernel runs the scenario with real iptables-restore in a

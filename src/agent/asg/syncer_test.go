@@ -3,6 +3,7 @@ package asg
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/iptables/iptablestest"
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/testsupport/golden"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -134,7 +136,7 @@ func TestSyncAllGolden(t *testing.T) {
 		DeclareChain("asg-pinned").Append("asg-pinned", "-j ACCEPT").Append("OUTPUT", rules.Jump("asg-pinned")))
 
 	st := e.syncAll(t, []Container{cApp, cTask, cStaging, cOther, cAbsent, cNoSpace, cBad})
-	golden(t, "sync-all", dump(e.state(t)))
+	golden.Check(t, filepath.Join("testdata", "sync-all.golden"), []byte(dump(e.state(t))))
 
 	if st.Planned != 6 || st.Skipped != 1 || st.Updated != 4 {
 		t.Errorf("stats %+v, want 6 planned, 1 skipped, 4 updated", st)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,25 +14,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/testsupport/golden"
 )
 
 // goldenNFT compares a ruleset's `nft list` form with testdata/<name>.golden.
 func goldenNFT(t *testing.T, name string, rs *nft.Ruleset) {
 	t.Helper()
-	got := rs.String()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-golden +got):\n%s", path, diff)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(rs.String()))
 }
 
 // nftCases are TestPlanGolden's cases.

@@ -1,9 +1,7 @@
 package c2c
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,29 +9,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/testsupport/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []iptables.Rule) {
+// goldenRules compares rules, as the chain lists them, with testdata/<name>.rules.
+func goldenRules(t *testing.T, name string, got []iptables.Rule) {
 	t.Helper()
 	var b strings.Builder
 	for _, r := range got {
 		b.WriteString("-A vpa--1700000000000000 " + string(r) + "\n")
 	}
-	path := filepath.Join("testdata", name+".rules")
-	if *update {
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), b.String()); diff != "" {
-		t.Errorf("%s (-golden +got):\n%s", path, diff)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".rules"), []byte(b.String()))
 }
 
 // Apps on the cell: A (two instances), B, C; D runs elsewhere.
@@ -74,7 +60,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.name, got)
+			goldenRules(t, tt.name, got)
 		})
 	}
 }

@@ -3,21 +3,40 @@ package cfplugin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/netman-release/netman/src/jsonhttp"
 )
 
 // cloudController resolves app names in the targeted space with Cloud
 // Controller's v3 API, as the cf CLI's own network policy commands do
 // (upstream's plugin went through CliConnection.GetApp, i.e. CC v2).
 type cloudController struct {
-	base  string // the CLI's API endpoint
-	http  *http.Client
-	token string // "bearer ...", as the CLI hands it out
+	base string // the CLI's API endpoint
+	api  jsonhttp.Client
+}
+
+// newCloudController calls the CC at base (the CLI's API endpoint) with the
+// CLI's token ("bearer ...", as the CLI hands it out).
+func newCloudController(base string, httpClient *http.Client, token string) *cloudController {
+	base = strings.TrimRight(base, "/")
+	return &cloudController{base: base, api: jsonhttp.Client{
+		HTTP:   httpClient,
+		Header: http.Header{"Authorization": {token}, "Accept": {"application/json"}, "User-Agent": {userAgent}},
+		Words: jsonhttp.Words{
+			Send: func(_ jsonhttp.Call, err error) error {
+				return fmt.Errorf("cannot reach cloud controller at %s: %w", base, jsonhttp.Bare(err))
+			},
+			Read:   jsonhttp.Prefix("cloud controller: reading answer"),
+			Decode: jsonhttp.Prefix("cloud controller: decoding answer"),
+			Status: func(_ jsonhttp.Call, se *jsonhttp.StatusError) error {
+				return se.Reword("cloud controller: http status %d: %s", se.Code, ccErrorMessage(se))
+			},
+		},
+	}}
 }
 
 // maxPages bounds how many pages of apps are followed.
@@ -79,45 +98,21 @@ func (c *cloudController) spaceApps(ctx context.Context, spaceGUID string) (map[
 	return nil, fmt.Errorf("cloud controller: more than %d pages of apps", maxPages)
 }
 
+// get reads target, a whole URL (the endpoint's, or a next page's).
 func (c *cloudController) get(ctx context.Context, target string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", c.token)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return fmt.Errorf("cannot reach cloud controller at %s: %v", c.base, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return fmt.Errorf("cloud controller: reading answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("cloud controller: http status %d: %s", resp.StatusCode, ccErrorMessage(body))
-	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("cloud controller: decoding answer: %w", err)
-	}
-	return nil
+	_, err := c.api.Do(ctx, jsonhttp.Request{Path: target}, into)
+	return err
 }
 
 // ccErrorMessage is the detail of CC v3's {"errors":[{"detail","title","code"}]}.
-func ccErrorMessage(body []byte) string {
+func ccErrorMessage(se *jsonhttp.StatusError) string {
 	var e struct {
 		Errors []struct {
 			Detail string `json:"detail"`
 			Title  string `json:"title"`
 		} `json:"errors"`
 	}
-	if json.Unmarshal(body, &e) == nil && len(e.Errors) > 0 {
+	if json.Unmarshal([]byte(se.Body), &e) == nil && len(e.Errors) > 0 {
 		msgs := make([]string, len(e.Errors))
 		for i, x := range e.Errors {
 			msgs[i] = x.Detail
@@ -127,9 +122,5 @@ func ccErrorMessage(body []byte) string {
 		}
 		return strings.Join(msgs, "; ")
 	}
-	s := strings.TrimSpace(string(body))
-	if len(s) > 512 {
-		s = s[:512] + "..."
-	}
-	return s
+	return se.Excerpt()
 }

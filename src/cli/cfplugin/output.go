@@ -10,7 +10,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
-	"unicode"
+
+	"github.com/netman-release/netman/src/cli/policyapi"
 )
 
 // styler adds upstream's ANSI styles when colours are on.
@@ -56,17 +57,6 @@ func (p *Plugin) styler() styler {
 	return styler{on: err == nil && fi.Mode()&os.ModeCharDevice != 0}
 }
 
-// printable replaces control characters (an app name is user input) so
-// they can neither break the table nor drive the terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, s)
-}
-
 // renderTable aligns rows as upstream's tabwriter did (tab padding, width
 // 8, padding 2); the first row is the header, shown bold, and the first two
 // columns (app names) cyan. Styles are applied after alignment so escape
@@ -77,7 +67,7 @@ func renderTable(rows [][]string, st styler) string {
 	for _, r := range rows {
 		cells := make([]string, len(r))
 		for i, c := range r {
-			cells[i] = printable(c)
+			cells[i] = policyapi.Printable(c)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
@@ -97,7 +87,7 @@ func renderTable(rows [][]string, st styler) string {
 		}
 		pos := 0
 		for col := 0; col < 2 && col < len(rows[i]); col++ {
-			cell := printable(rows[i][col])
+			cell := policyapi.Printable(rows[i][col])
 			at := strings.Index(line[pos:], cell)
 			if at < 0 {
 				break

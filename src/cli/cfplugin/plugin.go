@@ -221,7 +221,7 @@ func ParsePorts(s string) (start, end int, msg string) {
 func errorWithUsage(why, cmd string, conn plugin.CliConnection) error {
 	output, err := conn.CliCommandWithoutTerminalOutput("help", cmd)
 	if err != nil {
-		return fmt.Errorf("cf cli error: %s", err)
+		return fmt.Errorf("cf cli error: %w", err)
 	}
 	return fmt.Errorf("Incorrect usage. %s\n\n%s", why, strings.Join(output, "\n"))
 }
@@ -242,7 +242,7 @@ func (p *Plugin) change(ctx context.Context, conn plugin.CliConnection, args []s
 		verb = "Denying"
 	}
 	fmt.Fprintf(p.Out, "%s traffic from %s to %s as %s...\n", verb,
-		st.cyan(printable(a.SourceAppName)), st.cyan(printable(a.DestAppName)), st.cyan(printable(username)))
+		st.cyan(policyapi.Printable(a.SourceAppName)), st.cyan(policyapi.Printable(a.DestAppName)), st.cyan(policyapi.Printable(username)))
 
 	s, err := p.newSession(conn)
 	if err != nil {
@@ -250,14 +250,14 @@ func (p *Plugin) change(ctx context.Context, conn plugin.CliConnection, args []s
 	}
 	srcGUID, err := s.cc.appGUID(ctx, a.SourceAppName, s.spaceGUID)
 	if err != nil {
-		return "", fmt.Errorf("resolving source app: %s", err)
+		return "", fmt.Errorf("resolving source app: %w", err)
 	}
 	if srcGUID == "" {
 		return "", fmt.Errorf("resolving source app: %s not found", a.SourceAppName)
 	}
 	dstGUID, err := s.cc.appGUID(ctx, a.DestAppName, s.spaceGUID)
 	if err != nil {
-		return "", fmt.Errorf("resolving destination app: %s", err)
+		return "", fmt.Errorf("resolving destination app: %w", err)
 	}
 	if dstGUID == "" {
 		return "", fmt.Errorf("resolving destination app: %s not found", a.DestAppName)
@@ -279,9 +279,9 @@ func (p *Plugin) change(ctx context.Context, conn plugin.CliConnection, args []s
 	}
 	if err != nil {
 		if remove {
-			return "", fmt.Errorf("deleting policies: %s", err)
+			return "", fmt.Errorf("deleting policies: %w", err)
 		}
-		return "", fmt.Errorf("adding policies: %s", err)
+		return "", fmt.Errorf("adding policies: %w", err)
 	}
 	return "", nil
 }
@@ -301,7 +301,7 @@ func (p *Plugin) list(ctx context.Context, conn plugin.CliConnection, args []str
 		return "", err
 	}
 	st := p.styler()
-	fmt.Fprintf(p.Out, "Listing policies as %s...\n", st.cyan(printable(username)))
+	fmt.Fprintf(p.Out, "Listing policies as %s...\n", st.cyan(policyapi.Printable(username)))
 
 	s, err := p.newSession(conn)
 	if err != nil {
@@ -311,20 +311,20 @@ func (p *Plugin) list(ctx context.Context, conn plugin.CliConnection, args []str
 	if *appName != "" {
 		guid, err := s.cc.appGUID(ctx, *appName, s.spaceGUID)
 		if err != nil {
-			return "", fmt.Errorf("getting app: %s", err)
+			return "", fmt.Errorf("getting app: %w", err)
 		}
 		if guid == "" {
 			return "", fmt.Errorf("getting app: %s not found", *appName)
 		}
 		if policies, err = s.policies.ListPolicies(ctx, guid); err != nil {
-			return "", fmt.Errorf("getting policies by id: %s", err)
+			return "", fmt.Errorf("getting policies by id: %w", err)
 		}
 	} else if policies, err = s.policies.ListPolicies(ctx); err != nil {
-		return "", fmt.Errorf("getting policies: %s", err)
+		return "", fmt.Errorf("getting policies: %w", err)
 	}
 	apps, err := s.cc.spaceApps(ctx, s.spaceGUID)
 	if err != nil {
-		return "", fmt.Errorf("getting apps: %s", err)
+		return "", fmt.Errorf("getting apps: %w", err)
 	}
 
 	rows := [][]string{{"Source", "Destination", "Protocol", "Ports"}}
@@ -343,14 +343,14 @@ func (p *Plugin) list(ctx context.Context, conn plugin.CliConnection, args []str
 func (p *Plugin) username(conn plugin.CliConnection) (string, error) {
 	loggedIn, err := conn.IsLoggedIn()
 	if err != nil {
-		return "", fmt.Errorf("checking login: %s", err)
+		return "", fmt.Errorf("checking login: %w", err)
 	}
 	if !loggedIn {
 		return "", errors.New("Not logged in. Use 'cf login' or 'cf login --sso' to log in.")
 	}
 	username, err := conn.Username()
 	if err != nil {
-		return "", fmt.Errorf("could not resolve username: %s", err)
+		return "", fmt.Errorf("could not resolve username: %w", err)
 	}
 	return username, nil
 }
@@ -365,25 +365,25 @@ type session struct {
 func (p *Plugin) newSession(conn plugin.CliConnection) (*session, error) {
 	apiEndpoint, err := conn.ApiEndpoint()
 	if err != nil {
-		return nil, fmt.Errorf("getting api endpoint: %s", err)
+		return nil, fmt.Errorf("getting api endpoint: %w", err)
 	}
 	if apiEndpoint == "" {
 		return nil, errors.New("No API endpoint set. Use 'cf login' or 'cf api' to target an endpoint.")
 	}
 	skipSSL, err := conn.IsSSLDisabled()
 	if err != nil {
-		return nil, fmt.Errorf("checking if ssl disabled: %s", err)
+		return nil, fmt.Errorf("checking if ssl disabled: %w", err)
 	}
 	space, err := conn.GetCurrentSpace()
 	if err != nil {
-		return nil, fmt.Errorf("getting current space: %s", err)
+		return nil, fmt.Errorf("getting current space: %w", err)
 	}
 	if space.Guid == "" {
 		return nil, errors.New("No space targeted, use 'cf target -s SPACE' to target a space.")
 	}
 	token, err := conn.AccessToken()
 	if err != nil {
-		return nil, fmt.Errorf("getting access token: %s", err)
+		return nil, fmt.Errorf("getting access token: %w", err)
 	}
 	var wrap func(http.RoundTripper) http.RoundTripper
 	if p.getenv("CF_TRACE") == "true" {
@@ -392,7 +392,7 @@ func (p *Plugin) newSession(conn plugin.CliConnection) (*session, error) {
 	httpClient := policyapi.NewHTTPClient(skipSSL, wrap)
 	return &session{
 		spaceGUID: space.Guid,
-		cc:        &cloudController{base: strings.TrimRight(apiEndpoint, "/"), http: httpClient, token: token},
+		cc:        newCloudController(apiEndpoint, httpClient, token),
 		policies:  policyapi.New(apiEndpoint, httpClient, token, userAgent),
 	}, nil
 }

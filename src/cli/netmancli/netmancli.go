@@ -352,7 +352,7 @@ func loadNames(path string) (*names, error) {
 		return nil, fmt.Errorf("reading names file: %w", err)
 	}
 	if err := json.Unmarshal(data, &n.byName); err != nil {
-		return nil, fmt.Errorf("names file %s: want a JSON object {\"<app name>\": \"<app guid>\", ...}: %v", path, err)
+		return nil, fmt.Errorf("names file %s: want a JSON object {\"<app name>\": \"<app guid>\", ...}: %w", path, err)
 	}
 	keys := make([]string, 0, len(n.byName))
 	for name, guid := range n.byName {
@@ -467,7 +467,7 @@ func (c *cli) report(verb string, ps []policy.Policy) error {
 }
 
 func (c *cli) describePolicy(p policy.Policy) string {
-	return fmt.Sprintf("%s -> %s %s %s", printable(c.apps.display(p.Source.ID)), printable(c.apps.display(p.Destination.ID)),
+	return fmt.Sprintf("%s -> %s %s %s", policyapi.Printable(c.apps.display(p.Source.ID)), policyapi.Printable(c.apps.display(p.Destination.ID)),
 		p.Destination.Protocol, ports(p))
 }
 
@@ -487,18 +487,8 @@ func (c *cli) print(policies []policy.Policy) error {
 	tw := tabwriter.NewWriter(c.out, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "source\tdestination\tprotocol\tports")
 	for _, p := range policies {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(c.apps.display(p.Source.ID)), printable(c.apps.display(p.Destination.ID)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", policyapi.Printable(c.apps.display(p.Source.ID)), policyapi.Printable(c.apps.display(p.Destination.ID)),
 			p.Destination.Protocol, ports(p))
 	}
 	return tw.Flush()
-}
-
-// printable keeps names from breaking the table or driving the terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, s)
 }

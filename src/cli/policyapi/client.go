@@ -5,19 +5,18 @@
 package policyapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/policy"
 )
 
@@ -26,10 +25,6 @@ const (
 	PathV0 = "/networking/v0/external/policies"
 	PathV1 = "/networking/v1/external/policies"
 )
-
-// maxResponse bounds what is read of an answer: a list of the 65,535
-// policies a tag pool allows is about 13 MiB.
-const maxResponse = 64 << 20
 
 // Error is a non-2xx answer of the policy server.
 type Error struct {
@@ -60,10 +55,8 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Client talks to one policy server.
 type Client struct {
-	baseURL       string
-	http          *http.Client
-	authorization string
-	userAgent     string
+	baseURL string
+	api     jsonhttp.Client
 }
 
 // New returns a client of the external API under baseURL (e.g.
@@ -75,11 +68,30 @@ func New(baseURL string, httpClient *http.Client, authorization, userAgent strin
 	if httpClient == nil {
 		httpClient = NewHTTPClient(false, nil)
 	}
-	return &Client{
-		baseURL:       strings.TrimRight(baseURL, "/"),
-		http:          httpClient,
-		authorization: authorization,
-		userAgent:     userAgent,
+	baseURL = strings.TrimRight(baseURL, "/")
+	header := http.Header{"Accept": {"application/json"}}
+	if authorization != "" {
+		header.Set("Authorization", authorization)
+	}
+	if userAgent != "" {
+		header.Set("User-Agent", userAgent)
+	}
+	return &Client{baseURL: baseURL, api: jsonhttp.Client{HTTP: httpClient, Base: baseURL, Header: header, Words: words(baseURL)}}
+}
+
+// words turn failures into the package's errors: no answer (or a broken
+// one) is an UnreachableError, a non-2xx answer an *Error.
+func words(baseURL string) jsonhttp.Words {
+	unreachable := func(err error) error { return &UnreachableError{URL: baseURL, Err: err} }
+	return jsonhttp.Words{
+		Request: func(_ jsonhttp.Call, err error) error { return fmt.Errorf("policy server URL %q: %w", baseURL, err) },
+		// The URL is said once, by UnreachableError.
+		Send:   func(_ jsonhttp.Call, err error) error { return unreachable(jsonhttp.Bare(err)) },
+		Read:   func(_ jsonhttp.Call, err error) error { return unreachable(fmt.Errorf("reading answer: %w", err)) },
+		Decode: jsonhttp.Prefix("decoding policies"),
+		Status: func(c jsonhttp.Call, se *jsonhttp.StatusError) error {
+			return &Error{Method: c.Method, URL: c.URL, StatusCode: se.Code, Message: errorMessage(se)}
+		},
 	}
 }
 
@@ -139,20 +151,27 @@ func (c *Client) DeletePoliciesV0(ctx context.Context, policies []policy.Policy)
 // ListPolicies lists the policies the caller may see with the v1 API; with
 // ids, only those whose source or destination is one of them.
 func (c *Client) ListPolicies(ctx context.Context, ids ...string) ([]policy.Policy, error) {
-	body, err := c.get(ctx, PathV1+idQuery(ids))
-	if err != nil {
-		return nil, err
-	}
-	return decodeV1(body)
+	return list[wirePolicyV1](ctx, c, PathV1+idQuery(ids))
 }
 
 // ListPoliciesV0 is ListPolicies with the v0 API (single-port policies only).
 func (c *Client) ListPoliciesV0(ctx context.Context, ids ...string) ([]policy.Policy, error) {
-	body, err := c.get(ctx, PathV0+idQuery(ids))
-	if err != nil {
+	return list[wirePolicyV0](ctx, c, PathV0+idQuery(ids))
+}
+
+// list reads one version's policy list.
+func list[W interface{ policy() policy.Policy }](ctx context.Context, c *Client, path string) ([]policy.Policy, error) {
+	var resp struct {
+		Policies []W `json:"policies"`
+	}
+	if _, err := c.api.Do(ctx, jsonhttp.Request{Path: path}, &resp); err != nil {
 		return nil, err
 	}
-	return decodeV0(body)
+	out := make([]policy.Policy, len(resp.Policies))
+	for i, p := range resp.Policies {
+		out[i] = p.policy()
+	}
+	return out, nil
 }
 
 // idQuery is "?id=a,b" with literal commas, as the cf CLI sends it.
@@ -196,6 +215,16 @@ type (
 	}
 )
 
+func (p wirePolicyV1) policy() policy.Policy {
+	d := p.Destination
+	return policy.NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Ports.Start, d.Ports.End)
+}
+
+func (p wirePolicyV0) policy() policy.Policy {
+	d := p.Destination
+	return policy.NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Port, d.Port)
+}
+
 func v1Body(policies []policy.Policy) []byte {
 	out := struct {
 		Policies []wirePolicyV1 `json:"policies"`
@@ -230,102 +259,31 @@ func v0Body(policies []policy.Policy) ([]byte, error) {
 	return b, nil
 }
 
-func decodeV1(body []byte) ([]policy.Policy, error) {
-	var resp struct {
-		Policies []wirePolicyV1 `json:"policies"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, fmt.Errorf("decoding policies: %w", err)
-	}
-	out := make([]policy.Policy, len(resp.Policies))
-	for i, p := range resp.Policies {
-		d := p.Destination
-		out[i] = policy.NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Ports.Start, d.Ports.End)
-	}
-	return out, nil
-}
-
-func decodeV0(body []byte) ([]policy.Policy, error) {
-	var resp struct {
-		Policies []wirePolicyV0 `json:"policies"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, fmt.Errorf("decoding policies: %w", err)
-	}
-	out := make([]policy.Policy, len(resp.Policies))
-	for i, p := range resp.Policies {
-		d := p.Destination
-		out[i] = policy.NewPolicy(p.Source.ID, d.ID, d.Protocol, d.Port, d.Port)
-	}
-	return out, nil
-}
-
 func (c *Client) post(ctx context.Context, path string, body []byte) error {
-	_, err := c.do(ctx, http.MethodPost, path, body)
+	_, err := c.api.Do(ctx, jsonhttp.Request{Method: http.MethodPost, Path: path, Body: body}, nil)
 	return err
-}
-
-func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
-	return c.do(ctx, http.MethodGet, path, nil)
-}
-
-func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
-	target := c.baseURL + path
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
-	if err != nil {
-		return nil, fmt.Errorf("policy server URL %q: %w", c.baseURL, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.authorization != "" {
-		req.Header.Set("Authorization", c.authorization)
-	}
-	if c.userAgent != "" {
-		req.Header.Set("User-Agent", c.userAgent)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // the URL is said once, by UnreachableError
-		}
-		return nil, &UnreachableError{URL: c.baseURL, Err: err}
-	}
-	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return nil, &UnreachableError{URL: c.baseURL, Err: fmt.Errorf("reading answer: %w", err)}
-	}
-	if len(data) > maxResponse {
-		return nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, target, maxResponse)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &Error{Method: method, URL: target, StatusCode: resp.StatusCode, Message: errorMessage(data)}
-	}
-	return data, nil
 }
 
 // errorMessage is the "error" of upstream's error JSON, else the trimmed
 // body (e.g. a router's or proxy's page).
-func errorMessage(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
+func errorMessage(se *jsonhttp.StatusError) string {
+	if m := se.Message(); m != "" {
+		return m
 	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return e.Error
+	if s := se.Excerpt(); s != "" {
+		return s
 	}
-	s := strings.TrimSpace(string(body))
-	if len(s) > 512 {
-		s = s[:512] + "..."
-	}
-	if s == "" {
-		return "(empty body)"
-	}
-	return s
+	return "(empty body)"
+}
+
+// Printable replaces the control characters of a name to be printed (app
+// names are user input) so that it can neither break a table nor drive the
+// terminal.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }

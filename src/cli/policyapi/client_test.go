@@ -195,3 +195,9 @@ func TestSkipSSLValidation(t *testing.T) {
 		t.Fatalf("with skip-ssl-validation: %v", err)
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	if got := policyapi.Printable("app\x1b[31m\tname\n✓"); got != "app?[31m?name?✓" {
+		t.Errorf("Printable = %q", got)
+	}
+}

@@ -3,9 +3,7 @@ package adapter
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"fmt"
-	"io"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/lifecycle"
 )
 
@@ -28,28 +27,26 @@ const (
 	clientTimeout = 10 * time.Second
 )
 
-// StatusError is the controller answering with a status other than 200 on
-// every attempt; Body is the start of the last answer's body.
-type StatusError struct {
-	Status string
-	Code   int
-	Body   string
+// Warming tells whether err is the controller saying its address table is
+// still warming up (its normal state for warm_duration_seconds after
+// start-up).
+func Warming(err error) bool {
+	var se *jsonhttp.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusInternalServerError && strings.TrimSpace(se.Body) == discovery.NotWarm
 }
 
-// Warming tells whether the controller said its address table is still
-// warming up (its normal state for warm_duration_seconds after start-up).
-func (e *StatusError) Warming() bool {
-	return e.Code == http.StatusInternalServerError && strings.TrimSpace(e.Body) == discovery.NotWarm
-}
-
-func (e *StatusError) Error() string {
-	return "Received non successful response from server: " + e.Status
+// words are upstream's: the controller answering with a status other than
+// 2xx on every attempt is a *jsonhttp.StatusError worded with its status.
+var words = jsonhttp.Words{
+	Decode: jsonhttp.Prefix("decoding controller response"),
+	Status: func(_ jsonhttp.Call, se *jsonhttp.StatusError) error {
+		return se.Reword("Received non successful response from server: %s", se.Status)
+	},
 }
 
 // Client asks the service-discovery-controller for a name's IPs.
 type Client struct {
-	base   string
-	http   *http.Client
+	api    jsonhttp.Client
 	sleep  func(context.Context, time.Duration) error
 	jitter func() time.Duration
 }
@@ -58,17 +55,17 @@ type Client struct {
 // (https://<address>:<port>) over tlsConfig, with upstream's connection
 // pool and timeouts.
 func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
-	return &Client{
-		base: baseURL,
-		http: &http.Client{
-			Timeout: clientTimeout,
-			Transport: &http.Transport{
-				TLSClientConfig:     tlsConfig,
-				MaxIdleConns:        50,
-				MaxIdleConnsPerHost: 50,
-				TLSHandshakeTimeout: 5 * time.Second,
-			},
+	hc := &http.Client{
+		Timeout: clientTimeout,
+		Transport: &http.Transport{
+			TLSClientConfig:     tlsConfig,
+			MaxIdleConns:        50,
+			MaxIdleConnsPerHost: 50,
+			TLSHandshakeTimeout: 5 * time.Second,
 		},
+	}
+	return &Client{
+		api: jsonhttp.Client{HTTP: hc, Base: baseURL, Words: words},
 		sleep: func(ctx context.Context, d time.Duration) error {
 			if !lifecycle.Sleep(ctx, d) {
 				return ctx.Err()
@@ -81,42 +78,24 @@ func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
 
 // IPs returns the IPs registered for name, shuffled.
 func (c *Client) IPs(ctx context.Context, name string) ([]string, error) {
-	u := c.base + "/v1/registration/" + url.PathEscape(name)
-	var resp *http.Response
-	for i := range attempts {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err = c.http.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if i == attempts-1 {
-			return nil, &StatusError{Status: resp.Status, Code: resp.StatusCode, Body: string(body)}
-		}
-		if err := c.sleep(ctx, c.jitter()+time.Duration(i)*retryStep); err != nil {
-			return nil, err
-		}
-	}
-	data, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
+	req := jsonhttp.Request{Path: "/v1/registration/" + url.PathEscape(name)}
 	var body struct {
 		Hosts []struct {
 			IPAddress string `json:"ip_address"`
 		} `json:"hosts"`
 	}
-	if err := json.Unmarshal(data, &body); err != nil {
-		return nil, fmt.Errorf("decoding controller response: %w", err)
+	for i := 0; ; i++ {
+		_, err := c.api.Do(ctx, req, &body)
+		if err == nil {
+			break
+		}
+		var se *jsonhttp.StatusError
+		if !errors.As(err, &se) || i == attempts-1 {
+			return nil, err
+		}
+		if err := c.sleep(ctx, c.jitter()+time.Duration(i)*retryStep); err != nil {
+			return nil, err
+		}
 	}
 	ips := make([]string, len(body.Hosts))
 	for i, h := range body.Hosts {
@@ -127,4 +106,4 @@ func (c *Client) IPs(ctx context.Context, name string) ([]string, error) {
 }
 
 // CloseIdleConnections closes the pooled connections to the controller.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.api.HTTP.CloseIdleConnections() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 )
@@ -89,7 +90,7 @@ func TestClientGivesUpAfterFourAttempts(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
 	_, err := c.IPs(t.Context(), "app.apps.internal.")
-	var status *StatusError
+	var status *jsonhttp.StatusError
 	if !errors.As(err, &status) || err.Error() != "Received non successful response from server: 503 Service Unavailable" {
 		t.Fatalf("err = %v", err)
 	}
@@ -152,12 +153,12 @@ func TestClientTellsWarmUp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, tc.body, tc.code) })
 			_, err := c.IPs(t.Context(), "app.apps.internal.")
-			var status *StatusError
+			var status *jsonhttp.StatusError
 			if !errors.As(err, &status) {
 				t.Fatalf("err = %v, want a StatusError", err)
 			}
-			if status.Warming() != tc.warming || status.Code != tc.code {
-				t.Errorf("Warming() = %v, Code %d; want %v, %d (%+v)", status.Warming(), status.Code, tc.warming, tc.code, status)
+			if Warming(err) != tc.warming || status.Code != tc.code {
+				t.Errorf("Warming() = %v, Code %d; want %v, %d (%+v)", Warming(err), status.Code, tc.warming, tc.code, status)
 			}
 		})
 	}

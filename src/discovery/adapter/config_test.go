@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // TestExampleConfig keeps config/bosh-dns-adapter.json (what upstream's job
@@ -15,13 +17,7 @@ import (
 // certificate paths, BOSH's and absent here, are reported.
 func TestExampleConfig(t *testing.T) {
 	c, err := LoadConfig(filepath.Join("..", "..", "..", "config", "bosh-dns-adapter.json"))
-	var keys []string
-	if err != nil {
-		for _, p := range strings.Split(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "\n  - ") {
-			keys = append(keys, strings.SplitN(p, ":", 2)[0])
-		}
-	}
-	if diff := cmp.Diff([]string{"client_cert", "client_key", "ca_cert"}, keys); diff != "" {
+	if diff := cmp.Diff([]string{"client_cert", "client_key", "ca_cert"}, configtest.ProblemKeys(err)); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)
 	}
 	if c.Port != "8053" || c.LogLevelPort != 8066 || c.readHeaderTimeout() != 5*time.Second {

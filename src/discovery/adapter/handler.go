@@ -3,7 +3,6 @@ package adapter
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,8 +91,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // info line, the rest debug lines (upstream logs an error for each query).
 func (h *Handler) logFailure(logger lager.Logger, name string, err error) {
 	data := lager.Data{"ips": "", "service-name": name}
-	var status *StatusError
-	if !errors.As(err, &status) || !status.Warming() {
+	if !Warming(err) {
 		logger.Error("could not connect to service discovery controller", err, data)
 		return
 	}

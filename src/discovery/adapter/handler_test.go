@@ -12,6 +12,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/testsupport/logtest"
@@ -105,14 +106,14 @@ func TestHandler(t *testing.T) {
 // warm-up is first seen and one when it is over, the queries in between
 // at debug level; a real failure stays an error.
 func TestHandlerLogsWarmUpOnce(t *testing.T) {
-	warming := &StatusError{Status: "500 Internal Server Error", Code: 500, Body: "address table is not warm\n"}
+	warming := &jsonhttp.StatusError{Status: "500 Internal Server Error", Code: 500, Body: "address table is not warm\n"}
 	sdc := &controller{ips: map[string][]string{"app.apps.internal.": {"10.255.1.2"}}}
 	log := &lines{}
 	logger := lager.NewLogger("bosh-dns-adapter")
 	logger.RegisterSink(lager.NewWriterSink(log, lager.DEBUG))
 	h := NewHandler(logger, sdc, nil)
 	var codes []int
-	for _, err := range []error{warming, warming, warming, nil, nil, &StatusError{Status: "500 Internal Server Error", Code: 500, Body: "boom"}, warming} {
+	for _, err := range []error{warming, warming, warming, nil, nil, &jsonhttp.StatusError{Status: "500 Internal Server Error", Code: 500, Body: "boom"}, warming} {
 		sdc.err = err
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?name=app.apps.internal.&type=1", nil))

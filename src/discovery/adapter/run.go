@@ -61,43 +61,19 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	client := NewClient("https://"+net.JoinHostPort(cfg.ServiceDiscoveryControllerAddress, cfg.ServiceDiscoveryControllerPort), tlsConfig)
 	defer client.CloseIdleConnections()
 
-	logLevelLogger := logger.Session("log-level-server")
-	logLevelListener, err := net.Listen("tcp", net.JoinHostPort(cfg.LogLevelAddress, fmt.Sprint(cfg.LogLevelPort)))
+	logLevel, err := discovery.ListenLogLevel(logger, cfg.LogLevelAddress, cfg.LogLevelPort)
 	if err != nil {
-		logLevelLogger.Error("Listen and serve exited with error:", err)
 		return err
 	}
-	defer logLevelListener.Close()
+	defer logLevel.Close()
 
 	dns := &http.Server{
 		Handler:           lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logger, client, sender)),
 		ReadHeaderTimeout: cfg.readHeaderTimeout(),
 	}
-	logLevel := &http.Server{
-		Handler:           discovery.LogLevelHandler(logLevelLogger, sink, sender.Registry().Handler()),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	logLevel.SetKeepAlivesEnabled(false)
-
-	err = lifecycle.RunContext(ctx, logger,
-		lifecycle.Member{Name: "dns-server", Runner: lifecycle.Loop(func(ctx context.Context) error {
-			return discovery.Serve(ctx, logger.Session("dns-server"), dnsListener, dns)
-		})},
+	return discovery.Run(ctx, logger, nil,
+		discovery.ServeMember("dns-server", logger.Session("dns-server"), dnsListener, dns),
 		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second)},
-		lifecycle.Member{Name: "log-level-server", Runner: lifecycle.Loop(func(ctx context.Context) error {
-			return discovery.Serve(ctx, logLevelLogger, logLevelListener, logLevel)
-		})},
-		lifecycle.Member{Name: "started", Runner: lifecycle.Loop(func(ctx context.Context) error {
-			logger.Info("server-started")
-			<-ctx.Done()
-			return nil
-		})},
+		logLevel.Member(sink, sender.Registry().Handler()),
 	)
-	if err != nil {
-		// Upstream's line when a member fails.
-		logger.Error("ifrit-failure", err)
-		return err
-	}
-	logger.Info("server-stopped")
-	return nil
 }

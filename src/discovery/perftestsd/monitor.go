@@ -2,7 +2,6 @@ package perftestsd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,13 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/netman-release/netman/src/jsonhttp"
 )
 
 // monitor reads the HTTP monitoring endpoints of every NATS server.
 type monitor struct {
 	hosts []string
 	port  int
-	http  *http.Client
+	api   jsonhttp.Client
 }
 
 // connKey names a client connection: the server it is on and its cid there.
@@ -62,22 +63,18 @@ const connzPage = 1024
 
 func (m *monitor) get(ctx context.Context, host, path string, q url.Values, v any) error {
 	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(m.port)), Path: path, RawQuery: q.Encode()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := m.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("NATS monitoring endpoint: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("NATS monitoring endpoint %s: %s", u.String(), resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("NATS monitoring endpoint %s: %w", u.String(), err)
-	}
-	return nil
+	_, err := m.api.Do(ctx, jsonhttp.Request{Path: u.String()}, v)
+	return err
+}
+
+// monitorWords name the endpoint in every failure.
+var monitorWords = jsonhttp.Words{
+	Send:   jsonhttp.Prefix("NATS monitoring endpoint"),
+	Read:   endpointFailed,
+	Decode: endpointFailed,
+	Status: func(c jsonhttp.Call, se *jsonhttp.StatusError) error {
+		return se.Reword("NATS monitoring endpoint %s: %s", c.URL, se.Status)
+	},
 }
 
 // connections lists the client connections of every server, paging
@@ -147,5 +144,9 @@ func subjectMatches(pattern, subject string) bool {
 
 // newMonitor reads the servers of c.
 func newMonitor(c Config) *monitor {
-	return &monitor{hosts: c.Hosts(), port: c.NatsMonitoringPort, http: &http.Client{Timeout: 10 * time.Second}}
+	return &monitor{hosts: c.Hosts(), port: c.NatsMonitoringPort, api: jsonhttp.Client{HTTP: &http.Client{Timeout: 10 * time.Second}, Words: monitorWords}}
+}
+
+func endpointFailed(c jsonhttp.Call, err error) error {
+	return fmt.Errorf("NATS monitoring endpoint %s: %w", c.URL, err)
 }

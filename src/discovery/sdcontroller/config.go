@@ -52,11 +52,7 @@ type NatsHost struct {
 
 // LoadConfig reads and validates a config file, naming every problem.
 func LoadConfig(path string) (Config, error) {
-	var c Config
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	return configfile.Load(path, Config{})
 }
 
 // Validate checks every key and returns one error listing all problems.

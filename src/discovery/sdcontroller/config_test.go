@@ -11,20 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
-
-// problemKeys returns the keys LoadConfig's error names, in order.
-func problemKeys(err error) []string {
-	if err == nil {
-		return nil
-	}
-	msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "invalid config: ")
-	var keys []string
-	for _, p := range strings.Split(msg, "\n  - ") {
-		keys = append(keys, strings.SplitN(p, ":", 2)[0])
-	}
-	return keys
-}
 
 // TestExampleConfig keeps config/service-discovery-controller.json (what
 // upstream's job template renders with cf-deployment's values) loadable:
@@ -32,7 +20,7 @@ func problemKeys(err error) []string {
 func TestExampleConfig(t *testing.T) {
 	c, err := LoadConfig(filepath.Join("..", "..", "..", "config", "service-discovery-controller.json"))
 	want := []string{"server_cert", "server_key", "ca_cert", "nats.ca_certs", "nats.cert_chain", "nats.private_key"}
-	if diff := cmp.Diff(want, problemKeys(err)); diff != "" {
+	if diff := cmp.Diff(want, configtest.ProblemKeys(err)); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)
 	}
 	if time.Duration(c.ReadHeaderTimeout) != 30*time.Second || c.Port != "8054" || c.Nats.Hosts[0].Port != 4224 {

@@ -67,13 +67,11 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		natsOptions = append([]nats.Option{nats.Secure(natsTLS)}, natsOptions...)
 	}
 
-	logLevelLogger := logger.Session("log-level-server")
-	logLevelListener, err := net.Listen("tcp", net.JoinHostPort(cfg.LogLevelAddress, fmt.Sprint(cfg.LogLevelPort)))
+	logLevel, err := discovery.ListenLogLevel(logger, cfg.LogLevelAddress, cfg.LogLevelPort)
 	if err != nil {
-		logLevelLogger.Error("Listen and serve exited with error:", err)
 		return err
 	}
-	defer logLevelListener.Close()
+	defer logLevel.Close()
 	apiListener, err := net.Listen("tcp", net.JoinHostPort(cfg.Address, cfg.Port))
 	if err != nil {
 		return fmt.Errorf("routes server: %w", err)
@@ -116,39 +114,18 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		TLSConfig:         serverTLS,
 		ReadHeaderTimeout: time.Duration(cfg.ReadHeaderTimeout),
 	}
-	logLevel := &http.Server{
-		Handler:           discovery.LogLevelHandler(logLevelLogger, sink, sender.Registry().Handler()),
-		ReadHeaderTimeout: 10 * time.Second,
+	var started func()
+	if o.started != nil {
+		started = func() { o.started(table) }
 	}
-	logLevel.SetKeepAlivesEnabled(false)
-
 	interval := time.Duration(cfg.PruningIntervalSeconds) * time.Second
-	err = lifecycle.RunContext(ctx, logger,
+	return discovery.Run(ctx, logger, started,
 		lifecycle.Member{Name: "pruner", Runner: lifecycle.Loop(func(ctx context.Context) error { return table.PruneEvery(ctx, interval) })},
 		lifecycle.Member{Name: "subscriber", Runner: lifecycle.Loop(subscriber.Run)},
 		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, time.Duration(cfg.MetricsEmitSeconds)*time.Second, recorder.Sources()...)},
-		lifecycle.Member{Name: "log-level-server", Runner: lifecycle.Loop(func(ctx context.Context) error {
-			return discovery.Serve(ctx, logLevelLogger, logLevelListener, logLevel)
-		})},
-		lifecycle.Member{Name: "routes-server", Runner: lifecycle.Loop(func(ctx context.Context) error {
-			return discovery.Serve(ctx, routesLogger, apiListener, api)
-		})},
-		lifecycle.Member{Name: "started", Runner: lifecycle.Loop(func(ctx context.Context) error {
-			logger.Info("server-started")
-			if o.started != nil {
-				o.started(table)
-			}
-			<-ctx.Done()
-			return nil
-		})},
+		logLevel.Member(sink, sender.Registry().Handler()),
+		discovery.ServeMember("routes-server", routesLogger, apiListener, api),
 	)
-	if err != nil {
-		// Upstream's line when a member fails.
-		logger.Error("ifrit-failure", err)
-		return err
-	}
-	logger.Info("server-stopped")
-	return nil
 }
 
 // localIP is the address this VM reaches the rest of the deployment from:

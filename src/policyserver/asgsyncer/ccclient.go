@@ -2,15 +2,16 @@ package asgsyncer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/jsonhttp"
+	"github.com/netman-release/netman/src/policy"
 )
 
 // SecurityGroupsPerPage is the page size asked of Cloud Controller, as
@@ -26,10 +27,6 @@ const paginationAttempts = 3
 // hold the syncer forever.
 const maxPages = 1000
 
-// maxBodyBytes bounds one response: a page of 5000 security groups with
-// many rules each stays well below it.
-const maxBodyBytes = 256 << 20
-
 // ErrUnstableList means asg_latest_update moved while the pages were read,
 // or the pages did not add up to one consistent listing: the listing may
 // mix two states of Cloud Controller and is thrown away.
@@ -39,22 +36,36 @@ var ErrUnstableList = errors.New("unstable security group list")
 // the public v3 API (cc_url) and the latest-update marker from the internal
 // mutual TLS API (cc_internal_url), both with the client token.
 type CCClient struct {
-	logger      lager.Logger
-	public      *http.Client
-	internal    *http.Client
-	publicURL   string
-	internalURL string
+	logger   lager.Logger
+	public   jsonhttp.Client
+	internal jsonhttp.Client
 }
 
 // NewCCClient returns a client of Cloud Controller's public API at
 // publicURL and its internal API at internalURL.
 func NewCCClient(logger lager.Logger, public *http.Client, publicURL string, internal *http.Client, internalURL string) *CCClient {
+	header := http.Header{"Accept": {"application/json"}}
 	return &CCClient{
-		logger:      logger,
-		public:      public,
-		internal:    internal,
-		publicURL:   strings.TrimSuffix(publicURL, "/"),
-		internalURL: strings.TrimSuffix(internalURL, "/"),
+		logger:   logger,
+		public:   jsonhttp.Client{HTTP: public, Base: strings.TrimSuffix(publicURL, "/"), Header: header, Words: ccWords},
+		internal: jsonhttp.Client{HTTP: internal, Base: strings.TrimSuffix(internalURL, "/"), Header: header, Words: ccWords},
+	}
+}
+
+// ccWords word a failed call as "cloud controller GET <route>: ...".
+var ccWords = jsonhttp.Words{
+	Request: jsonhttp.Prefix("building cloud controller request"),
+	Send:    ccPrefix(""),
+	Read:    ccPrefix("read body: "),
+	Decode:  ccPrefix("unmarshal json: "),
+	Status: func(c jsonhttp.Call, se *jsonhttp.StatusError) error {
+		return se.Reword("cloud controller %s %s: status %d: %s", c.Method, c.Path, se.Code, se.Excerpt())
+	},
+}
+
+func ccPrefix(what string) func(jsonhttp.Call, error) error {
+	return func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("cloud controller %s %s: %s%w", c.Method, c.Path, what, err)
 	}
 }
 
@@ -67,24 +78,11 @@ type CCSecurityGroup struct {
 		Running bool `json:"running"`
 		Staging bool `json:"staging"`
 	} `json:"globally_enabled"`
-	Rules         []CCRule `json:"rules"`
+	Rules         []policy.SecurityGroupRule `json:"rules"`
 	Relationships struct {
 		StagingSpaces spaceRelationship `json:"staging_spaces"`
 		RunningSpaces spaceRelationship `json:"running_spaces"`
 	} `json:"relationships"`
-}
-
-// CCRule is one rule of a security group, with upstream's keys in
-// upstream's order; missing keys are stored as their zero values, as
-// upstream stores them.
-type CCRule struct {
-	Protocol    string `json:"protocol"`
-	Destination string `json:"destination"`
-	Ports       string `json:"ports"`
-	Type        int    `json:"type"`
-	Code        int    `json:"code"`
-	Description string `json:"description"`
-	Log         bool   `json:"log"`
 }
 
 type spaceRelationship struct {
@@ -108,17 +106,6 @@ type securityGroupsPage struct {
 	Resources *[]CCSecurityGroup `json:"resources"`
 }
 
-// CCError is a non-2xx answer from Cloud Controller.
-type CCError struct {
-	Route      string
-	StatusCode int
-	Body       string
-}
-
-func (e *CCError) Error() string {
-	return fmt.Sprintf("cloud controller GET %s: status %d: %s", e.Route, e.StatusCode, e.Body)
-}
-
 // LatestUpdate is GET /internal/v4/asg_latest_update: the time of the last
 // v3 security group change. 404 (a Cloud Controller without the endpoint)
 // is the zero time, as upstream.
@@ -127,9 +114,8 @@ func (c *CCClient) LatestUpdate(ctx context.Context, token string) (time.Time, e
 	var resp struct {
 		LastUpdate *string `json:"last_update"`
 	}
-	err := c.get(ctx, c.internal, c.internalURL, "/internal/v4/asg_latest_update", token, &resp)
-	var ce *CCError
-	if errors.As(err, &ce) && ce.StatusCode == http.StatusNotFound {
+	err := get(ctx, &c.internal, "/internal/v4/asg_latest_update", token, &resp)
+	if jsonhttp.IsStatus(err, http.StatusNotFound) {
 		c.logger.Info("get-security-groups-last-update-not-found")
 		return time.Time{}, nil
 	}
@@ -228,7 +214,7 @@ func (c *CCClient) page(ctx context.Context, token string, page int) (securityGr
 	c.logger.Debug("get-security-groups-with-page", lager.Data{"page": page})
 	route := fmt.Sprintf("/v3/security_groups?per_page=%d&page=%d", SecurityGroupsPerPage, page)
 	var resp securityGroupsPage
-	if err := c.get(ctx, c.public, c.publicURL, route, token, &resp); err != nil {
+	if err := get(ctx, &c.public, route, token, &resp); err != nil {
 		return securityGroupsPage{}, err
 	}
 	if resp.Pagination == nil || resp.Pagination.TotalResults == nil {
@@ -240,37 +226,7 @@ func (c *CCClient) page(ctx context.Context, token string, page int) (securityGr
 	return resp, nil
 }
 
-func (c *CCClient) get(ctx context.Context, client *http.Client, base, route, token string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+route, nil)
-	if err != nil {
-		return fmt.Errorf("building cloud controller request: %w", err)
-	}
-	req.Header.Set("Authorization", "bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("cloud controller GET %s: %w", route, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		return fmt.Errorf("cloud controller GET %s: read body: %w", route, err)
-	}
-	if len(body) > maxBodyBytes {
-		return fmt.Errorf("cloud controller GET %s: response larger than %d bytes", route, maxBodyBytes)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &CCError{Route: route, StatusCode: resp.StatusCode, Body: truncate(string(body), 512)}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("cloud controller GET %s: unmarshal json: %w", route, err)
-	}
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+func get(ctx context.Context, api *jsonhttp.Client, route, token string, out any) error {
+	_, err := api.Do(ctx, jsonhttp.Request{Path: route, Header: http.Header{"Authorization": {"bearer " + token}}}, out)
+	return err
 }

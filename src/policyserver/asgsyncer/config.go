@@ -15,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/sqldb"
 )
 
@@ -28,21 +29,17 @@ type Config struct {
 	RetryDeadlineSeconds   int          `json:"retry_deadline_seconds"`
 	UUID                   string       `json:"uuid"`
 	Database               sqldb.Config `json:"database"`
-	UAAClient              string       `json:"uaa_client"`
-	UAAClientSecret        string       `json:"uaa_client_secret"`
-	UAACA                  string       `json:"uaa_ca"`
-	UAAURL                 string       `json:"uaa_url"`
-	UAAPort                int          `json:"uaa_port"`
-	CCURL                  string       `json:"cc_url"`
 	CCInternalURL          string       `json:"cc_internal_url"`
-	CCCA                   string       `json:"cc_ca_cert"`
 	CCInternalCA           string       `json:"cc_internal_ca_cert"`
 	CCInternalClientCert   string       `json:"cc_internal_client_cert"`
 	CCInternalClientKey    string       `json:"cc_internal_client_key"`
 	LogLevel               string       `json:"log_level"`
 	LogPrefix              string       `json:"log_prefix"`
 	MetronAddress          string       `json:"metron_address"`
-	SkipSSLValidation      bool         `json:"skip_ssl_validation"`
+	// The UAA and public Cloud Controller keys; request_timeout is a
+	// netman extension here (upstream's calls had no timeout and a hung
+	// Cloud Controller stalled the syncer for good).
+	auth.ClientConfig
 
 	// Locket (upstream's locket.ClientLocketConfig). An empty
 	// locket_address makes the syncer lock in the policy database instead
@@ -53,11 +50,6 @@ type Config struct {
 	LocketClientKeyFile          string  `json:"locket_client_key_file"`
 	LocketClientKeepaliveTime    Seconds `json:"locket_client_keepalive_time"`
 	LocketClientKeepaliveTimeout Seconds `json:"locket_client_keepalive_timeout"`
-
-	// RequestTimeout bounds each UAA and Cloud Controller call, in seconds
-	// (netman extension; upstream's calls had no timeout and a hung Cloud
-	// Controller stalled the syncer for good).
-	RequestTimeout int `json:"request_timeout"`
 }
 
 // Defaults of keys upstream's template always renders; a hand-written file
@@ -75,15 +67,11 @@ var locketAddress = regexp.MustCompile(`^[a-z0-9.-]+:[0-9]+$`)
 // Errors read "reading config: ...", "parsing config ...: ..." or
 // "invalid config: ...", as upstream's.
 func LoadConfig(path string) (Config, error) {
-	c := Config{
+	return configfile.Load(path, Config{
 		LogPrefix:            DefaultLogPrefix,
 		RetryDeadlineSeconds: DefaultRetryDeadlineSeconds,
-		RequestTimeout:       DefaultRequestTimeout,
-	}
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+		ClientConfig:         auth.ClientConfig{RequestTimeout: DefaultRequestTimeout},
+	})
 }
 
 // Validate checks every key and returns one error listing all problems.
@@ -95,31 +83,15 @@ func (c Config) Validate() error {
 	p.Min("retry_deadline_seconds", c.RetryDeadlineSeconds, 1)
 	p.RequiredString("uuid", c.UUID)
 	p.Merge("database.", c.Database.Validate())
-	p.RequiredString("uaa_client", c.UAAClient)
-	p.RequiredString("uaa_client_secret", c.UAAClientSecret)
-	p.HTTPURL("uaa_url", c.UAAURL)
-	p.Port("uaa_port", c.UAAPort)
-	p.HTTPURL("cc_url", c.CCURL)
+	c.ClientConfig.Check(&p)
 	p.HTTPURL("cc_internal_url", c.CCInternalURL)
-	if !c.SkipSSLValidation {
-		optionalFile(&p, "uaa_ca", c.UAACA)
-		optionalFile(&p, "cc_ca_cert", c.CCCA)
-	}
 	// The internal endpoint is mutual TLS: all three files are needed.
 	p.ReadableFile("cc_internal_ca_cert", c.CCInternalCA)
 	p.ReadableFile("cc_internal_client_cert", c.CCInternalClientCert)
 	p.ReadableFile("cc_internal_client_key", c.CCInternalClientKey)
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	p.RequiredString("log_prefix", c.LogPrefix)
-	if c.MetronAddress == "" {
-		p.Required("metron_address", false)
-	} else if _, err := metrics.MetronPort(c.MetronAddress); err != nil {
-		p.Addf("metron_address: %v", err)
-	}
+	configfile.Parse(&p, "metron_address", c.MetronAddress, metrics.MetronPort)
 	if c.UseLocket() {
 		if !locketAddress.MatchString(c.LocketAddress) {
 			p.Addf("locket_address: the locket_address is invalid (got %q)", c.LocketAddress)
@@ -130,12 +102,6 @@ func (c Config) Validate() error {
 	}
 	p.Min("request_timeout", c.RequestTimeout, 1)
 	return p.Err()
-}
-
-func optionalFile(p *configfile.Problems, key, path string) {
-	if path != "" {
-		p.ReadableFile(key, path)
-	}
 }
 
 // UseLocket reports whether the lock is taken in locket (else in the
@@ -151,12 +117,6 @@ func (c Config) PollInterval() time.Duration {
 func (c Config) RetryDeadline() time.Duration {
 	return time.Duration(c.RetryDeadlineSeconds) * time.Second
 }
-
-// Timeout is request_timeout as a duration.
-func (c Config) Timeout() time.Duration { return time.Duration(c.RequestTimeout) * time.Second }
-
-// UAABaseURL is "<uaa_url>:<uaa_port>", as upstream builds it.
-func (c Config) UAABaseURL() string { return fmt.Sprintf("%s:%d", c.UAAURL, c.UAAPort) }
 
 // Seconds is a duration written as a number of seconds or as a Go
 // duration string ("10s"); locket's keepalive keys have been both.

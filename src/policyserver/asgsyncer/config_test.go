@@ -11,19 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
-
-// problemKeys is the list of keys an "invalid config" error names.
-func problemKeys(err error) []string {
-	if err == nil {
-		return nil
-	}
-	problems := strings.Split(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "\n  - ")
-	for i := range problems {
-		problems[i] = strings.SplitN(problems[i], ":", 2)[0]
-	}
-	return problems
-}
 
 // TestExampleConfig keeps config/policy-server-asg-syncer.json loadable:
 // only the certificate paths (BOSH's, absent here) are reported.
@@ -33,7 +22,7 @@ func TestExampleConfig(t *testing.T) {
 		"uaa_ca", "cc_ca_cert", "cc_internal_ca_cert", "cc_internal_client_cert", "cc_internal_client_key",
 		"locket_ca_cert_file", "locket_client_cert_file", "locket_client_key_file",
 	}
-	if diff := cmp.Diff(want, problemKeys(err)); diff != "" {
+	if diff := cmp.Diff(want, configtest.ProblemKeys(err)); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)
 	}
 	if c.PollInterval() != time.Minute || c.RetryDeadline() != 5*time.Minute || !c.UseLocket() || c.UAABaseURL() != "https://uaa.service.cf.internal:8443" {

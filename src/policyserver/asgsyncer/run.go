@@ -24,11 +24,7 @@ var storePool = sqldb.Pool{MaxOpenConnections: 1, MaxIdleConnections: 1}
 // (a broken config found at start). Cloud Controller, UAA, database and
 // lock failures are logged, counted and retried; they never end it.
 func Run(ctx context.Context, logger lager.Logger, cfg Config) error {
-	port, err := metrics.MetronPort(cfg.MetronAddress)
-	if err != nil {
-		return fmt.Errorf("metron_address: %w", err)
-	}
-	sender, err := metrics.NewSender(logger.Session("metrics"), Component, port)
+	sender, err := metrics.NewSenderAt(logger.Session("metrics"), Component, cfg.MetronAddress)
 	if err != nil {
 		return err
 	}
@@ -39,13 +35,11 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config) error {
 		return err
 	}
 
-	logger.Info("getting db connection")
-	db, err := sqldb.Open(ctx, logger.Session("db"), cfg.Database, storePool)
+	db, closeDB, err := sqldb.Connect(ctx, logger, cfg.Database, storePool)
 	if err != nil {
-		return fmt.Errorf("db connect: %w", err)
+		return err
 	}
-	defer closeDB(logger, db)
-	logger.Info("db connection retrieved")
+	defer closeDB()
 
 	lock, closeLock, err := newLock(ctx, logger, cfg)
 	if err != nil {
@@ -81,18 +75,16 @@ func (s *Syncer) Loop(ctx context.Context, logger lager.Logger, interval time.Du
 }
 
 func newClients(logger lager.Logger, cfg Config) (*CCClient, *auth.UAAClient, error) {
-	publicTLS, err := auth.ClientTLSConfig(cfg.SkipSSLValidation, cfg.UAACA, cfg.CCCA)
+	public, err := cfg.HTTPClient()
 	if err != nil {
-		return nil, nil, fmt.Errorf("error creating tls config: %w", err)
+		return nil, nil, err
 	}
 	internalTLS, err := mtls.ClientConfig(cfg.CCInternalClientCert, cfg.CCInternalClientKey, cfg.CCInternalCA)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cloud controller internal mutual tls config: %w", err)
 	}
-	public := auth.NewHTTPClient(publicTLS, cfg.Timeout())
 	internal := auth.NewHTTPClient(internalTLS, cfg.Timeout())
-	tokens := auth.NewUAAClient(logger.Session("uaa-client"), public, cfg.UAABaseURL(), cfg.UAAClient, cfg.UAAClientSecret)
-	return NewCCClient(logger, public, cfg.CCURL, internal, cfg.CCInternalURL), tokens, nil
+	return NewCCClient(logger, public, cfg.CCURL, internal, cfg.CCInternalURL), cfg.UAA(logger, public), nil
 }
 
 // newLock is the locket lease when locket is configured, else the lock in

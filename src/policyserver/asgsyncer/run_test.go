@@ -9,6 +9,7 @@ import (
 
 	"github.com/netman-release/netman/src/locket"
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
+	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/standin/cc"
 )
@@ -16,9 +17,10 @@ import (
 func runConfig(e *ccEnv, db sqldb.Config) asgsyncer.Config {
 	return asgsyncer.Config{
 		ASGPollIntervalSeconds: 1, RetryDeadlineSeconds: 300, UUID: "syncer-0", Database: db,
-		UAAClient: clientID, UAAClientSecret: clientSecret, CCURL: e.public, CCInternalURL: e.intern, CCCA: e.files.CAFile, UAACA: e.files.CAFile,
-		CCInternalCA: e.files.CAFile, CCInternalClientCert: e.files.ClientCert, CCInternalClientKey: e.files.ClientKey,
-		LogPrefix: "cfnetworking", MetronAddress: "127.0.0.1:3457", RequestTimeout: 5,
+		ClientConfig:  auth.ClientConfig{UAAClient: clientID, UAAClientSecret: clientSecret, CCURL: e.public, CCCA: e.files.CAFile, UAACA: e.files.CAFile, RequestTimeout: 5},
+		CCInternalURL: e.intern,
+		CCInternalCA:  e.files.CAFile, CCInternalClientCert: e.files.ClientCert, CCInternalClientKey: e.files.ClientKey,
+		LogPrefix: "cfnetworking", MetronAddress: "127.0.0.1:3457",
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/policy"
 )
 
@@ -142,8 +144,7 @@ func (s *Syncer) poll(ctx context.Context) error {
 }
 
 func (s *Syncer) forgetTokenIfRefused(err error) {
-	var ce *CCError
-	if errors.As(err, &ce) && ce.StatusCode == 401 {
+	if jsonhttp.IsStatus(err, http.StatusUnauthorized) {
 		s.tokens.Invalidate()
 	}
 }

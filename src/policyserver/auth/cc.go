@@ -2,16 +2,16 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/jsonhttp"
 )
 
 // maxSpacePages bounds how many pages of a user's spaces are followed, so a
@@ -24,31 +24,48 @@ const maxSpacePages = 1000
 // space's name and org and for space-developer membership, and
 // /v2/users/:guid/spaces for every space of a user.
 type CCClient struct {
-	baseURL string
-	http    *http.Client
-	logger  lager.Logger
+	api    jsonhttp.Client
+	logger lager.Logger
 }
 
 // NewCCClient returns a client of the Cloud Controller at baseURL (cc_url).
 func NewCCClient(logger lager.Logger, httpClient *http.Client, baseURL string) *CCClient {
-	return &CCClient{baseURL: strings.TrimSuffix(baseURL, "/"), http: httpClient, logger: logger}
+	return &CCClient{
+		api: jsonhttp.Client{
+			HTTP:   httpClient,
+			Base:   strings.TrimSuffix(baseURL, "/"),
+			Header: http.Header{"Accept": {"application/json"}},
+			Words:  ccWords,
+		},
+		logger: logger,
+	}
 }
 
-// CCError is a non-2xx answer from Cloud Controller. Message is the "error"
-// field of a JSON body when it has one, else the raw body, as upstream.
-type CCError struct {
-	StatusCode int
-	Message    string
-}
-
-func (e *CCError) Error() string {
-	return fmt.Sprintf("cloud controller: status %d: %s", e.StatusCode, e.Message)
+// ccWords are upstream's for a failed Cloud Controller call. A non-2xx
+// answer says the "error" of a JSON body when it has one, else the raw body.
+var ccWords = jsonhttp.Words{
+	Request: jsonhttp.Prefix("building cc request"),
+	Send: func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("cc request %s %s: %w", c.Method, c.Path, err)
+	},
+	Read: func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("cc response %s %s: read body: %w", c.Method, c.Path, err)
+	},
+	Decode: func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("cc response %s %s: unmarshal json: %w", c.Method, c.Path, err)
+	},
+	Status: func(_ jsonhttp.Call, se *jsonhttp.StatusError) error {
+		msg := se.Message()
+		if msg == "" {
+			msg = se.Body
+		}
+		return se.Reword("cloud controller: status %d: %s", se.Code, msg)
+	},
 }
 
 // IsUnauthorized reports whether err is CC refusing the client token.
 func IsUnauthorized(err error) bool {
-	var ce *CCError
-	return errors.As(err, &ce) && ce.StatusCode == http.StatusUnauthorized
+	return jsonhttp.IsStatus(err, http.StatusUnauthorized)
 }
 
 // Space is the part of a v2 space the guard needs.
@@ -137,8 +154,7 @@ func (c *CCClient) Space(ctx context.Context, token, spaceGUID string) (*Space, 
 		Entity Space `json:"entity"`
 	}
 	if err := c.get(ctx, token, "/v2/spaces/"+url.PathEscape(spaceGUID), &resp); err != nil {
-		var ce *CCError
-		if errors.As(err, &ce) && ce.StatusCode == http.StatusNotFound {
+		if jsonhttp.IsStatus(err, http.StatusNotFound) {
 			return nil, nil
 		}
 		return nil, err
@@ -199,36 +215,6 @@ func (c *CCClient) SubjectSpaces(ctx context.Context, token, subject string) (ma
 }
 
 func (c *CCClient) get(ctx context.Context, token, route string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+route, nil)
-	if err != nil {
-		return fmt.Errorf("building cc request: %w", err)
-	}
-	req.Header.Set("Authorization", "bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cc request GET %s: %w", route, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return fmt.Errorf("cc response GET %s: read body: %w", route, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &CCError{StatusCode: resp.StatusCode, Message: ccErrorMessage(body)}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("cc response GET %s: unmarshal json: %w", route, err)
-	}
-	return nil
-}
-
-func ccErrorMessage(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	return string(body)
+	_, err := c.api.Do(ctx, jsonhttp.Request{Path: route, Header: http.Header{"Authorization": {"bearer " + token}}}, out)
+	return err
 }

@@ -66,7 +66,7 @@ func (a *CCAccess) CheckAccess(ctx context.Context, tok Token, policies []policy
 	if err != nil {
 		return false, fmt.Errorf("getting token: %w", err)
 	}
-	apps := uniqueAppGUIDs(policies)
+	apps := policy.AppGUIDs(policies)
 	appSpaces, err := a.appSpaces(ctx, token, apps)
 	if err != nil {
 		return false, fmt.Errorf("getting space guids: %w", err)
@@ -115,7 +115,7 @@ func (a *CCAccess) FilterPolicies(ctx context.Context, tok Token, policies []pol
 	if err != nil {
 		return nil, fmt.Errorf("getting token: %w", err)
 	}
-	appSpaces, err := a.appSpaces(ctx, token, uniqueAppGUIDs(policies))
+	appSpaces, err := a.appSpaces(ctx, token, policy.AppGUIDs(policies))
 	if err != nil {
 		return nil, fmt.Errorf("getting app spaces: %w", err)
 	}
@@ -190,7 +190,7 @@ func (q *Quota) CheckQuota(ctx context.Context, tok Token, policies []policy.Pol
 	if tok.IsAdmin() {
 		return true, nil
 	}
-	apps := uniqueAppGUIDs(policies)
+	apps := policy.AppGUIDs(policies)
 	existing, err := q.store.ByGuids(ctx, apps, nil, false)
 	if err != nil {
 		return false, fmt.Errorf("getting policies: %w", err)

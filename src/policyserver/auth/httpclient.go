@@ -15,10 +15,6 @@ import (
 // its calls could hang forever).
 const DefaultRequestTimeout = 5 * time.Second
 
-// maxResponseBytes bounds UAA and CC response bodies: a page of 100 spaces
-// is well under 1 MiB, and a misbehaving server must not exhaust memory.
-const maxResponseBytes = 16 << 20
-
 // ClientTLSConfig returns the TLS settings of the UAA and CC clients: TLS
 // 1.2 or later, server certificates verified against the union of the PEM
 // files given (empty or whitespace-only files are skipped, as upstream), or

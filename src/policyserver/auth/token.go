@@ -10,8 +10,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-
-	"github.com/netman-release/netman/src/policy"
 )
 
 // Scopes the external API checks.
@@ -64,20 +62,4 @@ var ErrInvalidToken = errors.New("invalid token")
 // Verifier checks a bearer token.
 type Verifier interface {
 	CheckToken(ctx context.Context, token string) (Token, error)
-}
-
-// uniqueAppGUIDs returns the distinct source and destination ids of
-// policies in first-seen order, so CC queries are deterministic.
-func uniqueAppGUIDs(ps []policy.Policy) []string {
-	seen := make(map[string]struct{}, 2*len(ps))
-	out := make([]string, 0, 2*len(ps))
-	for _, p := range ps {
-		for _, id := range [2]string{p.Source.ID, p.Destination.ID} {
-			if _, ok := seen[id]; !ok {
-				seen[id] = struct{}{}
-				out = append(out, id)
-			}
-		}
-	}
-	return out
 }

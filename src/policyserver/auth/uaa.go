@@ -2,10 +2,9 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,18 +12,18 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/jsonhttp"
 )
 
 // UAAClient verifies user tokens (check_token) and obtains the policy
 // server's own client-credentials token for Cloud Controller, both with
 // HTTP Basic auth as the configured UAA client.
 type UAAClient struct {
-	baseURL string
-	client  string
-	secret  string
-	http    *http.Client
-	logger  lager.Logger
-	now     func() time.Time
+	api    jsonhttp.Client
+	client string
+	logger lager.Logger
+	now    func() time.Time
 
 	mu      sync.Mutex
 	token   string
@@ -33,24 +32,29 @@ type UAAClient struct {
 
 // NewUAAClient returns a client of the UAA at baseURL ("<uaa_url>:<uaa_port>").
 func NewUAAClient(logger lager.Logger, httpClient *http.Client, baseURL, clientName, clientSecret string) *UAAClient {
+	basic := base64.StdEncoding.EncodeToString([]byte(clientName + ":" + clientSecret))
 	return &UAAClient{
-		baseURL: strings.TrimSuffix(baseURL, "/"),
-		client:  clientName,
-		secret:  clientSecret,
-		http:    httpClient,
-		logger:  logger,
-		now:     time.Now,
+		api: jsonhttp.Client{
+			HTTP:   httpClient,
+			Base:   strings.TrimSuffix(baseURL, "/"),
+			Header: http.Header{"Authorization": {"Basic " + basic}, "Accept": {"application/json"}},
+			Words:  uaaWords,
+		},
+		client: clientName,
+		logger: logger,
+		now:    time.Now,
 	}
 }
 
-// UAAError is a non-200 answer from UAA.
-type UAAError struct {
-	StatusCode int
-	Body       string
-}
-
-func (e *UAAError) Error() string {
-	return fmt.Sprintf("bad uaa response: %d: %s", e.StatusCode, e.Body)
+// uaaWords are upstream's for a failed UAA call.
+var uaaWords = jsonhttp.Words{
+	Request: jsonhttp.Prefix("building uaa request"),
+	Send:    jsonhttp.Prefix("http client"),
+	Read:    jsonhttp.Prefix("read body"),
+	Decode:  jsonhttp.Prefix("unmarshal json"),
+	Status: func(_ jsonhttp.Call, se *jsonhttp.StatusError) error {
+		return se.Reword("bad uaa response: %d: %s", se.Code, se.Body)
+	},
 }
 
 // CheckToken asks UAA whether token is valid and what it grants. UAA
@@ -61,8 +65,7 @@ func (c *UAAClient) CheckToken(ctx context.Context, token string) (Token, error)
 	form := url.Values{"token": {token}}
 	var tok Token
 	if err := c.post(ctx, "/check_token", form, &tok); err != nil {
-		var ue *UAAError
-		if errors.As(err, &ue) && ue.StatusCode == http.StatusBadRequest {
+		if jsonhttp.IsStatus(err, http.StatusBadRequest) {
 			return Token{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 		}
 		return Token{}, err
@@ -115,27 +118,6 @@ func (c *UAAClient) Invalidate() {
 }
 
 func (c *UAAClient) post(ctx context.Context, path string, form url.Values, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return fmt.Errorf("building uaa request: %w", err)
-	}
-	req.SetBasicAuth(c.client, c.secret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("http client: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return fmt.Errorf("read body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &UAAError{StatusCode: resp.StatusCode, Body: string(body)}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("unmarshal json: %w", err)
-	}
-	return nil
+	_, err := c.api.Do(ctx, jsonhttp.Request{Method: http.MethodPost, Path: path, Body: form}, out)
+	return err
 }

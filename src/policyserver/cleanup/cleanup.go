@@ -67,7 +67,7 @@ func (c *Cleaner) DeleteStalePolicies(ctx context.Context) ([]policy.Policy, err
 		return nil, fmt.Errorf("get UAA token failed: %w", err)
 	}
 	stale := map[string]struct{}{}
-	for chunk := range slices.Chunk(appGUIDs(all), ChunkSize) {
+	for chunk := range slices.Chunk(policy.AppGUIDs(all), ChunkSize) {
 		live, err := c.apps.LiveAppGUIDs(ctx, token, chunk)
 		if err != nil {
 			return nil, fmt.Errorf("get app guids from Cloud-Controller failed: %w", err)
@@ -112,18 +112,4 @@ func (c *Cleaner) PollCycle() func(context.Context) error {
 		_, err := c.DeleteStalePolicies(ctx)
 		return err
 	}
-}
-
-func appGUIDs(ps []policy.Policy) []string {
-	seen := make(map[string]struct{}, 2*len(ps))
-	out := make([]string, 0, 2*len(ps))
-	for _, p := range ps {
-		for _, id := range [2]string{p.Source.ID, p.Destination.ID} {
-			if _, ok := seen[id]; !ok {
-				seen[id] = struct{}{}
-				out = append(out, id)
-			}
-		}
-	}
-	return out
 }

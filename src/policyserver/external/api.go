@@ -21,6 +21,7 @@ import (
 
 	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/auth"
+	"github.com/netman-release/netman/src/policyserver/router"
 )
 
 // Store is the part of the policy store the external API uses.
@@ -97,17 +98,12 @@ func New(logger lager.Logger, opts Options) *API {
 	}
 	a := &API{logger: logger, opts: opts}
 	for _, r := range a.table() {
-		a.cors = append(a.cors, corsRoute{method: r.method, pattern: corsPattern(r.path)})
+		a.cors = append(a.cors, corsRoute{method: r.Method, pattern: corsPattern(r.Path)})
 	}
 	for _, p := range optionsPaths(a.table()) {
 		a.cors = append(a.cors, corsRoute{method: http.MethodOptions, pattern: corsPattern(p)})
 	}
 	return a
-}
-
-type tableRoute struct {
-	method, path, name string
-	handler            http.Handler
 }
 
 const (
@@ -120,34 +116,34 @@ const (
 
 // table is upstream's route table, in upstream's order (it decides the
 // CORS method lists and the Allow header of 405s).
-func (a *API) table() []tableRoute {
+func (a *API) table() []router.Route {
 	selfService := a.opts.EnableSpaceDeveloperSelfService
 	admin := func(h http.HandlerFunc) http.Handler { return a.checkVersion(a.authenticate(adminScopes, true, h)) }
 	write := func(h http.HandlerFunc) http.Handler {
 		return a.checkVersion(a.authenticate(writeScopes, !selfService, h))
 	}
-	return []tableRoute{
-		{http.MethodGet, "/", RouteUptime, http.HandlerFunc(a.uptime)},
-		{http.MethodGet, "/networking", RouteUptime, http.HandlerFunc(a.uptime)},
-		{http.MethodGet, "/health", RouteHealth, http.HandlerFunc(a.health)},
-		{http.MethodGet, pathWhoAmI, RouteWhoAmI, admin(a.whoami)},
-		{http.MethodPost, pathPolicies, RouteCreatePolicies, write(a.createPolicies)},
-		{http.MethodPost, pathDelete, RouteDeletePolicies, write(a.deletePolicies)},
-		{http.MethodGet, pathPolicies, RoutePoliciesIndex, write(a.indexPolicies)},
-		{http.MethodPost, pathCleanup, RouteCleanup, admin(a.cleanup)},
-		{http.MethodGet, pathTags, RouteTagsIndex, admin(a.tags)},
+	return []router.Route{
+		{Method: http.MethodGet, Path: "/", Name: RouteUptime, Handler: http.HandlerFunc(a.uptime)},
+		{Method: http.MethodGet, Path: "/networking", Name: RouteUptime, Handler: http.HandlerFunc(a.uptime)},
+		{Method: http.MethodGet, Path: "/health", Name: RouteHealth, Handler: http.HandlerFunc(a.health)},
+		{Method: http.MethodGet, Path: pathWhoAmI, Name: RouteWhoAmI, Handler: admin(a.whoami)},
+		{Method: http.MethodPost, Path: pathPolicies, Name: RouteCreatePolicies, Handler: write(a.createPolicies)},
+		{Method: http.MethodPost, Path: pathDelete, Name: RouteDeletePolicies, Handler: write(a.deletePolicies)},
+		{Method: http.MethodGet, Path: pathPolicies, Name: RoutePoliciesIndex, Handler: write(a.indexPolicies)},
+		{Method: http.MethodPost, Path: pathCleanup, Name: RouteCleanup, Handler: admin(a.cleanup)},
+		{Method: http.MethodGet, Path: pathTags, Name: RouteTagsIndex, Handler: admin(a.tags)},
 	}
 }
 
 // optionsPaths are the distinct paths of the table, in order: each gets an
 // OPTIONS route (CORS preflight).
-func optionsPaths(table []tableRoute) []string {
+func optionsPaths(table []router.Route) []string {
 	var paths []string
 	seen := map[string]bool{}
 	for _, r := range table {
-		if !seen[r.path] {
-			seen[r.path] = true
-			paths = append(paths, r.path)
+		if !seen[r.Path] {
+			seen[r.Path] = true
+			paths = append(paths, r.Path)
 		}
 	}
 	return paths
@@ -156,16 +152,16 @@ func optionsPaths(table []tableRoute) []string {
 // Handler returns the external server's handler.
 func (a *API) Handler() http.Handler {
 	table := a.table()
-	rt := &router{}
+	rt := make(router.Router, 0, 2*len(table))
 	for _, r := range table {
-		h := a.securityHeaders(a.timed(r.name, a.logRequests(r.handler)))
-		rt.routes = append(rt.routes, route{method: r.method, path: r.path, handler: h})
+		r.Handler = a.securityHeaders(a.timed(r.Name, a.logRequests(r.Handler)))
+		rt = append(rt, r)
 	}
 	// Preflight: 200 with an empty body, no auth, no version check, no
 	// request log or metrics, as upstream.
 	options := a.securityHeaders(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	for _, p := range optionsPaths(table) {
-		rt.routes = append(rt.routes, route{method: http.MethodOptions, path: p, handler: options})
+		rt = append(rt, router.Route{Method: http.MethodOptions, Path: p, Handler: options})
 	}
 	return rt
 }
@@ -253,12 +249,7 @@ func (a *API) createPolicies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, logger, http.StatusForbidden, fmt.Errorf("policy quota exceeded"), "policy quota exceeded")
 		return
 	}
-	if err := a.opts.Store.Create(r.Context(), policies); err != nil {
-		a.fail(w, r, logger, http.StatusInternalServerError, err, "database create failed")
-		return
-	}
-	logger.Info("created-policies", lager.Data{"policies": json.RawMessage(policy.AppendV1List(nil, policies)), "userName": tok.UserName})
-	writeJSON(w, []byte("{}"))
+	a.write(w, r, logger, a.opts.Store.Create, "database create failed", "created-policies", tok, policies)
 }
 
 func (a *API) deletePolicies(w http.ResponseWriter, r *http.Request) {
@@ -267,11 +258,17 @@ func (a *API) deletePolicies(w http.ResponseWriter, r *http.Request) {
 	if done {
 		return
 	}
-	if err := a.opts.Store.Delete(r.Context(), policies); err != nil {
-		a.fail(w, r, logger, http.StatusInternalServerError, err, "database delete failed")
+	a.write(w, r, logger, a.opts.Store.Delete, "database delete failed", "deleted-policies", tok, policies)
+}
+
+// write stores the change and answers {} with upstream's log line (done),
+// or 500 with failed.
+func (a *API) write(w http.ResponseWriter, r *http.Request, logger lager.Logger, change func(context.Context, []policy.Policy) error, failed, done string, tok auth.Token, policies []policy.Policy) {
+	if err := change(r.Context(), policies); err != nil {
+		a.fail(w, r, logger, http.StatusInternalServerError, err, failed)
 		return
 	}
-	logger.Info("deleted-policies", lager.Data{"policies": json.RawMessage(policy.AppendV1List(nil, policies)), "userName": tok.UserName})
+	logger.Info(done, lager.Data{"policies": json.RawMessage(policy.AppendV1List(nil, policies)), "userName": tok.UserName})
 	writeJSON(w, []byte("{}"))
 }
 

@@ -5,11 +5,12 @@ package external
 // and validation that names every problem.
 
 import (
-	"fmt"
-	"github.com/netman-release/netman/src/metrics"
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/policyserver/auth"
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
@@ -28,18 +29,7 @@ type Config struct {
 	DebugServerHost string `json:"debug_server_host"`
 	DebugServerPort int    `json:"debug_server_port"`
 
-	UAAClient         string `json:"uaa_client"`
-	UAAClientSecret   string `json:"uaa_client_secret"`
-	UAACA             string `json:"uaa_ca"`
-	UAAURL            string `json:"uaa_url"`
-	UAAPort           int    `json:"uaa_port"`
-	CCURL             string `json:"cc_url"`
-	CCCA              string `json:"cc_ca_cert"`
-	SkipSSLValidation bool   `json:"skip_ssl_validation"`
-	// RequestTimeout bounds each UAA and Cloud Controller call, in
-	// seconds. Upstream's template rendered it (5) but the binary ignored
-	// it and could wait forever; netman honours it.
-	RequestTimeout int `json:"request_timeout"`
+	auth.ClientConfig
 
 	Database                 sqldb.Config `json:"database"`
 	DatabaseMigrationTimeout int          `json:"database_migration_timeout"`
@@ -79,15 +69,11 @@ const MaxTagLength = 3
 // read "reading config: ...", "parsing config ...: ..." or
 // "invalid config: ...".
 func LoadConfig(path string) (Config, error) {
-	c := Config{
+	return configfile.Load(path, Config{
 		LogPrefix:                DefaultLogPrefix,
 		DatabaseMigrationTimeout: DefaultDatabaseMigrationTimeout,
-		RequestTimeout:           DefaultRequestTimeout,
-	}
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+		ClientConfig:             auth.ClientConfig{RequestTimeout: DefaultRequestTimeout},
+	})
 }
 
 // FileAuth reports whether the opt-in tokens file replaces UAA and CC.
@@ -99,11 +85,7 @@ func (c Config) Validate() error {
 	p.RequiredString("listen_host", c.ListenHost)
 	p.Port("listen_port", c.ListenPort)
 	p.RequiredString("log_prefix", c.LogPrefix)
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	if c.EnableTLS {
 		p.ReadableFile("server_cert_file", c.ServerCertFile)
 		p.ReadableFile("server_key_file", c.ServerKeyFile)
@@ -114,35 +96,14 @@ func (c Config) Validate() error {
 	if c.FileAuth() {
 		p.ReadableFile("auth_tokens_file", c.AuthTokensFile)
 	} else {
-		p.RequiredString("uaa_client", c.UAAClient)
-		p.RequiredString("uaa_client_secret", c.UAAClientSecret)
-		p.HTTPURL("uaa_url", c.UAAURL)
-		p.Port("uaa_port", c.UAAPort)
-		p.HTTPURL("cc_url", c.CCURL)
-		if !c.SkipSSLValidation {
-			if c.UAACA != "" {
-				p.ReadableFile("uaa_ca", c.UAACA)
-			}
-			if c.CCCA != "" {
-				p.ReadableFile("cc_ca_cert", c.CCCA)
-			}
-		}
+		c.ClientConfig.Check(&p)
 	}
 	p.Min("request_timeout", c.RequestTimeout, 1)
 
 	p.Merge("database.", c.Database.Validate())
 	p.Min("database_migration_timeout", c.DatabaseMigrationTimeout, 1)
-	switch {
-	case c.TagLength == 0:
-		p.Required("tag_length", false)
-	case c.TagLength < 1 || c.TagLength > MaxTagLength:
-		p.Addf("tag_length: must be between 1 and %d (got %d)", MaxTagLength, c.TagLength)
-	}
-	if c.MetronAddress == "" {
-		p.Required("metron_address", false)
-	} else if _, err := c.MetronPort(); err != nil {
-		p.Addf("metron_address: %v", err)
-	}
+	p.Range("tag_length", c.TagLength, 1, MaxTagLength)
+	configfile.Parse(&p, "metron_address", c.MetronAddress, metrics.MetronPort)
 	p.Min("cleanup_interval", c.CleanupInterval, 1)
 	p.Min("max_policies", c.MaxPolicies, 1)
 	for i, d := range c.AllowedCORSDomains {
@@ -154,9 +115,6 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-// UAABaseURL is "<uaa_url>:<uaa_port>", as upstream builds it.
-func (c Config) UAABaseURL() string { return fmt.Sprintf("%s:%d", c.UAAURL, c.UAAPort) }
-
 // ListenAddress is listen_host:listen_port.
 func (c Config) ListenAddress() string {
 	return net.JoinHostPort(c.ListenHost, strconv.Itoa(c.ListenPort))
@@ -166,9 +124,6 @@ func (c Config) ListenAddress() string {
 func (c Config) DebugAddress() string {
 	return net.JoinHostPort(c.DebugServerHost, strconv.Itoa(c.DebugServerPort))
 }
-
-// Timeout is request_timeout as a duration.
-func (c Config) Timeout() time.Duration { return time.Duration(c.RequestTimeout) * time.Second }
 
 // CleanupEvery is cleanup_interval as a duration.
 func (c Config) CleanupEvery() time.Duration { return time.Duration(c.CleanupInterval) * time.Second }

@@ -11,19 +11,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/policyserver/external"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // TestExampleConfig keeps config/policy-server.json loadable: only the CA
 // paths (BOSH's, absent here) are expected to be reported.
 func TestExampleConfig(t *testing.T) {
 	c, err := external.LoadConfig(filepath.Join("..", "..", "..", "config", "policy-server.json"))
-	var problems []string
-	if err != nil {
-		problems = strings.Split(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "\n  - ")
-	}
-	for i := range problems {
-		problems[i] = strings.SplitN(problems[i], ":", 2)[0]
-	}
+	problems := configtest.ProblemKeys(err)
 	if diff := cmp.Diff([]string{"uaa_ca", "cc_ca_cert"}, problems); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)
 	}

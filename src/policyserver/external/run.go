@@ -34,11 +34,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if err != nil {
 		return err
 	}
-	port, err := cfg.MetronPort()
-	if err != nil {
-		return fmt.Errorf("metron_address: %w", err)
-	}
-	sender, err := metrics.NewSender(logger.Session("metrics"), "policy-server", port)
+	sender, err := metrics.NewSenderAt(logger.Session("metrics"), "policy-server", cfg.MetronAddress)
 	if err != nil {
 		return err
 	}
@@ -54,17 +50,11 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	logger.Info("migrations and groups table population are complete")
 
-	logger.Info("getting db connection")
-	db, err := sqldb.Open(ctx, logger.Session("db"), cfg.Database, cfg.Pool)
+	db, closeDB, err := sqldb.Connect(ctx, logger, cfg.Database, cfg.Pool)
 	if err != nil {
-		return fmt.Errorf("db connect: %w", err)
+		return err
 	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			logger.Error("error-closing-connection-pool", err)
-		}
-	}()
-	logger.Info("db connection retrieved")
+	defer closeDB()
 
 	st := store.New(db, cfg.TagLength, sender)
 	var cleaner *cleanup.Cleaner
@@ -91,13 +81,9 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if err != nil {
 		return err
 	}
-	sources := append([]metrics.Source{{Name: "totalPolicies", Get: func(ctx context.Context) (float64, error) {
-		ps, err := st.All(ctx)
-		return float64(len(ps)), err
-	}}}, db.MetricSources()...)
 
 	members := []lifecycle.Member{
-		{Name: "metrics_emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, MetricsEmitInterval, sources...)},
+		{Name: "metrics_emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, MetricsEmitInterval, st.MetricSources()...)},
 		{Name: "http_server", Runner: lifecycle.HTTPServer(logger.Session("http-server"), cfg.ListenAddress(), api.Handler(), tlsConfig)},
 	}
 	if cleaner != nil {
@@ -128,12 +114,11 @@ func outbound(logger lager.Logger, cfg Config) (auth.Verifier, auth.Access, auth
 		})
 		return fa, auth.FileAccess{}, nil, nil, nil
 	}
-	tlsConfig, err := auth.ClientTLSConfig(cfg.SkipSSLValidation, cfg.UAACA, cfg.CCCA)
+	httpClient, err := cfg.HTTPClient()
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("error creating tls config: %w", err)
+		return nil, nil, nil, nil, err
 	}
-	httpClient := auth.NewHTTPClient(tlsConfig, cfg.Timeout())
-	uaa := auth.NewUAAClient(logger.Session("uaa-client"), httpClient, cfg.UAABaseURL(), cfg.UAAClient, cfg.UAAClientSecret)
+	uaa := cfg.UAA(logger, httpClient)
 	cc := auth.NewCCClient(logger.Session("cc-client"), httpClient, cfg.CCURL)
 	return uaa, auth.NewCCAccess(uaa, cc), uaa, cc, nil
 }

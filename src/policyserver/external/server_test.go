@@ -19,28 +19,20 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/policyserver/external"
 	"github.com/netman-release/netman/src/policyserver/migratedb"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/dbtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func baseConfig(t *testing.T) external.Config {
 	return external.Config{
-		ListenHost: "127.0.0.1", ListenPort: freePort(t), LogPrefix: "cfnetworking",
-		DebugServerHost: "127.0.0.1", DebugServerPort: freePort(t),
-		RequestTimeout: 5, Database: dbtest.NewConfig(t, sqldb.TypeSQLite), DatabaseMigrationTimeout: 60,
+		ListenHost: "127.0.0.1", ListenPort: ports.Free(t, "127.0.0.1"), LogPrefix: "cfnetworking",
+		DebugServerHost: "127.0.0.1", DebugServerPort: ports.Free(t, "127.0.0.1"),
+		ClientConfig: auth.ClientConfig{RequestTimeout: 5}, Database: dbtest.NewConfig(t, sqldb.TypeSQLite), DatabaseMigrationTimeout: 60,
 		TagLength: 2, MetronAddress: "127.0.0.1:3457", CleanupInterval: 3600, MaxPolicies: 150,
 		Pool: sqldb.Pool{MaxOpenConnections: 10, MaxIdleConnections: 5},
 	}

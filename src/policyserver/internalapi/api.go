@@ -23,6 +23,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/policyserver/router"
 	"github.com/netman-release/netman/src/policyserver/store"
 )
 
@@ -112,8 +113,8 @@ func (a *API) WatchSecurityGroups(w *Watcher) *API {
 }
 
 // Routes returns upstream's internal route table.
-func (a *API) Routes() []Route {
-	return []Route{
+func (a *API) Routes() []router.Route {
+	return []router.Route{
 		{Method: http.MethodPut, Path: "/networking/v1/internal/tags", Name: RouteCreateTags, Handler: http.HandlerFunc(a.createTag)},
 		{Method: http.MethodGet, Path: "/networking/:version/internal/policies", Name: RouteInternalPolicies, Handler: http.HandlerFunc(a.policies)},
 		{Method: http.MethodGet, Path: "/networking/:version/internal/policies_last_updated", Name: RouteInternalPoliciesLastUpdated, Handler: http.HandlerFunc(a.lastUpdated)},
@@ -148,7 +149,7 @@ func (a *API) Handler(wrap func(name string, h http.Handler) http.Handler) http.
 		}
 		routes[i].Handler = HSTS(h)
 	}
-	return NewRouter(routes...)
+	return router.Router(routes)
 }
 
 // IsLongPoll reports whether r asks a version route to wait.

@@ -37,11 +37,7 @@ const MaxTagLength = 3
 // Errors read "reading config: ...", "parsing config ...: ..." or
 // "invalid config: ...", as upstream's.
 func LoadConfig(path string) (Config, error) {
-	var c Config
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	return configfile.Load(path, Config{})
 }
 
 // Validate checks every key and returns one error listing all problems.
@@ -57,22 +53,9 @@ func (c Config) Validate() error {
 	p.ReadableFile("server_cert_file", c.ServerCertFile)
 	p.ReadableFile("server_key_file", c.ServerKeyFile)
 	p.Merge("database.", c.Database.Validate())
-	switch {
-	case c.TagLength == 0:
-		p.Required("tag_length", false)
-	case c.TagLength < 1 || c.TagLength > MaxTagLength:
-		p.Addf("tag_length: must be between 1 and %d (got %d)", MaxTagLength, c.TagLength)
-	}
-	if c.MetronAddress == "" {
-		p.Required("metron_address", false)
-	} else if _, err := c.MetronPort(); err != nil {
-		p.Addf("metron_address: %v", err)
-	}
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	p.Range("tag_length", c.TagLength, 1, MaxTagLength)
+	configfile.Parse(&p, "metron_address", c.MetronAddress, metrics.MetronPort)
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	p.Merge("", c.Pool.Validate())
 	return p.Err()
 }

@@ -10,19 +10,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/policyserver/internalapi"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // TestExampleConfig keeps config/policy-server-internal.json loadable: only
 // the certificate paths (BOSH's, absent here) are expected to be reported.
 func TestExampleConfig(t *testing.T) {
-	c, err := internalapi.LoadConfig(filepath.Join("..", "..", "..", "..", "config", "policy-server-internal.json"))
-	var problems []string
-	if err != nil {
-		problems = strings.Split(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "\n  - ")
-	}
-	for i := range problems {
-		problems[i] = strings.SplitN(problems[i], ":", 2)[0]
-	}
+	c, err := internalapi.LoadConfig(filepath.Join("..", "..", "..", "config", "policy-server-internal.json"))
+	problems := configtest.ProblemKeys(err)
 	want := []string{"ca_cert_file", "server_cert_file", "server_key_file"}
 	if diff := cmp.Diff(want, problems); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)

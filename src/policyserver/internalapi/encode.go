@@ -1,9 +1,9 @@
 package internalapi
 
 import (
-	"encoding/json"
 	"strconv"
 
+	"github.com/netman-release/netman/src/jsonenc"
 	"github.com/netman-release/netman/src/policy"
 )
 
@@ -20,11 +20,11 @@ func appendSecurityGroups(buf []byte, groups []policy.SecurityGroup, next int) [
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"guid":`...)
-		buf = appendString(buf, g.GUID)
+		buf = jsonenc.AppendString(buf, g.GUID)
 		buf = append(buf, `,"name":`...)
-		buf = appendString(buf, g.Name)
+		buf = jsonenc.AppendString(buf, g.Name)
 		buf = append(buf, `,"rules":`...)
-		buf = appendString(buf, g.Rules)
+		buf = jsonenc.AppendString(buf, g.Rules)
 		buf = append(buf, `,"staging_default":`...)
 		buf = strconv.AppendBool(buf, g.StagingDefault)
 		buf = append(buf, `,"running_default":`...)
@@ -44,21 +44,7 @@ func appendStrings(buf []byte, list []string) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, s)
+		buf = jsonenc.AppendString(buf, s)
 	}
 	return append(buf, ']')
-}
-
-// appendString appends s as encoding/json does (HTML-safe escaping
-// included); guids and names take the copy-through path.
-func appendString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }

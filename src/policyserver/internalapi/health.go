@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/netman-release/netman/src/policyserver/router"
 )
 
 // Health-server metric names (upstream's).
@@ -19,7 +21,7 @@ const (
 // upstream's uptime text without touching the database; GET /health pings
 // the database and answers 200 with an empty body, or 500
 // `{"error": "check database failed"}`.
-func HealthRoutes(logger lager.Logger, errs Counter, start time.Time, ping func(context.Context) error) []Route {
+func HealthRoutes(logger lager.Logger, errs Counter, start time.Time, ping func(context.Context) error) []router.Route {
 	e := errorResponder{errors: errs}
 	uptime := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintf(w, "Network policy server, up for %v\n", time.Since(start))
@@ -31,7 +33,7 @@ func HealthRoutes(logger lager.Logger, errs Counter, start time.Time, ping func(
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	return []Route{
+	return []router.Route{
 		{Method: http.MethodGet, Path: "/", Name: RouteUptime, Handler: uptime},
 		{Method: http.MethodGet, Path: "/health", Name: RouteHealth, Handler: health},
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/policyserver/router"
 	"github.com/netman-release/netman/src/policyserver/store"
 	"github.com/netman-release/netman/src/sqldb"
 )
@@ -43,27 +44,17 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if err != nil {
 		return fmt.Errorf("mutual tls config: %w", err)
 	}
-	port, err := cfg.MetronPort()
-	if err != nil {
-		return fmt.Errorf("metron_address: %w", err)
-	}
-	sender, err := metrics.NewSender(logger.Session("metrics"), Component, port)
+	sender, err := metrics.NewSenderAt(logger.Session("metrics"), Component, cfg.MetronAddress)
 	if err != nil {
 		return err
 	}
 	defer sender.Close()
 
-	logger.Info("getting db connection")
-	db, err := sqldb.Open(ctx, logger.Session("db"), cfg.Database, cfg.Pool)
+	db, closeDB, err := sqldb.Connect(ctx, logger, cfg.Database, cfg.Pool)
 	if err != nil {
-		return fmt.Errorf("db connect: %w", err)
+		return err
 	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			logger.Error("error-closing-connection-pool", err)
-		}
-	}()
-	logger.Info("db connection retrieved")
+	defer closeDB()
 	if err := migrate(ctx, logger, db, cfg.TagLength); err != nil {
 		return err
 	}
@@ -75,18 +66,13 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	wrap := func(name string, h http.Handler) http.Handler {
 		return lifecycle.MetricsMiddleware(sender, name, LogRequests(logger, h))
 	}
-	health := NewRouter(HealthRoutes(logger, sender, time.Now(), st.CheckDatabase)...)
-	for i := range health.routes {
-		health.routes[i].Handler = wrap(health.routes[i].Name, health.routes[i].Handler)
+	health := router.Router(HealthRoutes(logger, sender, time.Now(), st.CheckDatabase))
+	for i := range health {
+		health[i].Handler = wrap(health[i].Name, health[i].Handler)
 	}
 
-	sources := append([]metrics.Source{{Name: "totalPolicies", Get: func(ctx context.Context) (float64, error) {
-		ps, err := st.All(ctx)
-		return float64(len(ps)), err
-	}}}, db.MetricSources()...)
-
 	members := []lifecycle.Member{
-		{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, MetricsEmitInterval, sources...)},
+		{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, MetricsEmitInterval, st.MetricSources()...)},
 		{Name: "internal-http-server", Runner: lifecycle.HTTPServer(logger.Session("internal-http-server"), hostPort(cfg.ListenHost, cfg.InternalListenPort), api.Handler(wrap), tlsConfig)},
 		{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), hostPort(cfg.DebugServerHost, cfg.DebugServerPort), lifecycle.DebugHandler(sink, sender.Registry()), nil)},
 		{Name: "health-check-server", Runner: lifecycle.HTTPServer(logger.Session("health-check-server"), hostPort("127.0.0.1", cfg.HealthCheckPort), health, nil)},

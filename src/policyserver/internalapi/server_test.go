@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/internalapi"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/testsupport/logtest"
+	"github.com/netman-release/netman/src/testsupport/ports"
 )
 
 // running is a policy-server-internal started in-process on free ports.
@@ -26,22 +26,12 @@ type running struct {
 	base  string
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startServer(t *testing.T, db sqldb.Config) *running {
 	t.Helper()
 	files := mtlstest.NewTestFiles(t)
 	cfg := internalapi.Config{
-		LogPrefix: "cfnetworking", ListenHost: "127.0.0.1", InternalListenPort: freePort(t),
-		DebugServerHost: "127.0.0.1", DebugServerPort: freePort(t), HealthCheckPort: freePort(t),
+		LogPrefix: "cfnetworking", ListenHost: "127.0.0.1", InternalListenPort: ports.Free(t, "127.0.0.1"),
+		DebugServerHost: "127.0.0.1", DebugServerPort: ports.Free(t, "127.0.0.1"), HealthCheckPort: ports.Free(t, "127.0.0.1"),
 		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
 		Database: db, TagLength: 2, MetronAddress: "127.0.0.1:3457",
 		Pool: sqldb.Pool{MaxOpenConnections: 20, MaxIdleConnections: 10, ConnectionsMaxLifetimeSeconds: 3600},
@@ -181,8 +171,8 @@ func TestServer(t *testing.T) {
 func TestShutdownReleasesLongPolls(t *testing.T) {
 	files := mtlstest.NewTestFiles(t)
 	cfg := internalapi.Config{
-		LogPrefix: "cfnetworking", ListenHost: "127.0.0.1", InternalListenPort: freePort(t),
-		DebugServerHost: "127.0.0.1", DebugServerPort: freePort(t), HealthCheckPort: freePort(t),
+		LogPrefix: "cfnetworking", ListenHost: "127.0.0.1", InternalListenPort: ports.Free(t, "127.0.0.1"),
+		DebugServerHost: "127.0.0.1", DebugServerPort: ports.Free(t, "127.0.0.1"), HealthCheckPort: ports.Free(t, "127.0.0.1"),
 		CACertFile: files.CAFile, ServerCertFile: files.ServerCert, ServerKeyFile: files.ServerKey,
 		Database: migratedConfig(t, sqldb.TypeSQLite), TagLength: 2, MetronAddress: "127.0.0.1:3457",
 	}

@@ -53,11 +53,11 @@ type Config struct {
 func LoadConfig(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("file does not exist: %s", err)
+		return Config{}, fmt.Errorf("file does not exist: %w", err)
 	}
 	var c Config
 	if err := json.Unmarshal(data, &c); err != nil {
-		return Config{}, fmt.Errorf("parsing config: %s", err)
+		return Config{}, fmt.Errorf("parsing config: %w", err)
 	}
 	if !c.SingleIPOnly {
 		return c, nil

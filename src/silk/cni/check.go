@@ -2,18 +2,18 @@ package cni
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/netman-release/netman/src/netlinkx"
 )
 
 // Check verifies that what ADD built is still there: the reservation, both
@@ -25,14 +25,8 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 	logger := p.logger().Session("plugin-check", lager.Data{"container-id": args.ContainerID, "netns": args.Netns, "ifname": args.IfName})
 	defer logFailure(logger, "check", &err)
 
-	conf, err := ParseNetConf(args.StdinData)
+	conf, err := parseNetConfFor(args.StdinData, "CHECK", "0.4.0")
 	if err != nil {
-		return err
-	}
-	if ok, _ := version.GreaterThanOrEqualTo(conf.CNIVersion, "0.4.0"); !ok {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "config version does not allow CHECK", "")
-	}
-	if err := conf.Validate(); err != nil {
 		return err
 	}
 	fail := func(err error) error { return stepError("check failed", err) }
@@ -137,7 +131,7 @@ func checkEnd(dev string, mac net.HardwareAddr, local, peer net.IP, peerMAC net.
 	if a.Flags&net.FlagUp == 0 {
 		return nil, fmt.Errorf("link %s is down", dev)
 	}
-	addrs, err := listRetry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_V4) })
+	addrs, err := netlinkx.AddrList(netlinkx.Host, link, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses of %s: %w", dev, err)
 	}
@@ -150,7 +144,7 @@ func checkEnd(dev string, mac net.HardwareAddr, local, peer net.IP, peerMAC net.
 	if !found {
 		return nil, fmt.Errorf("link %s has no address %s peer %s", dev, local, peer)
 	}
-	neighs, err := listRetry(func() ([]netlink.Neigh, error) { return netlink.NeighList(a.Index, netlink.FAMILY_V4) })
+	neighs, err := netlinkx.NeighList(netlinkx.Host, a.Index, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("listing neighbours of %s: %w", dev, err)
 	}
@@ -169,9 +163,7 @@ func checkEnd(dev string, mac net.HardwareAddr, local, peer net.IP, peerMAC net.
 // hasRoute reports a main-table route on link to dst (nil = default) via
 // gw (nil = any).
 func hasRoute(link netlink.Link, dst *net.IPNet, gw net.IP) bool {
-	routes, err := listRetry(func() ([]netlink.Route, error) {
-		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
-	})
+	routes, err := netlinkx.RouteListFiltered(netlinkx.Host, netlink.FAMILY_V4, &netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
 	if err != nil {
 		return false
 	}
@@ -194,18 +186,4 @@ func hasRoute(link netlink.Link, dst *net.IPNet, gw net.IP) bool {
 func isZeroMask(m net.IPMask) bool {
 	ones, _ := m.Size()
 	return ones == 0
-}
-
-// listRetry repeats a netlink dump the kernel interrupted (it changed
-// meanwhile), a handful of times.
-func listRetry[T any](dump func() ([]T, error)) ([]T, error) {
-	var out []T
-	var err error
-	for range 5 {
-		out, err = dump()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return out, err
-		}
-	}
-	return out, err
 }

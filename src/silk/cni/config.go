@@ -64,6 +64,19 @@ func ParseNetConf(stdin []byte) (*NetConf, error) {
 	return conf, nil
 }
 
+// parseNetConfFor is ParseNetConf and Validate for a command (CHECK, GC,
+// STATUS) that a config must be at least version minVersion to allow.
+func parseNetConfFor(stdin []byte, command, minVersion string) (*NetConf, error) {
+	conf, err := ParseNetConf(stdin)
+	if err != nil {
+		return nil, err
+	}
+	if ok, _ := version.GreaterThanOrEqualTo(conf.CNIVersion, minVersion); !ok {
+		return nil, types.NewError(types.ErrIncompatibleCNIVersion, "config version does not allow "+command, "")
+	}
+	return conf, conf.Validate()
+}
+
 // Validate names every problem that would stop an ADD, before anything is
 // allocated or created.
 func (c *NetConf) Validate() error {

@@ -8,8 +8,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
 )
 
 // GC (CNI 1.1) removes what silk-cni holds for attachments the runtime no
@@ -23,14 +22,8 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) (err error) {
 	logger := p.logger().Session("plugin-gc")
 	defer logFailure(logger, "gc", &err)
 
-	conf, err := ParseNetConf(args.StdinData)
+	conf, err := parseNetConfFor(args.StdinData, "GC", "1.1.0")
 	if err != nil {
-		return err
-	}
-	if ok, _ := version.GreaterThanOrEqualTo(conf.CNIVersion, "1.1.0"); !ok {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "config version does not allow GC", "")
-	}
-	if err := conf.Validate(); err != nil {
 		return err
 	}
 	valid := map[[2]string]bool{}
@@ -48,7 +41,7 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) (err error) {
 	pool := newIPAM(conf)
 	var errs []error
 	var released []string
-	lockErr := pool.locked(func() error {
+	lockErr := pool.locked(func(*disk.Store) error {
 		all, err := pool.list()
 		if err != nil {
 			return err

@@ -63,16 +63,7 @@ func (i ipam) release(id, ifname string) error {
 	if _, err := os.Stat(i.dir()); errors.Is(err, os.ErrNotExist) {
 		return nil // never allocated here; do not create the directory
 	}
-	store, err := disk.New(i.network, i.root)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	if err := store.Lock(); err != nil {
-		return err
-	}
-	defer store.Unlock()
-	return store.ReleaseByID(id, ifname)
+	return i.locked(func(store *disk.Store) error { return store.ReleaseByID(id, ifname) })
 }
 
 // allocation is one reservation file.
@@ -123,7 +114,7 @@ func (i ipam) list() ([]allocation, error) {
 
 // locked runs fn holding host-local's store lock, so no ADD can reserve
 // (and no DEL release) meanwhile.
-func (i ipam) locked(fn func() error) error {
+func (i ipam) locked(fn func(*disk.Store) error) error {
 	store, err := disk.New(i.network, i.root)
 	if err != nil {
 		return err
@@ -133,7 +124,7 @@ func (i ipam) locked(fn func() error) error {
 		return err
 	}
 	defer store.Unlock()
-	return fn()
+	return fn(store)
 }
 
 // removeFile drops one reservation; the caller holds the lock.

@@ -2,15 +2,15 @@ package cni
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/netman-release/netman/src/jsonhttp"
 )
 
 // NetworkInfo is silk-daemon's answer on 127.0.0.1:<daemonPort>:
@@ -67,38 +67,36 @@ func (p *Plugin) daemonURL(port int) string {
 // fetchNetworkInfo asks silk-daemon. Dialling happens on the calling
 // goroutine's thread, i.e. in the plugin's own namespace (the host's).
 func (p *Plugin) fetchNetworkInfo(ctx context.Context, port int) (NetworkInfo, error) {
-	url := p.daemonURL(port)
 	timeout := p.DaemonTimeout
 	if timeout <= 0 {
 		timeout = DefaultDaemonTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return NetworkInfo{}, err
-	}
 	client := p.HTTPClient
 	if client == nil {
 		client = defaultClient
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return NetworkInfo{}, fmt.Errorf("silk-daemon not reachable at %s (is it running?): %w", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return NetworkInfo{}, fmt.Errorf("reading silk-daemon response from %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return NetworkInfo{}, fmt.Errorf("silk-daemon at %s answered %d: %s", url, resp.StatusCode, body)
-	}
+	api := jsonhttp.Client{HTTP: client, Words: daemonWords}
 	var info NetworkInfo
-	if err := json.Unmarshal(body, &info); err != nil {
-		return NetworkInfo{}, fmt.Errorf("decoding silk-daemon response from %s: %w", url, err)
-	}
-	return info, nil
+	_, err := api.Do(ctx, jsonhttp.Request{Path: p.daemonURL(port)}, &info)
+	return info, err
+}
+
+// daemonWords name the daemon's URL in every failure.
+var daemonWords = jsonhttp.Words{
+	Send: func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("silk-daemon not reachable at %s (is it running?): %w", c.URL, err)
+	},
+	Read: func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("reading silk-daemon response from %s: %w", c.URL, err)
+	},
+	Decode: func(c jsonhttp.Call, err error) error {
+		return fmt.Errorf("decoding silk-daemon response from %s: %w", c.URL, err)
+	},
+	Status: func(c jsonhttp.Call, se *jsonhttp.StatusError) error {
+		return se.Reword("silk-daemon at %s answered %d: %s", c.URL, se.Code, se.Body)
+	},
 }
 
 // defaultClient never uses a proxy and keeps no idle connections: the

@@ -6,21 +6,14 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 )
 
 // Status (CNI 1.1) reports whether an ADD could succeed now: silk-daemon
 // (or the subnet file) answers with a usable lease, and the lease still has
 // a free address. Failures are code 50, "plugin not available".
 func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
-	conf, err := ParseNetConf(args.StdinData)
+	conf, err := parseNetConfFor(args.StdinData, "STATUS", "1.1.0")
 	if err != nil {
-		return err
-	}
-	if ok, _ := version.GreaterThanOrEqualTo(conf.CNIVersion, "1.1.0"); !ok {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "config version does not allow STATUS", "")
-	}
-	if err := conf.Validate(); err != nil {
 		return err
 	}
 	info, err := p.discover(ctx, conf)

@@ -8,6 +8,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/vishvananda/netlink"
+
+	"github.com/netman-release/netman/src/netlinkx"
 )
 
 // TeardownConfig is cni-teardown's config file (teardown-config.json).
@@ -34,7 +36,7 @@ func LoadTeardownConfig(path string) (*TeardownConfig, error) {
 // bwp… devices are left alone. Failures are logged, not returned: the job
 // must start anyway.
 func RemoveLegacyIFBs(logger lager.Logger) {
-	links, err := listRetry(netlink.LinkList)
+	links, err := netlinkx.LinkList(netlinkx.Host)
 	if err != nil {
 		logger.Error("failed-to-list-network-devices", err)
 	}

@@ -37,15 +37,11 @@ const (
 
 // LoadConfig reads and validates a config file, naming every problem.
 func LoadConfig(path string) (Config, error) {
-	c := Config{
+	return configfile.Load(path, Config{
 		MetricsEmitSeconds:        DefaultMetricsEmitSeconds,
 		StalenessThresholdSeconds: DefaultStalenessThresholdSeconds,
 		LogPrefix:                 DefaultLogPrefix,
-	}
-	if err := configfile.LoadJSON(path, &c); err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+	})
 }
 
 // Validate checks every key and returns one error listing all problems.

@@ -8,19 +8,15 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 // TestExampleConfig keeps config/silk-controller.json loadable: only the
 // certificate paths (BOSH's, absent here) are expected to be reported.
 func TestExampleConfig(t *testing.T) {
 	_, err := LoadConfig(filepath.Join("..", "..", "..", "config", "silk-controller.json"))
-	var problems []string
-	if err != nil {
-		problems = strings.Split(strings.TrimPrefix(err.Error(), "invalid config:\n  - "), "\n  - ")
-	}
-	for i := range problems {
-		problems[i] = strings.SplitN(problems[i], ":", 2)[0]
-	}
+	problems := configtest.ProblemKeys(err)
 	want := []string{"ca_cert_file", "server_cert_file", "server_key_file"}
 	if diff := cmp.Diff(want, problems); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)

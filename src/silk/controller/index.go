@@ -2,10 +2,10 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
+	"github.com/netman-release/netman/src/jsonenc"
 	"github.com/netman-release/netman/src/silk/lease"
 )
 
@@ -71,24 +71,12 @@ func appendIndex(buf []byte, leases []lease.Lease) []byte {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"underlay_ip":`...)
-		buf = appendJSONString(buf, l.UnderlayIP)
+		buf = jsonenc.AppendString(buf, l.UnderlayIP)
 		buf = append(buf, `,"overlay_subnet":`...)
-		buf = appendJSONString(buf, l.OverlaySubnet)
+		buf = jsonenc.AppendString(buf, l.OverlaySubnet)
 		buf = append(buf, `,"overlay_hardware_addr":`...)
-		buf = appendJSONString(buf, l.OverlayHardwareAddr)
+		buf = jsonenc.AppendString(buf, l.OverlayHardwareAddr)
 		buf = append(buf, '}')
 	}
 	return append(buf, "]}"...)
-}
-
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }

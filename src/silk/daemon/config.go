@@ -111,12 +111,7 @@ func (c Config) Validate() error {
 		p.Addf("vxlan_interface_name: %q is longer than %d bytes", c.VxlanInterfaceName, maxIfNameLen)
 	}
 	overlay, overlayOK := c.validateOverlay(&p)
-	switch {
-	case c.SubnetPrefixLength == 0:
-		p.Required("subnet_prefix_length", false)
-	case c.SubnetPrefixLength < 1 || c.SubnetPrefixLength > 30:
-		p.Addf("subnet_prefix_length: must be between 1 and 30 (got %d)", c.SubnetPrefixLength)
-	case overlayOK && overlay.Bits() >= c.SubnetPrefixLength:
+	if p.Range("subnet_prefix_length", c.SubnetPrefixLength, 1, 30) && overlayOK && overlay.Bits() >= c.SubnetPrefixLength {
 		p.Addf("overlay_network/subnet_prefix_length: overlay prefix %d must be smaller than subnet prefix %d", overlay.Bits(), c.SubnetPrefixLength)
 	}
 	p.Port("health_check_port", c.HealthCheckPort)
@@ -145,11 +140,7 @@ func (c Config) Validate() error {
 	p.Min("client_timeout_seconds", c.ClientTimeoutSeconds, 1)
 	p.Port("metron_port", c.MetronPort)
 	p.RequiredString("log_prefix", c.LogPrefix)
-	if c.LogLevel != "" {
-		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-			p.Addf("log_level: %v", err)
-		}
-	}
+	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
 	if c.MTU != 0 && (c.MTU < minMTU || c.MTU > 65535) {
 		p.Addf("mtu: must be 0 (kernel default) or between %d and 65535 (got %d)", minMTU, c.MTU)
 	}

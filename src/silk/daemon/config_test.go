@@ -8,30 +8,16 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-func problemKeys(err error) []string {
-	if err == nil {
-		return nil
-	}
-	msg := strings.TrimPrefix(err.Error(), "invalid config:")
-	var keys []string
-	for _, line := range strings.Split(msg, "\n  - ") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		keys = append(keys, strings.SplitN(line, ":", 2)[0])
-	}
-	return keys
-}
+	"github.com/netman-release/netman/src/testsupport/configtest"
+)
 
 // TestExampleConfig keeps config/silk-daemon.json loadable: only the
 // certificate paths (BOSH's, absent here) are expected to be reported.
 func TestExampleConfig(t *testing.T) {
 	cfg, err := LoadConfig(filepath.Join("..", "..", "..", "config", "silk-daemon.json"))
 	want := []string{"ca_cert_file", "client_cert_file", "client_key_file"}
-	if diff := cmp.Diff(want, problemKeys(err)); diff != "" {
+	if diff := cmp.Diff(want, configtest.ProblemKeys(err)); diff != "" {
 		t.Errorf("problems in example config (-want +got):\n%s", diff)
 	}
 	if cfg.Overlay().String() != "10.255.0.0/16" || cfg.VTEPName != "silk-vtep" || cfg.HealthCheckPort != 23954 {
@@ -39,21 +25,8 @@ func TestExampleConfig(t *testing.T) {
 	}
 }
 
-func writeJSON(t *testing.T, v any) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "c.json")
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestConfigNamesEveryProblem(t *testing.T) {
-	path := writeJSON(t, map[string]any{
+	path := configtest.Write(t, "c.json", map[string]any{
 		"underlay_ip":             "10.0.0.300",
 		"vxlan_interface_name":    "a-very-long-interface-name",
 		"subnet_prefix_length":    16,
@@ -79,7 +52,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 		"vtep_port", "poll_interval", "debug_server_port", "datastore", "partition_tolerance_seconds",
 		"client_timeout_seconds", "metron_port", "log_level", "mtu",
 	}
-	if diff := cmp.Diff(want, problemKeys(err)); diff != "" {
+	if diff := cmp.Diff(want, configtest.ProblemKeys(err)); diff != "" {
 		t.Errorf("problems (-want +got):\n%s\nerror: %v", diff, err)
 	}
 }
@@ -137,7 +110,7 @@ func TestOverlayNetworkAcceptsBothUpstreamShapes(t *testing.T) {
 }
 
 func TestConfigDefaultsLogPrefix(t *testing.T) {
-	cfg, _ := LoadConfig(writeJSON(t, map[string]any{}))
+	cfg, _ := LoadConfig(configtest.Write(t, "c.json", map[string]any{}))
 	if cfg.LogPrefix != "cfnetworking" {
 		t.Errorf("log_prefix defaulted to %q", cfg.LogPrefix)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netman-release/netman/src/netlinkx"
 	"github.com/netman-release/netman/src/silk/lease"
 )
 
@@ -37,10 +38,6 @@ type Kernel interface {
 	KernelReader
 	KernelWriter
 }
-
-// dumpAttempts bounds retries of a netlink dump the kernel interrupted
-// because the table changed under it; an interrupted dump may miss entries.
-const dumpAttempts = 3
 
 // Converger makes the VTEP's routes and neighbours match the leases.
 type Converger struct {
@@ -85,7 +82,7 @@ func (c *Converger) Current() (Current, error) {
 		FDB:    make([]FDB, 0, c.lastSizes[2]+8),
 	}
 	defer func() { c.lastSizes = [3]int{len(cur.Routes), len(cur.ARP), len(cur.FDB)} }()
-	err := retryDump(func() error {
+	err := netlinkx.Retry(func() error {
 		cur.Routes = cur.Routes[:0]
 		return c.Kernel.ListRoutes(c.LinkIndex, func(r Route) {
 			if c.owned(r) {
@@ -96,7 +93,7 @@ func (c *Converger) Current() (Current, error) {
 	if err != nil {
 		return cur, fmt.Errorf("list routes: %w", err)
 	}
-	err = retryDump(func() error {
+	err = netlinkx.Retry(func() error {
 		cur.ARP = cur.ARP[:0]
 		return c.Kernel.ListNeighbors(c.LinkIndex, unix.AF_INET, func(ip netip.Addr, mac net.HardwareAddr, state int) {
 			if ip.IsValid() {
@@ -107,7 +104,7 @@ func (c *Converger) Current() (Current, error) {
 	if err != nil {
 		return cur, fmt.Errorf("list arp: %w", err)
 	}
-	err = retryDump(func() error {
+	err = netlinkx.Retry(func() error {
 		cur.FDB = cur.FDB[:0]
 		return c.Kernel.ListNeighbors(c.LinkIndex, unix.AF_BRIDGE, func(ip netip.Addr, mac net.HardwareAddr, state int) {
 			// ip is the zero Addr for an entry without a remote.
@@ -210,16 +207,6 @@ func (c *Converger) fdbNeigh(f FDB) *netlink.Neigh {
 func ignoreGone(err error) error {
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESRCH) {
 		return nil
-	}
-	return err
-}
-
-func retryDump(dump func() error) error {
-	var err error
-	for range dumpAttempts {
-		if err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return err
-		}
 	}
 	return err
 }

@@ -141,21 +141,26 @@ func TestConvergeAttemptsEveryWriteAndJoinsFailures(t *testing.T) {
 	}
 }
 
-func TestRetryDump(t *testing.T) {
-	calls := 0
-	err := retryDump(func() error {
-		calls++
-		if calls < 2 {
-			return netlink.ErrDumpInterrupted
-		}
-		return nil
-	})
-	if err != nil || calls != 2 {
-		t.Fatalf("retryDump = %v after %d calls", err, calls)
+// TestConvergeRepeatsInterruptedDumps: a dump the kernel interrupted is read
+// again from the start, so nothing is counted twice and nothing is written.
+func TestConvergeRepeatsInterruptedDumps(t *testing.T) {
+	k, c := newFakeConverger()
+	leases := []lease.Lease{remote(17), remote(1), remote(2)}
+	if _, err := c.Converge(leases); err != nil {
+		t.Fatal(err)
 	}
-	calls = 0
-	err = retryDump(func() error { calls++; return netlink.ErrDumpInterrupted })
-	if !errors.Is(err, netlink.ErrDumpInterrupted) || calls != dumpAttempts {
-		t.Fatalf("always interrupted: %v after %d calls", err, calls)
+	k.interrupt["ListRoutes"] = 2
+	k.interrupt["ListNeighbors"] = 3 // the ARP dump twice, the FDB dump once
+	cur, err := c.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur.Routes) != 2 || len(cur.ARP) != 2 || len(cur.FDB) != 2 {
+		t.Fatalf("read %d routes, %d arp, %d fdb after interruptions; want 2, 2, 2", len(cur.Routes), len(cur.ARP), len(cur.FDB))
+	}
+	k.interrupt["ListRoutes"] = 1
+	before := k.Writes()
+	if res, err := c.Converge(leases); err != nil || res.Writes != 0 || k.Writes() != before {
+		t.Fatalf("converge after an interrupted dump: %+v, %v; want no writes", res, err)
 	}
 }

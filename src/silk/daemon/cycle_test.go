@@ -11,9 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
-	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/lease"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
@@ -89,7 +89,8 @@ func TestCycleRenewsListsAndConverges(t *testing.T) {
 }
 
 func TestCycleRenewFailures(t *testing.T) {
-	conflict := &controller.HTTPError{StatusCode: http.StatusConflict, Message: "renew-subnet-lease: lease mismatch"}
+	conflict := (&jsonhttp.StatusError{Code: http.StatusConflict, Body: `{"error": "renew-subnet-lease: lease mismatch"}`}).
+		Reword("non-retriable: http status 409: renew-subnet-lease: lease mismatch") // as controller.Client words it
 	unreachable := errors.New("http client do: dial tcp 127.0.0.1:4103: connect: connection refused")
 
 	t.Run("409 is fatal at once, with upstream's message", func(t *testing.T) {

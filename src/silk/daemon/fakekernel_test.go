@@ -23,6 +23,10 @@ type fakeKernel struct {
 	fdb    map[fdbID][]netlink.Neigh
 	writes int
 	fail   map[string]error // by operation name: make it fail
+	// interrupt counts, by dump name ("ListRoutes", "ListNeighbors"), the
+	// dumps still to end in ErrDumpInterrupted after streaming everything,
+	// as a kernel whose table changed during the dump does.
+	interrupt map[string]int
 }
 
 type routeID struct {
@@ -45,7 +49,20 @@ func newFakeKernel() *fakeKernel {
 		arp:    map[arpID]netlink.Neigh{},
 		fdb:    map[fdbID][]netlink.Neigh{},
 		fail:   map[string]error{},
+
+		interrupt: map[string]int{},
 	}
+}
+
+// interrupted uses up one of op's interruptions.
+func (k *fakeKernel) interrupted(op string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.interrupt[op] == 0 {
+		return nil
+	}
+	k.interrupt[op]--
+	return netlink.ErrDumpInterrupted
 }
 
 func (k *fakeKernel) ListRoutes(link int, fn func(Route)) error {
@@ -66,7 +83,7 @@ func (k *fakeKernel) ListRoutes(link int, fn func(Route)) error {
 			Scope: uint8(r.Scope), Priority: r.Priority, Tos: r.Tos,
 		})
 	}
-	return nil
+	return k.interrupted("ListRoutes")
 }
 
 func (k *fakeKernel) ListNeighbors(link, family int, fn func(netip.Addr, net.HardwareAddr, int)) error {
@@ -74,7 +91,7 @@ func (k *fakeKernel) ListNeighbors(link, family int, fn func(netip.Addr, net.Har
 		ip, _ := addrOf(n.IP)
 		fn(ip, n.HardwareAddr, n.State)
 	}
-	return nil
+	return k.interrupted("ListNeighbors")
 }
 
 func (k *fakeKernel) neighList(link, family int) []netlink.Neigh {

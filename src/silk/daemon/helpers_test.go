@@ -123,5 +123,3 @@ func writeStore(t testing.TB, path string, containers int) {
 		t.Fatal(err)
 	}
 }
-
-func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o600) }

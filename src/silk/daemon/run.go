@@ -153,26 +153,12 @@ func Start(ctx context.Context, logger lager.Logger, cfg Config, nl Links, clien
 		logger.Error("network-contains-lease", errors.New("discovered lease is not in overlay network"), lager.Data{
 			"lease": l, "network": cfg.Overlay().String(),
 		})
-		n, err := countContainers(cfg.Datastore)
-		if err != nil {
-			return lease.Lease{}, fmt.Errorf("read datastore: %w", err)
-		}
-		if n != 0 {
-			return lease.Lease{}, fmt.Errorf("discovered lease is not in overlay network and has containers: %d", n)
-		}
-		return deleteAndAcquire(ctx, logger, cfg, nl, client)
+		return replaceLease(ctx, logger, cfg, nl, client, "discovered lease is not in overlay network and has containers")
 	}
 
 	if err := client.Renew(ctx, l); err != nil {
 		logger.Error("renew-lease", err, lager.Data{"lease": l})
-		n, err := countContainers(cfg.Datastore)
-		if err != nil {
-			return lease.Lease{}, fmt.Errorf("read datastore: %w", err)
-		}
-		if n != 0 {
-			return lease.Lease{}, fmt.Errorf("renew subnet lease with containers: %d", n)
-		}
-		return deleteAndAcquire(ctx, logger, cfg, nl, client)
+		return replaceLease(ctx, logger, cfg, nl, client, "renew subnet lease with containers")
 	}
 	logger.Info("renewed-lease", lager.Data{"lease": l})
 	return l, nil
@@ -192,6 +178,20 @@ func acquire(ctx context.Context, logger lager.Logger, cfg Config, nl Links, cli
 		return lease.Lease{}, fmt.Errorf("create vtep: %w", err)
 	}
 	return l, nil
+}
+
+// replaceLease drops the VTEP and its lease for a new one, but only while
+// no container uses it (their addresses would change under them);
+// withContainers words the refusal.
+func replaceLease(ctx context.Context, logger lager.Logger, cfg Config, nl Links, client Controller, withContainers string) (lease.Lease, error) {
+	n, err := countContainers(cfg.Datastore)
+	if err != nil {
+		return lease.Lease{}, fmt.Errorf("read datastore: %w", err)
+	}
+	if n != 0 {
+		return lease.Lease{}, fmt.Errorf("%s: %d", withContainers, n)
+	}
+	return deleteAndAcquire(ctx, logger, cfg, nl, client)
 }
 
 func deleteAndAcquire(ctx context.Context, logger lager.Logger, cfg Config, nl Links, client Controller) (lease.Lease, error) {

@@ -13,6 +13,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -85,19 +86,12 @@ func TestStartAcquiresAndCreatesTheVTEP(t *testing.T) {
 
 	t.Run("an unreadable store stops start-up", func(t *testing.T) {
 		cell.ns.Run(t, "ip", "link", "set", "dev", "silk-vtep", "address", "ee:ee:00:00:00:01")
-		writeStoreRaw(t, cfg.Datastore, "some-bad-contents")
+		configtest.WriteFile(t, cfg.Datastore, "some-bad-contents")
 		_, err := Start(ctx, logtest.New(t), cfg, cell.nl, ctl.client)
 		if err == nil || !strings.HasPrefix(err.Error(), "read datastore: decoding file") {
 			t.Fatalf("err = %v", err)
 		}
 	})
-}
-
-func writeStoreRaw(t *testing.T, path, body string) {
-	t.Helper()
-	if err := writeFile(path, body); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestStartReplacesAHalfCreatedVTEP(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netman-release/netman/src/netlinkx"
 	"github.com/netman-release/netman/src/silk/lease"
 )
 
@@ -120,7 +121,7 @@ func underlayLink(h Links, s VTEPSpec) (netlink.Link, error) {
 		}
 		return l, nil
 	}
-	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := netlinkx.AddrList(h, nil, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("find device from ip %s: list addresses: %w", s.UnderlayIP, err)
 	}
@@ -149,7 +150,7 @@ func ReadVTEP(h Links, name string) (VTEPState, error) {
 	if err != nil {
 		return VTEPState{}, fmt.Errorf("find link: %w", err)
 	}
-	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	addrs, err := netlinkx.AddrList(h, link, netlink.FAMILY_V4)
 	if err != nil {
 		return VTEPState{}, fmt.Errorf("list addresses: %w", err)
 	}

@@ -3,7 +3,6 @@ package datastoresyncer_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/gardenclient/gardentest"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/silk/datastoresyncer"
+	"github.com/netman-release/netman/src/testsupport/configtest"
 )
 
 const (
@@ -197,8 +197,8 @@ func TestSyncFailuresLeaveTheStore(t *testing.T) {
 	if err := broken.Add(ctx, "c1", "10.255.1.2", nil); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, broken.Path(), "{garbage")
-	writeFile(t, broken.VersionPath(), "99")
+	configtest.WriteFile(t, broken.Path(), "{garbage")
+	configtest.WriteFile(t, broken.VersionPath(), "99")
 	s.Store = broken
 	if _, err := s.Sync(ctx); err == nil || !strings.HasPrefix(err.Error(), "Datastore: error retrieving containers from datastore: ") {
 		t.Errorf("garbage store: %v", err)
@@ -230,12 +230,5 @@ func TestWaitForGarden(t *testing.T) {
 	cancel()
 	if err := s.WaitForGarden(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled wait: %v", err)
-	}
-}
-
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -5,7 +5,6 @@ package maintest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -53,18 +52,6 @@ func Fails(t testing.TB, cmd *exec.Cmd, code int) string {
 		t.Fatalf("exit = %v, want status %d; stderr:\n%s", err, code, stderr.String())
 	}
 	return stderr.String()
-}
-
-// WriteJSON writes v as JSON to path (a config file for the command).
-func WriteJSON(t testing.TB, path string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Buffer collects a child process's output; safe to read while the
