@@ -208,3 +208,100 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	}
 	check("port mapping after DEL", nil, "10.244.0.1:61001", false)
 }
+
+// gardenIPTables is Garden's global iptables layout (guardian's
+// kawasaki/iptables setup script, default chain names, interface prefix
+// w1): INPUT and FORWARD send packets from Garden's own interfaces (w1+)
+// to w--input and w--forward, which end in a REJECT and a DROP; nat
+// PREROUTING, OUTPUT (to lo) and POSTROUTING jump to w--prerouting and
+// w--postrouting. underlay is the cell's default interface.
+func gardenIPTables(underlay string) [][]string {
+	return [][]string{
+		{"-N", "w--input"},
+		{"-A", "w--input", "-i", underlay, "-j", "ACCEPT"},
+		{"-A", "w--input", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+		{"-A", "w--input", "-j", "REJECT", "--reject-with", "icmp-host-prohibited"},
+		{"-A", "INPUT", "-i", "w1+", "-j", "w--input"},
+		{"-N", "w--forward"},
+		{"-A", "w--forward", "-i", underlay, "-j", "ACCEPT"},
+		{"-A", "w--forward", "-j", "DROP"},
+		{"-N", "w--default"},
+		{"-A", "w--default", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+		{"-A", "w--default", "-d", "169.254.169.254/32", "-j", "REJECT"},
+		{"-A", "FORWARD", "-i", "w1+", "-j", "w--forward"},
+		{"-t", "nat", "-N", "w--prerouting"},
+		{"-t", "nat", "-A", "PREROUTING", "-j", "w--prerouting"},
+		{"-t", "nat", "-A", "OUTPUT", "-o", "lo", "-j", "w--prerouting"},
+		{"-t", "nat", "-N", "w--postrouting"},
+		{"-t", "nat", "-A", "POSTROUTING", "-j", "w--postrouting"},
+	}
+}
+
+// TestNFTCoexistsWithGardenIPTables runs a cell in nftables mode beside
+// Garden's iptables chains, on both iptables backends: the containers'
+// allowed traffic (garden netOut rules, a host service, a port mapping)
+// passes and the denied (other egress, between containers, other host
+// ports) is denied, as without Garden's rules. (The agent's c2c allow
+// beside iptables chains is TestNFTCoexistsWithIPTables in src/agent/c2c.)
+func TestNFTCoexistsWithGardenIPTables(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, fl := range netnstest.IPTablesFlavors(t) {
+		t.Run(string(fl), func(t *testing.T) {
+			ctx := t.Context()
+			cell := nfttest.NewCell(t, "10.244.0.3")
+			for _, args := range gardenIPTables(cell.Underlay) {
+				cell.NS.Run(t, "iptables-"+string(fl), append([]string{"-w"}, args...)...)
+			}
+			a := cell.AddContainer(t, "10.255.1.2")
+			b := cell.AddContainer(t, "10.255.1.3")
+			nfttest.Listen(t, cell.Outside, "10.244.0.3:80")
+			nfttest.Listen(t, cell.Outside, "10.244.0.3:81")
+			nfttest.Listen(t, a.NS, "10.255.1.2:8080")
+			nfttest.Listen(t, cell.NS, "10.244.0.1:9000")
+			nfttest.Listen(t, cell.NS, "10.244.0.1:9001")
+
+			var k *nft.Kernel
+			cell.Do(t, func() (err error) { k, err = nft.New(); return err })
+			cfg := baseConfig(t)
+			cfg.InstanceAddress = "10.244.0.1"
+			cfg.HostTCPServices = []string{"10.244.0.1:9000"}
+			for _, c := range []struct {
+				ctr    *nfttest.Container
+				handle string
+				pm     []PortMapping
+			}{{a, "ctr-a", []PortMapping{{HostPort: 61001, ContainerPort: 8080}}}, {b, "ctr-b", nil}} {
+				cfg.RuntimeConfig.PortMappings = c.pm
+				p, err := PlanAddNFT(cfg, Container{Handle: c.handle, IP: c.ctr.IP, Workload: "app", Interfaces: []string{cell.Underlay}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs, _ := p.NetOut([]NetOutRule{{Protocol: 1, Networks: []IPRange{gardenRange("10.244.0.3", "10.244.0.3")}, Ports: []PortRange{{Start: 80, End: 80}}}})
+				cell.Do(t, func() error {
+					if err := NFTAdd(ctx, k, p); err != nil {
+						return err
+					}
+					return NFTSetNetOut(ctx, k, rs)
+				})
+			}
+			check := func(step string, from *nfttest.Container, to string, want bool) {
+				t.Helper()
+				ns := cell.Outside
+				if from != nil {
+					ns = from.NS
+				}
+				if got := nfttest.Connects(t, ns, to); got != want {
+					t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
+				}
+			}
+			check("ASG (garden netOut rule)", a, "10.244.0.3:80", true)
+			check("ASG, other port", a, "10.244.0.3:81", false)
+			check("host service", a, "10.244.0.1:9000", true)
+			check("other host port", a, "10.244.0.1:9001", false)
+			check("between containers", b, "10.255.1.2:8080", false)
+			check("port mapping", nil, "10.244.0.1:61001", true)
+			if out := cell.NS.Run(t, "iptables-"+string(fl)+"-save"); !strings.Contains(out, "-A w--forward -j DROP") {
+				t.Errorf("Garden's rules are gone:\n%s", out)
+			}
+		})
+	}
+}
