@@ -3,10 +3,12 @@
 // container in the container metadata store, asks the policy agent to poll,
 // and installs the container's iptables chains (host services, egress/ASG,
 // overlay isolation, port mappings, masquerade); DEL removes exactly those.
+// With enforcement_backend: nftables the same rules go into netman's nftables
+// table instead (nft.go).
 //
-// Planning (config → rules) is pure and lives in plan.go; plugin.go runs the
-// ADD and DEL sequences against small interfaces for the delegate, the
-// metadata store, the policy agent and iptables.
+// Planning (config → rules) is pure and lives in plan.go and nft.go;
+// plugin.go runs the ADD and DEL sequences against small interfaces for the
+// delegate, the metadata store, the policy agent and iptables or nftables.
 package cniwrapper
 
 import (
@@ -52,6 +54,11 @@ type Config struct {
 	// binaries), "nft" or "legacy". Every netman writer on a cell must use
 	// the same backend.
 	IPTablesFlavor string `json:"iptables_flavor,omitempty"`
+
+	// EnforcementBackend is a netman extension: "iptables" (the default:
+	// upstream's chains) or "nftables" (netman's inet netman table, see
+	// docs/nftables.md). Every netman writer on a cell must use the same.
+	EnforcementBackend string `json:"enforcement_backend,omitempty"`
 
 	RuntimeConfig RuntimeConfig  `json:"runtimeConfig"`
 	Metadata      map[string]any `json:"metadata"`
@@ -136,8 +143,24 @@ func LoadConfig(stdin []byte) (*Config, error) {
 	if _, err := iptables.ParseFlavor(c.IPTablesFlavor); err != nil {
 		return nil, err
 	}
+	switch c.EnforcementBackend {
+	case "":
+		c.EnforcementBackend = BackendIPTables
+	case BackendIPTables, BackendNFTables:
+	default:
+		return nil, fmt.Errorf("invalid enforcement backend %q (want iptables or nftables)", c.EnforcementBackend)
+	}
 	return c, nil
 }
+
+// The values of enforcement_backend.
+const (
+	BackendIPTables = "iptables"
+	BackendNFTables = "nftables"
+)
+
+// NFTables reports whether the config selects the nftables backend.
+func (c *Config) NFTables() bool { return c.EnforcementBackend == BackendNFTables }
 
 // netOutRules converts garden rules: protocol 1 tcp, 2 udp, 3 icmp, anything
 // else all; ICMP type/code only when the code is given.

@@ -114,6 +114,7 @@ func TestConfigValidationMessages(t *testing.T) {
 		{"outbound_connections", map[string]any{"burst": 1, "rate_per_sec": -1}, "invalid outbound connection rate"},
 		{"policy_agent_force_poll_address", "", "validator: PolicyAgentForcePollAddress: zero value"},
 		{"iptables_flavor", "nftables", `iptables: unknown flavor "nftables" (want nft or legacy)`},
+		{"enforcement_backend", "nft", `invalid enforcement backend "nft" (want iptables or nftables)`},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			stdin := exampleStdin(t)
@@ -130,6 +131,28 @@ func TestConfigValidationMessages(t *testing.T) {
 	}
 	if _, err := LoadConfig([]byte("}{")); err == nil || !strings.HasPrefix(err.Error(), "loading wrapper config: ") {
 		t.Errorf("malformed: %v", err)
+	}
+}
+
+func TestEnforcementBackendDefaultsToIPTables(t *testing.T) {
+	stdin := exampleStdin(t)
+	for _, tc := range []struct {
+		value any // nil: no key
+		want  string
+		nft   bool
+	}{{nil, "iptables", false}, {"", "iptables", false}, {"iptables", "iptables", false}, {"nftables", "nftables", true}} {
+		if tc.value == nil {
+			delete(stdin, "enforcement_backend")
+		} else {
+			stdin["enforcement_backend"] = tc.value
+		}
+		cfg, err := LoadConfig(configtest.JSON(t, stdin))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.value, err)
+		}
+		if cfg.EnforcementBackend != tc.want || cfg.NFTables() != tc.nft {
+			t.Errorf("enforcement_backend %v: got %q (nftables %t)", tc.value, cfg.EnforcementBackend, cfg.NFTables())
+		}
 	}
 }
 

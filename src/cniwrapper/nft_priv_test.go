@@ -3,8 +3,14 @@ package cniwrapper
 import (
 	"context"
 	"maps"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/knftables"
 
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
@@ -91,3 +97,211 @@ func TestNFTContainersOnKernel(t *testing.T) {
 
 // TestNFTGoldensLoad checks the ADD golden files with `nft -c -f`.
 func TestNFTGoldensLoad(t *testing.T) { nfttest.CheckFiles(t, "testdata/nft-add-*.golden") }
+
+// nsDriver runs every call of a Driver inside a namespace: the plugin's
+// own HTTP calls to the fake agent stay in the test's namespace.
+type nsDriver struct {
+	d  nft.Driver
+	ns *netnstest.NS
+}
+
+func (n nsDriver) NewTransaction() *knftables.Transaction { return n.d.NewTransaction() }
+func (n nsDriver) Run(ctx context.Context, tx *knftables.Transaction) error {
+	return n.ns.Do(func() error { return n.d.Run(ctx, tx) })
+}
+func (n nsDriver) Read(ctx context.Context) (st *nft.State, err error) {
+	err = n.ns.Do(func() error { st, err = n.d.Read(ctx); return err })
+	return st, err
+}
+func (n nsDriver) ChainNames(ctx context.Context) (m map[string]bool, err error) {
+	err = n.ns.Do(func() error { m, err = n.d.ChainNames(ctx); return err })
+	return m, err
+}
+func (n nsDriver) ReadSet(ctx context.Context, name string, isMap bool) (s *nft.SetState, err error) {
+	err = n.ns.Do(func() error { s, err = n.d.ReadSet(ctx, name, isMap); return err })
+	return s, err
+}
+
+// TestNFTPluginAddDelOnKernel runs the plugin's ADD and DEL in nftables
+// mode against the real nft in a namespace cell: one container with
+// garden's netOut rules (the agent answers 405) and a port mapping, one
+// with dynamic ASGs whose egress stays rejected until the agent writes its
+// rules; real connections check the verdicts; DEL of both leaves only the
+// skeleton, and no iptables rule is written.
+func TestNFTPluginAddDelOnKernel(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := t.Context()
+	cell := nfttest.NewCell(t, "10.244.0.3")
+	a := cell.AddContainer(t, "10.255.1.2")
+	b := cell.AddContainer(t, "10.255.1.3")
+	nfttest.Listen(t, cell.Outside, "10.244.0.3:80")
+	nfttest.Listen(t, cell.Outside, "10.244.0.3:81")
+	nfttest.Listen(t, a.NS, "10.255.1.2:8080")
+	nfttest.Listen(t, b.NS, "10.255.1.3:8080")
+
+	var k *nft.Kernel
+	cell.Do(t, func() (err error) { k, err = nft.New(); return err })
+	h := newHarness(t)
+	h.stdin["enforcement_backend"] = "nftables"
+	h.stdin["instance_address"] = "10.244.0.1"
+	h.stdin["underlay_ips"] = []string{"10.244.0.1"}
+	h.plugin.NFT = func(*Config) (nft.Driver, error) { return nsDriver{d: k, ns: cell.NS}, nil }
+	h.plugin.Interfaces = func([]string) ([]string, error) { return []string{cell.Underlay}, nil }
+	args := func(handle string) *skel.CmdArgs {
+		a := h.args(t)
+		a.ContainerID = handle
+		return a
+	}
+
+	h.delegate.ip = a.IP.String()
+	h.agent.status["/force-asgs-for-container"] = http.StatusMethodNotAllowed
+	h.stdin["runtimeConfig"] = map[string]any{
+		"portMappings": []any{map[string]any{"host_port": 61001, "container_port": 8080}},
+		"netOutRules":  []any{map[string]any{"protocol": 1, "networks": []any{map[string]any{"start": "10.244.0.3", "end": "10.244.0.3"}}, "ports": []any{map[string]any{"start": 80, "end": 80}}}},
+	}
+	if _, err := h.plugin.Add(ctx, args("ctr-a")); err != nil {
+		t.Fatalf("ADD ctr-a: %v\nstderr: %s", err, h.stderr)
+	}
+	h.delegate.ip = b.IP.String()
+	delete(h.agent.status, "/force-asgs-for-container")
+	h.stdin["runtimeConfig"] = map[string]any{}
+	if _, err := h.plugin.Add(ctx, args("ctr-b")); err != nil {
+		t.Fatalf("ADD ctr-b: %v\nstderr: %s", err, h.stderr)
+	}
+
+	check := func(step string, from *nfttest.Container, to string, want bool) {
+		t.Helper()
+		ns := cell.Outside
+		if from != nil {
+			ns = from.NS
+		}
+		if got := nfttest.Connects(t, ns, to); got != want {
+			t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
+		}
+	}
+	check("garden netOut rule", a, "10.244.0.3:80", true)
+	check("garden netOut rule, other port", a, "10.244.0.3:81", false)
+	check("dynamic ASGs, before the agent's rules", b, "10.244.0.3:80", false)
+	check("port mapping", nil, "10.244.0.1:61001", true)
+	check("between containers", b, "10.255.1.2:8080", false)
+	check("between containers", a, "10.255.1.3:8080", false)
+
+	if out := cell.NS.Run(t, "iptables-save"); strings.Contains(out, "netout--") || strings.Contains(out, "overlay--") {
+		t.Errorf("iptables rules written in nftables mode:\n%s", out)
+	}
+
+	for _, handle := range []string{"ctr-b", "ctr-a"} {
+		h.delegate.ip = map[string]string{"ctr-a": a.IP.String(), "ctr-b": b.IP.String()}[handle]
+		if err := h.plugin.Del(ctx, args(handle)); err != nil {
+			t.Fatalf("DEL %s: %v\nstderr: %s", handle, err, h.stderr)
+		}
+	}
+	if h.stderr.Len() != 0 {
+		t.Errorf("stderr: %s", h.stderr)
+	}
+	var after *nft.State
+	cell.Do(t, func() (err error) { after, err = k.Read(ctx); return err })
+	want := nft.StateOf(nft.Skeleton())
+	want.Table = true
+	if diff := cmp.Diff(want, after); diff != "" {
+		t.Errorf("after DEL of both (-skeleton +table):\n%s", diff)
+	}
+	check("port mapping after DEL", nil, "10.244.0.1:61001", false)
+}
+
+// gardenIPTables is Garden's global iptables layout (guardian's
+// kawasaki/iptables setup script, default chain names, interface prefix
+// w1): INPUT and FORWARD send packets from Garden's own interfaces (w1+)
+// to w--input and w--forward, which end in a REJECT and a DROP; nat
+// PREROUTING, OUTPUT (to lo) and POSTROUTING jump to w--prerouting and
+// w--postrouting. underlay is the cell's default interface.
+func gardenIPTables(underlay string) [][]string {
+	return [][]string{
+		{"-N", "w--input"},
+		{"-A", "w--input", "-i", underlay, "-j", "ACCEPT"},
+		{"-A", "w--input", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+		{"-A", "w--input", "-j", "REJECT", "--reject-with", "icmp-host-prohibited"},
+		{"-A", "INPUT", "-i", "w1+", "-j", "w--input"},
+		{"-N", "w--forward"},
+		{"-A", "w--forward", "-i", underlay, "-j", "ACCEPT"},
+		{"-A", "w--forward", "-j", "DROP"},
+		{"-N", "w--default"},
+		{"-A", "w--default", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+		{"-A", "w--default", "-d", "169.254.169.254/32", "-j", "REJECT"},
+		{"-A", "FORWARD", "-i", "w1+", "-j", "w--forward"},
+		{"-t", "nat", "-N", "w--prerouting"},
+		{"-t", "nat", "-A", "PREROUTING", "-j", "w--prerouting"},
+		{"-t", "nat", "-A", "OUTPUT", "-o", "lo", "-j", "w--prerouting"},
+		{"-t", "nat", "-N", "w--postrouting"},
+		{"-t", "nat", "-A", "POSTROUTING", "-j", "w--postrouting"},
+	}
+}
+
+// TestNFTCoexistsWithGardenIPTables runs a cell in nftables mode beside
+// Garden's iptables chains, on both iptables backends: the containers'
+// allowed traffic (garden netOut rules, a host service, a port mapping)
+// passes and the denied (other egress, between containers, other host
+// ports) is denied, as without Garden's rules. (The agent's c2c allow
+// beside iptables chains is TestNFTCoexistsWithIPTables in src/agent/c2c.)
+func TestNFTCoexistsWithGardenIPTables(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, fl := range netnstest.IPTablesFlavors(t) {
+		t.Run(string(fl), func(t *testing.T) {
+			ctx := t.Context()
+			cell := nfttest.NewCell(t, "10.244.0.3")
+			for _, args := range gardenIPTables(cell.Underlay) {
+				cell.NS.Run(t, "iptables-"+string(fl), append([]string{"-w"}, args...)...)
+			}
+			a := cell.AddContainer(t, "10.255.1.2")
+			b := cell.AddContainer(t, "10.255.1.3")
+			nfttest.Listen(t, cell.Outside, "10.244.0.3:80")
+			nfttest.Listen(t, cell.Outside, "10.244.0.3:81")
+			nfttest.Listen(t, a.NS, "10.255.1.2:8080")
+			nfttest.Listen(t, cell.NS, "10.244.0.1:9000")
+			nfttest.Listen(t, cell.NS, "10.244.0.1:9001")
+
+			var k *nft.Kernel
+			cell.Do(t, func() (err error) { k, err = nft.New(); return err })
+			cfg := baseConfig(t)
+			cfg.InstanceAddress = "10.244.0.1"
+			cfg.HostTCPServices = []string{"10.244.0.1:9000"}
+			for _, c := range []struct {
+				ctr    *nfttest.Container
+				handle string
+				pm     []PortMapping
+			}{{a, "ctr-a", []PortMapping{{HostPort: 61001, ContainerPort: 8080}}}, {b, "ctr-b", nil}} {
+				cfg.RuntimeConfig.PortMappings = c.pm
+				p, err := PlanAddNFT(cfg, Container{Handle: c.handle, IP: c.ctr.IP, Workload: "app", Interfaces: []string{cell.Underlay}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs, _ := p.NetOut([]NetOutRule{{Protocol: 1, Networks: []IPRange{gardenRange("10.244.0.3", "10.244.0.3")}, Ports: []PortRange{{Start: 80, End: 80}}}})
+				cell.Do(t, func() error {
+					if err := NFTAdd(ctx, k, p); err != nil {
+						return err
+					}
+					return NFTSetNetOut(ctx, k, rs)
+				})
+			}
+			check := func(step string, from *nfttest.Container, to string, want bool) {
+				t.Helper()
+				ns := cell.Outside
+				if from != nil {
+					ns = from.NS
+				}
+				if got := nfttest.Connects(t, ns, to); got != want {
+					t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
+				}
+			}
+			check("ASG (garden netOut rule)", a, "10.244.0.3:80", true)
+			check("ASG, other port", a, "10.244.0.3:81", false)
+			check("host service", a, "10.244.0.1:9000", true)
+			check("other host port", a, "10.244.0.1:9001", false)
+			check("between containers", b, "10.255.1.2:8080", false)
+			check("port mapping", nil, "10.244.0.1:61001", true)
+			if out := cell.NS.Run(t, "iptables-"+string(fl)+"-save"); !strings.Contains(out, "-A w--forward -j DROP") {
+				t.Errorf("Garden's rules are gone:\n%s", out)
+			}
+		})
+	}
+}

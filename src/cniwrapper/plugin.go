@@ -21,6 +21,7 @@ import (
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/netlinkx"
+	"github.com/netman-release/netman/src/nft"
 )
 
 // Delegate runs the delegate plugin (silk-cni).
@@ -49,6 +50,8 @@ type Plugin struct {
 	// the config.
 	Tables func(cfg *Config) Tables
 	Store  func(cfg *Config) Store
+	// NFT builds the nftables driver (enforcement_backend: nftables).
+	NFT func(cfg *Config) (nft.Driver, error)
 	// HTTP calls the policy agent's force endpoints.
 	HTTP *http.Client
 	// Interfaces maps underlay IPs to interface names.
@@ -73,6 +76,7 @@ func NewPlugin() *Plugin {
 		Store: func(cfg *Config) Store {
 			return metadata.New(cfg.Datastore, metadata.WithOwner(cfg.DatastoreFileOwner, cfg.DatastoreFileGroup))
 		},
+		NFT:        func(*Config) (nft.Driver, error) { return nft.New() },
 		HTTP:       &http.Client{Timeout: ForceTimeout},
 		Interfaces: InterfaceNamesForIPs,
 		Stderr:     os.Stderr,
@@ -89,8 +93,11 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, err
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareLockFile(cfg); err != nil {
-		return nil, err
+	// nftables transactions need no lock: the kernel serialises them.
+	if !cfg.NFTables() {
+		if err := prepareLockFile(cfg); err != nil {
+			return nil, err
+		}
 	}
 	delegateConf, delegateType, err := delegateParams(cfg.Delegate)
 	if err != nil {
@@ -146,14 +153,41 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, err
 			return fail(fmt.Errorf("looking up interface names: %w", err))
 		}
 	}
-	plan, err := PlanAdd(cfg, Container{Handle: args.ContainerID, IP: ip, Workload: workload, Interfaces: ifaces})
-	if err != nil {
-		return fail(err)
-	}
-	tables := p.Tables(cfg)
-	stage = rollbackIPTables
-	if err := tables.Apply(ctx, plan.Filter, plan.NAT, plan.Mangle); err != nil {
-		return fail(fmt.Errorf("installing iptables rules: %w", err))
+	ctr := Container{Handle: args.ContainerID, IP: ip, Workload: workload, Interfaces: ifaces}
+	var setNetOut func() error // installs garden's netOut rules
+	if cfg.NFTables() {
+		plan, err := PlanAddNFT(cfg, ctr)
+		if err != nil {
+			return fail(err)
+		}
+		d, err := p.NFT(cfg)
+		if err != nil {
+			return fail(fmt.Errorf("installing nftables rules: %w", err))
+		}
+		stage = rollbackRules
+		if err := NFTAdd(ctx, d, plan); err != nil {
+			return fail(fmt.Errorf("installing nftables rules: %w", err))
+		}
+		setNetOut = func() error {
+			rs, warnings := plan.NetOut(cfg.RuntimeConfig.NetOutRules)
+			for _, w := range warnings {
+				p.warnf("%s", w)
+			}
+			return NFTSetNetOut(ctx, d, rs)
+		}
+	} else {
+		plan, err := PlanAdd(cfg, ctr)
+		if err != nil {
+			return fail(err)
+		}
+		tables := p.Tables(cfg)
+		stage = rollbackRules
+		if err := tables.Apply(ctx, plan.Filter, plan.NAT, plan.Mangle); err != nil {
+			return fail(fmt.Errorf("installing iptables rules: %w", err))
+		}
+		setNetOut = func() error {
+			return tables.Apply(ctx, plan.NetOut(cfg.RuntimeConfig.NetOutRules, func(msg string) { p.warnf("%s", msg) }))
+		}
 	}
 
 	if err := p.force(ctx, cfg, "/force-asgs-for-container?container="+url.QueryEscape(args.ContainerID), func(code int, body []byte) error {
@@ -163,8 +197,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, err
 			return nil
 		case http.StatusMethodNotAllowed:
 			// Dynamic ASGs are off: garden's netOut rules apply.
-			tx := plan.NetOut(cfg.RuntimeConfig.NetOutRules, func(msg string) { p.warnf("%s", msg) })
-			if err := tables.Apply(ctx, tx); err != nil {
+			if err := setNetOut(); err != nil {
 				return fmt.Errorf("bulk insert: %w", err)
 			}
 			return nil
@@ -197,8 +230,10 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 	if err != nil {
 		p.warnf("store delete: %v", err)
 	}
-	if err := prepareLockFile(cfg); err != nil {
-		return err
+	if !cfg.NFTables() {
+		if err := prepareLockFile(cfg); err != nil {
+			return err
+		}
 	}
 	if conf, typ, err := delegateParams(cfg.Delegate); err != nil {
 		p.warnf("delegate delete: %v", err)
@@ -206,7 +241,7 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		p.warnf("delegate delete: %v", err)
 	}
 	ip, _ := netip.ParseAddr(stored.IP)
-	p.cleanupIPTables(ctx, cfg, args.ContainerID, ip)
+	p.cleanupRules(ctx, cfg, args.ContainerID, ip)
 
 	return p.force(ctx, cfg, "/force-orphaned-asgs-cleanup?container="+url.QueryEscape(args.ContainerID), func(code int, body []byte) error {
 		if code != http.StatusOK && code != http.StatusMethodNotAllowed {
@@ -222,7 +257,19 @@ func (p *Plugin) Check(_ context.Context, args *skel.CmdArgs) error {
 	return err
 }
 
-func (p *Plugin) cleanupIPTables(ctx context.Context, cfg *Config, handle string, ip netip.Addr) {
+// cleanupRules removes the container's rules from the configured backend,
+// reporting problems on stderr.
+func (p *Plugin) cleanupRules(ctx context.Context, cfg *Config, handle string, ip netip.Addr) {
+	if cfg.NFTables() {
+		d, err := p.NFT(cfg)
+		if err == nil {
+			err = NFTDel(ctx, d, handle, ip)
+		}
+		if err != nil {
+			p.warnf("net out cleanup: %v", err)
+		}
+		return
+	}
 	noMasq, err := parseNoMasquerade(cfg.NoMasqueradeCIDRRange)
 	if err != nil {
 		p.warnf("removing IP masq: %v", err)
@@ -241,7 +288,7 @@ type rollbackStage int
 const (
 	rollbackDelegate rollbackStage = iota
 	rollbackStore
-	rollbackIPTables
+	rollbackRules // iptables or nftables, by enforcement_backend
 )
 
 // rollback undoes a failed ADD up to stage, best effort, reporting problems
@@ -251,8 +298,8 @@ func (p *Plugin) rollback(ctx context.Context, cfg *Config, handle string, ip ne
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ForceTimeout)
 	defer cancel()
 	p.warnf("cleaning up from error")
-	if stage >= rollbackIPTables {
-		p.cleanupIPTables(ctx, cfg, handle, ip)
+	if stage >= rollbackRules {
+		p.cleanupRules(ctx, cfg, handle, ip)
 		// The agent may have built an asg- chain for the container.
 		if err := p.force(ctx, cfg, "/force-orphaned-asgs-cleanup?container="+url.QueryEscape(handle), func(int, []byte) error { return nil }); err != nil {
 			p.warnf("during cleanup: %v", err)

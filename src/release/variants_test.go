@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/netman-release/netman/src/cniwrapper"
 )
 
 // checkAll runs the syntax check on every rendered file and loads every
@@ -268,6 +270,9 @@ func TestRenderVariants(t *testing.T) {
 				if w["iptables_asg_logging"] != true || w["iptables_c2c_logging"] != true {
 					t.Errorf("conflist logging: %v %v", w["iptables_asg_logging"], w["iptables_c2c_logging"])
 				}
+				if w["enforcement_backend"] != "iptables" {
+					t.Errorf("enforcement_backend %v, want the default iptables", w["enforcement_backend"])
+				}
 				if bw["ingressRate"] != 102400.0 || bw["egressBurst"] != 512000.0 {
 					t.Errorf("bandwidth: %v", bw)
 				}
@@ -293,7 +298,8 @@ func TestRenderVariants(t *testing.T) {
 		{
 			name: "nftables enforcement backend",
 			change: func(t *testing.T, d Deployment) Deployment {
-				return withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["enforcement_backend"] = "nftables" })
+				d = withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["enforcement_backend"] = "nftables" })
+				return withJob(t, d, "silk-cni", func(j *Job) { j.Properties["enforcement_backend"] = "nftables" })
 			},
 			check: func(t *testing.T, r rendering) {
 				vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
@@ -303,6 +309,19 @@ func TestRenderVariants(t *testing.T) {
 				pre := string(readFile(t, r.file(t, "vxlan-policy-agent", "bin/pre-start").Path))
 				if !strings.Contains(pre, "nft delete table inet netman") || !strings.Contains(pre, "iptables-restore") {
 					t.Errorf("pre-start does not wipe both backends:\n%s", pre)
+				}
+				var list struct {
+					Plugins []json.RawMessage `json:"plugins"`
+				}
+				if err := json.Unmarshal(readFile(t, r.file(t, "silk-cni", "config/cni/cni-wrapper-plugin.conflist").Path), &list); err != nil {
+					t.Fatal(err)
+				}
+				cfg, err := cniwrapper.LoadConfig(list.Plugins[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !cfg.NFTables() {
+					t.Errorf("enforcement_backend %q, want nftables", cfg.EnforcementBackend)
 				}
 			},
 		},
@@ -526,6 +545,7 @@ func TestRenderFailures(t *testing.T) {
 		{"deny network not a CIDR", "silk-cni", set("silk-cni", "deny_networks.always", []string{"10.0.0.0"}), "cni-wrapper-plugin.conflist.erb", "Invalid deny_networks.always entry '10.0.0.0'"},
 		{"loopback host service", "silk-cni", set("silk-cni", "host_tcp_services", []string{"127.0.0.1:8080"}), "cni-wrapper-plugin.conflist.erb", "loopback"},
 		{"rate without burst", "silk-cni", set("silk-cni", "rate", 100), "cni-wrapper-plugin.conflist.erb", "rate and burst must be set together"},
+		{"unknown enforcement backend", "silk-cni", set("silk-cni", "enforcement_backend", "ebpf"), "cni-wrapper-plugin.conflist.erb", "Invalid enforcement_backend 'ebpf': want iptables or nftables"},
 		{"vxlan_network and temporary_vxlan_interface", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
 			d = set("silk-daemon", "vxlan_network", "default")(t, d)
 			return set("silk-daemon", "temporary_vxlan_interface", "eth1")(t, d)

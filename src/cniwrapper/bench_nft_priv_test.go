@@ -1,0 +1,170 @@
+package cniwrapper
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/metadata"
+	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/testsupport/benchlat"
+	"github.com/netman-release/netman/src/testsupport/netnstest"
+)
+
+// nsTables runs an iptables driver inside a namespace.
+type nsTables struct {
+	d  *iptables.Driver
+	ns *netnstest.NS
+}
+
+func (n nsTables) Apply(ctx context.Context, txs ...*iptables.Tx) error {
+	return n.ns.Do(func() error { return n.d.Apply(ctx, txs...) })
+}
+func (n nsTables) UpdateTables(ctx context.Context, tables []string, plan iptables.MultiPlanFunc) (st map[string]*iptables.State, err error) {
+	err = n.ns.Do(func() error { st, err = n.d.UpdateTables(ctx, tables, plan); return err })
+	return st, err
+}
+
+// seqDelegate hands out the address the benchmark sets before each ADD.
+type seqDelegate struct{ ip netip.Addr }
+
+func (d *seqDelegate) Add(context.Context, string, []byte) (types.Result, error) {
+	return &types100.Result{CNIVersion: "1.0.0", IPs: []*types100.IPConfig{{Address: net.IPNet{IP: d.ip.AsSlice(), Mask: net.CIDRMask(32, 32)}}}}, nil
+}
+func (d *seqDelegate) Del(context.Context, string, []byte) error { return nil }
+
+// asgRules is a 1,000-rule security group as garden passes it: a mix of
+// tcp port ranges, udp ports, icmp and all-protocol rules to addresses,
+// ranges and networks across 10.0.0.0/8 and public space.
+func asgRules(n int) []NetOutRule {
+	var out []NetOutRule
+	for i := 0; i < n; i++ {
+		a, b := byte(i/250), byte(i%250)
+		var r NetOutRule
+		switch i % 4 {
+		case 0: // tcp to one address, one port
+			r = NetOutRule{Protocol: 1, Networks: []IPRange{gardenRange(fmt.Sprintf("10.%d.%d.10", a, b), fmt.Sprintf("10.%d.%d.10", a, b))}, Ports: []PortRange{{Start: uint16(1024 + i), End: uint16(1024 + i)}}}
+		case 1: // tcp to a /24, a port range
+			r = NetOutRule{Protocol: 1, Networks: []IPRange{gardenRange(fmt.Sprintf("10.%d.%d.0", 100+a, b), fmt.Sprintf("10.%d.%d.255", 100+a, b))}, Ports: []PortRange{{Start: 8000, End: 8100}}}
+		case 2: // udp to a range
+			r = NetOutRule{Protocol: 2, Networks: []IPRange{gardenRange(fmt.Sprintf("172.%d.%d.1", 16+a, b), fmt.Sprintf("172.%d.%d.50", 16+a, b))}, Ports: []PortRange{{Start: 53, End: 53}}}
+		case 3: // all protocols to one public address
+			r = NetOutRule{Protocol: 0, Networks: []IPRange{gardenRange(fmt.Sprintf("52.%d.%d.7", a, b), fmt.Sprintf("52.%d.%d.7", a, b))}}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// BenchmarkPluginAdd measures CNI ADD through the plugin (metadata store,
+// both force calls to a local fake agent, the rules; silk-cni stood in
+// for) on a cell already holding 250 containers, every one of them with
+// the same 1,000-rule security group as garden netOut rules (the agent
+// answers 405, so the wrapper writes them), and the new container getting
+// it too. Each ADD is followed by an untimed DEL, so the cell stays at
+// 250. Run as root:
+//
+//	go test ./src/cniwrapper -run '^$' -bench BenchmarkPluginAdd -benchtime 200x
+func BenchmarkPluginAdd(b *testing.B) {
+	netnstest.RequireRoot(b)
+	const existing, asgSize = 250, 1000
+	asg := asgRules(asgSize)
+	backends := []string{"nftables"}
+	for _, fl := range netnstest.IPTablesFlavors(b) {
+		backends = append(backends, "iptables-"+string(fl))
+	}
+	for _, backend := range backends {
+		b.Run(fmt.Sprintf("%s/existing=%d/asg=%d", backend, existing, asgSize), func(b *testing.B) {
+			ns := netnstest.New(b, "bp")
+			agent := newFakeAgent(b)
+			agent.status["/force-asgs-for-container"] = http.StatusMethodNotAllowed
+			agent.status["/force-orphaned-asgs-cleanup"] = http.StatusMethodNotAllowed
+			dir := b.TempDir()
+			cfg := benchConfig(b)
+			cfg.Datastore = dir + "/store.json"
+			cfg.IPTablesLockFile = dir + "/iptables.lock"
+			cfg.UnderlayIPs = []string{"10.0.16.5"}
+			cfg.PolicyAgentForcePollAddress = agent.addr()
+			cfg.Delegate = map[string]any{"type": "silk-cni"}
+			cfg.RuntimeConfig.NetOutRules = asg
+			cfg.Metadata = map[string]any{"container_workload": "app"}
+			deleg := &seqDelegate{}
+			p := &Plugin{
+				Delegate:   deleg,
+				Store:      func(cfg *Config) Store { return metadata.New(cfg.Datastore) },
+				HTTP:       http.DefaultClient,
+				Interfaces: func([]string) ([]string, error) { return []string{"eth0"}, nil },
+				Stderr:     &discard{},
+			}
+			if backend == "nftables" {
+				cfg.EnforcementBackend = BackendNFTables
+				var k *nft.Kernel
+				if err := ns.Do(func() (err error) { k, err = nft.New(); return err }); err != nil {
+					b.Fatal(err)
+				}
+				p.NFT = func(*Config) (nft.Driver, error) { return nsDriver{d: k, ns: ns}, nil }
+			} else {
+				cfg.IPTablesFlavor = backend[len("iptables-"):]
+				fl, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
+				t := nsTables{d: iptables.New(iptables.Config{Flavor: fl, LockFile: cfg.IPTablesLockFile}), ns: ns}
+				p.Tables = func(*Config) Tables { return t }
+			}
+			ctx := context.Background()
+			// Each container has its own two host ports.
+			stdinFor := func(n int) []byte {
+				cfg.RuntimeConfig.PortMappings = []PortMapping{{HostPort: 20000 + 2*n, ContainerPort: 8080}, {HostPort: 20001 + 2*n, ContainerPort: 2222}}
+				stdin, err := json.Marshal(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return stdin
+			}
+			add := func(handle string, n int) time.Duration {
+				deleg.ip = ipN(n)
+				stdin := stdinFor(n)
+				start := time.Now()
+				if _, err := p.Add(ctx, cniArgs(handle, stdin)); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			seedStart := time.Now()
+			for i := 0; i < existing; i++ {
+				add(fmt.Sprintf("seed-%04d-ab07-40ad-79f9-8f21", i), i)
+			}
+			seed := time.Since(seedStart)
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				handle := fmt.Sprintf("bench-%06d-ab07-40ad-79f9", i)
+				lat = append(lat, add(handle, existing+1))
+				b.StopTimer()
+				if err := p.Del(ctx, cniArgs(handle, stdinFor(existing+1))); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			benchlat.Report(b, "", lat)
+			b.ReportMetric(seed.Seconds(), "seed-s")
+		})
+	}
+}
+
+func cniArgs(handle string, stdin []byte) *skel.CmdArgs {
+	return &skel.CmdArgs{ContainerID: handle, Netns: "/run/netns/x", IfName: "eth0", StdinData: stdin}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
