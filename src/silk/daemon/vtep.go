@@ -12,9 +12,10 @@ import (
 	"github.com/netman-release/netman/src/silk/lease"
 )
 
-// Links is the part of a netlink handle that manages the VTEP device
-// (*netlink.Handle satisfies it).
+// Links is the part of the kernel that manages the VTEP device: netlink and
+// ethtool features (*System satisfies it).
 type Links interface {
+	Features
 	LinkByName(name string) (netlink.Link, error)
 	LinkAdd(link netlink.Link) error
 	LinkDel(link netlink.Link) error
@@ -68,9 +69,9 @@ func vtepSpec(cfg Config, l lease.Lease) (VTEPSpec, error) {
 }
 
 // CreateVTEP creates the VXLAN device in one netlink request (so the MAC is
-// right from the start: systemd-networkd rewrites MACs set afterwards), brings
-// it up and adds its address. A device left half-configured by a failure is
-// deleted again.
+// right from the start: systemd-networkd rewrites MACs set afterwards), sets
+// its offloads (VTEPOffloads), brings it up and adds its address. A device
+// left half-configured by a failure is deleted again.
 func CreateVTEP(h Links, s VTEPSpec) (err error) {
 	parent, err := underlayLink(h, s)
 	if err != nil {
@@ -97,6 +98,9 @@ func CreateVTEP(h Links, s VTEPSpec) (err error) {
 			_ = h.LinkDel(vx)
 		}
 	}()
+	if _, err := SetOffloads(h, s.Name, VTEPOffloads); err != nil {
+		return err
+	}
 	if err := h.LinkSetUp(vx); err != nil {
 		return fmt.Errorf("up link: %w", err)
 	}
