@@ -11,7 +11,8 @@ import (
 )
 
 // VTEPOffloads are the VTEP's offload features silk-daemon sets explicitly
-// (ethtool -K names), at creation and whenever a poll finds them changed.
+// (ethtool -K names), at creation and whenever a poll finds them changed,
+// unless vtep_checksum_offload asks for the kernel's default (on).
 //
 // tx-checksum-ip-generic off: with it on (the kernel's default for a VXLAN
 // device) the inner TCP/UDP checksum is left to be completed later, which
@@ -22,6 +23,14 @@ import (
 // docs/silk-daemon.md for the evidence and the measurements.
 var VTEPOffloads = map[string]bool{
 	"tx-checksum-ip-generic": false,
+}
+
+// vtepOffloads is the set for cfg.
+func vtepOffloads(cfg Config) map[string]bool {
+	if cfg.VTEPChecksumOffload {
+		return map[string]bool{"tx-checksum-ip-generic": true}
+	}
+	return VTEPOffloads
 }
 
 // Features reads and changes a device's ethtool features (*ethtool.Ethtool
@@ -102,13 +111,14 @@ type offloadCheck struct {
 	logger lager.Logger
 	links  Features
 	name   string
+	want   map[string]bool
 }
 
 func (o *offloadCheck) check() error {
 	if o == nil {
 		return nil
 	}
-	changed, err := SetOffloads(o.links, o.name, VTEPOffloads)
+	changed, err := SetOffloads(o.links, o.name, o.want)
 	if err != nil {
 		return err
 	}

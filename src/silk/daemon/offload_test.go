@@ -48,11 +48,21 @@ func TestCreateVTEPSetsOffloads(t *testing.T) {
 		t.Errorf("ethtool -k silk-vtep:\n%s", out)
 	}
 
+	t.Run("vtep_checksum_offload keeps the kernel's default", func(t *testing.T) {
+		other := newTestCell(t)
+		cfg := testVTEPConfig(other)
+		cfg.VTEPChecksumOffload = true
+		createTestVTEP(t, other, cfg, cell17())
+		if !readOffloads(t, other, "silk-vtep")["tx-checksum-ip-generic"] {
+			t.Error("tx-checksum-ip-generic off with vtep_checksum_offload: true")
+		}
+	})
+
 	t.Run("a poll puts changed offloads back, and writes nothing when they are right", func(t *testing.T) {
 		cell.ns.Run(t, "ethtool", "-K", "silk-vtep", "tx-checksum-ip-generic", "on")
 		logger := lager.NewLogger("test")
 		counting := &countingFeatures{inner: cell.nl}
-		o := &offloadCheck{logger: logger, links: counting, name: "silk-vtep"}
+		o := &offloadCheck{logger: logger, links: counting, name: "silk-vtep", want: VTEPOffloads}
 		if err := o.check(); err != nil {
 			t.Fatal(err)
 		}

@@ -84,7 +84,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	// A VTEP kept from before (an older release, upstream's) gets the
 	// same offloads as a new one.
-	offloads := &offloadCheck{logger: logger, links: nl, name: cfg.VTEPName}
+	offloads := &offloadCheck{logger: logger, links: nl, name: cfg.VTEPName, want: vtepOffloads(cfg)}
 	if err := offloads.check(); err != nil {
 		return err
 	}
