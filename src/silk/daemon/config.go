@@ -45,6 +45,10 @@ type Config struct {
 	// MTU, when positive, is the VTEP's MTU at creation instead of the
 	// kernel's default (underlay MTU − 50), e.g. 1350 under IPsec.
 	MTU int `json:"mtu"`
+	// VTEPChecksumOffload leaves tx-checksum-ip-generic on on the VTEP
+	// (the kernel's default, upstream's behaviour); off by default (see
+	// VTEPOffloads).
+	VTEPChecksumOffload bool `json:"vtep_checksum_offload"`
 }
 
 // OverlayNetwork is the overlay CIDR. Upstream renders it as a string (up to

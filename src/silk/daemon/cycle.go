@@ -43,6 +43,7 @@ type Cycle struct {
 	now         func() time.Time
 	lastRenewal time.Time
 	gc          *gcThreshCheck
+	offloads    *offloadCheck
 }
 
 // NewCycle starts the partition-tolerance clock now.
@@ -96,5 +97,5 @@ func (c *Cycle) Run(ctx context.Context) error {
 		"routes": res.Routes, "arp": res.ARP, "fdb": res.FDB, "writes": res.Writes,
 	})
 	c.gc.check(res.ARP)
-	return nil
+	return c.offloads.check()
 }

@@ -82,6 +82,12 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if err != nil {
 		return fmt.Errorf("find local VTEP: %w", err)
 	}
+	// A VTEP kept from before (an older release, upstream's) gets the
+	// same offloads as a new one.
+	offloads := &offloadCheck{logger: logger, links: nl, name: cfg.VTEPName, want: vtepOffloads(cfg)}
+	if err := offloads.check(); err != nil {
+		return err
+	}
 	info, err := json.Marshal(NetworkInfo{OverlaySubnet: l.OverlaySubnet, MTU: vtep.MTU})
 	if err != nil {
 		return fmt.Errorf("marshal network info: %w", err)
@@ -98,6 +104,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	cycle := NewCycle(logger, client, conv, l, sender, cfg.partitionTolerance())
 	cycle.gc = newGCThreshCheck(logger, opts.gcPath())
+	cycle.offloads = offloads
 
 	interval := cfg.pollInterval()
 	jitter := time.Duration(float64(interval) * opts.jitterFraction())

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -24,6 +25,7 @@ import (
 type System struct {
 	*netlink.Handle
 	dumper
+	eth *ethtool.Ethtool // the VTEP's offload features
 }
 
 // OpenSystem opens the namespace at nsPath (e.g. /run/netns/cell1); ""
@@ -53,13 +55,28 @@ func OpenSystem(nsPath string) (*System, error) {
 		h.Close()
 		return nil, fmt.Errorf("netlink dump socket timeout: %w", err)
 	}
-	return &System{Handle: h, dumper: dumper{sock: sock}}, nil
+	eth, err := openEthtool(nsPath)
+	if err != nil {
+		sock.Close()
+		h.Close()
+		return nil, fmt.Errorf("open ethtool: %w", err)
+	}
+	return &System{Handle: h, dumper: dumper{sock: sock}, eth: eth}, nil
 }
 
-// Close releases both sockets.
+// Features reads a device's ethtool features (ethtool -k).
+func (s *System) Features(intf string) (map[string]bool, error) { return s.eth.Features(intf) }
+
+// Change sets a device's ethtool features (ethtool -K).
+func (s *System) Change(intf string, config map[string]bool) error {
+	return s.eth.Change(intf, config)
+}
+
+// Close releases the sockets.
 func (s *System) Close() {
 	s.Handle.Close()
 	s.sock.Close()
+	s.eth.Close()
 }
 
 // dumpTimeout bounds one dump; they take milliseconds.

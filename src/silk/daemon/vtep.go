@@ -13,9 +13,10 @@ import (
 	"github.com/netman-release/netman/src/silk/lease"
 )
 
-// Links is the part of a netlink handle that manages the VTEP device
-// (*netlink.Handle satisfies it).
+// Links is the part of the kernel that manages the VTEP device: netlink and
+// ethtool features (*System satisfies it).
 type Links interface {
+	Features
 	LinkByName(name string) (netlink.Link, error)
 	LinkAdd(link netlink.Link) error
 	LinkDel(link netlink.Link) error
@@ -37,6 +38,8 @@ type VTEPSpec struct {
 	// MTU 0 leaves the kernel default: the parent's MTU minus 50.
 	MTU          int
 	HardwareAddr net.HardwareAddr
+	// Offloads are the ethtool features set before the link goes up.
+	Offloads map[string]bool
 	// Address is the lease's first address with the overlay's prefix
 	// length, e.g. 10.255.17.0/16; added with scope link.
 	Address netip.Prefix
@@ -64,14 +67,15 @@ func vtepSpec(cfg Config, l lease.Lease) (VTEPSpec, error) {
 		Port:              cfg.VTEPPort,
 		MTU:               cfg.MTU,
 		HardwareAddr:      mac,
+		Offloads:          vtepOffloads(cfg),
 		Address:           netip.PrefixFrom(subnet.Addr(), cfg.Overlay().Bits()),
 	}, nil
 }
 
 // CreateVTEP creates the VXLAN device in one netlink request (so the MAC is
-// right from the start: systemd-networkd rewrites MACs set afterwards), brings
-// it up and adds its address. A device left half-configured by a failure is
-// deleted again.
+// right from the start: systemd-networkd rewrites MACs set afterwards), sets
+// its offloads (s.Offloads), brings it up and adds its address. A device
+// left half-configured by a failure is deleted again.
 func CreateVTEP(h Links, s VTEPSpec) (err error) {
 	parent, err := underlayLink(h, s)
 	if err != nil {
@@ -98,6 +102,9 @@ func CreateVTEP(h Links, s VTEPSpec) (err error) {
 			_ = h.LinkDel(vx)
 		}
 	}()
+	if _, err := SetOffloads(h, s.Name, s.Offloads); err != nil {
+		return err
+	}
 	if err := h.LinkSetUp(vx); err != nil {
 		return fmt.Errorf("up link: %w", err)
 	}

@@ -132,7 +132,7 @@ func TestCreateVTEPOptions(t *testing.T) {
 
 	t.Run("a failure after the link exists removes it", func(t *testing.T) {
 		spec, _ := vtepSpec(testVTEPConfig(cell), cell17())
-		err := CreateVTEP(failingAddr{cell.nl.Handle}, spec)
+		err := CreateVTEP(failingAddr{cell.nl}, spec)
 		if err == nil || !strings.Contains(err.Error(), "add address: ") {
 			t.Fatalf("err = %v", err)
 		}
@@ -143,7 +143,7 @@ func TestCreateVTEPOptions(t *testing.T) {
 }
 
 // failingAddr fails address additions on an otherwise real handle.
-type failingAddr struct{ *netlink.Handle }
+type failingAddr struct{ *System }
 
 func (failingAddr) AddrAdd(netlink.Link, *netlink.Addr) error { return unix.EADDRNOTAVAIL }
 
