@@ -319,11 +319,13 @@ func (d *countingDriver) ReadSet(ctx context.Context, name string, isMap bool) (
 }
 
 // alternate times b.N calls of change (given the iteration: even ones add
-// a policy, odd ones remove it) and reports their wall-time percentiles and
-// the CPU time of the processes they ran, per call, as cpuMetric.
+// a policy, odd ones remove it) and reports their wall-time percentiles,
+// the CPU time of the processes they ran, per call, as cpuMetric, and the
+// benchmark process's own CPU time per call (the diff, the netlink batch,
+// garbage collection) as cpu-ms/op.
 func alternate(b *testing.B, cpuMetric string, change func(i int)) {
 	var lat benchlat.Latencies
-	cpu0 := childCPU()
+	cpu0, self0 := childCPU(), selfCPU()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -333,6 +335,7 @@ func alternate(b *testing.B, cpuMetric string, change func(i int)) {
 	b.StopTimer()
 	lat.Report(b)
 	b.ReportMetric(float64(childCPU()-cpu0)/float64(time.Millisecond)/float64(b.N), cpuMetric)
+	b.ReportMetric(float64(selfCPU()-self0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkNFTEnforce50k measures the nftables backend at 50,000 c2c
