@@ -29,7 +29,9 @@ func TestNetlinkElements(t *testing.T) {
 	more := dispatch()
 	more.Sets = append(more.Sets,
 		&Set{Name: "c2c-tags", Type: "ipv4_addr", Value: "mark", Elements: []Element{{Key: "10.255.1.7", Value: Mark(0xfffe)}}},
-		&Set{Name: "c2c-policies", Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true, Elements: []Element{
+		&Set{Name: "c2c-policies", Type: "mark . ipv4_addr . inet_proto . inet_service", Elements: []Element{
+			{Key: Key(Mark(0x10203), "10.255.1.7", "tcp", "443")}, {Key: Key(Mark(0xfffe), "10.255.1.8", "132", "65535")}}},
+		&Set{Name: "c2c-policy-ranges", Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true, Elements: []Element{
 			{Key: Key(Mark(0x10203), "10.255.1.7", "tcp", "443")}, {Key: Key(Mark(7), "10.255.1.7", "udp", "1000-2000")},
 			{Key: Key(Mark(7), "10.255.1.8", "132", "1-65535")}}},
 		&Set{Name: "c2c-log", Type: "mark . ipv4_addr", Value: "verdict", Elements: []Element{{Key: Key(Mark(0x10203), "10.255.1.7"), Value: "goto c2c-log--3--10.255.1.2"}}},

@@ -60,7 +60,9 @@ func shapes() *Ruleset {
 	rs.Merge(plain.Ruleset(nil))
 	rs.Sets = append(rs.Sets,
 		&Set{Name: "c2c-tags", Type: "ipv4_addr", Value: "mark", Elements: []Element{{Key: "10.255.1.2", Value: Mark(3)}}},
-		&Set{Name: "c2c-policies", Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true, Elements: []Element{
+		&Set{Name: "c2c-policies", Type: "mark . ipv4_addr . inet_proto . inet_service", Elements: []Element{
+			{Key: Key(Mark(3), "10.255.1.2", "tcp", "8080")}, {Key: Key(Mark(0xffff), "10.255.1.2", "udp", "53")}}},
+		&Set{Name: "c2c-policy-ranges", Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true, Elements: []Element{
 			{Key: Key(Mark(3), "10.255.1.2", "tcp", "8080")}, {Key: Key(Mark(0xffff), "10.255.1.2", "tcp", "9000-9100")},
 			{Key: Key(Mark(3), "10.255.1.2", "udp", "1-65535")}}},
 		&Set{Name: "c2c-log", Type: "mark . ipv4_addr", Value: "verdict", Elements: []Element{{Key: Key(Mark(3), "10.255.1.2"), Value: Jump("c2c-log--3--10.255.1.2")}}},

@@ -16,10 +16,16 @@ import (
 const (
 	// NFTTags maps a local source container's IP to its app's tag.
 	NFTTags = "c2c-tags"
-	// NFTPolicies holds every allowed (tag, destination IP, protocol, port
-	// range) as one concatenated interval set: a packet costs one lookup
-	// whatever the number of policies.
-	NFTPolicies = "c2c-policies"
+	// NFTPolicies holds every allowed (tag, destination IP, protocol,
+	// port) of a single-port policy (upstream's default) as a plain hash
+	// set, and NFTPolicyRanges every real port range as a concatenated
+	// interval set. A new connection costs at most two lookups whatever the
+	// number of policies. The split keeps changes cheap: the kernel commits
+	// an element of a hash set in constant time, while a concatenated
+	// interval set (pipapo) rebuilds its lookup tables from all its
+	// elements on every commit (17 ms at 50,000 elements).
+	NFTPolicies     = "c2c-policies"
+	NFTPolicyRanges = "c2c-policy-ranges"
 	// NFTLogged is the chain accepted packets go through when
 	// iptables_c2c_logging is on; NFTLog maps (tag, destination IP) to the
 	// small chain logging them with upstream's OK_ prefix.
@@ -43,6 +49,11 @@ type nftPolicyKey struct {
 	proto uint8
 }
 
+type nftSingleKey struct {
+	nftPolicyKey
+	port uint16
+}
+
 type nftLogKey struct {
 	mark uint32
 	ip   netip.Addr
@@ -56,11 +67,14 @@ type nftLogKey struct {
 //     MARK rules do: toward the VTEP the mark travels in the VXLAN GBP
 //     header, toward a local destination the policy lookup reads it.
 //   - A packet whose (mark, destination IP, protocol, port) is in
-//     c2c-policies is accepted. That set holds every policy's port range
-//     for each local destination container, and the router's ingress tag
-//     for each container port when overlay ingress is on (upstream's
-//     AllowIngress rules). Ranges of one (tag, destination, protocol) are
-//     merged, since interval elements must not overlap.
+//     c2c-policies, or else in c2c-policy-ranges, is accepted. c2c-policies
+//     holds every single-port policy for each local destination container,
+//     and the router's ingress tag for each container port when overlay
+//     ingress is on (upstream's AllowIngress rules); c2c-policy-ranges
+//     holds the policies whose range spans more than one port, ranges of
+//     one (tag, destination, protocol) merged since interval elements must
+//     not overlap. A single port inside a range stays in both sets, so that
+//     adding or removing a range never rewrites single-port elements.
 //   - With logging, an accepted packet first goes through the log chain of
 //     its (tag, destination): the OK_<tag>_<app> prefix of upstream's LOG
 //     rules, new TCP connections logged, UDP at most AcceptedUDPLogsPerSec
@@ -77,7 +91,8 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		warn = func(string, map[string]any) {}
 	}
 	tags := map[netip.Addr]uint32{}
-	ports := map[nftPolicyKey][]nft.Box{}
+	ports := map[nftPolicyKey][]nft.Box{} // ranges of more than one port
+	singles := map[nftSingleKey]bool{}
 	prefixes := map[nftLogKey]string{}
 	var ingressMark uint32
 	if in.IngressTag != "" {
@@ -99,8 +114,18 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		}
 		return ip, true
 	}
+	// The policies naming each app as source or destination, in their
+	// order: a container visits those only, not every policy.
+	byApp := map[string][]int{}
+	for i, p := range in.Policies {
+		byApp[p.Source.ID] = append(byApp[p.Source.ID], i)
+		if p.Destination.ID != p.Source.ID {
+			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], i)
+		}
+	}
 	for _, c := range in.Containers {
-		for _, p := range in.Policies {
+		for _, i := range byApp[c.AppID] {
+			p := in.Policies[i]
 			if c.AppID == p.Source.ID {
 				if ip, ok := parseIP("skipping-source", c.IP, map[string]any{"ip": c.IP, "app": p.Source.ID}); ok {
 					if _, seen := tags[ip]; !seen {
@@ -136,7 +161,11 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 				continue
 			}
 			k := nftPolicyKey{mark, ip, proto}
-			ports[k] = append(ports[k], nft.Box{{Lo: uint32(d.Start), Hi: uint32(d.End)}})
+			if d.Start == d.End {
+				singles[nftSingleKey{k, uint16(d.Start)}] = true
+			} else {
+				ports[k] = append(ports[k], nft.Box{{Lo: uint32(d.Start), Hi: uint32(d.End)}})
+			}
 			if in.Logging {
 				lk := nftLogKey{mark, ip}
 				// Plan orders destinations by their JSON, so the first
@@ -157,8 +186,7 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 				if !ok || port < 0 || port > 65535 {
 					continue
 				}
-				k := nftPolicyKey{ingressMark, ip, 6}
-				ports[k] = append(ports[k], nft.Box{{Lo: uint32(port), Hi: uint32(port)}})
+				singles[nftSingleKey{nftPolicyKey{ingressMark, ip, 6}, uint16(port)}] = true
 			}
 		}
 	}
@@ -168,14 +196,19 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 	for ip, m := range tags {
 		tagSet.Elements = append(tagSet.Elements, nft.Element{Key: nft.Addr(ip), Value: nft.Mark(m)})
 	}
-	policySet := &nft.Set{Name: NFTPolicies, Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true}
+	policySet := &nft.Set{Name: NFTPolicies, Type: "mark . ipv4_addr . inet_proto . inet_service"}
+	for s := range singles {
+		policySet.Elements = append(policySet.Elements, nft.Element{
+			Key: nft.Key(nft.Mark(s.mark), nft.Addr(s.ip), nft.Proto(s.proto), nft.Range(uint32(s.port), uint32(s.port)))})
+	}
+	rangeSet := &nft.Set{Name: NFTPolicyRanges, Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true}
 	for k, boxes := range ports {
 		for _, b := range nft.Disjoint(boxes) {
-			policySet.Elements = append(policySet.Elements, nft.Element{
+			rangeSet.Elements = append(rangeSet.Elements, nft.Element{
 				Key: nft.Key(nft.Mark(k.mark), nft.Addr(k.ip), nft.Proto(k.proto), nft.Range(b[0].Lo, b[0].Hi))})
 		}
 	}
-	rs.Sets = append(rs.Sets, tagSet, policySet)
+	rs.Sets = append(rs.Sets, tagSet, policySet, rangeSet)
 
 	var chain []string
 	if in.DisableNetworkPolicy {
@@ -187,13 +220,22 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		chain = append(chain, "ip saddr "+o+" ip daddr "+o+" accept")
 	}
 	chain = append(chain, "meta mark set ip saddr map @"+NFTTags)
-	lookup := "meta mark . ip daddr . meta l4proto . th dport @" + NFTPolicies
+	// The hash set first: most policies are single-port.
+	lookups := []string{
+		"meta mark . ip daddr . meta l4proto . th dport @" + NFTPolicies,
+		"meta mark . ip daddr . meta l4proto . th dport @" + NFTPolicyRanges,
+	}
+	verdict := " accept"
+	if in.Logging {
+		verdict = " jump " + NFTLogged
+	}
+	for _, l := range lookups {
+		chain = append(chain, l+verdict)
+	}
 	if !in.Logging {
-		chain = append(chain, lookup+" accept")
 		rs.Chains = append(rs.Chains, &nft.Chain{Name: nft.ChainC2C, Rules: chain})
 		return rs, nil
 	}
-	chain = append(chain, lookup+" jump "+NFTLogged)
 	rs.Chains = append(rs.Chains,
 		&nft.Chain{Name: nft.ChainC2C, Rules: chain},
 		&nft.Chain{Name: NFTLogged, Rules: []string{"meta mark . ip daddr vmap @" + NFTLog, "accept"}})

@@ -113,7 +113,8 @@ func hexU32(s string) uint32 {
 }
 
 // nftVerdict evaluates the planned nft ruleset's c2c chain for the same
-// packet: the tag map, the accept-all, the policy set, the log map.
+// packet: the tag map, the accept-all, the two policy sets in order, the
+// log map.
 func nftVerdict(rs *nft.Ruleset, src, dst netip.Addr, mark uint32, proto string, port int) verdict {
 	v := verdict{mark: mark}
 	for _, r := range rs.Chain(nft.ChainC2C).Rules {
@@ -131,7 +132,10 @@ func nftVerdict(rs *nft.Ruleset, src, dst netip.Addr, mark uint32, proto string,
 				}
 			}
 		default:
-			for _, e := range rs.Set(NFTPolicies).Elements {
+			// "meta mark . ip daddr . meta l4proto . th dport @SET accept|jump ..."
+			_, set, _ := strings.Cut(r, "@")
+			set, _, _ = strings.Cut(set, " ")
+			for _, e := range rs.Set(set).Elements {
 				f := strings.Split(e.Key, " . ")
 				lo, hi, _ := strings.Cut(f[3], "-")
 				l, _ := strconv.Atoi(lo)
@@ -144,7 +148,7 @@ func nftVerdict(rs *nft.Ruleset, src, dst netip.Addr, mark uint32, proto string,
 				}
 			}
 			if !v.accept {
-				return v
+				continue
 			}
 			if logMap := rs.Set(NFTLog); logMap != nil {
 				for _, e := range logMap.Elements {
@@ -255,7 +259,7 @@ func TestNFTOneChangeIsOneElement(t *testing.T) {
 			t.Errorf("change %d: %+v\n%s", i, res, f.LastTransaction)
 		}
 	}
-	if got := f.LastTransaction.String(); got != "delete element inet netman c2c-policies { 0x00000001 . 10.255.1.3 . udp . 9999-9999 }\n" {
+	if got := f.LastTransaction.String(); got != "delete element inet netman c2c-policies { 0x00000001 . 10.255.1.3 . udp . 9999 }\n" {
 		t.Errorf("last transaction: %s", got)
 	}
 }
@@ -267,6 +271,7 @@ func TestPlanNFTMergesRangesAndWarns(t *testing.T) {
 		pol("b", "0002", "a", "0001", "tcp", 80, 80),
 		pol("c", "0003", "b", "0002", "tcp", 8000, 8080), pol("c", "0003", "b", "0002", "tcp", 8081, 8090), pol("c", "0003", "b", "0002", "tcp", 8050, 8055),
 		pol("c", "0003", "b", "0002", "tcp", 90, 80),
+		pol("c", "0003", "b", "0002", "tcp", 8052, 8052), pol("c", "0003", "b", "0002", "udp", 53, 53), pol("c", "0003", "b", "0002", "udp", 53, 53),
 	}
 	var warnings []string
 	rs, err := PlanNFT(Inputs{Containers: cs, Policies: ps}, func(msg string, data map[string]any) {
@@ -275,12 +280,24 @@ func TestPlanNFTMergesRangesAndWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := rs.Set(NFTPolicies).Elements
-	if diff := cmp.Diff([]nft.Element{{Key: "0x00000003 . 10.255.1.9 . tcp . 8000-8090"}}, got); diff != "" {
-		t.Errorf("policies (-want +got):\n%s", diff)
+	// Single ports go to the hash set (a port inside a range too, so that
+	// ranges come and go without touching it), ranges to the interval set,
+	// merged.
+	if diff := cmp.Diff([]nft.Element{{Key: "0x00000003 . 10.255.1.9 . tcp . 8052"}, {Key: "0x00000003 . 10.255.1.9 . udp . 53"}},
+		sortedElements(rs.Set(NFTPolicies))); diff != "" {
+		t.Errorf("single-port policies (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]nft.Element{{Key: "0x00000003 . 10.255.1.9 . tcp . 8000-8090"}}, rs.Set(NFTPolicyRanges).Elements); diff != "" {
+		t.Errorf("port ranges (-want +got):\n%s", diff)
 	}
 	want := []string{"skipping-source bad IP", "skipping-destination bad IP", "skipping-destination protocol has no ports", "skipping-destination bad port range"}
 	if diff := cmp.Diff(want, warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
+}
+
+func sortedElements(s *nft.Set) []nft.Element {
+	els := slices.Clone(s.Elements)
+	slices.SortFunc(els, func(a, b nft.Element) int { return strings.Compare(a.Key, b.Key) })
+	return els
 }
