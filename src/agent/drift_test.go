@@ -117,7 +117,7 @@ func TestDriftRepairedNFTables(t *testing.T) {
 	}
 	// By hand: nft delete element inet netman c2c-policies { ... }.
 	tx := k.NewTransaction()
-	tx.Delete(&knftables.Element{Set: c2c.NFTPolicies, Key: strings.Split(strings.ReplaceAll(want[0], "8080", "8080-8080"), " . ")})
+	tx.Delete(&knftables.Element{Set: c2c.NFTPolicies, Key: strings.Split(want[0], " . ")})
 	if err := k.Fake.Run(ctx, tx); err != nil {
 		t.Fatal(err)
 	}
