@@ -19,32 +19,37 @@ import (
 	"github.com/netman-release/netman/src/nft"
 )
 
-// newASGSyncer builds the syncer from the agent's config.
-func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, source asg.Source, sender *metrics.Sender) (*asg.Syncer, error) {
+// asgConfig is the planner's part of the agent's config, the same for both
+// backends.
+func asgConfig(cfg Config) (asg.Config, error) {
 	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
 	if err != nil {
-		return nil, err
+		return asg.Config{}, err
 	}
 	o := cfg.OutboundConnections
-	return asg.New(logger, driver, source, asg.Config{
+	return asg.Config{
 		ASGLogging: cfg.IPTablesASGLogging, DeniedLogsPerSec: cfg.IPTablesDeniedLogsPerSec, Deny: deny,
 		Conn:                          rules.OutConn{Limit: o.Limit, Logging: o.Logging, DryRun: o.DryRun, Burst: o.Burst, RatePerSec: o.RatePerSec},
 		DisableContainerNetworkPolicy: cfg.DisableContainerNetworkPolicy, OverlayNetwork: cfg.OverlayNetwork,
-	}, appLogNotifier(sender))
+	}, nil
+}
+
+// newASGSyncer builds the syncer from the agent's config.
+func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, source asg.Source, sender *metrics.Sender) (*asg.Syncer, error) {
+	c, err := asgConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return asg.New(logger, driver, source, c, appLogNotifier(sender))
 }
 
 // newNFTASGSyncer is newASGSyncer for the nftables backend.
 func newNFTASGSyncer(logger lager.Logger, cfg Config, driver nft.Driver, source asg.Source, sender *metrics.Sender) (*asg.NFTSyncer, error) {
-	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	c, err := asgConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	o := cfg.OutboundConnections
-	return asg.NewNFT(logger, driver, source, asg.Config{
-		ASGLogging: cfg.IPTablesASGLogging, DeniedLogsPerSec: cfg.IPTablesDeniedLogsPerSec, Deny: deny,
-		Conn:                          rules.OutConn{Limit: o.Limit, Logging: o.Logging, DryRun: o.DryRun, Burst: o.Burst, RatePerSec: o.RatePerSec},
-		DisableContainerNetworkPolicy: cfg.DisableContainerNetworkPolicy, OverlayNetwork: cfg.OverlayNetwork,
-	}, cfg.IPTablesAcceptedUDPLogsPerSec, appLogNotifier(sender))
+	return asg.NewNFT(logger, driver, source, c, cfg.IPTablesAcceptedUDPLogsPerSec, appLogNotifier(sender))
 }
 
 // ASG is the dynamic security group syncer (package asg).

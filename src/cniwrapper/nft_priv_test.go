@@ -58,13 +58,7 @@ func TestNFTContainersOnKernel(t *testing.T) {
 
 	check := func(step string, from *nfttest.Container, to string, want bool) {
 		t.Helper()
-		ns := cell.Outside
-		if from != nil {
-			ns = from.NS
-		}
-		if got := nfttest.Connects(t, ns, to); got != want {
-			t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
-		}
+		expectConnect(t, cell, step, from, to, want)
 	}
 	check("no egress rules yet", a, "10.244.0.3:80", false)
 	check("between containers", b, "10.255.1.2:8080", false)
@@ -171,13 +165,7 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 
 	check := func(step string, from *nfttest.Container, to string, want bool) {
 		t.Helper()
-		ns := cell.Outside
-		if from != nil {
-			ns = from.NS
-		}
-		if got := nfttest.Connects(t, ns, to); got != want {
-			t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
-		}
+		expectConnect(t, cell, step, from, to, want)
 	}
 	check("garden netOut rule", a, "10.244.0.3:80", true)
 	check("garden netOut rule, other port", a, "10.244.0.3:81", false)
@@ -285,13 +273,7 @@ func TestNFTCoexistsWithGardenIPTables(t *testing.T) {
 			}
 			check := func(step string, from *nfttest.Container, to string, want bool) {
 				t.Helper()
-				ns := cell.Outside
-				if from != nil {
-					ns = from.NS
-				}
-				if got := nfttest.Connects(t, ns, to); got != want {
-					t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
-				}
+				expectConnect(t, cell, step, from, to, want)
 			}
 			check("ASG (garden netOut rule)", a, "10.244.0.3:80", true)
 			check("ASG, other port", a, "10.244.0.3:81", false)
@@ -303,5 +285,18 @@ func TestNFTCoexistsWithGardenIPTables(t *testing.T) {
 				t.Errorf("Garden's rules are gone:\n%s", out)
 			}
 		})
+	}
+}
+
+// expectConnect checks that a TCP connection from a container (or, with
+// from nil, from outside the cell) to `to` succeeds exactly when want says.
+func expectConnect(t *testing.T, cell *nfttest.Cell, step string, from *nfttest.Container, to string, want bool) {
+	t.Helper()
+	ns := cell.Outside
+	if from != nil {
+		ns = from.NS
+	}
+	if got := nfttest.Connects(t, ns, to); got != want {
+		t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
 	}
 }
