@@ -60,6 +60,7 @@ missing_packages() {
   local -a pkgs=()
   { have iptables && have iptables-restore; } || pkgs+=(iptables)
   have ip || pkgs+=(iproute2)
+  have nft || pkgs+=(nftables)
   { postgres_server_installed && have psql && have pg_isready; } || pkgs+=(postgresql)
   { mariadb_server_binary && mariadb_client && mariadb_admin; } >/dev/null || pkgs+=(mariadb-server)
   have ruby || pkgs+=(ruby)
