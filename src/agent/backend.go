@@ -56,12 +56,20 @@ func (b iptablesC2C) enforce(ctx context.Context, p c2cPlan) (c2cResult, error) 
 func (b iptablesC2C) invalidate()   { b.enforcer.Invalidate() }
 func (b iptablesC2C) Chain() string { return b.enforcer.Chain() }
 
-// nftC2C is the c2c part of netman's inet netman table (c2c.PlanNFT,
-// c2c.NewNFTEnforcer).
-type nftC2C struct{ enforcer *nft.Enforcer }
+// nftC2C is the c2c part of netman's inet netman table (c2c.NFTPlanner,
+// c2c.NewNFTEnforcer). The planner keeps its previous plan, so that a
+// cycle hands the enforcer only what changed (nft.Ruleset.Delta).
+type nftC2C struct {
+	planner  *c2c.NFTPlanner
+	enforcer *nft.Enforcer
+}
+
+func newNFTC2C(d nft.Driver) nftC2C {
+	return nftC2C{planner: c2c.NewNFTPlanner(), enforcer: c2c.NewNFTEnforcer(d)}
+}
 
 func (b nftC2C) plan(in c2c.Inputs, warn c2c.Warn) (c2cPlan, error) {
-	rs, err := c2c.PlanNFT(in, warn)
+	rs, err := b.planner.Plan(in, warn)
 	if err != nil {
 		return c2cPlan{}, err
 	}

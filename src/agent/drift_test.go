@@ -79,7 +79,7 @@ func (c *countingNFT) Run(ctx context.Context, tx *knftables.Transaction) error 
 func TestDriftRepairedNFTables(t *testing.T) {
 	f := newFixture(t, false, 1)
 	k := &countingNFT{Fake: nft.NewFake()}
-	f.policies.enforcer = nftC2C{enforcer: c2c.NewNFTEnforcer(k)}
+	f.policies.enforcer = newNFTC2C(k)
 	f.policies.driftEvery = time.Hour
 	f.server.set(policyAB(8080))
 	ctx := context.Background()

@@ -78,7 +78,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 			return &ActionError{Action: "nftables", Err: err}
 		}
 		nftDriver = k
-		enforcer = nftC2C{enforcer: c2c.NewNFTEnforcer(k)}
+		enforcer = newNFTC2C(k)
 		removed, kept, err := removeIPTablesChains(ctx, driver)
 		if err != nil {
 			return err

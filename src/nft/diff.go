@@ -63,7 +63,7 @@ func (s Stats) Changed() bool {
 // again; every chain of the scope is then flushed first and refilled, since
 // only the scope's own rules refer to its sets.
 func Diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) Stats {
-	st, _ := diff(tx, cur, want, scope)
+	st, _ := diff(tx, cur, want, scope, nil)
 	return st
 }
 
@@ -77,7 +77,11 @@ type changes struct {
 	staleCh   []string
 }
 
-func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) (Stats, *changes) {
+// diff is Diff, recording its changes. With a delta (want.Delta, when cur
+// is the State of the Ruleset of generation delta.From) the elements of
+// sets that stay are not compared: the delta names those that changed,
+// each checked against cur only.
+func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope, delta *Delta) (Stats, *changes) {
 	if cur == nil {
 		cur = NewState()
 	}
@@ -120,37 +124,17 @@ func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope) (St
 		}
 	}
 
-	// 1. Elements that go or change value, from sets that stay. Finding
-	// them costs a pass over want; a map of want's keys is only built when
-	// some current element is missing from it.
+	// 1. Elements that go or change value, from sets that stay.
 	for _, s := range want.Sets {
 		cs := cur.Sets[s.Name]
 		if cs == nil || recreate[s.Name] || s.Dynamic {
 			continue
 		}
 		var dels []string
-		same := 0
-		for _, e := range s.Elements {
-			v, ok := cs.Elements[e.Key]
-			switch {
-			case ok && v == e.Value:
-				same++
-				continue
-			case ok:
-				dels = append(dels, e.Key)
-			}
-			ch.added[s.Name] = append(ch.added[s.Name], e)
-		}
-		if same+len(dels) < len(cs.Elements) {
-			wantKeys := make(map[string]struct{}, len(s.Elements))
-			for _, e := range s.Elements {
-				wantKeys[e.Key] = struct{}{}
-			}
-			for k := range cs.Elements {
-				if _, ok := wantKeys[k]; !ok {
-					dels = append(dels, k)
-				}
-			}
+		if delta != nil {
+			dels, ch.added[s.Name] = elementChanges(cs, delta.Sets[s.Name])
+		} else {
+			dels, ch.added[s.Name] = elementDiff(cs, s)
 		}
 		slices.Sort(dels)
 		for _, k := range dels {
@@ -267,6 +251,62 @@ func (st *State) update(want *Ruleset, ch *changes, missingBorrowed []string) {
 			st.Sets[name].Elements[e.Key] = e.Value
 		}
 	}
+}
+
+// elementDiff compares a set's elements with what cur holds: the keys to
+// delete (gone, or changing value) and the elements to add. It costs a pass
+// over s; a map of s's keys is only built when some element of cur is
+// missing from it.
+func elementDiff(cs *SetState, s *Set) (dels []string, adds []Element) {
+	same := 0
+	for _, e := range s.Elements {
+		v, ok := cs.Elements[e.Key]
+		switch {
+		case ok && v == e.Value:
+			same++
+			continue
+		case ok:
+			dels = append(dels, e.Key)
+		}
+		adds = append(adds, e)
+	}
+	if same+len(dels) < len(cs.Elements) {
+		wantKeys := make(map[string]struct{}, len(s.Elements))
+		for _, e := range s.Elements {
+			wantKeys[e.Key] = struct{}{}
+		}
+		for k := range cs.Elements {
+			if _, ok := wantKeys[k]; !ok {
+				dels = append(dels, k)
+			}
+		}
+	}
+	return dels, adds
+}
+
+// elementChanges is elementDiff for a set whose changes a Delta lists:
+// each is checked against cur, so that the transaction is valid whatever
+// cur holds, and nothing else is looked at. O(change).
+func elementChanges(cs *SetState, d *SetDelta) (dels []string, adds []Element) {
+	if d == nil {
+		return nil, nil
+	}
+	for _, k := range d.Del {
+		if _, ok := cs.Elements[k]; ok {
+			dels = append(dels, k)
+		}
+	}
+	for _, e := range d.Put {
+		v, ok := cs.Elements[e.Key]
+		switch {
+		case ok && v == e.Value:
+			continue
+		case ok:
+			dels = append(dels, e.Key)
+		}
+		adds = append(adds, e)
+	}
+	return dels, adds
 }
 
 func sameDefinition(cs *SetState, s *Set) bool {

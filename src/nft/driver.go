@@ -64,9 +64,11 @@ func New() (*Kernel, error) {
 func (k *Kernel) NewTransaction() *knftables.Transaction { return k.knft.NewTransaction() }
 
 // Run implements Driver. An empty transaction runs nothing. One made only
-// of element additions and deletions on sets whose types the Kernel knows
-// is sent over netlink; anything else is run by nft, with consecutive
-// element commands on one set batched into one command.
+// of element additions and deletions (at most maxNetlinkElements) on sets
+// whose types the Kernel knows is sent over netlink as one batch; a bulk
+// load (thousands of elements into sets the transaction creates) is run
+// in parts (see Kernel.bulk); anything else is run by nft, with consecutive element
+// commands on one set batched into one command.
 func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if tx.NumOperations() == 0 {
 		return nil
@@ -75,8 +77,10 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if i := strings.Index(text, "# ERROR: "); i >= 0 {
 		return &RunError{Ops: tx.NumOperations(), Err: errors.New(strings.TrimPrefix(text[i:], "# ERROR: "))}
 	}
-	if ops, ok := parseElementOps(text); ok {
-		err := k.sendElements(ops)
+	segs, elements := segments(text)
+	switch {
+	case len(segs) == 1 && segs[0].ops != nil && elements <= maxNetlinkElements:
+		err := k.sendElements(segs[0].ops, elements)
 		if err == nil {
 			k.netlinkRuns.Add(1)
 			return nil
@@ -85,7 +89,49 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 			k.types.reset() // the kernel's sets are not what the Kernel thought
 			return &RunError{Ops: tx.NumOperations(), Err: err}
 		}
+	case elements > maxNetlinkElements && k.bulk(text, segs):
+		return k.runParts(ctx, tx.NumOperations(), segs)
 	}
+	return k.runNFT(ctx, tx.NumOperations(), text)
+}
+
+// runParts runs a bulk transaction's segments in order: element runs over
+// netlink (through nft when they cannot be encoded), the rest by nft.
+func (k *Kernel) runParts(ctx context.Context, ops int, segs []segment) error {
+	for i, s := range segs {
+		if s.ops == nil {
+			if err := k.runNFT(ctx, ops, s.text); err != nil {
+				return partError(err, i, len(segs))
+			}
+			continue
+		}
+		err := k.sendElements(s.ops, netlinkBatchElements)
+		if errors.Is(err, errNoFastPath) {
+			err = k.runNFT(ctx, ops, s.text)
+		} else if err == nil {
+			k.netlinkRuns.Add(1)
+		} else {
+			k.types.reset()
+			err = &RunError{Ops: ops, Err: err}
+		}
+		if err != nil {
+			return partError(err, i, len(segs))
+		}
+	}
+	return nil
+}
+
+// partError says which part of a bulk transaction failed; the parts
+// before it stay applied.
+func partError(err error, part, parts int) error {
+	if re, ok := err.(*RunError); ok && part > 0 {
+		return &RunError{Ops: re.Ops, Err: fmt.Errorf("part %d of %d (the parts before it were applied): %w", part+1, parts, re.Err)}
+	}
+	return err
+}
+
+// runNFT runs text (commands of a transaction of ops operations) by nft.
+func (k *Kernel) runNFT(ctx context.Context, ops int, text string) error {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, k.path, "-f", "-")
 	cmd.Stdin = strings.NewReader(batchElements(text))
@@ -98,7 +144,7 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
 		}
-		return &RunError{Ops: tx.NumOperations(), Err: err}
+		return &RunError{Ops: ops, Err: err}
 	}
 	k.types.learnCommands(text)
 	return nil

@@ -20,6 +20,11 @@ import (
 // committed), it reads the whole table and diffs against that, re-asserting
 // the skeleton too, so a restarted agent adopts what is there and writes
 // nothing when it is right.
+//
+// A Ruleset carrying a Delta from the generation the memory holds (a
+// planner that keeps its previous result, as c2c.NFTPlanner does) is
+// written without comparing its sets' elements at all: only the changed
+// elements the Delta names are checked against the memory.
 type Enforcer struct {
 	driver Driver
 	scope  Scope
@@ -27,6 +32,9 @@ type Enforcer struct {
 	mu    sync.Mutex
 	mem   *State
 	valid bool
+	// gen is the Gen of the Ruleset the memory holds exactly (0: none, or
+	// one fitted by an Adjust).
+	gen uint64
 }
 
 // NewEnforcer returns an Enforcer of scope, writing through driver.
@@ -39,6 +47,9 @@ type Result struct {
 	Stats
 	// Full is true when the table was read and the diff made against it.
 	Full bool
+	// Incremental is true when the Ruleset's Delta was used: its sets'
+	// elements were not compared, only the changes it names.
+	Incremental bool
 }
 
 // Adjust lets a caller fit want to what is in the table before the diff
@@ -58,15 +69,22 @@ func (e *Enforcer) Enforce(ctx context.Context, want *Ruleset, adjust Adjust) (R
 		if adjust != nil {
 			w = adjust(e.mem, want)
 		}
+		var delta *Delta
+		if d := want.Delta; d != nil && adjust == nil && e.gen != 0 && d.From == e.gen {
+			delta = d
+		}
 		tx := e.driver.NewTransaction()
-		st, ch := diff(tx, e.mem, w, e.scope)
+		st, ch := diff(tx, e.mem, w, e.scope, delta)
+		res := Result{Stats: st, Incremental: delta != nil}
 		if !st.Changed() {
-			return Result{Stats: st}, nil
+			e.gen = genOf(want, adjust)
+			return res, nil
 		}
 		err := e.driver.Run(ctx, tx)
 		if err == nil {
 			e.mem.update(w, ch, st.MissingBorrowed)
-			return Result{Stats: st}, nil
+			e.gen = genOf(want, adjust)
+			return res, nil
 		}
 		e.valid = false
 		var re *RunError
@@ -96,7 +114,17 @@ func (e *Enforcer) full(ctx context.Context, want *Ruleset, adjust Adjust) (Resu
 		return Result{Stats: st, Full: true}, err
 	}
 	e.remember(w, st)
+	e.gen = genOf(want, adjust)
 	return Result{Stats: st, Full: true}, nil
+}
+
+// genOf is the generation the memory holds once want is enforced: want's,
+// unless an Adjust made it something else.
+func genOf(want *Ruleset, adjust Adjust) uint64 {
+	if adjust != nil {
+		return 0
+	}
+	return want.Gen
 }
 
 // remember records what the scope holds after a full resync: exactly w,

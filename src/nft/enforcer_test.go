@@ -139,3 +139,63 @@ func readSet(t *testing.T, d Driver, name string) map[string]string {
 	}
 	return s.Elements
 }
+
+// gen stamps rs as generation g with the given delta.
+func gen(rs *Ruleset, g uint64, d *Delta) *Ruleset {
+	rs.Gen, rs.Delta = g, d
+	return rs
+}
+
+func TestEnforcerWritesADeltaFromItsMemory(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	e := NewEnforcer(f, tScope)
+	g1, g2, g3 := NewGeneration(), NewGeneration(), NewGeneration()
+	if _, err := e.Enforce(ctx, gen(owned("10.0.0.1 . 80", "10.0.0.2 . 80"), g1, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	// From g1: one element deleted, one added, and one put that memory
+	// already holds (checked against memory, not written).
+	d := &Delta{From: g1, Sets: map[string]*SetDelta{"t-set": {
+		Put: []Element{{Key: "10.0.0.3 . 443"}, {Key: "10.0.0.1 . 80"}}, Del: []string{"10.0.0.2 . 80"}}}}
+	res, err := e.Enforce(ctx, gen(owned("10.0.0.1 . 80", "10.0.0.3 . 443"), g2, d), nil)
+	if err != nil || !res.Incremental || res.Full || res.ElementsAdded != 1 || res.ElementsDeleted != 1 {
+		t.Fatalf("delta: %+v, %v", res, err)
+	}
+	if got := f.LastTransaction.String(); got != "delete element inet netman t-set { 10.0.0.2 . 80-80 }\nadd element inet netman t-set { 10.0.0.3 . 443-443 }\n" {
+		t.Errorf("transaction:\n%s", got)
+	}
+	// The delta is all that is looked at: elements of the Ruleset it does
+	// not name are taken as unchanged.
+	lie := gen(owned("10.0.0.1 . 80", "10.0.0.3 . 443", "10.0.0.9 . 1"), g3, &Delta{From: g2, Sets: map[string]*SetDelta{}})
+	if res, err := e.Enforce(ctx, lie, nil); err != nil || !res.Incremental || res.Changed() {
+		t.Fatalf("empty delta: %+v, %v", res, err)
+	}
+	// A delta from another generation than memory's is not used: the
+	// elements are compared whole.
+	res, err = e.Enforce(ctx, gen(owned("10.0.0.1 . 80"), NewGeneration(), &Delta{From: g1}), nil)
+	if err != nil || res.Incremental || res.ElementsDeleted != 1 {
+		t.Fatalf("delta from another generation: %+v, %v", res, err)
+	}
+	if diff := cmp.Diff(map[string]string{"10.0.0.1 . 80": ""}, readSet(t, f, "t-set")); diff != "" {
+		t.Errorf("t-set (-want +got):\n%s", diff)
+	}
+	// After Invalidate the table is read, whatever the delta says.
+	g4 := NewGeneration()
+	e.Invalidate()
+	res, err = e.Enforce(ctx, gen(owned("10.0.0.1 . 80"), g4, &Delta{From: g4 - 1}), nil)
+	if err != nil || !res.Full || res.Incremental || res.Changed() {
+		t.Fatalf("after Invalidate: %+v, %v", res, err)
+	}
+	// An Adjust fits the Ruleset to the table: the memory is then no
+	// generation's, and the next delta is not used.
+	keep := func(_ *State, w *Ruleset) *Ruleset { return w }
+	g5 := NewGeneration()
+	if _, err := e.Enforce(ctx, gen(owned("10.0.0.1 . 80"), g5, nil), keep); err != nil {
+		t.Fatal(err)
+	}
+	res, err = e.Enforce(ctx, gen(owned("10.0.0.1 . 80"), NewGeneration(), &Delta{From: g5}), nil)
+	if err != nil || res.Incremental {
+		t.Fatalf("after an Adjust: %+v, %v", res, err)
+	}
+}

@@ -25,10 +25,29 @@ import (
 // value it cannot encode (an interface wildcard, an ICMP type by name, a
 // non-concatenated interval set) goes to nft as before.
 
-// maxNetlinkElements bounds a fast-path transaction, so that its batch
-// stays well inside the netlink socket's default send buffer; a larger one
-// goes to nft, batched per set (see batchElements).
-const maxNetlinkElements = 1000
+// maxNetlinkElements bounds an element-only transaction sent as one
+// netlink batch (all of it or nothing). A transaction holding more
+// element commands is a bulk load.
+//
+// Bulk loads. A transaction that fills sets it creates (a first sync, a
+// set recreated) with more than maxNetlinkElements elements, all of which
+// netlink can carry, is run in parts, in its order: each run of element
+// commands over netlink, in batches of up to netlinkBatchElements, and
+// the commands between them (table, chains, sets, rules) by nft. nft
+// takes about 0.7 s of CPU for 50,000 elements; encoded here, the kernel
+// takes them in batches at a fraction of that. The parts are separate
+// transactions: while they run, the new sets are partly filled, and when
+// one fails those before it stay applied; the caller (the Enforcer)
+// converges from what the table then holds by reading it. Any other large
+// transaction (thousands of elements changing in sets that exist) runs
+// through nft in one transaction.
+const (
+	maxNetlinkElements   = 1000
+	netlinkBatchElements = 1024
+	// messageElements bounds one netlink message: its element list is
+	// one attribute, whose length is 16 bits.
+	messageElements = 256
+)
 
 // setTypes is a set's key and value types and interval flag.
 type setTypes struct {
@@ -129,50 +148,112 @@ type elementOp struct {
 	key, value string
 }
 
-// parseElementOps parses a transaction's text when it holds only element
-// commands on netman's table; ok is false otherwise.
-func parseElementOps(text string) (ops []elementOp, ok bool) {
+// parseElementOp parses one "add element" or "delete element" command on
+// netman's table holding one element without a comment.
+func parseElementOp(line string) (op elementOp, ok bool) {
 	prefix := " element " + string(Family) + " " + TableName + " "
-	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		var op elementOp
-		switch {
-		case strings.HasPrefix(line, "add"+prefix):
-			line = strings.TrimPrefix(line, "add"+prefix)
-		case strings.HasPrefix(line, "delete"+prefix):
-			line = strings.TrimPrefix(line, "delete"+prefix)
-			op.del = true
-		default:
-			return nil, false
-		}
-		name, body, _ := strings.Cut(line, " ")
-		if !strings.HasPrefix(body, "{ ") || !strings.HasSuffix(body, " }") {
-			return nil, false
-		}
-		body = body[2 : len(body)-2]
-		op.set = name
-		op.key, op.value, _ = strings.Cut(body, " : ")
-		if strings.Contains(op.key, " comment ") || strings.Contains(op.key, ",") {
-			return nil, false
-		}
-		ops = append(ops, op)
+	switch {
+	case strings.HasPrefix(line, "add"+prefix):
+		line = line[len("add"+prefix):]
+	case strings.HasPrefix(line, "delete"+prefix):
+		line = line[len("delete"+prefix):]
+		op.del = true
+	default:
+		return op, false
 	}
-	return ops, len(ops) > 0 && len(ops) <= maxNetlinkElements
+	name, body, _ := strings.Cut(line, " ")
+	if !strings.HasPrefix(body, "{ ") || !strings.HasSuffix(body, " }") {
+		return op, false
+	}
+	body = body[2 : len(body)-2]
+	op.set = name
+	op.key, op.value, _ = strings.Cut(body, " : ")
+	if strings.Contains(op.key, " comment ") || strings.Contains(op.key, ",") {
+		return op, false
+	}
+	return op, true
+}
+
+// bulk reports whether a transaction of segs (text) is a bulk load: more
+// than maxNetlinkElements elements added to sets it creates, and every
+// element encodable.
+func (k *Kernel) bulk(text string, segs []segment) bool {
+	var created typeCache
+	created.learnCommands(text)
+	n := 0
+	for _, s := range segs {
+		for _, op := range s.ops {
+			t, isNew := created.get(op.set)
+			if !isNew {
+				var ok bool
+				if t, ok = k.types.get(op.set); !ok {
+					return false
+				}
+			}
+			if _, err := encodeElement(t, op, !op.del); err != nil {
+				return false
+			}
+			if isNew && !op.del {
+				n++
+			}
+		}
+	}
+	return n > maxNetlinkElements
+}
+
+// segment is a run of consecutive commands of a transaction (text, for
+// nft): element commands (ops), or anything else (ops nil).
+type segment struct {
+	ops  []elementOp
+	text string
+}
+
+// segments splits a transaction's text into runs of element commands and
+// runs of other commands, in order, and counts the element commands.
+func segments(text string) (segs []segment, elements int) {
+	var cur strings.Builder
+	var ops []elementOp
+	isElem := false
+	flush := func() {
+		if cur.Len() > 0 {
+			segs = append(segs, segment{ops: ops, text: cur.String()})
+		}
+		cur.Reset()
+		ops = nil
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		op, ok := parseElementOp(line)
+		if ok != isElem {
+			flush()
+			isElem = ok
+		}
+		if ok {
+			ops = append(ops, op)
+			elements++
+		}
+		cur.WriteString(line)
+		cur.WriteString("\n")
+	}
+	flush()
+	return segs, elements
 }
 
 // errNoFastPath says a transaction cannot be encoded for netlink.
 var errNoFastPath = errors.New("nft: not encodable for netlink")
 
-// sendElements applies ops as one netlink batch in the calling thread's
-// network namespace. errNoFastPath (before anything was sent) means the
-// caller should run the transaction through nft instead.
-func (k *Kernel) sendElements(ops []elementOp) error {
+// sendElements applies ops in the calling thread's network namespace as
+// netlink batches of up to perBatch elements each, in order (one batch,
+// all of it or nothing, when perBatch ≥ len(ops)). errNoFastPath (before
+// anything was sent) means the caller should run them through nft instead.
+func (k *Kernel) sendElements(ops []elementOp, perBatch int) error {
 	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	sets := map[string]*nftables.Set{}
-	var batch []struct {
+	type message struct {
 		set *nftables.Set
 		del bool
 		els []nftables.SetElement
 	}
+	var msgs []message
 	for _, op := range ops {
 		t, ok := k.types.get(op.set)
 		if !ok {
@@ -189,31 +270,36 @@ func (k *Kernel) sendElements(ops []elementOp) error {
 		}
 		// Consecutive operations of one kind on one set share a message;
 		// the batch keeps the transaction's order.
-		if n := len(batch); n > 0 && batch[n-1].set == s && batch[n-1].del == op.del {
-			batch[n-1].els = append(batch[n-1].els, el)
+		if n := len(msgs); n > 0 && msgs[n-1].set == s && msgs[n-1].del == op.del && len(msgs[n-1].els) < messageElements {
+			msgs[n-1].els = append(msgs[n-1].els, el)
 			continue
 		}
-		batch = append(batch, struct {
-			set *nftables.Set
-			del bool
-			els []nftables.SetElement
-		}{s, op.del, []nftables.SetElement{el}})
+		msgs = append(msgs, message{s, op.del, []nftables.SetElement{el}})
 	}
-	conn, err := nftables.New()
+	conn, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("nft: netlink: %w", err)
 	}
-	for _, b := range batch {
-		if b.del {
-			err = conn.SetDeleteElements(b.set, b.els)
+	defer conn.CloseLasting()
+	inBatch := 0
+	for i, m := range msgs {
+		if m.del {
+			err = conn.SetDeleteElements(m.set, m.els)
 		} else {
-			err = conn.SetAddElements(b.set, b.els)
+			err = conn.SetAddElements(m.set, m.els)
 		}
 		if err != nil {
-			return errNoFastPath
+			return fmt.Errorf("nft: netlink: %w", err)
+		}
+		inBatch += len(m.els)
+		if i == len(msgs)-1 || inBatch+len(msgs[i+1].els) > perBatch {
+			if err := conn.Flush(); err != nil {
+				return err
+			}
+			inBatch = 0
 		}
 	}
-	return conn.Flush()
+	return nil
 }
 
 // encodeElement encodes one element's key (and its value, when withValue)

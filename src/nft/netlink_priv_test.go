@@ -91,3 +91,63 @@ func TestNetlinkElements(t *testing.T) {
 }
 
 func asRunError(err error, re **RunError) bool { return errors.As(err, re) }
+
+// TestBulkLoad enforces a first sync of more than maxNetlinkElements elements
+// of every c2c shape (a hash set, an interval set, a map of marks, a
+// verdict map): the table, sets and chains go through nft, the elements
+// over netlink in batches, and the table reads back exactly the Ruleset.
+// A resync putting back thousands of elements into sets that exist is one
+// nft transaction, all or nothing.
+func TestBulkLoad(t *testing.T) {
+	ctx := context.Background()
+	k, do := kernel(t)
+	rs := &Ruleset{
+		Chains: []*Chain{{Name: "t-chain", Rules: []string{"meta mark . ip daddr vmap @t-vmap"}}, {Name: "t-target", Rules: []string{"accept"}}},
+		Sets: []*Set{
+			{Name: "t-hash", Type: "mark . ipv4_addr . inet_proto . inet_service"},
+			{Name: "t-ranges", Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true},
+			{Name: "t-marks", Type: "ipv4_addr", Value: "mark"},
+			{Name: "t-vmap", Type: "mark . ipv4_addr", Value: "verdict"},
+		},
+	}
+	for i := 0; i < 1500; i++ {
+		ip := Addr(a4(0x0aff0000 + uint32(i)))
+		rs.Sets[0].Elements = append(rs.Sets[0].Elements, Element{Key: Key(Mark(uint32(i)), ip, "tcp", "8080")})
+		rs.Sets[1].Elements = append(rs.Sets[1].Elements, Element{Key: Key(Mark(uint32(i)), ip, "udp", "1000-2000")})
+		rs.Sets[2].Elements = append(rs.Sets[2].Elements, Element{Key: ip, Value: Mark(uint32(i) + 1)})
+		rs.Sets[3].Elements = append(rs.Sets[3].Elements, Element{Key: Key(Mark(uint32(i)), ip), Value: "jump t-target"})
+	}
+	e := NewEnforcer(k, tScope)
+	n := k.netlinkRuns.Load()
+	do(func() error { _, err := e.Enforce(ctx, rs, nil); return err })
+	if k.netlinkRuns.Load() == n {
+		t.Error("the first sync sent no element over netlink")
+	}
+	check := func(when string) {
+		t.Helper()
+		var got *State
+		do(func() (err error) { got, err = k.Read(ctx); return err })
+		for _, s := range rs.Sets {
+			if diff := cmp.Diff(StateOf(rs).Sets[s.Name].Elements, got.Sets[s.Name].Elements); diff != "" {
+				t.Errorf("%s: %s (-want +kernel):\n%s", when, s.Name, diff)
+			}
+		}
+	}
+	check("first sync")
+
+	// By hand: most of the hash set gone. The drift repair puts it back.
+	do(func() error {
+		tx := k.NewTransaction()
+		tx.Flush(rs.Sets[0].object())
+		tx.Delete(rs.Sets[2].element(rs.Sets[2].Elements[0]))
+		return k.Run(ctx, tx)
+	})
+	e.Invalidate()
+	n = k.netlinkRuns.Load()
+	var res Result
+	do(func() (err error) { res, err = e.Enforce(ctx, rs, nil); return err })
+	if !res.Full || res.ElementsAdded != 1501 || k.netlinkRuns.Load() != n {
+		t.Errorf("repair: %+v, %d netlink runs", res, k.netlinkRuns.Load()-n)
+	}
+	check("repair")
+}

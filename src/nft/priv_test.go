@@ -186,17 +186,7 @@ func TestDiffOnKernel(t *testing.T) {
 		}
 		var st *State
 		do(func() (err error) { st, err = k.Read(ctx); return err })
-		got := &State{Chains: map[string]*ChainState{}, Sets: map[string]*SetState{}}
-		for n, c := range st.Chains {
-			if scope.Chain(n) {
-				got.Chains[n] = c
-			}
-		}
-		for n, s := range st.Sets {
-			if scope.Set(n) {
-				got.Sets[n] = s
-			}
-		}
+		got := st.Scoped(scope)
 		if diff := cmp.Diff(StateOf(want).Ruleset().String(), got.Ruleset().String()); diff != "" {
 			t.Fatalf("step %d (-want +kernel):\n%s", i, diff)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/knftables"
@@ -17,7 +18,42 @@ import (
 type Ruleset struct {
 	Chains []*Chain
 	Sets   []*Set
+	// Gen, when not 0, identifies this Ruleset among those a planner has
+	// made (NewGeneration), and Delta, when not nil, says how its sets'
+	// elements differ from those of an earlier one. An Enforcer whose
+	// memory is that earlier Ruleset then writes the delta without
+	// comparing the sets' elements: a change costs O(change) in the
+	// agent's CPU as well as in the kernel. Any other Enforcer (after a
+	// failure, Invalidate, or a Ruleset it never enforced) diffs the
+	// elements as they are, so a Delta is only ever a shortcut.
+	Gen   uint64
+	Delta *Delta
 }
+
+// Delta is how the set elements of a Ruleset differ from those of the
+// Ruleset of generation From (chains and set definitions are compared
+// whole: they are few).
+type Delta struct {
+	From uint64
+	// Sets holds the changes of each set whose elements differ, by name.
+	// A set of both Rulesets that is absent here holds the same elements
+	// in both. A set new since From, or whose definition changed, is taken
+	// whole from the Ruleset.
+	Sets map[string]*SetDelta
+}
+
+// SetDelta is one set's element changes.
+type SetDelta struct {
+	// Put holds the elements added, and those whose value changed.
+	Put []Element
+	// Del holds the keys of the elements gone (none of them in Put).
+	Del []string
+}
+
+var generations atomic.Uint64
+
+// NewGeneration returns a Gen no other Ruleset of this process has.
+func NewGeneration() uint64 { return generations.Add(1) }
 
 // Chain is a chain and its rules, in order.
 type Chain struct {

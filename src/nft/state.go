@@ -74,6 +74,22 @@ func (st *State) Apply(rs *Ruleset) {
 	}
 }
 
+// Scoped returns the part of st in scope, sharing its chains and sets.
+func (st *State) Scoped(scope Scope) *State {
+	out := &State{Table: st.Table, Chains: map[string]*ChainState{}, Sets: map[string]*SetState{}}
+	for n, c := range st.Chains {
+		if scope.Chain != nil && scope.Chain(n) {
+			out.Chains[n] = c
+		}
+	}
+	for n, s := range st.Sets {
+		if scope.Set != nil && scope.Set(n) {
+			out.Sets[n] = s
+		}
+	}
+	return out
+}
+
 // Ruleset converts the state back into a Ruleset, chains and sets sorted by
 // name and elements sorted, for printing and comparison in tests.
 func (st *State) Ruleset() *Ruleset {

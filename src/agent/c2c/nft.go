@@ -43,22 +43,6 @@ var NFTScope = nft.PrefixScope([]string{nft.ChainC2C}, "c2c-")
 // agent's c2c cycle calls PlanNFT and then Enforce(ctx, plan, nil).
 func NewNFTEnforcer(d nft.Driver) *nft.Enforcer { return nft.NewEnforcer(d, NFTScope) }
 
-type nftPolicyKey struct {
-	mark  uint32
-	ip    netip.Addr
-	proto uint8
-}
-
-type nftSingleKey struct {
-	nftPolicyKey
-	port uint16
-}
-
-type nftLogKey struct {
-	mark uint32
-	ip   netip.Addr
-}
-
 // PlanNFT is Plan for the nftables backend: the same inputs, the same
 // verdicts, with sets instead of one rule per container and policy.
 //
@@ -86,14 +70,113 @@ type nftLogKey struct {
 // Errors and warnings are Plan's: bad ports metadata fails the plan;
 // unusable entries (a bad IP or tag, a protocol without ports, a port
 // range nft cannot hold) are dropped and reported through warn.
+//
+// PlanNFT starts from nothing; the agent's cycle uses an NFTPlanner, which
+// makes the same Ruleset from its previous one.
 func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
+	return NewNFTPlanner().Plan(in, warn)
+}
+
+// NFTPlanner is PlanNFT for a cycle that runs again and again: it keeps
+// the elements of its previous plan, keyed by compact structs, renders
+// only the elements that are new, and hands the enforcer the difference
+// (Ruleset.Delta), so that a policy change costs the walk over the inputs
+// (one map lookup per policy and destination container) and the change,
+// not the formatting and comparing of every element. Its Rulesets are
+// complete: an enforcer that cannot use the Delta (after a failure, a
+// drift check, or a plan it missed) diffs them whole. Not safe for
+// concurrent use.
+type NFTPlanner struct {
+	gen      uint64 // the Gen of the last plan; 0 before the first or after a failed one
+	tags     tracked[uint32, uint32]
+	singles  tracked[nftSingleKey, struct{}]
+	ranges   tracked[nftRangeKey, struct{}]
+	logs     tracked[nftLogKey, struct{}]
+	logChain map[nftLogKey]*nftLogChain
+	// logOrder is the log chains sorted by name, kept while the set of
+	// log chains and their rules do not change.
+	logOrder []*nft.Chain
+}
+
+// NewNFTPlanner returns a planner with no previous plan.
+func NewNFTPlanner() *NFTPlanner {
+	p := &NFTPlanner{}
+	p.reset()
+	return p
+}
+
+func (p *NFTPlanner) reset() {
+	p.gen = 0
+	p.tags = newTracked(func(ip, mark uint32) nft.Element {
+		return nft.Element{Key: nft.Addr(a4(ip)), Value: nft.Mark(mark)}
+	})
+	p.singles = newTracked(func(k nftSingleKey, _ struct{}) nft.Element {
+		return nft.Element{Key: nft.Key(nft.Mark(k.mark), nft.Addr(a4(k.ip)), nft.Proto(k.proto), nft.Range(uint32(k.port), uint32(k.port)))}
+	})
+	p.ranges = newTracked(func(k nftRangeKey, _ struct{}) nft.Element {
+		return nft.Element{Key: nft.Key(nft.Mark(k.mark), nft.Addr(a4(k.ip)), nft.Proto(k.proto), nft.Range(k.lo, k.hi))}
+	})
+	p.logs = newTracked(func(k nftLogKey, _ struct{}) nft.Element {
+		return nft.Element{Key: nft.Key(nft.Mark(k.mark), nft.Addr(a4(k.ip))), Value: nft.Jump(k.chain())}
+	})
+	p.logChain = map[nftLogKey]*nftLogChain{}
+	p.logOrder = nil
+}
+
+type nftPolicyKey struct {
+	mark  uint32
+	ip    uint32
+	proto uint8
+}
+
+type nftSingleKey struct {
+	nftPolicyKey
+	port uint16
+}
+
+type nftRangeKey struct {
+	nftPolicyKey
+	lo, hi uint32
+}
+
+type nftLogKey struct {
+	mark uint32
+	ip   uint32
+}
+
+func (k nftLogKey) chain() string {
+	return fmt.Sprintf("%s%x--%s", nftLogChainPrefix, k.mark, a4(k.ip))
+}
+
+// nftLogChain is a (tag, destination)'s log chain: the least prefix of
+// its policies and the chain rendered with it.
+type nftLogChain struct {
+	tag, app string // the prefix is OK_<tag>_<app>
+	udp      int    // AcceptedUDPLogsPerSec it was rendered with
+	stamp    uint64 // the plan that last saw it
+	chain    *nft.Chain
+}
+
+// Plan makes the Ruleset of in, with Gen set and, after a successful
+// plan, Delta from that plan's Ruleset.
+func (p *NFTPlanner) Plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
+	rs, err := p.plan(in, warn)
+	if err != nil {
+		p.reset() // its tracked sets are part-way through this plan
+	}
+	return rs, err
+}
+
+func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 	if warn == nil {
 		warn = func(string, map[string]any) {}
 	}
-	tags := map[netip.Addr]uint32{}
+	gen := nft.NewGeneration()
+	p.tags.begin(gen)
+	p.singles.begin(gen)
+	p.ranges.begin(gen)
+	p.logs.begin(gen)
 	ports := map[nftPolicyKey][]nft.Box{} // ranges of more than one port
-	singles := map[nftSingleKey]bool{}
-	prefixes := map[nftLogKey]string{}
 	var ingressMark uint32
 	if in.IngressTag != "" {
 		m, err := nft.ParseTag(in.IngressTag)
@@ -103,49 +186,57 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		ingressMark = m
 	}
 	badIP := map[string]bool{}
-	parseIP := func(kind, s string, data map[string]any) (netip.Addr, bool) {
+	parseIP := func(kind, s string, data func() map[string]any) (uint32, bool) {
 		ip, err := netip.ParseAddr(s)
 		if err != nil || !ip.Is4() {
 			if !badIP[kind+s] {
 				badIP[kind+s] = true
-				warn(kind, withReason(data, "bad IP"))
+				warn(kind, withReason(data(), "bad IP"))
 			}
-			return netip.Addr{}, false
+			return 0, false
 		}
-		return ip, true
+		b := ip.As4()
+		return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), true
 	}
 	// The policies naming each app as source or destination, in their
 	// order: a container visits those only, not every policy.
-	byApp := map[string][]int{}
+	byApp := map[string][]int32{}
 	for i, p := range in.Policies {
-		byApp[p.Source.ID] = append(byApp[p.Source.ID], i)
+		byApp[p.Source.ID] = append(byApp[p.Source.ID], int32(i))
 		if p.Destination.ID != p.Source.ID {
-			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], i)
+			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], int32(i))
 		}
 	}
 	for _, c := range in.Containers {
+		var srcIP, dstIP uint32
+		var srcOK, dstOK, srcDone, dstDone bool
 		for _, i := range byApp[c.AppID] {
-			p := in.Policies[i]
-			if c.AppID == p.Source.ID {
-				if ip, ok := parseIP("skipping-source", c.IP, map[string]any{"ip": c.IP, "app": p.Source.ID}); ok {
-					if _, seen := tags[ip]; !seen {
-						m, err := nft.ParseTag(p.Source.Tag)
-						if err != nil {
-							warn("skipping-source", map[string]any{"ip": c.IP, "app": p.Source.ID, "reason": "bad tag"})
-						} else {
-							tags[ip] = m
-						}
+			pol := &in.Policies[i]
+			if c.AppID == pol.Source.ID {
+				if !srcDone {
+					srcIP, srcOK = parseIP("skipping-source", c.IP, func() map[string]any { return map[string]any{"ip": c.IP, "app": pol.Source.ID} })
+					srcDone = true
+				}
+				if srcOK && !p.tags.has(srcIP) {
+					m, err := nft.ParseTag(pol.Source.Tag)
+					if err != nil {
+						warn("skipping-source", map[string]any{"ip": c.IP, "app": pol.Source.ID, "reason": "bad tag"})
+					} else {
+						p.tags.put(srcIP, m)
 					}
 				}
 			}
-			if c.AppID != p.Destination.ID {
+			if c.AppID != pol.Destination.ID {
 				continue
 			}
-			ip, ok := parseIP("skipping-destination", c.IP, map[string]any{"ip": c.IP, "app": p.Destination.ID})
-			if !ok {
+			d := &pol.Destination
+			if !dstDone {
+				dstIP, dstOK = parseIP("skipping-destination", c.IP, func() map[string]any { return map[string]any{"ip": c.IP, "app": d.ID} })
+				dstDone = true
+			}
+			if !dstOK {
 				continue
 			}
-			d := p.Destination
 			proto, ok := nft.ProtoNumber(d.Protocol)
 			if !ok || proto == 1 {
 				warn("skipping-destination", map[string]any{"ip": c.IP, "app": d.ID, "protocol": d.Protocol, "reason": "protocol has no ports"})
@@ -155,25 +246,19 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 				warn("skipping-destination", map[string]any{"ip": c.IP, "app": d.ID, "ports": fmt.Sprintf("%d-%d", d.Start, d.End), "reason": "bad port range"})
 				continue
 			}
-			mark, err := nft.ParseTag(p.Source.Tag)
+			mark, err := nft.ParseTag(pol.Source.Tag)
 			if err != nil {
 				warn("skipping-destination", map[string]any{"ip": c.IP, "app": d.ID, "reason": "bad source tag"})
 				continue
 			}
-			k := nftPolicyKey{mark, ip, proto}
+			k := nftPolicyKey{mark, dstIP, proto}
 			if d.Start == d.End {
-				singles[nftSingleKey{k, uint16(d.Start)}] = true
+				p.singles.put(nftSingleKey{k, uint16(d.Start)}, struct{}{})
 			} else {
 				ports[k] = append(ports[k], nft.Box{{Lo: uint32(d.Start), Hi: uint32(d.End)}})
 			}
 			if in.Logging {
-				lk := nftLogKey{mark, ip}
-				// Plan orders destinations by their JSON, so the first
-				// prefix of a (tag, destination) wins; keep the least.
-				pfx := "OK_" + p.Source.Tag + "_" + d.ID
-				if old, ok := prefixes[lk]; !ok || pfx < old {
-					prefixes[lk] = pfx
-				}
+				p.logPrefix(nftLogKey{mark, dstIP}, pol.Source.Tag, d.ID, gen)
 			}
 		}
 		if in.IngressTag != "" && c.Ports != "" {
@@ -182,41 +267,35 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 				if err != nil {
 					return nil, fmt.Errorf("converting container metadata port to int: %w", err)
 				}
-				ip, ok := parseIP("skipping-ingress", c.IP, map[string]any{"ip": c.IP})
+				ip, ok := parseIP("skipping-ingress", c.IP, func() map[string]any { return map[string]any{"ip": c.IP} })
 				if !ok || port < 0 || port > 65535 {
 					continue
 				}
-				singles[nftSingleKey{nftPolicyKey{ingressMark, ip, 6}, uint16(port)}] = true
+				p.singles.put(nftSingleKey{nftPolicyKey{ingressMark, ip, 6}, uint16(port)}, struct{}{})
 			}
 		}
 	}
-
-	rs := &nft.Ruleset{}
-	tagSet := &nft.Set{Name: NFTTags, Type: "ipv4_addr", Value: "mark"}
-	for ip, m := range tags {
-		tagSet.Elements = append(tagSet.Elements, nft.Element{Key: nft.Addr(ip), Value: nft.Mark(m)})
-	}
-	policySet := &nft.Set{Name: NFTPolicies, Type: "mark . ipv4_addr . inet_proto . inet_service"}
-	for s := range singles {
-		policySet.Elements = append(policySet.Elements, nft.Element{
-			Key: nft.Key(nft.Mark(s.mark), nft.Addr(s.ip), nft.Proto(s.proto), nft.Range(uint32(s.port), uint32(s.port)))})
-	}
-	rangeSet := &nft.Set{Name: NFTPolicyRanges, Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true}
 	for k, boxes := range ports {
 		for _, b := range nft.Disjoint(boxes) {
-			rangeSet.Elements = append(rangeSet.Elements, nft.Element{
-				Key: nft.Key(nft.Mark(k.mark), nft.Addr(k.ip), nft.Proto(k.proto), nft.Range(b[0].Lo, b[0].Hi))})
+			p.ranges.put(nftRangeKey{k, b[0].Lo, b[0].Hi}, struct{}{})
 		}
 	}
-	rs.Sets = append(rs.Sets, tagSet, policySet, rangeSet)
+
+	rs := &nft.Ruleset{Gen: gen}
+	delta := &nft.Delta{From: p.gen, Sets: map[string]*nft.SetDelta{}}
+	rs.Sets = append(rs.Sets,
+		p.tags.end(&nft.Set{Name: NFTTags, Type: "ipv4_addr", Value: "mark"}, delta),
+		p.singles.end(&nft.Set{Name: NFTPolicies, Type: "mark . ipv4_addr . inet_proto . inet_service"}, delta),
+		p.ranges.end(&nft.Set{Name: NFTPolicyRanges, Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true}, delta))
+	logMap := p.logs.end(&nft.Set{Name: NFTLog, Type: "mark . ipv4_addr", Value: "verdict"}, delta)
 
 	var chain []string
 	if in.DisableNetworkPolicy {
-		p, err := netip.ParsePrefix(in.OverlayNetwork)
-		if err != nil || !p.Addr().Is4() {
+		pfx, err := netip.ParsePrefix(in.OverlayNetwork)
+		if err != nil || !pfx.Addr().Is4() {
 			return nil, fmt.Errorf("overlay network %q: not an IPv4 CIDR", in.OverlayNetwork)
 		}
-		o := nft.Prefix(p)
+		o := nft.Prefix(pfx)
 		chain = append(chain, "ip saddr "+o+" ip daddr "+o+" accept")
 	}
 	chain = append(chain, "meta mark set ip saddr map @"+NFTTags)
@@ -232,27 +311,173 @@ func PlanNFT(in Inputs, warn Warn) (*nft.Ruleset, error) {
 	for _, l := range lookups {
 		chain = append(chain, l+verdict)
 	}
-	if !in.Logging {
-		rs.Chains = append(rs.Chains, &nft.Chain{Name: nft.ChainC2C, Rules: chain})
-		return rs, nil
+	rs.Chains = append(rs.Chains, &nft.Chain{Name: nft.ChainC2C, Rules: chain})
+	if in.Logging {
+		rs.Chains = append(rs.Chains, &nft.Chain{Name: NFTLogged, Rules: []string{"meta mark . ip daddr vmap @" + NFTLog, "accept"}})
+		rs.Sets = append(rs.Sets, logMap)
+		rs.Chains = append(rs.Chains, p.logChains(in.AcceptedUDPLogsPerSec, gen)...)
+	} else if len(p.logChain) > 0 {
+		clear(p.logChain)
+		p.logOrder = nil
 	}
-	rs.Chains = append(rs.Chains,
-		&nft.Chain{Name: nft.ChainC2C, Rules: chain},
-		&nft.Chain{Name: NFTLogged, Rules: []string{"meta mark . ip daddr vmap @" + NFTLog, "accept"}})
-	logMap := &nft.Set{Name: NFTLog, Type: "mark . ipv4_addr", Value: "verdict"}
-	var logChains []*nft.Chain
-	for k, pfx := range prefixes {
-		name := fmt.Sprintf("%s%x--%s", nftLogChainPrefix, k.mark, k.ip)
-		logMap.Elements = append(logMap.Elements, nft.Element{Key: nft.Key(nft.Mark(k.mark), nft.Addr(k.ip)), Value: nft.Jump(name)})
-		logChains = append(logChains, &nft.Chain{Name: name, Rules: []string{
-			"meta l4proto tcp ct state invalid,new,untracked log prefix " + nft.LogPrefix(pfx),
-			"meta l4proto udp " + nft.LimitedLog(in.AcceptedUDPLogsPerSec, pfx),
-		}})
+	if p.gen != 0 {
+		rs.Delta = delta
 	}
-	slices.SortFunc(logChains, func(a, b *nft.Chain) int { return strings.Compare(a.Name, b.Name) })
-	rs.Sets = append(rs.Sets, logMap)
-	rs.Chains = append(rs.Chains, logChains...)
+	p.gen = gen
 	return rs, nil
+}
+
+// logPrefix records that a policy from the app tagged tag to app reaches
+// (tag, destination) k. Plan orders destinations by their JSON, so the
+// first prefix of a (tag, destination) wins; the least is kept.
+func (p *NFTPlanner) logPrefix(k nftLogKey, tag, app string, gen uint64) {
+	p.logs.put(k, struct{}{})
+	lc := p.logChain[k]
+	switch {
+	case lc == nil:
+		p.logChain[k] = &nftLogChain{tag: tag, app: app, stamp: gen}
+		p.logOrder = nil
+	case lc.stamp != gen:
+		lc.stamp = gen
+		if lc.tag != tag || lc.app != app {
+			lc.tag, lc.app, lc.chain = tag, app, nil
+		}
+	case lessPrefix(tag, app, lc.tag, lc.app):
+		lc.tag, lc.app, lc.chain = tag, app, nil
+	}
+}
+
+// lessPrefix reports whether OK_<tag1>_<app1> sorts before OK_<tag2>_<app2>,
+// without building them.
+func lessPrefix(tag1, app1, tag2, app2 string) bool {
+	at := func(tag, app string, i int) int {
+		switch {
+		case i < len(tag):
+			return int(tag[i])
+		case i == len(tag):
+			return '_'
+		case i-len(tag)-1 < len(app):
+			return int(app[i-len(tag)-1])
+		}
+		return -1
+	}
+	for i := 0; ; i++ {
+		a, b := at(tag1, app1, i), at(tag2, app2, i)
+		if a != b || a < 0 {
+			return a < b
+		}
+	}
+}
+
+// logChains drops the log chains this plan did not see, renders those
+// whose prefix or UDP limit changed, and returns them all sorted by name.
+// A prefix that changed mid-plan (a lesser one found after the first)
+// left the chain nil.
+func (p *NFTPlanner) logChains(udp int, gen uint64) []*nft.Chain {
+	for k, lc := range p.logChain {
+		if lc.stamp != gen {
+			delete(p.logChain, k)
+			p.logOrder = nil
+			continue
+		}
+		if lc.chain != nil && lc.udp == udp {
+			continue
+		}
+		pfx := "OK_" + lc.tag + "_" + lc.app
+		lc.udp = udp
+		lc.chain = &nft.Chain{Name: k.chain(), Rules: []string{
+			"meta l4proto tcp ct state invalid,new,untracked log prefix " + nft.LogPrefix(pfx),
+			"meta l4proto udp " + nft.LimitedLog(udp, pfx),
+		}}
+		p.logOrder = nil
+	}
+	if p.logOrder == nil {
+		p.logOrder = make([]*nft.Chain, 0, len(p.logChain))
+		for _, lc := range p.logChain {
+			p.logOrder = append(p.logOrder, lc.chain)
+		}
+		slices.SortFunc(p.logOrder, func(a, b *nft.Chain) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return p.logOrder
+}
+
+// tracked is one set's elements across plans: each key with its value and
+// rendered element, and the stamp of the last plan that put it. A plan
+// puts its keys between begin and end; end returns the plan's elements
+// and what changed since the previous plan.
+type tracked[K, V comparable] struct {
+	render func(K, V) nft.Element
+	els    map[K]*trackedElement[V]
+	stamp  uint64
+	seen   int           // keys put in this plan
+	out    []nft.Element // this plan's elements, in the order first put
+	delta  nft.SetDelta
+}
+
+type trackedElement[V comparable] struct {
+	value V
+	stamp uint64
+	el    nft.Element
+}
+
+func newTracked[K, V comparable](render func(K, V) nft.Element) tracked[K, V] {
+	return tracked[K, V]{render: render, els: map[K]*trackedElement[V]{}}
+}
+
+func (t *tracked[K, V]) begin(stamp uint64) {
+	t.stamp, t.seen = stamp, 0
+	t.out = make([]nft.Element, 0, len(t.els))
+	t.delta = nft.SetDelta{}
+}
+
+// has reports whether this plan put k already.
+func (t *tracked[K, V]) has(k K) bool {
+	e := t.els[k]
+	return e != nil && e.stamp == t.stamp
+}
+
+// put adds k with value v to this plan, unless the plan has it already
+// (the first value put wins).
+func (t *tracked[K, V]) put(k K, v V) {
+	e := t.els[k]
+	switch {
+	case e == nil:
+		e = &trackedElement[V]{value: v, el: t.render(k, v)}
+		t.els[k] = e
+		t.delta.Put = append(t.delta.Put, e.el)
+	case e.stamp == t.stamp:
+		return
+	case e.value != v:
+		e.value, e.el = v, t.render(k, v)
+		t.delta.Put = append(t.delta.Put, e.el)
+	}
+	e.stamp = t.stamp
+	t.seen++
+	t.out = append(t.out, e.el)
+}
+
+// end forgets the keys this plan did not put, gives s this plan's
+// elements, records in delta what changed since the previous plan, and
+// returns s.
+func (t *tracked[K, V]) end(s *nft.Set, delta *nft.Delta) *nft.Set {
+	if t.seen < len(t.els) {
+		for k, e := range t.els {
+			if e.stamp != t.stamp {
+				t.delta.Del = append(t.delta.Del, e.el.Key)
+				delete(t.els, k)
+			}
+		}
+	}
+	s.Elements, t.out = t.out, nil
+	if len(t.delta.Put) > 0 || len(t.delta.Del) > 0 {
+		d := t.delta
+		delta.Sets[s.Name] = &d
+	}
+	return s
+}
+
+func a4(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func withReason(data map[string]any, reason string) map[string]any {

@@ -264,13 +264,18 @@ func fiftyK(tb testing.TB, in Inputs) (base, changed *nft.Ruleset) {
 	if n := len(base.Set(NFTPolicies).Elements); n < 50000 {
 		tb.Fatalf("only %d policy elements", n)
 	}
-	extra := in
-	extra.Policies = append(append([]Policy(nil), in.Policies...), pol("app-0000", "0001", "app-0001", "0002", "udp", 9999, 9999))
-	changed, err = PlanNFT(extra, nil)
+	changed, err = PlanNFT(withExtra(in), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return base, changed
+}
+
+// withExtra is in plus one udp policy: the change the benchmarks make.
+func withExtra(in Inputs) Inputs {
+	extra := in
+	extra.Policies = append(append([]Policy(nil), in.Policies...), pol("app-0000", "0001", "app-0001", "0002", "udp", 9999, 9999))
+	return extra
 }
 
 // TestNFTGoldensLoad checks every c2c golden file with `nft -c -f`.
@@ -351,16 +356,77 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 	base, changed := fiftyK(b, bigInputs(1220, 41))
 	rules, elements := base.Counts()
 	b.Logf("plan: %d rules, %d elements", rules, elements)
+	// One policy added or removed (alternately) along the agent's whole
+	// local path: the cycle's NFTPlanner turns the inputs (policies in
+	// hand) into the Ruleset and its Delta, the enforcer writes the one
+	// element over netlink. Reported: p50/p99 of the whole, of the plan
+	// and of the enforce, and CPU time per op of each (getrusage of the
+	// whole process, garbage collection included).
 	b.Run("one-policy", func(b *testing.B) {
 		ns := netnstest.New(b, "c2cb")
-		var k *nft.Kernel
 		var e *nft.Enforcer
 		do := func(fn func() error) {
 			if err := ns.Do(fn); err != nil {
 				b.Fatal(err)
 			}
 		}
-		do(func() (err error) { k, err = nft.New(); e = NewNFTEnforcer(k); return err })
+		in := bigInputs(1220, 41)
+		extra := withExtra(in)
+		p := NewNFTPlanner()
+		first, err := p.Plan(in, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		do(func() (err error) { k, err := nft.New(); e = NewNFTEnforcer(k); return err })
+		do(func() error { _, err := e.Enforce(ctx, first, nil); return err })
+		var whole, plans, enforces []time.Duration
+		var planCPU, enforceCPU time.Duration
+		cpu0 := selfCPU()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			want := extra
+			if i%2 == 1 {
+				want = in
+			}
+			c0, t0 := selfCPU(), time.Now()
+			rs, err := p.Plan(want, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c1, t1 := selfCPU(), time.Now()
+			do(func() error {
+				res, err := e.Enforce(ctx, rs, nil)
+				if err == nil && (!res.Incremental || res.ElementsAdded+res.ElementsDeleted != 1) {
+					err = fmt.Errorf("not a one-element delta: %+v", res)
+				}
+				return err
+			})
+			c2, t2 := selfCPU(), time.Now()
+			whole, plans, enforces = append(whole, t2.Sub(t0)), append(plans, t1.Sub(t0)), append(enforces, t2.Sub(t1))
+			planCPU += c1 - c0
+			enforceCPU += c2 - c1
+		}
+		b.StopTimer()
+		benchlat.Report(b, "", whole)
+		benchlat.Report(b, "plan", plans)
+		benchlat.Report(b, "enforce", enforces)
+		perOp := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(b.N) }
+		b.ReportMetric(perOp(selfCPU()-cpu0), "cpu-ms/op")
+		b.ReportMetric(perOp(planCPU), "plan-cpu-ms/op")
+		b.ReportMetric(perOp(enforceCPU), "enforce-cpu-ms/op")
+	})
+	// The same change handed to the enforcer without a Delta (a Ruleset
+	// planned from scratch): the enforcer compares the whole plan with its
+	// memory, as every change did before the NFTPlanner.
+	b.Run("one-policy-whole-diff", func(b *testing.B) {
+		ns := netnstest.New(b, "c2cw")
+		var e *nft.Enforcer
+		do := func(fn func() error) {
+			if err := ns.Do(fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+		do(func() (err error) { k, err := nft.New(); e = NewNFTEnforcer(k); return err })
 		do(func() error { _, err := e.Enforce(ctx, base, nil); return err })
 		alternate(b, "nft-cpu-ms/op", func(i int) {
 			want := changed
@@ -369,8 +435,8 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 			}
 			do(func() error {
 				res, err := e.Enforce(ctx, want, nil)
-				if err == nil && (res.Full || res.ElementsAdded+res.ElementsDeleted != 1) {
-					err = fmt.Errorf("not a one-element delta: %+v", res)
+				if err == nil && (res.Full || res.Incremental || res.ElementsAdded+res.ElementsDeleted != 1) {
+					err = fmt.Errorf("not a one-element whole diff: %+v", res)
 				}
 				return err
 			})
@@ -430,7 +496,7 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 		})
 	})
 	// The agent's cycle when nothing changed (what every poll costs on a
-	// quiet cell): PlanNFT from the inputs, then Enforce against the
+	// quiet cell): the NFTPlanner's plan, then Enforce against the
 	// enforcer's memory. It must neither write to nor read from the kernel.
 	// Reported: wall time per cycle, split into the plan and the enforce,
 	// and the process's CPU time per cycle (garbage collection included).
@@ -445,14 +511,19 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 			}
 		}
 		do(func() error { k, err := nft.New(); cd = &countingDriver{Driver: k}; e = NewNFTEnforcer(cd); return err })
-		do(func() error { _, err := e.Enforce(ctx, base, nil); return err })
+		p := NewNFTPlanner()
+		first, err := p.Plan(in, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		do(func() error { _, err := e.Enforce(ctx, first, nil); return err })
 		cd.calls = 0
 		var planT time.Duration
 		cpu0 := selfCPU()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			t0 := time.Now()
-			rs, err := PlanNFT(in, nil)
+			rs, err := p.Plan(in, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -461,7 +532,7 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if res.Full || res.Changed() {
+			if res.Full || !res.Incremental || res.Changed() {
 				b.Fatalf("idle cycle changed something: %+v", res)
 			}
 		}
@@ -472,9 +543,11 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 		b.ReportMetric(float64(planT)/float64(time.Millisecond)/float64(b.N), "plan-ms/op")
 		b.ReportMetric(float64(selfCPU()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 	})
+	// The first sync of a new agent: a table that does not exist, the
+	// whole plan written.
 	b.Run("first-sync", func(b *testing.B) {
 		var lat benchlat.Latencies
-		var cpu time.Duration
+		var cpu, self time.Duration
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			ns := netnstest.New(b, "c2cf")
@@ -482,7 +555,7 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 			if err := ns.Do(func() error { k, err := nft.New(); e = NewNFTEnforcer(k); return err }); err != nil {
 				b.Fatal(err)
 			}
-			cpu0 := childCPU()
+			cpu0, self0 := childCPU(), selfCPU()
 			b.StartTimer()
 			t0 := time.Now()
 			if err := ns.Do(func() error { _, err := e.Enforce(ctx, base, nil); return err }); err != nil {
@@ -490,9 +563,11 @@ func BenchmarkNFTEnforce50k(b *testing.B) {
 			}
 			lat.Add(time.Since(t0))
 			cpu += childCPU() - cpu0
+			self += selfCPU() - self0
 		}
 		lat.Report(b)
 		b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(b.N), "nft-cpu-ms/op")
+		b.ReportMetric(float64(self)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/knftables"
 
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/golden"
@@ -300,4 +301,172 @@ func sortedElements(s *nft.Set) []nft.Element {
 	els := slices.Clone(s.Elements)
 	slices.SortFunc(els, func(a, b nft.Element) int { return strings.Compare(a.Key, b.Key) })
 	return els
+}
+
+// failingRuns is a Driver whose next fail runs return err.
+type failingRuns struct {
+	nft.Driver
+	fail int
+	err  error
+}
+
+func (d *failingRuns) Run(ctx context.Context, tx *knftables.Transaction) error {
+	if d.fail > 0 {
+		d.fail--
+		return d.err
+	}
+	return d.Driver.Run(ctx, tx)
+}
+
+// c2cPart is the c2c scope of what d holds, as text.
+func c2cPart(t *testing.T, d nft.Driver) string {
+	t.Helper()
+	st, err := d.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Scoped(NFTScope).Ruleset().String()
+}
+
+// TestNFTPlannerDeltaIsTheFullPlan drives an NFTPlanner and an enforcer
+// through changes of every kind, with failed plans, failed and rejected
+// runs, a missed plan and drift repaired after Invalidate in between. At
+// each step the planner's Ruleset must be PlanNFT's, the table must hold
+// exactly it, and the enforcer must have written what a diff of the whole
+// plan writes (a second enforcer given the same Rulesets without their
+// Delta is the reference) — by the Delta alone where it could.
+func TestNFTPlannerDeltaIsTheFullPlan(t *testing.T) {
+	ctx := context.Background()
+	f := nft.NewFake()
+	d := &failingRuns{Driver: f}
+	e := NewNFTEnforcer(d)
+	ref := nft.NewFake()
+	eRef := NewNFTEnforcer(ref)
+	p := NewNFTPlanner()
+
+	in := bigInputs(8, 4)
+	in.AcceptedUDPLogsPerSec = 100
+	steps := []struct {
+		name        string
+		change      func(in *Inputs)
+		before      func() // after planning, before enforcing
+		incremental bool
+		planErr     bool
+		enforceErr  bool
+		skip        bool // plan, but do not enforce
+	}{
+		{name: "first sync", change: func(*Inputs) {}},
+		{name: "nothing changed", change: func(*Inputs) {}, incremental: true},
+		{name: "policy added", change: func(in *Inputs) {
+			in.Policies = append(in.Policies, pol("app-0000", "0001", "app-0001", "0002", "udp", 9999, 9999))
+		}, incremental: true},
+		{name: "port ranges added", change: func(in *Inputs) {
+			in.Policies = append(in.Policies, pol("app-0002", "0003", "app-0001", "0002", "tcp", 7000, 7100),
+				pol("app-0002", "0003", "app-0001", "0002", "tcp", 7050, 7200), pol("app-0003", "0004", "app-0001", "0002", "udp", 1, 65535))
+		}, incremental: true},
+		{name: "a range removed, the merged range shrinks", change: func(in *Inputs) {
+			in.Policies = slices.DeleteFunc(in.Policies, func(p Policy) bool { return p.Destination.End == 7200 })
+		}, incremental: true},
+		{name: "policy removed", change: func(in *Inputs) { in.Policies = in.Policies[1:] }, incremental: true},
+		{name: "container removed", change: func(in *Inputs) { in.Containers = in.Containers[1:] }, incremental: true},
+		{name: "logging on", change: func(in *Inputs) { in.Logging = true }, incremental: true},
+		{name: "UDP log rate changed", change: func(in *Inputs) { in.AcceptedUDPLogsPerSec = 7 }, incremental: true},
+		{name: "a (tag, destination) added while logging", change: func(in *Inputs) {
+			in.Policies = append(in.Policies, pol("app-0002", "0003", "app-0003", "0004", "tcp", 1234, 1234))
+		}, incremental: true},
+		{name: "a lesser log prefix", change: func(in *Inputs) {
+			in.Policies = append(in.Policies, pol("app-0002", "00003", "app-0003", "0004", "tcp", 1235, 1235))
+		}, incremental: true},
+		{name: "the least log prefix gone", change: func(in *Inputs) {
+			in.Policies = slices.DeleteFunc(in.Policies, func(p Policy) bool { return p.Source.Tag == "00003" })
+		}, incremental: true},
+		{name: "a (tag, destination) gone while logging", change: func(in *Inputs) {
+			in.Policies = slices.DeleteFunc(in.Policies, func(p Policy) bool { return p.Source.ID == "app-0003" })
+		}, incremental: true},
+		{name: "logging off", change: func(in *Inputs) { in.Logging = false }, incremental: true},
+		{name: "ingress tag", change: func(in *Inputs) {
+			in.IngressTag = "FFFF"
+			in.Containers[0].Ports = "8080, 9090"
+		}, incremental: true},
+		{name: "ingress tag changed", change: func(in *Inputs) { in.IngressTag = "FFFE" }, incremental: true},
+		{name: "an app's tag changed", change: func(in *Inputs) {
+			for i := range in.Policies {
+				if in.Policies[i].Source.ID == "app-0004" {
+					in.Policies[i].Source.Tag = "0FFF"
+				}
+			}
+		}, incremental: true},
+		{name: "bad ports metadata fails the plan", change: func(in *Inputs) { in.Containers[1].Ports = "eighty" }, planErr: true},
+		{name: "after a failed plan", change: func(in *Inputs) { in.Containers[1].Ports = "80" }},
+		{name: "enforce fails", change: func(in *Inputs) {
+			in.Policies = append(in.Policies, pol("app-0005", "0006", "app-0006", "0007", "tcp", 4444, 4444))
+		},
+			before: func() { d.fail, d.err = 1, context.Canceled }, enforceErr: true},
+		{name: "after a failed enforce", change: func(*Inputs) {}},
+		{name: "delta rejected, resynced", change: func(in *Inputs) { in.Policies = in.Policies[:len(in.Policies)-1] },
+			before: func() { d.fail, d.err = 1, &nft.RunError{Err: fmt.Errorf("rejected")} }},
+		{name: "back to deltas", change: func(in *Inputs) { in.Policies = in.Policies[:len(in.Policies)-1] }, incremental: true},
+		{name: "a plan not enforced", change: func(in *Inputs) { in.Policies = in.Policies[:len(in.Policies)-1] }, skip: true},
+		{name: "after a missed plan", change: func(in *Inputs) { in.Policies = in.Policies[:len(in.Policies)-1] }},
+		{name: "drift repaired after Invalidate", change: func(*Inputs) {}, before: func() {
+			tx := f.NewTransaction()
+			tx.Flush(&knftables.Set{Name: NFTPolicies})
+			if err := f.Run(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+			e.Invalidate()
+		}},
+		{name: "deltas after the repair", change: func(in *Inputs) { in.Containers = in.Containers[1:] }, incremental: true},
+	}
+	for _, step := range steps {
+		step.change(&in)
+		rs, err := p.Plan(in, nil)
+		if step.planErr {
+			if err == nil {
+				t.Fatalf("%s: no error", step.name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		full, err := PlanNFT(in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(full.String(), rs.String()); diff != "" {
+			t.Fatalf("%s: planner's Ruleset is not PlanNFT's (-PlanNFT +planner):\n%s", step.name, diff)
+		}
+		if step.skip {
+			continue
+		}
+		if step.before != nil {
+			step.before()
+		}
+		res, err := e.Enforce(ctx, rs, nil)
+		if step.enforceErr {
+			if err == nil {
+				t.Fatalf("%s: no error", step.name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		t.Logf("%s: %+v", step.name, res)
+		if res.Incremental != step.incremental {
+			t.Errorf("%s: incremental %t, want %t (%+v)", step.name, res.Incremental, step.incremental, res)
+		}
+		refRes, err := eRef.Enforce(ctx, &nft.Ruleset{Chains: full.Chains, Sets: full.Sets}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Full && (res.Stats.ElementsAdded != refRes.ElementsAdded || res.ElementsDeleted != refRes.ElementsDeleted ||
+			res.Rules != refRes.Rules || res.ChainsAdded != refRes.ChainsAdded || res.ChainsDeleted != refRes.ChainsDeleted) {
+			t.Errorf("%s: wrote %+v, a diff of the whole plan %+v", step.name, res.Stats, refRes.Stats)
+		}
+		if diff := cmp.Diff(nft.StateOf(full).Ruleset().String(), c2cPart(t, f)); diff != "" {
+			t.Fatalf("%s: table (-plan +table):\n%s", step.name, diff)
+		}
+	}
 }
