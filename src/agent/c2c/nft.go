@@ -111,7 +111,8 @@ func (p *NFTPlanner) reset() {
 		return nft.Element{Key: nft.Addr(a4(ip)), Value: nft.Mark(mark)}
 	})
 	p.singles = newTracked(func(k nftSingleKey, _ struct{}) nft.Element {
-		return nft.Element{Key: nft.Key(nft.Mark(k.mark), nft.Addr(a4(k.ip)), nft.Proto(k.proto), nft.Range(uint32(k.port), uint32(k.port)))}
+		port := uint32(k[1] & 0xffff)
+		return nft.Element{Key: nft.Key(nft.Mark(uint32(k[0]>>32)), nft.Addr(a4(uint32(k[0]))), nft.Proto(uint8(k[1]>>16)), nft.Range(port, port))}
 	})
 	p.ranges = newTracked(func(k nftRangeKey, _ struct{}) nft.Element {
 		return nft.Element{Key: nft.Key(nft.Mark(k.mark), nft.Addr(a4(k.ip)), nft.Proto(k.proto), nft.Range(k.lo, k.hi))}
@@ -129,9 +130,13 @@ type nftPolicyKey struct {
 	proto uint8
 }
 
-type nftSingleKey struct {
-	nftPolicyKey
-	port uint16
+// nftSingleKey is a single-port policy element: mark<<32|destination IP
+// and protocol<<16|port, packed in 16 bytes without padding, which Go's
+// maps hash fastest after the integer and string keys.
+type nftSingleKey [2]uint64
+
+func singleKey(k nftPolicyKey, port uint16) nftSingleKey {
+	return nftSingleKey{uint64(k.mark)<<32 | uint64(k.ip), uint64(k.proto)<<16 | uint64(port)}
 }
 
 type nftRangeKey struct {
@@ -185,93 +190,110 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		}
 		ingressMark = m
 	}
+	// The cell's containers, their IPs parsed once, by app.
+	type container struct {
+		*Container
+		ip     uint32
+		ok     bool
+		tagged bool // its IP has its tag in this plan
+	}
+	ctrs := make([]container, len(in.Containers))
+	byApp := make(map[string][]int32, len(in.Containers))
+	for i := range in.Containers {
+		c := &in.Containers[i]
+		ctrs[i].Container = c
+		if ip, err := netip.ParseAddr(c.IP); err == nil && ip.Is4() {
+			ctrs[i].ip, ctrs[i].ok = u32(ip), true
+		}
+		byApp[c.AppID] = append(byApp[c.AppID], int32(i))
+	}
 	badIP := map[string]bool{}
-	parseIP := func(kind, s string, data func() map[string]any) (uint32, bool) {
-		ip, err := netip.ParseAddr(s)
-		if err != nil || !ip.Is4() {
-			if !badIP[kind+s] {
-				badIP[kind+s] = true
-				warn(kind, withReason(data(), "bad IP"))
-			}
-			return 0, false
-		}
-		b := ip.As4()
-		return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), true
-	}
-	// The policies naming each app as source or destination, in their
-	// order: a container visits those only, not every policy.
-	byApp := map[string][]int32{}
-	for i, p := range in.Policies {
-		byApp[p.Source.ID] = append(byApp[p.Source.ID], int32(i))
-		if p.Destination.ID != p.Source.ID {
-			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], int32(i))
+	warnIP := func(kind string, c container, data map[string]any) {
+		if !badIP[kind+c.IP] {
+			badIP[kind+c.IP] = true
+			warn(kind, withReason(data, "bad IP"))
 		}
 	}
-	for _, c := range in.Containers {
-		var srcIP, dstIP uint32
-		var srcOK, dstOK, srcDone, dstDone bool
-		for _, i := range byApp[c.AppID] {
-			pol := &in.Policies[i]
-			if c.AppID == pol.Source.ID {
-				if !srcDone {
-					srcIP, srcOK = parseIP("skipping-source", c.IP, func() map[string]any { return map[string]any{"ip": c.IP, "app": pol.Source.ID} })
-					srcDone = true
+	// Each policy visits the containers of its source app (their tag) and
+	// of its destination app (its elements), not every container.
+	// Consecutive policies often share their destination.
+	var lastDst string
+	var dsts []int32
+	for i := range in.Policies {
+		pol := &in.Policies[i]
+		for _, ci := range byApp[pol.Source.ID] {
+			c := &ctrs[ci]
+			switch {
+			case c.tagged:
+			case !c.ok:
+				warnIP("skipping-source", *c, map[string]any{"ip": c.IP, "app": pol.Source.ID})
+			case p.tags.has(c.ip): // another container with its IP
+				c.tagged = true
+			default:
+				if m, err := nft.ParseTag(pol.Source.Tag); err != nil {
+					warn("skipping-source", map[string]any{"ip": c.IP, "app": pol.Source.ID, "reason": "bad tag"})
+				} else {
+					p.tags.put(c.ip, m)
+					c.tagged = true
 				}
-				if srcOK && !p.tags.has(srcIP) {
-					m, err := nft.ParseTag(pol.Source.Tag)
-					if err != nil {
-						warn("skipping-source", map[string]any{"ip": c.IP, "app": pol.Source.ID, "reason": "bad tag"})
-					} else {
-						p.tags.put(srcIP, m)
-					}
-				}
 			}
-			if c.AppID != pol.Destination.ID {
+		}
+		if i == 0 || pol.Destination.ID != lastDst {
+			lastDst, dsts = pol.Destination.ID, byApp[pol.Destination.ID]
+		}
+		if len(dsts) == 0 {
+			continue
+		}
+		d := &pol.Destination
+		proto, protoOK := nft.ProtoNumber(d.Protocol)
+		protoOK = protoOK && proto != 1
+		portsOK := d.Start >= 0 && d.End <= 65535 && d.Start <= d.End
+		mark, markErr := nft.ParseTag(pol.Source.Tag)
+		for _, ci := range dsts {
+			c := ctrs[ci]
+			switch {
+			case !c.ok:
+				warnIP("skipping-destination", c, map[string]any{"ip": c.IP, "app": d.ID})
 				continue
-			}
-			d := &pol.Destination
-			if !dstDone {
-				dstIP, dstOK = parseIP("skipping-destination", c.IP, func() map[string]any { return map[string]any{"ip": c.IP, "app": d.ID} })
-				dstDone = true
-			}
-			if !dstOK {
-				continue
-			}
-			proto, ok := nft.ProtoNumber(d.Protocol)
-			if !ok || proto == 1 {
+			case !protoOK:
 				warn("skipping-destination", map[string]any{"ip": c.IP, "app": d.ID, "protocol": d.Protocol, "reason": "protocol has no ports"})
 				continue
-			}
-			if d.Start < 0 || d.End > 65535 || d.Start > d.End {
+			case !portsOK:
 				warn("skipping-destination", map[string]any{"ip": c.IP, "app": d.ID, "ports": fmt.Sprintf("%d-%d", d.Start, d.End), "reason": "bad port range"})
 				continue
-			}
-			mark, err := nft.ParseTag(pol.Source.Tag)
-			if err != nil {
+			case markErr != nil:
 				warn("skipping-destination", map[string]any{"ip": c.IP, "app": d.ID, "reason": "bad source tag"})
 				continue
 			}
-			k := nftPolicyKey{mark, dstIP, proto}
+			k := nftPolicyKey{mark, c.ip, proto}
 			if d.Start == d.End {
-				p.singles.put(nftSingleKey{k, uint16(d.Start)}, struct{}{})
+				p.singles.put(singleKey(k, uint16(d.Start)), struct{}{})
 			} else {
 				ports[k] = append(ports[k], nft.Box{{Lo: uint32(d.Start), Hi: uint32(d.End)}})
 			}
 			if in.Logging {
-				p.logPrefix(nftLogKey{mark, dstIP}, pol.Source.Tag, d.ID, gen)
+				p.logPrefix(nftLogKey{mark, c.ip}, pol.Source.Tag, d.ID, gen)
 			}
 		}
-		if in.IngressTag != "" && c.Ports != "" {
+	}
+	if in.IngressTag != "" {
+		for _, c := range ctrs {
+			if c.Ports == "" {
+				continue
+			}
 			for _, s := range strings.Split(c.Ports, ",") {
 				port, err := strconv.Atoi(strings.TrimSpace(s))
 				if err != nil {
 					return nil, fmt.Errorf("converting container metadata port to int: %w", err)
 				}
-				ip, ok := parseIP("skipping-ingress", c.IP, func() map[string]any { return map[string]any{"ip": c.IP} })
-				if !ok || port < 0 || port > 65535 {
+				if !c.ok {
+					warnIP("skipping-ingress", c, map[string]any{"ip": c.IP})
 					continue
 				}
-				p.singles.put(nftSingleKey{nftPolicyKey{ingressMark, ip, 6}, uint16(port)}, struct{}{})
+				if port < 0 || port > 65535 {
+					continue
+				}
+				p.singles.put(singleKey(nftPolicyKey{ingressMark, c.ip, 6}, uint16(port)), struct{}{})
 			}
 		}
 	}
@@ -401,79 +423,150 @@ func (p *NFTPlanner) logChains(udp int, gen uint64) []*nft.Chain {
 	return p.logOrder
 }
 
-// tracked is one set's elements across plans: each key with its value and
-// rendered element, and the stamp of the last plan that put it. A plan
-// puts its keys between begin and end; end returns the plan's elements
-// and what changed since the previous plan.
+// tracked is one set's elements across plans: each key with its value,
+// its rendered element and the stamp of the last plan that put it, in
+// slots indexed by key. A plan puts its keys between begin and end; end
+// gives the set the plan's elements (the previous plan's slice when
+// nothing changed) and records what changed since the previous plan.
+//
+// Inputs come in much the same order from one plan to the next, so put
+// first checks the key the previous plan put next (seq, a sequential
+// read) and only looks the map up when that is not it: an unchanged cell
+// costs a pass over memory, not one hash lookup per element.
 type tracked[K, V comparable] struct {
 	render func(K, V) nft.Element
-	els    map[K]*trackedElement[V]
+	index  map[K]int32
+	slots  []trackedSlot[K, V]
+	free   []int32 // slots of keys gone
 	stamp  uint64
-	seen   int           // keys put in this plan
-	out    []nft.Element // this plan's elements, in the order first put
+	seen   int // keys put in this plan
 	delta  nft.SetDelta
+	els    []nft.Element // the elements of the last plan
+	built  bool
+	// seq is the slots in the order the previous plan put them, next
+	// this plan's; pos is each slot's place in seq (-1: not in it), and
+	// cursor the place in seq of the key expected next.
+	seq, next []int32
+	pos       []int32
+	cursor    int
 }
 
-type trackedElement[V comparable] struct {
+type trackedSlot[K, V comparable] struct {
+	key   K
 	value V
-	stamp uint64
+	stamp uint64 // 0: free
 	el    nft.Element
 }
 
 func newTracked[K, V comparable](render func(K, V) nft.Element) tracked[K, V] {
-	return tracked[K, V]{render: render, els: map[K]*trackedElement[V]{}}
+	return tracked[K, V]{render: render, index: map[K]int32{}}
 }
 
 func (t *tracked[K, V]) begin(stamp uint64) {
-	t.stamp, t.seen = stamp, 0
-	t.out = make([]nft.Element, 0, len(t.els))
+	t.stamp, t.seen, t.cursor = stamp, 0, 0
 	t.delta = nft.SetDelta{}
+	t.next = t.next[:0]
 }
 
 // has reports whether this plan put k already.
 func (t *tracked[K, V]) has(k K) bool {
-	e := t.els[k]
-	return e != nil && e.stamp == t.stamp
+	i, ok := t.index[k]
+	return ok && t.slots[i].stamp == t.stamp
+}
+
+// find returns k's slot, or -1.
+func (t *tracked[K, V]) find(k K) int32 {
+	if t.cursor < len(t.seq) {
+		if i := t.seq[t.cursor]; t.slots[i].key == k {
+			t.cursor++
+			return i
+		}
+	}
+	i, ok := t.index[k]
+	if !ok {
+		return -1
+	}
+	if p := t.pos[i]; p >= 0 {
+		t.cursor = int(p) + 1
+	}
+	return i
 }
 
 // put adds k with value v to this plan, unless the plan has it already
 // (the first value put wins).
 func (t *tracked[K, V]) put(k K, v V) {
-	e := t.els[k]
-	switch {
-	case e == nil:
-		e = &trackedElement[V]{value: v, el: t.render(k, v)}
-		t.els[k] = e
-		t.delta.Put = append(t.delta.Put, e.el)
-	case e.stamp == t.stamp:
+	i := t.find(k)
+	if i < 0 {
+		el := t.render(k, v)
+		slot := trackedSlot[K, V]{key: k, value: v, stamp: t.stamp, el: el}
+		if n := len(t.free); n > 0 {
+			i, t.free = t.free[n-1], t.free[:n-1]
+			t.slots[i] = slot
+		} else {
+			i = int32(len(t.slots))
+			t.slots = append(t.slots, slot)
+			t.pos = append(t.pos, -1)
+		}
+		t.index[k] = i
+		t.seen++
+		t.next = append(t.next, i)
+		t.delta.Put = append(t.delta.Put, el)
 		return
-	case e.value != v:
-		e.value, e.el = v, t.render(k, v)
-		t.delta.Put = append(t.delta.Put, e.el)
 	}
-	e.stamp = t.stamp
+	s := &t.slots[i]
+	if s.stamp == t.stamp {
+		return
+	}
+	s.stamp = t.stamp
 	t.seen++
-	t.out = append(t.out, e.el)
+	t.next = append(t.next, i)
+	if s.value != v {
+		s.value, s.el = v, t.render(k, v)
+		t.delta.Put = append(t.delta.Put, s.el)
+	}
 }
 
 // end forgets the keys this plan did not put, gives s this plan's
 // elements, records in delta what changed since the previous plan, and
 // returns s.
 func (t *tracked[K, V]) end(s *nft.Set, delta *nft.Delta) *nft.Set {
-	if t.seen < len(t.els) {
-		for k, e := range t.els {
-			if e.stamp != t.stamp {
-				t.delta.Del = append(t.delta.Del, e.el.Key)
-				delete(t.els, k)
+	for _, i := range t.seq {
+		t.pos[i] = -1
+	}
+	if t.seen < len(t.index) {
+		for i := range t.slots {
+			sl := &t.slots[i]
+			if sl.stamp != 0 && sl.stamp != t.stamp {
+				t.delta.Del = append(t.delta.Del, sl.el.Key)
+				delete(t.index, sl.key)
+				*sl = trackedSlot[K, V]{}
+				t.free = append(t.free, int32(i))
 			}
 		}
 	}
-	s.Elements, t.out = t.out, nil
-	if len(t.delta.Put) > 0 || len(t.delta.Del) > 0 {
+	for p, i := range t.next {
+		t.pos[i] = int32(p)
+	}
+	t.seq, t.next = t.next, t.seq
+	changed := len(t.delta.Put) > 0 || len(t.delta.Del) > 0
+	if changed || !t.built {
+		t.els = make([]nft.Element, len(t.seq))
+		for p, i := range t.seq {
+			t.els[p] = t.slots[i].el
+		}
+		t.built = true
+	}
+	s.Elements = t.els
+	if changed {
 		d := t.delta
 		delta.Sets[s.Name] = &d
 	}
 	return s
+}
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 func a4(v uint32) netip.Addr {
