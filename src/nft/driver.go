@@ -171,8 +171,11 @@ func (e *RunError) Error() string {
 func (e *RunError) Unwrap() error { return e.Err }
 
 // Read implements Driver: rules come from the text listing (the form the
-// planners write), chains' hooks and every element from the numeric JSON
-// listing, turned back into canonical text.
+// planners write), chains' hooks and the sets' definitions from the terse
+// JSON listing, and elements over netlink, decoded into canonical text
+// (readElements); the elements of sets netlink cannot decode come from
+// nft's numeric JSON listing of those sets (of the whole table when there
+// are more than maxListedSets of them).
 func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	st := NewState()
 	text, err := k.list(ctx, "-t", "list", "table", string(Family), TableName)
@@ -187,7 +190,9 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	if err := parseRulesText(st, text); err != nil {
 		return nil, err
 	}
-	js, err := k.list(ctx, "-j", "-n", "list", "table", string(Family), TableName)
+	// Chains' hooks and the sets' definitions, without elements; the
+	// elements over netlink where they can be decoded (readElements).
+	js, err := k.list(ctx, "-j", "-t", "-n", "list", "table", string(Family), TableName)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +201,42 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	}
 	k.types.reset()
 	k.types.learnState(st)
+	slow, err := k.readElements(st)
+	if err != nil {
+		return nil, err
+	}
+	if len(slow) > maxListedSets {
+		full := NewState()
+		js, err := k.list(ctx, "-j", "-n", "list", "table", string(Family), TableName)
+		if err != nil {
+			return nil, err
+		}
+		if err := parseJSON(full, []byte(js)); err != nil {
+			return nil, err
+		}
+		for _, s := range slow {
+			if fs := full.Sets[s.Name]; fs != nil {
+				s.Elements = fs.Elements
+			}
+		}
+		return st, nil
+	}
+	for _, s := range slow {
+		rs, err := k.ReadSet(ctx, s.Name, s.Value != "")
+		if err != nil {
+			return nil, err
+		}
+		if rs != nil {
+			s.Elements = rs.Elements
+		}
+	}
 	return st, nil
 }
+
+// maxListedSets is how many sets Read lists one by one through nft when
+// their elements cannot be read over netlink; with more it lists the
+// whole table once.
+const maxListedSets = 8
 
 // ChainNames implements Driver.
 func (k *Kernel) ChainNames(ctx context.Context) (map[string]bool, error) {

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -300,6 +302,136 @@ func (k *Kernel) sendElements(ops []elementOp, perBatch int) error {
 		}
 	}
 	return nil
+}
+
+// readElements fills the elements of st's sets (not the dynamic ones)
+// from the kernel over netlink, decoded into canonical text with the
+// set's types: one dump per set instead of nft's JSON listing of every
+// element (about 1.7 s of nft CPU at 50,000 elements). It returns the
+// sets it could not decode (verdict maps, whose data the netlink library
+// does not decode; non-concatenated interval sets, which hold start and
+// end elements; values encodeField does not know), to be listed by nft.
+func (k *Kernel) readElements(st *State) (slow []*SetState, err error) {
+	conn, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("nft: netlink: %w", err)
+	}
+	defer conn.CloseLasting()
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	for _, name := range slices.Sorted(maps.Keys(st.Sets)) {
+		s := st.Sets[name]
+		if s.Dynamic {
+			continue
+		}
+		t, _ := k.types.get(name)
+		if !decodable(t) {
+			slow = append(slow, s)
+			continue
+		}
+		els, err := conn.GetSetElements(&nftables.Set{Table: table, Name: name})
+		if err != nil {
+			return nil, fmt.Errorf("nft: netlink: reading set %s: %w", name, err)
+		}
+		for _, el := range els {
+			key, value, err := decodeElement(t, el)
+			if err != nil {
+				clear(s.Elements)
+				slow = append(slow, s)
+				break
+			}
+			s.Elements[key] = value
+		}
+	}
+	return slow, nil
+}
+
+// decodable reports whether readElements can decode a set of types t.
+func decodable(t setTypes) bool {
+	if len(t.key) == 0 || (t.interval && len(t.key) == 1) {
+		return false
+	}
+	return len(t.value) == 0 || t.value[0] != "verdict"
+}
+
+// decodeElement is encodeElement's inverse: an element read from the
+// kernel as the canonical text State holds.
+func decodeElement(t setTypes, el nftables.SetElement) (key, value string, err error) {
+	concat := len(t.key) > 1
+	fields := make([]string, len(t.key))
+	lo, hi := el.Key, el.KeyEnd
+	for i, typ := range t.key {
+		var f string
+		if f, lo, hi, err = decodeField(typ, lo, hi, t.interval, concat); err != nil {
+			return "", "", err
+		}
+		fields[i] = f
+	}
+	if len(lo) != 0 {
+		return "", "", errNoFastPath
+	}
+	if len(t.value) == 0 {
+		return Key(fields...), "", nil
+	}
+	vals := make([]string, len(t.value))
+	v := el.Val
+	for i, typ := range t.value {
+		if vals[i], v, _, err = decodeField(typ, v, nil, false, len(t.value) > 1); err != nil {
+			return "", "", err
+		}
+	}
+	if len(v) != 0 {
+		return "", "", errNoFastPath
+	}
+	return Key(fields...), Key(vals...), nil
+}
+
+// decodeField decodes the first field of lo (and of hi, the end key of an
+// interval element) and returns the rest of both.
+func decodeField(typ string, lo, hi []byte, ranged, pad bool) (text string, restLo, restHi []byte, err error) {
+	size := map[string]int{"mark": 4, "ipv4_addr": 4, "inet_proto": 1, "inet_service": 2, "ifname": 16}[typ]
+	if size == 0 || len(lo) < size || (ranged && len(hi) < size) {
+		return "", nil, nil, errNoFastPath
+	}
+	step := size
+	if pad {
+		step = (size + 3) &^ 3
+		if len(lo) < step || (ranged && len(hi) < step) {
+			return "", nil, nil, errNoFastPath
+		}
+	}
+	a, b := lo[:size], lo[:size]
+	if ranged {
+		b = hi[:size]
+		hi = hi[step:]
+	}
+	lo = lo[step:]
+	switch typ {
+	case "mark":
+		if !ranged {
+			return Mark(binary.NativeEndian.Uint32(a)), lo, hi, nil
+		}
+		x, y := binary.BigEndian.Uint32(a), binary.BigEndian.Uint32(b)
+		if x == y {
+			return Mark(x), lo, hi, nil
+		}
+		return Range(x, y), lo, hi, nil
+	case "ipv4_addr":
+		return addrRange(binary.BigEndian.Uint32(a), binary.BigEndian.Uint32(b)), lo, hi, nil
+	case "inet_proto":
+		if a[0] != b[0] {
+			return "", nil, nil, errNoFastPath
+		}
+		return Proto(a[0]), lo, hi, nil
+	case "inet_service":
+		return Range(uint32(binary.BigEndian.Uint16(a)), uint32(binary.BigEndian.Uint16(b))), lo, hi, nil
+	case "ifname":
+		if string(a) != string(b) {
+			return "", nil, nil, errNoFastPath
+		}
+		name, _, _ := strings.Cut(string(a), "\x00")
+		return Quote(name), lo, hi, nil
+	}
+	return "", nil, nil, errNoFastPath
 }
 
 // encodeElement encodes one element's key (and its value, when withValue)
