@@ -36,3 +36,40 @@ func TestSegments(t *testing.T) {
 		t.Errorf("segments: %d elements, %+v\nwant 3, %+v", n, segs, want)
 	}
 }
+
+// TestDecodeElement checks decodeElement against encodeElement for every
+// shape readElements decodes; the privileged tests compare Read with what
+// nft itself wrote.
+func TestDecodeElement(t *testing.T) {
+	policy := "mark . ipv4_addr . inet_proto . inet_service"
+	for _, tt := range []struct {
+		typ, value string
+		interval   bool
+		key, val   string
+	}{
+		{policy, "", false, "0x00010203 . 10.255.1.7 . tcp . 443", ""},
+		{policy, "", true, "0x00000007 . 10.255.1.7 . udp . 1000-2000", ""},
+		{policy, "", true, "0x00000007 . 10.255.1.7 . 132 . 80", ""},
+		{"ipv4_addr . inet_proto . inet_service", "", true, "10.0.0.0/8 . tcp . 1-65535", ""},
+		{"ipv4_addr . inet_proto . inet_service", "", true, "10.0.0.1-10.0.0.5 . udp . 53", ""},
+		{"ipv4_addr", "mark", false, "10.255.1.7", "0x0000fffe"},
+		{"ipv4_addr . ifname", "", false, "10.255.1.7 . \"s-010255001007\"", ""},
+		{"ipv4_addr . inet_service", "ipv4_addr . inet_service", false, "10.0.0.1 . 8080", "10.255.1.7 . 80"},
+	} {
+		var ts setTypes
+		var c typeCache
+		c.put("s", tt.typ, tt.value, tt.interval)
+		ts, _ = c.get("s")
+		el, err := encodeElement(ts, elementOp{set: "s", key: tt.key, value: tt.val}, true)
+		if err != nil {
+			t.Fatalf("%s: encoding: %v", tt.key, err)
+		}
+		key, val, err := decodeElement(ts, el)
+		if err != nil || key != tt.key || val != tt.val {
+			t.Errorf("decodeElement(%s : %s) = %q : %q, %v", tt.key, tt.val, key, val, err)
+		}
+	}
+	if decodable(setTypes{key: []string{"ipv4_addr"}, interval: true}) || decodable(setTypes{key: []string{"ipv4_addr"}, value: []string{"verdict"}}) {
+		t.Error("non-concatenated interval sets and verdict maps are not decodable")
+	}
+}
