@@ -170,9 +170,11 @@ func (e *RunError) Error() string {
 
 func (e *RunError) Unwrap() error { return e.Err }
 
-// Read implements Driver: rules come from the text listing (the form the
-// planners write), chains' hooks and the sets' definitions from the terse
-// JSON listing, and elements over netlink, decoded into canonical text
+// Read implements Driver: rules come from the terse text listing of the
+// table (the form the planners write; the one listing here whose cost
+// grows with the elements, since nft fetches them all to print rules),
+// chains' hooks and the sets' definitions from terse JSON listings of
+// chains, sets and maps, and elements over netlink, decoded into canonical text
 // (readElements); the elements of sets netlink cannot decode come from
 // nft's numeric JSON listing of those sets (of the whole table when there
 // are more than maxListedSets of them).
@@ -190,14 +192,18 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	if err := parseRulesText(st, text); err != nil {
 		return nil, err
 	}
-	// Chains' hooks and the sets' definitions, without elements; the
-	// elements over netlink where they can be decoded (readElements).
-	js, err := k.list(ctx, "-j", "-t", "-n", "list", "table", string(Family), TableName)
-	if err != nil {
-		return nil, err
-	}
-	if err := parseJSON(st, []byte(js)); err != nil {
-		return nil, err
+	// Chains' hooks and the sets' and maps' definitions, without elements
+	// (these listings do not make nft fetch any element, as a listing of
+	// the table or of a chain does, even terse); the elements over netlink
+	// where they can be decoded (readElements).
+	for _, what := range []string{"chains", "sets", "maps"} {
+		js, err := k.list(ctx, "-j", "-t", "-n", "list", what, string(Family))
+		if err != nil {
+			return nil, err
+		}
+		if err := parseJSON(st, []byte(js)); err != nil {
+			return nil, err
+		}
 	}
 	k.types.reset()
 	k.types.learnState(st)
