@@ -99,16 +99,20 @@ func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope, del
 			recreate[s.Name] = true
 		}
 	}
-	for _, n := range slices.Sorted(maps.Keys(cur.Chains)) {
-		if wantChains[n] == nil && !cur.Chains[n].Base && scope.Chain != nil && scope.Chain(n) {
+	// Only the stale names are sorted: with a log chain per (tag,
+	// destination) the chains run to tens of thousands.
+	for n, c := range cur.Chains {
+		if wantChains[n] == nil && !c.Base && scope.Chain != nil && scope.Chain(n) {
 			ch.staleCh = append(ch.staleCh, n)
 		}
 	}
-	for _, n := range slices.Sorted(maps.Keys(cur.Sets)) {
+	slices.Sort(ch.staleCh)
+	for n := range cur.Sets {
 		if wantSets[n] == nil && scope.Set != nil && scope.Set(n) {
 			ch.staleSets = append(ch.staleSets, n)
 		}
 	}
+	slices.Sort(ch.staleSets)
 
 	// Chains emptied up front: all of the scope when a set is recreated.
 	flushed := map[string]bool{}
