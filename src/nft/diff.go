@@ -75,6 +75,7 @@ type changes struct {
 	added     map[string][]Element
 	staleSets []string
 	staleCh   []string
+	written   []*Chain // chains added or rewritten
 }
 
 // diff is Diff, recording its changes. With a delta (want.Delta, when cur
@@ -188,6 +189,7 @@ func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope, del
 		if cc != nil && !flushed[c.Name] && len(cc.Rules) > 0 {
 			tx.Flush(&knftables.Chain{Name: c.Name})
 		}
+		ch.written = append(ch.written, c)
 		for _, r := range c.Rules {
 			tx.Add(&knftables.Rule{Chain: c.Name, Rule: r})
 		}
@@ -228,9 +230,10 @@ func diff(tx *knftables.Transaction, cur *State, want *Ruleset, scope Scope, del
 	return st, ch
 }
 
-// update brings st (what the scope held) to what it holds after a diff to
-// want with changes ch has run.
-func (st *State) update(want *Ruleset, ch *changes, missingBorrowed []string) {
+// update brings st (what the scope held) to what it holds once a diff
+// with changes ch has run: O(change), chains that did not change are not
+// touched.
+func (st *State) update(ch *changes) {
 	st.Table = true
 	for _, n := range ch.staleCh {
 		delete(st.Chains, n)
@@ -238,11 +241,8 @@ func (st *State) update(want *Ruleset, ch *changes, missingBorrowed []string) {
 	for _, n := range ch.staleSets {
 		delete(st.Sets, n)
 	}
-	for _, c := range want.Chains {
+	for _, c := range ch.written {
 		st.Chains[c.Name] = &ChainState{Name: c.Name, Base: c.Base != nil, Rules: c.Rules}
-	}
-	for _, n := range missingBorrowed {
-		delete(st.Chains, n)
 	}
 	st.Apply(&Ruleset{Sets: ch.fresh})
 	for name, keys := range ch.deleted {

@@ -82,7 +82,7 @@ func (e *Enforcer) Enforce(ctx context.Context, want *Ruleset, adjust Adjust) (R
 		}
 		err := e.driver.Run(ctx, tx)
 		if err == nil {
-			e.mem.update(w, ch, st.MissingBorrowed)
+			e.mem.update(ch)
 			e.gen = genOf(want, adjust)
 			return res, nil
 		}
