@@ -207,11 +207,12 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	}
 	k.types.reset()
 	k.types.learnState(st)
-	slow, err := k.readElements(st)
+	slow, err := k.readElements(st, maxListedSets)
 	if err != nil {
 		return nil, err
 	}
 	if len(slow) > maxListedSets {
+		// Every set's elements from one listing of the table.
 		full := NewState()
 		js, err := k.list(ctx, "-j", "-n", "list", "table", string(Family), TableName)
 		if err != nil {
@@ -220,8 +221,8 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 		if err := parseJSON(full, []byte(js)); err != nil {
 			return nil, err
 		}
-		for _, s := range slow {
-			if fs := full.Sets[s.Name]; fs != nil {
+		for name, s := range st.Sets {
+			if fs := full.Sets[name]; fs != nil && !s.Dynamic {
 				s.Elements = fs.Elements
 			}
 		}

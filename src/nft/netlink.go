@@ -311,23 +311,33 @@ func (k *Kernel) sendElements(ops []elementOp, perBatch int) error {
 // sets it could not decode (verdict maps, whose data the netlink library
 // does not decode; non-concatenated interval sets, which hold start and
 // end elements; values encodeField does not know), to be listed by nft.
-func (k *Kernel) readElements(st *State) (slow []*SetState, err error) {
+// With more than maxSlow of those it reads nothing and returns them
+// (the caller lists the whole table through nft anyway).
+func (k *Kernel) readElements(st *State, maxSlow int) (slow []*SetState, err error) {
+	var fast []*SetState
+	for _, name := range slices.Sorted(maps.Keys(st.Sets)) {
+		s := st.Sets[name]
+		if s.Dynamic {
+			continue
+		}
+		if t, _ := k.types.get(name); decodable(t) {
+			fast = append(fast, s)
+		} else {
+			slow = append(slow, s)
+		}
+	}
+	if len(slow) > maxSlow || len(fast) == 0 {
+		return slow, nil
+	}
 	conn, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return nil, fmt.Errorf("nft: netlink: %w", err)
 	}
 	defer conn.CloseLasting()
 	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	for _, name := range slices.Sorted(maps.Keys(st.Sets)) {
-		s := st.Sets[name]
-		if s.Dynamic {
-			continue
-		}
+	for _, s := range fast {
+		name := s.Name
 		t, _ := k.types.get(name)
-		if !decodable(t) {
-			slow = append(slow, s)
-			continue
-		}
 		els, err := conn.GetSetElements(&nftables.Set{Table: table, Name: name})
 		if err != nil {
 			return nil, fmt.Errorf("nft: netlink: reading set %s: %w", name, err)

@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -150,4 +151,35 @@ func TestBulkLoad(t *testing.T) {
 		t.Errorf("repair: %+v, %d netlink runs", res, k.netlinkRuns.Load()-n)
 	}
 	check("repair")
+}
+
+// TestReadManyUndecodableSets reads a table holding more sets netlink
+// cannot decode (non-concatenated interval sets, verdict maps) than Read
+// lists one by one, beside a hash set it decodes: every set's elements
+// come from the one listing of the table, and equal what was written.
+// With few of them (TestNetlinkElements, TestBulkLoad) they are listed
+// set by set and the rest read over netlink.
+func TestReadManyUndecodableSets(t *testing.T) {
+	ctx := context.Background()
+	k, do := kernel(t)
+	rs := &Ruleset{Sets: []*Set{{Name: "t-hash", Type: "mark . ipv4_addr . inet_proto . inet_service",
+		Elements: []Element{{Key: Key(Mark(1), "10.0.0.1", "tcp", "80")}}}}}
+	for i := 0; i <= maxListedSets; i++ {
+		rs.Sets = append(rs.Sets, &Set{Name: fmt.Sprintf("t-range-%d", i), Type: "ipv4_addr", Interval: true,
+			Elements: []Element{{Key: "10.0.0.0/8"}, {Key: fmt.Sprintf("192.168.%d.1-192.168.%d.9", i, i)}}})
+	}
+	do(func() error {
+		tx := k.NewTransaction()
+		AddSkeleton(tx)
+		Put(tx, rs)
+		return k.Run(ctx, tx)
+	})
+	var got *State
+	do(func() (err error) { got, err = k.Read(ctx); return err })
+	want := StateOf(rs)
+	for name, s := range want.Sets {
+		if diff := cmp.Diff(s.Elements, got.Sets[name].Elements); diff != "" {
+			t.Errorf("%s (-want +read):\n%s", name, diff)
+		}
+	}
 }
