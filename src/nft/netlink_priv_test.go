@@ -18,12 +18,7 @@ func TestNetlinkElements(t *testing.T) {
 	ctx := context.Background()
 	k, do := kernel(t)
 	rs := shapes()
-	do(func() error {
-		tx := k.NewTransaction()
-		AddSkeleton(tx)
-		Put(tx, rs)
-		return k.Run(ctx, tx)
-	})
+	loadWithSkeleton(t, k, do, rs)
 	var before *State
 	do(func() (err error) { before, err = k.Read(ctx); return err })
 
@@ -168,12 +163,7 @@ func TestReadManyUndecodableSets(t *testing.T) {
 		rs.Sets = append(rs.Sets, &Set{Name: fmt.Sprintf("t-range-%d", i), Type: "ipv4_addr", Interval: true,
 			Elements: []Element{{Key: "10.0.0.0/8"}, {Key: fmt.Sprintf("192.168.%d.1-192.168.%d.9", i, i)}}})
 	}
-	do(func() error {
-		tx := k.NewTransaction()
-		AddSkeleton(tx)
-		Put(tx, rs)
-		return k.Run(ctx, tx)
-	})
+	loadWithSkeleton(t, k, do, rs)
 	var got *State
 	do(func() (err error) { got, err = k.Read(ctx); return err })
 	want := StateOf(rs)
@@ -182,4 +172,15 @@ func TestReadManyUndecodableSets(t *testing.T) {
 			t.Errorf("%s (-want +read):\n%s", name, diff)
 		}
 	}
+}
+
+// loadWithSkeleton writes the skeleton and rs's objects through nft.
+func loadWithSkeleton(t *testing.T, k *Kernel, do func(func() error), rs *Ruleset) {
+	t.Helper()
+	do(func() error {
+		tx := k.NewTransaction()
+		AddSkeleton(tx)
+		Put(tx, rs)
+		return k.Run(context.Background(), tx)
+	})
 }
