@@ -116,6 +116,15 @@ func (n nsDriver) ReadSet(ctx context.Context, name string, isMap bool) (s *nft.
 	return s, err
 }
 
+func (n nsDriver) HasSets(ctx context.Context, names ...string) (ok bool) {
+	_ = n.ns.Do(func() error { ok = n.d.HasSets(ctx, names...); return nil })
+	return ok
+}
+func (n nsDriver) RemoveUnusedSets(ctx context.Context, prefix string) (names []string, err error) {
+	err = n.ns.Do(func() error { names, err = n.d.RemoveUnusedSets(ctx, prefix); return err })
+	return names, err
+}
+
 // TestNFTPluginAddDelOnKernel runs the plugin's ADD and DEL in nftables
 // mode against the real nft in a namespace cell: one container with
 // garden's netOut rules (the agent answers 405) and a port mapping, one

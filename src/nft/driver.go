@@ -30,6 +30,15 @@ type Driver interface {
 	// ReadSet reads one set (or map, when isMap) with its elements, cheap
 	// for a small one; nil when it does not exist.
 	ReadSet(ctx context.Context, name string, isMap bool) (*SetState, error)
+	// HasSets reports whether every named set exists (cheap: no
+	// elements are read); false when it cannot tell.
+	HasSets(ctx context.Context, names ...string) bool
+	// RemoveUnusedSets deletes every set whose name starts with prefix
+	// and that no rule refers to, each in its own transaction, and returns
+	// the names deleted. A set a rule refers to is left, whoever added
+	// the rule and however recently, so it is safe against concurrent
+	// writers.
+	RemoveUnusedSets(ctx context.Context, prefix string) ([]string, error)
 }
 
 // Kernel is the Driver on the nft binary: transactions are built with

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -318,11 +320,13 @@ func encodeField(typ, text string, ranged bool) (lo, hi []byte, err error) {
 		if n, ok := ProtoNumber(text); ok {
 			return []byte{n}, []byte{n}, nil
 		}
-		n, err := strconv.ParseUint(text, 10, 8)
-		if err != nil {
+		a, b, ok := split()
+		x, err1 := strconv.ParseUint(a, 10, 8)
+		y, err2 := strconv.ParseUint(b, 10, 8)
+		if !ok || err1 != nil || err2 != nil {
 			return nil, nil, errNoFastPath
 		}
-		return []byte{byte(n)}, []byte{byte(n)}, nil
+		return []byte{byte(x)}, []byte{byte(y)}, nil
 	case "inet_service":
 		a, b, ok := split()
 		x, err1 := strconv.ParseUint(a, 10, 16)
@@ -410,4 +414,62 @@ func batchElements(text string) string {
 		b.WriteString(" }\n")
 	}
 	return b.String()
+}
+
+// HasSets implements Driver with one netlink dump of the table's set
+// definitions (no elements), in the calling thread's network namespace.
+func (k *Kernel) HasSets(_ context.Context, names ...string) bool {
+	conn, err := nftables.New()
+	if err != nil {
+		return false
+	}
+	sets, err := conn.GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	if err != nil {
+		return false
+	}
+	have := make(map[string]bool, len(sets))
+	for _, s := range sets {
+		have[s.Name] = true
+	}
+	for _, n := range names {
+		if !have[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveUnusedSets implements Driver over netlink: the kernel refuses to
+// delete a set a rule refers to (EBUSY), which is what tells used from
+// unused, atomically with every other writer's transactions.
+func (k *Kernel) RemoveUnusedSets(_ context.Context, prefix string) ([]string, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nft: netlink: %w", err)
+	}
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	sets, err := conn.GetSets(table)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such file or directory") {
+			return nil, nil // no table
+		}
+		return nil, fmt.Errorf("nft: listing sets: %w", err)
+	}
+	var removed []string
+	for _, s := range sets {
+		if !strings.HasPrefix(s.Name, prefix) {
+			continue
+		}
+		conn.DelSet(&nftables.Set{Table: table, Name: s.Name})
+		switch err := conn.Flush(); {
+		case err == nil:
+			k.types.forget(s.Name)
+			removed = append(removed, s.Name)
+		case errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.ENOENT):
+			// In use, or deleted by another writer meanwhile.
+		default:
+			return removed, fmt.Errorf("nft: deleting set %s: %w", s.Name, err)
+		}
+	}
+	return removed, nil
 }

@@ -205,8 +205,10 @@ func nftSetMatches(s *nft.Set, p packet) bool {
 			continue
 		}
 		switch s.Type {
-		case "ipv4_addr":
-			return true
+		case "ipv4_addr . inet_proto": // all protocols: 0-255
+			if inRange(f[1], protoNumber(p.proto)) {
+				return true
+			}
 		case "ipv4_addr . inet_proto . inet_service":
 			if f[1] == p.proto && inRange(f[2], p.port) {
 				return true
@@ -218,6 +220,13 @@ func nftSetMatches(s *nft.Set, p packet) bool {
 		}
 	}
 	return false
+}
+
+func protoNumber(name string) int {
+	if n, ok := nft.ProtoNumber(name); ok {
+		return int(n)
+	}
+	return map[string]int{"gre": 47}[name]
 }
 
 func inAddr(s string, a netip.Addr) bool {
