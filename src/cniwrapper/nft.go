@@ -151,11 +151,29 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 // the transaction commits. A retried ADD rewrites the same objects.
 func NFTAdd(ctx context.Context, d nft.Driver, p *NFTAddPlan) error {
 	tx := d.NewTransaction()
-	nft.AddSkeleton(tx)
+	if !d.Has(ctx, skeletonChains, skeletonSets) {
+		nft.AddSkeleton(tx)
+	}
 	nft.Put(tx, p.Objects)
 	nft.AddElements(tx, p.Dispatch)
 	return d.Run(ctx, tx)
 }
+
+// skeletonChains and skeletonSets name the skeleton's objects: when they
+// are all there, ADD leaves the skeleton alone (its rules are constant,
+// and the agent re-asserts them in each full resync), so the transaction
+// is only the container's chains, rules and elements, which the Kernel
+// sends over netlink without running nft.
+var skeletonChains, skeletonSets = func() (chains, sets []string) {
+	sk := nft.Skeleton()
+	for _, c := range sk.Chains {
+		chains = append(chains, c.Name)
+	}
+	for _, s := range sk.Sets {
+		sets = append(sets, s.Name)
+	}
+	return chains, sets
+}()
 
 // NFTSetNetOut replaces the container's egress chain with garden's netOut
 // rules (rs from NFTAddPlan.NetOut), in one transaction. The destination
@@ -174,7 +192,7 @@ func NFTSetNetOut(ctx context.Context, d nft.Driver, rs *nft.Ruleset) error {
 			own.Sets = append(own.Sets, s)
 		}
 	}
-	if len(shared) > 0 && d.HasSets(ctx, shared...) {
+	if len(shared) > 0 && d.Has(ctx, nil, shared) {
 		tx := d.NewTransaction()
 		nft.Put(tx, own)
 		err := d.Run(ctx, tx)

@@ -30,9 +30,9 @@ type Driver interface {
 	// ReadSet reads one set (or map, when isMap) with its elements, cheap
 	// for a small one; nil when it does not exist.
 	ReadSet(ctx context.Context, name string, isMap bool) (*SetState, error)
-	// HasSets reports whether every named set exists (cheap: no
-	// elements are read); false when it cannot tell.
-	HasSets(ctx context.Context, names ...string) bool
+	// Has reports whether every named chain and set exists (cheap: no
+	// rules or elements are read); false when it cannot tell.
+	Has(ctx context.Context, chains, sets []string) bool
 	// RemoveUnusedSets deletes every set whose name starts with prefix
 	// and that no rule refers to, each in its own transaction, and returns
 	// the names deleted. A set a rule refers to is left, whoever added
@@ -66,7 +66,9 @@ func New() (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nft: %w", err)
 	}
-	return &Kernel{knft: k, path: path}, nil
+	kern := &Kernel{knft: k, path: path}
+	kern.types.reset()
+	return kern, nil
 }
 
 // NewTransaction implements Driver.
@@ -84,8 +86,8 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if i := strings.Index(text, "# ERROR: "); i >= 0 {
 		return &RunError{Ops: tx.NumOperations(), Err: errors.New(strings.TrimPrefix(text[i:], "# ERROR: "))}
 	}
-	if ops, ok := parseElementOps(text); ok {
-		err := k.sendElements(ops)
+	if ops, ok := parseOps(text); ok {
+		err := k.sendOps(ops)
 		if err == nil {
 			k.netlinkRuns.Add(1)
 			return nil
@@ -95,6 +97,11 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 			return &RunError{Ops: tx.NumOperations(), Err: err}
 		}
 	}
+	return k.runNFT(ctx, text, tx.NumOperations())
+}
+
+// runNFT runs a transaction's text through nft -f.
+func (k *Kernel) runNFT(ctx context.Context, text string, ops int) error {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, k.path, "-f", "-")
 	cmd.Stdin = strings.NewReader(batchElements(text))
@@ -107,11 +114,15 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
 		}
-		return &RunError{Ops: tx.NumOperations(), Err: err}
+		return &RunError{Ops: ops, Err: err}
 	}
 	k.types.learnCommands(text)
 	return nil
 }
+
+// NetlinkRuns counts the transactions this Kernel sent over netlink
+// instead of running nft.
+func (k *Kernel) NetlinkRuns() int64 { return k.netlinkRuns.Load() }
 
 // RunError is a transaction nft rejected; nothing of it was applied.
 type RunError struct {

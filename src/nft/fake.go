@@ -120,14 +120,19 @@ func (f *Fake) Ruleset() *Ruleset {
 	return st.Ruleset()
 }
 
-// HasSets implements Driver.
-func (f *Fake) HasSets(_ context.Context, names ...string) bool {
+// Has implements Driver.
+func (f *Fake) Has(_ context.Context, chains, sets []string) bool {
 	f.RLock()
 	defer f.RUnlock()
 	if f.Table == nil {
 		return false
 	}
-	for _, n := range names {
+	for _, n := range chains {
+		if f.Table.Chains[n] == nil {
+			return false
+		}
+	}
+	for _, n := range sets {
 		if f.Table.Sets[n] == nil && f.Table.Maps[n] == nil {
 			return false
 		}
