@@ -20,6 +20,7 @@ import (
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/nfttest"
 )
 
 // nsTables runs an iptables driver inside a namespace.
@@ -113,7 +114,7 @@ func BenchmarkPluginAdd(b *testing.B) {
 				if err := ns.Do(func() (err error) { k, err = nft.New(); return err }); err != nil {
 					b.Fatal(err)
 				}
-				p.NFT = func(*Config) (nft.Driver, error) { return nsDriver{d: k, ns: ns}, nil }
+				p.NFT = func(*Config) (nft.Driver, error) { return nfttest.NSDriver{D: k, NS: ns}, nil }
 			} else {
 				cfg.IPTablesFlavor = backend[len("iptables-"):]
 				fl, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)

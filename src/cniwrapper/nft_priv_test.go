@@ -13,7 +13,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/google/go-cmp/cmp"
-	"sigs.k8s.io/knftables"
 
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
@@ -95,39 +94,6 @@ func TestNFTContainersOnKernel(t *testing.T) {
 // TestNFTGoldensLoad checks the ADD golden files with `nft -c -f`.
 func TestNFTGoldensLoad(t *testing.T) { nfttest.CheckFiles(t, "testdata/nft-add-*.golden") }
 
-// nsDriver runs every call of a Driver inside a namespace: the plugin's
-// own HTTP calls to the fake agent stay in the test's namespace.
-type nsDriver struct {
-	d  nft.Driver
-	ns *netnstest.NS
-}
-
-func (n nsDriver) NewTransaction() *knftables.Transaction { return n.d.NewTransaction() }
-func (n nsDriver) Run(ctx context.Context, tx *knftables.Transaction) error {
-	return n.ns.Do(func() error { return n.d.Run(ctx, tx) })
-}
-func (n nsDriver) Read(ctx context.Context) (st *nft.State, err error) {
-	err = n.ns.Do(func() error { st, err = n.d.Read(ctx); return err })
-	return st, err
-}
-func (n nsDriver) ChainNames(ctx context.Context) (m map[string]bool, err error) {
-	err = n.ns.Do(func() error { m, err = n.d.ChainNames(ctx); return err })
-	return m, err
-}
-func (n nsDriver) ReadSet(ctx context.Context, name string, isMap bool) (s *nft.SetState, err error) {
-	err = n.ns.Do(func() error { s, err = n.d.ReadSet(ctx, name, isMap); return err })
-	return s, err
-}
-
-func (n nsDriver) Has(ctx context.Context, chains, sets []string) (ok bool) {
-	_ = n.ns.Do(func() error { ok = n.d.Has(ctx, chains, sets); return nil })
-	return ok
-}
-func (n nsDriver) RemoveUnusedSets(ctx context.Context, prefix string) (names []string, err error) {
-	err = n.ns.Do(func() error { names, err = n.d.RemoveUnusedSets(ctx, prefix); return err })
-	return names, err
-}
-
 // TestNFTPluginAddDelOnKernel runs the plugin's ADD and DEL in nftables
 // mode against the real nft in a namespace cell: one container with
 // garden's netOut rules (the agent answers 405) and a port mapping, one
@@ -154,7 +120,7 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	h.stdin["enforcement_backend"] = "nftables"
 	h.stdin["instance_address"] = "10.244.0.1"
 	h.stdin["underlay_ips"] = []string{"10.244.0.1"}
-	h.plugin.NFT = func(*Config) (nft.Driver, error) { return nsDriver{d: k, ns: cell.NS}, nil }
+	h.plugin.NFT = func(*Config) (nft.Driver, error) { return nfttest.NSDriver{D: k, NS: cell.NS}, nil }
 	h.plugin.Interfaces = func([]string) ([]string, error) { return []string{cell.Underlay}, nil }
 	args := func(handle string) *skel.CmdArgs {
 		a := h.args(t)
@@ -366,14 +332,9 @@ func (lyingHas) Has(context.Context, []string, []string) bool { return true }
 // the last DEL removed the shared sets. Then a write whose sets are gone
 // when it runs recreates them.
 func TestNFTSharedSetsConcurrentAddDel(t *testing.T) {
-	netnstest.RequireRoot(t)
 	ctx := t.Context()
-	ns := netnstest.New(t, "shr")
-	var k *nft.Kernel
-	if err := ns.Do(func() (err error) { k, err = nft.New(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	d := nsDriver{d: k, ns: ns}
+	k, d := nfttest.NewNSKernel(t, "shr")
+	ns := d.NS
 	cfg := baseConfig(t)
 	rules := []NetOutRule{{Protocol: 1, Networks: []IPRange{gardenRange("10.244.0.3", "10.244.0.9")}, Ports: []PortRange{{Start: 80, End: 90}}},
 		{Protocol: 0, Networks: []IPRange{gardenRange("52.0.0.1", "52.0.0.1")}}}

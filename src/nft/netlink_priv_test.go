@@ -212,3 +212,35 @@ func wrapperShapes() *Ruleset {
 		{Name: "netout--h9", Rules: []string{"ip daddr 169.254.169.254 reject with icmp port-unreachable", "jump input--h9", "drop"}},
 	}}
 }
+
+// TestNetlinkManyMessages sends one batch holding a message per set for
+// 600 sets (the agent's delta when one rule changes on a cell of
+// containers: two messages per container): every acknowledgement must fit
+// the socket's receive buffer, or the driver reports a failure for a
+// batch the kernel applied.
+func TestNetlinkManyMessages(t *testing.T) {
+	ctx := context.Background()
+	k, do := kernel(t)
+	rs := &Ruleset{}
+	for i := range 600 {
+		rs.Sets = append(rs.Sets, &Set{Name: fmt.Sprintf("many-%d", i), Type: "ipv4_addr . inet_service"})
+	}
+	do(func() error {
+		tx := k.NewTransaction()
+		AddSkeleton(tx)
+		Put(tx, rs)
+		return k.Run(ctx, tx)
+	})
+	for i, s := range rs.Sets {
+		s.Elements = []Element{{Key: Key(fmt.Sprintf("10.0.%d.%d", i/250, i%250), "443")}}
+	}
+	n := k.NetlinkRuns()
+	do(func() error {
+		tx := k.NewTransaction()
+		AddElements(tx, rs)
+		return k.Run(ctx, tx)
+	})
+	if k.NetlinkRuns() != n+1 {
+		t.Fatal("the batch did not go over netlink")
+	}
+}
