@@ -173,8 +173,12 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	return st, nil
 }
 
-// ChainNames implements Driver.
+// ChainNames implements Driver: one netlink dump of the family's chains
+// (names only), or nft's listing if that fails.
 func (k *Kernel) ChainNames(ctx context.Context) (map[string]bool, error) {
+	if names, err := chainNamesNetlink(); err == nil {
+		return names, nil
+	}
 	out, err := k.list(ctx, "-j", "list", "chains", string(Family))
 	if err != nil {
 		return nil, err

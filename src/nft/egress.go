@@ -45,6 +45,10 @@ type Egress struct {
 	// are already in the table adds no element. Only the rate meter stays
 	// the chain's own. cni-wrapper-plugin's netout--<handle> uses it.
 	SharedSets bool
+	// Sets, when set, names the six destination sets <Sets>--ports ...
+	// instead of after the chain: the agent's sets of one space and
+	// lifecycle, shared by its containers.
+	Sets string
 }
 
 // SharedSetPrefix starts the name of every shared destination set
@@ -180,11 +184,14 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 		)
 	}
 	base := e.Chain
+	if e.Sets != "" {
+		base = e.Sets
+	}
 	if e.SharedSets {
 		base = SharedSetsName(sets)
-		for i, kind := range []string{"ports", "icmp", "all", "ports", "icmp", "all"} {
-			sets[i].Name = setName(base, kind, i < 3)
-		}
+	}
+	for i, kind := range []string{"ports", "icmp", "all", "ports", "icmp", "all"} {
+		sets[i].Name = setName(base, kind, i < 3)
 	}
 	rs.Sets = append(rs.Sets, sets...)
 	set := func(kind string, logged bool) string { return setName(base, kind, logged) }

@@ -573,3 +573,23 @@ func (k *Kernel) RemoveUnusedSets(_ context.Context, prefix string) ([]string, e
 	}
 	return removed, nil
 }
+
+// chainNamesNetlink lists the chains of netman's table over netlink
+// (none when the table does not exist).
+func chainNamesNetlink() (map[string]bool, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, err
+	}
+	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, c := range chains {
+		if c.Table != nil && c.Table.Name == TableName {
+			names[c.Name] = true
+		}
+	}
+	return names, nil
+}

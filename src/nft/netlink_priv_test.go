@@ -155,6 +155,11 @@ func TestRuleEncodingMatchesNFT(t *testing.T) {
 
 	var got *State
 	do(func() (err error) { got, err = k.Read(ctx); return err })
+	var names map[string]bool
+	do(func() (err error) { names, err = k.ChainNames(ctx); return err })
+	if len(names) != len(got.Chains) || !names["x-netlink"] || !names["x-nft"] {
+		t.Errorf("ChainNames (netlink): %d names, the listing has %d chains", len(names), len(got.Chains))
+	}
 	if diff := cmp.Diff(encoded, got.Chains["x-netlink"].Rules); diff != "" {
 		t.Errorf("nft lists the netlink rules as (-written +listed):\n%s", diff)
 	}
