@@ -42,6 +42,9 @@ func encodeRule(text string) ([]expr.Any, error) {
 			return nil, err
 		}
 	}
+	if len(r.toks) > 0 {
+		return nil, errNoFastPath // something after the verdict (a comment, ...)
+	}
 	if !r.final {
 		// A rule without a verdict or terminal statement, e.g. a bare
 		// log: valid, but not one the wrapper writes.
