@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/nfttest"
 )
 
 // nsTables runs an iptables driver inside a namespace.
@@ -112,7 +114,7 @@ func BenchmarkPluginAdd(b *testing.B) {
 				if err := ns.Do(func() (err error) { k, err = nft.New(); return err }); err != nil {
 					b.Fatal(err)
 				}
-				p.NFT = func(*Config) (nft.Driver, error) { return nsDriver{d: k, ns: ns}, nil }
+				p.NFT = func(*Config) (nft.Driver, error) { return nfttest.NSDriver{D: k, NS: ns}, nil }
 			} else {
 				cfg.IPTablesFlavor = backend[len("iptables-"):]
 				fl, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
@@ -144,10 +146,14 @@ func BenchmarkPluginAdd(b *testing.B) {
 			}
 			seed := time.Since(seedStart)
 			var lat []time.Duration
+			var child, self time.Duration // CPU of the ADDs: nft/iptables processes, this process
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				handle := fmt.Sprintf("bench-%06d-ab07-40ad-79f9", i)
+				c0, s0 := rusage(syscall.RUSAGE_CHILDREN), rusage(syscall.RUSAGE_SELF)
 				lat = append(lat, add(handle, existing+1))
+				child += rusage(syscall.RUSAGE_CHILDREN) - c0
+				self += rusage(syscall.RUSAGE_SELF) - s0
 				b.StopTimer()
 				if err := p.Del(ctx, cniArgs(handle, stdinFor(existing+1))); err != nil {
 					b.Fatal(err)
@@ -156,6 +162,8 @@ func BenchmarkPluginAdd(b *testing.B) {
 			}
 			b.StopTimer()
 			benchlat.Report(b, "", lat)
+			b.ReportMetric(float64(child.Microseconds())/1000/float64(b.N), "child-cpu-ms/op")
+			b.ReportMetric(float64(self.Microseconds())/1000/float64(b.N), "self-cpu-ms/op")
 			b.ReportMetric(seed.Seconds(), "seed-s")
 		})
 	}
@@ -168,3 +176,11 @@ func cniArgs(handle string, stdin []byte) *skel.CmdArgs {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// rusage is the user and system CPU time of who (RUSAGE_SELF: this
+// process, every thread; RUSAGE_CHILDREN: its waited-for children).
+func rusage(who int) time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(who, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

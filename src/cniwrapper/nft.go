@@ -2,6 +2,7 @@ package cniwrapper
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -68,6 +69,7 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		ASGLogging:            cfg.IPTablesASGLogging,
 		DeniedLogsPerSec:      cfg.IPTablesDeniedLogsPerSec,
 		AcceptedUDPLogsPerSec: cfg.IPTablesAcceptedUDPLogsPerSec,
+		SharedSets:            true,
 	}
 
 	allow := func(proto string, a netip.Addr, port uint16) string {
@@ -149,15 +151,56 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 // the transaction commits. A retried ADD rewrites the same objects.
 func NFTAdd(ctx context.Context, d nft.Driver, p *NFTAddPlan) error {
 	tx := d.NewTransaction()
-	nft.AddSkeleton(tx)
+	if !d.Has(ctx, skeletonChains, skeletonSets) {
+		nft.AddSkeleton(tx)
+	}
 	nft.Put(tx, p.Objects)
 	nft.AddElements(tx, p.Dispatch)
 	return d.Run(ctx, tx)
 }
 
+// skeletonChains and skeletonSets name the skeleton's objects: when they
+// are all there, ADD leaves the skeleton alone (its rules are constant,
+// and the agent re-asserts them in each full resync), so the transaction
+// is only the container's chains, rules and elements, which the Kernel
+// sends over netlink without running nft.
+var skeletonChains, skeletonSets = func() (chains, sets []string) {
+	sk := nft.Skeleton()
+	for _, c := range sk.Chains {
+		chains = append(chains, c.Name)
+	}
+	for _, s := range sk.Sets {
+		sets = append(sets, s.Name)
+	}
+	return chains, sets
+}()
+
 // NFTSetNetOut replaces the container's egress chain with garden's netOut
-// rules (rs from NFTAddPlan.NetOut), in one transaction.
+// rules (rs from NFTAddPlan.NetOut), in one transaction. The destination
+// sets are shared by every container with the same rules (nft.Egress
+// SharedSets): when they are in the table already, the transaction holds
+// only the container's chains and rate meter, whatever the rules; else
+// (or when a DEL removed them in between) it adds them with their
+// elements, atomically with the chains that look them up.
 func NFTSetNetOut(ctx context.Context, d nft.Driver, rs *nft.Ruleset) error {
+	own := &nft.Ruleset{Chains: rs.Chains}
+	var shared []string
+	for _, s := range rs.Sets {
+		if strings.HasPrefix(s.Name, nft.SharedSetPrefix) {
+			shared = append(shared, s.Name)
+		} else {
+			own.Sets = append(own.Sets, s)
+		}
+	}
+	if len(shared) > 0 && d.Has(ctx, nil, shared) {
+		tx := d.NewTransaction()
+		nft.Put(tx, own)
+		err := d.Run(ctx, tx)
+		var re *nft.RunError
+		if !errors.As(err, &re) {
+			return err
+		}
+	}
 	tx := d.NewTransaction()
 	nft.Put(tx, rs)
 	return d.Run(ctx, tx)
@@ -170,7 +213,8 @@ var nftDispatchSets = []string{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress
 // NFTDel removes everything ADD (and the 405 netOut path) installed for a
 // container: it reads the dispatch maps (small: one entry per container)
 // and deletes exactly the entries pointing at the container's chains or
-// naming its IP, then its chains and sets, in one transaction. What is
+// naming its IP, then its chains and rate meter, in one transaction, and
+// then every shared destination set no chain looks up any more. What is
 // already gone is skipped, so DEL never fails on it. ip may be invalid
 // (the metadata store lost it): it is then recovered from input-dispatch.
 // The agent's asg--<handle> chain is not the wrapper's: the agent removes
@@ -189,7 +233,13 @@ func NFTDel(ctx context.Context, d nft.Driver, handle string, ip netip.Addr) err
 	}
 	tx := d.NewTransaction()
 	PlanDelNFT(tx, cur, handle, ip)
-	return d.Run(ctx, tx)
+	if err := d.Run(ctx, tx); err != nil {
+		return err
+	}
+	// Then the shared destination sets no chain looks up any more (this
+	// container's, if it was their last user, and any a crashed DEL left).
+	_, err := d.RemoveUnusedSets(ctx, nft.SharedSetPrefix)
+	return err
 }
 
 // PlanDelNFT adds to tx the removal of a container's objects, given the
@@ -250,6 +300,12 @@ func PlanDelNFT(tx *knftables.Transaction, cur *nft.State, handle string, ip net
 	}
 	nft.DeleteElements(tx, del)
 	nft.RemoveChains(tx, append(ch.All(), ch.NetOut+"--log", ch.NetOut+"--rl-log")...)
-	eg := nft.Egress{Chain: ch.NetOut, Handle: handle, Conn: rules.OutConn{Limit: true}}
-	nft.RemoveSets(tx, eg.Ruleset(nil).Sets...)
+	// The container's own set is its rate meter; the destination sets
+	// are shared (NFTSetNetOut) and go when no chain looks them up.
+	eg := nft.Egress{Chain: ch.NetOut, Handle: handle, Conn: rules.OutConn{Limit: true}, SharedSets: true}
+	for _, s := range eg.Ruleset(nil).Sets {
+		if !strings.HasPrefix(s.Name, nft.SharedSetPrefix) {
+			nft.RemoveSets(tx, s)
+		}
+	}
 }

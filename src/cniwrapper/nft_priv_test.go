@@ -2,15 +2,17 @@ package cniwrapper
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/google/go-cmp/cmp"
-	"sigs.k8s.io/knftables"
 
 	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
@@ -92,42 +94,21 @@ func TestNFTContainersOnKernel(t *testing.T) {
 // TestNFTGoldensLoad checks the ADD golden files with `nft -c -f`.
 func TestNFTGoldensLoad(t *testing.T) { nfttest.CheckFiles(t, "testdata/nft-add-*.golden") }
 
-// nsDriver runs every call of a Driver inside a namespace: the plugin's
-// own HTTP calls to the fake agent stay in the test's namespace.
-type nsDriver struct {
-	d  nft.Driver
-	ns *netnstest.NS
-}
-
-func (n nsDriver) NewTransaction() *knftables.Transaction { return n.d.NewTransaction() }
-func (n nsDriver) Run(ctx context.Context, tx *knftables.Transaction) error {
-	return n.ns.Do(func() error { return n.d.Run(ctx, tx) })
-}
-func (n nsDriver) Read(ctx context.Context) (st *nft.State, err error) {
-	err = n.ns.Do(func() error { st, err = n.d.Read(ctx); return err })
-	return st, err
-}
-func (n nsDriver) ChainNames(ctx context.Context) (m map[string]bool, err error) {
-	err = n.ns.Do(func() error { m, err = n.d.ChainNames(ctx); return err })
-	return m, err
-}
-func (n nsDriver) ReadSet(ctx context.Context, name string, isMap bool) (s *nft.SetState, err error) {
-	err = n.ns.Do(func() error { s, err = n.d.ReadSet(ctx, name, isMap); return err })
-	return s, err
-}
-
 // TestNFTPluginAddDelOnKernel runs the plugin's ADD and DEL in nftables
 // mode against the real nft in a namespace cell: one container with
 // garden's netOut rules (the agent answers 405) and a port mapping, one
 // with dynamic ASGs whose egress stays rejected until the agent writes its
-// rules; real connections check the verdicts; DEL of both leaves only the
-// skeleton, and no iptables rule is written.
+// rules, one with the first one's netOut rules, which shares its
+// destination sets; real connections check the verdicts; DEL of all three
+// leaves only the skeleton (the shared sets go with their last user), and
+// no iptables rule is written.
 func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ctx := t.Context()
 	cell := nfttest.NewCell(t, "10.244.0.3")
 	a := cell.AddContainer(t, "10.255.1.2")
 	b := cell.AddContainer(t, "10.255.1.3")
+	c := cell.AddContainer(t, "10.255.1.4")
 	nfttest.Listen(t, cell.Outside, "10.244.0.3:80")
 	nfttest.Listen(t, cell.Outside, "10.244.0.3:81")
 	nfttest.Listen(t, a.NS, "10.255.1.2:8080")
@@ -139,7 +120,7 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	h.stdin["enforcement_backend"] = "nftables"
 	h.stdin["instance_address"] = "10.244.0.1"
 	h.stdin["underlay_ips"] = []string{"10.244.0.1"}
-	h.plugin.NFT = func(*Config) (nft.Driver, error) { return nsDriver{d: k, ns: cell.NS}, nil }
+	h.plugin.NFT = func(*Config) (nft.Driver, error) { return nfttest.NSDriver{D: k, NS: cell.NS}, nil }
 	h.plugin.Interfaces = func([]string) ([]string, error) { return []string{cell.Underlay}, nil }
 	args := func(handle string) *skel.CmdArgs {
 		a := h.args(t)
@@ -156,6 +137,18 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	if _, err := h.plugin.Add(ctx, args("ctr-a")); err != nil {
 		t.Fatalf("ADD ctr-a: %v\nstderr: %s", err, h.stderr)
 	}
+	// ctr-c has ctr-a's rules: its ADD finds the skeleton and the shared
+	// destination sets in place, so both its transactions (chains and
+	// dispatch entries, then its egress chain) go over netlink, no nft.
+	h.delegate.ip = c.IP.String()
+	h.stdin["runtimeConfig"] = map[string]any{"netOutRules": h.stdin["runtimeConfig"].(map[string]any)["netOutRules"]}
+	runs := k.NetlinkRuns()
+	if _, err := h.plugin.Add(ctx, args("ctr-c")); err != nil {
+		t.Fatalf("ADD ctr-c: %v\nstderr: %s", err, h.stderr)
+	}
+	if got := k.NetlinkRuns() - runs; got != 2 {
+		t.Errorf("ADD ctr-c: %d transactions over netlink, want 2", got)
+	}
 	h.delegate.ip = b.IP.String()
 	delete(h.agent.status, "/force-asgs-for-container")
 	h.stdin["runtimeConfig"] = map[string]any{}
@@ -169,6 +162,8 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	}
 	check("garden netOut rule", a, "10.244.0.3:80", true)
 	check("garden netOut rule, other port", a, "10.244.0.3:81", false)
+	check("garden netOut rule, shared sets", c, "10.244.0.3:80", true)
+	check("garden netOut rule, shared sets, other port", c, "10.244.0.3:81", false)
 	check("dynamic ASGs, before the agent's rules", b, "10.244.0.3:80", false)
 	check("port mapping", nil, "10.244.0.1:61001", true)
 	check("between containers", b, "10.255.1.2:8080", false)
@@ -178,10 +173,31 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 		t.Errorf("iptables rules written in nftables mode:\n%s", out)
 	}
 
-	for _, handle := range []string{"ctr-b", "ctr-a"} {
-		h.delegate.ip = map[string]string{"ctr-a": a.IP.String(), "ctr-b": b.IP.String()}[handle]
+	sharedSets := func() []string {
+		var names []string
+		var st *nft.State
+		cell.Do(t, func() (err error) { st, err = k.Read(ctx); return err })
+		for n := range st.Sets {
+			if strings.HasPrefix(n, nft.SharedSetPrefix) {
+				names = append(names, n)
+			}
+		}
+		return names
+	}
+	if got := sharedSets(); len(got) != 6 {
+		t.Fatalf("shared destination sets of ctr-a and ctr-c: %q, want 6", got)
+	}
+	for _, handle := range []string{"ctr-b", "ctr-a", "ctr-c"} {
+		h.delegate.ip = map[string]string{"ctr-a": a.IP.String(), "ctr-b": b.IP.String(), "ctr-c": c.IP.String()}[handle]
 		if err := h.plugin.Del(ctx, args(handle)); err != nil {
 			t.Fatalf("DEL %s: %v\nstderr: %s", handle, err, h.stderr)
+		}
+		if handle == "ctr-a" {
+			// ctr-c still looks the shared sets up.
+			if got := sharedSets(); len(got) != 6 {
+				t.Errorf("shared sets after DEL of ctr-a: %q, want ctr-c's 6", got)
+			}
+			check("garden netOut rule after the other container's DEL", c, "10.244.0.3:80", true)
 		}
 	}
 	if h.stderr.Len() != 0 {
@@ -192,7 +208,7 @@ func TestNFTPluginAddDelOnKernel(t *testing.T) {
 	want := nft.StateOf(nft.Skeleton())
 	want.Table = true
 	if diff := cmp.Diff(want, after); diff != "" {
-		t.Errorf("after DEL of both (-skeleton +table):\n%s", diff)
+		t.Errorf("after DEL of all three (-skeleton +table):\n%s", diff)
 	}
 	check("port mapping after DEL", nil, "10.244.0.1:61001", false)
 }
@@ -298,5 +314,105 @@ func expectConnect(t *testing.T, cell *nfttest.Cell, step string, from *nfttest.
 	}
 	if got := nfttest.Connects(t, ns, to); got != want {
 		t.Errorf("%s: → %s connected %t, want %t", step, to, got, want)
+	}
+}
+
+// lyingHas says every object exists: NFTSetNetOut then sends its
+// chains-only transaction even when the shared sets are gone, as when a
+// DEL removes them between its check and its write.
+type lyingHas struct{ nft.Driver }
+
+func (lyingHas) Has(context.Context, []string, []string) bool { return true }
+
+// TestNFTSharedSetsConcurrentAddDel runs ADD (both transactions) and DEL
+// of containers with the same netOut rules from concurrent goroutines,
+// as concurrent CNI processes do, on the kernel: every call succeeds
+// (a chains-only write whose shared sets a DEL removed meanwhile is
+// retried with the sets), and at the end only the skeleton is left —
+// the last DEL removed the shared sets. Then a write whose sets are gone
+// when it runs recreates them.
+func TestNFTSharedSetsConcurrentAddDel(t *testing.T) {
+	ctx := t.Context()
+	k, d := nfttest.NewNSKernel(t, "shr")
+	ns := d.NS
+	cfg := baseConfig(t)
+	rules := []NetOutRule{{Protocol: 1, Networks: []IPRange{gardenRange("10.244.0.3", "10.244.0.9")}, Ports: []PortRange{{Start: 80, End: 90}}},
+		{Protocol: 0, Networks: []IPRange{gardenRange("52.0.0.1", "52.0.0.1")}}}
+	lifecycle := func(worker, i int, drv nft.Driver) error {
+		handle := fmt.Sprintf("w%d-%d", worker, i)
+		ip := netip.AddrFrom4([4]byte{10, 255, byte(worker), byte(i + 2)})
+		p, err := PlanAddNFT(cfg, Container{Handle: handle, IP: ip, Workload: "app", Interfaces: []string{"eth0"}})
+		if err != nil {
+			return err
+		}
+		if err := NFTAdd(ctx, drv, p); err != nil {
+			return fmt.Errorf("ADD %s: %w", handle, err)
+		}
+		rs, _ := p.NetOut(rules)
+		if err := NFTSetNetOut(ctx, drv, rs); err != nil {
+			return fmt.Errorf("netOut %s: %w", handle, err)
+		}
+		if err := NFTDel(ctx, drv, handle, ip); err != nil {
+			return fmt.Errorf("DEL %s: %w", handle, err)
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 6 {
+				drv := nft.Driver(d)
+				if i%2 == 1 {
+					drv = lyingHas{d}
+				}
+				if err := lifecycle(w, i, drv); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var after *nft.State
+	if err := ns.Do(func() (err error) { after, err = k.Read(ctx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	want := nft.StateOf(nft.Skeleton())
+	want.Table = true
+	if diff := cmp.Diff(want, after); diff != "" {
+		t.Errorf("after every DEL (-skeleton +table):\n%s", diff)
+	}
+
+	// The sets are gone, but Has says they are there: the chains-only
+	// transaction fails and the whole one runs.
+	p, err := PlanAddNFT(cfg, Container{Handle: "late", IP: netip.MustParseAddr("10.255.9.2"), Workload: "app", Interfaces: []string{"eth0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NFTAdd(ctx, d, p); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := p.NetOut(rules)
+	if err := NFTSetNetOut(ctx, lyingHas{d}, rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Do(func() (err error) { after, err = k.Read(ctx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rs.Sets {
+		got := after.Sets[s.Name]
+		if got == nil || len(got.Elements) != len(s.Elements) {
+			t.Errorf("set %s after the retried write: %+v, want %d elements", s.Name, got, len(s.Elements))
+		}
+	}
+	if err := NFTDel(ctx, d, "late", netip.MustParseAddr("10.255.9.2")); err != nil {
+		t.Fatal(err)
 	}
 }

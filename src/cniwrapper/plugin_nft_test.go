@@ -109,10 +109,17 @@ func TestNFTAddWithStaticNetOutRules(t *testing.T) {
 	}
 	st := readNFT(t, d)
 	ch := nft.ChainsFor("container-1")
-	if rules := st.Chains[ch.NetOut].Rules; !slices.Contains(rules, "ip daddr . meta l4proto . th dport @"+ch.NetOut+"--ports accept") {
-		t.Errorf("netout rules: %q", rules)
+	// The destination sets are shared, named after their content.
+	var ports string
+	for _, r := range st.Chains[ch.NetOut].Rules {
+		if set, ok := strings.CutPrefix(r, "ip daddr . meta l4proto . th dport @"+nft.SharedSetPrefix); ok && strings.HasSuffix(set, "--ports accept") {
+			ports = nft.SharedSetPrefix + strings.TrimSuffix(set, " accept")
+		}
 	}
-	if got := slices.Collect(maps.Keys(st.Sets[ch.NetOut+"--ports"].Elements)); !cmp.Equal(got, []string{"10.0.0.1-10.0.0.9 . tcp . 443"}) {
+	if ports == "" || st.Sets[ports] == nil {
+		t.Fatalf("netout rules: %q", st.Chains[ch.NetOut].Rules)
+	}
+	if got := slices.Collect(maps.Keys(st.Sets[ports].Elements)); !cmp.Equal(got, []string{"10.0.0.1-10.0.0.9 . tcp . 443"}) {
 		t.Errorf("netout ports set: %q", got)
 	}
 	if got := h.dump(); got != emptyTables {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,15 @@ type Driver interface {
 	// ReadSet reads one set (or map, when isMap) with its elements, cheap
 	// for a small one; nil when it does not exist.
 	ReadSet(ctx context.Context, name string, isMap bool) (*SetState, error)
+	// Has reports whether every named chain and set exists (cheap: no
+	// rules or elements are read); false when it cannot tell.
+	Has(ctx context.Context, chains, sets []string) bool
+	// RemoveUnusedSets deletes every set whose name starts with prefix
+	// and that no rule refers to, each in its own transaction, and returns
+	// the names deleted. A set a rule refers to is left, whoever added
+	// the rule and however recently, so it is safe against concurrent
+	// writers.
+	RemoveUnusedSets(ctx context.Context, prefix string) ([]string, error)
 }
 
 // Kernel is the Driver on the nft binary: transactions are built with
@@ -57,18 +67,22 @@ func New() (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nft: %w", err)
 	}
-	return &Kernel{knft: k, path: path}, nil
+	kern := &Kernel{knft: k, path: path}
+	kern.types.reset()
+	return kern, nil
 }
 
 // NewTransaction implements Driver.
 func (k *Kernel) NewTransaction() *knftables.Transaction { return k.knft.NewTransaction() }
 
-// Run implements Driver. An empty transaction runs nothing. One made only
-// of element additions and deletions (at most maxNetlinkElements) on sets
-// whose types the Kernel knows is sent over netlink as one batch; a bulk
-// load (thousands of elements into sets the transaction creates) is run
-// in parts (see Kernel.bulk); anything else is run by nft, with consecutive element
-// commands on one set batched into one command.
+// Run implements Driver. An empty transaction runs nothing. One the fast
+// path can carry (element additions and deletions, at most
+// maxNetlinkElements, on sets whose types the Kernel knows, and the
+// regular chains and rules netlinkrules.go encodes) is sent over netlink
+// as one batch. A bulk load (thousands of elements into sets the
+// transaction creates) is run in parts when the Enforcer runs it (see
+// Kernel.bulk and withBulk); anything else is run by nft, with
+// consecutive element commands on one set batched into one command.
 func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if tx.NumOperations() == 0 {
 		return nil
@@ -77,10 +91,8 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if i := strings.Index(text, "# ERROR: "); i >= 0 {
 		return &RunError{Ops: tx.NumOperations(), Err: errors.New(strings.TrimPrefix(text[i:], "# ERROR: "))}
 	}
-	segs, elements := segments(text)
-	switch {
-	case len(segs) == 1 && segs[0].ops != nil && elements <= maxNetlinkElements:
-		err := k.sendElements(segs[0].ops, elements)
+	if ops, ok := parseOps(text); ok {
+		err := k.sendOps(ops, math.MaxInt)
 		if err == nil {
 			k.netlinkRuns.Add(1)
 			return nil
@@ -89,11 +101,26 @@ func (k *Kernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 			k.types.reset() // the kernel's sets are not what the Kernel thought
 			return &RunError{Ops: tx.NumOperations(), Err: err}
 		}
-	case elements > maxNetlinkElements && k.bulk(text, segs):
-		return k.runParts(ctx, tx.NumOperations(), segs)
+	}
+	if bulkAllowed(ctx) {
+		if segs, elements := segments(text); elements > maxNetlinkElements && k.bulk(text, segs) {
+			return k.runParts(ctx, tx.NumOperations(), segs)
+		}
 	}
 	return k.runNFT(ctx, tx.NumOperations(), text)
 }
+
+// bulkKey marks a context whose caller converges from what the table
+// holds after a failure (the Enforcer), so a bulk load may run in parts.
+type bulkKey struct{}
+
+// withBulk allows Run to split a bulk load into parts.
+func withBulk(ctx context.Context) context.Context { return context.WithValue(ctx, bulkKey{}, true) }
+
+// bulkAllowed reports whether ctx came through withBulk. Other callers
+// (cni-wrapper-plugin's ADD, which trusts shared sets it finds) always
+// get one transaction, all of it or nothing.
+func bulkAllowed(ctx context.Context) bool { b, _ := ctx.Value(bulkKey{}).(bool); return b }
 
 // runParts runs a bulk transaction's segments in order: element runs over
 // netlink (through nft when they cannot be encoded), the rest by nft.
@@ -105,7 +132,11 @@ func (k *Kernel) runParts(ctx context.Context, ops int, segs []segment) error {
 			}
 			continue
 		}
-		err := k.sendElements(s.ops, netlinkBatchElements)
+		nlops := make([]netlinkOp, len(s.ops))
+		for j, op := range s.ops {
+			nlops[j] = netlinkOp{verb: "element", el: op}
+		}
+		err := k.sendOps(nlops, netlinkBatchElements)
 		if errors.Is(err, errNoFastPath) {
 			err = k.runNFT(ctx, ops, s.text)
 		} else if err == nil {
@@ -169,6 +200,10 @@ func (e *RunError) Error() string {
 }
 
 func (e *RunError) Unwrap() error { return e.Err }
+
+// NetlinkRuns counts the transactions this Kernel sent over netlink
+// instead of running nft.
+func (k *Kernel) NetlinkRuns() int64 { return k.netlinkRuns.Load() }
 
 // Read implements Driver: rules come from the terse text listing of the
 // table (the form the planners write; the one listing here whose cost
@@ -245,8 +280,12 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 // whole table once.
 const maxListedSets = 8
 
-// ChainNames implements Driver.
+// ChainNames implements Driver: one netlink dump of the family's chains
+// (names only), or nft's listing if that fails.
 func (k *Kernel) ChainNames(ctx context.Context) (map[string]bool, error) {
+	if names, err := chainNamesNetlink(); err == nil {
+		return names, nil
+	}
 	out, err := k.list(ctx, "-j", "list", "chains", string(Family))
 	if err != nil {
 		return nil, err

@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -37,7 +39,22 @@ type Egress struct {
 	// OverlayAcceptAll, when valid, accepts overlay-to-overlay traffic
 	// first (the agent with disable_container_network_policy).
 	OverlayAcceptAll netip.Prefix
+	// SharedSets names the six destination sets after their content
+	// (SharedSetsName) instead of after the chain, so every chain with the
+	// same destinations looks up the same sets: a chain whose destinations
+	// are already in the table adds no element. Only the rate meter stays
+	// the chain's own. cni-wrapper-plugin's netout--<handle> uses it.
+	SharedSets bool
+	// Sets, when set, names the six destination sets <Sets>--ports ...
+	// instead of after the chain: the agent's sets of one space and
+	// lifecycle, shared by its containers.
+	Sets string
 }
+
+// SharedSetPrefix starts the name of every shared destination set
+// (egress-<hash>--ports, ...): cni-wrapper-plugin adds them with the first
+// chain that looks them up and removes them when the last one goes.
+const SharedSetPrefix = "egress-"
 
 // LogChain is <chain>--log, which logs accepted connections (OK_) and
 // accepts them.
@@ -48,11 +65,15 @@ func (e Egress) LogChain() string { return e.Chain + "--log" }
 func (e Egress) RateLimitChain() string { return e.Chain + "--rl-log" }
 
 func (e Egress) meterSet() string { return e.Chain + "--rl" }
-func (e Egress) set(kind string, logged bool) string {
+
+// setName names one of the six destination sets: <base>--ports,
+// <base>--ports-log, <base>--icmp, ..., where base is the chain or, with
+// SharedSets, egress-<hash>.
+func setName(base, kind string, logged bool) string {
 	if logged {
-		return e.Chain + "--" + kind + "-log"
+		return base + "--" + kind + "-log"
 	}
-	return e.Chain + "--" + kind
+	return base + "--" + kind
 }
 
 // Destinations is the accepted egress of a container as disjoint boxes,
@@ -145,18 +166,35 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	renderICMP := func(b Box) string {
 		return Key(addrRange(b[0].Lo, b[0].Hi), Range(b[1].Lo, b[1].Hi), Range(b[2].Lo, b[2].Hi))
 	}
-	renderAll := func(b Box) string { return addrRange(b[0].Lo, b[0].Hi) }
+	// The all-protocol sets are concatenated with the protocol (always
+	// 0-255): nft 1.0.6 lists the elements of every non-concatenated
+	// interval set of the table before any transaction that adds or
+	// deletes an element, which made such a transaction cost O(cell).
+	renderAll := func(b Box) string { return Key(addrRange(b[0].Lo, b[0].Hi), Range(0, 255)) }
 	if dst == nil {
 		dst = &Destinations{}
 	}
+	var sets []*Set
 	for _, lg := range []int{1, 0} {
 		logged := lg == 1
-		rs.Sets = append(rs.Sets,
-			&Set{Name: e.set("ports", logged), Type: "ipv4_addr . inet_proto . inet_service", Interval: true, Elements: elements(dst.Ports[lg], renderPorts)},
-			&Set{Name: e.set("icmp", logged), Type: "ipv4_addr . icmp_type . icmp_code", Interval: true, Elements: elements(dst.ICMP[lg], renderICMP)},
-			&Set{Name: e.set("all", logged), Type: "ipv4_addr", Interval: true, Elements: elements(dst.All[lg], renderAll)},
+		sets = append(sets,
+			&Set{Name: setName(e.Chain, "ports", logged), Type: "ipv4_addr . inet_proto . inet_service", Interval: true, Elements: elements(dst.Ports[lg], renderPorts)},
+			&Set{Name: setName(e.Chain, "icmp", logged), Type: "ipv4_addr . icmp_type . icmp_code", Interval: true, Elements: elements(dst.ICMP[lg], renderICMP)},
+			&Set{Name: setName(e.Chain, "all", logged), Type: "ipv4_addr . inet_proto", Interval: true, Elements: elements(dst.All[lg], renderAll)},
 		)
 	}
+	base := e.Chain
+	if e.Sets != "" {
+		base = e.Sets
+	}
+	if e.SharedSets {
+		base = SharedSetsName(sets)
+	}
+	for i, kind := range []string{"ports", "icmp", "all", "ports", "icmp", "all"} {
+		sets[i].Name = setName(base, kind, i < 3)
+	}
+	rs.Sets = append(rs.Sets, sets...)
+	set := func(kind string, logged bool) string { return setName(base, kind, logged) }
 
 	var chain []string
 	if e.OverlayAcceptAll.IsValid() {
@@ -183,9 +221,9 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 			verdict = "goto " + e.LogChain()
 		}
 		chain = append(chain,
-			"ip daddr . meta l4proto . th dport @"+e.set("ports", lg)+" "+verdict,
-			"ip daddr . icmp type . icmp code @"+e.set("icmp", lg)+" "+verdict,
-			"ip daddr @"+e.set("all", lg)+" "+verdict)
+			"ip daddr . meta l4proto . th dport @"+set("ports", lg)+" "+verdict,
+			"ip daddr . icmp type . icmp code @"+set("icmp", lg)+" "+verdict,
+			"ip daddr . meta l4proto @"+set("all", lg)+" "+verdict)
 	}
 	if e.ASGLogging {
 		chain = append(chain, LimitedLog(e.DeniedLogsPerSec, "DENY_"+e.Handle))
@@ -209,6 +247,22 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 		rs.Chains = append(rs.Chains, &Chain{Name: e.RateLimitChain(), Rules: rl})
 	}
 	return rs
+}
+
+// SharedSetsName is egress-<hash>: the hash (64 bits of SHA-256, hex) is
+// of the six sets' types and elements in order, so equal destinations get
+// equal names whatever chain asks, and different ones (in practice) never
+// share one.
+func SharedSetsName(sets []*Set) string {
+	h := sha256.New()
+	for _, s := range sets {
+		fmt.Fprintf(h, "%s\x00%t\x00", s.Type, s.Interval)
+		for _, el := range s.Elements {
+			fmt.Fprintf(h, "%s\x00", el.Key)
+		}
+		h.Write([]byte{1})
+	}
+	return SharedSetPrefix + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Defaults is the chain's bottom (the optional DENY_ log and the reject):

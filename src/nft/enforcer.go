@@ -80,7 +80,7 @@ func (e *Enforcer) Enforce(ctx context.Context, want *Ruleset, adjust Adjust) (R
 			e.gen = genOf(want, adjust)
 			return res, nil
 		}
-		err := e.driver.Run(ctx, tx)
+		err := e.driver.Run(withBulk(ctx), tx)
 		if err == nil {
 			e.mem.update(ch)
 			e.gen = genOf(want, adjust)
@@ -110,7 +110,7 @@ func (e *Enforcer) full(ctx context.Context, want *Ruleset, adjust Adjust) (Resu
 	if skel {
 		st.ChainsWritten++ // the skeleton counts as one write
 	}
-	if err := e.driver.Run(ctx, tx); err != nil {
+	if err := e.driver.Run(withBulk(ctx), tx); err != nil {
 		return Result{Stats: st, Full: true}, err
 	}
 	e.remember(w, st)

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -117,4 +118,61 @@ func (f *Fake) ReadSet(ctx context.Context, name string, isMap bool) (*SetState,
 func (f *Fake) Ruleset() *Ruleset {
 	st, _ := f.Read(context.Background())
 	return st.Ruleset()
+}
+
+// Has implements Driver.
+func (f *Fake) Has(_ context.Context, chains, sets []string) bool {
+	f.RLock()
+	defer f.RUnlock()
+	if f.Table == nil {
+		return false
+	}
+	for _, n := range chains {
+		if f.Table.Chains[n] == nil {
+			return false
+		}
+	}
+	for _, n := range sets {
+		if f.Table.Sets[n] == nil && f.Table.Maps[n] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveUnusedSets implements Driver: a set is in use when a rule names it
+// ("@name" followed by a space or the rule's end), as the kernel counts.
+func (f *Fake) RemoveUnusedSets(ctx context.Context, prefix string) ([]string, error) {
+	f.RLock()
+	var names []string
+	if f.Table != nil {
+		for n := range f.Table.Sets {
+			if strings.HasPrefix(n, prefix) && !f.referenced(n) {
+				names = append(names, n)
+			}
+		}
+	}
+	f.RUnlock()
+	slices.Sort(names)
+	for _, n := range names {
+		tx := f.NewTransaction()
+		tx.Delete(&knftables.Set{Name: n})
+		if err := f.Run(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+func (f *Fake) referenced(set string) bool {
+	for _, c := range f.Table.Chains {
+		for _, r := range c.Rules {
+			for _, field := range strings.Fields(r.Rule) {
+				if field == "@"+set {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/knftables"
 )
 
 // TestNetlinkElements writes every shape of element the planners and the
@@ -183,4 +186,158 @@ func loadWithSkeleton(t *testing.T, k *Kernel, do func(func() error), rs *Rulese
 		Put(tx, rs)
 		return k.Run(context.Background(), tx)
 	})
+}
+
+// TestRuleEncodingMatchesNFT writes every rule of the planners' shapes
+// twice into fresh chains: through nft, and (each rule the fast path
+// encodes) over netlink. The kernel must hold the same expressions for
+// both, and nft must list the netlink chain's rules exactly as written.
+// The rules it does not encode are the agent's and the connection-rate
+// meter's: a transaction holding one goes to nft whole.
+func TestRuleEncodingMatchesNFT(t *testing.T) {
+	ctx := context.Background()
+	k, do := kernel(t)
+	rs := shapes()
+	rs.Merge(wrapperShapes())
+	do(func() error {
+		tx := k.NewTransaction()
+		AddSkeleton(tx)
+		Put(tx, rs)
+		return k.Run(ctx, tx)
+	})
+	var encoded, skipped []string
+	for _, c := range rs.Chains {
+		for _, r := range c.Rules {
+			if _, err := encodeRule(r); err != nil {
+				skipped = append(skipped, r)
+				continue
+			}
+			encoded = append(encoded, r)
+		}
+	}
+	wantSkipped := []string{
+		"ct state new update @asg--h1--rl { ip daddr . tcp dport limit rate over 100/second burst 1000 packets } jump asg--h1--rl-log",
+		"ip daddr { 10.10.0.0/16, 169.254.0.0/16 } reject with icmp port-unreachable",
+		"ct state new update @asg--h2--rl { ip daddr . tcp dport limit rate over 1/second } jump asg--h2--rl-log",
+		"ct state new update @asg--h3--rl { ip daddr . tcp dport limit rate over 10/second burst 10 packets } reject with icmp port-unreachable",
+		"meta mark . ip daddr vmap @c2c-log",
+	}
+	if diff := cmp.Diff(wantSkipped, skipped); diff != "" {
+		t.Errorf("rules not encoded (-want +got):\n%s", diff)
+	}
+
+	tx := k.NewTransaction()
+	for _, name := range []string{"x-netlink", "x-nft"} {
+		tx.Add(&knftables.Chain{Name: name})
+	}
+	nlTx := k.NewTransaction()
+	nftTx := k.NewTransaction()
+	for _, r := range encoded {
+		nlTx.Add(&knftables.Rule{Chain: "x-netlink", Rule: r})
+		nftTx.Add(&knftables.Rule{Chain: "x-nft", Rule: r})
+	}
+	do(func() error { return k.Run(ctx, tx) })
+	n := k.netlinkRuns.Load()
+	do(func() error { return k.Run(ctx, nlTx) })
+	if k.netlinkRuns.Load() != n+1 {
+		t.Fatal("the rules did not go over netlink")
+	}
+	do(func() error { return k.runNFT(ctx, nftTx.NumOperations(), nftTx.String()) })
+	t.Logf("%d rules encoded, %d left to nft", len(encoded), len(skipped))
+
+	var got *State
+	do(func() (err error) { got, err = k.Read(ctx); return err })
+	var names map[string]bool
+	do(func() (err error) { names, err = k.ChainNames(ctx); return err })
+	if len(names) != len(got.Chains) || !names["x-netlink"] || !names["x-nft"] {
+		t.Errorf("ChainNames (netlink): %d names, the listing has %d chains", len(names), len(got.Chains))
+	}
+	if diff := cmp.Diff(encoded, got.Chains["x-netlink"].Rules); diff != "" {
+		t.Errorf("nft lists the netlink rules as (-written +listed):\n%s", diff)
+	}
+	// The kernel's expressions, as libnftnl prints them (every
+	// expression, byteorder included, with its registers and data).
+	bytecode := func(chain string) []string {
+		var lines []string
+		do(func() error {
+			out, err := exec.Command(k.path, "--debug=netlink", "list", "chain", string(Family), TableName, chain).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(l, "  [") {
+					lines = append(lines, l)
+				} else if strings.HasPrefix(l, string(Family)+" ") {
+					lines = append(lines, "rule")
+				}
+			}
+			return nil
+		})
+		return lines
+	}
+	viaNFT, viaNL := bytecode("x-nft"), bytecode("x-netlink")
+	if len(viaNFT) < 4*len(encoded) {
+		t.Fatalf("nft --debug=netlink printed %d lines for %d rules", len(viaNFT), len(encoded))
+	}
+	if diff := cmp.Diff(viaNFT, viaNL); diff != "" {
+		t.Errorf("expressions differ (-nft +netlink):\n%s", diff)
+	}
+
+	// A transaction holding a rule the fast path does not encode goes to
+	// nft whole, and works.
+	mixed := k.NewTransaction()
+	mixed.Add(&knftables.Rule{Chain: "x-netlink", Rule: "accept"})
+	mixed.Add(&knftables.Rule{Chain: "x-netlink", Rule: wantSkipped[1]})
+	n = k.netlinkRuns.Load()
+	do(func() error { return k.Run(ctx, mixed) })
+	if k.netlinkRuns.Load() != n {
+		t.Error("a transaction with a rule the fast path does not encode went over netlink")
+	}
+}
+
+// wrapperShapes holds the rules of cni-wrapper-plugin's per-container
+// chains that the egress shapes lack.
+func wrapperShapes() *Ruleset {
+	return &Ruleset{Chains: []*Chain{
+		{Name: "input--h9", Rules: []string{"ct state established,related accept",
+			"ip daddr 169.254.0.2 tcp dport 53 accept", "ip daddr 169.254.0.2 udp dport 53 accept", "ip daddr 10.0.16.5 tcp dport 8080 accept", Reject}},
+		{Name: "overlay--h9", Rules: []string{"ct state established,related accept", "meta mark " + Mark(0xffff0000) + " accept",
+			LimitedLog(1, "DENY_C2C_h9"), LimitedLog(5, "DENY_C2C_h9"), Reject}},
+		{Name: "masquerade--h9", Rules: []string{`ip daddr != 10.255.0.0/16 oifname != "silk-vtep" masquerade`,
+			`ip daddr != 10.240.0.0/12 oifname != "silk-vtep" masquerade`, `ip daddr != 10.0.0.0/8 oifname != "silk-vtep" masquerade`,
+			`oifname != "silk-vtep" masquerade`}},
+		{Name: "netout--h9", Rules: []string{"ip daddr 169.254.169.254 reject with icmp port-unreachable", "jump input--h9", "drop"}},
+	}}
+}
+
+// TestNetlinkManyMessages sends one batch holding a message per set for
+// 600 sets (the agent's delta when one rule changes on a cell of
+// containers: two messages per container): every acknowledgement must fit
+// the socket's receive buffer, or the driver reports a failure for a
+// batch the kernel applied.
+func TestNetlinkManyMessages(t *testing.T) {
+	ctx := context.Background()
+	k, do := kernel(t)
+	rs := &Ruleset{}
+	for i := range 600 {
+		rs.Sets = append(rs.Sets, &Set{Name: fmt.Sprintf("many-%d", i), Type: "ipv4_addr . inet_service"})
+	}
+	do(func() error {
+		tx := k.NewTransaction()
+		AddSkeleton(tx)
+		Put(tx, rs)
+		return k.Run(ctx, tx)
+	})
+	for i, s := range rs.Sets {
+		s.Elements = []Element{{Key: Key(fmt.Sprintf("10.0.%d.%d", i/250, i%250), "443")}}
+	}
+	n := k.NetlinkRuns()
+	do(func() error {
+		tx := k.NewTransaction()
+		AddElements(tx, rs)
+		return k.Run(ctx, tx)
+	})
+	if k.NetlinkRuns() != n+1 {
+		t.Fatal("the batch did not go over netlink")
+	}
 }

@@ -2,6 +2,8 @@ package asg
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -93,7 +95,7 @@ func (p *Planner) PlanNFT(containers []Container, groups []policy.SecurityGroup,
 		}
 		cp.Warnings = append(append(cp.Warnings, m.e.warnings...), m.dst.Warnings...)
 		eg := nft.Egress{
-			Chain: cp.Chain, Handle: c.Handle, Workload: c.Workload,
+			Chain: cp.Chain, Handle: c.Handle, Workload: c.Workload, Sets: spaceSets(k.l, k.space),
 			Deny: p.cfg.Deny, Conn: p.cfg.Conn,
 			ASGLogging: p.cfg.ASGLogging, DeniedLogsPerSec: p.cfg.DeniedLogsPerSec,
 			AcceptedUDPLogsPerSec: acceptedUDPLogsPerSec,
@@ -103,6 +105,22 @@ func (p *Planner) PlanNFT(containers []Container, groups []policy.SecurityGroup,
 		out = append(out, cp)
 	}
 	return out
+}
+
+// spaceSets names the destination sets of a space and lifecycle, which
+// all its containers look up: asg--space-<lifecycle>-<space guid>, or with
+// a hash of the guid when it is not usable in a name.
+func spaceSets(l lifecycle, space string) string {
+	lc := map[lifecycle]string{running: "running", staging: "staging"}[l]
+	if lc == "" {
+		lc = "other"
+	}
+	name := nft.ASGPrefix + "space-" + lc + "-" + space
+	if nft.ValidName(name+"--ports-log") != nil {
+		sum := sha256.Sum256([]byte(space))
+		name = nft.ASGPrefix + "space-" + lc + "-" + hex.EncodeToString(sum[:8])
+	}
+	return name
 }
 
 // NFTEnforcer keeps the asg part of the table equal to the plans, one
@@ -147,7 +165,7 @@ func (e *NFTEnforcer) Enforce(ctx context.Context, plans []NFTChainPlan) (NFTRes
 			res.ParentAbsent = append(res.ParentAbsent, p.Container.Handle)
 			continue
 		}
-		want.Merge(p.Ruleset)
+		merge(want, p.Ruleset)
 		want.Chains = append(want.Chains, &nft.Chain{Name: p.Parent, Borrowed: true,
 			Rules: []string{"jump " + p.Chain, nft.Reject}})
 	}
@@ -164,7 +182,7 @@ func (e *NFTEnforcer) Enforce(ctx context.Context, plans []NFTChainPlan) (NFTRes
 			}
 			if slices.Contains(keep, nft.ASGChain(handle)) {
 				// Left as it is: its chains, sets and parent.
-				w.Merge(objectsOf(cur, nft.ASGChain(handle)))
+				merge(w, objectsOf(cur, nft.ASGChain(handle)))
 				continue
 			}
 			// Gone: its parent (if it is still there and points at it)
@@ -183,6 +201,17 @@ func (e *NFTEnforcer) Enforce(ctx context.Context, plans []NFTChainPlan) (NFTRes
 
 // Invalidate makes the next Enforce read the table.
 func (e *NFTEnforcer) Invalidate() { e.enf.Invalidate() }
+
+// merge appends other's chains and sets to rs, each set once: the
+// containers of a space share theirs.
+func merge(rs, other *nft.Ruleset) {
+	rs.Chains = append(rs.Chains, other.Chains...)
+	for _, s := range other.Sets {
+		if rs.Set(s.Name) == nil {
+			rs.Sets = append(rs.Sets, s)
+		}
+	}
+}
 
 // asgHandle returns the handle of an asg--<handle> chain (not of its
 // --log and --rl-log companions).
@@ -207,8 +236,18 @@ func objectsOf(cur *nft.State, chain string) *nft.Ruleset {
 	if pc := cur.Chains[nft.NetOutChain(handle)]; pc != nil {
 		rs.Chains = append(rs.Chains, &nft.Chain{Name: pc.Name, Rules: pc.Rules, Borrowed: true})
 	}
+	looked := map[string]bool{} // sets its rules look up (its space's)
+	for _, c := range rs.Chains {
+		for _, r := range c.Rules {
+			for _, f := range strings.Fields(r) {
+				if n, ok := strings.CutPrefix(f, "@"); ok {
+					looked[n] = true
+				}
+			}
+		}
+	}
 	for _, n := range slices.Sorted(maps.Keys(cur.Sets)) {
-		if strings.HasPrefix(n, chain+"--") {
+		if strings.HasPrefix(n, chain+"--") || looked[n] {
 			s := cur.Sets[n]
 			set := &nft.Set{Name: n, Type: s.Type, Value: s.Value, Interval: s.Interval, Dynamic: s.Dynamic}
 			for _, k := range slices.Sorted(maps.Keys(s.Elements)) {

@@ -205,8 +205,10 @@ func nftSetMatches(s *nft.Set, p packet) bool {
 			continue
 		}
 		switch s.Type {
-		case "ipv4_addr":
-			return true
+		case "ipv4_addr . inet_proto": // all protocols: 0-255
+			if inRange(f[1], protoNumber(p.proto)) {
+				return true
+			}
 		case "ipv4_addr . inet_proto . inet_service":
 			if f[1] == p.proto && inRange(f[2], p.port) {
 				return true
@@ -218,6 +220,13 @@ func nftSetMatches(s *nft.Set, p packet) bool {
 		}
 	}
 	return false
+}
+
+func protoNumber(name string) int {
+	if n, ok := nft.ProtoNumber(name); ok {
+		return int(n)
+	}
+	return map[string]int{"gre": 47}[name]
 }
 
 func inAddr(s string, a netip.Addr) bool {
@@ -340,10 +349,11 @@ func TestNFTEnforcerLifecycle(t *testing.T) {
 		t.Error("asg chain created for a container without its netout chain")
 	}
 
-	// A security group change: elements only, of both containers.
+	// A security group change: elements only, one in the set both
+	// containers of the space look up.
 	g2 := group(`[{"protocol":"tcp","destination":"10.0.0.0/8","ports":"80,443"}]`)
 	res, err = e.Enforce(ctx, p.PlanNFT(cs, []policy.SecurityGroup{g2}, 100))
-	if err != nil || res.Full || res.ElementsAdded != 2 || res.ElementsDeleted != 0 || res.Rules != 0 {
+	if err != nil || res.Full || res.ElementsAdded != 1 || res.ElementsDeleted != 0 || res.Rules != 0 {
 		t.Fatalf("group change: %+v, %v", res, err)
 	}
 

@@ -32,7 +32,7 @@ type NFTSyncer struct {
 	mu      sync.Mutex
 	synced  bool                    // a SyncAll succeeded: plans holds every container
 	plans   map[string]NFTChainPlan // by handle: what the table should hold
-	applied map[string]string       // by handle: the ruleset last applied, for notify
+	applied map[string]nftApplied   // by handle: the ruleset last applied, for notify
 	// DriftEvery makes SyncAll re-read the table at most this often (0:
 	// only after a failure); lastRead is when it last did.
 	DriftEvery time.Duration
@@ -48,7 +48,7 @@ func NewNFT(logger lager.Logger, d nft.Driver, source Source, cfg Config, accept
 	}
 	return &NFTSyncer{
 		logger: logger, source: source, planner: p, notify: notify, enf: NewNFTEnforcer(d), udp: acceptedUDPLogsPerSec,
-		plans: map[string]NFTChainPlan{}, applied: map[string]string{},
+		plans: map[string]NFTChainPlan{}, applied: map[string]nftApplied{},
 	}, nil
 }
 
@@ -131,6 +131,12 @@ func (s *NFTSyncer) SyncContainers(ctx context.Context, containers []Container) 
 	return err
 }
 
+// nftApplied is a container's ruleset as last enforced, and its text.
+type nftApplied struct {
+	rs   *nft.Ruleset
+	text string
+}
+
 // errNotSynced marks the asg objects of containers the syncer has not
 // planned yet (before its first SyncAll): they are left as they are.
 var errNotSynced = errors.New("not synced yet")
@@ -199,11 +205,15 @@ func (s *NFTSyncer) enforce(ctx context.Context, st *Stats) (NFTResult, error) {
 		if p.Err != nil || absent[p.Container.Handle] {
 			continue
 		}
+		last := s.applied[p.Container.Handle]
+		if last.rs == p.Ruleset {
+			continue // the same plan as last time (another container's sync)
+		}
 		text := p.Ruleset.String()
-		if s.applied[p.Container.Handle] == text {
+		s.applied[p.Container.Handle] = nftApplied{p.Ruleset, text}
+		if last.text == text {
 			continue
 		}
-		s.applied[p.Container.Handle] = text
 		st.Updated++
 		s.logger.Debug("asg-chain-applied", lager.Data{"container": p.Container.Handle, "chain": p.Chain})
 		if lc := p.Container.LogConfig; lc != nil && lc.GUID != "" {
