@@ -8,17 +8,18 @@ import (
 
 func TestSummary(t *testing.T) {
 	for _, tc := range []struct {
-		name, demo string
-		down       error
-		want       string
+		name, backend, demo string
+		down                error
+		want                string
 	}{
-		{"the demo ran", "denied → allowed → denied", nil, "demo: denied → allowed → denied; lab removed"},
-		{"a step never came", Unfinished("denied → allowed"), nil, "demo: denied → allowed, then failed; lab removed"},
-		{"no outcome", Unfinished(""), nil, "demo: failed before its first outcome; lab removed"},
-		{"removal failed", "denied → allowed → denied", errors.New("busy"), "demo: denied → allowed → denied; lab not fully removed (scripts/lab down removes the rest)"},
+		{"the demo ran", "iptables", "denied → allowed → denied", nil, "demo on iptables: denied → allowed → denied; lab removed"},
+		{"on nftables", "nftables", "denied → allowed → denied", nil, "demo on nftables: denied → allowed → denied; lab removed"},
+		{"a step never came", "iptables", Unfinished("denied → allowed"), nil, "demo on iptables: denied → allowed, then failed; lab removed"},
+		{"no outcome", "nftables", Unfinished(""), nil, "demo on nftables: failed before its first outcome; lab removed"},
+		{"removal failed", "iptables", "denied → allowed → denied", errors.New("busy"), "demo on iptables: denied → allowed → denied; lab not fully removed (scripts/lab down removes the rest)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Summary(tc.demo, tc.down); got != tc.want {
+			if got := Summary(tc.backend, tc.demo, tc.down); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})

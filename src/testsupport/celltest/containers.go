@@ -232,6 +232,43 @@ func (c *Cell) IptablesSave(t testing.TB, table string) string {
 	return c.NS.Run(t, "iptables-save", "-t", table)
 }
 
+// Backend is the cell's enforcement_backend.
+func (c *Cell) Backend() string { return c.lab.Backend }
+
+// NFTList is `nft list table inet netman` inside the cell: netman's whole
+// table, set elements included, in nftables mode.
+func (c *Cell) NFTList(t testing.TB) string {
+	return c.NS.Run(t, "nft", "list", "table", "inet", "netman")
+}
+
+// EnforcedRules is what the cell's backend enforces, as text that stays
+// the same while nothing changes: in iptables mode the filter table
+// without counters and comments, in nftables mode netman's table.
+func (c *Cell) EnforcedRules(t testing.TB) string {
+	if c.Backend() == NFTables {
+		return c.NFTList(t)
+	}
+	return StripCounters(c.IptablesSave(t, "filter"))
+}
+
+// StripCounters drops iptables-save's comment lines and its chains'
+// packet and byte counters.
+func StripCounters(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, ":") {
+			if i := strings.LastIndex(l, " ["); i > 0 {
+				l = l[:i]
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
 // Links lists link names in the cell.
 func (c *Cell) Links(t testing.TB) []string {
 	out := c.NS.Run(t, "ip", "-o", "link", "show")
