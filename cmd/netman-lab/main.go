@@ -1,6 +1,6 @@
 // Command netman-lab drives the local lab (scripts/lab is its front end):
 //
-//	netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--keep]
+//	netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--backend iptables|nftables] [--keep]
 //	netman-lab status
 //	netman-lab down
 //
@@ -31,7 +31,7 @@ import (
 	"github.com/netman-release/netman/src/standin/routeemitter"
 )
 
-const usage = `usage: netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--keep] [--dir DIR] [--bin DIR]
+const usage = `usage: netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--backend iptables|nftables] [--keep] [--dir DIR] [--bin DIR]
        netman-lab status [--dir DIR]
        netman-lab down [--dir DIR]`
 
@@ -109,7 +109,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintf(stderr, "netman-lab down: %v\n", err)
 		}
-		fmt.Fprintln(stdout, lab.Summary(demo, err))
+		fmt.Fprintln(stdout, lab.Summary(o.Backend, demo, err))
 	}
 	st, err := lab.Up(ctx, o)
 	if err != nil {

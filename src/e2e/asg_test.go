@@ -57,8 +57,13 @@ func waitConnects(t testing.TB, from *celltest.Container, addr string, want bool
 // reach the asg- chains of running containers on every cell (through
 // security_groups_last_updated, long-polled by the agents) and open and
 // close their egress, without restarting anything.
+// It runs on both enforcement backends at once.
 func TestDynamicASGs(t *testing.T) {
-	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true})
+	onEachBackend(t, true, testDynamicASGs)
+}
+
+func testDynamicASGs(t *testing.T, backend string) {
+	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true, Backend: backend})
 	c1, c2 := lab.Cells[0], lab.Cells[1]
 	st := lab.PolicyStore(t)
 	ext, extIP := lab.NewHost(200)
@@ -78,9 +83,8 @@ func TestDynamicASGs(t *testing.T) {
 		if connects(b, target) {
 			t.Fatal("space-2's container got egress from a group bound to space-1")
 		}
-		save := c1.IptablesSave(t, iptables.Filter)
-		if !strings.Contains(save, "--dst-range "+extIP+"-"+extIP+" -m tcp --dport 8443 -j ACCEPT") {
-			t.Fatalf("cell 1 has no asg- rule for the group:\n%s", save)
+		if rules, want := asgRule(t, c1, extIP); !strings.Contains(rules, want) {
+			t.Fatalf("cell 1 has no %q for the group:\n%s", want, rules)
 		}
 	})
 	t.Run("binding space-2 too reaches the other cell", func(t *testing.T) {
@@ -109,6 +113,17 @@ func TestDynamicASGs(t *testing.T) {
 			t.Errorf("cell %d's agent never applied an asg chain", c.Index)
 		}
 	}
+}
+
+// asgRule is what the cell's backend holds for a security group accepting
+// tcp to ip:8443 (the cell's rules, and the line that says so): an asg-
+// chain's rule in iptables, an element of an asg-- chain's ports set in
+// nftables.
+func asgRule(t *testing.T, c *celltest.Cell, ip string) (rules, want string) {
+	if c.Backend() == celltest.NFTables {
+		return c.NFTList(t), ip + " . tcp . 8443"
+	}
+	return c.IptablesSave(t, iptables.Filter), "--dst-range " + ip + "-" + ip + " -m tcp --dport 8443 -j ACCEPT"
 }
 
 // BenchmarkASGPropagation measures, per security group change, the time

@@ -32,8 +32,14 @@ func denied(t *testing.T, from *celltest.Container, proto, addr string) {
 // two cells each running silk-daemon and vxlan-policy-agent, containers
 // made through the CNI chain, policies created and deleted through the
 // external API.
+// It runs on both enforcement backends, at once: the scenario mostly
+// waits, and the two labs share nothing but the machine.
 func TestPolicyEnforcement(t *testing.T) {
-	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true})
+	onEachBackend(t, true, testPolicyEnforcement)
+}
+
+func testPolicyEnforcement(t *testing.T, backend string) {
+	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true, Backend: backend})
 	c1, c2 := lab.Cells[0], lab.Cells[1]
 	a := c1.AddContainer(t, app("app-a", "space-1"))
 	b := c2.AddContainer(t, app("app-b", "space-1"))
@@ -72,7 +78,7 @@ func TestPolicyEnforcement(t *testing.T) {
 	})
 
 	t.Run("killing and restarting the agent changes nothing", func(t *testing.T) {
-		before1, before2 := c1.IptablesSave(t, "filter"), c2.IptablesSave(t, "filter")
+		before1, before2 := c1.EnforcedRules(t), c2.EnforcedRules(t)
 		conn, err := celltest.Dial(a.NS, "tcp", b.IP+":8080")
 		if err != nil {
 			t.Fatal(err)
@@ -93,10 +99,10 @@ func TestPolicyEnforcement(t *testing.T) {
 			t.Fatalf("policy stopped working after an agent restart: %v", err)
 		}
 		denied(t, b, "tcp", a.IP+":8080")
-		if after := c1.IptablesSave(t, "filter"); stripCounters(after) != stripCounters(before1) {
+		if after := c1.EnforcedRules(t); after != before1 {
 			t.Errorf("cell 1 rules changed across an agent restart:\nbefore:\n%s\nafter:\n%s", before1, after)
 		}
-		if after := c2.IptablesSave(t, "filter"); stripCounters(after) != stripCounters(before2) {
+		if after := c2.EnforcedRules(t); after != before2 {
 			t.Errorf("cell 2 rules changed across an agent restart:\nbefore:\n%s\nafter:\n%s", before2, after)
 		}
 	})
@@ -155,81 +161,104 @@ func TestPolicyEnforcement(t *testing.T) {
 	})
 }
 
-// stripCounters drops iptables-save's comment and counter lines.
-func stripCounters(s string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		if strings.HasPrefix(l, ":") {
-			if i := strings.LastIndex(l, " ["); i > 0 {
-				l = l[:i]
-			}
-		}
-		out = append(out, l)
-	}
-	return strings.Join(out, "\n")
-}
-
-// TestIptablesLoggerReportsC2CTraffic: with c2c logging on, a denied and
-// an accepted connection between two apps become iptables-logger's JSON
-// lines on the destination cell.
+// TestIptablesLoggerReportsC2CTraffic: with c2c and ASG logging on, a
+// denied and an accepted connection between two apps, and a denied and an
+// accepted connection from an app to an outside host, become
+// iptables-logger's JSON lines (from the kernel's DENY_C2C_, OK_ and
+// DENY_ lines) on the cell that logged them. On both backends, one after
+// the other: the loggers read every namespace's kernel log, and two labs'
+// overlays hold the same addresses.
 func TestIptablesLoggerReportsC2CTraffic(t *testing.T) {
 	celltest.LogAllNetns(t)
-	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true, C2CLogging: true})
+	onEachBackend(t, false, testLoggerReportsTraffic)
+}
+
+// logEvent is one of iptables-logger's output lines: the container is
+// "destination" for ingress, "source" for egress.
+type logEvent struct {
+	Source  string `json:"source"`
+	Message string `json:"message"`
+	Data    struct {
+		Packet struct {
+			Direction string `json:"direction"`
+			Allowed   bool   `json:"allowed"`
+			SrcIP     string `json:"src_ip"`
+			DstIP     string `json:"dst_ip"`
+			DstPort   int    `json:"dst_port"`
+			Protocol  string `json:"protocol"`
+		} `json:"packet"`
+		Destination logContainer `json:"destination"`
+		SourceApp   logContainer `json:"source"`
+	} `json:"data"`
+}
+
+type logContainer struct {
+	ContainerID string `json:"container_id"`
+	AppGUID     string `json:"app_guid"`
+	SpaceGUID   string `json:"space_guid"`
+	OrgGUID     string `json:"organization_guid"`
+	HostIP      string `json:"host_ip"`
+}
+
+// findLogEvent is the first line of the logger's output file with message
+// for a packet from src to dst.
+func findLogEvent(out, message, src, dst string) (logEvent, error) {
+	data, err := os.ReadFile(out)
+	if err != nil {
+		return logEvent{}, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var e logEvent
+		if json.Unmarshal([]byte(line), &e) == nil && e.Message == message && e.Data.Packet.SrcIP == src && e.Data.Packet.DstIP == dst {
+			return e, nil
+		}
+	}
+	return logEvent{}, fmt.Errorf("no %s line for %s → %s in:\n%s", message, src, dst, data)
+}
+
+func testLoggerReportsTraffic(t *testing.T, backend string) {
+	lab := celltest.New(t, celltest.Options{Cells: 2, Policy: true, C2CLogging: true, ASGLogging: true, Backend: backend})
 	c1, c2 := lab.Cells[0], lab.Cells[1]
-	out := c2.StartLogger()
+	out1, out2 := c1.StartLogger(), c2.StartLogger()
 	a := c1.AddContainer(t, app("log-app-a", "space-1"))
 	b := c2.AddContainer(t, app("log-app-b", "space-1"))
 	celltest.Listen(t, b.NS, "tcp", b.IP+":8080")
+	ext, extIP := lab.NewHost(200)
+	celltest.Listen(t, ext, "tcp", extIP+":8443")
+	target := extIP + ":8443"
+
+	// Egress first, the c2c policy after: the policy's tag makes a's
+	// packets marked, which must not change its egress verdicts.
+	if connects(a, target) {
+		t.Fatal("egress allowed with no security group")
+	}
+	replaceGroups(t, lab.PolicyStore(t), egressGroup("sg-log", extIP, 8443, "space-1"))
+	waitConnects(t, a, target, true, 10*time.Second)
 
 	denied(t, a, "tcp", b.IP+":8080")
 	lab.CreatePolicies(t, policy.NewPolicy("log-app-a", "log-app-b", "tcp", 8080, 8080))
 	eventually(t, 5*time.Second, func() error { return celltest.Echo(a.NS, "tcp", b.IP+":8080", "logged") })
 
-	type event struct {
-		Source  string `json:"source"`
-		Message string `json:"message"`
-		Data    struct {
-			Packet struct {
-				Direction string `json:"direction"`
-				Allowed   bool   `json:"allowed"`
-				SrcIP     string `json:"src_ip"`
-				DstIP     string `json:"dst_ip"`
-				DstPort   int    `json:"dst_port"`
-				Protocol  string `json:"protocol"`
-			} `json:"packet"`
-			Destination struct {
-				ContainerID string `json:"container_id"`
-				AppGUID     string `json:"app_guid"`
-				SpaceGUID   string `json:"space_guid"`
-				OrgGUID     string `json:"organization_guid"`
-				HostIP      string `json:"host_ip"`
-			} `json:"destination"`
-		} `json:"data"`
-	}
-	find := func(message string) (event, error) {
-		data, err := os.ReadFile(out)
-		if err != nil {
-			return event{}, err
+	for _, want := range []struct {
+		out, msg, dst, direction string
+		port                     int
+		ctr                      *celltest.Container
+	}{
+		{out2, "cfnetworking.iptables.ingress-denied", b.IP, "ingress", 8080, b},
+		{out2, "cfnetworking.iptables.ingress-allowed", b.IP, "ingress", 8080, b},
+		{out1, "cfnetworking.iptables.egress-denied", extIP, "egress", 8443, a},
+		{out1, "cfnetworking.iptables.egress-allowed", extIP, "egress", 8443, a},
+	} {
+		var e logEvent
+		eventually(t, 5*time.Second, func() (err error) { e, err = findLogEvent(want.out, want.msg, a.IP, want.dst); return err })
+		d, appGUID := e.Data.Destination, "log-app-b"
+		if want.direction == "egress" {
+			d, appGUID = e.Data.SourceApp, "log-app-a"
 		}
-		for _, line := range strings.Split(string(data), "\n") {
-			var e event
-			if json.Unmarshal([]byte(line), &e) == nil && e.Message == message && e.Data.Packet.SrcIP == a.IP && e.Data.Packet.DstIP == b.IP {
-				return e, nil
-			}
-		}
-		return event{}, fmt.Errorf("no %s line for %s → %s in:\n%s", message, a.IP, b.IP, data)
-	}
-	for _, msg := range []string{"cfnetworking.iptables.ingress-denied", "cfnetworking.iptables.ingress-allowed"} {
-		var e event
-		eventually(t, 5*time.Second, func() (err error) { e, err = find(msg); return err })
-		d := e.Data.Destination
-		if e.Source != "cfnetworking.iptables" || e.Data.Packet.Direction != "ingress" || e.Data.Packet.DstPort != 8080 ||
-			e.Data.Packet.Protocol != "TCP" || d.ContainerID != b.ID || d.AppGUID != "log-app-b" || d.SpaceGUID != "space-1" ||
-			d.OrgGUID != "org-1" || d.HostIP != c2.UnderlayIP {
-			t.Errorf("%s: %+v", msg, e)
+		if e.Source != "cfnetworking.iptables" || e.Data.Packet.Direction != want.direction || e.Data.Packet.DstPort != want.port ||
+			e.Data.Packet.Protocol != "TCP" || d.ContainerID != want.ctr.ID || d.AppGUID != appGUID || d.SpaceGUID != "space-1" ||
+			d.OrgGUID != "org-1" || d.HostIP != want.ctr.Cell.UnderlayIP {
+			t.Errorf("%s: %+v", want.msg, e)
 		}
 	}
 }

@@ -25,7 +25,7 @@ type UpArgs struct {
 // Unlike Options, whose zero values mean the defaults, a count given here
 // is the count: --cells 0 is an error.
 func ParseUpArgs(args []string) (UpArgs, error) {
-	a := UpArgs{Options: Options{Dir: ".lab", Bins: "bin", Cells: 2, Apps: 2, DB: DBSQLite, Underlay: "10.244.0."}}
+	a := UpArgs{Options: Options{Dir: ".lab", Bins: "bin", Cells: 2, Apps: 2, DB: DBSQLite, Backend: BackendIPTables, Underlay: "10.244.0."}}
 	for len(args) > 0 {
 		arg := args[0]
 		args = args[1:]
@@ -65,6 +65,10 @@ func ParseUpArgs(args []string) (UpArgs, error) {
 			if a.DB = value; value != DBSQLite && value != DBPostgres && value != DBMySQL {
 				err = fmt.Errorf("--db %s: want %s", value, want)
 			}
+		case "backend":
+			if a.Backend = value; value != BackendIPTables && value != BackendNFTables {
+				err = fmt.Errorf("--backend %s: want %s", value, want)
+			}
 		case "underlay":
 			if a.Underlay = value; !validUnderlay.MatchString(value) {
 				err = fmt.Errorf("--underlay %s: want %s", value, want)
@@ -86,6 +90,7 @@ var upValues = map[string]string{
 	"cells":    fmt.Sprintf("a number from %d to %d", MinCells, MaxCells),
 	"apps":     fmt.Sprintf("a number from %d to %d", MinApps, MaxApps),
 	"db":       "sqlite, postgres or mysql",
+	"backend":  "iptables or nftables",
 	"underlay": "the first three octets of a /24 and a dot (10.244.0.)",
 	"dir":      "a directory",
 	"bin":      "a directory",

@@ -8,7 +8,7 @@ import (
 )
 
 func TestParseUpArgs(t *testing.T) {
-	defaults := Options{Dir: ".lab", Bins: "bin", Cells: 2, Apps: 2, DB: DBSQLite, Underlay: "10.244.0."}
+	defaults := Options{Dir: ".lab", Bins: "bin", Cells: 2, Apps: 2, DB: DBSQLite, Backend: BackendIPTables, Underlay: "10.244.0."}
 	with := func(f func(*UpArgs)) UpArgs {
 		a := UpArgs{Options: defaults}
 		f(&a)
@@ -21,10 +21,12 @@ func TestParseUpArgs(t *testing.T) {
 		err  string
 	}{
 		{name: "none: the defaults", want: with(func(*UpArgs) {})},
-		{name: "every option, both forms", args: []string{"--cells", "4", "--apps=5", "-db", "mysql", "--keep", "--dir=/tmp/l", "--bin", "/tmp/b", "--underlay", "10.9.8."},
+		{name: "every option, both forms", args: []string{"--cells", "4", "--apps=5", "-db", "mysql", "--keep", "--dir=/tmp/l", "--bin", "/tmp/b", "--underlay", "10.9.8.", "--backend", "nftables"},
 			want: with(func(a *UpArgs) {
-				a.Cells, a.Apps, a.DB, a.Keep, a.Dir, a.Bins, a.Underlay = 4, 5, DBMySQL, true, "/tmp/l", "/tmp/b", "10.9.8."
+				a.Cells, a.Apps, a.DB, a.Keep, a.Dir, a.Bins, a.Underlay, a.Backend = 4, 5, DBMySQL, true, "/tmp/l", "/tmp/b", "10.9.8.", BackendNFTables
 			})},
+		{name: "nftables, inline", args: []string{"--backend=nftables"}, want: with(func(a *UpArgs) { a.Backend = BackendNFTables })},
+		{name: "iptables, the default spelled out", args: []string{"--backend", "iptables"}, want: with(func(*UpArgs) {})},
 		{name: "the limits", args: []string{"--cells", "1", "--apps", "200"}, want: with(func(a *UpArgs) { a.Cells, a.Apps = 1, 200 })},
 		{name: "help", args: []string{"-h"}, want: with(func(a *UpArgs) { a.Help = true })},
 		{name: "no cells", args: []string{"--cells", "0"}, err: "--cells 0: want a number from 1 to 200"},
@@ -37,6 +39,10 @@ func TestParseUpArgs(t *testing.T) {
 		{name: "empty count", args: []string{"--cells="}, err: "--cells needs a number from 1 to 200"},
 		{name: "unknown db", args: []string{"--db", "oracle"}, err: "--db oracle: want sqlite, postgres or mysql"},
 		{name: "missing db", args: []string{"--db"}, err: "--db needs sqlite, postgres or mysql"},
+		{name: "unknown backend", args: []string{"--backend", "ebpf"}, err: "--backend ebpf: want iptables or nftables"},
+		{name: "backend in capitals", args: []string{"--backend=NFTables"}, err: "--backend NFTables: want iptables or nftables"},
+		{name: "missing backend", args: []string{"--cells", "2", "--backend"}, err: "--backend needs iptables or nftables"},
+		{name: "empty backend", args: []string{"--backend="}, err: "--backend needs iptables or nftables"},
 		{name: "bad underlay", args: []string{"--underlay", "10.1.2.3"}, err: "--underlay 10.1.2.3: want the first three octets of a /24 and a dot (10.244.0.)"},
 		{name: "unknown option", args: []string{"--nodes", "3"}, err: "unknown option --nodes"},
 		{name: "stray argument", args: []string{"3"}, err: `unexpected argument "3"`},

@@ -36,11 +36,14 @@ type Step struct {
 
 // Report is the demo's outcome.
 type Report struct {
-	Cells    []CellState
-	Frontend AppState
-	Backend  AppState
-	Lookup   Lookup // the backend's name, resolved in the frontend's container
-	Steps    []Step
+	// DataPlane is the cells' enforcement_backend ("" in a report of a
+	// lab that did not record it).
+	DataPlane string
+	Cells     []CellState
+	Frontend  AppState
+	Backend   AppState
+	Lookup    Lookup // the backend's name, resolved in the frontend's container
+	Steps     []Step
 }
 
 // Lookup is a name resolved from inside a container, as the app resolves it.
@@ -93,11 +96,11 @@ func Unfinished(sequence string) string {
 // Summary is the line `up` ends with once the lab is removed (or, after
 // a failed removal, downErr, not wholly), e.g.
 // "demo: denied → allowed → denied; lab removed".
-func Summary(demo string, downErr error) string {
+func Summary(backend, demo string, downErr error) string {
 	if downErr != nil {
-		return fmt.Sprintf("demo: %s; lab not fully removed (scripts/lab down removes the rest)", demo)
+		return fmt.Sprintf("demo on %s: %s; lab not fully removed (scripts/lab down removes the rest)", backend, demo)
 	}
-	return fmt.Sprintf("demo: %s; lab removed", demo)
+	return fmt.Sprintf("demo on %s: %s; lab removed", backend, demo)
 }
 
 func roundTrip(d time.Duration) string {
@@ -122,6 +125,9 @@ func (r Report) String() string {
 		fe.Calls = fmt.Sprintf("%s (cell %d, %s:%d)", be.Name, be.Cell, be.IP, be.Port)
 	}
 	fmt.Fprintf(&b, "cats and dogs: %s (cell %d, %s) calls %s every few ms over the overlay\n", fe.Name, fe.Cell, fe.IP, fe.Calls)
+	if r.DataPlane != "" {
+		fmt.Fprintf(&b, "  %-18s%s\n", "data plane", dataPlane(r.DataPlane))
+	}
 	if l := r.Lookup; l.Name != "" {
 		fmt.Fprintf(&b, "  %-18s%s → %s (%s, cell %d) from %s's container:\n", "name lookup", l.Name, strings.Join(l.IPs, " "), be.Name, be.Cell, fe.Name)
 		fmt.Fprintf(&b, "  %-18sDNS %s → bosh-dns-adapter → service-discovery-controller, %s\n", "", l.Server, roundTrip(l.Took))
@@ -161,7 +167,7 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	if fe == nil || be == nil {
 		return Report{}, errors.New("the lab has no frontend and backend apps")
 	}
-	r := Report{Cells: st.Cells, Frontend: *fe, Backend: *be}
+	r := Report{DataPlane: st.Plan.Backend, Cells: st.Cells, Frontend: *fe, Backend: *be}
 	api := st.Plan.PolicyAPI(st.Token)
 	policies := []policy.Policy{policy.NewPolicy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)}
 
@@ -334,13 +340,13 @@ func (st *State) Tour() string {
 	if cell := st.Cells[be.Cell-1]; be.HostPort != 0 {
 		fmt.Fprintf(&b, "  the backend's host port   curl -sS -m 2 http://%s:%d/   (cell %d's netin mapping)\n", cell.UnderlayIP, be.HostPort, cell.Index)
 	}
-	fmt.Fprintf(&b, "  a cell's policy rules     ip netns exec %s iptables-save | grep -E 'vpa--|overlay--'\n", st.Cells[be.Cell-1].NS)
+	fmt.Fprintf(&b, "  a cell's policy rules     %s\n", rulesCommand(st.Plan.Backend, st.Cells[be.Cell-1].NS, "vpa--|overlay--"))
 	if e := st.Egress; e != nil {
 		ip, port, _ := strings.Cut(e.Service, ":")
 		fmt.Fprintf(&b, "  the frontend's egress     tail -f %s\n", short(e.Log))
 		fmt.Fprintf(&b, "  an ASG in CC              curl -X PUT http://%s/security_groups/my-asg -d '{\"Name\":\"my-asg\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
 		fmt.Fprintf(&b, "                            curl -X DELETE http://%s/security_groups/my-asg\n", st.Plan.CCAdminAddr())
-		fmt.Fprintf(&b, "  the frontend's asg chain  ip netns exec %s iptables-save | grep asg-\n", st.Cells[fe.Cell-1].NS)
+		fmt.Fprintf(&b, "  the frontend's asg chain  %s\n", rulesCommand(st.Plan.Backend, st.Cells[fe.Cell-1].NS, "asg-"))
 	}
 	fmt.Fprintf(&b, "  the netman CLI            source %s\n", filepath.Join(dir, "env"))
 	fmt.Fprintf(&b, "                            %s list\n", filepath.Join(bins, "netman"))
@@ -348,4 +354,21 @@ func (st *State) Tour() string {
 	fmt.Fprintf(&b, "                            %s remove frontend backend --protocol tcp --port %d\n", filepath.Join(bins, "netman"), be.Port)
 	fmt.Fprintf(&b, "  logs                      %s/*.log  %s/cell*/*.log  %s/apps/*.log\n", dir, dir, dir)
 	return b.String()
+}
+
+// dataPlane says where a backend's rules are, for the report and status.
+func dataPlane(backend string) string {
+	if backend == BackendNFTables {
+		return "nftables (every cell's table inet netman)"
+	}
+	return "iptables (upstream's chains in every cell's filter and nat tables)"
+}
+
+// rulesCommand lists a cell's policy rules (in namespace ns) on backend;
+// grep picks the lines of chains named by pattern in iptables mode.
+func rulesCommand(backend, ns, pattern string) string {
+	if backend == BackendNFTables {
+		return fmt.Sprintf("ip netns exec %s nft list table inet netman", ns)
+	}
+	return fmt.Sprintf("ip netns exec %s iptables-save | grep -E '%s'", ns, pattern)
 }

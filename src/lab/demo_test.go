@@ -8,17 +8,18 @@ import (
 
 func TestSummary(t *testing.T) {
 	for _, tc := range []struct {
-		name, demo string
-		down       error
-		want       string
+		name, backend, demo string
+		down                error
+		want                string
 	}{
-		{"the demo ran", "denied → allowed → denied", nil, "demo: denied → allowed → denied; lab removed"},
-		{"a step never came", Unfinished("denied → allowed"), nil, "demo: denied → allowed, then failed; lab removed"},
-		{"no outcome", Unfinished(""), nil, "demo: failed before its first outcome; lab removed"},
-		{"removal failed", "denied → allowed → denied", errors.New("busy"), "demo: denied → allowed → denied; lab not fully removed (scripts/lab down removes the rest)"},
+		{"the demo ran", "iptables", "denied → allowed → denied", nil, "demo on iptables: denied → allowed → denied; lab removed"},
+		{"on nftables", "nftables", "denied → allowed → denied", nil, "demo on nftables: denied → allowed → denied; lab removed"},
+		{"a step never came", "iptables", Unfinished("denied → allowed"), nil, "demo on iptables: denied → allowed, then failed; lab removed"},
+		{"no outcome", "nftables", Unfinished(""), nil, "demo on nftables: failed before its first outcome; lab removed"},
+		{"removal failed", "iptables", "denied → allowed → denied", errors.New("busy"), "demo on iptables: denied → allowed → denied; lab not fully removed (scripts/lab down removes the rest)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Summary(tc.demo, tc.down); got != tc.want {
+			if got := Summary(tc.backend, tc.demo, tc.down); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
@@ -41,5 +42,42 @@ func TestTourCurlsFailFast(t *testing.T) {
 	}
 	if curls < 4 {
 		t.Errorf("%d curls in the tour, want the name, adapter, table, IP and host port calls:\n%s", curls, st.Tour())
+	}
+}
+
+// TestStatusTourAndReportNameTheBackend: status, the tour and the report
+// say which data plane the cells run; a ledger without one (a lab from
+// before --backend) is iptables.
+func TestStatusTourAndReportNameTheBackend(t *testing.T) {
+	for _, tc := range []struct {
+		backend, status, tour string
+	}{
+		{BackendNFTables, "data plane    nftables (every cell's table inet netman)", "ip netns exec c2 nft list table inet netman"},
+		{BackendIPTables, "data plane    iptables (upstream's chains", "ip netns exec c2 iptables-save | grep -E 'vpa--|overlay--'"},
+		{"", "data plane    iptables (upstream's chains", "ip netns exec c1 iptables-save | grep -E 'asg-'"},
+	} {
+		t.Run(tc.backend, func(t *testing.T) {
+			st := &State{Dir: t.TempDir(), Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0.", Backend: tc.backend},
+				Cells:  []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2"}},
+				Apps:   []AppState{{Name: "frontend", NS: "fe", Cell: 1}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.1.2", Port: 8080}},
+				Egress: &EgressState{Service: "10.244.0.1:9443", Calls: "http://10.244.0.1:9443/"}}
+			if err := st.Save(); err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			if err := Status(st.Dir, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tc.status) {
+				t.Errorf("status lacks %q:\n%s", tc.status, out.String())
+			}
+			if tour := st.Tour(); !strings.Contains(tour, tc.tour) {
+				t.Errorf("tour lacks %q:\n%s", tc.tour, tour)
+			}
+			r := Report{DataPlane: st.Plan.backend(), Frontend: st.Apps[0], Backend: st.Apps[1]}
+			if want := "data plane        " + dataPlane(st.Plan.backend()); !strings.Contains(r.String(), want) {
+				t.Errorf("report lacks %q:\n%s", want, r.String())
+			}
+		})
 	}
 }

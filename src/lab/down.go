@@ -124,6 +124,7 @@ func Status(dir string, w io.Writer) error {
 	}
 	p := &st.Plan
 	fmt.Fprintf(w, "netman lab in %s, up since %s (%s database)\n", st.Dir, st.Started.Format(time.DateTime), st.DB)
+	fmt.Fprintf(w, "  data plane    %s\n", dataPlane(p.backend()))
 	fmt.Fprintf(w, "  external API  %s  (token in %s)\n", p.ExternalURL(), filepath.Join(st.Dir, "env"))
 	fmt.Fprintf(w, "  underlay      %s  bridge %s, this namespace %s\n", p.Prefix+"0/24", st.Bridge, p.RootIP())
 	if len(p.DNSServers) > 0 {

@@ -52,9 +52,12 @@ type Options struct {
 	// Apps is the number of app containers, at least 2: "frontend" on
 	// cell 1 calls "backend" on cell 2; the others ("app-3", ...) only
 	// serve, placed round-robin.
-	Apps  int
-	DB    string // sqlite (default), postgres or mysql
-	Names string // prefix of every namespace, link and database name; default "nmlab"
+	Apps int
+	DB   string // sqlite (default), postgres or mysql
+	// Backend is every cell's enforcement_backend: BackendIPTables
+	// (default) or BackendNFTables.
+	Backend string
+	Names   string // prefix of every namespace, link and database name; default "nmlab"
 	// Underlay is the underlay /24 as its first three octets plus a dot;
 	// default "10.244.0.".
 	Underlay  string
@@ -86,6 +89,9 @@ func (o *Options) defaults() error {
 	if o.DB == "" {
 		o.DB = DBSQLite
 	}
+	if o.Backend == "" {
+		o.Backend = BackendIPTables
+	}
 	if o.Names == "" {
 		o.Names = "nmlab"
 	}
@@ -108,6 +114,8 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("--apps %d: want 2 to 200", o.Apps)
 	case o.DB != DBSQLite && o.DB != DBPostgres && o.DB != DBMySQL:
 		return fmt.Errorf("--db %s: want sqlite, postgres or mysql", o.DB)
+	case !slices.Contains(Backends, o.Backend):
+		return fmt.Errorf("--backend %s: want iptables or nftables", o.Backend)
 	case !validNames.MatchString(o.Names):
 		return fmt.Errorf("names prefix %q: want a lower-case letter then up to 9 letters or digits", o.Names)
 	case !validUnderlay.MatchString(o.Underlay):
@@ -124,10 +132,18 @@ var (
 // Tools are the host programs the lab and its daemons run.
 var Tools = []string{"ip", "iptables", "iptables-restore", "iptables-save"}
 
-// MissingTools lists the Tools not on PATH.
-func MissingTools() []string {
+// NFTTools are the programs the nftables backend adds to Tools.
+var NFTTools = []string{"nft"}
+
+// MissingTools lists the Tools (and, for the nftables backend, the
+// NFTTools) not on PATH.
+func MissingTools(backend string) []string {
 	var missing []string
-	for _, t := range Tools {
+	tools := Tools
+	if backend == BackendNFTables {
+		tools = append(slices.Clone(tools), NFTTools...)
+	}
+	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {
 			missing = append(missing, t)
 		}
@@ -151,7 +167,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		Dir: o.Dir, Bins: o.Bins, Names: o.Names, DB: o.DB, Token: randomHex(16), Bridge: o.Names + "-br", Started: time.Now(),
 		Plan: Plan{
 			Dir: o.Dir, Bins: o.Bins, Prefix: o.Underlay, Ports: o.Ports, PollIntervalSeconds: 1, TokensFile: filepath.Join(o.Dir, "tokens.json"),
-			DNSServers: []string{DNSServer},
+			DNSServers: []string{DNSServer}, Backend: o.Backend,
 		},
 	}
 	if err := st.Save(); err != nil {
@@ -173,8 +189,12 @@ func preflight(o Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the lab needs root (network namespaces, iptables, mounts): run it with sudo")
 	}
-	if m := MissingTools(); len(m) > 0 {
-		return fmt.Errorf("missing on PATH: %s (Debian: apt-get install iproute2 iptables)", strings.Join(m, " "))
+	if m := MissingTools(o.Backend); len(m) > 0 {
+		pkgs := "iproute2 iptables"
+		if o.Backend == BackendNFTables {
+			pkgs += " nftables"
+		}
+		return fmt.Errorf("missing on PATH: %s (Debian: apt-get install %s)", strings.Join(m, " "), pkgs)
 	}
 	if m := MissingBinaries(o.Bins, Binaries...); len(m) > 0 {
 		return fmt.Errorf("missing in %s: %s (build them: CGO_ENABLED=0 go build -o bin/ ./cmd/...)", o.Bins, strings.Join(m, " "))
@@ -343,6 +363,7 @@ func (u *upper) controlPlane() error {
 func (u *upper) cells() error {
 	st, p := u.st, &u.st.Plan
 	var nss []*namespace.NS
+	u.say("cells enforce policy with %s (enforcement_backend of every agent and cni-wrapper-plugin)", p.Backend)
 	for i := 1; i <= u.o.Cells; i++ {
 		c := p.Cell(i)
 		name := fmt.Sprintf("%s-cell%d", st.Names, i)

@@ -41,6 +41,13 @@ type Plan struct {
 	// C2CLogging turns on c2c logging in the wrapper (DENY_C2C_) and the
 	// agents (OK_).
 	C2CLogging bool
+	// ASGLogging turns on ASG logging (iptables_asg_logging) in the wrapper
+	// and the agents: DENY_ for denied egress, OK_ for every accepted
+	// connection's first packet.
+	ASGLogging bool
+	// Backend is the cells' enforcement_backend, written into every agent's
+	// and wrapper's config: BackendIPTables (also "") or BackendNFTables.
+	Backend string
 	// TokensFile is policy-server's auth_tokens_file.
 	TokensFile string
 	// DNSServers is the cells' cni-wrapper-plugin dns_servers: the
@@ -103,6 +110,25 @@ func TreeCerts(dir string) Certs {
 // SQLite is a `database` object for an SQLite file.
 func SQLite(path string) sqldb.Config {
 	return sqldb.Config{Type: sqldb.TypeSQLite, DatabaseName: path, Timeout: 10}
+}
+
+// The values of Plan.Backend (and of the lab's --backend): the
+// enforcement_backend values of vxlan-policy-agent and cni-wrapper-plugin.
+const (
+	BackendIPTables = cniwrapper.BackendIPTables
+	BackendNFTables = cniwrapper.BackendNFTables
+)
+
+// Backends are the enforcement backends, the default first.
+var Backends = []string{BackendIPTables, BackendNFTables}
+
+// backend is Backend with the default spelled out, so every config says
+// which backend its cell runs.
+func (p *Plan) backend() string {
+	if p.Backend == "" {
+		return BackendIPTables
+	}
+	return p.Backend
 }
 
 // RootIP is the root namespace's address on the underlay, where the
@@ -214,7 +240,8 @@ func (p *Plan) Agent(c CellPlan) agent.Config {
 		CACertFile: p.Certs.CA, ClientCertFile: p.Certs.AgentCert, ClientKeyFile: p.Certs.AgentKey,
 		ClientTimeoutSeconds: 5, IPTablesLockFile: c.LockFile(),
 		DebugServerHost: "127.0.0.1", DebugServerPort: agentDebugPort, LogLevel: logLevel, LogPrefix: logPrefix,
-		IPTablesC2CLogging: p.C2CLogging, IPTablesAcceptedUDPLogsPerSec: 100, IPTablesDeniedLogsPerSec: 1,
+		IPTablesC2CLogging: p.C2CLogging, IPTablesASGLogging: p.ASGLogging, IPTablesAcceptedUDPLogsPerSec: 100, IPTablesDeniedLogsPerSec: 1,
+		EnforcementBackend:       p.backend(),
 		ForcePolicyPollCycleHost: "127.0.0.1", ForcePolicyPollCyclePort: agentForcePort,
 		OverlayNetwork: overlayNetwork, UnderlayIPs: []string{c.UnderlayIP},
 		DenyNetworks:        agent.DenyNetworks{Always: []string{}, Running: []string{}, Staging: []string{}},
@@ -234,6 +261,8 @@ func (p *Plan) Wrapper(c CellPlan) cniwrapper.Config {
 		TemporaryUnderlayInterfaceNames: []string{},
 		UnderlayIPs:                     []string{c.UnderlayIP},
 		IPTablesC2CLogging:              p.C2CLogging,
+		IPTablesASGLogging:              p.ASGLogging,
+		EnforcementBackend:              p.backend(),
 		IPTablesDeniedLogsPerSec:        1, IPTablesAcceptedUDPLogsPerSec: 100,
 		IngressTag: "ffff0000", VTEPName: vtepName,
 		PolicyAgentForcePollAddress: fmt.Sprintf("127.0.0.1:%d", agentForcePort),

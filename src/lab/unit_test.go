@@ -145,10 +145,10 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if o.Cells != 2 || o.Apps != 2 || o.DB != DBSQLite || o.Names != "nmlab" || o.Underlay != "10.244.0." || o.Ports != DefaultPorts() || !filepath.IsAbs(o.Dir) {
+	if o.Cells != 2 || o.Apps != 2 || o.DB != DBSQLite || o.Backend != BackendIPTables || o.Names != "nmlab" || o.Underlay != "10.244.0." || o.Ports != DefaultPorts() || !filepath.IsAbs(o.Dir) {
 		t.Errorf("defaults: %+v", o)
 	}
-	for _, bad := range []Options{{Apps: 1}, {DB: "oracle"}, {Names: "Bad-Name"}, {Names: "waytoolongname"}, {Underlay: "10.244.0.0/24"}, {Cells: -1}} {
+	for _, bad := range []Options{{Apps: 1}, {DB: "oracle"}, {Backend: "ebpf"}, {Names: "Bad-Name"}, {Names: "waytoolongname"}, {Underlay: "10.244.0.0/24"}, {Cells: -1}} {
 		if err := bad.defaults(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}

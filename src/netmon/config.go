@@ -33,7 +33,22 @@ type Config struct {
 	// "nft" or "legacy", as the cni-wrapper-plugin's and the agent's, so
 	// netmon counts the backend the writers use.
 	IPTablesFlavor string `json:"iptables_flavor,omitempty"`
+
+	// EnforcementBackend is a netman extension: "iptables" (also "") or
+	// "nftables", as the cell's vxlan-policy-agent and cni-wrapper-plugin.
+	// With nftables netmon also counts netman's table (NFTablesRuleCount,
+	// NFTablesSetElementCount).
+	EnforcementBackend string `json:"enforcement_backend,omitempty"`
 }
+
+// The values of enforcement_backend.
+const (
+	BackendIPTables = "iptables"
+	BackendNFTables = "nftables"
+)
+
+// NFTables reports whether the cell runs the nftables backend.
+func (c Config) NFTables() bool { return c.EnforcementBackend == BackendNFTables }
 
 // LoadConfig reads and validates a config file. An invalid file names every
 // problem in one error; a missing one keeps upstream's wording ("file does
@@ -61,6 +76,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := iptables.ParseFlavor(c.IPTablesFlavor); err != nil {
 		p.Addf("iptables_flavor: %v", err)
+	}
+	switch c.EnforcementBackend {
+	case "", BackendIPTables, BackendNFTables:
+	default:
+		p.Addf("enforcement_backend: must be %q or %q (got %q)", BackendIPTables, BackendNFTables, c.EnforcementBackend)
 	}
 	return p.Err()
 }

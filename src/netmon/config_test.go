@@ -21,13 +21,14 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		PollInterval:      30,
-		MetronAddress:     "127.0.0.1:3457",
-		InterfaceName:     "silk-vtep",
-		LogLevel:          "info",
-		LogPrefix:         "cfnetworking",
-		IPTablesLockFile:  "/var/vcap/data/garden-cni/iptables.lock",
-		TelemetryInterval: 600,
+		PollInterval:       30,
+		MetronAddress:      "127.0.0.1:3457",
+		InterfaceName:      "silk-vtep",
+		LogLevel:           "info",
+		LogPrefix:          "cfnetworking",
+		IPTablesLockFile:   "/var/vcap/data/garden-cni/iptables.lock",
+		TelemetryInterval:  600,
+		EnforcementBackend: BackendIPTables,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)
@@ -42,12 +43,13 @@ func TestExampleConfig(t *testing.T) {
 
 func TestConfigNamesEveryProblem(t *testing.T) {
 	_, err := LoadConfig(configtest.Write(t, "netmon.json", map[string]any{
-		"poll_interval":      0,
-		"metron_address":     "10.0.0.1:3457",
-		"log_level":          "loud",
-		"telemetry_enabled":  true,
-		"telemetry_interval": 0,
-		"iptables_flavor":    "ebpf",
+		"poll_interval":       0,
+		"metron_address":      "10.0.0.1:3457",
+		"log_level":           "loud",
+		"telemetry_enabled":   true,
+		"telemetry_interval":  0,
+		"iptables_flavor":     "ebpf",
+		"enforcement_backend": "ebpf",
 	}))
 	var cerr *configfile.Error
 	if !errors.As(err, &cerr) {
@@ -62,6 +64,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 		"iptables_lock_file: missing required value",
 		"telemetry_interval: must be set to a positive, non-zero value if telemetry_enabled is true (got 0)",
 		`iptables_flavor: iptables: unknown flavor "ebpf" (want nft or legacy)`,
+		`enforcement_backend: must be "iptables" or "nftables" (got "ebpf")`,
 	}
 	if diff := cmp.Diff(want, cerr.Problems); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
@@ -82,6 +85,8 @@ func TestConfigValid(t *testing.T) {
 		"telemetry interval ignored when off": func(m map[string]any) { m["telemetry_interval"] = -5 },
 		"localhost metron":                    func(m map[string]any) { m["metron_address"] = "localhost:3457" },
 		"legacy flavor":                       func(m map[string]any) { m["iptables_flavor"] = "legacy" },
+		"iptables backend":                    func(m map[string]any) { m["enforcement_backend"] = "iptables" },
+		"nftables backend":                    func(m map[string]any) { m["enforcement_backend"] = "nftables" },
 		"unknown keys ignored":                func(m map[string]any) { m["some_future_key"] = true },
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -18,6 +18,10 @@ const (
 	MetricOverlayRxDropped  = "OverlayRxDropped"
 	MetricOverlayTxDropped  = "OverlayTxDropped"
 
+	// netman's, sent only with enforcement_backend: nftables (NFTCounts).
+	MetricNFTablesRuleCount       = "NFTablesRuleCount"
+	MetricNFTablesSetElementCount = "NFTablesSetElementCount"
+
 	// Unit is what upstream's runtimeschema metric.Metric sends.
 	Unit = "Metric"
 )
@@ -36,6 +40,9 @@ type Monitor struct {
 	Logger lager.Logger
 	Sender *metrics.Sender
 	Rules  RuleCounter
+	// NFT, when not nil (enforcement_backend: nftables), counts netman's
+	// nftables table.
+	NFT NFTCounter
 	// Interfaces counts network interfaces; nil means CountInterfaces.
 	Interfaces func() (int, error)
 	Stats      Stats
@@ -43,7 +50,8 @@ type Monitor struct {
 	Aggregate *Aggregator
 }
 
-// Measure sends NetInterfaceCount, IPTablesRuleCount and the four overlay
+// Measure sends NetInterfaceCount, IPTablesRuleCount, with NFT
+// NFTablesRuleCount and NFTablesSetElementCount, and the four overlay
 // counters, in that order, stopping at the first failure. Failures are
 // logged with upstream's messages (e.g. "read-tx-bytes" while the VTEP does
 // not exist yet) and are never fatal.
@@ -81,6 +89,15 @@ func (m *Monitor) measure(ctx context.Context, logger lager.Logger) (string, err
 		m.Aggregate.Add(nRules)
 	}
 	send(MetricIPTablesRuleCount, float64(nRules))
+
+	if m.NFT != nil {
+		c, err := m.NFT.CountNFT(ctx)
+		if err != nil {
+			return "count-nftables-rules", err
+		}
+		send(MetricNFTablesRuleCount, float64(c.Rules))
+		send(MetricNFTablesSetElementCount, float64(c.Elements))
+	}
 
 	for _, s := range overlayStats {
 		v, err := m.Stats.Read(s.file)

@@ -108,7 +108,7 @@ func registrySender(t *testing.T) *metrics.Sender {
 
 func values(s *metrics.Sender) map[string]metrics.Value {
 	out := map[string]metrics.Value{}
-	for _, name := range []string{MetricNetInterfaceCount, MetricIPTablesRuleCount, MetricOverlayTxBytes, MetricOverlayRxBytes, MetricOverlayRxDropped, MetricOverlayTxDropped} {
+	for _, name := range []string{MetricNetInterfaceCount, MetricIPTablesRuleCount, MetricNFTablesRuleCount, MetricNFTablesSetElementCount, MetricOverlayTxBytes, MetricOverlayRxBytes, MetricOverlayRxDropped, MetricOverlayTxDropped} {
 		if v, ok := s.Registry().Value(name); ok {
 			out[name] = v
 		}
@@ -157,6 +157,58 @@ func TestMeasureSendsEveryMetric(t *testing.T) {
 	}
 	if s := agg.Flush(); s != (Summary{Count: 1, Maximum: 42, Minimum: 42, Average: 42}) {
 		t.Errorf("aggregate = %+v", s)
+	}
+}
+
+// nftCounter is an NFTCounter returning counts or err.
+type nftCounter struct {
+	counts NFTCounts
+	err    error
+}
+
+func (c nftCounter) CountNFT(context.Context) (NFTCounts, error) { return c.counts, c.err }
+
+// TestMeasureSendsNFTablesCounts: with the nftables backend the two counts
+// of netman's table follow IPTablesRuleCount; a failure to count them is
+// logged as count-nftables-rules and ends the round, as the others.
+func TestMeasureSendsNFTablesCounts(t *testing.T) {
+	logger, logs := newLogger("test")
+	sender := registrySender(t)
+	m := &Monitor{
+		Logger: logger, Sender: sender, Rules: &counter{values: []int{42}},
+		NFT:        nftCounter{counts: NFTCounts{Rules: 31, Elements: 50000}},
+		Interfaces: func() (int, error) { return 7, nil },
+		Stats:      Stats{Dir: fakeSysfs(t, "silk-vtep", vtepStats), Interface: "silk-vtep"},
+	}
+	m.Measure(context.Background())
+	got := values(sender)
+	for name, want := range map[string]float64{"IPTablesRuleCount": 42, "NFTablesRuleCount": 31, "NFTablesSetElementCount": 50000, "OverlayTxDropped": 4} {
+		if v := got[name]; v.Value != want || v.Unit != "Metric" {
+			t.Errorf("%s = %+v, want %v", name, v, want)
+		}
+	}
+	var order []string
+	for _, l := range logs.lines(t) {
+		for k := range l.Data {
+			if l.Message == "test.measure.metric-sent" && k != "session" {
+				order = append(order, k)
+			}
+		}
+	}
+	if want := []string{"NetInterfaceCount", "IPTablesRuleCount", "NFTablesRuleCount", "NFTablesSetElementCount", "OverlayTxBytes", "OverlayRxBytes", "OverlayRxDropped", "OverlayTxDropped"}; !cmp.Equal(order, want) {
+		t.Errorf("metric-sent order %v, want %v", order, want)
+	}
+
+	logger, logs = newLogger("test")
+	sender = registrySender(t)
+	m.Logger, m.Sender, m.NFT = logger, sender, nftCounter{err: errors.New("netlink: boom")}
+	m.Measure(context.Background())
+	if _, sent := values(sender)["NFTablesRuleCount"]; sent || len(values(sender)) != 2 {
+		t.Errorf("sent after a failed nftables count: %v", values(sender))
+	}
+	lines := logs.lines(t)
+	if failed := lines[len(lines)-2]; failed.Message != "test.measure.count-nftables-rules" || failed.LogLevel != int(lager.ERROR) {
+		t.Errorf("failure line = %+v", failed)
 	}
 }
 
@@ -385,6 +437,9 @@ func TestRunReportsAndWritesTelemetry(t *testing.T) {
 	if got[MetricNetInterfaceCount].Value != 3 || got[MetricIPTablesRuleCount].Value != 30 || got[MetricOverlayTxDropped].Value != 4 {
 		t.Errorf("metrics = %+v", got)
 	}
+	if _, sent := got[MetricNFTablesRuleCount]; sent {
+		t.Errorf("nftables counts sent with the iptables backend: %+v", got)
+	}
 	// Upstream's lifecycle lines: parsed-config first, then starting once
 	// the pollers run.
 	msgs := logs.messages(t)
@@ -395,6 +450,37 @@ func TestRunReportsAndWritesTelemetry(t *testing.T) {
 		if l.LogLevel >= int(lager.ERROR) {
 			t.Errorf("error logged: %+v", l)
 		}
+	}
+}
+
+// TestRunCountsNFTablesOnTheNFTablesBackend: enforcement_backend:
+// nftables adds the counts of netman's table to every round.
+func TestRunCountsNFTablesOnTheNFTablesBackend(t *testing.T) {
+	sender := registrySender(t)
+	cfg := Config{
+		PollInterval: 1, MetronAddress: "127.0.0.1:3457", InterfaceName: "silk-vtep", LogPrefix: "cfnetworking",
+		IPTablesLockFile: filepath.Join(t.TempDir(), "iptables.lock"), EnforcementBackend: BackendNFTables,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, logtest.New(t), cfg, Options{
+			Sender: sender, Rules: &counter{values: []int{12}}, NFT: nftCounter{counts: NFTCounts{Rules: 40, Elements: 7}},
+			Interfaces:  func() (int, error) { return 3, nil },
+			SysClassNet: fakeSysfs(t, "silk-vtep", vtepStats), PollInterval: 5 * time.Millisecond,
+		})
+	}()
+	eventually.True(t, "a round with the nftables counts", 10*time.Second, func() bool {
+		return values(sender)[MetricOverlayTxDropped].Value == 4
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := values(sender)
+	if got[MetricIPTablesRuleCount].Value != 12 || got[MetricNFTablesRuleCount].Value != 40 || got[MetricNFTablesSetElementCount].Value != 7 {
+		t.Errorf("metrics = %+v", got)
 	}
 }
 

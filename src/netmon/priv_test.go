@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 // dashSLines is upstream's count for one table: the lines of
@@ -85,5 +87,86 @@ func TestCountInterfacesPrivileged(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNFTTablePrivileged counts a table inet netman holding every kind of
+// object the backend writes: base and regular chains, a map, a hash set,
+// a concatenated interval set, a plain interval set (whose intervals the
+// kernel holds as start and end elements), a rate-limit meter (with a
+// timeout) and an anonymous set in a rule; and another table, not
+// counted.
+func TestNFTTablePrivileged(t *testing.T) {
+	netnstest.RequireRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		testtier.Unavailable(t, "nft is not installed (Debian: apt-get install nftables)")
+	}
+	ns := netnstest.New(t, "nmon")
+	count := func() NFTCounts {
+		t.Helper()
+		var c NFTCounts
+		if err := ns.Do(func() (err error) { c, err = NFTTable{}.CountNFT(context.Background()); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if got := count(); got != (NFTCounts{}) {
+		t.Errorf("no table: %+v, want zeros", got)
+	}
+	ruleset := `
+table inet netman {
+	map overlay-dispatch {
+		type ipv4_addr : verdict
+		elements = { 10.255.1.2 : jump overlay--a, 10.255.1.3 : jump overlay--b }
+	}
+	set c2c-policies {
+		type mark . ipv4_addr . inet_proto . inet_service
+		elements = { 0x00000001 . 10.255.1.2 . tcp . 8080, 0x00000001 . 10.255.1.3 . tcp . 8080, 0x00000002 . 10.255.1.3 . udp . 53 }
+	}
+	set c2c-policy-ranges {
+		type mark . ipv4_addr . inet_proto . inet_service
+		flags interval
+		elements = { 0x00000003 . 10.255.1.2 . tcp . 9000-9010 }
+	}
+	set asg--a--all {
+		type ipv4_addr
+		flags interval
+		elements = { 10.0.0.0/8, 192.168.1.1, 172.16.0.0-172.16.0.9 }
+	}
+	set asg--a--rl {
+		type ipv4_addr . inet_service
+		size 65535
+		flags dynamic,timeout
+		timeout 10s
+	}
+	chain overlay--a { ct state established,related accept; reject; }
+	chain overlay--b { reject; }
+	chain asg--a {
+		ct state new update @asg--a--rl { ip daddr . tcp dport limit rate over 100/second burst 1000 packets } reject
+		ip daddr { 10.10.0.0/16, 169.254.0.0/16 } reject
+		ip daddr @asg--a--all accept
+		reject
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip daddr vmap @overlay-dispatch
+	}
+}
+table inet other {
+	set s { type ipv4_addr; elements = { 1.1.1.1 } }
+	chain c { accept; }
+}
+`
+	cmd := ns.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v: %s", err, out)
+	}
+	// A packet through the meter gives it an entry, which is traffic,
+	// not configuration.
+	ns.Run(t, "nft", "add", "element", "inet", "netman", "asg--a--rl", "{ 10.0.0.1 . 443 timeout 10s }")
+	want := NFTCounts{Rules: 2 + 1 + 4 + 1, Elements: 2 + 3 + 1 + 3}
+	if got := count(); got != want {
+		t.Errorf("count = %+v, want %+v", got, want)
 	}
 }

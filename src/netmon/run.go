@@ -37,6 +37,9 @@ type Options struct {
 	Rules RuleCounter
 	// Interfaces counts network interfaces; nil means CountInterfaces.
 	Interfaces func() (int, error)
+	// NFT counts netman's nftables table with enforcement_backend:
+	// nftables; nil means NFTTable (netlink).
+	NFT NFTCounter
 	// SysClassNet is the sysfs directory of interface counters; "" means
 	// DefaultSysClassNet.
 	SysClassNet string
@@ -80,11 +83,18 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 		defer sender.Close()
 	}
 
+	var nftc NFTCounter
+	if cfg.NFTables() {
+		if nftc = opts.NFT; nftc == nil {
+			nftc = NFTTable{}
+		}
+	}
 	agg := &Aggregator{}
 	mon := &Monitor{
 		Logger:     logger,
 		Sender:     sender,
 		Rules:      rules,
+		NFT:        nftc,
 		Interfaces: opts.Interfaces,
 		Stats:      Stats{Dir: opts.SysClassNet, Interface: cfg.InterfaceName},
 		Aggregate:  agg,

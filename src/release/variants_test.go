@@ -527,6 +527,7 @@ func TestRenderFailures(t *testing.T) {
 		{"policy-server-asg-syncer poll interval zero", "policy-server-asg-syncer", set("policy-server-asg-syncer", "asg_poll_interval_seconds", 0), "policy-server-asg-syncer.json.erb", "asg_poll_interval_seconds must be an integer greater than 0"},
 		{"policy-server-asg-syncer bad locket address", "policy-server-asg-syncer", set("policy-server-asg-syncer", "locket.address", "https://locket"), "policy-server-asg-syncer.json.erb", "the locket_address is invalid"},
 		{"vxlan-policy-agent enforcement_backend", "vxlan-policy-agent", set("vxlan-policy-agent", "enforcement_backend", "ebpf"), "vxlan-policy-agent.json.erb", "enforcement_backend must be iptables or nftables (got 'ebpf')"},
+		{"netmon enforcement_backend", "netmon", set("netmon", "enforcement_backend", "ebpf"), "netmon.json.erb", "enforcement_backend must be iptables or nftables (got 'ebpf')"},
 		{"vxlan-policy-agent client_key", "vxlan-policy-agent", unset("vxlan-policy-agent", "client_key"), "client.key.erb", missing("client_key")},
 		{"bosh-dns-adapter client certificate", "bosh-dns-adapter", unset("bosh-dns-adapter", "dnshttps.client.tls"), "client.crt.erb", missing("dnshttps.client.tls.certificate")},
 		{"service-discovery-controller client CA", "service-discovery-controller", unset("service-discovery-controller", "dnshttps.client.ca"), "client_ca.crt.erb", missing("dnshttps.client.ca")},

@@ -174,6 +174,15 @@ func (e *NFTEnforcer) Enforce(ctx context.Context, plans []NFTChainPlan) (NFTRes
 		planned := map[string]bool{}
 		for _, c := range w.Chains {
 			planned[c.Name] = true
+			// A parent the wrapper made after the enforcer last read the
+			// table (a new container) is in the kernel (names) but not in
+			// what the enforcer remembers, which would skip it as a
+			// borrowed chain that is not there. Its rules are the
+			// wrapper's: recorded as unknown, the diff flushes the chain
+			// and writes it.
+			if c.Borrowed && names[c.Name] && cur.Chains[c.Name] == nil {
+				cur.Chains[c.Name] = &nft.ChainState{Name: c.Name, Rules: []string{wrapperRules}}
+			}
 		}
 		for _, n := range slices.Sorted(maps.Keys(cur.Chains)) {
 			handle, ok := asgHandle(n)
@@ -198,6 +207,10 @@ func (e *NFTEnforcer) Enforce(ctx context.Context, plans []NFTChainPlan) (NFTRes
 	res.Result = r
 	return res, err
 }
+
+// wrapperRules stands for the unread rules of a netout--<handle> chain
+// the wrapper wrote (never a rule the planners write).
+const wrapperRules = "# rules of cni-wrapper-plugin, not read"
 
 // Invalidate makes the next Enforce read the table.
 func (e *NFTEnforcer) Invalidate() { e.enf.Invalidate() }

@@ -357,6 +357,25 @@ func TestNFTEnforcerLifecycle(t *testing.T) {
 		t.Fatalf("group change: %+v, %v", res, err)
 	}
 
+	// h3's wrapper chain appears (its CNI ADD, after the enforcer last
+	// read the table): the next sync, a delta, points it at h3's chain.
+	tx := f.NewTransaction()
+	nft.Put(tx, &nft.Ruleset{Chains: []*nft.Chain{{Name: nft.NetOutChain("h3"), Rules: []string{nft.Reject}}}})
+	if err := f.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	res, err = e.Enforce(ctx, p.PlanNFT(cs, []policy.SecurityGroup{g2}, 100))
+	if err != nil || res.Full || len(res.ParentAbsent) != 0 {
+		t.Fatalf("new container: %+v, %v", res, err)
+	}
+	table = f.Ruleset()
+	if got := table.Chain("netout--h3").Rules; !cmp.Equal(got, []string{"jump asg--h3", "reject"}) {
+		t.Errorf("parent h3, made after the enforcer's last read: %q", got)
+	}
+	if table.Chain("asg--h3") == nil {
+		t.Error("no asg chain for h3")
+	}
+
 	// h1 is gone from the agent's list (its chain stays in the wrapper's
 	// table until DEL): its asg objects go, its parent rejects again.
 	res, err = e.Enforce(ctx, p.PlanNFT(cs[1:], []policy.SecurityGroup{g2}, 100))
@@ -377,7 +396,7 @@ func TestNFTEnforcerLifecycle(t *testing.T) {
 	// they are.
 	before := f.Ruleset().String()
 	bad := group(`[{"protocol":"tcp","destination":"nope","ports":"80"}]`)
-	res, err = e.Enforce(ctx, p.PlanNFT(cs[1:2], []policy.SecurityGroup{bad}, 100))
+	res, err = e.Enforce(ctx, p.PlanNFT(cs[1:], []policy.SecurityGroup{bad}, 100))
 	if err != nil || res.Changed() {
 		t.Fatalf("failed plan: %+v, %v", res, err)
 	}

@@ -13,8 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +28,7 @@ import (
 	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
+	"github.com/netman-release/netman/src/testsupport/testtier"
 )
 
 // Binaries the lab runs, built once per test process by Main.
@@ -55,6 +59,12 @@ func Main(m interface{ Run() int }) int {
 
 func build(dir string) error { return lab.Build(dir, Binaries...) }
 
+// The enforcement backends (Options.Backend).
+const (
+	IPTables = lab.BackendIPTables
+	NFTables = lab.BackendNFTables
+)
+
 // Options shape a lab.
 type Options struct {
 	Cells               int
@@ -65,10 +75,18 @@ type Options struct {
 	// C2CLogging turns on c2c logging in the wrapper (DENY_C2C_) and the
 	// agents (OK_).
 	C2CLogging bool
+	// ASGLogging turns on ASG logging in the wrapper and the agents
+	// (DENY_ for denied egress, OK_ for accepted).
+	ASGLogging bool
+	// Backend is every cell's enforcement_backend: IPTables (also "") or
+	// NFTables (netman's inet netman table; the test needs nft).
+	Backend string
 }
 
 // Lab is one controller and its cells on an underlay bridge.
 type Lab struct {
+	// Backend is every cell's enforcement_backend (the default spelled out).
+	Backend string
 	t       testing.TB
 	Dir     string
 	Bins    string
@@ -109,11 +127,20 @@ func New(t testing.TB, opts Options) *Lab {
 	if opts.PollIntervalSeconds == 0 {
 		opts.PollIntervalSeconds = 1
 	}
-	l := &Lab{t: t, Dir: t.TempDir(), Bins: binDir, opts: opts}
-	// A random /24 keeps concurrent labs (other packages' tests) apart.
-	l.Prefix = fmt.Sprintf("10.244.%d.", 100+rand.IntN(100))
-	l.RootIP = l.Prefix + "1"
+	switch opts.Backend {
+	case "":
+		opts.Backend = lab.BackendIPTables
+	case lab.BackendIPTables:
+	case lab.BackendNFTables:
+		if _, err := exec.LookPath("nft"); err != nil {
+			testtier.Unavailable(t, "the nftables backend needs nft (Debian: apt-get install nftables)")
+		}
+	default:
+		t.Fatalf("celltest: backend %q: want %s or %s", opts.Backend, lab.BackendIPTables, lab.BackendNFTables)
+	}
+	l := &Lab{t: t, Dir: t.TempDir(), Bins: binDir, opts: opts, Backend: opts.Backend}
 	l.certs = mtlstest.NewTestFiles(t)
+	l.setupUnderlay()
 	l.plan = lab.Plan{
 		Dir: l.Dir, Bins: l.Bins, Prefix: l.Prefix,
 		Certs: lab.Certs{
@@ -121,10 +148,10 @@ func New(t testing.TB, opts Options) *Lab {
 			AgentCert: l.certs.ClientCert, AgentKey: l.certs.ClientKey,
 		},
 		SilkDB: lab.SQLite(filepath.Join(l.Dir, "silk.db")), PolicyDB: lab.SQLite(filepath.Join(l.Dir, "policy.db")),
-		PollIntervalSeconds: opts.PollIntervalSeconds, C2CLogging: opts.C2CLogging,
+		PollIntervalSeconds: opts.PollIntervalSeconds, C2CLogging: opts.C2CLogging, ASGLogging: opts.ASGLogging,
+		Backend:    opts.Backend,
 		TokensFile: filepath.Join(l.Dir, "tokens.json"),
 	}
-	l.setupUnderlay()
 	l.startController()
 	if opts.Policy {
 		l.startPolicyServers()
@@ -141,10 +168,29 @@ func New(t testing.TB, opts Options) *Lab {
 	return l
 }
 
+// underlayMu makes picking a free underlay and taking it one step for the
+// labs of one test process (parallel subtests).
+var underlayMu sync.Mutex
+
 func (l *Lab) setupUnderlay() {
 	t := l.t
 	l.Bridge = netnstest.UniqueName("nmbr")
 	t.Cleanup(func() { _ = namespace.DeleteLink(l.Bridge) })
+	underlayMu.Lock()
+	defer underlayMu.Unlock()
+	// A random /24 not on any link here keeps concurrent labs (parallel
+	// subtests, other packages' tests) apart.
+	used, err := namespace.Run("ip", "-4", "-o", "addr", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for try := 0; ; try++ {
+		l.Prefix = fmt.Sprintf("10.244.%d.", 100+rand.IntN(100))
+		if !strings.Contains(used, "inet "+l.Prefix) || try == 20 {
+			break
+		}
+	}
+	l.RootIP = l.Prefix + "1"
 	if err := namespace.AddBridge(l.Bridge, l.RootIP+"/24"); err != nil {
 		t.Fatal(err)
 	}

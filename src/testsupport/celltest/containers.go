@@ -119,10 +119,16 @@ func (ctr *Container) Delete(t testing.TB) {
 
 // AllowC2C installs what the policy agent will: packets from src get tag
 // in their mark (carried across cells in the VXLAN GBP header), and dst
-// accepts marked packets on proto/port. It stands in for the agent until
-// the agent exists, in a chain of its own jumped from FORWARD.
+// accepts marked packets on proto/port. It stands in for the agent for
+// tests without one: in iptables mode in a chain of its own jumped from
+// FORWARD, in nftables mode as the agent's c2c chain, map and set
+// (nftables.md) with one element each.
 func AllowC2C(t testing.TB, src, dst *Container, tag int, proto string, port int) {
 	t.Helper()
+	if src.Cell.Backend() == NFTables {
+		allowC2CNFT(t, src, dst, tag, proto, port)
+		return
+	}
 	ensure := func(c *Cell) {
 		if _, err := c.NS.Command("iptables", "-w", "-N", "nm-test-policy").CombinedOutput(); err == nil {
 			c.NS.Run(t, "iptables", "-w", "-I", "FORWARD", "1", "-j", "nm-test-policy")
@@ -133,6 +139,32 @@ func AllowC2C(t testing.TB, src, dst *Container, tag int, proto string, port int
 	mark := fmt.Sprintf("0x%x", tag)
 	dst.Cell.NS.Run(t, "iptables", "-w", "-A", "nm-test-policy", "-d", dst.IP+"/32", "-p", proto, "--dport", fmt.Sprint(port), "-m", "mark", "--mark", mark, "-j", "ACCEPT")
 	src.Cell.NS.Run(t, "iptables", "-w", "-I", "nm-test-policy", "1", "-s", src.IP+"/32", "-j", "MARK", "--set-xmark", mark+"/0xffff")
+}
+
+// allowC2CNFT is AllowC2C in netman's table, as vxlan-policy-agent writes
+// it: the source's tag from c2c-tags, the (tag, destination, protocol,
+// port) looked up in c2c-policies.
+func allowC2CNFT(t testing.TB, src, dst *Container, tag int, proto string, port int) {
+	t.Helper()
+	ensure := func(c *Cell) {
+		if _, err := c.NS.Command("nft", "list", "map", "inet", "netman", "c2c-tags").CombinedOutput(); err == nil {
+			return
+		}
+		cmd := c.NS.Command("nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(`add map inet netman c2c-tags { type ipv4_addr : mark; }
+add set inet netman c2c-policies { type mark . ipv4_addr . inet_proto . inet_service; }
+add rule inet netman c2c meta mark set ip saddr map @c2c-tags
+add rule inet netman c2c meta mark . ip daddr . meta l4proto . th dport @c2c-policies accept
+`)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("cell %d: the c2c stand-in: %v: %s", c.Index, err, out)
+		}
+	}
+	ensure(src.Cell)
+	ensure(dst.Cell)
+	mark := fmt.Sprintf("0x%08x", tag)
+	src.Cell.NS.Run(t, "nft", "add", "element", "inet", "netman", "c2c-tags", fmt.Sprintf("{ %s : %s }", src.IP, mark))
+	dst.Cell.NS.Run(t, "nft", "add", "element", "inet", "netman", "c2c-policies", fmt.Sprintf("{ %s . %s . %s . %d }", mark, dst.IP, proto, port))
 }
 
 // Listen opens a TCP or UDP listener inside the namespace on addr; the
@@ -230,6 +262,43 @@ func EchoOn(conn net.Conn, msg string) error {
 // IptablesSave is `iptables-save` of one table inside the cell.
 func (c *Cell) IptablesSave(t testing.TB, table string) string {
 	return c.NS.Run(t, "iptables-save", "-t", table)
+}
+
+// Backend is the cell's enforcement_backend.
+func (c *Cell) Backend() string { return c.lab.Backend }
+
+// NFTList is `nft list table inet netman` inside the cell: netman's whole
+// table, set elements included, in nftables mode.
+func (c *Cell) NFTList(t testing.TB) string {
+	return c.NS.Run(t, "nft", "list", "table", "inet", "netman")
+}
+
+// EnforcedRules is what the cell's backend enforces, as text that stays
+// the same while nothing changes: in iptables mode the filter table
+// without counters and comments, in nftables mode netman's table.
+func (c *Cell) EnforcedRules(t testing.TB) string {
+	if c.Backend() == NFTables {
+		return c.NFTList(t)
+	}
+	return StripCounters(c.IptablesSave(t, "filter"))
+}
+
+// StripCounters drops iptables-save's comment lines and its chains'
+// packet and byte counters.
+func StripCounters(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, ":") {
+			if i := strings.LastIndex(l, " ["); i > 0 {
+				l = l[:i]
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
 }
 
 // Links lists link names in the cell.
