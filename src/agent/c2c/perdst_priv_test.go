@@ -3,12 +3,15 @@ package c2c
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/testsupport/benchlat"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
+	"github.com/netman-release/netman/src/testsupport/nfttest"
 )
 
 // TestPerDestinationChainsOnKernel checks per-destination chains on real
@@ -140,5 +143,80 @@ func BenchmarkIPTablesChangeCost(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// TestPerDestinationChainsVerdictsOnKernel sends real TCP connections
+// through a cell whose policies are in per-destination chains, both
+// backends: the allowed port connects, another port and a source without
+// policy are rejected by the wrapper-style default deny after the chains,
+// and the OK_ LOG line carries upstream's prefix (what iptables-logger
+// parses; the chain a rule sits in is not part of the line).
+func TestPerDestinationChainsVerdictsOnKernel(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := context.Background()
+	for _, fl := range netnstest.IPTablesFlavors(t) {
+		t.Run(string(fl), func(t *testing.T) {
+			cell := nfttest.NewCell(t)
+			a := cell.AddContainer(t, "10.255.1.2")
+			b := cell.AddContainer(t, "10.255.1.3")
+			c := cell.AddContainer(t, "10.255.1.4")
+			for _, port := range []string{"8080", "9090"} {
+				nfttest.Listen(t, b.NS, "10.255.1.3:"+port)
+			}
+			d := iptables.New(iptables.Config{Flavor: fl, LockFile: filepath.Join(t.TempDir(), "iptables.lock")})
+			deny := iptables.NewTx(iptables.Filter).DeclareChain("overlay--hb").
+				Append("overlay--hb", "-m state --state ESTABLISHED,RELATED -j ACCEPT", "-j REJECT --reject-with icmp-port-unreachable").
+				Append("FORWARD", "-d 10.255.1.3/32 -j overlay--hb")
+			cell.Do(t, func() error { return d.Apply(ctx, deny) })
+			token := netnstest.UniqueName("")
+			appB := "app-b-" + token
+			in := Inputs{
+				Containers: []Container{
+					{Handle: "ha", IP: "10.255.1.2", AppID: "app-a"},
+					{Handle: "hb", IP: "10.255.1.3", AppID: appB},
+					{Handle: "hc", IP: "10.255.1.4", AppID: "app-c"},
+				},
+				Policies: []Policy{
+					pol("app-a", "0001", appB, "0002", "tcp", 8080, 8080),
+					pol(appB, "0002", "app-c", "0003", "udp", 53, 53),
+				},
+				AcceptedUDPLogsPerSec: 100,
+			}
+			e := NewEnforcer(d)
+			enforce := func(in Inputs) {
+				t.Helper()
+				want := planChains(t, in)
+				if len(want.Dst) != 2 {
+					t.Fatalf("want two destination chains: %q", want)
+				}
+				cell.Do(t, func() error { _, err := e.EnforceChains(ctx, want); return err })
+			}
+			enforce(in)
+			for _, tt := range []struct {
+				from *nfttest.Container
+				to   string
+				want bool
+			}{
+				{a, "10.255.1.3:8080", true},
+				{a, "10.255.1.3:9090", false},
+				{c, "10.255.1.3:8080", false},
+			} {
+				if got := nfttest.Connects(t, tt.from.NS, tt.to); got != tt.want {
+					t.Errorf("%s → %s: connected %t, want %t", tt.from.IP, tt.to, got, tt.want)
+				}
+			}
+			netnstest.LogAllNetns(t)
+			klog := nfttest.OpenKernelLog(t)
+			in.Logging = true
+			enforce(in)
+			if !nfttest.Connects(t, a.NS, "10.255.1.3:8080") {
+				t.Fatal("logging on: the allowed connection failed")
+			}
+			line := klog.WaitFor("OK_0001_"+appB[:min(len(appB), 28-len("OK_0001_"))], 3*time.Second)
+			if line == "" || !strings.Contains(line, "SRC=10.255.1.2") || !strings.Contains(line, "DST=10.255.1.3") || !strings.Contains(line, "DPT=8080") {
+				t.Errorf("no OK_ log line for the accepted connection: %q", line)
+			}
+		})
 	}
 }
