@@ -76,7 +76,10 @@ func connCell(b *testing.B) (cell *nfttest.Cell, client *nfttest.Container) {
 	client = cell.AddContainer(b, connClientIP)
 	server := cell.AddContainer(b, connServerIP)
 	var l net.Listener
-	if err := server.NS.Do(func() (err error) { l, err = net.Listen("tcp", net.JoinHostPort(connServerIP, strconv.Itoa(connPort))); return err }); err != nil {
+	if err := server.NS.Do(func() (err error) {
+		l, err = net.Listen("tcp", net.JoinHostPort(connServerIP, strconv.Itoa(connPort)))
+		return err
+	}); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close() })

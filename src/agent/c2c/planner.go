@@ -156,8 +156,19 @@ func PlanChains(in Inputs, warn Warn, perDst bool) (Chains, error) {
 	var dsts []destination
 	var ings []ingress
 	seenSrc := map[string]bool{}
+	// The policies naming each app as source or destination, in their
+	// order: a container visits those only, not every policy (the same
+	// matches in the same order as walking them all).
+	byApp := map[string][]int{}
+	for i, p := range in.Policies {
+		byApp[p.Source.ID] = append(byApp[p.Source.ID], i)
+		if p.Destination.ID != p.Source.ID {
+			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], i)
+		}
+	}
 	for _, c := range in.Containers {
-		for _, p := range in.Policies {
+		for _, i := range byApp[c.AppID] {
+			p := in.Policies[i]
 			if c.AppID == p.Source.ID && !seenSrc[c.IP] {
 				seenSrc[c.IP] = true
 				srcs = append(srcs, source{IP: c.IP, Tag: p.Source.Tag, GUID: p.Source.ID})
