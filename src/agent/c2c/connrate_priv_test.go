@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +144,14 @@ func BenchmarkNewConnections(b *testing.B) {
 					b.Fatal(err)
 				}
 				planned[len(in.Containers)] = rules
+				// The worst case: the flow's MARK and ACCEPT are the last
+				// of their kind (no ingress rules follow).
+				lastMark := slices.IndexFunc(rules, func(r iptables.Rule) bool { return !strings.Contains(string(r), " -j MARK ") }) - 1
+				if lastMark < 0 || !strings.HasPrefix(string(rules[lastMark]), "-s "+connClientIP+"/32 ") ||
+					!strings.HasPrefix(string(rules[len(rules)-1]), "-d "+connServerIP+"/32 ") {
+					b.Fatalf("the flow's rules are not last: %q … %q", rules[max(lastMark, 0)], rules[len(rules)-1])
+				}
+				b.Logf("iptables: %d rules, the flow's MARK at %d, its ACCEPT at %d", len(rules), lastMark+1, len(rules))
 			}
 			d := iptables.New(iptables.Config{Flavor: fl, LockFile: filepath.Join(b.TempDir(), "iptables.lock")})
 			deny := iptables.NewTx(iptables.Filter).DeclareChain("overlay--server").
