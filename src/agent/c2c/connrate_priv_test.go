@@ -105,18 +105,21 @@ func connCell(b *testing.B) (cell *nfttest.Cell, client *nfttest.Container) {
 }
 
 // BenchmarkNewConnections measures what a new connection through a cell
-// costs with the c2c rules of 65,535 source tags and 50,000 policies,
-// against the same cell holding only the measured flow's policy, on
-// nftables (c2c.PlanNFT in netman's table, behind the skeleton's forward
-// chain and an overlay default deny) and on both iptables backends
-// (c2c.Plan in the vpa-- chain at FORWARD position 1, then an
-// established-accept and a reject for the server, as the wrapper's
+// costs with the c2c rules of 65,535 source tags and 50,000 policies
+// ("big") against the same cell holding only the measured flow's policy
+// ("small"), on nftables (c2c.PlanNFT in netman's table, behind the
+// skeleton's forward chain and an overlay default deny) and on both
+// iptables backends (c2c.Plan in the vpa-- chain at FORWARD position 1,
+// then an established-accept and a reject for the server, as the wrapper's
 // overlay-- chain does). The client connects and resets (SO_LINGER 0)
-// sequentially, 5 runs of 1 s each after a warm-up. Reported: connections
-// per second (median of the runs), connect latency p50/p99 (SYN to
-// established: the SYN and SYN-ACK both cross the cell's rules) and the
-// process's CPU time per connection (client, server and the kernel's
-// forwarding, which runs in the sending thread's softirq on veth).
+// sequentially. Both cells exist at once and are measured in turns, 10
+// rounds of 0.5 s each, so the machine's load falls on both alike.
+// Reported per cell (medians over the rounds): connections per second,
+// connect latency p50 (SYN to established: the SYN and the SYN-ACK both
+// cross the cell's rules) and the process's CPU time per connection
+// (client, server and the kernel's forwarding, which on veth runs in the
+// sending thread's softirq); and the medians of the per-round ratios
+// big/small of CPU per connection and of latency.
 func BenchmarkNewConnections(b *testing.B) {
 	netnstest.RequireRoot(b)
 	ctx := context.Background()
@@ -161,63 +164,86 @@ func BenchmarkNewConnections(b *testing.B) {
 			cell.Do(b, func() error { _, err := NewEnforcer(d).Enforce(ctx, rules); return err })
 		}})
 	}
-	cells := []struct {
-		name string
-		big  bool
-	}{{"flow-policy-only", false}, {"tags=65535/policies=50000", true}}
-	var inputs [2]Inputs
-	for i, c := range cells {
-		inputs[i] = connInputs(c.big)
-	}
+	inputs := [2]Inputs{connInputs(false), connInputs(true)}
 	for _, be := range backends {
-		for i, c := range cells {
-			b.Run(be.name+"/"+c.name, func(b *testing.B) {
+		b.Run(be.name, func(b *testing.B) {
+			// Both cells at once, measured in turns (the order swapped
+			// every round), so the machine's load falls on both alike.
+			var connect [2]func() time.Duration
+			for k := range inputs {
 				cell, client := connCell(b)
-				be.load(b, cell, inputs[i])
-				addr := net.JoinHostPort(connServerIP, strconv.Itoa(connPort))
-				connect := func() time.Duration {
-					var d time.Duration
-					if err := client.NS.Do(func() error {
-						t0 := time.Now()
-						conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-						d = time.Since(t0)
-						if err != nil {
-							return err
-						}
-						conn.(*net.TCPConn).SetLinger(0)
-						return conn.Close()
-					}); err != nil {
-						b.Fatal(err)
-					}
-					return d
-				}
-				for w := 0; w < 20; w++ {
-					connect()
-				}
+				be.load(b, cell, inputs[k])
+				connect[k] = dialer(b, client)
+			}
+			type run struct {
+				rate, cpuPerConn float64
+				p50              time.Duration
+			}
+			var runs [2][]run
+			var cpuRatio, p50Ratio []float64
+			measure := func(k int) run {
 				var lat []time.Duration
-				var rates []float64
-				var conns int
 				cpu0 := selfCPU()
-				b.ResetTimer()
-				for run := 0; run < 5; run++ {
-					n := 0
-					t0 := time.Now()
-					for time.Since(t0) < time.Second {
-						lat = append(lat, connect())
-						n++
-					}
-					rates = append(rates, float64(n)/time.Since(t0).Seconds())
-					conns += n
+				t0 := time.Now()
+				for time.Since(t0) < 500*time.Millisecond {
+					lat = append(lat, connect[k]())
 				}
-				b.StopTimer()
-				cpu := selfCPU() - cpu0
-				slices.Sort(rates)
+				el, cpu := time.Since(t0), selfCPU()-cpu0
 				slices.Sort(lat)
-				b.ReportMetric(rates[len(rates)/2], "conns/s")
-				b.ReportMetric(float64(lat[len(lat)/2])/float64(time.Microsecond), "p50-us")
-				b.ReportMetric(float64(lat[len(lat)*99/100])/float64(time.Microsecond), "p99-us")
-				b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(conns), "cpu-us/conn")
-			})
+				return run{float64(len(lat)) / el.Seconds(), float64(cpu) / float64(time.Microsecond) / float64(len(lat)), lat[len(lat)/2]}
+			}
+			for k := range connect {
+				for w := 0; w < 20; w++ {
+					connect[k]()
+				}
+			}
+			b.ResetTimer()
+			for round := 0; round < 10; round++ {
+				var r [2]run
+				for _, k := range [][2]int{{0, 1}, {1, 0}}[round%2] {
+					r[k] = measure(k)
+					runs[k] = append(runs[k], r[k])
+				}
+				cpuRatio = append(cpuRatio, r[1].cpuPerConn/r[0].cpuPerConn)
+				p50Ratio = append(p50Ratio, float64(r[1].p50)/float64(r[0].p50))
+			}
+			b.StopTimer()
+			median := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
+			for k, name := range []string{"small", "big"} {
+				var rate, cpu, p50 []float64
+				for _, r := range runs[k] {
+					rate = append(rate, r.rate)
+					cpu = append(cpu, r.cpuPerConn)
+					p50 = append(p50, float64(r.p50)/float64(time.Microsecond))
+				}
+				b.ReportMetric(median(rate), name+"-conns/s")
+				b.ReportMetric(median(cpu), name+"-cpu-us/conn")
+				b.ReportMetric(median(p50), name+"-p50-us")
+			}
+			b.ReportMetric(median(cpuRatio), "big/small-cpu")
+			b.ReportMetric(median(p50Ratio), "big/small-p50")
+		})
+	}
+}
+
+// dialer returns a connect from client to the server: it times the dial
+// (SYN to established) and then resets the connection.
+func dialer(b *testing.B, client *nfttest.Container) func() time.Duration {
+	addr := net.JoinHostPort(connServerIP, strconv.Itoa(connPort))
+	return func() time.Duration {
+		var d time.Duration
+		if err := client.NS.Do(func() error {
+			t0 := time.Now()
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			d = time.Since(t0)
+			if err != nil {
+				return err
+			}
+			conn.(*net.TCPConn).SetLinger(0)
+			return conn.Close()
+		}); err != nil {
+			b.Fatal(err)
 		}
+		return d
 	}
 }
