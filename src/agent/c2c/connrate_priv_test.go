@@ -112,24 +112,39 @@ func connCell(b *testing.B) (cell *nfttest.Cell, client *nfttest.Container) {
 // iptables backends (c2c.Plan in the vpa-- chain at FORWARD position 1,
 // then an established-accept and a reject for the server, as the wrapper's
 // overlay-- chain does). The client connects and resets (SO_LINGER 0)
-// sequentially. Both cells exist at once and are measured in turns, 10
-// rounds of 0.5 s each, so the machine's load falls on both alike.
+// sequentially. On iptables a third cell ("big-dst") holds the big rules
+// with iptables_per_destination_chains. The cells exist at once and are
+// measured in turns, 10 rounds of 0.5 s each, so the machine's load falls
+// on each alike.
 // Reported per cell (medians over the rounds): connections per second,
 // connect latency p50 (SYN to established: the SYN and the SYN-ACK both
 // cross the cell's rules) and the process's CPU time per connection
 // (client, server and the kernel's forwarding, which on veth runs in the
-// sending thread's softirq); and the medians of the per-round ratios
-// big/small of CPU per connection and of latency.
+// sending thread's softirq); and the medians of the per-round ratios to
+// the small cell of CPU per connection and of latency.
 func BenchmarkNewConnections(b *testing.B) {
 	netnstest.RequireRoot(b)
 	ctx := context.Background()
-	type backend struct {
-		name string
-		load func(b *testing.B, cell *nfttest.Cell, in Inputs)
+	type variant struct {
+		name   string
+		in     Inputs
+		perDst bool // iptables_per_destination_chains
 	}
-	planned := map[int][]iptables.Rule{} // Plan of each cell, by its container count
-	backends := []backend{{"nftables", func(b *testing.B, cell *nfttest.Cell, in Inputs) {
-		rs, err := PlanNFT(in, nil)
+	small := variant{name: "small", in: connInputs(false)}
+	big := variant{name: "big", in: connInputs(true)}
+	bigDst := variant{name: "big-dst", in: big.in, perDst: true}
+	type backend struct {
+		name     string
+		variants []variant
+		load     func(b *testing.B, cell *nfttest.Cell, v variant)
+	}
+	type planKey struct {
+		containers int
+		perDst     bool
+	}
+	planned := map[planKey]Chains{} // PlanChains of each variant
+	backends := []backend{{"nftables", []variant{small, big}, func(b *testing.B, cell *nfttest.Cell, v variant) {
+		rs, err := PlanNFT(v.in, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -139,48 +154,54 @@ func BenchmarkNewConnections(b *testing.B) {
 		cell.Do(b, func() error { _, err := NewNFTEnforcer(k).Enforce(ctx, rs, nil); return err })
 	}}}
 	for _, fl := range netnstest.IPTablesFlavors(b) {
-		backends = append(backends, backend{"iptables-" + string(fl), func(b *testing.B, cell *nfttest.Cell, in Inputs) {
-			rules := planned[len(in.Containers)]
-			if rules == nil {
+		backends = append(backends, backend{"iptables-" + string(fl), []variant{small, big, bigDst}, func(b *testing.B, cell *nfttest.Cell, v variant) {
+			key := planKey{len(v.in.Containers), v.perDst}
+			want, ok := planned[key]
+			if !ok {
 				var err error
-				if rules, err = Plan(in, nil); err != nil {
+				if want, err = PlanChains(v.in, nil, v.perDst); err != nil {
 					b.Fatal(err)
 				}
-				planned[len(in.Containers)] = rules
+				planned[key] = want
 				// The worst case: the flow's MARK and ACCEPT are the last
 				// of their kind (no ingress rules follow).
-				lastMark := slices.IndexFunc(rules, func(r iptables.Rule) bool { return !strings.Contains(string(r), " -j MARK ") }) - 1
-				if lastMark < 0 || !strings.HasPrefix(string(rules[lastMark]), "-s "+connClientIP+"/32 ") ||
-					!strings.HasPrefix(string(rules[len(rules)-1]), "-d "+connServerIP+"/32 ") {
-					b.Fatalf("the flow's rules are not last: %q … %q", rules[max(lastMark, 0)], rules[len(rules)-1])
+				rules := want.Main
+				if v.perDst {
+					rules = want.Dst[DstChainPrefix+connServerIP]
 				}
-				b.Logf("iptables: %d rules, the flow's MARK at %d, its ACCEPT at %d", len(rules), lastMark+1, len(rules))
+				lastMark := slices.IndexFunc(want.Main, func(r iptables.Rule) bool { return !strings.Contains(string(r), " -j MARK ") }) - 1
+				if lastMark < 0 || !strings.HasPrefix(string(want.Main[lastMark]), "-s "+connClientIP+"/32 ") ||
+					len(rules) == 0 || !strings.HasPrefix(string(rules[len(rules)-1]), "-d "+connServerIP+"/32 -p tcp") {
+					b.Fatalf("the flow's rules are not last: %q … %q", want.Main[max(lastMark, 0)], rules)
+				}
+				b.Logf("iptables %s: %d rules in the vpa-- chain, the flow's MARK at %d, its ACCEPT at %d of its chain (%d rules in all)",
+					v.name, len(want.Main), lastMark+1, len(rules), want.Size())
 			}
 			d := iptables.New(iptables.Config{Flavor: fl, LockFile: filepath.Join(b.TempDir(), "iptables.lock")})
 			deny := iptables.NewTx(iptables.Filter).DeclareChain("overlay--server").
 				Append("overlay--server", "-m state --state ESTABLISHED,RELATED -j ACCEPT", "-j REJECT --reject-with icmp-port-unreachable").
 				Append("FORWARD", iptables.Rule("-d "+connServerIP+"/32 -j overlay--server"))
 			cell.Do(b, func() error { return d.Apply(ctx, deny) })
-			cell.Do(b, func() error { _, err := NewEnforcer(d).Enforce(ctx, rules); return err })
+			cell.Do(b, func() error { _, err := NewEnforcer(d).EnforceChains(ctx, want); return err })
 		}})
 	}
-	inputs := [2]Inputs{connInputs(false), connInputs(true)}
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
-			// Both cells at once, measured in turns (the order swapped
-			// every round), so the machine's load falls on both alike.
-			var connect [2]func() time.Duration
-			for k := range inputs {
+			// All cells at once, measured in turns (the order rotated
+			// every round), so the machine's load falls on each alike.
+			n := len(be.variants)
+			connect := make([]func() time.Duration, n)
+			for k, v := range be.variants {
 				cell, client := connCell(b)
-				be.load(b, cell, inputs[k])
+				be.load(b, cell, v)
 				connect[k] = dialer(b, client)
 			}
 			type run struct {
 				rate, cpuPerConn float64
 				p50              time.Duration
 			}
-			var runs [2][]run
-			var cpuRatio, p50Ratio []float64
+			runs := make([][]run, n)
+			cpuRatio, p50Ratio := make([][]float64, n), make([][]float64, n)
 			measure := func(k int) run {
 				var lat []time.Duration
 				cpu0 := selfCPU()
@@ -199,29 +220,34 @@ func BenchmarkNewConnections(b *testing.B) {
 			}
 			b.ResetTimer()
 			for round := 0; round < 10; round++ {
-				var r [2]run
-				for _, k := range [][2]int{{0, 1}, {1, 0}}[round%2] {
+				r := make([]run, n)
+				for j := 0; j < n; j++ {
+					k := (round + j) % n
 					r[k] = measure(k)
 					runs[k] = append(runs[k], r[k])
 				}
-				cpuRatio = append(cpuRatio, r[1].cpuPerConn/r[0].cpuPerConn)
-				p50Ratio = append(p50Ratio, float64(r[1].p50)/float64(r[0].p50))
+				for k := 1; k < n; k++ {
+					cpuRatio[k] = append(cpuRatio[k], r[k].cpuPerConn/r[0].cpuPerConn)
+					p50Ratio[k] = append(p50Ratio[k], float64(r[k].p50)/float64(r[0].p50))
+				}
 			}
 			b.StopTimer()
 			median := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
-			for k, name := range []string{"small", "big"} {
+			for k, v := range be.variants {
 				var rate, cpu, p50 []float64
 				for _, r := range runs[k] {
 					rate = append(rate, r.rate)
 					cpu = append(cpu, r.cpuPerConn)
 					p50 = append(p50, float64(r.p50)/float64(time.Microsecond))
 				}
-				b.ReportMetric(median(rate), name+"-conns/s")
-				b.ReportMetric(median(cpu), name+"-cpu-us/conn")
-				b.ReportMetric(median(p50), name+"-p50-us")
+				b.ReportMetric(median(rate), v.name+"-conns/s")
+				b.ReportMetric(median(cpu), v.name+"-cpu-us/conn")
+				b.ReportMetric(median(p50), v.name+"-p50-us")
+				if k > 0 {
+					b.ReportMetric(median(cpuRatio[k]), v.name+"/small-cpu")
+					b.ReportMetric(median(p50Ratio[k]), v.name+"/small-p50")
+				}
 			}
-			b.ReportMetric(median(cpuRatio), "big/small-cpu")
-			b.ReportMetric(median(p50Ratio), "big/small-p50")
 		})
 	}
 }
