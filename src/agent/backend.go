@@ -28,7 +28,7 @@ type c2cBackend interface {
 // c2cPlan is one backend's desired state; size is its rules (iptables) or
 // rules and set elements (nftables), for the cycle's log lines.
 type c2cPlan struct {
-	rules   []iptables.Rule
+	chains  c2c.Chains
 	ruleset *nft.Ruleset
 	size    int
 }
@@ -40,16 +40,20 @@ type c2cResult struct {
 	Added, Removed int
 }
 
-// iptablesC2C is upstream's vpa-- chain (c2c.Plan, c2c.Enforcer).
-type iptablesC2C struct{ enforcer *c2c.Enforcer }
+// iptablesC2C is upstream's vpa-- chain (c2c.PlanChains, c2c.Enforcer),
+// with iptables_per_destination_chains its vpa-dst-<ip> chains.
+type iptablesC2C struct {
+	enforcer *c2c.Enforcer
+	perDst   bool
+}
 
 func (b iptablesC2C) plan(in c2c.Inputs, warn c2c.Warn) (c2cPlan, error) {
-	want, err := c2c.Plan(in, warn)
-	return c2cPlan{rules: want, size: len(want)}, err
+	want, err := c2c.PlanChains(in, warn, b.perDst)
+	return c2cPlan{chains: want, size: want.Size()}, err
 }
 
 func (b iptablesC2C) enforce(ctx context.Context, p c2cPlan) (c2cResult, error) {
-	r, err := b.enforcer.Enforce(ctx, p.rules)
+	r, err := b.enforcer.EnforceChains(ctx, p.chains)
 	return c2cResult{Changed: r.Changed, Full: r.Full, Chain: r.Chain, Added: r.Added, Removed: r.Removed}, err
 }
 
@@ -88,22 +92,24 @@ func (b nftC2C) enforce(ctx context.Context, p c2cPlan) (c2cResult, error) {
 func (b nftC2C) invalidate()   { b.enforcer.Invalidate() }
 func (b nftC2C) Chain() string { return nft.ChainC2C }
 
-// The agent's own iptables chains: upstream's vpa--<timestamp> c2c chains
-// and the asg-/casg- ASG chains (rules.ASGChainPattern).
+// The agent's own iptables chains: upstream's vpa--<timestamp> c2c chains,
+// the vpa-dst-<ip> chains of iptables_per_destination_chains
+// (c2c.IsDstChain) and the asg-/casg- ASG chains (rules.ASGChainPattern).
 var (
 	vpaChain = regexp.MustCompile(`^` + c2c.ChainPrefix + `--[0-9]+$`)
 	asgChain = regexp.MustCompile(rules.ASGChainPattern)
 )
 
 // removeIPTablesChains removes the agent's iptables chains from the filter
-// table, with the jumps to them (FORWARD's to vpa--, netout--'s to asg-):
+// table, with the jumps to them (FORWARD's to vpa--, vpa--'s to vpa-dst-,
+// netout--'s to asg-):
 // what an agent in nftables mode finds left from iptables mode. It writes
 // nothing when there are none. Chains still referenced from chains that
 // are not the agent's are flushed and reported.
 func removeIPTablesChains(ctx context.Context, d c2c.Driver) (removed, kept []string, err error) {
 	_, err = d.Update(ctx, iptables.Filter, func(cur *iptables.State) (*iptables.Tx, error) {
 		tx := iptables.NewTx(iptables.Filter)
-		removed = cur.ChainNames(func(n string) bool { return vpaChain.MatchString(n) || asgChain.MatchString(n) })
+		removed = cur.ChainNames(func(n string) bool { return vpaChain.MatchString(n) || c2c.IsDstChain(n) || asgChain.MatchString(n) })
 		if len(removed) == 0 {
 			return tx, nil
 		}

@@ -68,6 +68,9 @@ type Config struct {
 	// (netman's inet netman table, docs/nftables.md); must match the
 	// cni-wrapper-plugin's enforcement_backend.
 	EnforcementBackend string `json:"enforcement_backend"`
+	// netman: iptables mode only; each destination container's policy
+	// rules in a vpa-dst-<ip> chain of their own (c2c.PlanChains).
+	IPTablesPerDestinationChains bool `json:"iptables_per_destination_chains"`
 	// netman: 0 disables long-polling policies_last_updated even when
 	// the server offers it; unset means DefaultLongPollWaitSeconds.
 	LongPollWaitSeconds *int `json:"long_poll_wait_seconds"`

@@ -136,3 +136,43 @@ func TestDriftRepairedNFTables(t *testing.T) {
 		t.Errorf("a drift check of a right table wrote: %v", err)
 	}
 }
+
+// TestDriftRepairedPerDestinationChains: with
+// iptables_per_destination_chains the policy cycle writes app-b's accept
+// into vpa-dst-10.255.1.3 behind a jump from the vpa-- chain, and the
+// drift check puts back a rule deleted from that chain by hand.
+func TestDriftRepairedPerDestinationChains(t *testing.T) {
+	f := newFixture(t, false, 1)
+	f.policies.enforcer = iptablesC2C{enforcer: c2c.NewEnforcer(f.ipt), perDst: true}
+	f.policies.driftEvery = time.Hour
+	f.server.set(policyAB(8080))
+	ctx := context.Background()
+	if err := f.policies.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const dst = "vpa-dst-10.255.1.3"
+	rules := func() []iptables.Rule {
+		st, err := f.ipt.Save(ctx, iptables.Filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(st.Rules(f.policies.enforcer.Chain()), iptables.Rule("-d 10.255.1.3/32 -j "+dst)) {
+			t.Fatalf("no jump to %s:\n%s", dst, f.ipt.Dump(iptables.Filter))
+		}
+		return st.Rules(dst)
+	}
+	want := rules()
+	if len(want) != 1 || !strings.Contains(string(want[0]), "--dport 8080 -m mark --mark 0x1 ") {
+		t.Fatalf("%s = %q", dst, want)
+	}
+	if err := f.ipt.Apply(ctx, iptables.NewTx(iptables.Filter).Flush(dst)); err != nil {
+		t.Fatal(err)
+	}
+	f.policies.driftEvery = time.Nanosecond
+	if err := f.policies.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rules(); !slices.Equal(got, want) {
+		t.Fatalf("drift not repaired: %q", got)
+	}
+}

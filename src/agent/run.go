@@ -87,7 +87,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 			logger.Info("removed-iptables-chains", lager.Data{"backend": backend, "chains": removed, "still-referenced": kept})
 		}
 	} else {
-		enforcer = iptablesC2C{enforcer: c2c.NewEnforcer(driver)}
+		enforcer = iptablesC2C{enforcer: c2c.NewEnforcer(driver), perDst: cfg.IPTablesPerDestinationChains}
 		if k, err := nft.New(); err == nil {
 			deleted, err := deleteNFTTable(ctx, k)
 			if err != nil {

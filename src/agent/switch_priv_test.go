@@ -13,7 +13,7 @@ import (
 )
 
 // TestSwitchBackendsOnKernel: in a fresh namespace, an agent starting in
-// nftables mode removes what iptables mode left (vpa--, asg- chains and the
+// nftables mode removes what iptables mode left (vpa--, vpa-dst-, asg- chains and the
 // jumps to them, the wrapper's netout-- chain staying), and one starting in
 // iptables mode deletes the inet netman table. Both write nothing the
 // second time.
@@ -32,8 +32,17 @@ func TestSwitchBackendsOnKernel(t *testing.T) {
 			d := iptables.New(iptables.Config{Flavor: fl, LockFile: filepath.Join(t.TempDir(), "iptables.lock")})
 			e := c2c.NewEnforcer(d)
 			var chain string
+			// With iptables_per_destination_chains: vpa-dst-10.255.1.3 too.
+			want, err := c2c.PlanChains(c2c.Inputs{
+				Containers: []c2c.Container{{Handle: "h1", IP: "10.255.1.2", AppID: "app-a"}, {Handle: "h2", IP: "10.255.1.3", AppID: "app-b"}},
+				Policies: []c2c.Policy{{Source: c2c.Endpoint{ID: "app-a", Tag: "0001"},
+					Destination: c2c.Destination{ID: "app-b", Tag: "0002", Protocol: "tcp", Start: 8080, End: 8080}}},
+			}, nil, true)
+			if err != nil || len(want.Dst) != 1 {
+				t.Fatalf("plan: %+v %v", want, err)
+			}
 			do(func() error {
-				res, err := e.Enforce(ctx, []iptables.Rule{"-s 10.255.1.2/32 -j MARK --set-xmark 0x1/0xffffffff"})
+				res, err := e.EnforceChains(ctx, want)
 				chain = res.Chain
 				return err
 			})
@@ -45,12 +54,12 @@ func TestSwitchBackendsOnKernel(t *testing.T) {
 			var removed, kept []string
 			do(func() (err error) { removed, kept, err = removeIPTablesChains(ctx, d); return err })
 			slices.Sort(removed)
-			if want := []string{"asg-h1digest", chain}; !slices.Equal(removed, want) || len(kept) != 0 {
+			if want := []string{"asg-h1digest", chain, "vpa-dst-10.255.1.3"}; !slices.Equal(removed, want) || len(kept) != 0 {
 				t.Errorf("removed %q kept %q, want %q", removed, kept, want)
 			}
 			var st *iptables.State
 			do(func() (err error) { st, err = d.Save(ctx, iptables.Filter); return err })
-			if st.Has(chain) || st.Has("asg-h1digest") || len(st.Rules("FORWARD")) != 0 {
+			if st.Has(chain) || st.Has("asg-h1digest") || st.Has("vpa-dst-10.255.1.3") || len(st.Rules("FORWARD")) != 0 {
 				t.Errorf("iptables chains left:\n%s", st)
 			}
 			if got := st.Rules("netout--h1"); !st.Has("netout--h1") || len(got) != 1 {

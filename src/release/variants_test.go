@@ -293,6 +293,21 @@ func TestRenderVariants(t *testing.T) {
 				if running := vpa["deny_networks"].(map[string]any)["running"].([]any); len(running) != 1 || running[0] != "10.0.0.0/8" {
 					t.Errorf("agent deny_networks.running %v", running)
 				}
+				if vpa["iptables_per_destination_chains"] != false {
+					t.Errorf("iptables_per_destination_chains %v, want the default false", vpa["iptables_per_destination_chains"])
+				}
+			},
+		},
+		{
+			name: "per-destination chains",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["iptables_per_destination_chains"] = true })
+			},
+			check: func(t *testing.T, r rendering) {
+				vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
+				if vpa["iptables_per_destination_chains"] != true {
+					t.Errorf("iptables_per_destination_chains %v, want true", vpa["iptables_per_destination_chains"])
+				}
 			},
 		},
 		{

@@ -3,7 +3,9 @@ package c2c
 import (
 	"context"
 	"errors"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -49,8 +51,8 @@ type Enforcer struct {
 	now    func() time.Time
 
 	mu       sync.Mutex
-	chain    string          // the live chain, "" until the first sync
-	enforced []iptables.Rule // what the live chain holds; nil with valid false = unknown
+	chain    string // the live chain, "" until the first sync
+	enforced Chains // what the live chains hold; unknown while valid is false
 	valid    bool
 }
 
@@ -68,19 +70,26 @@ type Result struct {
 	Removed int    // rules deleted
 }
 
-// Enforce makes the live chain hold exactly want. Unchanged input makes no
-// iptables call at all.
+// Enforce makes the live chain hold exactly want (and removes any
+// per-destination chains). Unchanged input makes no iptables call at all.
 func (e *Enforcer) Enforce(ctx context.Context, want []iptables.Rule) (Result, error) {
+	return e.EnforceChains(ctx, Chains{Main: want})
+}
+
+// EnforceChains makes the live chain hold want.Main and each destination
+// chain of want.Dst its rules, and removes destination chains want does
+// not name. Unchanged input makes no iptables call at all.
+func (e *Enforcer) EnforceChains(ctx context.Context, want Chains) (Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.valid {
-		if equalRules(e.enforced, want) {
+		if equalChains(e.enforced, want) {
 			return Result{Chain: e.chain}, nil
 		}
-		tx, added, removed := delta(e.chain, e.enforced, want)
+		tx, added, removed := deltaChains(e.chain, e.enforced, want)
 		err := e.driver.Apply(ctx, tx)
 		if err == nil {
-			e.enforced = clone(want)
+			e.enforced = cloneChains(want)
 			return Result{Changed: true, Chain: e.chain, Added: added, Removed: removed}, nil
 		}
 		// Whatever failed — a rejected payload (someone edited our chain),
@@ -112,7 +121,7 @@ func (e *Enforcer) Chain() string {
 	return e.chain
 }
 
-func (e *Enforcer) full(ctx context.Context, want []iptables.Rule) (Result, error) {
+func (e *Enforcer) full(ctx context.Context, want Chains) (Result, error) {
 	var res Result
 	_, err := e.driver.Update(ctx, iptables.Filter, func(cur *iptables.State) (*iptables.Tx, error) {
 		tx := iptables.NewTx(iptables.Filter)
@@ -122,15 +131,17 @@ func (e *Enforcer) full(ctx context.Context, want []iptables.Rule) (Result, erro
 	if err != nil {
 		return Result{Chain: e.chain}, err
 	}
-	e.chain, e.enforced, e.valid = res.Chain, clone(want), true
+	e.chain, e.enforced, e.valid = res.Chain, cloneChains(want), true
 	res.Full = true
 	return res, nil
 }
 
-// planFull converges the filter table to one vpa-- chain holding want,
-// jumped from FORWARD position 1. The chain kept is the newest one FORWARD
-// jumps to; without one a chain named for now is created.
-func planFull(tx *iptables.Tx, cur *iptables.State, want []iptables.Rule, now time.Time) Result {
+// planFull converges the filter table to one vpa-- chain holding
+// want.Main, jumped from FORWARD position 1, and the destination chains of
+// want.Dst; other vpa-- chains and destination chains are removed. The
+// chain kept is the newest one FORWARD jumps to; without one a chain named
+// for now is created.
+func planFull(tx *iptables.Tx, cur *iptables.State, want Chains, now time.Time) Result {
 	var keep string
 	var keepTS int64 = -1
 	var all []string
@@ -145,6 +156,11 @@ func planFull(tx *iptables.Tx, cur *iptables.State, want []iptables.Rule, now ti
 		}
 	}
 	res := Result{Changed: true}
+	// Destination chains first: the main chain's jumps need them.
+	before := len(tx.Lines())
+	for _, name := range sortedKeys(want.Dst) {
+		iptables.SyncChain(tx, cur, name, want.Dst[name])
+	}
 	if keep == "" {
 		keep = ChainName(now)
 		for cur.Has(keep) { // an unreferenced leftover of the same microsecond
@@ -152,14 +168,13 @@ func planFull(tx *iptables.Tx, cur *iptables.State, want []iptables.Rule, now ti
 			keep = ChainName(now)
 		}
 		tx.DeclareChain(keep)
-		tx.Append(keep, want...)
-		res.Added = len(want)
+		tx.Append(keep, want.Main...)
+		before++ // the declaration is not a rule
 	} else {
-		before := len(tx.Lines())
-		iptables.SyncChain(tx, cur, keep, want)
-		res.Added = len(tx.Lines()) - before
-		res.Changed = res.Added > 0
+		iptables.SyncChain(tx, cur, keep, want.Main)
 	}
+	res.Added = len(tx.Lines()) - before
+	res.Changed = res.Added > 0
 	jump := iptables.Rule("-j " + keep)
 	if rs := cur.Rules(ParentChain); len(rs) == 0 || rs[0] != jump || countJumps(cur, keep) != 1 {
 		iptables.DeleteJumps(tx, cur, keep, ParentChain)
@@ -177,8 +192,49 @@ func planFull(tx *iptables.Tx, cur *iptables.State, want []iptables.Rule, now ti
 		iptables.RemoveChains(tx, cur, stale...)
 		res.Changed = true
 	}
+	if removeDstChains(tx, cur, keep, stale, want.Dst) {
+		res.Changed = true
+	}
 	res.Chain = keep
 	return res
+}
+
+// removeDstChains removes the destination chains present in cur that want
+// does not name. By now the kept chain holds the planned rules (no jump to
+// them) and the stale vpa-- chains are flushed; a jump from any other
+// chain (someone else's edit) is deleted too, so the chain can go.
+func removeDstChains(tx *iptables.Tx, cur *iptables.State, keep string, flushed []string, want map[string][]iptables.Rule) bool {
+	gone := map[string]bool{}
+	var names []string
+	for _, name := range cur.ChainNames(IsDstChain) {
+		if _, ok := want[name]; !ok {
+			gone[name] = true
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return false
+	}
+	skip := map[string]bool{keep: true}
+	for _, n := range flushed {
+		skip[n] = true
+	}
+	for _, c := range cur.Chains() {
+		if skip[c.Name] || gone[c.Name] {
+			continue
+		}
+		iptables.DeleteMatching(tx, cur, c.Name, func(r iptables.Rule) bool {
+			t, _ := r.Target()
+			return gone[t]
+		})
+	}
+	for _, n := range names {
+		tx.Flush(n)
+	}
+	for _, n := range names {
+		tx.DeleteChain(n)
+	}
+	return true
 }
 
 func countJumps(cur *iptables.State, chain string) int {
@@ -191,12 +247,46 @@ func countJumps(cur *iptables.State, chain string) int {
 	return n
 }
 
-// delta turns old into want with deletions by rule text and insertions at
-// their final positions. Rules in both lists must keep their relative
-// order (the planner's sort guarantees it); if they do not, the chain is
-// rewritten whole — still inside the one transaction.
-func delta(chain string, old, want []iptables.Rule) (tx *iptables.Tx, added, removed int) {
+// deltaChains turns the enforced chains into want in one transaction: new
+// destination chains are created and filled, kept ones edited by delta,
+// then the main chain (whose jumps need the new chains and must be gone
+// before a chain is deleted), then destination chains no longer planned
+// are flushed and deleted.
+func deltaChains(main string, old, want Chains) (tx *iptables.Tx, added, removed int) {
 	tx = iptables.NewTx(iptables.Filter)
+	for _, name := range sortedKeys(want.Dst) {
+		rs := want.Dst[name]
+		prev, ok := old.Dst[name]
+		if !ok {
+			tx.DeclareChain(name)
+			tx.Append(name, rs...)
+			added += len(rs)
+			continue
+		}
+		a, r := delta(tx, name, prev, rs)
+		added, removed = added+a, removed+r
+	}
+	a, r := delta(tx, main, old.Main, want.Main)
+	added, removed = added+a, removed+r
+	var gone []string
+	for _, name := range sortedKeys(old.Dst) {
+		if _, ok := want.Dst[name]; !ok {
+			gone = append(gone, name)
+			tx.Flush(name)
+			removed += len(old.Dst[name])
+		}
+	}
+	for _, name := range gone {
+		tx.DeleteChain(name)
+	}
+	return tx, added, removed
+}
+
+// delta adds to tx what turns chain from old into want: deletions by rule
+// text and insertions at their final positions. Rules in both lists must
+// keep their relative order (the planner's sort guarantees it); if they do
+// not, the chain is rewritten whole — still inside the one transaction.
+func delta(tx *iptables.Tx, chain string, old, want []iptables.Rule) (added, removed int) {
 	inWant := make(map[iptables.Rule]struct{}, len(want))
 	for _, r := range want {
 		inWant[r] = struct{}{}
@@ -212,7 +302,7 @@ func delta(chain string, old, want []iptables.Rule) (tx *iptables.Tx, added, rem
 			if i < last {
 				tx.DeclareChain(chain)
 				tx.Append(chain, want...)
-				return tx, len(want), len(old)
+				return len(want), len(old)
 			}
 			last = i
 		}
@@ -229,21 +319,33 @@ func delta(chain string, old, want []iptables.Rule) (tx *iptables.Tx, added, rem
 			added++
 		}
 	}
-	return tx, added, removed
+	return added, removed
 }
 
-func equalRules(a, b []iptables.Rule) bool {
-	if len(a) != len(b) {
+func equalChains(a, b Chains) bool {
+	if !slices.Equal(a.Main, b.Main) || len(a.Dst) != len(b.Dst) {
 		return false
 	}
-	for i := range a {
-		if a[i] != b[i] {
+	for name, rs := range a.Dst {
+		other, ok := b.Dst[name]
+		if !ok || !slices.Equal(rs, other) {
 			return false
 		}
 	}
 	return true
 }
 
-func clone(rs []iptables.Rule) []iptables.Rule {
-	return append(make([]iptables.Rule, 0, len(rs)), rs...)
+func cloneChains(c Chains) Chains {
+	out := Chains{Main: slices.Clone(c.Main)}
+	if c.Dst != nil {
+		out.Dst = make(map[string][]iptables.Rule, len(c.Dst))
+		for name, rs := range c.Dst {
+			out.Dst[name] = slices.Clone(rs)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string][]iptables.Rule) []string {
+	return slices.Sorted(maps.Keys(m))
 }

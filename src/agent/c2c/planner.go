@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,6 +103,52 @@ type ingress struct {
 // are merely unusable (a protocol iptables cannot match by port) are
 // dropped and reported through warn.
 func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
+	p, err := PlanChains(in, warn, false)
+	return p.Main, err
+}
+
+// Chains is a plan for the agent's chains: the vpa-- chain's rules (Main)
+// and, with per-destination chains, each destination container's chain
+// (named by DstChainName) with the policy rules for it, in planned order.
+type Chains struct {
+	Main []iptables.Rule
+	Dst  map[string][]iptables.Rule
+}
+
+// Size is the number of rules in all the chains.
+func (c Chains) Size() int {
+	n := len(c.Main)
+	for _, rs := range c.Dst {
+		n += len(rs)
+	}
+	return n
+}
+
+// DstChainPrefix starts the name of a destination container's chain
+// (iptables_per_destination_chains): vpa-dst-<container IP>.
+const DstChainPrefix = "vpa-dst-"
+
+// DstChainName is the chain holding the policy rules for destination ip.
+func DstChainName(ip netip.Addr) string { return DstChainPrefix + ip.String() }
+
+// dstChainRe matches the chains DstChainName makes (IPv4; at most 28
+// characters, iptables' limit for a chain name).
+var dstChainRe = regexp.MustCompile(`^vpa-dst-[0-9]{1,3}(\.[0-9]{1,3}){3}$`)
+
+// IsDstChain reports whether name is a destination container's chain.
+func IsDstChain(name string) bool { return dstChainRe.MatchString(name) }
+
+// PlanChains is Plan, optionally with per-destination chains
+// (iptables_per_destination_chains). With perDst false, Main is exactly
+// Plan's list and Dst is empty. With perDst true, each destination's OK_
+// LOG and ACCEPT rules move, in their planned order, into that destination's
+// chain, and Main holds, where the destination's first rule was, one rule
+// jumping there by destination address: "-d <ip>/32 -j vpa-dst-<ip>". A
+// packet meets the same rules in the same order as in the single chain (a
+// rule with "-d <ip>" matches only packets to ip), so what is accepted and
+// logged is unchanged; a policy change rewrites only its destination's
+// small chain, which iptables-nft-restore edits without fetching the rest.
+func PlanChains(in Inputs, warn Warn, perDst bool) (Chains, error) {
 	if warn == nil {
 		warn = func(string, map[string]any) {}
 	}
@@ -109,8 +156,19 @@ func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
 	var dsts []destination
 	var ings []ingress
 	seenSrc := map[string]bool{}
+	// The policies naming each app as source or destination, in their
+	// order: a container visits those only, not every policy (the same
+	// matches in the same order as walking them all).
+	byApp := map[string][]int{}
+	for i, p := range in.Policies {
+		byApp[p.Source.ID] = append(byApp[p.Source.ID], i)
+		if p.Destination.ID != p.Source.ID {
+			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], i)
+		}
+	}
 	for _, c := range in.Containers {
-		for _, p := range in.Policies {
+		for _, i := range byApp[c.AppID] {
+			p := in.Policies[i]
 			if c.AppID == p.Source.ID && !seenSrc[c.IP] {
 				seenSrc[c.IP] = true
 				srcs = append(srcs, source{IP: c.IP, Tag: p.Source.Tag, GUID: p.Source.ID})
@@ -127,7 +185,7 @@ func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
 			for _, s := range strings.Split(c.Ports, ",") {
 				port, err := strconv.Atoi(strings.TrimSpace(s))
 				if err != nil {
-					return nil, fmt.Errorf("converting container metadata port to int: %w", err)
+					return Chains{}, fmt.Errorf("converting container metadata port to int: %w", err)
 				}
 				ings = append(ings, ingress{IngressTag: in.IngressTag, IP: c.IP, Protocol: "tcp", Port: port})
 			}
@@ -144,6 +202,28 @@ func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
 			seen[r] = true
 			out = append(out, r)
 		}
+	}
+	var dstChains map[string][]iptables.Rule
+	if perDst {
+		dstChains = map[string][]iptables.Rule{}
+	}
+	// addDst adds a destination's policy rule: to Main, or to the
+	// destination's chain (IPv4; an IPv6 address would make a name longer
+	// than iptables allows, so its rules stay in Main).
+	addDst := func(ip netip.Addr, r iptables.Rule) {
+		if !perDst || !ip.Is4() {
+			add(r)
+			return
+		}
+		if seen[r] {
+			return
+		}
+		seen[r] = true
+		name := DstChainName(ip)
+		if _, ok := dstChains[name]; !ok {
+			add(iptables.Rule("-d " + rules.Host(ip) + " -j " + name))
+		}
+		dstChains[name] = append(dstChains[name], r)
 	}
 	if in.DisableNetworkPolicy {
 		add(OverlayAcceptAll(in.OverlayNetwork))
@@ -167,9 +247,9 @@ func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
 			continue
 		}
 		if in.Logging {
-			add(AllowLog(ip, d.Protocol, d.StartPort, d.EndPort, d.SourceTag, d.GUID, in.AcceptedUDPLogsPerSec))
+			addDst(ip, AllowLog(ip, d.Protocol, d.StartPort, d.EndPort, d.SourceTag, d.GUID, in.AcceptedUDPLogsPerSec))
 		}
-		add(Allow(ip, d.Protocol, d.StartPort, d.EndPort, d.SourceTag, d.SourceGUID, d.GUID))
+		addDst(ip, Allow(ip, d.Protocol, d.StartPort, d.EndPort, d.SourceTag, d.SourceGUID, d.GUID))
 	}
 	for _, g := range ings {
 		ip, err := netip.ParseAddr(g.IP)
@@ -179,7 +259,7 @@ func Plan(in Inputs, warn Warn) ([]iptables.Rule, error) {
 		}
 		add(AllowIngress(ip, g.Port, g.IngressTag))
 	}
-	return out, nil
+	return Chains{Main: out, Dst: dstChains}, nil
 }
 
 // sortByJSON orders elements by their JSON encoding, as upstream does; each
