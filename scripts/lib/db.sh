@@ -3,7 +3,8 @@
 #
 # Source it (after log.sh) and call `test_env_up`. It
 #   1. installs what the tests need from Debian when missing and we are root:
-#      iptables (both the nf_tables and the legacy backend), iproute2, a
+#      iptables (both the nf_tables and the legacy backend), iproute2, nftables,
+#      ethtool (the VTEP offload test checks what ethtool(8) reports), a
 #      PostgreSQL server, a MariaDB server, ruby (the BOSH template tests) and
 #      make (the BOSH packaging test);
 #   2. makes sure PostgreSQL answers on 127.0.0.1:5432 (user postgres, no
@@ -61,6 +62,7 @@ missing_packages() {
   { have iptables && have iptables-restore; } || pkgs+=(iptables)
   have ip || pkgs+=(iproute2)
   have nft || pkgs+=(nftables)
+  have ethtool || pkgs+=(ethtool)
   { postgres_server_installed && have psql && have pg_isready; } || pkgs+=(postgresql)
   { mariadb_server_binary && mariadb_client && mariadb_admin; } >/dev/null || pkgs+=(mariadb-server)
   have ruby || pkgs+=(ruby)
