@@ -176,9 +176,11 @@ func DiffSkeleton(tx *knftables.Transaction, cur *State) bool {
 		if cc != nil && slices.Equal(cc.Rules, c.Rules) {
 			continue
 		}
-		if cc != nil && len(cc.Rules) > 0 {
-			tx.Flush(&knftables.Chain{Name: c.Name})
-		}
+		// Flushed even when cur has no such chain (it was added above):
+		// another writer (the agent's other enforcer, the wrapper) that
+		// also found it missing may have added it and its rules since cur
+		// was read, and adding without a flush would leave them twice.
+		tx.Flush(&knftables.Chain{Name: c.Name})
 		for _, r := range c.Rules {
 			tx.Add(&knftables.Rule{Chain: c.Name, Rule: r})
 		}

@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -189,6 +190,50 @@ func TestDiffOnKernel(t *testing.T) {
 		got := st.Scoped(scope)
 		if diff := cmp.Diff(StateOf(want).Ruleset().String(), got.Ruleset().String()); diff != "" {
 			t.Fatalf("step %d (-want +kernel):\n%s", i, diff)
+		}
+	}
+}
+
+// TestConcurrentWritersWriteTheSkeletonOnce starts two enforcers of
+// disjoint scopes (the agent's c2c and ASG writers) on a cell without the
+// table, at the same time, many times: each finds the skeleton missing and
+// writes it, and the base chains must end with their rules once, not once
+// per writer (a restarted agent then found them twice and rewrote them).
+func TestConcurrentWritersWriteTheSkeletonOnce(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := context.Background()
+	ns := netnstest.New(t, "nft")
+	var k *Kernel
+	if err := ns.Do(func() (err error) { k, err = New(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	c2cRules := &Ruleset{Chains: []*Chain{{Name: ChainC2C, Borrowed: true, Rules: []string{"accept"}}}}
+	asgRules := &Ruleset{Chains: []*Chain{{Name: "asg--h1", Rules: []string{"reject"}}}}
+	for round := 0; round < 20; round++ {
+		writers := []*Enforcer{NewEnforcer(k, PrefixScope([]string{ChainC2C})), NewEnforcer(k, PrefixScope(nil, "asg--"))}
+		errs := make(chan error, len(writers))
+		for i, e := range writers {
+			want := []*Ruleset{c2cRules, asgRules}[i]
+			go func() {
+				errs <- ns.Do(func() error { _, err := e.Enforce(ctx, want, nil); return err })
+			}()
+		}
+		for range writers {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		var st *State
+		if err := ns.Do(func() (err error) { st, err = k.Read(ctx); return err }); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range Skeleton().Chains {
+			if c.Base != nil && !slices.Equal(st.Chains[c.Name].Rules, c.Rules) {
+				t.Fatalf("round %d: chain %s holds %q, want %q", round, c.Name, st.Chains[c.Name].Rules, c.Rules)
+			}
+		}
+		if err := ns.Do(func() error { tx := k.NewTransaction(); Delete(tx); return k.Run(ctx, tx) }); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
