@@ -344,8 +344,9 @@ func (st *State) Tour() string {
 	if e := st.Egress; e != nil {
 		ip, port, _ := strings.Cut(e.Service, ":")
 		fmt.Fprintf(&b, "  the frontend's egress     tail -f %s\n", short(e.Log))
-		fmt.Fprintf(&b, "  an ASG in CC              curl -X PUT http://%s/security_groups/my-asg -d '{\"Name\":\"my-asg\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
-		fmt.Fprintf(&b, "                            curl -X DELETE http://%s/security_groups/my-asg\n", st.Plan.CCAdminAddr())
+		fmt.Fprintf(&b, "  call the outside service  ip netns exec %s curl -sS -m 2 %s   (denied without an ASG)\n", fe.NS, e.Calls)
+		fmt.Fprintf(&b, "  an ASG in CC              curl -sS -m 2 -X PUT http://%s/security_groups/my-asg -d '{\"Name\":\"my-asg\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
+		fmt.Fprintf(&b, "                            curl -sS -m 2 -X DELETE http://%s/security_groups/my-asg\n", st.Plan.CCAdminAddr())
 		fmt.Fprintf(&b, "  the frontend's asg chain  %s\n", rulesCommand(st.Plan.Backend, st.Cells[fe.Cell-1].NS, "asg-"))
 	}
 	fmt.Fprintf(&b, "  the netman CLI            source %s\n", filepath.Join(dir, "env"))

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,22 +27,29 @@ func TestSummary(t *testing.T) {
 	}
 }
 
-// TestTourCurlsFailFast: every curl in the tour shows its error (-sS) and
-// gives up after two seconds (-m 2), so a denied call says so at once.
+// TestTourCurlsFailFast: every curl in the tour, the c2c calls and the
+// ASG ones (Cloud Controller's write API, the outside service), shows its
+// error (-sS) and gives up after two seconds (-m 2), so a denied call says
+// so at once.
 func TestTourCurlsFailFast(t *testing.T) {
-	st := &State{Dir: "/tmp/lab", Bins: "/tmp/bin", Cells: []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2", UnderlayIP: "10.244.0.12"}},
-		Apps: []AppState{{Name: "frontend", NS: "fe", Cell: 1, Route: "frontend.apps.internal"}, {Name: "backend", NS: "be", Cell: 2, Route: "backend.apps.internal", IP: "10.255.1.2", Port: 8080, HostPort: 61000}}}
-	curls := 0
+	st := &State{Dir: "/tmp/lab", Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0."}, Cells: []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2", UnderlayIP: "10.244.0.12"}},
+		Apps: []AppState{{Name: "frontend", NS: "fe", Cell: 1, Route: "frontend.apps.internal", Space: "space-1"},
+			{Name: "backend", NS: "be", Cell: 2, Route: "backend.apps.internal", IP: "10.255.1.2", Port: 8080, HostPort: 61000}},
+		Egress: &EgressState{Service: "10.244.0.1:9443", Calls: "http://10.244.0.1:9443/", Log: "/tmp/lab/apps/frontend-egress.log"}}
+	var curls []string
 	for _, line := range strings.Split(st.Tour(), "\n") {
 		if strings.Contains(line, "curl") {
-			curls++
+			curls = append(curls, line)
 			if !strings.Contains(line, "curl -sS -m 2 ") {
 				t.Errorf("tour line without curl -sS -m 2: %s", line)
 			}
 		}
 	}
-	if curls < 4 {
-		t.Errorf("%d curls in the tour, want the name, adapter, table, IP and host port calls:\n%s", curls, st.Tour())
+	for _, want := range []string{"backend.apps.internal:8080", "?name=backend.apps.internal.", "/routes", "10.255.1.2:8080",
+		"10.244.0.12:61000", "-X PUT", "-X DELETE", "fe curl -sS -m 2 http://10.244.0.1:9443/"} {
+		if !slices.ContainsFunc(curls, func(l string) bool { return strings.Contains(l, want) }) {
+			t.Errorf("no curl in the tour with %q:\n%s", want, strings.Join(curls, "\n"))
+		}
 	}
 }
 
