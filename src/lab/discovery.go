@@ -89,6 +89,21 @@ func (p *Plan) Handlers() []boshdns.Handler {
 	return boshdns.Handlers(fmt.Sprintf("http://127.0.0.1:%d", AdapterPort), AppsDomain)
 }
 
+// AdapterSpec is how the lab starts a cell's bosh-dns-adapter (Bin is the
+// name in the lab's bin directory; the caller sets NS). The adapter logs
+// every line to stdout and its errors to stderr as well, upstream's two
+// sinks: stdout goes to bosh-dns-adapter.log and stderr to
+// bosh-dns-adapter.stderr.log, as a BOSH job's two files, so that each line
+// is in the log once, not twice.
+func (c CellPlan) AdapterSpec() Spec {
+	return Spec{
+		Log:    filepath.Join(c.Dir, "bosh-dns-adapter.log"),
+		Stderr: filepath.Join(c.Dir, "bosh-dns-adapter.stderr.log"),
+		Bin:    "bosh-dns-adapter",
+		Args:   []string{"-c", c.AdapterConfig()},
+	}
+}
+
 // AdapterConfig and HandlersFile are where a cell's discovery files go.
 func (c CellPlan) AdapterConfig() string { return filepath.Join(c.Dir, "bosh-dns-adapter.json") }
 
@@ -170,12 +185,9 @@ func Routes(client *http.Client, base string) (map[string][]string, error) {
 // cellDiscovery starts bosh-dns-adapter and the DNS front end in a cell.
 func (u *upper) cellDiscovery(ns *namespace.NS, c CellPlan) error {
 	u.say("cell %d: bosh-dns-adapter on 127.0.0.1:%d, DNS on %s", c.Index, AdapterPort, DNSServer)
-	// It logs everything to stdout and its errors to stderr as well (as
-	// upstream's does): stderr gets a file of its own, as on a BOSH VM.
-	adapter, err := u.spawnSpec("bosh-dns-adapter", Spec{
-		Log: filepath.Join(c.Dir, "bosh-dns-adapter.log"), Stderr: filepath.Join(c.Dir, "bosh-dns-adapter.stderr.log"),
-		NS: ns, Bin: "bosh-dns-adapter", Args: []string{"-c", c.AdapterConfig()},
-	})
+	s := c.AdapterSpec()
+	s.NS = ns
+	adapter, err := u.spawnSpec("bosh-dns-adapter", s)
 	if err != nil {
 		return err
 	}
