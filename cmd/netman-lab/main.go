@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "up":
-		return up(ctx, args[1:], stdout, stderr)
+		return up(ctx, labSteps, args[1:], stdout, stderr)
 	case "down":
 		if err = fs.Parse(args[1:]); err == nil {
 			err = lab.Down(context.Background(), *dir, stderr)
@@ -89,8 +89,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// up checks every option before anything is made: a mistake is one line.
-func up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// steps are the acts of `up`: bring the lab up, run the demo, remove the
+// lab. A test swaps them to check what `up` says around them without root.
+type steps struct {
+	up   func(context.Context, lab.Options) (*lab.State, error)
+	demo func(context.Context, *lab.State, io.Writer) (lab.Report, error)
+	down func(ctx context.Context, dir string, log io.Writer) error
+}
+
+var labSteps = steps{up: lab.Up, demo: lab.Demo, down: lab.Down}
+
+// up checks every option before anything is made (a mistake is one line),
+// brings the lab up, runs the demo and, without --keep, removes the lab and
+// ends with one summary line on stdout.
+func up(ctx context.Context, do steps, args []string, stdout, stderr io.Writer) int {
 	a, err := lab.ParseUpArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "netman-lab up: %v\n", err)
@@ -105,13 +117,13 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// teardown removes the lab and ends with the one line that sums up
 	// the run.
 	teardown := func(demo string) {
-		err := lab.Down(context.Background(), a.Dir, stderr)
+		err := do.down(context.Background(), a.Dir, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "netman-lab down: %v\n", err)
 		}
 		fmt.Fprintln(stdout, lab.Summary(o.Backend, demo, err))
 	}
-	st, err := lab.Up(ctx, o)
+	st, err := do.up(ctx, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "netman-lab up: %v\n", err)
 		if st != nil && !a.Keep {
@@ -122,7 +134,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	report, err := lab.Demo(ctx, st, stderr)
+	report, err := do.demo(ctx, st, stderr)
 	fmt.Fprintf(stdout, "\n%s", report)
 	code, demo := 0, report.Sequence()
 	if err != nil {
