@@ -88,7 +88,7 @@ ensure_packages() {
   local missing
   missing=$(missing_packages)
   if [[ -z $missing ]]; then
-    log "system tools present (iptables, iproute2, postgresql, mariadb, ruby, make)"
+    log "system tools present (iptables, iproute2, nftables, ethtool, postgresql, mariadb, ruby, make)"
     return 0
   fi
   if ! is_root; then

@@ -187,9 +187,7 @@ func glob(dir, pattern string) ([]string, error) {
 // BOSH_PACKAGES_DIR. The golang package is fed a tarball of symbolic links
 // to the local toolchain instead of the real one.
 func TestCompilePackages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles every package; skipped with -short")
-	}
+	testtier.Long(t, "compiles every package")
 	_, packages := specs(t)
 	root := repoRoot(t)
 	if _, err := exec.LookPath("make"); err != nil {

@@ -59,3 +59,13 @@ func why(envs []string) string {
 	}
 	return "required"
 }
+
+// Long ends a long test under `go test -short`, which asks for the quick
+// tests only: it skips with the reason, or fails under CI, where every
+// test must run. Without -short it does nothing.
+func Long(tb testing.TB, reason string) {
+	tb.Helper()
+	if testing.Short() {
+		Unavailable(tb, reason+" (a long test: go test -short leaves it out)")
+	}
+}

@@ -1,6 +1,7 @@
 package testtier
 
 import (
+	"flag"
 	"testing"
 )
 
@@ -56,4 +57,32 @@ func TestUnavailable(t *testing.T) {
 			t.Errorf("skipped %q failed %q, want a failure", r.skipped, r.failed)
 		}
 	})
+}
+
+func TestLong(t *testing.T) {
+	short := flag.Lookup("test.short").Value.String()
+	t.Cleanup(func() { _ = flag.Set("test.short", short) })
+	for _, tc := range []struct {
+		name          string
+		short         string
+		ci            string
+		skip, failure bool
+	}{
+		{"runs without -short", "false", "", false, false},
+		{"runs without -short under CI", "false", "true", false, false},
+		{"skips with -short", "true", "", true, false},
+		{"fails with -short under CI", "true", "true", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := flag.Set("test.short", tc.short); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv(EnvCI, tc.ci)
+			r := &recorder{TB: t}
+			Long(r, "compiles every package")
+			if (r.skipped != "") != tc.skip || (r.failed != "") != tc.failure {
+				t.Errorf("skipped %q failed %q; want skip %v, failure %v", r.skipped, r.failed, tc.skip, tc.failure)
+			}
+		})
+	}
 }
