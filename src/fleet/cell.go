@@ -86,7 +86,7 @@ func (c *cell) agentConfig() agent.Config {
 	return agent.Config{
 		PollInterval: c.f.opts.PollSeconds, CNIDatastorePath: filepath.Join(c.dir, "container-metadata.json"),
 		PolicyServerURL: c.f.internalURL, ClientTimeoutSeconds: 5, LongPollWaitSeconds: &wait,
-		OverlayNetwork: "10.255.0.0/16", IPTablesAcceptedUDPLogsPerSec: 100, EnforcementBackend: string(agent.BackendNFTables),
+		OverlayNetwork: overlayNetwork, IPTablesAcceptedUDPLogsPerSec: 100, EnforcementBackend: string(agent.BackendNFTables),
 	}
 }
 
@@ -101,7 +101,7 @@ func (c *cell) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dcfg := c.daemonConfig(c.f.silkURL, 24, "10.255.0.0/16")
+	dcfg := c.daemonConfig(c.f.silkURL, 24, overlayNetwork)
 	ctl, err := daemon.NewControllerClient(dcfg, 5*time.Second)
 	if err != nil {
 		return err

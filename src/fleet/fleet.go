@@ -172,7 +172,7 @@ func (f *Fleet) Start(ctx context.Context) error {
 		}
 	}
 	var err error
-	if f.silk, err = f.newSilkController("silk-controller", f.silkDB, "10.255.0.0/16", 24); err != nil {
+	if f.silk, err = f.newSilkController("silk-controller", f.silkDB, overlayNetwork, 24); err != nil {
 		return err
 	}
 	if f.ext, err = f.newPolicyServer(); err != nil {
@@ -432,3 +432,7 @@ func (f *Fleet) writePolicies(ctx context.Context, del bool, ps []policyBody) er
 	}
 	return nil
 }
+
+// overlayNetwork holds 4,096 /24 leases: upstream's default /16 has only
+// 255, too few for a thousand cells (docs/operations.md "Sizing").
+const overlayNetwork = "10.224.0.0/12"
