@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -33,6 +34,7 @@ func main() {
 	scenarios := flag.String("scenario", "1,2,3,4,5,6", "scenarios to run, comma-separated")
 	dir := flag.String("dir", "", "working directory (default a new temporary one)")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write the simulation process's CPU profile (not the servers') to this file")
 	flag.Parse()
 
 	var list []int
@@ -54,6 +56,17 @@ func main() {
 		*dir = d
 	}
 	opts.Dir, opts.Log = *dir, os.Stderr
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(pf)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "netman-fleet:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := lifecycle.SignalContext(context.Background())
 	defer stop()
 	r, err := fleet.Run(ctx, opts, list)

@@ -53,6 +53,7 @@ type Options struct {
 	Restart      int           // cells restarted together in scenario 3 (50)
 	Leases       int           // cells of scenario 5 (2,047)
 	Idle         time.Duration // steady-state measuring window (30 s)
+	Warmup       time.Duration // long-poll mode: wait after convergence before measuring it (30 s)
 	SlowDB       time.Duration // latency added to every query in scenario 6 (300 ms)
 	SlowFor      time.Duration // how long the database stays slow (20 s)
 	StaleAfter   time.Duration // a change not enforced by then is stale (30 s)
@@ -83,6 +84,7 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	defDur(&o.Idle, 30*time.Second)
+	defDur(&o.Warmup, 30*time.Second)
 	defDur(&o.SlowDB, 300*time.Millisecond)
 	defDur(&o.SlowFor, 20*time.Second)
 	defDur(&o.StaleAfter, 30*time.Second)
@@ -110,12 +112,11 @@ type Fleet struct {
 	cellLogFile          *os.File
 	http                 *http.Client
 	requests             *recorder // the agents' plain requests
-	cellsMu              sync.Mutex
 	cells                []*cell
 	apps                 []app
 	policyCountByCell    []int // seeded policies enforced on each cell
 	rulesLost            atomicCounter
-	external             *http.Client
+	converged            time.Time // when Start's cells had all converged
 }
 
 type certs struct{ ca, serverCert, serverKey, clientCert, clientKey string }
@@ -217,6 +218,7 @@ func (f *Fleet) Start(ctx context.Context) error {
 	if err := f.waitConverged(ctx, 10*time.Minute); err != nil {
 		return err
 	}
+	f.converged = time.Now()
 	f.logf("%d cells converged in %s", f.opts.Cells, time.Since(t0).Round(time.Millisecond))
 	return nil
 }

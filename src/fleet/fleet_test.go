@@ -24,7 +24,7 @@ func TestScenarios(t *testing.T) {
 			opts := Options{
 				Cells: 20, Apps: 100, Policies: 200, Mode: mode, Dir: t.TempDir(),
 				PollSeconds: 1, LeasePollSeconds: 1, Changes: 3, Restart: 5, Leases: 30,
-				Idle: time.Second, SlowDB: 300 * time.Millisecond, SlowFor: 3 * time.Second,
+				Idle: time.Second, Warmup: time.Millisecond, SlowDB: 300 * time.Millisecond, SlowFor: 3 * time.Second,
 				StaleAfter: 20 * time.Second, Log: &log,
 			}
 			scenarios := []int{1, 2, 3, 4, 6}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -69,15 +70,17 @@ type Steady struct {
 	RequestsPerSec  float64 `json:"internal_requests_per_second"`
 	DBQueriesPerSec float64 `json:"policy_db_queries_per_second"`
 	Requests        Dist    `json:"internal_request_seconds"`
+	SimCPU          float64 `json:"simulation_cpu_percent_of_core"` // the cells' process: near 200 means the 2 cores were saturated by the simulation itself
 }
 
 // Change is scenario 2: time from the external API's write to the rule
 // enforced on every affected cell.
 type Change struct {
-	Create Dist `json:"create"`
-	Delete Dist `json:"delete"`
-	All    Dist `json:"all"`
-	Stale  int  `json:"stale"` // changes not enforced within StaleAfter
+	Create Dist    `json:"create"`
+	Delete Dist    `json:"delete"`
+	All    Dist    `json:"all"`
+	Stale  int     `json:"stale"`                          // changes not enforced within StaleAfter
+	SimCPU float64 `json:"simulation_cpu_percent_of_core"` // the cells' process: near 200 means the 2 cores were saturated by the simulation itself
 }
 
 // Restart is scenario 3: cells restarted together while policies change.
@@ -91,6 +94,7 @@ type Restart struct {
 	Unconverged int     `json:"restarted_cells_never_enforced"`
 	StaleAfter  int     `json:"stale_after_window"`
 	RulesLost   int64   `json:"rules_lost"`
+	SimCPU      float64 `json:"simulation_cpu_percent_of_core"` // the cells' process: near 200 means the 2 cores were saturated by the simulation itself
 }
 
 // PSI is scenario 4: policy-server-internal restarted under load.
@@ -101,6 +105,7 @@ type PSI struct {
 	Failed     int     `json:"failed_requests"`
 	StaleAfter int     `json:"stale_after_window"`
 	RulesLost  int64   `json:"rules_lost"`
+	SimCPU     float64 `json:"simulation_cpu_percent_of_core"` // the cells' process: near 200 means the 2 cores were saturated by the simulation itself
 }
 
 // Leases is scenario 5: silk-controller with every lease taken, every
@@ -125,6 +130,7 @@ type SlowDB struct {
 	RulesLost int64   `json:"rules_lost"`
 	CaughtUp  Seconds `json:"caught_up_after_recovery_seconds"`
 	Stale     int     `json:"stale"`
+	SimCPU    float64 `json:"simulation_cpu_percent_of_core"` // the cells' process: near 200 means the 2 cores were saturated by the simulation itself
 }
 
 // Run starts the fleet, runs the scenarios (1–6; scenario 5 runs its own
@@ -164,8 +170,24 @@ func Run(ctx context.Context, opts Options, scenarios []int) (*Report, error) {
 			continue
 		}
 		f.logf("scenario %d", s.n)
+		before, _ := procUsage(os.Getpid())
+		t0 := time.Now()
 		if err := s.run(ctx); err != nil {
 			return r, fmt.Errorf("scenario %d: %w", s.n, err)
+		}
+		after, _ := procUsage(os.Getpid())
+		sim := 100 * float64(after.cpu-before.cpu) / float64(time.Since(t0))
+		switch s.n {
+		case 1:
+			r.Steady.SimCPU = sim
+		case 2:
+			r.Change.SimCPU = sim
+		case 3:
+			r.Restart.SimCPU = sim
+		case 4:
+			r.PSI.SimCPU = sim
+		case 6:
+			r.SlowDB.SimCPU = sim
 		}
 	}
 	if needFleet && want[5] {
@@ -192,6 +214,14 @@ func usageOver(s *server, window time.Duration, before usage) (Usage, error) {
 }
 
 func (f *Fleet) steady(ctx context.Context) (*Steady, error) {
+	// An agent trusts its long-poll only once one has come back (up to
+	// 25 s after start); until then it also polls plainly. Measure after.
+	if f.opts.Mode == ModeLongPoll {
+		if wait := time.Until(f.converged.Add(f.opts.Warmup)); wait > 0 {
+			f.logf("steady state: waiting %s for every agent's first long-poll to come back", wait.Round(time.Second))
+			time.Sleep(wait)
+		}
+	}
 	f.requests.take()
 	ib, err := f.internal.usage()
 	if err != nil {
@@ -509,27 +539,27 @@ func (f *Fleet) slowDB(ctx context.Context) (*SlowDB, error) {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "netman-fleet: %d cells, %d apps, %d policies, agents in %s mode (fleet up in %.1f s)\n", r.Cells, r.Apps, r.Policies, r.Mode, r.StartedIn)
 	if s := r.Steady; s != nil {
-		fmt.Fprintf(w, "1 steady state (%.0f s): policy-server-internal %.1f%% of a core, %.0f MiB; silk-controller %.1f%%, %.0f MiB; %.0f internal requests/s (%s); %.1f DB queries/s\n",
-			s.Window, s.Internal.CPUPercent, s.Internal.RSSMiB, s.Controller.CPUPercent, s.Controller.RSSMiB, s.RequestsPerSec, s.Requests, s.DBQueriesPerSec)
+		fmt.Fprintf(w, "1 steady state (%.0f s): policy-server-internal %.1f%% of a core, %.0f MiB; silk-controller %.1f%%, %.0f MiB; %.0f internal requests/s (%s); %.1f DB queries/s; simulation %.0f%% of a core\n",
+			s.Window, s.Internal.CPUPercent, s.Internal.RSSMiB, s.Controller.CPUPercent, s.Controller.RSSMiB, s.RequestsPerSec, s.Requests, s.DBQueriesPerSec, s.SimCPU)
 	}
 	if c := r.Change; c != nil {
-		fmt.Fprintf(w, "2 policy change to every affected cell: create %s; delete %s; all %s; stale %d\n", c.Create, c.Delete, c.All, c.Stale)
+		fmt.Fprintf(w, "2 policy change to every affected cell: create %s; delete %s; all %s; stale %d; simulation %.0f%% of a core\n", c.Create, c.Delete, c.All, c.Stale, c.SimCPU)
 	}
 	if c := r.Restart; c != nil {
-		fmt.Fprintf(w, "3 %d cells restarted together: requests %s, %d over 1 s, %d failed; changes %s; restarted cells' first enforce %.2f s after the stop (%d never); stale %d; rules lost %d\n",
-			c.Cells, c.Requests, c.OverOne, c.Failed, c.Changes, c.Converged, c.Unconverged, c.StaleAfter, c.RulesLost)
+		fmt.Fprintf(w, "3 %d cells restarted together: requests %s, %d over 1 s, %d failed; changes %s; restarted cells' first enforce %.2f s after the stop (%d never); stale %d; rules lost %d; simulation %.0f%% of a core\n",
+			c.Cells, c.Requests, c.OverOne, c.Failed, c.Changes, c.Converged, c.Unconverged, c.StaleAfter, c.RulesLost, c.SimCPU)
 	}
 	if p := r.PSI; p != nil {
-		fmt.Fprintf(w, "4 policy-server-internal restarted: down %.2f s; changes %s; last change enforced %.2f s after it was back; %d failed requests; stale %d; rules lost %d\n",
-			p.Down, p.Changes, p.CaughtUp, p.Failed, p.StaleAfter, p.RulesLost)
+		fmt.Fprintf(w, "4 policy-server-internal restarted: down %.2f s; changes %s; last change enforced %.2f s after it was back; %d failed requests; stale %d; rules lost %d; simulation %.0f%% of a core\n",
+			p.Down, p.Changes, p.CaughtUp, p.Failed, p.StaleAfter, p.RulesLost, p.SimCPU)
 	}
 	if l := r.Leases; l != nil {
 		fmt.Fprintf(w, "5 silk-controller, %d leases (up in %.1f s): renew %s; routable leases %s; %d failed polls; %d cells hold every route; silk-controller %.1f%% of a core, %.0f MiB over %.0f s\n",
 			l.Cells, l.StartedIn, l.Renew, l.List, l.Failed, l.Converged, l.Controller.CPUPercent, l.Controller.RSSMiB, l.Window)
 	}
 	if s := r.SlowDB; s != nil {
-		fmt.Fprintf(w, "6 database %.3f s slower per query for %.0f s: %d failed requests, rules lost %d, caught up %.2f s after recovery, stale %d\n",
-			s.Latency, s.SlowFor, s.Failed, s.RulesLost, s.CaughtUp, s.Stale)
+		fmt.Fprintf(w, "6 database %.3f s slower per query for %.0f s: %d failed requests, rules lost %d, caught up %.2f s after recovery, stale %d; simulation %.0f%% of a core\n",
+			s.Latency, s.SlowFor, s.Failed, s.RulesLost, s.CaughtUp, s.Stale, s.SimCPU)
 	}
 }
 
