@@ -100,6 +100,7 @@ type Restart struct {
 // PSI is scenario 4: policy-server-internal restarted under load.
 type PSI struct {
 	Down       Seconds `json:"down_seconds"`
+	Stopping   Seconds `json:"stopping_seconds"` // SIGTERM to exit; the rest of Down is start-up
 	Changes    Dist    `json:"change_seconds"`
 	CaughtUp   Seconds `json:"last_change_enforced_after_restart_seconds"`
 	Failed     int     `json:"failed_requests"`
@@ -460,6 +461,7 @@ func (f *Fleet) restartInternal(ctx context.Context) (*PSI, error) {
 	time.Sleep(2 * time.Second)
 	t0 := time.Now()
 	f.internal.stop()
+	stopped := time.Now()
 	if err := f.internal.start(ctx); err != nil {
 		close(stop)
 		<-done
@@ -484,7 +486,7 @@ func (f *Fleet) restartInternal(ctx context.Context) (*PSI, error) {
 	}
 	_, failed := f.requests.take()
 	return &PSI{
-		Down: secs(up.Sub(t0)), Changes: dist(delays), CaughtUp: secs(caught), Failed: failed,
+		Down: secs(up.Sub(t0)), Stopping: secs(stopped.Sub(t0)), Changes: dist(delays), CaughtUp: secs(caught), Failed: failed,
 		StaleAfter: stale, RulesLost: f.rulesLost.load() - lost0,
 	}, nil
 }
@@ -550,8 +552,8 @@ func (r *Report) Print(w io.Writer) {
 			c.Cells, c.Requests, c.OverOne, c.Failed, c.Changes, c.Converged, c.Unconverged, c.StaleAfter, c.RulesLost, c.SimCPU)
 	}
 	if p := r.PSI; p != nil {
-		fmt.Fprintf(w, "4 policy-server-internal restarted: down %.2f s; changes %s; last change enforced %.2f s after it was back; %d failed requests; stale %d; rules lost %d; simulation %.0f%% of a core\n",
-			p.Down, p.Changes, p.CaughtUp, p.Failed, p.StaleAfter, p.RulesLost, p.SimCPU)
+		fmt.Fprintf(w, "4 policy-server-internal restarted: down %.2f s (%.2f s of it stopping); changes %s; last change enforced %.2f s after it was back; %d failed requests; stale %d; rules lost %d; simulation %.0f%% of a core\n",
+			p.Down, p.Stopping, p.Changes, p.CaughtUp, p.Failed, p.StaleAfter, p.RulesLost, p.SimCPU)
 	}
 	if l := r.Leases; l != nil {
 		fmt.Fprintf(w, "5 silk-controller, %d leases (up in %.1f s): renew %s; routable leases %s; %d failed polls; %d cells hold every route; silk-controller %.1f%% of a core, %.0f MiB over %.0f s\n",
