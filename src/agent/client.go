@@ -84,6 +84,13 @@ func newTransport(tlsConfig *tls.Config, health http.HTTP2Config) *http.Transpor
 	}
 }
 
+// WrapTransports replaces the transport of plain requests and that of
+// long-polls with wrap's (netman-fleet times every request through it).
+func (c *Client) WrapTransports(wrap func(longPoll bool, rt http.RoundTripper) http.RoundTripper) {
+	c.http.HTTP.Transport = wrap(false, c.http.HTTP.Transport)
+	c.longPoll.HTTP.Transport = wrap(true, c.longPoll.HTTP.Transport)
+}
+
 // CloseIdleConnections closes the client's idle connections.
 func (c *Client) CloseIdleConnections() {
 	c.http.HTTP.CloseIdleConnections()

@@ -15,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/nft"
 )
 
 // c2cRules are the config values that shape the c2c rules.
@@ -296,4 +297,26 @@ func guids(cs []c2c.Container) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// PolicyCycle is the agent's c2c policy cycle on the nftables backend,
+// built as Run builds it (watcher, poller, planner, enforcer) but on a
+// driver of the caller's: netman-fleet runs a thousand of them in one
+// process, each on an nft.Fake.
+type PolicyCycle struct {
+	c        *policyCycle
+	interval time.Duration
+}
+
+// NewPolicyCycle reads the containers from cfg.CNIDatastorePath and the
+// policies through client, and enforces them through driver.
+func NewPolicyCycle(logger lager.Logger, sender *metrics.Sender, cfg Config, client PolicySource, driver nft.Driver) *PolicyCycle {
+	store := metadata.New(cfg.CNIDatastorePath)
+	c := newPolicyCycle(logger, sender, store, client, newNFTC2C(driver), cfg.c2cRules(), cfg.longPoll())
+	return &PolicyCycle{c: c, interval: cfg.pollInterval()}
+}
+
+// Members are the policy watcher and poller, as Run runs them.
+func (p *PolicyCycle) Members() []lifecycle.Member {
+	return p.c.members(p.interval, p.interval/10)
 }

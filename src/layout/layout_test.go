@@ -39,7 +39,7 @@ var components = []string{
 }
 
 // tools sit above the components: they may import any production package.
-var tools = []string{"src/lab", "src/release", "src/namespace", "src/standin"}
+var tools = []string{"src/lab", "src/fleet", "src/release", "src/namespace", "src/standin"}
 
 type pkg struct {
 	dir     string          // module-relative directory, e.g. src/agent

@@ -25,6 +25,7 @@ type DB struct {
 	dialect *Dialect
 	stats   queryStats
 	txSlot  chan struct{} // one transaction at a time when dialect.serialTx
+	probe   *Probe        // ProbeDatabase's, or nil
 }
 
 type queryStats struct {
@@ -119,6 +120,7 @@ func (db *DB) track(fn func() error) error {
 	db.stats.total.Add(1)
 	db.stats.inFlight.Add(1)
 	start := time.Now()
+	db.probe.observe()
 	err := fn()
 	elapsed := time.Since(start).Nanoseconds()
 	db.stats.inFlight.Add(-1)
@@ -271,7 +273,7 @@ func open(ctx context.Context, logger lager.Logger, c Config, pool Pool, attempt
 	raw.SetMaxOpenConns(pool.MaxOpenConnections)
 	raw.SetMaxIdleConns(pool.MaxIdleConnections)
 	raw.SetConnMaxLifetime(time.Duration(pool.ConnectionsMaxLifetimeSeconds) * time.Second)
-	db := &DB{x: sqlx.NewDb(raw, d.Name), dialect: d}
+	db := &DB{x: sqlx.NewDb(raw, d.Name), dialect: d, probe: probeFor(c.DatabaseName)}
 	if d.serialTx {
 		db.txSlot = make(chan struct{}, 1)
 	}

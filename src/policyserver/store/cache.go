@@ -45,7 +45,7 @@ const reloadTimeout = 2 * time.Minute
 func (s *Store) snapshot(ctx context.Context) (*snapshot, error) {
 	c := &s.cache
 	for {
-		version, err := s.lastUpdated(ctx)
+		version, err := s.stamps.read(ctx, s.lastUpdated)
 		if err != nil {
 			return nil, fmt.Errorf("listing all: %w", err)
 		}

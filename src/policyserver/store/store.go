@@ -41,6 +41,7 @@ type Store struct {
 	// bumpSecurityGroups moves security_groups_info.last_updated forward.
 	bumpSecurityGroups string
 	cache              policyCache
+	stamps             stampGate // shares the snapshot's stamp reads
 }
 
 // New wraps a migrated database. tagLength is the `tag_length` config key

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
@@ -74,31 +75,72 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		defer sender.Close()
 	}
 
-	l, err := Start(ctx, logger, cfg, nl, client)
+	d, err := Setup(ctx, logger, cfg, nl, client, sender, opts)
 	if err != nil {
 		return err
 	}
-	vtep, err := ReadVTEP(nl, cfg.VTEPName)
+	return lifecycle.RunContext(ctx, logger,
+		lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServer(logger.Session("server"), localAddr(cfg.HealthCheckPort), NetworkInfoHandler(d.Info), nil)},
+		lifecycle.Member{Name: "vxlan-poller", Runner: d.Poller()},
+		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), localAddr(cfg.DebugServerPort), lifecycle.DebugHandler(sink, sender.Registry()), nil)},
+		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
+	)
+}
+
+// Host is the kernel silk-daemon works on: the links that hold the VTEP
+// and the tables the converger keeps (*System; FakeSystem in netman-fleet).
+type Host interface {
+	Links
+	Kernel
+}
+
+// DaemonController is the silk-controller client start-up and the polls use.
+type DaemonController interface {
+	Controller
+	LeaseClient
+}
+
+// Daemon is silk-daemon after start-up: its lease, the network-info body
+// silk-cni reads, and the poll cycle.
+type Daemon struct {
+	Lease lease.Lease
+	Info  []byte
+	Cycle *Cycle
+
+	logger           lager.Logger
+	interval, jitter time.Duration
+}
+
+// Setup is the daemon's start-up on host: the lease (Start), the VTEP read
+// back and its offloads checked, and the poll cycle that renews the lease
+// and converges the other cells' routes. Run serves it; netman-fleet runs
+// it on a FakeSystem.
+func Setup(ctx context.Context, logger lager.Logger, cfg Config, host Host, client DaemonController, sender *metrics.Sender, opts Options) (*Daemon, error) {
+	l, err := Start(ctx, logger, cfg, host, client)
 	if err != nil {
-		return fmt.Errorf("find local VTEP: %w", err)
+		return nil, err
+	}
+	vtep, err := ReadVTEP(host, cfg.VTEPName)
+	if err != nil {
+		return nil, fmt.Errorf("find local VTEP: %w", err)
 	}
 	// A VTEP kept from before (an older release, upstream's) gets the
 	// same offloads as a new one.
-	offloads := &offloadCheck{logger: logger, links: nl, name: cfg.VTEPName, want: vtepOffloads(cfg)}
+	offloads := &offloadCheck{logger: logger, links: host, name: cfg.VTEPName, want: vtepOffloads(cfg)}
 	if err := offloads.check(); err != nil {
-		return err
+		return nil, err
 	}
 	info, err := json.Marshal(NetworkInfo{OverlaySubnet: l.OverlaySubnet, MTU: vtep.MTU})
 	if err != nil {
-		return fmt.Errorf("marshal network info: %w", err)
+		return nil, fmt.Errorf("marshal network info: %w", err)
 	}
 	local, err := netip.ParsePrefix(l.OverlaySubnet)
 	if err != nil {
-		return fmt.Errorf("parse local subnet CIDR: %w", err)
+		return nil, fmt.Errorf("parse local subnet CIDR: %w", err)
 	}
 
 	conv := &Converger{
-		Kernel:    nl,
+		Kernel:    host,
 		LinkIndex: vtep.Index,
 		Planner:   Planner{Local: local.Masked(), Overlay: cfg.Overlay(), OnLink: cfg.SingleIPOnly},
 	}
@@ -107,13 +149,16 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	cycle.offloads = offloads
 
 	interval := cfg.pollInterval()
-	jitter := time.Duration(float64(interval) * opts.jitterFraction())
-	return lifecycle.RunContext(ctx, logger,
-		lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServer(logger.Session("server"), localAddr(cfg.HealthCheckPort), NetworkInfoHandler(info), nil)},
-		lifecycle.Member{Name: "vxlan-poller", Runner: lifecycle.Poller(logger, "vxlan-poller", interval, jitter, cycle.Run)},
-		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), localAddr(cfg.DebugServerPort), lifecycle.DebugHandler(sink, sender.Registry()), nil)},
-		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
-	)
+	return &Daemon{
+		Lease: l, Info: info, Cycle: cycle, logger: logger,
+		interval: interval, jitter: time.Duration(float64(interval) * opts.jitterFraction()),
+	}, nil
+}
+
+// Poller is the vxlan-poller member: the cycle at once, then every
+// lease_poll_interval_seconds plus jitter.
+func (d *Daemon) Poller() ifrit.Runner {
+	return lifecycle.Poller(d.logger, "vxlan-poller", d.interval, d.jitter, d.Cycle.Run)
 }
 
 // NetworkInfoHandler answers every method and path with the fixed body.
