@@ -249,3 +249,7 @@ func runNFT(ctx context.Context, script string) error {
 	}
 	return nil
 }
+
+// RemoveNFTObjects deletes the counting chains and sets from netman's
+// table.
+func RemoveNFTObjects(ctx context.Context) error { return runNFT(ctx, RemoveNFT()) }
