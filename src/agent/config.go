@@ -71,6 +71,12 @@ type Config struct {
 	// netman: iptables mode only; each destination container's policy
 	// rules in a vpa-dst-<ip> chain of their own (c2c.PlanChains).
 	IPTablesPerDestinationChains bool `json:"iptables_per_destination_chains"`
+	// netman: per-app network metrics (package appmetrics): counting
+	// rules for every app container, exported on the debug server's
+	// /metrics and as envelopes. app_metrics_max_series caps the series
+	// (0: appmetrics.DefaultMaxSeries).
+	EnableAppMetrics    bool `json:"enable_app_metrics"`
+	AppMetricsMaxSeries int  `json:"app_metrics_max_series"`
 	// netman: 0 disables long-polling policies_last_updated even when
 	// the server offers it; unset means DefaultLongPollWaitSeconds.
 	LongPollWaitSeconds *int `json:"long_poll_wait_seconds"`
@@ -180,6 +186,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := ParseBackend(c.EnforcementBackend); err != nil {
 		p.Addf("enforcement_backend: %v", err)
+	}
+	if c.AppMetricsMaxSeries < 0 {
+		p.Addf("app_metrics_max_series: must not be negative (got %d)", c.AppMetricsMaxSeries)
 	}
 	if c.LongPollWaitSeconds != nil && (*c.LongPollWaitSeconds < 0 || *c.LongPollWaitSeconds > 30) {
 		p.Addf("long_poll_wait_seconds: must be between 0 and 30 (got %d)", *c.LongPollWaitSeconds)

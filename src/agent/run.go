@@ -99,6 +99,13 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		}
 	}
 	logger.Info("enforcement-backend", lager.Data{"backend": backend})
+	if err := removeAppMetrics(ctx, cfg.EnableAppMetrics, backend, driver, nftDriver); err != nil {
+		return err
+	}
+	var apps *appMetrics
+	if cfg.EnableAppMetrics {
+		apps = newAppMetrics(logger.Session("app-metrics"), store, appMetricsPlane(backend, driver), cfg.AppMetricsMaxSeries)
+	}
 
 	policies := newPolicyCycle(logger, sender, store, client, enforcer, cfg.c2cRules(), cfg.longPoll())
 	if opts.DriftCheck != 0 {
@@ -128,6 +135,9 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 
 	debug := http.NewServeMux()
 	debug.Handle("/iptables-c2c-logging", c2cLoggingHandler(policies))
+	if apps != nil {
+		debug.Handle("/metrics", metricsHandler(sender.Registry(), apps))
+	}
 	debug.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 
 	// Up to a tenth of jitter keeps the cells from polling in lockstep.
@@ -140,6 +150,9 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.debugAddr(), debug, nil)},
 		lifecycle.Member{Name: "force-policy-poll-cycle-server", Runner: lifecycle.HTTPServer(logger.Session("force-server"), cfg.forceAddr(), forceHandler(logger, policies, asgs), nil)},
 	)
+	if apps != nil {
+		members = append(members, apps.members(interval, uptimeInterval, sender)...)
+	}
 	if asgs != nil {
 		asgInterval := cfg.asgPollInterval()
 		members = append(members, asgs.members(asgInterval, asgInterval/10)...)

@@ -121,6 +121,16 @@ func (d *Driver) Save(ctx context.Context, table string) (st *State, err error) 
 	return st, err
 }
 
+// SaveCounters returns `iptables-save -c -t table`: every rule with its
+// packet and byte counters. It does not take the lock file: a read needs
+// none, and a scrape must not wait for a writer.
+func (d *Driver) SaveCounters(ctx context.Context, table string) (string, error) {
+	if err := validTable(table); err != nil {
+		return "", err
+	}
+	return d.saveText(ctx, "-c", "-t", table)
+}
+
 // PlanFunc computes the changes to a table from its current state. It must
 // be pure: Update may call it twice.
 type PlanFunc func(cur *State) (*Tx, error)

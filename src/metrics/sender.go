@@ -146,6 +146,25 @@ func (s *Sender) AddCounter(name string, delta uint64) {
 	})
 }
 
+// SendTaggedCounter emits a counter event carrying its own total and
+// tags (an app's metric: tags source_id and instance_id make loggregator
+// file it under the app). Nothing is recorded in the Registry: such
+// counters have labels, which its series do not.
+func (s *Sender) SendTaggedCounter(name string, delta, total uint64, tags map[string]string) {
+	if s == nil || s.conn == nil {
+		return
+	}
+	s.emit(&events.Envelope{
+		EventType: events.Envelope_CounterEvent.Enum(),
+		Tags:      tags,
+		CounterEvent: &events.CounterEvent{
+			Name:  proto.String(name),
+			Delta: proto.Uint64(delta),
+			Total: proto.Uint64(total),
+		},
+	})
+}
+
 // SendErrors returns how many envelopes could not be sent.
 func (s *Sender) SendErrors() uint64 {
 	if s == nil {

@@ -311,6 +311,21 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "per-app metrics",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "vxlan-policy-agent", func(j *Job) {
+					j.Properties["enable_app_metrics"] = true
+					j.Properties["app_metrics_max_series"] = 800
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
+				if vpa["enable_app_metrics"] != true || vpa["app_metrics_max_series"] != float64(800) {
+					t.Errorf("enable_app_metrics %v app_metrics_max_series %v, want true 800", vpa["enable_app_metrics"], vpa["app_metrics_max_series"])
+				}
+			},
+		},
+		{
 			name: "nftables enforcement backend",
 			change: func(t *testing.T, d Deployment) Deployment {
 				d = withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["enforcement_backend"] = "nftables" })
