@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
@@ -110,10 +111,18 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	jitter := time.Duration(float64(interval) * opts.jitterFraction())
 	return lifecycle.RunContext(ctx, logger,
 		lifecycle.Member{Name: "server", Runner: lifecycle.HTTPServer(logger.Session("server"), localAddr(cfg.HealthCheckPort), NetworkInfoHandler(info), nil)},
-		lifecycle.Member{Name: "vxlan-poller", Runner: lifecycle.Poller(logger, "vxlan-poller", interval, jitter, cycle.Run)},
+		lifecycle.Member{Name: "vxlan-poller", Runner: vxlanPoller(logger, interval, jitter, cycle.Run)},
 		lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), localAddr(cfg.DebugServerPort), lifecycle.DebugHandler(sink, sender.Registry()), nil)},
 		lifecycle.Member{Name: "metrics-emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
 	)
+}
+
+// vxlanPoller is upstream's "vxlan-poller" member: a cycle at once, then
+// one every interval (plus jitter). A failed cycle is logged as upstream's
+// poller logs it, "poll-cycle" with the error on the daemon's root logger
+// (no session); a Fatal one ends the daemon.
+func vxlanPoller(logger lager.Logger, interval, jitter time.Duration, cycle func(context.Context) error) ifrit.Runner {
+	return lifecycle.Poller(logger, "vxlan-poller", interval, jitter, cycle)
 }
 
 // NetworkInfoHandler answers every method and path with the fixed body.
