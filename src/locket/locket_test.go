@@ -159,6 +159,7 @@ func TestHoldLocketDown(t *testing.T) {
 func TestHoldLogLines(t *testing.T) {
 	srv, files := startLocket(t)
 	var w worker
+	const session = "cfnetworking.policy-server-asg-syncer.locket-lock."
 	hold := func(ctx context.Context, owner string, c *locket.Client) (*logtest.Capture, <-chan error) {
 		logger, capture := logtest.NewCapture(t, "cfnetworking.policy-server-asg-syncer")
 		done := make(chan error, 1)
@@ -173,13 +174,14 @@ func TestHoldLogLines(t *testing.T) {
 			"session":        "1", // lager's session id
 		}
 	}
-	const session = "cfnetworking.policy-server-asg-syncer.locket-lock."
-
 	ctxA, stopA := context.WithCancel(context.Background())
 	capA, doneA := hold(ctxA, "a", client(t, srv, files))
 	eventually.True(t, "a to hold the lock", 10*time.Second, func() bool { return w.runs.Load() == 1 })
 	ctxB, stopB := context.WithCancel(context.Background())
 	capB, doneB := hold(ctxB, "b", client(t, srv, files))
+	eventually.True(t, "b's first attempt", 10*time.Second, func() bool {
+		return len(capB.Find(session+"failed-to-acquire-lock")) == 1
+	})
 	time.Sleep(300 * time.Millisecond) // b retries ~15 times
 	stopB()
 	stopA()
