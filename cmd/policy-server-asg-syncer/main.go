@@ -22,9 +22,7 @@ func main() {
 		Log:         func(c asgsyncer.Config) (string, string) { return c.LogPrefix, c.LogLevel },
 		Stderr:      "{prefix}.{name}",
 		ConfigError: "could not read config file: ",
-		// Unlike policy-server's, upstream's line names the failed config's prefix.
-		ConfigPrefix: true,
-		Exited:       true,
+		Exited:      true,
 		Run: func(ctx context.Context, logger lager.Logger, _ *lager.ReconfigurableSink, cfg asgsyncer.Config) error {
 			return asgsyncer.Run(ctx, logger, cfg)
 		},

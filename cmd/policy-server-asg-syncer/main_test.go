@@ -27,7 +27,8 @@ func TestBadConfigExitsNamingEveryProblem(t *testing.T) {
 	configtest.WriteFile(t, path, map[string]any{"log_prefix": "cf", "asg_poll_interval_seconds": 0, "database": map[string]any{"type": "sqlite"}})
 	stderr := maintest.Fails(t, maintest.Command("-config-file", path), 1)
 	for _, want := range []string{
-		"cf.policy-server-asg-syncer: could not read config file: invalid config:",
+		// Upstream's prefix, not the invalid config's log_prefix.
+		"cfnetworking.policy-server-asg-syncer: could not read config file: invalid config:",
 		"asg_poll_interval_seconds: must be at least 1", "uuid: missing required value",
 		"database.database_name: missing required value", "cc_internal_url: missing required value",
 		"metron_address: missing required value",

@@ -40,7 +40,7 @@ func TestSyncsUntilSignalled(t *testing.T) {
 	})
 	proc.Terminate(t, 10*time.Second)
 	out := proc.Out
-	for _, want := range []string{`"message":"cfnetworking.silk-datastore-syncer.properties"`, `"message":"cfnetworking.silk-datastore-syncer.updated-log-config"`} {
+	for _, want := range []string{`"message":"cfnetworking.silk-datastore-syncer.properties"`, `"message":"cfnetworking.silk-datastore-syncer.Datastore container reconciling with Garden container"`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s:\n%s", want, out.String())
 		}

@@ -47,10 +47,6 @@ type Command[C any] struct {
 	// ConfigError is upstream's wording in front of a config error on that
 	// line, e.g. "could not read config file: ".
 	ConfigError string
-	// ConfigPrefix makes a config error's line carry the prefix of the
-	// config that failed validation; otherwise it carries the default
-	// prefix, since the config naming another is the one that failed.
-	ConfigPrefix bool
 	// LogConfigError, when set, also logs a config error (upstream's
 	// discovery daemons do, on stdout) on the logger Logger builds for the
 	// zero config.
@@ -101,11 +97,9 @@ func (c Command[C]) run() int {
 				c.LogConfigError(logger, path, err)
 			}
 		}
-		prefix := logging.DefaultPrefix
-		if c.ConfigPrefix {
-			prefix = c.prefix(cfg)
-		}
-		c.stderr(prefix, c.ConfigError+err.Error())
+		// Always the default prefix, as upstream: the config naming
+		// another is the one that failed.
+		c.stderr(logging.DefaultPrefix, c.ConfigError+err.Error())
 		if c.ConfigExitCode != 0 {
 			return c.ConfigExitCode
 		}

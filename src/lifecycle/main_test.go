@@ -63,7 +63,6 @@ func helperMain() {
 		LogConfigError: func(logger lager.Logger, path string, err error) {
 			logger.Info("config-error", lager.Data{"path": path, "error": err.Error()})
 		},
-		ConfigPrefix:   variant == "config-prefix",
 		Exited:         variant == "exited",
 		ConfigExitCode: 3,
 		ExitCode:       4,
@@ -132,8 +131,6 @@ func TestMainConfigError(t *testing.T) {
 		{"missing file", "", nil, "cfnetworking.helper error: load config: reading config: open PATH: no such file or directory\n"},
 		// The config that names another prefix is the one that failed.
 		{"invalid", "", &helperConfig{LogPrefix: "cf", Invalid: true}, "cfnetworking.helper error: load config: invalid config\n"},
-		{"invalid, with the config's prefix", "config-prefix", &helperConfig{LogPrefix: "cf", Invalid: true}, "cf.helper error: load config: invalid config\n"},
-		{"unreadable, with the config's prefix", "config-prefix", nil, "cfnetworking.helper error: load config: reading config: open PATH: no such file or directory\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

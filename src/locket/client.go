@@ -137,7 +137,9 @@ func (l *Lease) Release(ctx context.Context) error {
 	return l.client.Release(ctx, l.resource)
 }
 
-// Describe implements Lockable.
-func (l *Lease) Describe() map[string]any {
-	return map[string]any{"lock": map[string]any{"key": l.resource.Key, "owner": l.resource.Owner, "type": l.resource.Type, "type_code": int32(l.resource.TypeCode)}, "ttl_in_seconds": l.ttl}
+// Describe implements Lockable: upstream's lock runner session and data
+// (the resource as locket's models.Resource marshals it: value omitted
+// when empty, type_code as a number).
+func (l *Lease) Describe() (string, map[string]any) {
+	return "locket-lock", map[string]any{"lock": map[string]any{"key": l.resource.Key, "owner": l.resource.Owner, "type": l.resource.Type, "type_code": int32(l.resource.TypeCode)}, "ttl_in_seconds": l.ttl}
 }

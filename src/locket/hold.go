@@ -2,6 +2,7 @@ package locket
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -18,8 +19,19 @@ type Lockable interface {
 	Refresh(ctx context.Context) error
 	// Release gives the lock up.
 	Release(ctx context.Context) error
-	// Describe is the lock's log data.
-	Describe() map[string]any
+	// Describe is the lock's log session and data: upstream's
+	// "locket-lock" {lock, ttl_in_seconds} for a lock in locket.
+	Describe() (session string, data map[string]any)
+}
+
+// ErrCollision is another owner holding the lock. A lock that is not in
+// locket wraps it in its Acquire error; locket's own refusal is recognised
+// by its status code (IsLockCollision).
+var ErrCollision = errors.New("lock-collision")
+
+// isCollision reports whether err is the lock being held by another owner.
+func isCollision(err error) bool {
+	return errors.Is(err, ErrCollision) || IsLockCollision(err)
 }
 
 // callTimeout bounds every Acquire, Refresh and Release. With the 5 s
@@ -28,25 +40,34 @@ type Lockable interface {
 // can have it while work still runs.
 const callTimeout = 5 * time.Second
 
-// Hold runs work while l is held, as upstream's lock runner (session
-// "sql-lock": started, acquired-lock, failed-to-acquire-lock, lost-lock,
+// Hold runs work while l is held, as upstream's lock runner (on l's
+// session: started, acquired-lock, failed-to-acquire-lock, lost-lock,
 // released-lock, completed). It tries to acquire every retry; once held it
-// starts work and confirms the lock every retry. When a confirmation fails
+// starts work and confirms the lock every retry. As upstream's runner,
+// only the first failed attempt is logged when the lock is held by
+// another owner, so a standby syncer does not log every 5 s; other
+// failures (locket down) are logged every time. When a confirmation fails
 // the lock counts as lost: work's context is cancelled at once, Hold waits
 // for work to return, and goes back to acquiring (upstream exits the
-// process instead). Hold returns nil when ctx ends (after releasing the
-// lock), or work's error when work returns on its own.
+// process instead, and its restart logs the next first attempt). Hold
+// returns nil when ctx ends (after releasing the lock), or work's error
+// when work returns on its own.
 func Hold(ctx context.Context, logger lager.Logger, l Lockable, retry time.Duration, work func(context.Context) error) error {
-	logger = logger.Session("sql-lock", lager.Data(l.Describe()))
+	session, data := l.Describe()
+	logger = logger.Session(session, lager.Data(data))
 	logger.Info("started")
 	defer logger.Info("completed")
 
+	first := true
 	for {
 		if err := call(ctx, l.Acquire); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			logger.Error("failed-to-acquire-lock", err)
+			if first || !isCollision(err) {
+				logger.Error("failed-to-acquire-lock", err)
+			}
+			first = false
 			if !lifecycle.Sleep(ctx, retry) {
 				return nil
 			}
@@ -60,6 +81,7 @@ func Hold(ctx context.Context, logger lager.Logger, l Lockable, retry time.Durat
 		}
 		// Best effort: the lock may still be ours (a network blip).
 		release(logger, l)
+		first = true
 		if !lifecycle.Sleep(ctx, retry) {
 			return nil
 		}

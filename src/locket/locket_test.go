@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/netman-release/netman/src/locket"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/testsupport/eventually"
@@ -146,6 +148,77 @@ func TestHoldLocketDown(t *testing.T) {
 	eventually.True(t, "work to be cancelled", 10*time.Second, func() bool { return w.cancelled.Load() == 1 })
 	stop()
 	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHoldLogLines: upstream's lock runner lines, on the "locket-lock"
+// session with the lock and its TTL; a holder kept out by another owner
+// logs its first failed attempt only, not every retry; a holder that
+// cannot reach locket logs every attempt.
+func TestHoldLogLines(t *testing.T) {
+	srv, files := startLocket(t)
+	var w worker
+	const session = "cfnetworking.policy-server-asg-syncer.locket-lock."
+	hold := func(ctx context.Context, owner string, c *locket.Client) (*logtest.Capture, <-chan error) {
+		logger, capture := logtest.NewCapture(t, "cfnetworking.policy-server-asg-syncer")
+		done := make(chan error, 1)
+		lease := locket.NewLease(c, key, owner, locket.DefaultSessionTTLInSeconds)
+		go func() { done <- locket.Hold(ctx, logger, lease, 20*time.Millisecond, w.work) }()
+		return capture, done
+	}
+	lockData := func(owner string) map[string]any {
+		return map[string]any{
+			"lock":           map[string]any{"key": key, "owner": owner, "type": "lock", "type_code": 1.0},
+			"ttl_in_seconds": 15.0,
+			"session":        "1", // lager's session id
+		}
+	}
+	ctxA, stopA := context.WithCancel(context.Background())
+	capA, doneA := hold(ctxA, "a", client(t, srv, files))
+	eventually.True(t, "a to hold the lock", 10*time.Second, func() bool { return w.runs.Load() == 1 })
+	ctxB, stopB := context.WithCancel(context.Background())
+	capB, doneB := hold(ctxB, "b", client(t, srv, files))
+	eventually.True(t, "b's first attempt", 10*time.Second, func() bool {
+		return len(capB.Find(session+"failed-to-acquire-lock")) == 1
+	})
+	time.Sleep(300 * time.Millisecond) // b retries ~15 times
+	stopB()
+	stopA()
+	for _, done := range []<-chan error{doneA, doneB} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []logtest.Line{
+		{Message: session + "started", Level: "info", Data: lockData("a")},
+		{Message: session + "acquired-lock", Level: "info", Data: lockData("a")},
+		{Message: session + "released-lock", Level: "info", Data: lockData("a")},
+		{Message: session + "completed", Level: "info", Data: lockData("a")},
+	}
+	if diff := cmp.Diff(want, capA.Lines()); diff != "" {
+		t.Errorf("holder's lines (-want +got):\n%s", diff)
+	}
+	failed := lockData("b")
+	failed["error"] = "rpc error: code = AlreadyExists desc = lock-collision"
+	want = []logtest.Line{
+		{Message: session + "started", Level: "info", Data: lockData("b")},
+		{Message: session + "failed-to-acquire-lock", Level: "error", Data: failed},
+		{Message: session + "completed", Level: "info", Data: lockData("b")},
+	}
+	if diff := cmp.Diff(want, capB.Lines()); diff != "" {
+		t.Errorf("standby's lines (-want +got):\n%s", diff)
+	}
+
+	// Locket down: every attempt fails and is logged.
+	srv.Stop()
+	ctxC, stopC := context.WithCancel(context.Background())
+	capC, doneC := hold(ctxC, "c", client(t, srv, files))
+	eventually.True(t, "c to log several failures", 10*time.Second, func() bool {
+		return len(capC.Find(session+"failed-to-acquire-lock")) >= 3
+	})
+	stopC()
+	if err := <-doneC; err != nil {
 		t.Fatal(err)
 	}
 }

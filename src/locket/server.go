@@ -27,6 +27,7 @@ type Server struct {
 
 type heldLock struct {
 	resource Resource
+	ttl      int64 // seconds, as the holder last asked
 	expires  time.Time
 }
 
@@ -70,11 +71,23 @@ func (s *Server) Holder(key string) string {
 	return l.resource.Owner
 }
 
+// Held is the lock on key as its holder last asked for it: the resource
+// and the TTL in seconds; ok is false when key is free.
+func (s *Server) Held(key string) (r Resource, ttlInSeconds int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.locks[key]
+	if !ok || !s.now().Before(l.expires) {
+		return Resource{}, 0, false
+	}
+	return l.resource, l.ttl, true
+}
+
 // Reassign gives key to owner for ttl at once, whoever held it: what the
 // holder sees when its lock expired unnoticed and another owner took it.
 func (s *Server) Reassign(key, owner string, ttl time.Duration) {
 	s.mu.Lock()
-	s.locks[key] = heldLock{resource: Resource{Key: key, Owner: owner, Type: LockType, TypeCode: Lock}, expires: s.now().Add(ttl)}
+	s.locks[key] = heldLock{resource: Resource{Key: key, Owner: owner, Type: LockType, TypeCode: Lock}, ttl: int64(ttl / time.Second), expires: s.now().Add(ttl)}
 	s.mu.Unlock()
 }
 
@@ -93,7 +106,7 @@ func (s *Server) Lock(_ context.Context, req *LockRequest) (*LockResponse, error
 	if l, ok := s.locks[req.Resource.Key]; ok && now.Before(l.expires) && l.resource.Owner != req.Resource.Owner {
 		return nil, ErrLockCollision
 	}
-	s.locks[req.Resource.Key] = heldLock{resource: *req.Resource, expires: now.Add(time.Duration(req.TTLInSeconds) * time.Second)}
+	s.locks[req.Resource.Key] = heldLock{resource: *req.Resource, ttl: req.TTLInSeconds, expires: now.Add(time.Duration(req.TTLInSeconds) * time.Second)}
 	return &LockResponse{}, nil
 }
 

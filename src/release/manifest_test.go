@@ -2,6 +2,8 @@ package release
 
 import (
 	"fmt"
+	"maps"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -264,7 +266,9 @@ func TestExampleManifest(t *testing.T) {
 // TestOpsFile applies docs/examples/use-netman.yml (and
 // enable-iptables-logger.yml, enable-backup-restore.yml,
 // add-performance-test-sd.yml) to cf-deployment's networking jobs as they are
-// written for upstream's releases: every job netman has moves to netman, and
+// written for upstream's releases: every job netman has moves to netman,
+// no job upstream deploys is removed, vxlan-policy-agent keeps
+// enable_asg_syncing on beside a policy-server-asg-syncer, and
 // cf-deployment's properties render with netman's jobs.
 func TestOpsFile(t *testing.T) {
 	root := repoRoot(t)
@@ -277,9 +281,47 @@ func TestOpsFile(t *testing.T) {
 		}
 		ops = append(ops, o...)
 	}
+	// Every job of the base manifest, by instance group, before the ops.
+	jobsOf := func(doc any) map[string]map[string]any {
+		out := map[string]map[string]any{}
+		for _, e := range doc.(map[string]any)["instance_groups"].([]any) {
+			ig := e.(map[string]any)
+			for _, je := range ig["jobs"].([]any) {
+				job := je.(map[string]any)
+				out[fmt.Sprintf("%s/%s", ig["name"], job["name"])] = job
+			}
+		}
+		return out
+	}
+	upstream := slices.Sorted(maps.Keys(jobsOf(base)))
 	doc, err := applyOps(base, ops)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Nothing upstream deploys is removed: each job is still in its
+	// instance group, from netman or from its own release.
+	after := jobsOf(doc)
+	for _, name := range upstream {
+		if after[name] == nil {
+			t.Errorf("the ops-files remove %s, which upstream deploys", name)
+		}
+	}
+	// Dynamic ASGs stay on: the agent's enable_asg_syncing is true, set or
+	// by the job's default.
+	agent := after["diego-cell/vxlan-policy-agent"]
+	if agent == nil {
+		t.Fatal("no diego-cell/vxlan-policy-agent after the ops-files")
+	}
+	props, _ := agent["properties"].(map[string]any)
+	asgSyncing, set := props["enable_asg_syncing"]
+	if !set {
+		asgSyncing = specDefault(t, "vxlan-policy-agent", "enable_asg_syncing")
+	}
+	if asgSyncing != true {
+		t.Errorf("vxlan-policy-agent's enable_asg_syncing is %v after the ops-files, want true", asgSyncing)
+	}
+	if after["api/policy-server-asg-syncer"] == nil {
+		t.Error("no api/policy-server-asg-syncer after the ops-files: nothing would fill security_groups")
 	}
 
 	ours := jobNames(t)
@@ -347,5 +389,48 @@ func TestApplyOps(t *testing.T) {
 	out, err = applyOps(out, []any{map[string]any{"type": "remove", "path": "/igs/name=a/jobs/name=k"}})
 	if err != nil || strings.Contains(fmt.Sprint(out), "name:k") {
 		t.Errorf("remove: %v %v", out, err)
+	}
+}
+
+// specDefault is a property's default in jobs/<job>/spec (nil without one).
+func specDefault(t *testing.T, job, property string) any {
+	t.Helper()
+	spec, _ := yamlFile(t, filepath.Join(repoRoot(t), "jobs", job, "spec")).(map[string]any)
+	props, _ := spec["properties"].(map[string]any)
+	p, _ := props[property].(map[string]any)
+	return p["default"]
+}
+
+// TestNotThereYetSaysWhy: docs/bosh-release.md's "Not there yet" lists
+// nothing without saying why, and no job of the release as missing.
+func TestNotThereYetSaysWhy(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "bosh-release.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Not there yet\n")
+	if !ok {
+		t.Fatal(`docs/bosh-release.md has no "## Not there yet" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var items []string
+	for _, line := range strings.Split(section, "\n") {
+		switch {
+		case strings.HasPrefix(line, "- "):
+			items = append(items, line[2:])
+		case strings.HasPrefix(line, "  ") && len(items) > 0:
+			items[len(items)-1] += " " + strings.TrimSpace(line)
+		}
+	}
+	jobs := jobNames(t)
+	for _, item := range items {
+		if !strings.Contains(item, " because ") {
+			t.Errorf("Not there yet: %q does not say why (no \"because\")", item)
+		}
+		for _, job := range jobs {
+			if strings.Contains(item, "`"+job+"`") {
+				t.Errorf("Not there yet: %q names the job %s, which the release has", item, job)
+			}
+		}
 	}
 }

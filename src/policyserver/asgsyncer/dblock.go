@@ -18,7 +18,7 @@ import (
 const LockKey = "policy-server-asg-syncer"
 
 // errLockHeld is another syncer holding the database lock.
-var errLockHeld = errors.New("lock-collision: another policy-server-asg-syncer holds the lock")
+var errLockHeld = fmt.Errorf("%w: another policy-server-asg-syncer holds the lock", locket.ErrCollision)
 
 // advisoryKey is the PostgreSQL advisory lock key ("asgs"); advisory locks
 // are scoped to the database, so it cannot collide with another
@@ -133,8 +133,12 @@ func (l *sessionLock) drop() {
 	}
 }
 
-func (l *sessionLock) Describe() map[string]any {
-	return map[string]any{"lock": map[string]any{"key": LockKey, "owner": l.owner, "database": l.kind}}
+// dbLockSession is the log session of a lock in the database (netman's;
+// upstream has only locket's "locket-lock").
+const dbLockSession = "sql-lock"
+
+func (l *sessionLock) Describe() (string, map[string]any) {
+	return dbLockSession, map[string]any{"lock": map[string]any{"key": LockKey, "owner": l.owner, "database": l.kind}}
 }
 
 // fileLock is an flock beside the SQLite database file: every syncer on
@@ -192,6 +196,6 @@ func (l *fileLock) Release(context.Context) error {
 	return err
 }
 
-func (l *fileLock) Describe() map[string]any {
-	return map[string]any{"lock": map[string]any{"key": LockKey, "owner": l.owner, "file": l.path}}
+func (l *fileLock) Describe() (string, map[string]any) {
+	return dbLockSession, map[string]any{"lock": map[string]any{"key": LockKey, "owner": l.owner, "file": l.path}}
 }

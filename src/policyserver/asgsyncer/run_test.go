@@ -12,6 +12,7 @@ import (
 	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/standin/cc"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
 func runConfig(e *ccEnv, db sqldb.Config) asgsyncer.Config {
@@ -55,10 +56,17 @@ func TestRun(t *testing.T) {
 			}
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- asgsyncer.Run(ctx, logger(t), cfg) }()
+			log, capture := logtest.NewCapture(t, "cfnetworking.policy-server-asg-syncer")
+			go func() { done <- asgsyncer.Run(ctx, log, cfg) }()
 			waitUntil(t, "the first sync", func() bool { return len(table(t, db)) == 1 })
-			if withLocket && srv.Holder(asgsyncer.LockKey) != "syncer-0" {
-				t.Errorf("locket holder = %q", srv.Holder(asgsyncer.LockKey))
+			if withLocket {
+				// Upstream's lock: key, the config's uuid as owner, type
+				// lock, and locket's default 15 s TTL.
+				r, ttl, ok := srv.Held(asgsyncer.LockKey)
+				want := locket.Resource{Key: "policy-server-asg-syncer", Owner: "syncer-0", Type: "lock", TypeCode: locket.Lock}
+				if !ok || r != want || ttl != 15 {
+					t.Errorf("locket holds %+v for %d s (held %v), want %+v for 15 s", r, ttl, ok, want)
+				}
 			}
 			e.cc.Put(cc.SecurityGroup{GUID: "asg-new", Name: "new"})
 			waitUntil(t, "the change", func() bool { return len(table(t, db)) == 2 })
@@ -73,6 +81,15 @@ func TestRun(t *testing.T) {
 			}
 			if withLocket && srv.Holder(asgsyncer.LockKey) != "" {
 				t.Errorf("lock not released on stop: held by %q", srv.Holder(asgsyncer.LockKey))
+			}
+			session := "sql-lock" // netman's lock in the database
+			if withLocket {
+				session = "locket-lock" // upstream's lock runner
+			}
+			for _, m := range []string{"started", "acquired-lock", "released-lock", "completed"} {
+				if len(capture.Find("cfnetworking.policy-server-asg-syncer."+session+"."+m)) != 1 {
+					t.Errorf("no %s.%s line: %q", session, m, capture.Messages())
+				}
 			}
 		})
 	}

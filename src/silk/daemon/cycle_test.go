@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tedsuo/ifrit"
 
 	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/testsupport/eventually"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -186,5 +189,36 @@ func TestCycleLogLines(t *testing.T) {
 	}
 	if l := capture.Find("cfnetworking.silk-daemon.converged"); len(l) != 1 || l[0].Level != "debug" || l[0].Data["arp"] != 1.0 {
 		t.Errorf("converged = %+v, want one debug line with the counts", l)
+	}
+}
+
+// TestPollCycleLogLines: the vxlan-poller as Run wires it logs a failed
+// cycle as upstream's poller does, "poll-cycle" at error with only the
+// error, on the daemon's root logger; a good cycle writes upstream's
+// converge-leases line there too.
+func TestPollCycleLogLines(t *testing.T) {
+	logger, capture := logtest.NewCapture(t, "cfnetworking.silk-daemon")
+	run := func(fc *fakeController, until func() bool) {
+		t.Helper()
+		c, _, _, _ := newTestCycle(t, fc, time.Hour)
+		c.Logger = logger
+		proc := ifrit.Invoke(vxlanPoller(logger, 10*time.Millisecond, 0, c.Run))
+		eventually.True(t, "poll lines", 10*time.Second, until)
+		proc.Signal(os.Interrupt)
+		if err := <-proc.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const p = "cfnetworking.silk-daemon."
+	run(&fakeController{listErr: errors.New("connection refused")}, func() bool { return len(capture.Find(p+"poll-cycle")) >= 2 })
+	for _, l := range capture.Find(p + "poll-cycle") {
+		want := logtest.Line{Message: p + "poll-cycle", Level: "error", Data: map[string]any{"error": "get routable leases: connection refused"}}
+		if diff := cmp.Diff(want, l); diff != "" {
+			t.Errorf("poll-cycle line (-want +got):\n%s", diff)
+		}
+	}
+	run(&fakeController{leases: []lease.Lease{remote(17)}}, func() bool { return len(capture.Find(p+"converge-leases")) >= 1 })
+	if l := capture.Find(p + "converge-leases")[0]; l.Level != "debug" || len(l.Data) != 1 || l.Data["leases"] == nil {
+		t.Errorf("converge-leases line %+v, want debug {leases}", l)
 	}
 }

@@ -158,7 +158,15 @@ func Setup(ctx context.Context, logger lager.Logger, cfg Config, host Host, clie
 // Poller is the vxlan-poller member: the cycle at once, then every
 // lease_poll_interval_seconds plus jitter.
 func (d *Daemon) Poller() ifrit.Runner {
-	return lifecycle.Poller(d.logger, "vxlan-poller", d.interval, d.jitter, d.Cycle.Run)
+	return vxlanPoller(d.logger, d.interval, d.jitter, d.Cycle.Run)
+}
+
+// vxlanPoller is upstream's "vxlan-poller" member: a cycle at once, then
+// one every interval (plus jitter). A failed cycle is logged as upstream's
+// poller logs it, "poll-cycle" with the error on the daemon's root logger
+// (no session); a Fatal one ends the daemon.
+func vxlanPoller(logger lager.Logger, interval, jitter time.Duration, cycle func(context.Context) error) ifrit.Runner {
+	return lifecycle.Poller(logger, "vxlan-poller", interval, jitter, cycle)
 }
 
 // NetworkInfoHandler answers every method and path with the fixed body.

@@ -76,17 +76,41 @@ func (s *Syncer) WaitForGarden(ctx context.Context, retry time.Duration) error {
 }
 
 // Run syncs now and then every interval until ctx ends. A failed cycle is
-// logged and the next one retries.
+// logged with upstream's message for what failed, and the next one
+// retries.
 func (s *Syncer) Run(ctx context.Context, interval time.Duration) error {
 	for {
 		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
-			s.Logger.Error("sync", err)
+			var ce *CycleError
+			if errors.As(err, &ce) {
+				s.Logger.Error(ce.Message, ce.Err)
+			} else {
+				s.Logger.Error("sync", err)
+			}
 		}
 		if !lifecycle.Sleep(ctx, interval) {
 			return nil
 		}
 	}
 }
+
+// CycleError is a failed cycle: Message is upstream's log message for the
+// step that failed ("Garden: error retrieving containers:", ...), Err the
+// cause, logged as the line's error.
+type CycleError struct {
+	Message string
+	Err     error
+}
+
+func (e *CycleError) Error() string { return e.Message + " " + e.Err.Error() }
+func (e *CycleError) Unwrap() error { return e.Err }
+
+// Upstream's messages for a failed cycle.
+const (
+	msgGardenContainers = "Garden: error retrieving containers:"
+	msgStoreContainers  = "Datastore: error retrieving containers from datastore:"
+	msgUpdate           = "Error updating log config"
+)
 
 // change is one store entry's new log_config.
 type change struct {
@@ -103,12 +127,12 @@ func (s *Syncer) Sync(ctx context.Context) (Stats, error) {
 	var st Stats
 	handles, err := s.Garden.Containers(ctx, nil)
 	if err != nil {
-		return st, fmt.Errorf("Garden: error retrieving containers: %w", err)
+		return st, &CycleError{msgGardenContainers, err}
 	}
 	st.Garden = len(handles)
 	stored, err := s.Store.ReadAll(ctx)
 	if err != nil {
-		return st, fmt.Errorf("Datastore: error retrieving containers from datastore: %w", err)
+		return st, &CycleError{msgStoreContainers, err}
 	}
 	var changes []change
 	for _, h := range handles {
@@ -118,16 +142,17 @@ func (s *Syncer) Sync(ctx context.Context) (Stats, error) {
 			s.Logger.Info("skipping-container-not-found-in-networking-store", lager.Data{"garden_container_handle": h})
 			continue
 		}
-		c, err := s.compare(ctx, sc)
+		c, msg, err := s.compare(ctx, sc)
 		if err != nil {
 			st.Failed++
 			if ctx.Err() != nil {
 				return st, ctx.Err()
 			}
-			s.Logger.Error("error getting log config", err, lager.Data{"handle": h})
+			s.Logger.Error(msg, err)
 			continue
 		}
 		if c != nil {
+			s.Logger.Debug("Datastore container reconciling with Garden container", lager.Data{"handle": h})
 			changes = append(changes, *c)
 		}
 	}
@@ -151,13 +176,12 @@ func (s *Syncer) Sync(ctx context.Context) (Stats, error) {
 			cur.Metadata = md
 			pool[c.handle] = cur
 			st.Updated++
-			s.Logger.Info("updated-log-config", lager.Data{"handle": c.handle})
 		}
 		return st.Updated > 0
 	})
 	if err != nil {
 		st.Updated = 0
-		return st, fmt.Errorf("Error updating log config: %w", err)
+		return st, &CycleError{msgUpdate, err}
 	}
 	return st, nil
 }
@@ -165,31 +189,37 @@ func (s *Syncer) Sync(ctx context.Context) (Stats, error) {
 // compare decides whether a store entry's log_config differs from
 // Garden's; nil when it does not. Both sides are compared decoded, as
 // upstream does: a missing log_config is the zero LogConfig, and the store
-// gets Garden's re-encoded.
-func (s *Syncer) compare(ctx context.Context, sc metadata.Container) (*change, error) {
+// gets Garden's re-encoded. A failure comes with upstream's log message
+// for the side that failed.
+func (s *Syncer) compare(ctx context.Context, sc metadata.Container) (*change, string, error) {
+	const msgGarden, msgStore = "error getting garden log config", "error getting silk log config"
 	props, err := s.Garden.Properties(ctx, sc.Handle)
 	if err != nil {
-		return nil, fmt.Errorf("Garden container: %s: error retrieving properties: %w", sc.Handle, err)
+		return nil, msgGarden, fmt.Errorf("Garden container: %s: error retrieving properties: %w", sc.Handle, err)
 	}
 	var want metadata.LogConfig
 	if raw, ok := props[metadata.LogConfigKey]; ok {
 		if err := json.Unmarshal([]byte(raw), &want); err != nil {
-			return nil, fmt.Errorf("Garden container: %s unmarshalling container log config: %w", sc.Handle, err)
+			// Upstream's text, "from datastore" although Garden's side failed.
+			return nil, msgGarden, fmt.Errorf("Garden container: %s unmarshalling container log config from datastore: %w", sc.Handle, err)
 		}
 	}
+	s.Logger.Debug("Garden container", lager.Data{"log info": want})
 	var have metadata.LogConfig
 	was, ok := sc.Metadata[metadata.LogConfigKey].(string)
 	if ok {
 		if err := json.Unmarshal([]byte(was), &have); err != nil {
-			return nil, fmt.Errorf("Datastore container: %s: error unmarshalling container log config from datastore: %w", sc.Handle, err)
+			return nil, msgStore, fmt.Errorf("Datastore container: %s: error unmarshalling container log config from datastore: %w", sc.Handle, err)
 		}
 	}
+	s.Logger.Debug("Datastore container", lager.Data{"log info": have})
 	if reflect.DeepEqual(want, have) {
-		return nil, nil
+		s.Logger.Debug("They are equal no action taken")
+		return nil, "", nil
 	}
 	b, err := json.Marshal(want)
 	if err != nil {
-		return nil, errors.New("marshal log config: " + err.Error())
+		return nil, "Garden container error marshalling container log config", err
 	}
-	return &change{handle: sc.Handle, was: was, want: string(b)}, nil
+	return &change{handle: sc.Handle, was: was, want: string(b)}, "", nil
 }

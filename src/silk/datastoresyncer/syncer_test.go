@@ -2,8 +2,10 @@ package datastoresyncer_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/silk/datastoresyncer"
 	"github.com/netman-release/netman/src/testsupport/configtest"
+	"github.com/netman-release/netman/src/testsupport/eventually"
+	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
 const (
@@ -230,5 +234,95 @@ func TestWaitForGarden(t *testing.T) {
 	cancel()
 	if err := s.WaitForGarden(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled wait: %v", err)
+	}
+}
+
+// TestLogLines pins upstream's silk-datastore-syncer lines: the debug
+// trail of each container compared, the skip of a container the store
+// lacks, the error lines of a container whose log_config cannot be read
+// (upstream's messages, the handle in the error), and a failed cycle
+// logged with upstream's message for the step that failed.
+func TestLogLines(t *testing.T) {
+	ctx := t.Context()
+	g := gardentest.New(t)
+	g.Create("changed", map[string]string{"log_config": lcNew})
+	g.Create("same", map[string]string{"log_config": lcOld})
+	g.Create("unknown", map[string]string{"log_config": lcOther})
+	g.Create("bad-garden", map[string]string{"log_config": "{nope"})
+	g.Create("bad-store", map[string]string{"log_config": lcNew})
+	store := metadata.New(filepath.Join(t.TempDir(), "store.json"))
+	for h, lc := range map[string]string{"changed": lcOld, "same": lcOld, "bad-garden": lcOld, "bad-store": "[1,2"} {
+		if err := store.Add(ctx, h, "10.255.1.2", map[string]any{"log_config": lc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logger, capture := logtest.NewCapture(t, "cfnetworking.silk-datastore-syncer")
+	s := &datastoresyncer.Syncer{Garden: gardenclient.New("unix", g.Socket, 5*time.Second), Store: store, Logger: logger}
+	if _, err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const p = "cfnetworking.silk-datastore-syncer."
+	logInfo := func(lc string) map[string]any {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(lc), &v); err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"log info": v}
+	}
+	// Errors are compared up to the decoder's own wording; the handle and
+	// upstream's text before it are pinned.
+	want := []logtest.Line{
+		{Message: p + "Starting sync loop", Level: "debug", Data: map[string]any{}},
+		{Message: p + "Garden container", Level: "debug", Data: logInfo(lcNew)},
+		{Message: p + "Datastore container", Level: "debug", Data: logInfo(lcOld)},
+		{Message: p + "Datastore container reconciling with Garden container", Level: "debug", Data: map[string]any{"handle": "changed"}},
+		{Message: p + "Garden container", Level: "debug", Data: logInfo(lcOld)},
+		{Message: p + "Datastore container", Level: "debug", Data: logInfo(lcOld)},
+		{Message: p + "They are equal no action taken", Level: "debug", Data: map[string]any{}},
+		{Message: p + "skipping-container-not-found-in-networking-store", Level: "info", Data: map[string]any{"garden_container_handle": "unknown"}},
+		{Message: p + "error getting garden log config", Level: "error", Data: map[string]any{"error": "Garden container: bad-garden unmarshalling container log config from datastore: "}},
+		{Message: p + "Garden container", Level: "debug", Data: logInfo(lcNew)},
+		{Message: p + "error getting silk log config", Level: "error", Data: map[string]any{"error": "Datastore container: bad-store: error unmarshalling container log config from datastore: "}},
+	}
+	trimErrors := func(lines []logtest.Line) []logtest.Line {
+		var out []logtest.Line
+		for _, l := range lines {
+			if e, ok := l.Data["error"].(string); ok {
+				l.Data["error"] = e[:strings.Index(e, "datastore: ")+len("datastore: ")]
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	got := trimErrors(capture.Lines())
+	// Garden lists containers in any order: compare the lines as a set.
+	sortBlocks := func(lines []logtest.Line) []string {
+		var out []string
+		for _, l := range lines {
+			b, _ := json.Marshal(l)
+			out = append(out, string(b))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if diff := cmp.Diff(sortBlocks(want), sortBlocks(got)); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+
+	// A failed cycle: upstream's message, the cause as the error.
+	g.Fail("")
+	ctxRun, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctxRun, 10*time.Millisecond) }()
+	eventually.True(t, "a failed cycle's line", 10*time.Second, func() bool {
+		return len(capture.Find(p+"Garden: error retrieving containers:")) > 0
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	l := capture.Find(p + "Garden: error retrieving containers:")[0]
+	if e, _ := l.Data["error"].(string); l.Level != "error" || strings.HasPrefix(e, "Garden:") || e == "" {
+		t.Errorf("failed cycle line %+v, want an error line whose error is the cause", l)
 	}
 }

@@ -18,14 +18,18 @@ type Contents struct {
 	Policies       []policy.Policy
 	Tags           []policy.Tag
 	SecurityGroups []policy.SecurityGroup
-	LastUpdated    int64
+	// SecurityGroupGUIDs is every row of security_groups, those no space
+	// reads (neither bound nor globally enabled) included.
+	SecurityGroupGUIDs []string
+	LastUpdated        int64
 }
 
 // spaces are the spaces Populate binds security groups to.
 var spaces = []string{"space-1", "space-2", "space-3", "space-4"}
 
 // Populate writes 40 policies between 15 apps, two tags of other types
-// and four security groups (globally enabled and bound to spaces).
+// and five security groups (globally enabled, bound to spaces, and one
+// bound nowhere).
 func Populate(t testing.TB, s *store.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -50,6 +54,8 @@ func Populate(t testing.TB, s *store.Store) {
 		{GUID: "asg-2", Name: "dns", Rules: `[{"protocol":"udp","destination":"0.0.0.0/0","ports":"53"}]`, RunningDefault: true, StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{"space-1"}},
 		{GUID: "asg-3", Name: "database ☃", Rules: `[]`, StagingSpaceGUIDs: []string{"space-2", "space-3"}, RunningSpaceGUIDs: []string{"space-3"}},
 		{GUID: "asg-4", Name: "icmp", Rules: `[{"protocol":"icmp","destination":"10.0.0.0/8","type":8,"code":0}]`, StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{"space-4"}},
+		// Cloud Controller keeps groups bound nowhere; so does the table.
+		{GUID: "asg-5", Name: "unbound", Rules: `[]`, StagingSpaceGUIDs: []string{}, RunningSpaceGUIDs: []string{}},
 	}
 	if err := s.ReplaceSecurityGroups(ctx, groups); err != nil {
 		t.Fatal(err)
@@ -73,6 +79,9 @@ func Read(t testing.TB, s *store.Store) Contents {
 		t.Fatal(err)
 	}
 	if c.SecurityGroups, _, err = s.SecurityGroupsBySpaceGuids(ctx, spaces, store.Page{}); err != nil {
+		t.Fatal(err)
+	}
+	if err = s.DB().SelectContext(ctx, &c.SecurityGroupGUIDs, `SELECT guid FROM security_groups ORDER BY guid`); err != nil {
 		t.Fatal(err)
 	}
 	if c.LastUpdated, err = s.LastUpdated(ctx); err != nil {
