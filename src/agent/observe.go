@@ -95,13 +95,7 @@ func getJSON(get func(r *http.Request) (any, error)) http.Handler {
 			return
 		}
 		v, err := get(r)
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			w.WriteHeader(http.StatusInternalServerError)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-			return
-		}
-		_ = json.NewEncoder(w).Encode(v)
+		observe.WriteJSON(w, v, err, http.StatusInternalServerError)
 	})
 }
 
