@@ -63,6 +63,7 @@ missing_packages() {
   have ip || pkgs+=(iproute2)
   have nft || pkgs+=(nftables)
   have ethtool || pkgs+=(ethtool)
+  have chromium || pkgs+=(chromium)
   { postgres_server_installed && have psql && have pg_isready; } || pkgs+=(postgresql)
   { mariadb_server_binary && mariadb_client && mariadb_admin; } >/dev/null || pkgs+=(mariadb-server)
   have ruby || pkgs+=(ruby)

@@ -100,36 +100,13 @@ func (c *Client) CloseIdleConnections() {
 // StatusError is a non-2xx answer ("http status <code>: <body>").
 type StatusError = jsonhttp.StatusError
 
-type wirePolicies struct {
-	TotalPolicies *int `json:"total_policies"`
-	Policies      []struct {
-		Source struct {
-			ID  string `json:"id"`
-			Tag string `json:"tag"`
-		} `json:"source"`
-		Destination struct {
-			ID       string `json:"id"`
-			Tag      string `json:"tag"`
-			Protocol string `json:"protocol"`
-			Ports    struct {
-				Start int `json:"start"`
-				End   int `json:"end"`
-			} `json:"ports"`
-		} `json:"destination"`
-	} `json:"policies"`
-}
-
 // Policies fetches the policies whose source or destination is one of ids;
 // with no ids, every policy (the start-up check). An answer that is not
 // the policies document (e.g. no total_policies) is an error, so garbage
 // never becomes an empty rule set.
 func (c *Client) Policies(ctx context.Context, ids ...string) ([]c2c.Policy, error) {
-	path := "/networking/v1/internal/policies"
-	if len(ids) > 0 {
-		path += "?id=" + url.QueryEscape(strings.Join(ids, ","))
-	}
-	var w wirePolicies
-	if _, err := c.http.Do(ctx, jsonhttp.Request{Path: path}, &w); err != nil {
+	var w policy.InternalPolicies
+	if _, err := c.http.Do(ctx, jsonhttp.Request{Path: policy.InternalPoliciesPath(ids...)}, &w); err != nil {
 		return nil, err
 	}
 	if w.TotalPolicies == nil {

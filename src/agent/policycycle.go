@@ -52,6 +52,34 @@ type policyCycle struct {
 	// driftEvery is how often an otherwise idle poller re-reads the kernel
 	// and puts back what was changed by hand (driftCheckInterval).
 	driftEvery time.Duration
+
+	// status is what the debug server's /c2c-enforced shows; its own lock,
+	// so a request never waits for a running cycle.
+	status cycleStatus
+}
+
+// cycleStatus is what the last cycles did: the planner's inputs of the
+// last good one and when it finished, and the last attempt's time and
+// error.
+type cycleStatus struct {
+	sync.Mutex
+	in            c2c.Inputs
+	stamp         int64
+	good, attempt time.Time
+	err           error
+}
+
+func (s *cycleStatus) succeeded(in c2c.Inputs, stamp int64) {
+	now := time.Now()
+	s.Lock()
+	s.in, s.stamp, s.good, s.attempt, s.err = in, stamp, now, now, nil
+	s.Unlock()
+}
+
+func (s *cycleStatus) failed(err error) {
+	s.Lock()
+	s.attempt, s.err = time.Now(), err
+	s.Unlock()
 }
 
 // driftCheckInterval is how often the policy and ASG cycles read the
@@ -175,6 +203,7 @@ func (c *policyCycle) Sync(ctx context.Context) error {
 	}
 	c.sender.SendDuration(MetricTotalPoll, time.Since(start))
 	c.enforced, c.good = in, verr == nil
+	c.status.succeeded(plan, in.policies)
 	return nil
 }
 
@@ -223,6 +252,7 @@ func (c *policyCycle) checkDrift(ctx context.Context) error {
 
 func (c *policyCycle) failed(err error) error {
 	c.good = false
+	c.status.failed(err)
 	c.sender.IncrementCounter(MetricPolicyCycleFailures)
 	return err
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/observe"
 )
 
 const uptimeInterval = 30 * time.Second
@@ -138,6 +139,8 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	if apps != nil {
 		debug.Handle("/metrics", metricsHandler(sender.Registry(), apps))
 	}
+	debug.Handle(observe.PathEnforced, enforcedHandler(policies, string(backend)))
+	debug.Handle(observe.PathContainers, containersHandler(policies, store, cfg.UnderlayIPs))
 	debug.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 
 	// Up to a tenth of jitter keeps the cells from polling in lockstep.

@@ -353,6 +353,8 @@ func (st *State) Tour() string {
 	fmt.Fprintf(&b, "                            %s list\n", filepath.Join(bins, "netman"))
 	fmt.Fprintf(&b, "                            %s add frontend backend --protocol tcp --port %d\n", filepath.Join(bins, "netman"), be.Port)
 	fmt.Fprintf(&b, "                            %s remove frontend backend --protocol tcp --port %d\n", filepath.Join(bins, "netman"), be.Port)
+	fmt.Fprintf(&b, "                            %s trace frontend backend --protocol tcp --port %d\n", filepath.Join(bins, "netman"), be.Port)
+	fmt.Fprintf(&b, "                            %s graph --svg graph.svg; %s ui\n", filepath.Join(bins, "netman"), filepath.Join(bins, "netman"))
 	fmt.Fprintf(&b, "  logs                      %s/*.log  %s/cell*/*.log  %s/apps/*.log\n", dir, dir, dir)
 	return b.String()
 }

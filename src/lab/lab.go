@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -668,8 +669,22 @@ func (u *upper) env() error {
 	if err != nil {
 		return err
 	}
-	env := fmt.Sprintf("# netman lab: source me, then bin/netman list\nexport NETMAN_API=%s\nexport NETMAN_TOKEN=%s\nexport NETMAN_APP_NAMES=%s\n",
-		st.Plan.ExternalURL(), st.Token, apps)
+	var cells []CellPlan
+	for _, c := range st.Cells {
+		cells = append(cells, st.Plan.Cell(c.Index))
+	}
+	vars := st.Plan.NetmanEnv(st.Token, apps, cells)
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# netman lab: source me, then bin/netman list (or trace, graph, ui)\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s\n", k, vars[k])
+	}
+	env := b.String()
 	envFile := filepath.Join(st.Dir, "env")
 	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 		return err

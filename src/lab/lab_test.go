@@ -2,15 +2,19 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/netman-release/netman/src/cli/netmancli"
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/observe"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -129,6 +133,7 @@ func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 	if err != nil || !strings.Contains(string(env), "NETMAN_TOKEN="+st.Token) {
 		t.Errorf("env file: %v\n%s", err, env)
 	}
+	traceThroughEnvFile(t, ctx, string(env), report.Backend.Port)
 
 	procs := st.Procs()
 	var made []string // namespaces and links
@@ -196,4 +201,66 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// traceThroughEnvFile runs `netman trace` with the lab's env file, as an
+// operator who sourced it would: the demo ended denied, a policy added
+// with `netman add` makes it allowed once the agents enforced it, its
+// removal denied again.
+func traceThroughEnvFile(t *testing.T, ctx context.Context, envFile string, port int) {
+	t.Helper()
+	env := map[string]string{}
+	for _, line := range strings.Split(envFile, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok && !strings.HasPrefix(line, "#") {
+			env[k] = v
+		}
+	}
+	netman := func(args ...string) (string, error) {
+		var stdout, stderr strings.Builder
+		if code := netmancli.Main(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr); code != 0 {
+			return stdout.String(), fmt.Errorf("netman %s: exit %d: %s", strings.Join(args, " "), code, stderr.String())
+		}
+		return stdout.String(), nil
+	}
+	p := strconv.Itoa(port)
+	verdict := func() (string, string) {
+		out, err := netman("trace", "frontend", "backend", "--protocol", "tcp", "--port", p, "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r observe.Result
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("trace --json: %v\n%s", err, out)
+		}
+		return r.Verdict, out
+	}
+	waitVerdict := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, out := verdict()
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("trace: %s, want %s:\n%s", got, want, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitVerdict(observe.VerdictDenied)
+	if _, err := netman("add", "frontend", "backend", "--protocol", "tcp", "--port", p); err != nil {
+		t.Fatal(err)
+	}
+	waitVerdict(observe.VerdictAllowed)
+	if out, err := netman("trace", "frontend", "backend", "--protocol", "tcp", "--port", p); err != nil || !strings.Contains(out, "verdict: ALLOWED") {
+		t.Errorf("trace text: %v\n%s", err, out)
+	}
+	if out, err := netman("graph"); err != nil || !strings.Contains(out, "[label=\"tcp "+p+"\"]") {
+		t.Errorf("graph: %v\n%s", err, out)
+	}
+	if _, err := netman("remove", "frontend", "backend", "--protocol", "tcp", "--port", p); err != nil {
+		t.Fatal(err)
+	}
+	waitVerdict(observe.VerdictDenied)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -239,13 +240,37 @@ func (p *Plan) Agent(c CellPlan) agent.Config {
 		CNIDatastorePath: c.Datastore(), PolicyServerURL: p.InternalURL(), VNI: 1, MetronAddress: metronAddress,
 		CACertFile: p.Certs.CA, ClientCertFile: p.Certs.AgentCert, ClientKeyFile: p.Certs.AgentKey,
 		ClientTimeoutSeconds: 5, IPTablesLockFile: c.LockFile(),
-		DebugServerHost: "127.0.0.1", DebugServerPort: agentDebugPort, LogLevel: logLevel, LogPrefix: logPrefix,
+		DebugServerHost: "0.0.0.0", DebugServerPort: agentDebugPort, LogLevel: logLevel, LogPrefix: logPrefix,
 		IPTablesC2CLogging: p.C2CLogging, IPTablesASGLogging: p.ASGLogging, IPTablesAcceptedUDPLogsPerSec: 100, IPTablesDeniedLogsPerSec: 1,
 		EnforcementBackend:       p.backend(),
 		ForcePolicyPollCycleHost: "127.0.0.1", ForcePolicyPollCyclePort: agentForcePort,
 		OverlayNetwork: overlayNetwork, UnderlayIPs: []string{c.UnderlayIP},
 		DenyNetworks:        agent.DenyNetworks{Always: []string{}, Running: []string{}, Staging: []string{}},
 		OutboundConnections: agent.OutboundConns{Burst: 1000, RatePerSec: 100},
+	}
+}
+
+// AgentDebugURL is the cell's vxlan-policy-agent debug server as the root
+// namespace reaches it: the agent binds every address of the cell (its
+// 127.0.0.1, as on a real cell, and its underlay address, for `netman
+// trace`, `graph` and `ui` on the host).
+func (c CellPlan) AgentDebugURL() string {
+	return fmt.Sprintf("http://%s:%d", c.UnderlayIP, agentDebugPort)
+}
+
+// NetmanEnv is the environment of the netman CLI against the lab: the
+// external API and token, the names file, policy-server-internal with the
+// agents' client pair, and the cells' agent debug servers.
+func (p *Plan) NetmanEnv(token, namesFile string, cells []CellPlan) map[string]string {
+	urls := make([]string, len(cells))
+	for i, c := range cells {
+		urls[i] = c.AgentDebugURL()
+	}
+	return map[string]string{
+		"NETMAN_API": p.ExternalURL(), "NETMAN_TOKEN": token, "NETMAN_APP_NAMES": namesFile,
+		"NETMAN_INTERNAL_API": p.InternalURL(), "NETMAN_INTERNAL_CA": p.Certs.CA,
+		"NETMAN_INTERNAL_CERT": p.Certs.AgentCert, "NETMAN_INTERNAL_KEY": p.Certs.AgentKey,
+		"NETMAN_CELLS": strings.Join(urls, ","),
 	}
 }
 

@@ -27,7 +27,7 @@ var shared = []string{
 	"src/configfile", "src/filelock", "src/logging", "src/metrics", "src/mtls",
 	"src/garden", "src/gardenclient",
 	"src/sqldb", "src/iptables", "src/iptables/rules", "src/nft", "src/metadata", "src/lifecycle", "src/locket",
-	"src/netlinkx", "src/jsonhttp", "src/jsonenc",
+	"src/netlinkx", "src/jsonhttp", "src/jsonenc", "src/observe",
 }
 
 // components are the daemons and clients, by subtree. A component imports

@@ -350,3 +350,78 @@ func AllowLog(ip netip.Addr, proto string, start, end int, srcTag, dstGUID strin
 func AllowIngress(ip netip.Addr, port int, ingressTag string) iptables.Rule {
 	return iptables.Rule("-d " + rules.Host(ip) + " " + ports("tcp", port, port) + " -m mark --mark " + rules.Mark(ingressTag) + " -j ACCEPT")
 }
+
+// Entries is what a plan enforces, by meaning rather than by rule text:
+// the source containers it marks and the policy rules it installs for
+// each destination container (the debug server's /c2c-enforced).
+type Entries struct {
+	Sources      []SourceEntry
+	Destinations []DestinationEntry
+}
+
+// SourceEntry is a local container marked with its app's tag.
+type SourceEntry struct {
+	IP, AppID, Tag string
+}
+
+// DestinationEntry is one allow rule to a local container: packets
+// marked with SourceTag to Protocol ports Start-End.
+type DestinationEntry struct {
+	IP, AppID           string
+	SourceID, SourceTag string
+	Protocol            string
+	Start, End          int
+}
+
+// PlannedEntries lists what PlanChains(in) enforces: the same containers
+// and policies, with the same ones dropped (bad addresses, protocols
+// without ports), ordered by container address, then source tag and
+// ports. Both backends enforce exactly these.
+func PlannedEntries(in Inputs) Entries {
+	var e Entries
+	if in.DisableNetworkPolicy {
+		return e
+	}
+	byApp := map[string][]int{}
+	for i, p := range in.Policies {
+		byApp[p.Source.ID] = append(byApp[p.Source.ID], i)
+		if p.Destination.ID != p.Source.ID {
+			byApp[p.Destination.ID] = append(byApp[p.Destination.ID], i)
+		}
+	}
+	seenSrc := map[string]bool{}
+	seenDst := map[DestinationEntry]bool{}
+	for _, c := range in.Containers {
+		if _, err := netip.ParseAddr(c.IP); err != nil {
+			continue
+		}
+		for _, i := range byApp[c.AppID] {
+			p := in.Policies[i]
+			if c.AppID == p.Source.ID && !seenSrc[c.IP] {
+				seenSrc[c.IP] = true
+				e.Sources = append(e.Sources, SourceEntry{IP: c.IP, AppID: c.AppID, Tag: p.Source.Tag})
+			}
+			if c.AppID == p.Destination.ID && (p.Destination.Protocol == "tcp" || p.Destination.Protocol == "udp") {
+				d := DestinationEntry{
+					IP: c.IP, AppID: c.AppID, SourceID: p.Source.ID, SourceTag: p.Source.Tag,
+					Protocol: p.Destination.Protocol, Start: p.Destination.Start, End: p.Destination.End,
+				}
+				if !seenDst[d] {
+					seenDst[d] = true
+					e.Destinations = append(e.Destinations, d)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(e.Sources, func(a, b SourceEntry) int { return strings.Compare(a.IP, b.IP) })
+	slices.SortStableFunc(e.Destinations, func(a, b DestinationEntry) int {
+		if c := strings.Compare(a.IP, b.IP); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.SourceTag, b.SourceTag); c != 0 {
+			return c
+		}
+		return a.Start - b.Start
+	})
+	return e
+}

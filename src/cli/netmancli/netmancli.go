@@ -36,6 +36,13 @@ Commands:
   list [--app NAME|GUID]                                     list policies (those of one app)
   add SOURCE DESTINATION --protocol tcp|udp --port N|N-M     allow SOURCE to reach DESTINATION
   remove SOURCE DESTINATION --protocol tcp|udp --port N|N-M  remove that policy
+  trace SOURCE DESTINATION --protocol tcp|udp --port N       why SOURCE may (not) reach DESTINATION there:
+                                                             the policy and tags in the internal API, what
+                                                             each cell's agent enforces (--cells)
+  graph [--space GUID] [--org GUID] [--app NAME|GUID]        the apps and policies between them: DOT on
+        [--dot FILE] [--svg FILE]                            stdout, or written to --dot and --svg
+  ui [--listen ADDR]                                         serve a read-only web page of the graph,
+                                                             each app's policies, instances and traces
   help                                                       show this text
 
 Options (anywhere on the line):
@@ -44,8 +51,18 @@ Options (anywhere on the line):
   --names FILE            JSON object {"<app name>": "<app guid>", ...}  env NETMAN_APP_NAMES
   --json                  print policies as v1 policy JSON
   --skip-ssl-validation   do not verify the server's certificate
+  --internal-api URL      policy-server-internal, e.g. https://10.0.0.5:4003  env NETMAN_INTERNAL_API
+  --ca, --cert, --key F   its CA and a client pair it trusts (the agent's)
+                          env NETMAN_INTERNAL_CA, NETMAN_INTERNAL_CERT, NETMAN_INTERNAL_KEY
+  --server-name NAME      the name its certificate carries when --internal-api is an IP,
+                          e.g. policy-server.service.cf.internal   env NETMAN_INTERNAL_SERVER_NAME
+  --cells URL,...         the cells' vxlan-policy-agent debug servers     env NETMAN_CELLS
+                          (debug_server_host:port, e.g. http://10.0.16.5:8721)
 
 SOURCE and DESTINATION are app names from the names file, or app GUIDs.
+trace needs the internal API; graph and ui read policies from it when set, else
+from the external API (--api, --token), and apps' spaces, orgs and instances
+from the cells.
 `
 
 // Environment variables read by Main.
@@ -53,6 +70,15 @@ const (
 	EnvAPI   = "NETMAN_API"
 	EnvToken = "NETMAN_TOKEN"
 	EnvNames = "NETMAN_APP_NAMES"
+
+	EnvInternalAPI  = "NETMAN_INTERNAL_API"
+	EnvInternalCA   = "NETMAN_INTERNAL_CA"
+	EnvInternalCert = "NETMAN_INTERNAL_CERT"
+	EnvInternalKey  = "NETMAN_INTERNAL_KEY"
+	// EnvInternalServerName is the name the internal API's certificate
+	// carries, when it is dialled by another (an IP).
+	EnvInternalServerName = "NETMAN_INTERNAL_SERVER_NAME"
+	EnvCells              = "NETMAN_CELLS"
 )
 
 // Main runs netman with args (without the program name) and returns the
@@ -83,14 +109,27 @@ type options struct {
 	app      string
 	protocol string
 	port     string
+
+	internalAPI, ca, cert, key, cells string
+	serverName                        string
+	space, org, dot, svg, listen      string
 }
 
 // Flags taking a value and boolean flags; each command accepts the global
 // ones plus its own.
 var (
-	valueFlags = map[string]bool{"api": true, "token": true, "names": true, "app": true, "protocol": true, "port": true}
-	boolFlags  = map[string]bool{"json": true, "skip-ssl-validation": true, "help": true, "h": true}
-	cmdFlags   = map[string][]string{"list": {"app"}, "add": {"protocol", "port"}, "remove": {"protocol", "port"}}
+	valueFlags = map[string]bool{
+		"api": true, "token": true, "names": true, "app": true, "protocol": true, "port": true,
+		"internal-api": true, "ca": true, "cert": true, "key": true, "cells": true, "server-name": true,
+		"space": true, "org": true, "dot": true, "svg": true, "listen": true,
+	}
+	boolFlags = map[string]bool{"json": true, "skip-ssl-validation": true, "help": true, "h": true}
+	cmdFlags  = map[string][]string{
+		"list": {"app"}, "add": {"protocol", "port"}, "remove": {"protocol", "port"}, "trace": {"protocol", "port"},
+		"graph": {"space", "org", "app", "dot", "svg"}, "ui": {"listen", "space", "org", "app"},
+	}
+	// commandOnly are the flags only some commands take.
+	commandOnly = []string{"app", "protocol", "port", "space", "org", "dot", "svg", "listen"}
 )
 
 func parse(args []string) (*options, error) {
@@ -143,6 +182,28 @@ func parse(args []string) (*options, error) {
 			o.protocol = value
 		case "port":
 			o.port = value
+		case "internal-api":
+			o.internalAPI = value
+		case "ca":
+			o.ca = value
+		case "cert":
+			o.cert = value
+		case "key":
+			o.key = value
+		case "cells":
+			o.cells = value
+		case "server-name":
+			o.serverName = value
+		case "space":
+			o.space = value
+		case "org":
+			o.org = value
+		case "dot":
+			o.dot = value
+		case "svg":
+			o.svg = value
+		case "listen":
+			o.listen = value
 		case "json":
 			o.json = value == "true"
 		case "skip-ssl-validation":
@@ -161,7 +222,7 @@ func parse(args []string) (*options, error) {
 	if !known {
 		return nil, usagef("unknown command %q", o.command)
 	}
-	for _, f := range []string{"app", "protocol", "port"} {
+	for _, f := range commandOnly {
 		if o.flagSeen[f] && !contains(own, f) {
 			return nil, usagef("%s does not take --%s", o.command, f)
 		}
@@ -201,6 +262,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	if !o.flagSeen["names"] {
 		o.names = getenv(EnvNames)
+	}
+	for _, f := range []struct {
+		flag, env string
+		v         *string
+	}{
+		{"internal-api", EnvInternalAPI, &o.internalAPI}, {"ca", EnvInternalCA, &o.ca}, {"cert", EnvInternalCert, &o.cert},
+		{"key", EnvInternalKey, &o.key}, {"cells", EnvCells, &o.cells}, {"server-name", EnvInternalServerName, &o.serverName},
+	} {
+		if !o.flagSeen[f.flag] {
+			*f.v = getenv(f.env)
+		}
+	}
+	switch o.command {
+	case "trace", "graph", "ui":
+		return describe(runObserve(ctx, o, stdout))
 	}
 
 	// Check the command line before touching files or the network.

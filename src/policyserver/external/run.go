@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
 	"github.com/netman-release/netman/src/mtls"
+	"github.com/netman-release/netman/src/observe"
+	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/policyserver/cleanup"
 	"github.com/netman-release/netman/src/policyserver/migratedb"
@@ -91,7 +94,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	} else {
 		logger.Info("policy-cleaner-disabled", lager.Data{"reason": "auth_tokens_file is set: no Cloud Controller to ask which apps exist"})
 	}
-	members = append(members, lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.DebugAddress(), lifecycle.DebugHandler(sink, sender.Registry()), nil)})
+	members = append(members, lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.DebugAddress(), debugHandler(sink, sender, st), nil)})
 
 	logger.Info("starting external server", lager.Data{"listen-address": cfg.ListenHost, "port": cfg.ListenPort})
 	return lifecycle.RunContext(ctx, logger, members...)
@@ -133,3 +136,25 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// debugHandler is the debug server: upstream's log level, pprof and
+// metrics, and netman's read-only page of the policy graph under /ui/.
+func debugHandler(sink *lager.ReconfigurableSink, sender *metrics.Sender, st *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	ui := &observe.UI{Policies: storePolicies{st}}
+	mux.Handle("/ui/", http.StripPrefix("/ui", ui.Handler()))
+	mux.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
+	return mux
+}
+
+// storePolicies reads the page's policies straight from the store.
+type storePolicies struct{ st *store.Store }
+
+func (s storePolicies) Policies(ctx context.Context, ids ...string) ([]policy.Policy, error) {
+	if len(ids) == 0 {
+		return s.st.All(ctx)
+	}
+	return s.st.ByGuids(ctx, ids, ids, false)
+}
+
+func (s storePolicies) LastUpdated(ctx context.Context) (int64, error) { return s.st.LastUpdated(ctx) }

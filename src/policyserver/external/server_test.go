@@ -122,6 +122,19 @@ func TestRunWithTokensFile(t *testing.T) {
 		body != `{"tags":[{"id":"a","tag":"0001","type":"app"},{"id":"b","tag":"0002","type":"app"}]}` {
 		t.Errorf("tags = %d %s", code, body)
 	}
+	// The debug server's page of the policy graph, from the store.
+	debugUI := fmt.Sprintf("http://127.0.0.1:%d/ui/", cfg.DebugServerPort)
+	if code, _, body := call(t, c, "GET", debugUI, "", ""); code != 200 || !strings.Contains(body, "<title>netman: the policy graph</title>") {
+		t.Errorf("debug /ui/ = %d %.200s", code, body)
+	}
+	if code, _, body := call(t, c, "GET", debugUI+"api/graph", "", ""); code != 200 ||
+		!strings.Contains(body, `"edges":[{"source":"a","destination":"b","ports":["tcp 8080"]},{"source":"b","destination":"a","ports":["udp 1-9"]}]`) {
+		t.Errorf("debug /ui/api/graph = %d %s", code, body)
+	}
+	if code, _, body := call(t, c, "GET", debugUI+"api/trace?source=a&destination=b&protocol=tcp&port=8080", "", ""); code != 200 ||
+		!strings.Contains(body, `"reason":"the policy server allows it; no cell was checked"`) {
+		t.Errorf("debug /ui/api/trace = %d %s", code, body)
+	}
 	if code, _, body := call(t, c, "POST", base+v1Path+"/cleanup", "lab-admin", ""); code != 200 || body != `{"total_policies":0,"policies":[]}` {
 		t.Errorf("cleanup = %d %s", code, body)
 	}

@@ -229,3 +229,17 @@ func (l *Lab) StartCC(t testing.TB, pollSeconds int) *CC {
 
 // SyncerLog is what the syncer has logged.
 func (c *CC) SyncerLog() string { return c.syncer.Output() }
+
+// NetmanEnv is the netman CLI's environment against the lab (the lab's
+// env file): the policy servers with the admin token and the agents'
+// client pair, every cell's agent debug server, and names (app name →
+// guid) as the names file.
+func (l *Lab) NetmanEnv(t testing.TB, names map[string]string) map[string]string {
+	t.Helper()
+	file := writeJSON(t, l.Dir, "apps.json", names)
+	cells := make([]lab.CellPlan, len(l.Cells))
+	for i, c := range l.Cells {
+		cells[i] = c.plan()
+	}
+	return l.plan.NetmanEnv(AdminToken, file, cells)
+}
