@@ -31,7 +31,7 @@ func TestInstances(t *testing.T) {
 		"h-a":   {Handle: "h-a", IP: "10.255.1.2", Metadata: map[string]any{"app_id": "app-a", "policy_group_id": "other", "space_id": "space-1", "org_id": "org-1", "log_config": `{"guid":"app-a","index":0,"tags":{"app_name":"a"}}`}},
 		"h-c":   {Handle: "h-c", IP: "10.255.1.10", Metadata: map[string]any{"app_id": "app-c", "space_id": "space-2", "org_id": "org-1", "log_config": `not json`}},
 		"h-d":   {Handle: "h-d", IP: "10.255.1.4", Metadata: map[string]any{"space_id": "space-1"}}, // no app: not counted
-		"h-dup": {Handle: "h-dup", IP: "10.255.1.2", Metadata: map[string]any{"app_id": "app-z"}}, // a stale entry on h-a's IP
+		"h-dup": {Handle: "h-dup", IP: "10.255.1.2", Metadata: map[string]any{"app_id": "app-z"}},   // a stale entry on h-a's IP
 	})
 	if diff := cmp.Diff([]Instance{appA, appB, appC}, got); diff != "" {
 		t.Errorf("Instances (-want +got):\n%s", diff)
