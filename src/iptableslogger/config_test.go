@@ -29,6 +29,7 @@ func TestExampleConfig(t *testing.T) {
 		LogTimestampFormat:    "rfc3339",
 		LogPrefix:             "cfnetworking",
 		LogLevel:              "info",
+		FlowLogsPerSec:        1000,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)

@@ -12,11 +12,20 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/netman-release/netman/src/metrics"
-	"github.com/netman-release/netman/src/namespace"
 )
+
+// Namespace is a network namespace other than the process's own to read
+// conntrack events in (tests; src/namespace.NS is one).
+type Namespace interface {
+	// Do runs fn on a thread inside the namespace.
+	Do(fn func() error) error
+	// Handle opens the namespace; the caller closes it.
+	Handle() (netns.NsHandle, error)
+}
 
 // The conntrack sysctls flow logs need, per network namespace: byte and
 // packet counters on every connection (so its DESTROY event carries them),
@@ -45,7 +54,7 @@ type ConntrackReader struct {
 	containers *Containers
 	out        io.Writer
 	sender     *metrics.Sender
-	ns         *namespace.NS // nil: the process's own
+	ns         Namespace // nil: the process's own
 	now        func() time.Time
 
 	// starts are NEW event times by conntrack id, kept only while
@@ -60,7 +69,7 @@ type ConntrackReader struct {
 
 // NewConntrackReader returns a reader for the namespace ns (nil: the
 // process's own) writing records to out. now is time.Now when nil.
-func NewConntrackReader(logger lager.Logger, flows *FlowLog, containers *Containers, out io.Writer, sender *metrics.Sender, ns *namespace.NS, now func() time.Time) *ConntrackReader {
+func NewConntrackReader(logger lager.Logger, flows *FlowLog, containers *Containers, out io.Writer, sender *metrics.Sender, ns Namespace, now func() time.Time) *ConntrackReader {
 	if now == nil {
 		now = time.Now
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metadata"
 	"github.com/netman-release/netman/src/metrics"
-	"github.com/netman-release/netman/src/namespace"
 )
 
 // Intervals, as upstream.
@@ -39,7 +38,7 @@ type Options struct {
 	PollInterval time.Duration
 	// FlowNamespace is the network namespace whose conntrack events flow
 	// logs read; nil means the process's own (the host's on a cell).
-	FlowNamespace *namespace.NS
+	FlowNamespace Namespace
 }
 
 // Run is iptables-logger: it opens the output file and the kernel log (at
