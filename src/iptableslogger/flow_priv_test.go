@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,31 +46,11 @@ type decodedFlow struct {
 func TestFlowLogsPrivileged(t *testing.T) {
 	requireKernelLogging(t)
 
-	cell := netnstest.New(t, "flc")
-	appA := netnstest.New(t, "fla")
-	appB := netnstest.New(t, "flb")
-	subA, subB := 1+randomInt(t, 127), 128+randomInt(t, 127)
-	cellA, ipA := fmt.Sprintf("10.255.%d.1", subA), fmt.Sprintf("10.255.%d.2", subA)
-	cellB, ipB := fmt.Sprintf("10.255.%d.1", subB), fmt.Sprintf("10.255.%d.2", subB)
-	netnstest.Veth(t, cell, netnstest.UniqueName("s-"), cellA+"/24", appA, netnstest.UniqueName("c"), ipA+"/24")
-	netnstest.Veth(t, cell, netnstest.UniqueName("s-"), cellB+"/24", appB, netnstest.UniqueName("c"), ipB+"/24")
-	appA.Run(t, "ip", "route", "add", "default", "via", cellA)
-	appB.Run(t, "ip", "route", "add", "default", "via", cellB)
-	cell.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	// Closed connections end in TIME_WAIT for 120 s before conntrack
-	// destroys them; the test's cell waits 1 s.
-	cell.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=1")
-
 	token := netnstest.UniqueName("")
 	allowedPort := 20000 + randomInt(t, 20000)
 	deniedPort := allowedPort + 1
-	// The cell's forward chain as the agent leaves it: established
-	// traffic passes (this conntrack match is also what makes the kernel
-	// track connections in the namespace), the denied port is logged and
-	// dropped, the rest passes.
-	cell.Run(t, "iptables", "-w", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
-	cell.Run(t, "iptables", "-w", "-A", "FORWARD", "-p", "tcp", "--dport", fmt.Sprint(deniedPort), "-j", "LOG", "--log-prefix", "DENY_C2C_"+token+" ")
-	cell.Run(t, "iptables", "-w", "-A", "FORWARD", "-p", "tcp", "--dport", fmt.Sprint(deniedPort), "-j", "DROP")
+	top := newFlowTopology(t, token, deniedPort)
+	cell, appA, appB, ipA, ipB := top.cell, top.appA, top.appB, top.ipA, top.ipB
 
 	cfg := kmsgConfig(t)
 	cfg.EnableFlowLogs, cfg.FlowLogsPerSec = true, 100
@@ -170,14 +153,7 @@ func TestFlowLogsPrivileged(t *testing.T) {
 		return nil
 	})
 
-	// The kernel reaps an expired entry (and so reports its DESTROY) when
-	// its garbage collector gets to it, which may take a minute on an idle
-	// host, or when a dump walks past it: the test dumps the cell's table.
-	ct, err := conntrack.Dial(&netlink.Config{NetNS: int(cell.Handle(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ct.Close()
+	reap := top.reaper(t)
 	var allowed, denied *decodedFlow
 	deadline := time.Now().Add(30 * time.Second)
 	for allowed == nil || denied == nil {
@@ -186,9 +162,7 @@ func TestFlowLogsPrivileged(t *testing.T) {
 			t.Fatalf("no flow records (allowed %v, denied %v) after 30 s; output:\n%s", allowed != nil, denied != nil, b)
 		}
 		time.Sleep(200 * time.Millisecond)
-		if _, err := ct.Dump(nil); err != nil {
-			t.Fatal(err)
-		}
+		reap()
 		b, err := os.ReadFile(cfg.OutputLogFile)
 		if err != nil {
 			t.Fatal(err)
@@ -269,3 +243,198 @@ func TestFlowLogsPrivileged(t *testing.T) {
 	}
 }
 
+// flowTopology is a "cell" namespace routing between two "container"
+// namespaces, A and B, each behind a veth whose cell end is named like a
+// container's (s-…).
+type flowTopology struct {
+	cell, appA, appB *netnstest.NS
+	ipA, ipB         string
+}
+
+// newFlowTopology makes the namespaces; the cell's forward chain drops
+// (and logs with a DENY_C2C_<token> prefix) TCP to deniedPort.
+func newFlowTopology(tb testing.TB, token string, deniedPort int) flowTopology {
+	tb.Helper()
+	top := flowTopology{cell: netnstest.New(tb, "flc"), appA: netnstest.New(tb, "fla"), appB: netnstest.New(tb, "flb")}
+	subA, subB := 1+randomInt(tb, 127), 128+randomInt(tb, 127)
+	cellA, cellB := fmt.Sprintf("10.255.%d.1", subA), fmt.Sprintf("10.255.%d.1", subB)
+	top.ipA, top.ipB = fmt.Sprintf("10.255.%d.2", subA), fmt.Sprintf("10.255.%d.2", subB)
+	netnstest.Veth(tb, top.cell, netnstest.UniqueName("s-"), cellA+"/24", top.appA, netnstest.UniqueName("c"), top.ipA+"/24")
+	netnstest.Veth(tb, top.cell, netnstest.UniqueName("s-"), cellB+"/24", top.appB, netnstest.UniqueName("c"), top.ipB+"/24")
+	top.appA.Run(tb, "ip", "route", "add", "default", "via", cellA)
+	top.appB.Run(tb, "ip", "route", "add", "default", "via", cellB)
+	top.cell.Run(tb, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	// Closed connections end in TIME_WAIT for 120 s before conntrack
+	// destroys them; the test's cell waits 1 s.
+	top.cell.Run(tb, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=1")
+	// The cell's forward chain as the agent leaves it: established
+	// traffic passes (this conntrack match is also what makes the kernel
+	// track connections in the namespace), the denied port is logged and
+	// dropped, the rest passes.
+	top.cell.Run(tb, "iptables", "-w", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+	top.cell.Run(tb, "iptables", "-w", "-A", "FORWARD", "-p", "tcp", "--dport", fmt.Sprint(deniedPort), "-j", "LOG", "--log-prefix", "DENY_C2C_"+token+" ")
+	top.cell.Run(tb, "iptables", "-w", "-A", "FORWARD", "-p", "tcp", "--dport", fmt.Sprint(deniedPort), "-j", "DROP")
+	return top
+}
+
+// reaper dumps the cell's conntrack table: the kernel reaps an expired
+// entry (and so reports its DESTROY) when its garbage collector gets to
+// it, which may take a minute on an idle host, or when a dump walks past
+// it.
+func (top flowTopology) reaper(tb testing.TB) func() {
+	tb.Helper()
+	ct, err := conntrack.Dial(&netlink.Config{NetNS: int(top.cell.Handle(tb))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ct.Close() })
+	return func() {
+		if _, err := ct.Dump(nil); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFlowLoggerAt1000ConnectionsPerSecond is the measured run: the
+// built iptables-logger, flow logs on, runs inside a cell namespace while a
+// client in container A opens 1,000 TCP connections a second for 10 s to a
+// server in container B (each sends 5 bytes, gets 100 back and closes).
+// It reports the logger process's CPU (user+system ticks in
+// /proc/<pid>/stat) from the start of the load until every connection's
+// record is written, per connection and as a share of one core at 1,000
+// connections a second. Run alone, with -benchtime 1x.
+func BenchmarkFlowLoggerAt1000ConnectionsPerSecond(b *testing.B) {
+	requireKernelLogging(b)
+	const rate, seconds = 1000, 10
+	token := netnstest.UniqueName("")
+	port := 20000 + randomInt(b, 20000)
+	top := newFlowTopology(b, token, port+1)
+
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "iptables-logger")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/iptables-logger").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfg := kmsgConfig(b)
+	cfg.EnableFlowLogs, cfg.FlowLogsPerSec = true, 1_000_000
+	store := metadata.New(cfg.ContainerMetadataFile)
+	for i, ip := range []string{top.ipA, top.ipB} {
+		if err := store.Add(context.Background(), fmt.Sprintf("h-%d-%s", i, token), ip, map[string]any{"app_id": fmt.Sprintf("app-%d", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfgPath := filepath.Join(dir, "iptables-logger.json")
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	pid := top.cell.Start(b, bin, "-config-file", cfgPath)
+	for end := time.Now().Add(10 * time.Second); strings.TrimSpace(top.cell.Run(b, "sysctl", "-n", "net.netfilter.nf_conntrack_acct")) != "1"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			b.Fatal("the logger did not turn on conntrack accounting")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // listening
+
+	var ln net.Listener
+	if err := top.appB.Do(func() error {
+		ln, err = net.Listen("tcp", net.JoinHostPort(top.ipB, fmt.Sprint(port)))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	answer := []byte(strings.Repeat("x", 100))
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 5)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					_, _ = c.Write(answer)
+				}
+			}()
+		}
+	}()
+
+	reap := top.reaper(b)
+	records := func() int {
+		f, err := os.ReadFile(cfg.OutputLogFile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return strings.Count(string(f), `"message":"cfnetworking.iptables.flow-allowed"`)
+	}
+	before := cpuTicks(b, pid)
+	b.ResetTimer()
+	start := time.Now()
+	var made int
+	if err := top.appA.Do(func() error {
+		buf := make([]byte, 100)
+		for i := range rate * seconds {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+				time.Sleep(d)
+			}
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(top.ipB, fmt.Sprint(port)), time.Second)
+			if err != nil {
+				return err
+			}
+			_, err = c.Write([]byte("ping "))
+			if err == nil {
+				_, err = io.ReadFull(c, buf)
+			}
+			c.Close()
+			if err != nil {
+				return err
+			}
+			made++
+		}
+		return nil
+	}); err != nil {
+		b.Fatalf("after %d connections: %v", made, err)
+	}
+	loadTime := time.Since(start)
+	for end := time.Now().Add(60 * time.Second); records() < made; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(end) {
+			b.Fatalf("%d records of %d connections after 60 s", records(), made)
+		}
+		reap()
+	}
+	b.StopTimer()
+	cpu := float64(cpuTicks(b, pid)-before) / clockTicks
+	b.ReportMetric(float64(made)/loadTime.Seconds(), "conn/s")
+	b.ReportMetric(float64(records()), "records")
+	b.ReportMetric(cpu/float64(made)*1e6, "µs-cpu/conn")
+	b.ReportMetric(cpu/float64(made)*rate*100, "%core@1k/s")
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times (100 on
+// Linux for every architecture Go supports here).
+const clockTicks = 100
+
+// cpuTicks is a process's user and system time, in ticks.
+func cpuTicks(b *testing.B, pid int) int64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ticks += n
+	}
+	return ticks
+}

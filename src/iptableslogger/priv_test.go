@@ -25,14 +25,14 @@ import (
 
 // allowLogInNamespaces makes LOG rules in non-initial namespaces print, for
 // the duration of the test (shared with other packages' tests).
-func allowLogInNamespaces(t *testing.T) {
+func allowLogInNamespaces(t testing.TB) {
 	t.Helper()
 	netnstest.LogAllNetns(t)
 }
 
 // requireKernelLogging skips (through testtier) without root or iptables,
 // and makes LOG rules in the test's namespaces print.
-func requireKernelLogging(t *testing.T) {
+func requireKernelLogging(t testing.TB) {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("iptables"); err != nil {
@@ -43,7 +43,7 @@ func requireKernelLogging(t *testing.T) {
 
 // kmsgConfig is a config reading /dev/kmsg, with the store and output in a
 // temporary directory.
-func kmsgConfig(t *testing.T) Config {
+func kmsgConfig(t testing.TB) Config {
 	dir := t.TempDir()
 	return Config{
 		KernelLogFile:         "/dev/kmsg",
@@ -56,7 +56,7 @@ func kmsgConfig(t *testing.T) Config {
 	}
 }
 
-func randomInt(t *testing.T, n int64) int {
+func randomInt(t testing.TB, n int64) int {
 	t.Helper()
 	v, err := rand.Int(rand.Reader, big.NewInt(n))
 	if err != nil {
