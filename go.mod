@@ -19,6 +19,8 @@ require (
 	github.com/nats-io/nats.go v1.36.0
 	github.com/safchain/ethtool v0.6.2
 	github.com/tedsuo/ifrit v0.0.0-20230516164442-7862c310ad26
+	github.com/ti-mo/conntrack v0.6.0
+	github.com/ti-mo/netfilter v0.5.3
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/net v0.61.0

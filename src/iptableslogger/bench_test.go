@@ -48,7 +48,8 @@ func benchStore(b *testing.B) *metadata.Store {
 	s := metadata.New(filepath.Join(b.TempDir(), "store.json"))
 	for i := range 250 {
 		if err := s.Add(context.Background(), fmt.Sprintf("handle-%04d-5e6f-4a7b-8c9d", i), fmt.Sprintf("10.255.18.%d", 2+i),
-			map[string]any{"app_id": fmt.Sprintf("app-%d", i), "space_id": "space", "org_id": "org", "policy_group_id": "pg"}); err != nil {
+			map[string]any{"app_id": fmt.Sprintf("app-%d", i), "space_id": "space", "org_id": "org", "policy_group_id": "pg",
+				metadata.LogConfigKey: fmt.Sprintf(`{"guid":"app-%d","index":0,"source_name":"CELL","tags":{"app_name":"app-%d","space_name":"dev","organization_name":"acme"}}`, i, i)}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -26,6 +26,15 @@ type Config struct {
 	// file). Upstream hard-codes "cfnetworking" and logs at debug.
 	LogPrefix string `json:"log_prefix"`
 	LogLevel  string `json:"log_level"`
+	// EnableFlowLogs turns on flow records (netman): one line per
+	// connection conntrack ended and per denied packet, with both ends'
+	// apps, bytes and packets each way and the duration.
+	EnableFlowLogs bool `json:"enable_flow_logs"`
+	// FlowLogsPerSec and FlowLogsBurst are the flow records' token bucket:
+	// at most FlowLogsPerSec a second on average, FlowLogsBurst at once
+	// (0: FlowLogsPerSec). Records over the limit are dropped and counted.
+	FlowLogsPerSec int `json:"flow_logs_per_sec"`
+	FlowLogsBurst  int `json:"flow_logs_burst"`
 }
 
 // Timestamp formats of log_timestamp_format.
@@ -60,6 +69,15 @@ func (c Config) Validate() error {
 		p.Addf("log_timestamp_format: %v", err)
 	}
 	configfile.ParseOptional(&p, "log_level", c.LogLevel, logging.ParseLevel)
+	if c.EnableFlowLogs && c.FlowLogsPerSec <= 0 {
+		p.Addf("flow_logs_per_sec: must be positive with enable_flow_logs (got %d)", c.FlowLogsPerSec)
+	}
+	if c.FlowLogsPerSec < 0 {
+		p.Addf("flow_logs_per_sec: must not be negative (got %d)", c.FlowLogsPerSec)
+	}
+	if c.FlowLogsBurst < 0 {
+		p.Addf("flow_logs_burst: must not be negative (got %d)", c.FlowLogsBurst)
+	}
 	return p.Err()
 }
 
@@ -72,6 +90,14 @@ func (c Config) Format() (TimestampFormat, error) {
 		return TimestampRFC3339, nil
 	}
 	return 0, fmt.Errorf("want %q or %q (got %q)", FormatRFC3339, FormatDeprecated, c.LogTimestampFormat)
+}
+
+// FlowBurst is flow_logs_burst, or flow_logs_per_sec when that is 0.
+func (c Config) FlowBurst() int {
+	if c.FlowLogsBurst > 0 {
+		return c.FlowLogsBurst
+	}
+	return c.FlowLogsPerSec
 }
 
 // MetronPort is the port of metron_address, which must be on loopback.

@@ -29,6 +29,7 @@ func TestExampleConfig(t *testing.T) {
 		LogTimestampFormat:    "rfc3339",
 		LogPrefix:             "cfnetworking",
 		LogLevel:              "info",
+		FlowLogsPerSec:        1000,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)
@@ -87,6 +88,10 @@ func TestConfigValues(t *testing.T) {
 		{name: "metron without port", change: func(c *Config) { c.MetronAddress = "127.0.0.1" }, problem: "metron_address: address 127.0.0.1: missing port in address"},
 		{name: "metron bad port", change: func(c *Config) { c.MetronAddress = "127.0.0.1:0" }, problem: "metron_address: address 127.0.0.1:0: invalid port"},
 		{name: "blank guid", change: func(c *Config) { c.HostGUID = " " }, problem: "host_guid: missing required value"},
+		{name: "flow logs", change: func(c *Config) { c.EnableFlowLogs, c.FlowLogsPerSec = true, 10 }},
+		{name: "flow logs without a rate", change: func(c *Config) { c.EnableFlowLogs = true }, problem: "flow_logs_per_sec: must be positive with enable_flow_logs (got 0)"},
+		{name: "negative flow burst", change: func(c *Config) { c.FlowLogsBurst = -1 }, problem: "flow_logs_burst: must not be negative (got -1)"},
+		{name: "negative flow rate", change: func(c *Config) { c.FlowLogsPerSec = -1 }, problem: "flow_logs_per_sec: must not be negative (got -1)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base

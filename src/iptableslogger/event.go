@@ -50,23 +50,9 @@ func Message(p Packet) string {
 // data keys sorted, strings escaped as encoding/json does — without
 // reflection or allocation.
 func AppendEvent(dst []byte, t time.Time, format TimestampFormat, p Packet, c Container) []byte {
-	dst = append(dst, `{"timestamp":"`...)
-	if format == TimestampRFC3339 {
-		dst = appendRFC3339(dst, t.UTC())
-		dst = append(dst, `","level":"info","source":"`...)
-	} else {
-		// lager's fmt.Sprintf("%.9f", float64(t.UnixNano())/1e9), precision
-		// loss included.
-		dst = strconv.AppendFloat(dst, float64(t.UnixNano())/1e9, 'f', 9, 64)
-		dst = append(dst, `","source":"`...)
-	}
-	dst = append(dst, Source...)
-	dst = append(dst, `","message":`...)
+	dst = appendLineStart(dst, t, format)
 	dst = appendMessage(dst, p)
-	if format != TimestampRFC3339 {
-		dst = append(dst, `,"log_level":1`...)
-	}
-	dst = append(dst, `,"data":{`...)
+	dst = appendDataStart(dst, format)
 	if p.Direction == Ingress {
 		dst = append(dst, `"destination":`...)
 		dst = appendContainer(dst, c)
@@ -79,6 +65,32 @@ func AppendEvent(dst []byte, t time.Time, format TimestampFormat, p Packet, c Co
 		dst = appendContainer(dst, c)
 	}
 	return append(dst, "}}\n"...)
+}
+
+// appendLineStart appends a lager line up to its message: the timestamp,
+// the level in the RFC 3339 shape, and the source.
+func appendLineStart(dst []byte, t time.Time, format TimestampFormat) []byte {
+	dst = append(dst, `{"timestamp":"`...)
+	if format == TimestampRFC3339 {
+		dst = appendRFC3339(dst, t.UTC())
+		dst = append(dst, `","level":"info","source":"`...)
+	} else {
+		// lager's fmt.Sprintf("%.9f", float64(t.UnixNano())/1e9), precision
+		// loss included.
+		dst = strconv.AppendFloat(dst, float64(t.UnixNano())/1e9, 'f', 9, 64)
+		dst = append(dst, `","source":"`...)
+	}
+	dst = append(dst, Source...)
+	return append(dst, `","message":`...)
+}
+
+// appendDataStart appends what comes between the message and the data's
+// first key: the level in the deprecated shape, and the data's brace.
+func appendDataStart(dst []byte, format TimestampFormat) []byte {
+	if format != TimestampRFC3339 {
+		dst = append(dst, `,"log_level":1`...)
+	}
+	return append(dst, `,"data":{`...)
 }
 
 func appendMessage(dst []byte, p Packet) []byte {

@@ -90,16 +90,7 @@ func FuzzParse(f *testing.F) {
 func lagerLine(t testing.TB, at time.Time, format TimestampFormat, p Packet, c Container) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	var sink lager.Sink
-	var stamp string
-	if format == TimestampRFC3339 {
-		sink = lager.NewPrettySink(&buf, lager.DEBUG)
-		// The pretty sink reads the exact time back from "<sec>.<nsec>".
-		stamp = fmt.Sprintf("%d.%09d", at.Unix(), at.Nanosecond())
-	} else {
-		sink = lager.NewWriterSink(&buf, lager.DEBUG)
-		stamp = fmt.Sprintf("%.9f", float64(at.UnixNano())/1e9) // lager's formatTimestamp
-	}
+	sink, stamp := lagerSink(&buf, at, format)
 	key := "source"
 	if p.Direction == Ingress {
 		key = "destination"
@@ -112,6 +103,16 @@ func lagerLine(t testing.TB, at time.Time, format TimestampFormat, p Packet, c C
 		Data:      lager.Data{key: c, "packet": p},
 	})
 	return buf.Bytes()
+}
+
+// lagerSink is the lager sink of a timestamp format writing to buf, and the
+// timestamp lager gives it for at.
+func lagerSink(buf *bytes.Buffer, at time.Time, format TimestampFormat) (lager.Sink, string) {
+	if format == TimestampRFC3339 {
+		// The pretty sink reads the exact time back from "<sec>.<nsec>".
+		return lager.NewPrettySink(buf, lager.DEBUG), fmt.Sprintf("%d.%09d", at.Unix(), at.Nanosecond())
+	}
+	return lager.NewWriterSink(buf, lager.DEBUG), fmt.Sprintf("%.9f", float64(at.UnixNano())/1e9) // lager's formatTimestamp
 }
 
 // FuzzAppendEvent checks the hand-written encoder against lager byte for

@@ -25,12 +25,38 @@ import (
 
 // allowLogInNamespaces makes LOG rules in non-initial namespaces print, for
 // the duration of the test (shared with other packages' tests).
-func allowLogInNamespaces(t *testing.T) {
+func allowLogInNamespaces(t testing.TB) {
 	t.Helper()
 	netnstest.LogAllNetns(t)
 }
 
-func randomInt(t *testing.T, n int64) int {
+// requireKernelLogging skips (through testtier) without root or iptables,
+// and makes LOG rules in the test's namespaces print.
+func requireKernelLogging(t testing.TB) {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	if _, err := exec.LookPath("iptables"); err != nil {
+		testtier.Unavailable(t, "no iptables binary (scripts/test installs Debian's iptables)", netnstest.EnvRequireRoot)
+	}
+	allowLogInNamespaces(t)
+}
+
+// kmsgConfig is a config reading /dev/kmsg, with the store and output in a
+// temporary directory.
+func kmsgConfig(t testing.TB) Config {
+	dir := t.TempDir()
+	return Config{
+		KernelLogFile:         "/dev/kmsg",
+		ContainerMetadataFile: filepath.Join(dir, "store.json"),
+		OutputLogFile:         filepath.Join(dir, "iptables.log"),
+		MetronAddress:         "127.0.0.1:3457",
+		HostIP:                "10.0.16.5",
+		HostGUID:              "cell-guid",
+		LogTimestampFormat:    "rfc3339",
+	}
+}
+
+func randomInt(t testing.TB, n int64) int {
 	t.Helper()
 	v, err := rand.Int(rand.Reader, big.NewInt(n))
 	if err != nil {
@@ -58,11 +84,7 @@ type decodedEvent struct {
 // whose cell end is named like a container's (s-…) — and checks the logger
 // reading /dev/kmsg writes the events.
 func TestKmsgPrivileged(t *testing.T) {
-	netnstest.RequireRoot(t)
-	if _, err := exec.LookPath("iptables"); err != nil {
-		testtier.Unavailable(t, "no iptables binary (scripts/test installs Debian's iptables)", netnstest.EnvRequireRoot)
-	}
-	allowLogInNamespaces(t)
+	requireKernelLogging(t)
 
 	cell := netnstest.New(t, "ilc")
 	app := netnstest.New(t, "ila")
@@ -81,16 +103,7 @@ func TestKmsgPrivileged(t *testing.T) {
 	// Egress: leaving the container, denied.
 	app.Run(t, "iptables", "-w", "-A", "OUTPUT", "-p", "tcp", "--dport", ports, "-j", "LOG", "--log-prefix", "DENY_"+token+" ")
 
-	dir := t.TempDir()
-	cfg := Config{
-		KernelLogFile:         "/dev/kmsg",
-		ContainerMetadataFile: filepath.Join(dir, "store.json"),
-		OutputLogFile:         filepath.Join(dir, "iptables.log"),
-		MetronAddress:         "127.0.0.1:3457",
-		HostIP:                "10.0.16.5",
-		HostGUID:              "cell-guid",
-		LogTimestampFormat:    "rfc3339",
-	}
+	cfg := kmsgConfig(t)
 	handle := "container-" + token
 	if err := metadata.New(cfg.ContainerMetadataFile).Add(context.Background(), handle, appIP, map[string]any{
 		"app_id": "app-" + token, "space_id": "space-" + token, "org_id": "org-" + token,

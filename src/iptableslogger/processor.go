@@ -41,6 +41,7 @@ type Processor struct {
 	format     TimestampFormat
 	now        func() time.Time
 	sender     *metrics.Sender
+	flows      *FlowLog // nil: no flow records
 
 	buf         []byte
 	refreshed   bool // the store was checked during this batch
@@ -94,6 +95,12 @@ func (p *Processor) Line(ctx context.Context, line []byte) {
 		ip = pkt.DstIP
 	}
 	p.buf = AppendEvent(p.buf, p.now(), p.format, pkt, p.containers.Lookup(ip))
+	if p.flows != nil && !pkt.Allowed {
+		// A dropped packet never becomes a conntrack entry (conntrack
+		// confirms entries only for packets that pass), so this line is
+		// the only trace of the denied flow.
+		p.buf = p.flows.Append(p.buf, p.containers, FlowFromDenied(pkt, string(line)))
+	}
 	if len(p.buf) >= flushAt {
 		p.write()
 	}
@@ -114,6 +121,16 @@ func (p *Processor) Flush() {
 		p.sender.AddCounter(MetricLostLines, p.lost)
 		p.lost = 0
 	}
+	if p.flows != nil {
+		p.flows.Flush(p.sender)
+	}
+}
+
+// WithFlows makes the processor write a flow record (verdict denied) after
+// the event of every DENY_ packet.
+func (p *Processor) WithFlows(f *FlowLog) *Processor {
+	p.flows = f
+	return p
 }
 
 func (p *Processor) write() {

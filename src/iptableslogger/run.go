@@ -36,6 +36,9 @@ type Options struct {
 	// PollInterval is how often a caught-up file tailer looks for more;
 	// 0 means DefaultPollInterval.
 	PollInterval time.Duration
+	// FlowNamespace is the network namespace whose conntrack events flow
+	// logs read; nil means the process's own (the host's on a cell).
+	FlowNamespace Namespace
 }
 
 // Run is iptables-logger: it opens the output file and the kernel log (at
@@ -73,11 +76,21 @@ func Run(ctx context.Context, logger lager.Logger, cfg Config, opts Options) err
 
 	containers := NewContainers(metadata.New(cfg.ContainerMetadataFile), cfg.HostIP, cfg.HostGUID)
 	proc := NewProcessor(logger.Session("iptables-runner"), containers, out, format, opts.Now, sender)
-	return lifecycle.RunContext(ctx, logger,
-		lifecycle.Member{Name: "metrics_emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
-		lifecycle.Member{Name: "output_file_watcher", Runner: lifecycle.Poller(logger.Session("output-file-watcher"), "output-file-watcher", outputCheckInterval, 0, out.Check)},
-		lifecycle.Member{Name: "iptables_runner", Runner: lifecycle.Poller(logger.Session("iptables-runner"), "iptables-runner", restartInterval, 0, func(ctx context.Context) error {
+	members := []lifecycle.Member{
+		{Name: "metrics_emitter", Runner: lifecycle.MetricsEmitter(logger.Session("metrics-emitter"), sender, uptimeInterval)},
+		{Name: "output_file_watcher", Runner: lifecycle.Poller(logger.Session("output-file-watcher"), "output-file-watcher", outputCheckInterval, 0, out.Check)},
+		{Name: "iptables_runner", Runner: lifecycle.Poller(logger.Session("iptables-runner"), "iptables-runner", restartInterval, 0, func(ctx context.Context) error {
 			return tailer.Run(ctx, proc)
 		})},
-	)
+	}
+	if cfg.EnableFlowLogs {
+		flowLogger := logger.Session("flow-logger")
+		flows := NewFlowLog(flowLogger, format, cfg.FlowLogsPerSec, cfg.FlowBurst(), opts.Now)
+		proc.WithFlows(flows)
+		// Its own index: the reader runs beside the kernel log processor.
+		reader := NewConntrackReader(flowLogger, flows, NewContainers(metadata.New(cfg.ContainerMetadataFile), cfg.HostIP, cfg.HostGUID),
+			out, sender, opts.FlowNamespace, opts.Now)
+		members = append(members, lifecycle.Member{Name: "flow_logger", Runner: lifecycle.Poller(flowLogger, "flow-logger", restartInterval, 0, reader.Run)})
+	}
+	return lifecycle.RunContext(ctx, logger, members...)
 }

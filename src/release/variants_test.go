@@ -11,6 +11,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/netman-release/netman/src/cniwrapper"
+	"github.com/netman-release/netman/src/iptableslogger"
 )
 
 // checkAll runs the syntax check on every rendered file and loads every
@@ -356,6 +357,26 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "iptables-logger flow logs on, 200 a second in bursts of 400",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "iptables-logger", func(j *Job) {
+					j.Properties["enable_flow_logs"] = true
+					j.Properties["flow_logs_per_sec"] = 200
+					j.Properties["flow_logs_burst"] = 400
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				path := r.file(t, "iptables-logger", "config/iptables-logger.json").Path
+				cfg, err := iptableslogger.LoadConfig(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !cfg.EnableFlowLogs || cfg.FlowLogsPerSec != 200 || cfg.FlowBurst() != 400 {
+					t.Errorf("flow logs config %+v", cfg)
+				}
+			},
+		},
+		{
 			name: "VXLAN on a second network, timestamps deprecated",
 			change: func(t *testing.T, d Deployment) Deployment {
 				for i := range d.InstanceGroups {
@@ -557,6 +578,11 @@ func TestRenderFailures(t *testing.T) {
 		{"policy-server-asg-syncer poll interval zero", "policy-server-asg-syncer", set("policy-server-asg-syncer", "asg_poll_interval_seconds", 0), "policy-server-asg-syncer.json.erb", "asg_poll_interval_seconds must be an integer greater than 0"},
 		{"policy-server-asg-syncer bad locket address", "policy-server-asg-syncer", set("policy-server-asg-syncer", "locket.address", "https://locket"), "policy-server-asg-syncer.json.erb", "the locket_address is invalid"},
 		{"vxlan-policy-agent enforcement_backend", "vxlan-policy-agent", set("vxlan-policy-agent", "enforcement_backend", "ebpf"), "vxlan-policy-agent.json.erb", "enforcement_backend must be iptables or nftables (got 'ebpf')"},
+		{"iptables-logger flow logs without a rate", "iptables-logger", func(t *testing.T, d Deployment) Deployment {
+			return withJob(t, d, "iptables-logger", func(j *Job) { j.Properties["enable_flow_logs"] = true; j.Properties["flow_logs_per_sec"] = 0 })
+		}, "iptables-logger.json.erb", "flow_logs_per_sec must be positive when enable_flow_logs is true (got 0)"},
+		{"iptables-logger enable_flow_logs not a boolean", "iptables-logger", set("iptables-logger", "enable_flow_logs", "yes"), "iptables-logger.json.erb", "enable_flow_logs must be true or false (got 'yes')"},
+		{"iptables-logger negative flow burst", "iptables-logger", set("iptables-logger", "flow_logs_burst", -1), "iptables-logger.json.erb", "flow_logs_per_sec and flow_logs_burst must not be negative"},
 		{"netmon enforcement_backend", "netmon", set("netmon", "enforcement_backend", "ebpf"), "netmon.json.erb", "enforcement_backend must be iptables or nftables (got 'ebpf')"},
 		{"vxlan-policy-agent client_key", "vxlan-policy-agent", unset("vxlan-policy-agent", "client_key"), "client.key.erb", missing("client_key")},
 		{"bosh-dns-adapter client certificate", "bosh-dns-adapter", unset("bosh-dns-adapter", "dnshttps.client.tls"), "client.crt.erb", missing("dnshttps.client.tls.certificate")},
