@@ -74,7 +74,11 @@ func newTransport(tlsConfig *tls.Config, health http.HTTP2Config) *http.Transpor
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	return &http.Transport{
-		TLSClientConfig:     tlsConfig,
+		// Each transport its own copy: the first request of a transport
+		// adds its protocols to the config's NextProtos, so two transports
+		// sharing one config (this client's two, or the clients of
+		// netman-fleet's cells) race on it.
+		TLSClientConfig:     tlsConfig.Clone(),
 		Protocols:           protocols,
 		HTTP2:               &health,
 		MaxConnsPerHost:     1,

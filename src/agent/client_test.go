@@ -197,3 +197,43 @@ func runSGWatcher(t *testing.T, st *store.Store) *internalapi.Watcher {
 	t.Cleanup(func() { cancel(); <-done })
 	return w
 }
+
+// TestClientsShareNoTLSConfig: the first request of an HTTP/2-capable
+// transport writes NextProtos into its TLS config, so clients made from one
+// config, and a client's plain and long-poll transports, must each hold a
+// copy (under -race, concurrent first requests on a shared config race).
+func TestClientsShareNoTLSConfig(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"total_policies":0,"policies":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	shared := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	a, b := NewClient(srv.URL, shared, 5*time.Second), NewClient(srv.URL, shared, 5*time.Second)
+	seen := map[any]bool{shared: true}
+	for _, c := range []*Client{a, b} {
+		for _, hc := range []*http.Client{c.http.HTTP, c.longPoll.HTTP} {
+			cfg := hc.Transport.(*http.Transport).TLSClientConfig
+			if seen[cfg] {
+				t.Fatalf("a transport's TLS config %p is shared", cfg)
+			}
+			seen[cfg] = true
+		}
+	}
+	errs := make(chan error, 4)
+	for _, c := range []*Client{a, b} {
+		for _, hc := range []*http.Client{c.http.HTTP, c.longPoll.HTTP} {
+			go func() {
+				resp, err := hc.Get(srv.URL + "/networking/v1/internal/policies")
+				if err == nil {
+					resp.Body.Close()
+				}
+				errs <- err
+			}()
+		}
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
