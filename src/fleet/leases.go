@@ -68,11 +68,15 @@ func (f *Fleet) leases(ctx context.Context) (*Leases, error) {
 	var errMu sync.Mutex
 	var startErr error
 	t0 := time.Now()
+	// up is done once a cell has started (links[i] written) or failed:
+	// the convergence check below reads links only after it.
+	var up sync.WaitGroup
 	for i := range cells {
 		c := newCell(f, i)
 		cells[i] = c
 		sem <- struct{}{}
 		wg.Add(1)
+		up.Add(1)
 		go func() {
 			defer wg.Done()
 			cfg := c.daemonConfig(url, 22, "10.0.0.0/11")
@@ -87,17 +91,17 @@ func (f *Fleet) leases(ctx context.Context) (*Leases, error) {
 				errMu.Lock()
 				startErr = fmt.Errorf("cell %d: %w", i, err)
 				errMu.Unlock()
+				up.Done()
 				return
 			}
 			vtep, _ := daemon.ReadVTEP(c.sys, "silk-vtep")
 			links[i] = vtep.Index
+			up.Done()
 			_ = lifecycle.RunContext(runCtx, f.cellLogger(), lifecycle.Member{Name: "vxlan-poller", Runner: d.Poller()})
 		}()
 	}
 	// Wait for every start-up, then for every cell to hold every route.
-	for len(sem) > 0 || time.Since(t0) < time.Second {
-		time.Sleep(50 * time.Millisecond)
-	}
+	up.Wait()
 	converged := func() int {
 		k := 0
 		for i, c := range cells {
