@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -133,7 +135,11 @@ func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 	if err != nil || !strings.Contains(string(env), "NETMAN_TOKEN="+st.Token) {
 		t.Errorf("env file: %v\n%s", err, env)
 	}
-	traceThroughEnvFile(t, ctx, string(env), report.Backend.Port)
+	// Issue 17's features on the demo's connections: the backend's agent
+	// counted the allowed and the denied ones (enable_app_metrics), and
+	// the policy-server's /ui/ page shows the policy `netman add` makes.
+	appMetricsShowAllowedAndDenied(t, st)
+	traceThroughEnvFile(t, ctx, string(env), report.Backend.Port, func() { uiShowsPolicy(t, st, report.Backend.Port) })
 
 	procs := st.Procs()
 	var made []string // namespaces and links
@@ -207,7 +213,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // operator who sourced it would: the demo ended denied, a policy added
 // with `netman add` makes it allowed once the agents enforced it, its
 // removal denied again.
-func traceThroughEnvFile(t *testing.T, ctx context.Context, envFile string, port int) {
+func traceThroughEnvFile(t *testing.T, ctx context.Context, envFile string, port int, whileAllowed func()) {
 	t.Helper()
 	env := map[string]string{}
 	for _, line := range strings.Split(envFile, "\n") {
@@ -253,6 +259,7 @@ func traceThroughEnvFile(t *testing.T, ctx context.Context, envFile string, port
 		t.Fatal(err)
 	}
 	waitVerdict(observe.VerdictAllowed)
+	whileAllowed()
 	if out, err := netman("trace", "frontend", "backend", "--protocol", "tcp", "--port", p); err != nil || !strings.Contains(out, "verdict: ALLOWED") {
 		t.Errorf("trace text: %v\n%s", err, out)
 	}
@@ -263,4 +270,103 @@ func traceThroughEnvFile(t *testing.T, ctx context.Context, envFile string, port
 		t.Fatal(err)
 	}
 	waitVerdict(observe.VerdictDenied)
+}
+
+// eventually retries f until it returns nil or wait has passed.
+func eventually(t *testing.T, wait time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// get reads url from the root namespace.
+func get(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), err
+}
+
+// appMetricsShowAllowedAndDenied waits until the backend's cell's agent
+// has counted inbound connections to the backend both allowed (the demo's
+// allowed act) and denied (its denied acts).
+func appMetricsShowAllowedAndDenied(t *testing.T, st *State) {
+	t.Helper()
+	be := st.App("backend")
+	url := st.Plan.Cell(be.Cell).AgentDebugURL() + "/metrics"
+	for _, verdict := range []string{"allowed", "denied"} {
+		want := []string{`app_guid="` + be.GUID + `"`, `direction="in"`, `verdict="` + verdict + `"`}
+		eventually(t, 15*time.Second, func() error {
+			body, err := get(url)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(body, "\n") {
+				labels, value, _ := strings.Cut(line, "} ")
+				if !strings.HasPrefix(labels, "netman_app_network_connections_total{") {
+					continue
+				}
+				match := true
+				for _, w := range want {
+					match = match && strings.Contains(labels, w)
+				}
+				if n, err := strconv.ParseFloat(value, 64); match && err == nil && n >= 1 {
+					return nil
+				}
+			}
+			return fmt.Errorf("no netman_app_network_connections_total{%s} of at least 1 at %s:\n%s", strings.Join(want, ","), url, body)
+		})
+	}
+}
+
+// uiShowsPolicy reads the policy-server debug server's /ui/ page and its
+// JSON API (what `netman ui` serves too): the graph has the frontend →
+// backend policy on port, and the backend's panel lists it inbound.
+func uiShowsPolicy(t *testing.T, st *State, port int) {
+	t.Helper()
+	fe, be := st.App("frontend"), st.App("backend")
+	base := fmt.Sprintf("http://127.0.0.1:%d/ui", st.Plan.Ports.ExternalDebug)
+	if page, err := get(base + "/"); err != nil || !strings.Contains(page, "<html") {
+		t.Errorf("/ui/: %v\n%.200s", err, page)
+	}
+	edge := observe.Edge{Source: fe.GUID, Destination: be.GUID, Ports: []string{"tcp " + strconv.Itoa(port)}}
+	eventually(t, 10*time.Second, func() error {
+		body, err := get(base + "/api/graph")
+		if err != nil {
+			return err
+		}
+		var g observe.Graph
+		if err := json.Unmarshal([]byte(body), &g); err != nil {
+			return fmt.Errorf("/ui/api/graph: %v\n%s", err, body)
+		}
+		for _, e := range g.Edges {
+			if e.Source == edge.Source && e.Destination == edge.Destination && strings.Join(e.Ports, ",") == strings.Join(edge.Ports, ",") {
+				return nil
+			}
+		}
+		return fmt.Errorf("/ui/api/graph lacks %+v:\n%s", edge, body)
+	})
+	body, err := get(base + "/api/apps/" + be.GUID)
+	var d observe.AppDetail
+	if err == nil {
+		err = json.Unmarshal([]byte(body), &d)
+	}
+	if err != nil || d.App.GUID != be.GUID || len(d.Inbound) != 1 || d.Inbound[0].Source != fe.GUID {
+		t.Errorf("/ui/api/apps/%s: %v, want the frontend's policy inbound:\n%s", be.GUID, err, body)
+	}
 }

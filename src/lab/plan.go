@@ -237,6 +237,8 @@ func (p *Plan) PolicyServerInternal() internalapi.Config {
 func (p *Plan) Agent(c CellPlan) agent.Config {
 	return agent.Config{
 		PollInterval: 5, EnableASGSyncing: true, ASGPollInterval: 60,
+		// Per-app series on the debug server's /metrics (docs/observability.md).
+		EnableAppMetrics: true,
 		CNIDatastorePath: c.Datastore(), PolicyServerURL: p.InternalURL(), VNI: 1, MetronAddress: metronAddress,
 		CACertFile: p.Certs.CA, ClientCertFile: p.Certs.AgentCert, ClientKeyFile: p.Certs.AgentKey,
 		ClientTimeoutSeconds: 5, IPTablesLockFile: c.LockFile(),
