@@ -438,7 +438,7 @@ func writeCellFiles(p *Plan, c CellPlan) error {
 		v         any // the daemon's Config
 	}{
 		{c.Dir, "silk-daemon.json", p.SilkDaemon(c)},
-		{c.Dir, "vxlan-policy-agent.json", p.Agent(c)},
+		{c.Dir, "vxlan-policy-agent.json", p.LabAgent(c)},
 		{c.CNIConfigDir(), ConflistName, p.Conflist(c)},
 		{c.GardenDir(), "adapter.json", p.Adapter(c)},
 		{c.Dir, filepath.Base(c.AdapterConfig()), p.BoshDNSAdapter()},

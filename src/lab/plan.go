@@ -233,12 +233,20 @@ func (p *Plan) PolicyServerInternal() internalapi.Config {
 	}
 }
 
+// LabAgent is the agent config the lab writes: Agent's, with the per-app
+// series on the debug server's /metrics (docs/observability.md). celltest
+// starts its agents from Agent, without them: an agent counts a container
+// from its next cycle, and the e2e tests compare whole rulesets.
+func (p *Plan) LabAgent(c CellPlan) agent.Config {
+	cfg := p.Agent(c)
+	cfg.EnableAppMetrics = true
+	return cfg
+}
+
 // Agent is the cell's vxlan-policy-agent.json.
 func (p *Plan) Agent(c CellPlan) agent.Config {
 	return agent.Config{
 		PollInterval: 5, EnableASGSyncing: true, ASGPollInterval: 60,
-		// Per-app series on the debug server's /metrics (docs/observability.md).
-		EnableAppMetrics: true,
 		CNIDatastorePath: c.Datastore(), PolicyServerURL: p.InternalURL(), VNI: 1, MetronAddress: metronAddress,
 		CACertFile: p.Certs.CA, ClientCertFile: p.Certs.AgentCert, ClientKeyFile: p.Certs.AgentKey,
 		ClientTimeoutSeconds: 5, IPTablesLockFile: c.LockFile(),
