@@ -27,6 +27,7 @@ import (
 	"github.com/netman-release/netman/src/iptables/rules"
 	"github.com/netman-release/netman/src/logging"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // Config is vxlan-policy-agent.json, keys as upstream's.
@@ -77,6 +78,10 @@ type Config struct {
 	// (0: appmetrics.DefaultMaxSeries).
 	EnableAppMetrics    bool `json:"enable_app_metrics"`
 	AppMetricsMaxSeries int  `json:"app_metrics_max_series"`
+	// netman: dual stack (package overlay6). Non-empty: every container
+	// also has the IPv6 address this /96 maps its IPv4 address to, and
+	// c2c policies and ASGs are enforced for IPv6 as well.
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network"`
 	// netman: 0 disables long-polling policies_last_updated even when
 	// the server offers it; unset means DefaultLongPollWaitSeconds.
 	LongPollWaitSeconds *int `json:"long_poll_wait_seconds"`
@@ -169,6 +174,9 @@ func (c Config) Validate() error {
 	if c.DisableContainerNetworkPolicy || c.OverlayNetwork != "" {
 		p.CIDR("overlay_network", c.OverlayNetwork)
 	}
+	if _, err := overlay6.ParseConfig(c.IPv6OverlayNetwork); err != nil {
+		p.Addf("%s: %v", overlay6.ConfigKey, err)
+	}
 	for _, ip := range c.UnderlayIPs {
 		if _, err := netip.ParseAddr(ip); err != nil {
 			p.Addf("underlay_ips: %q is not an IP address", ip)
@@ -214,6 +222,13 @@ func ParseBackend(s string) (Backend, error) {
 		return BackendNFTables, nil
 	}
 	return "", fmt.Errorf("must be %q or %q (got %q)", BackendIPTables, BackendNFTables, s)
+}
+
+// ipv6 is the dual-stack overlay (the zero Network when IPv4 only);
+// Validate has checked it.
+func (c Config) ipv6() overlay6.Network {
+	n, _ := overlay6.ParseConfig(c.IPv6OverlayNetwork)
+	return n
 }
 
 func (c Config) backend() Backend {

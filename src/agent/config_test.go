@@ -41,7 +41,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 	b, _ := json.Marshal(map[string]any{
 		"poll_interval": 0, "enable_asg_syncing": true, "asg_poll_interval": 0, "policy_server_url": "ftp://x",
 		"metron_address": "10.0.0.1:3457", "iptables_accepted_udp_logs_per_sec": 0, "force_policy_poll_cycle_port": 70000,
-		"disable_container_network_policy": true, "overlay_network": "10.255.0.0/33", "underlay_ips": []string{"nope"},
+		"disable_container_network_policy": true, "overlay_network": "10.255.0.0/33", "ipv6_overlay_network": "fd00::/64", "underlay_ips": []string{"nope"},
 		"deny_networks":   map[string]any{"always": []string{"1.2.3.4/40"}},
 		"iptables_flavor": "ebpf", "enforcement_backend": "ebpf", "long_poll_wait_seconds": 31,
 	})
@@ -52,7 +52,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 	want := []string{"poll_interval", "asg_poll_interval", "cni_datastore_path", "policy_server_url", "vni", "metron_address",
 		"ca_cert_file", "client_cert_file", "client_key_file", "client_timeout_seconds", "iptables_lock_file",
 		"debug_server_host", "debug_server_port", "iptables_accepted_udp_logs_per_sec", "force_policy_poll_cycle_host",
-		"force_policy_poll_cycle_port", "overlay_network", "underlay_ips", "deny_networks", "iptables_flavor", "enforcement_backend", "long_poll_wait_seconds"}
+		"force_policy_poll_cycle_port", "overlay_network", "ipv6_overlay_network", "underlay_ips", "deny_networks", "iptables_flavor", "enforcement_backend", "long_poll_wait_seconds"}
 	if diff := cmp.Diff(want, problemKeys(err)); diff != "" {
 		t.Errorf("problems (-want +got):\n%s\n%v", diff, err)
 	}

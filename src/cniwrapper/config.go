@@ -19,6 +19,7 @@ import (
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/rules"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // Config is the plugin's stdin: its conflist entry plus the keys the runtime
@@ -59,6 +60,11 @@ type Config struct {
 	// upstream's chains) or "nftables" (netman's inet netman table, see
 	// docs/nftables.md). Every netman writer on a cell must use the same.
 	EnforcementBackend string `json:"enforcement_backend,omitempty"`
+
+	// IPv6OverlayNetwork is a netman extension (package overlay6): when
+	// set the container is dual-stack and every rule the wrapper writes
+	// for it has its IPv6 counterpart.
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network,omitempty"`
 
 	RuntimeConfig RuntimeConfig  `json:"runtimeConfig"`
 	Metadata      map[string]any `json:"metadata"`
@@ -150,7 +156,17 @@ func LoadConfig(stdin []byte) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("invalid enforcement backend %q (want iptables or nftables)", c.EnforcementBackend)
 	}
+	if _, err := overlay6.ParseConfig(c.IPv6OverlayNetwork); err != nil {
+		return nil, fmt.Errorf("%s: %w", overlay6.ConfigKey, err)
+	}
 	return c, nil
+}
+
+// IPv6 is the dual-stack overlay (the zero Network when IPv4 only);
+// LoadConfig has checked it.
+func (c *Config) IPv6() overlay6.Network {
+	n, _ := overlay6.ParseConfig(c.IPv6OverlayNetwork)
+	return n
 }
 
 // The values of enforcement_backend.

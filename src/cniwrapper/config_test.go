@@ -201,3 +201,24 @@ func TestRuntimeKeysParse(t *testing.T) {
 		t.Errorf("metadata: %v", cfg.Metadata)
 	}
 }
+
+func TestIPv6OverlayNetworkConfig(t *testing.T) {
+	for _, tc := range []struct{ value, want, err string }{
+		{"", "", ""},
+		{"fd00:1::/96", "fd00:1::/96", ""},
+		{"fd00:1::/64", "", `ipv6_overlay_network: invalid ipv6 overlay network "fd00:1::/64": must be a /96`},
+	} {
+		stdin := exampleStdin(t)
+		stdin["ipv6_overlay_network"] = tc.value
+		c, err := LoadConfig(configtest.JSON(t, stdin))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.value, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.IPv6().String() != tc.want {
+			t.Errorf("%q: IPv6() = %v, %v; want %q", tc.value, c, err, tc.want)
+		}
+	}
+}

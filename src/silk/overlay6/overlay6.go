@@ -115,3 +115,17 @@ func Uint32(a netip.Addr) uint32 {
 	b := a.As16()
 	return binary.BigEndian.Uint32(b[12:])
 }
+
+// ConfigKey is the config-file key, in every netman config that has one,
+// whose non-empty value turns dual stack on (silk-daemon, cni-wrapper-plugin,
+// vxlan-policy-agent, bosh-dns-adapter).
+const ConfigKey = "ipv6_overlay_network"
+
+// ParseConfig reads a config file's ipv6_overlay_network: "" is IPv4 only
+// (the zero Network), anything else must Parse.
+func ParseConfig(s string) (Network, error) {
+	if s == "" {
+		return Network{}, nil
+	}
+	return Parse(s)
+}
