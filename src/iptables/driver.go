@@ -37,6 +37,34 @@ func ParseFlavor(s string) (Flavor, error) {
 	return "", fmt.Errorf("iptables: unknown flavor %q (want nft or legacy)", s)
 }
 
+// Family is the address family a Driver writes: IPv4 runs the iptables*
+// binaries, IPv6 the ip6tables* ones (same flavors, same lock file: on a
+// dual-stack cell both families' writers serialise on upstream's lock).
+type Family int
+
+const (
+	// IPv4 (the zero Family) uses iptables, iptables-restore, iptables-save.
+	IPv4 Family = iota
+	// IPv6 uses ip6tables, ip6tables-restore, ip6tables-save.
+	IPv6
+)
+
+// String is "ipv4" or "ipv6".
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// command is the binary base name of the family: iptables or ip6tables.
+func (f Family) command() string {
+	if f == IPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
 // DefaultLockFile is the flock file upstream's iptables writers share
 // (cni-wrapper-plugin, vxlan-policy-agent, netmon, silk-daemon shutdown).
 const DefaultLockFile = "/var/vcap/data/garden-cni/iptables.lock"
@@ -44,6 +72,8 @@ const DefaultLockFile = "/var/vcap/data/garden-cni/iptables.lock"
 // Config configures a Driver. Zero values mean upstream's defaults.
 type Config struct {
 	Flavor Flavor
+	// Family picks iptables (IPv4, the default) or ip6tables (IPv6).
+	Family Family
 	// Binary names or paths; empty picks the flavor's name.
 	IPTables, Restore, Save string
 	// LockFile is the flock file held around every read and write;
@@ -55,6 +85,7 @@ type Config struct {
 // iptables-save, each under the lock file. It is safe for concurrent use.
 // The binaries act on the network namespace of the calling thread.
 type Driver struct {
+	family                  Family
 	iptables, restore, save string
 	lock                    *filelock.Lock
 }
@@ -65,10 +96,12 @@ func New(cfg Config) *Driver {
 	if cfg.Flavor != FlavorDefault {
 		suffix = "-" + string(cfg.Flavor)
 	}
+	cmd := cfg.Family.command()
 	d := &Driver{
-		iptables: "iptables" + suffix,
-		restore:  "iptables" + suffix + "-restore",
-		save:     "iptables" + suffix + "-save",
+		family:   cfg.Family,
+		iptables: cmd + suffix,
+		restore:  cmd + suffix + "-restore",
+		save:     cmd + suffix + "-save",
 	}
 	if cfg.IPTables != "" {
 		d.iptables = cfg.IPTables
@@ -86,6 +119,9 @@ func New(cfg Config) *Driver {
 	d.lock = filelock.New(lf)
 	return d
 }
+
+// Family is the address family the driver writes.
+func (d *Driver) Family() Family { return d.family }
 
 // Binaries returns the iptables, iptables-restore and iptables-save names used.
 func (d *Driver) Binaries() (iptables, restore, save string) {

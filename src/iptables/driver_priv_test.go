@@ -146,3 +146,61 @@ func TestDriverWaitsForLockHolder(t *testing.T) {
 		t.Error("applied without the lock")
 	}
 }
+
+// TestDriverIPv6Privileged writes and reads IPv6 rules with ip6tables on
+// both backends, and checks the two families are separate tables: the IPv6
+// rules are invisible to iptables-save and vice versa.
+func TestDriverIPv6Privileged(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, fl := range netnstest.IPTablesFlavors(t) {
+		t.Run(string(fl), func(t *testing.T) {
+			ns := netnstest.New(t, "ip6t")
+			lockFile := filepath.Join(t.TempDir(), "iptables.lock")
+			d6 := iptables.New(iptables.Config{Flavor: fl, Family: iptables.IPv6, LockFile: lockFile})
+			d4 := iptables.New(iptables.Config{Flavor: fl, LockFile: lockFile})
+			ctx := t.Context()
+			own := []iptables.Rule{
+				"-d fd73:696c:6b::aff:2/128 -p tcp -m tcp --dport 8080 -j ACCEPT",
+				"-p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT",
+				"-m iprange --dst-range 2001:db8::1-2001:db8::ff -j ACCEPT",
+				"-j REJECT --reject-with icmp6-port-unreachable",
+			}
+			filter := iptables.NewTx(iptables.Filter).DeclareChain("own").
+				Append("FORWARD", "-s fd73:696c:6b::aff:2/128 -o eth0 -j own").
+				Append("own", own...)
+			nat := iptables.NewTx(iptables.NAT).Append("POSTROUTING", "-s fd73:696c:6b::aff:2/128 ! -o silk-vtep -j MASQUERADE")
+			var st6, nat6, st4 *iptables.State
+			inNS(t, ns, func() (err error) {
+				if err = d6.Apply(ctx, filter, nat); err != nil {
+					return err
+				}
+				if st6, err = d6.Save(ctx, iptables.Filter); err != nil {
+					return err
+				}
+				if nat6, err = d6.Save(ctx, iptables.NAT); err != nil {
+					return err
+				}
+				st4, err = d4.Save(ctx, iptables.Filter)
+				return err
+			})
+			if diff := cmp.Diff(own, st6.Rules("own")); diff != "" {
+				t.Errorf("ip6tables own chain (-want +got):\n%s", diff)
+			}
+			if !nat6.Contains("POSTROUTING", "-s fd73:696c:6b::aff:2/128 ! -o silk-vtep -j MASQUERADE") {
+				t.Errorf("ip6tables nat:\n%s", nat6)
+			}
+			if st4.Has("own") {
+				t.Errorf("IPv6 chain visible to iptables-save:\n%s", st4)
+			}
+			// An IPv4 address is rejected by ip6tables-restore.
+			bad := iptables.NewTx(iptables.Filter).Append("own", "-d 10.255.0.2/32 -j ACCEPT")
+			var re *iptables.RestoreError
+			inNS(t, ns, func() error {
+				if err := d6.Apply(ctx, bad); !errors.As(err, &re) {
+					t.Errorf("ip6tables-restore accepted an IPv4 rule: %v", err)
+				}
+				return nil
+			})
+		})
+	}
+}

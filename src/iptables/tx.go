@@ -4,7 +4,8 @@
 // It owns the mechanics, not the rules: callers describe the changes to one
 // table as a Tx (declare chains, append/insert/delete rules, flush and delete
 // chains), and the Driver applies each Tx as one `iptables-restore --noflush
-// -w` transaction under upstream's flock lock file. When a change depends on
+// -w` transaction (ip6tables-restore for a Driver of Family IPv6) under
+// upstream's flock lock file. When a change depends on
 // what is already there (deleting only what exists, syncing a chain to a
 // desired list), the Driver reads the table with `iptables-save -t <table>`
 // into a State and hands it to a pure planning function, holding the lock

@@ -94,6 +94,17 @@ func TestParseFlavorAndBinaries(t *testing.T) {
 			t.Errorf("%q: got %v want %v", in, got, want)
 		}
 	}
+	for f, want := range map[Flavor][3]string{
+		FlavorDefault: {"ip6tables", "ip6tables-restore", "ip6tables-save"},
+		FlavorNFT:     {"ip6tables-nft", "ip6tables-nft-restore", "ip6tables-nft-save"},
+		FlavorLegacy:  {"ip6tables-legacy", "ip6tables-legacy-restore", "ip6tables-legacy-save"},
+	} {
+		d := New(Config{Flavor: f, Family: IPv6, LockFile: t.TempDir() + "/l"})
+		a, b, c := d.Binaries()
+		if got := [3]string{a, b, c}; got != want || d.Family() != IPv6 {
+			t.Errorf("ipv6 %q: got %v %s want %v", f, got, d.Family(), want)
+		}
+	}
 	if _, err := ParseFlavor("nftables"); err == nil {
 		t.Error("unknown flavor accepted")
 	}
