@@ -16,16 +16,19 @@ const (
 	TCP  Protocol = "tcp"
 	UDP  Protocol = "udp"
 	ICMP Protocol = "icmp"
-	All  Protocol = "all"
+	// ICMPv6 matches IPv6 destinations only (the BBS/CC "icmpv6" shape);
+	// ICMP matches IPv4 destinations only.
+	ICMPv6 Protocol = "icmpv6"
+	All    Protocol = "all"
 )
 
-// IPRange is an inclusive IPv4 range.
+// IPRange is an inclusive range of IPv4 or of IPv6 addresses.
 type IPRange struct{ Start, End netip.Addr }
 
 // PortRange is an inclusive port range.
 type PortRange struct{ Start, End uint16 }
 
-// ICMPInfo is an ICMP type and code; type 255 means any type.
+// ICMPInfo is an ICMP (or ICMPv6) type and code; type 255 means any type.
 type ICMPInfo struct{ Type, Code uint8 }
 
 // NetOutRule is one egress allow rule, from a garden netOut rule (wrapper,
@@ -45,6 +48,17 @@ type NetOutRule struct {
 // with ports, all with ports) are skipped and reported through warn, as are
 // non-IPv4 ranges. Exact duplicates are dropped, the first kept.
 func ConvertNetOut(rs []NetOutRule, logChain string, globalLogging bool, warn func(string)) []iptables.Rule {
+	return ConvertNetOutFamily(rs, iptables.IPv4, false, logChain, globalLogging, warn)
+}
+
+// ConvertNetOutFamily is ConvertNetOut for one family's tables: it keeps
+// only the ranges of family f, and only the protocols that can match it
+// (icmp rules never match IPv6, icmpv6 rules never match IPv4; tcp, udp and
+// all follow the destination). dualStack says the other family's ranges
+// are converted for the other family's tables, so they are skipped
+// silently; else (an IPv4-only cell) non-IPv4 ranges are reported as
+// ConvertNetOut does. A range mixing families is always reported.
+func ConvertNetOutFamily(rs []NetOutRule, f iptables.Family, dualStack bool, logChain string, globalLogging bool, warn func(string)) []iptables.Rule {
 	if warn == nil {
 		warn = func(string) {}
 	}
@@ -62,8 +76,17 @@ func ConvertNetOut(rs []NetOutRule, logChain string, globalLogging bool, warn fu
 			target = "-g " + logChain
 		}
 		for _, n := range r.Networks {
-			if !n.Start.Is4() || !n.End.Is4() {
-				warn(fmt.Sprintf("skipping non-IPv4 range %s-%s in %s rule", n.Start, n.End, r.Protocol))
+			fam, ok := n.Family()
+			switch {
+			case !ok && dualStack:
+				warn(fmt.Sprintf("skipping range %s-%s mixing IPv4 and IPv6 in %s rule", n.Start, n.End, r.Protocol))
+				continue
+			case fam != f || !ok:
+				if !dualStack && f == iptables.IPv4 {
+					warn(fmt.Sprintf("skipping non-IPv4 range %s-%s in %s rule", n.Start, n.End, r.Protocol))
+				}
+				continue
+			case r.Protocol == ICMP && f == iptables.IPv6, r.Protocol == ICMPv6 && f == iptables.IPv4:
 				continue
 			}
 			dst := "-m iprange --dst-range " + n.Start.String() + "-" + n.End.String()
@@ -87,6 +110,21 @@ func ConvertNetOut(rs []NetOutRule, logChain string, globalLogging bool, warn fu
 					continue
 				}
 				add(iptables.Rule("-p icmp " + dst + " -m icmp --icmp-type " + icmpSpec(*r.ICMP) + " " + target))
+			case ICMPv6:
+				if r.ICMP == nil {
+					warn(fmt.Sprintf("ICMPv6 rule must specify ICMP type/code: %+v", r))
+					continue
+				}
+				if len(r.Ports) > 0 {
+					warn(fmt.Sprintf("ICMPv6 rule must not specify ports: %+v", r))
+					continue
+				}
+				if r.ICMP.Type == 255 {
+					// ip6tables' icmp6 match has no "any" type: leave it out.
+					add(iptables.Rule("-p ipv6-icmp " + dst + " " + target))
+					continue
+				}
+				add(iptables.Rule("-p ipv6-icmp " + dst + " -m icmp6 --icmpv6-type " + fmt.Sprintf("%d/%d", r.ICMP.Type, r.ICMP.Code) + " " + target))
 			default:
 				if len(r.Ports) > 0 {
 					warn(fmt.Sprintf("Rule for all protocols (TCP/UDP/ICMP) must not specify ports: %+v", r))
@@ -97,6 +135,18 @@ func ConvertNetOut(rs []NetOutRule, logChain string, globalLogging bool, warn fu
 		}
 	}
 	return out
+}
+
+// Family is the address family of the range; ok is false when its ends are
+// of different families (or invalid).
+func (n IPRange) Family() (f iptables.Family, ok bool) {
+	switch {
+	case n.Start.Is4() && n.End.Is4():
+		return iptables.IPv4, true
+	case n.Start.Is6() && n.End.Is6() && !n.Start.Is4In6() && !n.End.Is4In6():
+		return iptables.IPv6, true
+	}
+	return iptables.IPv4, false
 }
 
 // portSpec prints a port range as iptables does: one port alone.
@@ -125,6 +175,12 @@ type DenyNetworks struct {
 
 // ParseDenyNetworks canonicalises CIDRs ("10.0.0.1/8" → "10.0.0.0/8").
 func ParseDenyNetworks(always, running, staging []string) (DenyNetworks, error) {
+	return ParseDenyNetworksDual(always, running, staging, false)
+}
+
+// ParseDenyNetworksDual is ParseDenyNetworks that, on a dual-stack cell
+// (ipv6 true), also accepts IPv6 CIDRs.
+func ParseDenyNetworksDual(always, running, staging []string, ipv6 bool) (DenyNetworks, error) {
 	var d DenyNetworks
 	for _, set := range []struct {
 		in  []string
@@ -132,13 +188,27 @@ func ParseDenyNetworks(always, running, staging []string) (DenyNetworks, error) 
 	}{{always, &d.Always}, {running, &d.Running}, {staging, &d.Staging}} {
 		for _, s := range set.in {
 			p, err := netip.ParsePrefix(s)
-			if err != nil || !p.Addr().Is4() {
+			if err != nil || !(p.Addr().Is4() || ipv6 && p.Addr().Is6() && !p.Addr().Is4In6()) {
 				return DenyNetworks{}, fmt.Errorf("deny networks: invalid CIDR address: %s", s)
 			}
 			*set.out = append(*set.out, p.Masked())
 		}
 	}
 	return d, nil
+}
+
+// Family keeps the networks of family f.
+func (d DenyNetworks) Family(f iptables.Family) DenyNetworks {
+	keep := func(in []netip.Prefix) []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range in {
+			if familyOf(p.Addr()) == f {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	return DenyNetworks{Always: keep(d.Always), Running: keep(d.Running), Staging: keep(d.Staging)}
 }
 
 // OutConn is the outbound connection rate limit (outbound_connections).
@@ -162,6 +232,12 @@ type NetOutChain struct {
 	// default denies.
 	ASGLogging       bool
 	DeniedLogsPerSec int
+	// Family is the tables the chain lives in: IPv4 (iptables) or IPv6
+	// (ip6tables: IPv6 destinations, icmpv6, icmp6 rejects). DualStack
+	// says the cell has both, so the IPv4 chain skips IPv6 destinations
+	// without a warning.
+	Family    iptables.Family
+	DualStack bool
 }
 
 // Name is netout--<handle>.
@@ -180,7 +256,7 @@ func (c NetOutChain) Defaults() []iptables.Rule {
 	if c.ASGLogging {
 		out = append(out, LimitedLog(netip.Addr{}, c.DeniedLogsPerSec, "DENY_"+c.Handle))
 	}
-	return append(out, Reject())
+	return append(out, RejectFor(c.Family))
 }
 
 // List is upstream's list L: converted egress rules, deny-network rejects
@@ -188,17 +264,18 @@ func (c NetOutChain) Defaults() []iptables.Rule {
 // RELATED,ESTABLISHED accept. Upstream inserts L at position 1 one rule at a
 // time, so the live chain holds L reversed above Defaults.
 func (c NetOutChain) List(rs []NetOutRule, warn func(string)) []iptables.Rule {
-	out := ConvertNetOut(rs, c.LogChain(), c.ASGLogging, warn)
-	for _, p := range c.Deny.Always {
+	out := ConvertNetOutFamily(rs, c.Family, c.DualStack, c.LogChain(), c.ASGLogging, warn)
+	deny := c.Deny.Family(c.Family)
+	for _, p := range deny.Always {
 		out = append(out, DestinationReject(p))
 	}
 	switch c.Workload {
 	case "app", "task":
-		for _, p := range c.Deny.Running {
+		for _, p := range deny.Running {
 			out = append(out, DestinationReject(p))
 		}
 	case "staging":
-		for _, p := range c.Deny.Staging {
+		for _, p := range deny.Staging {
 			out = append(out, DestinationReject(p))
 		}
 	}
@@ -207,7 +284,7 @@ func (c NetOutChain) List(rs []NetOutRule, warn func(string)) []iptables.Rule {
 		if c.Conn.Logging || c.Conn.DryRun {
 			target = c.RateLimitLogChain()
 		}
-		out = append(out, ConnRateLimit(c.Conn.RatePerSec, c.Conn.Burst, c.Handle, c.expiryMS(), target))
+		out = append(out, ConnRateLimitFamily(c.Family, c.Conn.RatePerSec, c.Conn.Burst, c.Handle, c.expiryMS(), target))
 	}
 	return append(out, InvalidDrop(), RelatedEstablished())
 }
@@ -230,7 +307,7 @@ func (c NetOutChain) RateLimitLogRules() []iptables.Rule {
 		out = append(out, LimitedLog(netip.Addr{}, c.DeniedLogsPerSec, "DENY_ORL_"+c.Handle))
 	}
 	if !c.Conn.DryRun {
-		out = append(out, Reject())
+		out = append(out, RejectFor(c.Family))
 	}
 	return out
 }

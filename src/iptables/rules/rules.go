@@ -49,8 +49,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Host renders a single IPv4 address as iptables prints it (a /32).
-func Host(a netip.Addr) string { return a.String() + "/32" }
+// Host renders a single address as iptables prints it: a /32, or a /128
+// for an IPv6 address (ip6tables).
+func Host(a netip.Addr) string { return a.String() + "/" + strconv.Itoa(a.BitLen()) }
 
 // Mark renders a mark or tag given as hex digits ("ffff0000") as iptables
 // prints it ("0xffff0000"). Invalid input is returned prefixed unchanged.
@@ -65,6 +66,40 @@ func Mark(hexTag string) string {
 // Reject is the terminal rule of every netman chain.
 func Reject() iptables.Rule {
 	return "-j REJECT --reject-with icmp-port-unreachable"
+}
+
+// Reject6 is Reject as ip6tables prints it.
+func Reject6() iptables.Rule {
+	return "-j REJECT --reject-with icmp6-port-unreachable"
+}
+
+// RejectFor is Reject or Reject6 by family.
+func RejectFor(f iptables.Family) iptables.Rule {
+	if f == iptables.IPv6 {
+		return Reject6()
+	}
+	return Reject()
+}
+
+// familyOf is the family whose tables hold a rule about address a.
+func familyOf(a netip.Addr) iptables.Family {
+	if a.Is6() && !a.Is4In6() {
+		return iptables.IPv6
+	}
+	return iptables.IPv4
+}
+
+// NeighborDiscovery accepts the ICMPv6 neighbour discovery a dual-stack
+// container exchanges with its gateway fe80::1 on the host veth (router
+// solicitation, neighbour solicitation and advertisement): conntrack does
+// not track them, so without these the input chain's reject would drop the
+// container's answers and the host could not resolve its address.
+func NeighborDiscovery() []iptables.Rule {
+	return []iptables.Rule{
+		"-p ipv6-icmp -m icmp6 --icmpv6-type 133 -j ACCEPT",
+		"-p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT",
+		"-p ipv6-icmp -m icmp6 --icmpv6-type 136 -j ACCEPT",
+	}
 }
 
 // Accept accepts everything.
@@ -85,7 +120,7 @@ func InvalidDrop() iptables.Rule {
 
 // DestinationReject rejects packets to a CIDR (deny networks).
 func DestinationReject(cidr netip.Prefix) iptables.Rule {
-	return iptables.Rule("-d " + cidr.String() + " " + string(Reject()))
+	return iptables.Rule("-d " + cidr.String() + " " + string(RejectFor(familyOf(cidr.Addr()))))
 }
 
 // SourceJump jumps to chain for packets from ip (INPUT → input--H).
@@ -133,7 +168,7 @@ func OverlayTagAccept(ip netip.Addr, tag string) iptables.Rule {
 
 // OverlayReject rejects everything else to ip.
 func OverlayReject(ip netip.Addr) iptables.Rule {
-	return iptables.Rule("-d " + Host(ip) + " " + string(Reject()))
+	return iptables.Rule("-d " + Host(ip) + " " + string(RejectFor(familyOf(ip))))
 }
 
 // LogNonUDPNew logs the first packet of every non-UDP connection.
@@ -146,10 +181,11 @@ func LogUDPLimited(perSec int, text string) iptables.Rule {
 	return iptables.Rule(fmt.Sprintf("-p udp -m limit --limit %d/sec --limit-burst %d -j LOG --log-prefix %s", perSec, perSec, LogPrefix(text)))
 }
 
-// PortForward DNATs tcp to hostIP:hostPort onto containerIP:containerPort.
+// PortForward DNATs tcp to hostIP:hostPort onto containerIP:containerPort
+// (an IPv6 container address in brackets, as ip6tables prints it).
 func PortForward(hostIP netip.Addr, hostPort int, containerIP netip.Addr, containerPort int) iptables.Rule {
-	return iptables.Rule(fmt.Sprintf("-d %s -p tcp -m tcp --dport %d -j DNAT --to-destination %s:%d",
-		Host(hostIP), hostPort, containerIP, containerPort))
+	return iptables.Rule(fmt.Sprintf("-d %s -p tcp -m tcp --dport %d -j DNAT --to-destination %s",
+		Host(hostIP), hostPort, netip.AddrPortFrom(containerIP, uint16(containerPort))))
 }
 
 // IngressMark marks tcp to hostIP:hostPort arriving on ifname with tag, so
@@ -173,8 +209,14 @@ func Masquerade(ip netip.Addr, noMasquerade netip.Prefix, vtep string) iptables.
 // destination ip:port, burst burst) and sends them to target. A plain REJECT
 // target is printed with its default reject-with, as iptables-save does.
 func ConnRateLimit(ratePerSec, burst int, name string, expireMS int64, target string) iptables.Rule {
+	return ConnRateLimitFamily(iptables.IPv4, ratePerSec, burst, name, expireMS, target)
+}
+
+// ConnRateLimitFamily is ConnRateLimit for family f's tables (a REJECT
+// target rejects with the family's port unreachable).
+func ConnRateLimitFamily(f iptables.Family, ratePerSec, burst int, name string, expireMS int64, target string) iptables.Rule {
 	if target == "REJECT" {
-		target = string(Reject())[len("-j "):]
+		target = string(RejectFor(f))[len("-j "):]
 	}
 	return iptables.Rule(fmt.Sprintf("-p tcp -m conntrack --ctstate NEW -m hashlimit --hashlimit-above %d/sec --hashlimit-burst %d --hashlimit-mode dstip,dstport --hashlimit-name %s --hashlimit-htable-expire %d -j %s",
 		ratePerSec, burst, name, expireMS, target))

@@ -150,3 +150,98 @@ func TestRateLimitVariants(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertNetOutFamilies checks the split by destination family: each
+// family's tables get only their ranges, icmp only IPv4, icmpv6 only IPv6,
+// tcp/udp/all whichever family the destination is.
+func TestConvertNetOutFamilies(t *testing.T) {
+	v4 := IPRange{ip("10.0.0.1"), ip("10.0.0.9")}
+	v6 := IPRange{ip("2001:db8::1"), ip("2001:db8::ff")}
+	mixed := IPRange{ip("10.0.0.1"), ip("2001:db8::1")}
+	in := []NetOutRule{
+		{Protocol: TCP, Networks: []IPRange{v4, v6}, Ports: []PortRange{{443, 443}}},
+		{Protocol: ICMP, Networks: []IPRange{v4, v6}, ICMP: &ICMPInfo{Type: 8, Code: 0}},
+		{Protocol: ICMPv6, Networks: []IPRange{v4, v6}, ICMP: &ICMPInfo{Type: 128, Code: 0}},
+		{Protocol: ICMPv6, Networks: []IPRange{v6}, ICMP: &ICMPInfo{Type: 255, Code: 0}},
+		{Protocol: ICMPv6, Networks: []IPRange{v6}},
+		{Protocol: All, Networks: []IPRange{v6, mixed}},
+	}
+	for _, tc := range []struct {
+		name     string
+		fam      iptables.Family
+		dual     bool
+		want     []iptables.Rule
+		warnings []string
+	}{{
+		name: "ipv4 only cell",
+		fam:  iptables.IPv4,
+		want: []iptables.Rule{
+			"-p tcp -m iprange --dst-range 10.0.0.1-10.0.0.9 -m tcp --dport 443 -j ACCEPT",
+			"-p icmp -m iprange --dst-range 10.0.0.1-10.0.0.9 -m icmp --icmp-type 8/0 -j ACCEPT",
+		},
+		warnings: []string{
+			"skipping non-IPv4 range 2001:db8::1-2001:db8::ff in tcp rule",
+			"skipping non-IPv4 range 2001:db8::1-2001:db8::ff in icmp rule",
+			"skipping non-IPv4 range 2001:db8::1-2001:db8::ff in icmpv6 rule",
+			"skipping non-IPv4 range 2001:db8::1-2001:db8::ff in icmpv6 rule",
+			"skipping non-IPv4 range 2001:db8::1-2001:db8::ff in icmpv6 rule",
+			"skipping non-IPv4 range 2001:db8::1-2001:db8::ff in all rule",
+			"skipping non-IPv4 range 10.0.0.1-2001:db8::1 in all rule",
+		},
+	}, {
+		name: "dual stack ipv4 tables",
+		fam:  iptables.IPv4, dual: true,
+		want: []iptables.Rule{
+			"-p tcp -m iprange --dst-range 10.0.0.1-10.0.0.9 -m tcp --dport 443 -j ACCEPT",
+			"-p icmp -m iprange --dst-range 10.0.0.1-10.0.0.9 -m icmp --icmp-type 8/0 -j ACCEPT",
+		},
+		warnings: []string{"skipping range 10.0.0.1-2001:db8::1 mixing IPv4 and IPv6 in all rule"},
+	}, {
+		name: "dual stack ipv6 tables",
+		fam:  iptables.IPv6, dual: true,
+		want: []iptables.Rule{
+			"-p tcp -m iprange --dst-range 2001:db8::1-2001:db8::ff -m tcp --dport 443 -j ACCEPT",
+			"-p ipv6-icmp -m iprange --dst-range 2001:db8::1-2001:db8::ff -m icmp6 --icmpv6-type 128/0 -j ACCEPT",
+			"-p ipv6-icmp -m iprange --dst-range 2001:db8::1-2001:db8::ff -j ACCEPT",
+			"-m iprange --dst-range 2001:db8::1-2001:db8::ff -j ACCEPT",
+		},
+		warnings: []string{
+			"ICMPv6 rule must specify ICMP type/code: {Protocol:icmpv6 Networks:[{Start:2001:db8::1 End:2001:db8::ff}] Ports:[] ICMP:<nil> Log:false}",
+			"skipping range 10.0.0.1-2001:db8::1 mixing IPv4 and IPv6 in all rule",
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var warnings []string
+			got := ConvertNetOutFamily(in, tc.fam, tc.dual, "log", false, func(s string) { warnings = append(warnings, s) })
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("rules (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.warnings, warnings); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestNetOutChainIPv6(t *testing.T) {
+	deny, err := ParseDenyNetworksDual([]string{"10.0.0.0/8", "fd00::1/8"}, nil, []string{"2001:db8::/32"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseDenyNetworks([]string{"fd00::/8"}, nil, nil); err == nil || err.Error() != "deny networks: invalid CIDR address: fd00::/8" {
+		t.Errorf("IPv4-only cell accepted an IPv6 deny network: %v", err)
+	}
+	c := NetOutChain{Handle: "h", Workload: "staging", Deny: deny, Family: iptables.IPv6, DualStack: true,
+		Conn: OutConn{Limit: true, Burst: 10, RatePerSec: 5}}
+	want := []iptables.Rule{
+		"-m state --state RELATED,ESTABLISHED -j ACCEPT",
+		"-p tcp -m state --state INVALID -j DROP",
+		"-p tcp -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 5/sec --hashlimit-burst 10 --hashlimit-mode dstip,dstport --hashlimit-name h --hashlimit-htable-expire 2000 -j REJECT --reject-with icmp6-port-unreachable",
+		"-d 2001:db8::/32 -j REJECT --reject-with icmp6-port-unreachable",
+		"-d fd00::/8 -j REJECT --reject-with icmp6-port-unreachable",
+		"-j REJECT --reject-with icmp6-port-unreachable",
+	}
+	if diff := cmp.Diff(want, c.Rules(nil, nil)); diff != "" {
+		t.Errorf("ipv6 netout chain (-want +got):\n%s", diff)
+	}
+}
