@@ -39,6 +39,10 @@ type Config struct {
 	DNSServers                      []string       `json:"dns_servers"`
 	HostTCPServices                 []string       `json:"host_tcp_services"`
 	HostUDPServices                 []string       `json:"host_udp_services"`
+	// HostTCPServicesIPv6 is upstream's host_tcp_services_ipv6
+	// ("[address]:port"): host services a dual-stack container may reach
+	// over IPv6.
+	HostTCPServicesIPv6 []string `json:"host_tcp_services_ipv6"`
 	DenyNetworks                    DenyNetworks   `json:"deny_networks"`
 	UnderlayIPs                     []string       `json:"underlay_ips"`
 	TemporaryUnderlayInterfaceNames []string       `json:"temporary_underlay_interface_names"`
@@ -65,6 +69,10 @@ type Config struct {
 	// set the container is dual-stack and every rule the wrapper writes
 	// for it has its IPv6 counterpart.
 	IPv6OverlayNetwork string `json:"ipv6_overlay_network,omitempty"`
+	// InstanceAddressIPv6 is a netman extension: the cell's IPv6 address,
+	// the destination of the IPv6 twins of port mappings. Empty: port
+	// mappings are IPv4 only.
+	InstanceAddressIPv6 string `json:"instance_address_ipv6,omitempty"`
 
 	RuntimeConfig RuntimeConfig  `json:"runtimeConfig"`
 	Metadata      map[string]any `json:"metadata"`
@@ -178,8 +186,8 @@ const (
 // NFTables reports whether the config selects the nftables backend.
 func (c *Config) NFTables() bool { return c.EnforcementBackend == BackendNFTables }
 
-// netOutRules converts garden rules: protocol 1 tcp, 2 udp, 3 icmp, anything
-// else all; ICMP type/code only when the code is given.
+// netOutRules converts garden rules: protocol 1 tcp, 2 udp, 3 icmp, 4
+// icmpv6, anything else all; ICMP type/code only when the code is given.
 func netOutRules(in []NetOutRule) []rules.NetOutRule {
 	out := make([]rules.NetOutRule, 0, len(in))
 	for _, g := range in {
@@ -191,6 +199,8 @@ func netOutRules(in []NetOutRule) []rules.NetOutRule {
 			r.Protocol = rules.UDP
 		case 3:
 			r.Protocol = rules.ICMP
+		case garden.ProtocolICMPv6:
+			r.Protocol = rules.ICMPv6
 		default:
 			r.Protocol = rules.All
 		}

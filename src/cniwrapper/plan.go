@@ -51,11 +51,27 @@ type AddPlan struct {
 	// dynamic ASGs turned off (its answer 405): garden's netOutRules and the
 	// deny/limit/state rules, inserted above the defaults.
 	NetOut func(netOut []NetOutRule, warn func(string)) *iptables.Tx
+	// IPv6 is the dual-stack twin for ip6tables (same chain names, the
+	// container's IPv6 overlay address); nil on an IPv4-only cell.
+	IPv6 *AddPlan
+}
+
+// familyPlan is what differs between a container's IPv4 rules and their
+// IPv6 twin.
+type familyPlan struct {
+	fam     iptables.Family
+	ip      netip.Addr
+	hostIP  netip.Addr // port mappings' destination; invalid: none
+	dns     []netip.Addr
+	tcpSvcs []netip.AddrPort
+	udpSvcs []netip.AddrPort
+	noMasq  netip.Prefix
 }
 
 // PlanAdd validates the config against the container and renders its rules.
 // Every input is checked before anything is applied, so bad input fails
-// ADD with nothing installed.
+// ADD with nothing installed. With ipv6_overlay_network set, the plan has
+// its IPv6 twin for the container's address overlay6 derives from c.IP.
 func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 	if c.Handle == "" {
 		return nil, fmt.Errorf("invalid Container ID")
@@ -63,7 +79,7 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 	if !c.IP.Is4() {
 		return nil, fmt.Errorf("container IP %s is not IPv4", c.IP)
 	}
-	ch := ChainsFor(c.Handle)
+	v6 := cfg.IPv6()
 
 	dns, err := LocalDNSServers(cfg.DNSServers)
 	if err != nil {
@@ -77,7 +93,11 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initialize net out: input rules: %w", err)
 	}
-	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	tcpSvcs6, err := hostServices6("host tcp services ipv6", cfg.HostTCPServicesIPv6)
+	if err != nil {
+		return nil, fmt.Errorf("initialize net out: input rules: %w", err)
+	}
+	deny, err := rules.ParseDenyNetworksDual(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging, v6.Enabled())
 	if err != nil {
 		return nil, fmt.Errorf("initialize net out: %w", err)
 	}
@@ -88,7 +108,7 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hostIP netip.Addr
+	var hostIP, hostIP6 netip.Addr
 	for _, pm := range cfg.RuntimeConfig.PortMappings {
 		if pm.HostPort <= 0 || pm.HostPort > 65535 {
 			return nil, fmt.Errorf("cannot allocate port %d", pm.HostPort)
@@ -101,8 +121,30 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 				return nil, fmt.Errorf("adding netin rule: invalid ip: %s", cfg.InstanceAddress)
 			}
 		}
+		if v6.Enabled() && cfg.InstanceAddressIPv6 != "" && !hostIP6.IsValid() {
+			if hostIP6, err = netip.ParseAddr(cfg.InstanceAddressIPv6); err != nil || !hostIP6.Is6() || hostIP6.Is4In6() {
+				return nil, fmt.Errorf("adding netin rule: invalid ip: %s", cfg.InstanceAddressIPv6)
+			}
+		}
 	}
 
+	plan := planFamily(cfg, c, deny, v6.Enabled(), familyPlan{
+		fam: iptables.IPv4, ip: c.IP, hostIP: hostIP, dns: dns, tcpSvcs: tcpSvcs, udpSvcs: udpSvcs, noMasq: noMasq,
+	})
+	if v6.Enabled() {
+		// IPv6 traffic between containers stays on the overlay /96: it is
+		// not masqueraded, as no_masquerade_cidr_range does for IPv4.
+		plan.IPv6 = planFamily(cfg, c, deny, true, familyPlan{
+			fam: iptables.IPv6, ip: v6.Addr(c.IP), hostIP: hostIP6, tcpSvcs: tcpSvcs6, noMasq: v6.Prefix(),
+		})
+	}
+	return plan, nil
+}
+
+// planFamily renders one family's rules for the container.
+func planFamily(cfg *Config, c Container, deny rules.DenyNetworks, dualStack bool, fp familyPlan) *AddPlan {
+	ch := ChainsFor(c.Handle)
+	ip := fp.ip
 	netout := rules.NetOutChain{
 		Handle:           c.Handle,
 		Workload:         c.Workload,
@@ -116,6 +158,8 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 			Burst:      cfg.OutConn.Burst,
 			RatePerSec: cfg.OutConn.RatePerSec,
 		},
+		Family:    fp.fam,
+		DualStack: dualStack,
 	}
 
 	// filter: declare the chains and hook them in (input, netout, overlay,
@@ -125,34 +169,37 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 	if netout.Conn.RateLimitLogChainNeeded() {
 		f.DeclareChain(ch.RateLimitLog)
 	}
-	f.Append("INPUT", rules.SourceJump(c.IP, ch.Input))
+	f.Append("INPUT", rules.SourceJump(ip, ch.Input))
 	for _, ifname := range c.Interfaces {
-		f.Append("FORWARD", rules.SourceOutJump(c.IP, ifname, ch.NetOut))
+		f.Append("FORWARD", rules.SourceOutJump(ip, ifname, ch.NetOut))
 	}
 	f.Append("FORWARD", rules.Jump(ch.Overlay))
 
 	f.Append(ch.Input, rules.RelatedEstablished())
-	for _, d := range dns {
+	if fp.fam == iptables.IPv6 {
+		f.Append(ch.Input, rules.NeighborDiscovery()...)
+	}
+	for _, d := range fp.dns {
 		f.Append(ch.Input, rules.AllowDestinationPort("tcp", d, 53), rules.AllowDestinationPort("udp", d, 53))
 	}
-	for _, s := range tcpSvcs {
+	for _, s := range fp.tcpSvcs {
 		f.Append(ch.Input, rules.AllowDestinationPort("tcp", s.Addr(), int(s.Port())))
 	}
-	for _, s := range udpSvcs {
+	for _, s := range fp.udpSvcs {
 		f.Append(ch.Input, rules.AllowDestinationPort("udp", s.Addr(), int(s.Port())))
 	}
-	f.Append(ch.Input, rules.Reject())
+	f.Append(ch.Input, rules.RejectFor(fp.fam))
 
 	f.Append(ch.NetOut, netout.Defaults()...)
 
 	f.Append(ch.Overlay,
-		rules.OverlayAllowEgress(cfg.VTEPName, c.IP),
-		rules.OverlayRelatedEstablished(c.IP),
-		rules.OverlayTagAccept(c.IP, cfg.IngressTag))
+		rules.OverlayAllowEgress(cfg.VTEPName, ip),
+		rules.OverlayRelatedEstablished(ip),
+		rules.OverlayTagAccept(ip, cfg.IngressTag))
 	if cfg.IPTablesC2CLogging {
-		f.Append(ch.Overlay, rules.LimitedLog(c.IP, cfg.IPTablesDeniedLogsPerSec, "DENY_C2C_"+c.Handle))
+		f.Append(ch.Overlay, rules.LimitedLog(ip, cfg.IPTablesDeniedLogsPerSec, "DENY_C2C_"+c.Handle))
 	}
-	f.Append(ch.Overlay, rules.OverlayReject(c.IP))
+	f.Append(ch.Overlay, rules.OverlayReject(ip))
 
 	f.Append(ch.Log,
 		rules.LogNonUDPNew("OK_"+c.Handle),
@@ -171,13 +218,15 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 	m := iptables.NewTx(iptables.Mangle)
 	m.DeclareChain(ch.NetIn)
 	m.Append("PREROUTING", rules.Jump(ch.NetIn))
-	for _, pm := range cfg.RuntimeConfig.PortMappings {
-		n.Append(ch.NetIn, rules.PortForward(hostIP, pm.HostPort, c.IP, pm.ContainerPort))
-		for _, ifname := range c.Interfaces {
-			m.Append(ch.NetIn, rules.IngressMark(hostIP, ifname, pm.HostPort, cfg.IngressTag))
+	if fp.hostIP.IsValid() {
+		for _, pm := range cfg.RuntimeConfig.PortMappings {
+			n.Append(ch.NetIn, rules.PortForward(fp.hostIP, pm.HostPort, ip, pm.ContainerPort))
+			for _, ifname := range c.Interfaces {
+				m.Append(ch.NetIn, rules.IngressMark(fp.hostIP, ifname, pm.HostPort, cfg.IngressTag))
+			}
 		}
 	}
-	n.Append("POSTROUTING", rules.Masquerade(c.IP, noMasq, cfg.VTEPName))
+	n.Append("POSTROUTING", rules.Masquerade(ip, fp.noMasq, cfg.VTEPName))
 
 	return &AddPlan{
 		Filter: f, NAT: n, Mangle: m,
@@ -185,7 +234,7 @@ func PlanAdd(cfg *Config, c Container) (*AddPlan, error) {
 			l := netout.List(netOutRules(netOut), warn)
 			return iptables.NewTx(iptables.Filter).Insert(ch.NetOut, 1, l...)
 		},
-	}, nil
+	}
 }
 
 // LocalDNSServers returns the link-local IPv4 entries of dns_servers (the
@@ -218,6 +267,28 @@ func hostServices(key string, in []string) ([]netip.AddrPort, error) {
 		a, err := netip.ParseAddr(host)
 		if err != nil || !a.Is4() {
 			return nil, fmt.Errorf("%s: invalid IPv4 address in %q", key, s)
+		}
+		out = append(out, netip.AddrPortFrom(a, uint16(p)))
+	}
+	return out, nil
+}
+
+// hostServices6 parses host_tcp_services_ipv6: "[address]:port" entries
+// with IPv6 addresses.
+func hostServices6(key string, in []string) ([]netip.AddrPort, error) {
+	out := make([]netip.AddrPort, 0, len(in))
+	for _, s := range in {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("%s: invalid port in %q", key, s)
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			return nil, fmt.Errorf("%s: invalid IPv6 address in %q", key, s)
 		}
 		out = append(out, netip.AddrPortFrom(a, uint16(p)))
 	}

@@ -49,7 +49,10 @@ type Plugin struct {
 	// Tables and Store build the iptables driver and metadata store from
 	// the config.
 	Tables func(cfg *Config) Tables
-	Store  func(cfg *Config) Store
+	// Tables6 builds the ip6tables driver (same flavor and lock file),
+	// used when ipv6_overlay_network makes the container dual-stack.
+	Tables6 func(cfg *Config) Tables
+	Store   func(cfg *Config) Store
 	// NFT builds the nftables driver (enforcement_backend: nftables).
 	NFT func(cfg *Config) (nft.Driver, error)
 	// HTTP calls the policy agent's force endpoints.
@@ -72,6 +75,10 @@ func NewPlugin() *Plugin {
 		Tables: func(cfg *Config) Tables {
 			flavor, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
 			return iptables.New(iptables.Config{Flavor: flavor, LockFile: cfg.IPTablesLockFile})
+		},
+		Tables6: func(cfg *Config) Tables {
+			flavor, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
+			return iptables.New(iptables.Config{Flavor: flavor, Family: iptables.IPv6, LockFile: cfg.IPTablesLockFile})
 		},
 		Store: func(cfg *Config) Store {
 			return metadata.New(cfg.Datastore, metadata.WithOwner(cfg.DatastoreFileOwner, cfg.DatastoreFileGroup))
@@ -185,8 +192,22 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, err
 		if err := tables.Apply(ctx, plan.Filter, plan.NAT, plan.Mangle); err != nil {
 			return fail(fmt.Errorf("installing iptables rules: %w", err))
 		}
+		var tables6 Tables
+		if plan.IPv6 != nil {
+			tables6 = p.Tables6(cfg)
+			if err := tables6.Apply(ctx, plan.IPv6.Filter, plan.IPv6.NAT, plan.IPv6.Mangle); err != nil {
+				return fail(fmt.Errorf("installing ip6tables rules: %w", err))
+			}
+		}
 		setNetOut = func() error {
-			return tables.Apply(ctx, plan.NetOut(cfg.RuntimeConfig.NetOutRules, func(msg string) { p.warnf("%s", msg) }))
+			warn := func(msg string) { p.warnf("%s", msg) }
+			if err := tables.Apply(ctx, plan.NetOut(cfg.RuntimeConfig.NetOutRules, warn)); err != nil {
+				return err
+			}
+			if plan.IPv6 != nil {
+				return tables6.Apply(ctx, plan.IPv6.NetOut(cfg.RuntimeConfig.NetOutRules, warn))
+			}
+			return nil
 		}
 	}
 
@@ -275,7 +296,21 @@ func (p *Plugin) cleanupRules(ctx context.Context, cfg *Config, handle string, i
 		p.warnf("removing IP masq: %v", err)
 	}
 	d := &DelPlanner{Handle: handle, IP: ip, NoMasquerade: noMasq, VTEPName: cfg.VTEPName}
-	if _, err := p.Tables(cfg).UpdateTables(ctx, DelTables, d.Plan); err != nil {
+	p.cleanupFamily(ctx, p.Tables(cfg), d)
+	if v6 := cfg.IPv6(); v6.Enabled() {
+		// The IPv6 twin: the container's derived address (recovered from
+		// ip6tables' INPUT jump when the store lost the IPv4 one).
+		d6 := &DelPlanner{Handle: handle, NoMasquerade: v6.Prefix(), VTEPName: cfg.VTEPName}
+		if ip.Is4() {
+			d6.IP = v6.Addr(ip)
+		}
+		p.cleanupFamily(ctx, p.Tables6(cfg), d6)
+	}
+}
+
+// cleanupFamily runs a DEL plan against one family's tables.
+func (p *Plugin) cleanupFamily(ctx context.Context, tables Tables, d *DelPlanner) {
+	if _, err := tables.UpdateTables(ctx, DelTables, d.Plan); err != nil {
 		p.warnf("net out cleanup: %v", err)
 	}
 	for _, c := range d.Kept {

@@ -100,6 +100,7 @@ func (a *fakeAgent) got() []string {
 type harness struct {
 	plugin   *Plugin
 	tables   *iptablestest.Tables
+	tables6  *iptablestest.Tables // ip6tables
 	delegate *fakeDelegate
 	agent    *fakeAgent
 	stderr   *bytes.Buffer
@@ -112,6 +113,7 @@ func newHarness(t *testing.T) *harness {
 	dir := t.TempDir()
 	h := &harness{
 		tables:   iptablestest.New(),
+		tables6:  iptablestest.New(),
 		delegate: &fakeDelegate{ip: "10.255.17.5", held: map[string]bool{}},
 		agent:    newFakeAgent(t),
 		stderr:   &bytes.Buffer{},
@@ -130,6 +132,7 @@ func newHarness(t *testing.T) *harness {
 	h.plugin = &Plugin{
 		Delegate:   h.delegate,
 		Tables:     func(*Config) Tables { return h.tables },
+		Tables6:    func(*Config) Tables { return h.tables6 },
 		Store:      func(cfg *Config) Store { return metadata.New(cfg.Datastore) },
 		HTTP:       http.DefaultClient,
 		Interfaces: func([]string) ([]string, error) { return []string{"eth0"}, nil },

@@ -9,7 +9,7 @@ import "net"
 
 // NetOutRule is garden.NetOutRule, re-marshalled into the plugins'
 // runtimeConfig.netOutRules exactly as Garden's types would.
-// Protocol: 0 all, 1 tcp, 2 udp, 3 icmp.
+// Protocol: 0 all, 1 tcp, 2 udp, 3 icmp, 4 icmpv6 (ProtocolICMPv6).
 type NetOutRule struct {
 	Protocol uint8        `json:"protocol,omitempty"`
 	Networks []IPRange    `json:"networks,omitempty"`
@@ -17,6 +17,11 @@ type NetOutRule struct {
 	ICMPs    *ICMPControl `json:"icmps,omitempty"`
 	Log      bool         `json:"log,omitempty"`
 }
+
+// ProtocolICMPv6 is the protocol number of an icmpv6 rule: the value after
+// garden's ProtocolICMP (3), as the dual-stack garden/executor ASG work
+// ("icmpv6-support-asg") adds it.
+const ProtocolICMPv6 = 4
 
 // IPRange is garden.IPRange (inclusive).
 type IPRange struct {
