@@ -29,31 +29,31 @@ type Config struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`
 
-	Datastore                       string         `json:"datastore"`
-	DatastoreFileOwner              string         `json:"datastore_file_owner"`
-	DatastoreFileGroup              string         `json:"datastore_file_group"`
-	IPTablesLockFile                string         `json:"iptables_lock_file"`
-	Delegate                        map[string]any `json:"delegate"`
-	InstanceAddress                 string         `json:"instance_address"`
-	NoMasqueradeCIDRRange           string         `json:"no_masquerade_cidr_range"`
-	DNSServers                      []string       `json:"dns_servers"`
-	HostTCPServices                 []string       `json:"host_tcp_services"`
-	HostUDPServices                 []string       `json:"host_udp_services"`
+	Datastore             string         `json:"datastore"`
+	DatastoreFileOwner    string         `json:"datastore_file_owner"`
+	DatastoreFileGroup    string         `json:"datastore_file_group"`
+	IPTablesLockFile      string         `json:"iptables_lock_file"`
+	Delegate              map[string]any `json:"delegate"`
+	InstanceAddress       string         `json:"instance_address"`
+	NoMasqueradeCIDRRange string         `json:"no_masquerade_cidr_range"`
+	DNSServers            []string       `json:"dns_servers"`
+	HostTCPServices       []string       `json:"host_tcp_services"`
+	HostUDPServices       []string       `json:"host_udp_services"`
 	// HostTCPServicesIPv6 is upstream's host_tcp_services_ipv6
 	// ("[address]:port"): host services a dual-stack container may reach
 	// over IPv6.
-	HostTCPServicesIPv6 []string `json:"host_tcp_services_ipv6"`
-	DenyNetworks                    DenyNetworks   `json:"deny_networks"`
-	UnderlayIPs                     []string       `json:"underlay_ips"`
-	TemporaryUnderlayInterfaceNames []string       `json:"temporary_underlay_interface_names"`
-	IPTablesASGLogging              bool           `json:"iptables_asg_logging"`
-	IPTablesC2CLogging              bool           `json:"iptables_c2c_logging"`
-	IPTablesDeniedLogsPerSec        int            `json:"iptables_denied_logs_per_sec"`
-	IPTablesAcceptedUDPLogsPerSec   int            `json:"iptables_accepted_udp_logs_per_sec"`
-	IngressTag                      string         `json:"ingress_tag"`
-	VTEPName                        string         `json:"vtep_name"`
-	PolicyAgentForcePollAddress     string         `json:"policy_agent_force_poll_address"`
-	OutConn                         OutConn        `json:"outbound_connections"`
+	HostTCPServicesIPv6             []string     `json:"host_tcp_services_ipv6"`
+	DenyNetworks                    DenyNetworks `json:"deny_networks"`
+	UnderlayIPs                     []string     `json:"underlay_ips"`
+	TemporaryUnderlayInterfaceNames []string     `json:"temporary_underlay_interface_names"`
+	IPTablesASGLogging              bool         `json:"iptables_asg_logging"`
+	IPTablesC2CLogging              bool         `json:"iptables_c2c_logging"`
+	IPTablesDeniedLogsPerSec        int          `json:"iptables_denied_logs_per_sec"`
+	IPTablesAcceptedUDPLogsPerSec   int          `json:"iptables_accepted_udp_logs_per_sec"`
+	IngressTag                      string       `json:"ingress_tag"`
+	VTEPName                        string       `json:"vtep_name"`
+	PolicyAgentForcePollAddress     string       `json:"policy_agent_force_poll_address"`
+	OutConn                         OutConn      `json:"outbound_connections"`
 
 	// IPTablesFlavor is a netman extension: "" (the host's iptables*
 	// binaries), "nft" or "legacy". Every netman writer on a cell must use
