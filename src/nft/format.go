@@ -54,12 +54,15 @@ func ProtoNumber(name string) (uint8, bool) {
 	return 0, false
 }
 
-// Addr renders an IPv4 address.
+// Addr renders an address (IPv4 or IPv6).
 func Addr(a netip.Addr) string { return a.String() }
 
-// AddrRange renders an inclusive IPv4 range as nft lists it: one address
+// AddrRange renders an inclusive IPv4 (or IPv6) range as nft lists it: one address
 // alone, a prefix when the range is exactly one, else "first-last".
 func AddrRange(lo, hi netip.Addr) string {
+	if lo.Is6() && !lo.Is4In6() {
+		return addrRange6(lo, hi)
+	}
 	return addrRange(u32(lo), u32(hi))
 }
 
@@ -78,10 +81,11 @@ func addrRange(lo, hi uint32) string {
 	return a4(lo).String() + "-" + a4(hi).String()
 }
 
-// Prefix renders a CIDR as nft lists it (a /32 as the address alone).
+// Prefix renders a CIDR as nft lists it (a /32 or an IPv6 /128 as the
+// address alone).
 func Prefix(p netip.Prefix) string {
 	p = p.Masked()
-	if p.Bits() == 32 {
+	if p.Bits() == p.Addr().BitLen() {
 		return p.Addr().String()
 	}
 	return p.String()

@@ -505,7 +505,7 @@ func decodeElement(t setTypes, el nftables.SetElement) (key, value string, err e
 // decodeField decodes the first field of lo (and of hi, the end key of an
 // interval element) and returns the rest of both.
 func decodeField(typ string, lo, hi []byte, ranged, pad bool) (text string, restLo, restHi []byte, err error) {
-	size := map[string]int{"mark": 4, "ipv4_addr": 4, "inet_proto": 1, "inet_service": 2, "ifname": 16}[typ]
+	size := map[string]int{"mark": 4, "ipv4_addr": 4, "ipv6_addr": 16, "inet_proto": 1, "inet_service": 2, "ifname": 16}[typ]
 	if size == 0 || len(lo) < size || (ranged && len(hi) < size) {
 		return "", nil, nil, errNoFastPath
 	}
@@ -534,6 +534,8 @@ func decodeField(typ string, lo, hi []byte, ranged, pad bool) (text string, rest
 		return Range(x, y), lo, hi, nil
 	case "ipv4_addr":
 		return addrRange(binary.BigEndian.Uint32(a), binary.BigEndian.Uint32(b)), lo, hi, nil
+	case "ipv6_addr":
+		return addrRange6(netip.AddrFrom16([16]byte(a)), netip.AddrFrom16([16]byte(b))), lo, hi, nil
 	case "inet_proto":
 		if a[0] != b[0] {
 			return "", nil, nil, errNoFastPath
@@ -648,6 +650,19 @@ func encodeField(typ, text string, ranged bool) (lo, hi []byte, err error) {
 			return nil, nil, errNoFastPath
 		}
 		xa, ya := x.As4(), y.As4()
+		return xa[:], ya[:], nil
+	case "ipv6_addr":
+		if p, err := netip.ParsePrefix(text); err == nil && ranged && p.Addr().Is6() && !p.Addr().Is4In6() {
+			first, last := p.Masked().Addr().As16(), lastAddr(p).As16()
+			return first[:], last[:], nil
+		}
+		a, b, ok := split()
+		x, err1 := netip.ParseAddr(a)
+		y, err2 := netip.ParseAddr(b)
+		if !ok || err1 != nil || err2 != nil || !x.Is6() || !y.Is6() || x.Is4In6() || y.Is4In6() || x.Zone() != "" || y.Zone() != "" {
+			return nil, nil, errNoFastPath
+		}
+		xa, ya := x.As16(), y.As16()
 		return xa[:], ya[:], nil
 	case "inet_proto":
 		if n, ok := ProtoNumber(text); ok {

@@ -55,6 +55,11 @@ func TestDecodeElement(t *testing.T) {
 		{"ipv4_addr", "mark", false, "10.255.1.7", "0x0000fffe"},
 		{"ipv4_addr . ifname", "", false, "10.255.1.7 . \"s-010255001007\"", ""},
 		{"ipv4_addr . inet_service", "ipv4_addr . inet_service", false, "10.0.0.1 . 8080", "10.255.1.7 . 80"},
+		{"ipv6_addr . inet_proto . inet_service", "", true, "2001:db8::/32 . tcp . 1-65535", ""},
+		{"ipv6_addr . inet_proto . inet_service", "", true, "2001:db8::1-2001:db8::9 . udp . 53", ""},
+		{"ipv6_addr . ifname", "", false, "fd73:696c:6b::aff:1105 . \"eth0\"", ""},
+		{"ipv6_addr . ifname . inet_service", "mark", false, "2001:db8:16::5 . \"eth0\" . 61001", "0xffff0000"},
+		{"ipv6_addr . inet_service", "ipv6_addr . inet_service", false, "2001:db8:16::5 . 61001", "fd73:696c:6b::aff:1105 . 8080"},
 	} {
 		var ts setTypes
 		var c typeCache

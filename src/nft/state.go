@@ -326,7 +326,7 @@ func field(v any, t string) (string, error) {
 		switch t {
 		case "ifname":
 			return Quote(x), nil
-		case "ipv4_addr":
+		case "ipv4_addr", "ipv6_addr":
 			a, err := netip.ParseAddr(x)
 			if err != nil {
 				return bad()
@@ -346,7 +346,7 @@ func field(v any, t string) (string, error) {
 			return Prefix(netip.PrefixFrom(a, bits)), nil
 		}
 		if r, ok := x["range"].([]any); ok && len(r) == 2 {
-			if t == "ipv4_addr" {
+			if t == "ipv4_addr" || t == "ipv6_addr" {
 				lo, ok1 := r[0].(string)
 				hi, ok2 := r[1].(string)
 				a, err := netip.ParseAddr(lo)
