@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/netman-release/netman/src/iptables"
+	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 )
 
@@ -155,4 +158,84 @@ func errRefused(err error) error {
 		return err
 	}
 	return errors.New("not refused")
+}
+
+// TestDualStackTrafficNFT is TestDualStackTrafficIPTables with the
+// nftables backend: the container's IPv6 packets reach its inet chains
+// through the IPv6 dispatch maps.
+func TestDualStackTrafficNFT(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := t.Context()
+	ctrIP4 := netip.MustParseAddr("10.255.17.5")
+	cfg := baseConfig(t)
+	cfg.IPv6OverlayNetwork = "fd73:696c:6b::/96"
+	cfg.EnforcementBackend = BackendNFTables
+	// Every IPv6 feature, so the kernel check below covers all its text.
+	cfg.OutConn = OutConn{Limit: true, Logging: true, Burst: 1000, RatePerSec: 100}
+	cfg.DenyNetworks.Always = []string{"fd00:ec2::254/128", "2001:db8:ff::/48"}
+	cfg.HostTCPServicesIPv6 = []string{"[2001:db8:9::1]:9000"}
+	cfg.InstanceAddressIPv6 = "2001:db8:9::1"
+	cfg.RuntimeConfig.PortMappings = []PortMapping{{HostPort: 61001, ContainerPort: 8080}}
+	c := newCell6(t, cfg.IPv6().Addr(ctrIP4))
+	c.listen(t, 8443)
+	var k *nft.Kernel
+	in := func(fn func() error) {
+		t.Helper()
+		if err := c.cell.Do(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in(func() (err error) { k, err = nft.New(); return err })
+	// The skeleton alone is what DEL must leave.
+	in(func() error { tx := k.NewTransaction(); nft.AddSkeleton(tx); return k.Run(ctx, tx) })
+	var before *nft.State
+	in(func() (err error) { before, err = k.Read(ctx); return err })
+
+	plan, err := PlanAddNFT(cfg, Container{Handle: "dual-1", IP: ctrIP4, Workload: "app", Interfaces: []string{c.underlay}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in(func() error { return NFTAdd(ctx, k, plan) })
+	if _, err := c.dial(c.dstAllowed, 8443); err == nil {
+		t.Error("egress allowed before any netOut rule")
+	}
+	rs, _ := plan.NetOut(append([]NetOutRule{{Protocol: 1, Networks: []IPRange{gardenRange(c.dstAllowed.String(), c.dstAllowed.String())}, Ports: []PortRange{{Start: 8443, End: 8443}}}},
+		dualStackNetOut...))
+	in(func() error { return NFTSetNetOut(ctx, k, rs) })
+	// What the planners wrote is what nft lists back, byte for byte, so
+	// the agent's diffs of these chains and sets find nothing to change.
+	var st *nft.State
+	in(func() (err error) { st, err = k.Read(ctx); return err })
+	want := nft.StateOf(plan.Objects)
+	want.Apply(plan.Dispatch)
+	want.Apply(rs)
+	for n, ch := range want.Chains {
+		if got := st.Chains[n]; got == nil || !cmp.Equal(got.Rules, ch.Rules) {
+			t.Errorf("chain %s: kernel lists %v, planned %q", n, got, ch.Rules)
+		}
+	}
+	for n, set := range want.Sets {
+		got := st.Sets[n]
+		if got == nil {
+			t.Errorf("set %s missing", n)
+			continue
+		}
+		for k := range set.Elements {
+			if _, ok := got.Elements[k]; !ok {
+				t.Errorf("set %s: element %q not listed back (kernel has %v)", n, k, got.Elements)
+			}
+		}
+	}
+	if seen, err := c.dial(c.dstAllowed, 8443); err != nil || seen != c.cellIP.String() {
+		t.Errorf("allowed destination: saw %q, %v (want the cell's %s: masqueraded)", seen, err, c.cellIP)
+	}
+	if _, err := c.dial(c.dstDenied, 8443); err == nil || !errors.Is(err, errRefused(err)) {
+		t.Errorf("destination no rule allows: %v, want connection refused", err)
+	}
+	in(func() error { return NFTDel(ctx, k, "dual-1", ctrIP4) })
+	var after *nft.State
+	in(func() (err error) { after, err = k.Read(ctx); return err })
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("DEL did not restore the table (-before +after):\n%s", diff)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/iptablestest"
+	"github.com/netman-release/netman/src/nft"
 	"github.com/netman-release/netman/src/testsupport/golden"
 )
 
@@ -161,6 +162,72 @@ func TestAddDelDualStack(t *testing.T) {
 		}
 		if got := dumpAll(h.tables6); got != empty6 {
 			t.Errorf("store knows %v: DEL left ip6tables:\n%s", storeKnows, got)
+		}
+	}
+}
+
+// TestAddNFTDualStackGolden is TestAddDualStackGolden in nftables mode: the
+// container's chains are inet chains, so its IPv6 packets reach the same
+// chains through the IPv6 dispatch maps; the chains gain the IPv6 rules
+// (neighbour discovery, IPv6 host services, IPv6 masquerade, and the
+// egress chain's IPv6 destination sets).
+func TestAddNFTDualStackGolden(t *testing.T) {
+	cfg := baseConfig(t)
+	dualStack(cfg)
+	plan, err := PlanAddNFT(cfg, Container{Handle: "dual-1", IP: netip.MustParseAddr("10.255.17.5"), Workload: "app", Interfaces: []string{"eth0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := nft.NewFake()
+	if err := NFTAdd(t.Context(), f, plan); err != nil {
+		t.Fatal(err)
+	}
+	rs, warnings := plan.NetOut(dualStackNetOut)
+	if err := NFTSetNetOut(t.Context(), f, rs); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("# ADD: the container's chains\n" + plan.Objects.String())
+	b.WriteString("# its entries in the dispatch maps\n" + plan.Dispatch.String())
+	b.WriteString("# policy agent answered 405: garden netOutRules\n" + rs.String())
+	for _, w := range warnings {
+		b.WriteString("# warning: " + w + "\n")
+	}
+	golden.Check(t, filepath.Join("testdata", "nft-add-dual-stack.golden"), []byte(b.String()))
+}
+
+// TestDelNFTDualStack deletes a dual-stack container next to another one:
+// its IPv6 dispatch entries go with the IPv4 ones, whether or not the
+// metadata store still knew its IPv4 address.
+func TestDelNFTDualStack(t *testing.T) {
+	ctx := t.Context()
+	cfg := baseConfig(t)
+	dualStack(cfg)
+	install := func(f *nft.Fake, handle, ip string, port int) {
+		cfg.RuntimeConfig.PortMappings = []PortMapping{{HostPort: port, ContainerPort: 8080}}
+		plan, err := PlanAddNFT(cfg, Container{Handle: handle, IP: netip.MustParseAddr(ip), Workload: "app", Interfaces: []string{"eth0"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, _ := plan.NetOut(dualStackNetOut)
+		if err := NFTAdd(ctx, f, plan); err != nil {
+			t.Fatal(err)
+		}
+		if err := NFTSetNetOut(ctx, f, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := nft.NewFake()
+	install(want, "keep-me", "10.255.17.6", 61001)
+	for _, ip := range []netip.Addr{netip.MustParseAddr("10.255.17.5"), {}} {
+		f := nft.NewFake()
+		install(f, "keep-me", "10.255.17.6", 61001)
+		install(f, "delete-me", "10.255.17.5", 61002)
+		if err := NFTDel(ctx, f, "delete-me", ip); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.Ruleset().String(), f.Ruleset().String()); diff != "" {
+			t.Errorf("after DEL (ip %v) (-want +got):\n%s", ip, diff)
 		}
 	}
 }

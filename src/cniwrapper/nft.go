@@ -53,10 +53,12 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		}
 	}
 	// PlanAdd has checked every value below.
+	v6 := cfg.IPv6()
 	dns, _ := LocalDNSServers(cfg.DNSServers)
 	tcpSvcs, _ := hostServices("host tcp services", cfg.HostTCPServices)
 	udpSvcs, _ := hostServices("host udp services", cfg.HostUDPServices)
-	deny, _ := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	tcpSvcs6, _ := hostServices6("host tcp services ipv6", cfg.HostTCPServicesIPv6)
+	deny, _ := rules.ParseDenyNetworksDual(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging, v6.Enabled())
 	ingress, _ := nft.ParseTag(cfg.IngressTag)
 	noMasq, _ := parseNoMasquerade(cfg.NoMasqueradeCIDRRange)
 
@@ -70,6 +72,7 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		DeniedLogsPerSec:      cfg.IPTablesDeniedLogsPerSec,
 		AcceptedUDPLogsPerSec: cfg.IPTablesAcceptedUDPLogsPerSec,
 		SharedSets:            true,
+		IPv6:                  v6.Enabled(),
 	}
 
 	allow := func(proto string, a netip.Addr, port uint16) string {
@@ -85,6 +88,14 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 	for _, s := range udpSvcs {
 		input = append(input, allow("udp", s.Addr(), s.Port()))
 	}
+	if v6.Enabled() {
+		// Neighbour discovery with the gateway fe80::1 is not tracked by
+		// conntrack: without this the reject below drops it.
+		input = append(input, nft.NeighborDiscovery)
+		for _, s := range tcpSvcs6 {
+			input = append(input, "ip6 daddr "+nft.Addr(s.Addr())+" tcp dport "+strconv.Itoa(int(s.Port()))+" accept")
+		}
+	}
 	input = append(input, nft.Reject)
 
 	overlay := []string{"ct state established,related accept", "meta mark " + nft.Mark(ingress) + " accept"}
@@ -98,11 +109,18 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		masq = "ip daddr != " + nft.Prefix(noMasq) + " " + masq
 	}
 
+	masquerade := []string{masq}
+	if v6.Enabled() && noMasq.IsValid() {
+		// The IPv4 rule matches IPv4 packets only (its ip daddr); IPv6
+		// traffic stays unmasqueraded inside the IPv6 overlay.
+		masquerade = append(masquerade, "ip6 daddr != "+nft.Prefix(v6.Prefix())+" oifname != "+nft.Quote(cfg.VTEPName)+" masquerade")
+	}
+
 	objects := &nft.Ruleset{Chains: []*nft.Chain{
 		{Name: ch.Input, Rules: input},
 		{Name: ch.NetOut, Rules: egress.Defaults()},
 		{Name: ch.Overlay, Rules: overlay},
-		{Name: ch.Masquerade, Rules: []string{masq}},
+		{Name: ch.Masquerade, Rules: masquerade},
 	}}
 
 	ip := nft.Addr(c.IP)
@@ -135,11 +153,37 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 	}
 	add(nft.MapPortMappings, dnat...)
 	add(nft.MapIngressMarks, marks...)
+	if v6.Enabled() {
+		// The same chains, keyed by the container's IPv6 address.
+		ip6 := nft.Addr(v6.Addr(c.IP))
+		add(nft.MapInput6, nft.Element{Key: ip6, Value: nft.Jump(ch.Input)})
+		var netout6 []nft.Element
+		for _, ifname := range c.Interfaces {
+			netout6 = append(netout6, nft.Element{Key: nft.Key(ip6, nft.Quote(ifname)), Value: nft.Jump(ch.NetOut)})
+		}
+		add(nft.MapNetOut6, netout6...)
+		add(nft.SetOverlayEgress6, nft.Element{Key: nft.Key(ip6, nft.Quote(cfg.VTEPName))})
+		add(nft.MapOverlay6, nft.Element{Key: ip6, Value: nft.Jump(ch.Overlay)})
+		add(nft.MapMasquerade6, nft.Element{Key: ip6, Value: nft.Jump(ch.Masquerade)})
+		var dnat6, marks6 []nft.Element
+		if cfg.InstanceAddressIPv6 != "" && len(cfg.RuntimeConfig.PortMappings) > 0 {
+			hostIP6 := nft.Addr(netip.MustParseAddr(cfg.InstanceAddressIPv6)) // checked by PlanAdd
+			for _, pm := range cfg.RuntimeConfig.PortMappings {
+				hp := strconv.Itoa(pm.HostPort)
+				dnat6 = append(dnat6, nft.Element{Key: nft.Key(hostIP6, hp), Value: nft.Key(ip6, strconv.Itoa(pm.ContainerPort))})
+				for _, ifname := range c.Interfaces {
+					marks6 = append(marks6, nft.Element{Key: nft.Key(hostIP6, nft.Quote(ifname), hp), Value: nft.Mark(ingress)})
+				}
+			}
+		}
+		add(nft.MapPortMappings6, dnat6...)
+		add(nft.MapIngressMarks6, marks6...)
+	}
 
 	return &NFTAddPlan{
 		Handle: c.Handle, IP: c.IP, Objects: objects, Dispatch: dispatch,
 		NetOut: func(netOut []NetOutRule) (*nft.Ruleset, []string) {
-			dst := nft.Convert(netOutRules(netOut), egress.ASGLogging)
+			dst := nft.ConvertDual(netOutRules(netOut), egress.ASGLogging, egress.IPv6)
 			return egress.Ruleset(dst), dst.Warnings
 		},
 	}, nil
@@ -208,7 +252,9 @@ func NFTSetNetOut(ctx context.Context, d nft.Driver, rs *nft.Ruleset) error {
 
 // nftDispatchSets are the skeleton maps and sets holding container entries.
 var nftDispatchSets = []string{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress, nft.MapOverlay,
-	nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks}
+	nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks,
+	nft.MapInput6, nft.MapNetOut6, nft.SetOverlayEgress6, nft.MapOverlay6,
+	nft.MapMasquerade6, nft.MapPortMappings6, nft.MapIngressMarks6}
 
 // NFTDel removes everything ADD (and the 405 netOut path) installed for a
 // container: it reads the dispatch maps (small: one entry per container)
@@ -259,6 +305,16 @@ func PlanDelNFT(tx *knftables.Transaction, cur *nft.State, handle string, ip net
 	for _, c := range ch.All() {
 		ours[nft.Jump(c)] = true
 	}
+	// The container's IPv6 address, on a dual-stack cell: the key of its
+	// entries in the IPv6 maps (found by the chain it jumps to).
+	addr6 := ""
+	if s := cur.Sets[nft.MapInput6]; s != nil {
+		for k, v := range s.Elements {
+			if v == nft.Jump(ch.Input) {
+				addr6 = k
+			}
+		}
+	}
 	addr := ""
 	if ip.IsValid() {
 		addr = nft.Addr(ip)
@@ -280,15 +336,21 @@ func PlanDelNFT(tx *knftables.Transaction, cur *nft.State, handle string, ip net
 			switch n {
 			case nft.SetOverlayEgress:
 				mine = addr != "" && first == addr
-			case nft.MapPortMappings:
+			case nft.SetOverlayEgress6:
+				mine = addr6 != "" && first == addr6
+			case nft.MapPortMappings, nft.MapPortMappings6:
 				to, _, _ := strings.Cut(v, " . ")
-				mine = addr != "" && to == addr
+				mine = addr != "" && to == addr || addr6 != "" && to == addr6
 				if mine {
-					hostPorts[k] = true
+					hostPorts[n+" "+k] = true
 				}
-			case nft.MapIngressMarks:
+			case nft.MapIngressMarks, nft.MapIngressMarks6:
+				dnatMap := nft.MapPortMappings
+				if n == nft.MapIngressMarks6 {
+					dnatMap = nft.MapPortMappings6
+				}
 				f := strings.Split(k, " . ")
-				mine = len(f) == 3 && hostPorts[nft.Key(f[0], f[2])]
+				mine = len(f) == 3 && hostPorts[dnatMap+" "+nft.Key(f[0], f[2])]
 			}
 			if mine {
 				set.Elements = append(set.Elements, nft.Element{Key: k})
@@ -302,7 +364,7 @@ func PlanDelNFT(tx *knftables.Transaction, cur *nft.State, handle string, ip net
 	nft.RemoveChains(tx, append(ch.All(), ch.NetOut+"--log", ch.NetOut+"--rl-log")...)
 	// The container's own set is its rate meter; the destination sets
 	// are shared (NFTSetNetOut) and go when no chain looks them up.
-	eg := nft.Egress{Chain: ch.NetOut, Handle: handle, Conn: rules.OutConn{Limit: true}, SharedSets: true}
+	eg := nft.Egress{Chain: ch.NetOut, Handle: handle, Conn: rules.OutConn{Limit: true}, SharedSets: true, IPv6: addr6 != ""}
 	for _, s := range eg.Ruleset(nil).Sets {
 		if !strings.HasPrefix(s.Name, nft.SharedSetPrefix) {
 			nft.RemoveSets(tx, s)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/rules"
 )
 
@@ -49,7 +50,18 @@ type Egress struct {
 	// instead of after the chain: the agent's sets of one space and
 	// lifecycle, shared by its containers.
 	Sets string
+	// IPv6 is set on a dual-stack cell: the chain also filters IPv6
+	// egress, with six more destination sets of IPv6 ranges (--ports6,
+	// --icmp6, --all6, each logged and not), the IPv6 deny networks and
+	// a second rate meter keyed by IPv6 destination.
+	IPv6 bool
+	// OverlayAcceptAll6, when valid, accepts IPv6 overlay-to-overlay
+	// traffic first (OverlayAcceptAll's twin).
+	OverlayAcceptAll6 netip.Prefix
 }
+
+// RejectIPv6 is how nft lists a reject after an IPv6 match.
+const RejectIPv6 = "reject with icmpv6 port-unreachable"
 
 // SharedSetPrefix starts the name of every shared destination set
 // (egress-<hash>--ports, ...): cni-wrapper-plugin adds them with the first
@@ -65,6 +77,8 @@ func (e Egress) LogChain() string { return e.Chain + "--log" }
 func (e Egress) RateLimitChain() string { return e.Chain + "--rl-log" }
 
 func (e Egress) meterSet() string { return e.Chain + "--rl" }
+
+func (e Egress) meterSet6() string { return e.Chain + "--rl6" }
 
 // setName names one of the six destination sets: <base>--ports,
 // <base>--ports-log, <base>--icmp, ..., where base is the chain or, with
@@ -83,7 +97,10 @@ type Destinations struct {
 	// Ports: address . protocol . port; ICMP: address . type . code; All:
 	// address. Index 0 unlogged, 1 logged.
 	Ports, ICMP, All [2][]Box
-	Warnings         []string
+	// The IPv6 destinations (ConvertDual): address . protocol . port,
+	// address . ICMPv6 type . code, address.
+	Ports6, ICMP6, All6 [2][]Box6
+	Warnings            []string
 }
 
 // Convert turns egress rules into Destinations, as rules.ConvertNetOut
@@ -95,17 +112,39 @@ type Destinations struct {
 // (code 255 included: upstream's "type 3, code -1" matches code 255 only,
 // in both modes).
 func Convert(rs []rules.NetOutRule, logAll bool) *Destinations {
+	return ConvertDual(rs, logAll, false)
+}
+
+// ConvertDual is Convert for a dual-stack cell when ipv6 is true: IPv6
+// ranges go to the IPv6 destinations instead of being skipped, icmp rules
+// match only IPv4 destinations and icmpv6 rules only IPv6 ones (each
+// skipped silently for the other family), tcp, udp and all follow the
+// destination. A range mixing the families is skipped with a warning.
+func ConvertDual(rs []rules.NetOutRule, logAll bool, ipv6 bool) *Destinations {
 	d := &Destinations{}
 	var ports, icmp, all [2][]Box
+	var ports6, icmp6, all6 [2][]Box6
 	for _, r := range rs {
 		lg := 0
 		if r.Log || logAll {
 			lg = 1
 		}
 		for _, n := range r.Networks {
+			fam, ok := n.Family()
+			if ipv6 && !ok {
+				d.Warnings = append(d.Warnings, fmt.Sprintf("skipping range %s-%s mixing IPv4 and IPv6 in %s rule", n.Start, n.End, r.Protocol))
+				continue
+			}
+			if ipv6 && fam == iptables.IPv6 {
+				convert6(d, r, n, &ports6[lg], &icmp6[lg], &all6[lg])
+				continue
+			}
 			if !n.Start.Is4() || !n.End.Is4() {
 				d.Warnings = append(d.Warnings, fmt.Sprintf("skipping non-IPv4 range %s-%s in %s rule", n.Start, n.End, r.Protocol))
 				continue
+			}
+			if r.Protocol == rules.ICMPv6 {
+				continue // never matches IPv4
 			}
 			ip := Interval{u32(n.Start), u32(n.End)}
 			switch r.Protocol {
@@ -145,8 +184,50 @@ func Convert(rs []rules.NetOutRule, logAll bool) *Destinations {
 		d.Ports[lg] = Disjoint(ports[lg])
 		d.ICMP[lg] = Disjoint(icmp[lg])
 		d.All[lg] = Disjoint(all[lg])
+		d.Ports6[lg] = Disjoint6(ports6[lg])
+		d.ICMP6[lg] = Disjoint6(icmp6[lg])
+		d.All6[lg] = Disjoint6(all6[lg])
 	}
 	return d
+}
+
+// convert6 adds one IPv6 range of r to the IPv6 boxes, with Convert's
+// checks and warnings; icmp rules never match IPv6.
+func convert6(d *Destinations, r rules.NetOutRule, n rules.IPRange, ports, icmp, all *[]Box6) {
+	box := func(rest Box) Box6 { return Box6{Lo: n.Start, Hi: n.End, Rest: rest} }
+	switch r.Protocol {
+	case rules.ICMP:
+		return
+	case rules.TCP, rules.UDP:
+		if len(r.Ports) == 0 {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("UDP/TCP rule must specify ports: %+v", r))
+			return
+		}
+		p, _ := ProtoNumber(string(r.Protocol))
+		for _, pr := range r.Ports {
+			*ports = append(*ports, box(Box{{uint32(p), uint32(p)}, {uint32(pr.Start), uint32(pr.End)}}))
+		}
+	case rules.ICMPv6:
+		if r.ICMP == nil {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("ICMPv6 rule must specify ICMP type/code: %+v", r))
+			return
+		}
+		if len(r.Ports) > 0 {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("ICMPv6 rule must not specify ports: %+v", r))
+			return
+		}
+		t, c := Interval{uint32(r.ICMP.Type), uint32(r.ICMP.Type)}, Interval{uint32(r.ICMP.Code), uint32(r.ICMP.Code)}
+		if r.ICMP.Type == 255 {
+			t, c = Interval{0, 255}, Interval{0, 255}
+		}
+		*icmp = append(*icmp, box(Box{t, c}))
+	default:
+		if len(r.Ports) > 0 {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("Rule for all protocols (TCP/UDP/ICMP) must not specify ports: %+v", r))
+			return
+		}
+		*all = append(*all, box(nil))
+	}
 }
 
 // Ruleset returns the egress chain with its sets filled with dst, its log
@@ -174,7 +255,22 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	if dst == nil {
 		dst = &Destinations{}
 	}
+	elements6 := func(boxes []Box6, render func(Box6) string) []Element {
+		out := make([]Element, len(boxes))
+		for i, b := range boxes {
+			out[i] = Element{Key: render(b)}
+		}
+		return out
+	}
+	renderPorts6 := func(b Box6) string {
+		return Key(addrRange6(b.Lo, b.Hi), Proto(uint8(b.Rest[0].Lo)), Range(b.Rest[1].Lo, b.Rest[1].Hi))
+	}
+	renderICMP6 := func(b Box6) string {
+		return Key(addrRange6(b.Lo, b.Hi), Range(b.Rest[0].Lo, b.Rest[0].Hi), Range(b.Rest[1].Lo, b.Rest[1].Hi))
+	}
+	renderAll6 := func(b Box6) string { return Key(addrRange6(b.Lo, b.Hi), Range(0, 255)) }
 	var sets []*Set
+	kinds := []string{"ports", "icmp", "all", "ports", "icmp", "all"}
 	for _, lg := range []int{1, 0} {
 		logged := lg == 1
 		sets = append(sets,
@@ -183,6 +279,17 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 			&Set{Name: setName(e.Chain, "all", logged), Type: "ipv4_addr . inet_proto", Interval: true, Elements: elements(dst.All[lg], renderAll)},
 		)
 	}
+	if e.IPv6 {
+		for _, lg := range []int{1, 0} {
+			logged := lg == 1
+			sets = append(sets,
+				&Set{Name: setName(e.Chain, "ports6", logged), Type: "ipv6_addr . inet_proto . inet_service", Interval: true, Elements: elements6(dst.Ports6[lg], renderPorts6)},
+				&Set{Name: setName(e.Chain, "icmp6", logged), Type: "ipv6_addr . icmpv6_type . icmpv6_code", Interval: true, Elements: elements6(dst.ICMP6[lg], renderICMP6)},
+				&Set{Name: setName(e.Chain, "all6", logged), Type: "ipv6_addr . inet_proto", Interval: true, Elements: elements6(dst.All6[lg], renderAll6)},
+			)
+		}
+		kinds = append(kinds, "ports6", "icmp6", "all6", "ports6", "icmp6", "all6")
+	}
 	base := e.Chain
 	if e.Sets != "" {
 		base = e.Sets
@@ -190,8 +297,8 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	if e.SharedSets {
 		base = SharedSetsName(sets)
 	}
-	for i, kind := range []string{"ports", "icmp", "all", "ports", "icmp", "all"} {
-		sets[i].Name = setName(base, kind, i < 3)
+	for i, kind := range kinds {
+		sets[i].Name = setName(base, kind, i%6 < 3)
 	}
 	rs.Sets = append(rs.Sets, sets...)
 	set := func(kind string, logged bool) string { return setName(base, kind, logged) }
@@ -200,6 +307,10 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	if e.OverlayAcceptAll.IsValid() {
 		p := Prefix(e.OverlayAcceptAll)
 		chain = append(chain, "ip saddr "+p+" ip daddr "+p+" accept")
+	}
+	if e.OverlayAcceptAll6.IsValid() {
+		p := Prefix(e.OverlayAcceptAll6)
+		chain = append(chain, "ip6 saddr "+p+" ip6 daddr "+p+" accept")
 	}
 	chain = append(chain, "ct state established,related accept", "meta l4proto tcp ct state invalid drop")
 	if e.Conn.Limit || e.Conn.DryRun {
@@ -211,9 +322,22 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 			e.meterSet(), limit(true, e.Conn.RatePerSec, e.Conn.Burst), target))
 		rs.Sets = append(rs.Sets, &Set{Name: e.meterSet(), Type: "ipv4_addr . inet_service", Dynamic: true,
 			Timeout: e.meterTimeout(), Size: 65535})
+		if e.IPv6 {
+			target6 := RejectIPv6
+			if e.Conn.Logging || e.Conn.DryRun {
+				target6 = "jump " + e.RateLimitChain()
+			}
+			chain = append(chain, fmt.Sprintf("ct state new update @%s { ip6 daddr . tcp dport %s } %s",
+				e.meterSet6(), limit(true, e.Conn.RatePerSec, e.Conn.Burst), target6))
+			rs.Sets = append(rs.Sets, &Set{Name: e.meterSet6(), Type: "ipv6_addr . inet_service", Dynamic: true,
+				Timeout: e.meterTimeout(), Size: 65535})
+		}
 	}
 	if deny := e.denied(); deny != "" {
 		chain = append(chain, "ip daddr "+deny+" "+RejectIPv4)
+	}
+	if deny := e.denied6(); deny != "" && e.IPv6 {
+		chain = append(chain, "ip6 daddr "+deny+" "+RejectIPv6)
 	}
 	for _, lg := range []bool{true, false} {
 		verdict := "accept"
@@ -224,6 +348,12 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 			"ip daddr . meta l4proto . th dport @"+set("ports", lg)+" "+verdict,
 			"ip daddr . icmp type . icmp code @"+set("icmp", lg)+" "+verdict,
 			"ip daddr . meta l4proto @"+set("all", lg)+" "+verdict)
+		if e.IPv6 {
+			chain = append(chain,
+				"ip6 daddr . meta l4proto . th dport @"+set("ports6", lg)+" "+verdict,
+				"ip6 daddr . icmpv6 type . icmpv6 code @"+set("icmp6", lg)+" "+verdict,
+				"ip6 daddr . meta l4proto @"+set("all6", lg)+" "+verdict)
+		}
 	}
 	if e.ASGLogging {
 		chain = append(chain, LimitedLog(e.DeniedLogsPerSec, "DENY_"+e.Handle))
@@ -275,9 +405,8 @@ func (e Egress) Defaults() []string {
 	return append(out, Reject)
 }
 
-// denied renders the workload's deny networks as one lookup: a single
-// prefix, or an anonymous set of their disjoint union.
-func (e Egress) denied() string {
+// deniedNets is the workload's deny networks.
+func (e Egress) deniedNets() []netip.Prefix {
 	nets := append([]netip.Prefix(nil), e.Deny.Always...)
 	switch e.Workload {
 	case "app", "task":
@@ -285,8 +414,42 @@ func (e Egress) denied() string {
 	case "staging":
 		nets = append(nets, e.Deny.Staging...)
 	}
+	return nets
+}
+
+// denied6 renders the workload's IPv6 deny networks as denied does.
+func (e Egress) denied6() string {
+	var boxes []Box6
+	for _, p := range e.deniedNets() {
+		if p.Addr().Is6() && !p.Addr().Is4In6() {
+			boxes = append(boxes, Box6{Lo: p.Masked().Addr(), Hi: lastAddr(p)})
+		}
+	}
+	merged := Disjoint6(boxes)
+	switch len(merged) {
+	case 0:
+		return ""
+	case 1:
+		return addrRange6(merged[0].Lo, merged[0].Hi)
+	}
+	s := "{ "
+	for i, b := range merged {
+		if i > 0 {
+			s += ", "
+		}
+		s += addrRange6(b.Lo, b.Hi)
+	}
+	return s + " }"
+}
+
+// denied renders the workload's IPv4 deny networks as one lookup: a single
+// prefix, or an anonymous set of their disjoint union.
+func (e Egress) denied() string {
 	var boxes []Box
-	for _, p := range nets {
+	for _, p := range e.deniedNets() {
+		if !p.Addr().Is4() {
+			continue
+		}
 		p = p.Masked()
 		lo := u32(p.Addr())
 		hi := lo | uint32(uint64(1)<<(32-p.Bits())-1)

@@ -126,6 +126,11 @@ const (
 	RejectIPv4 = "reject with icmp port-unreachable"
 )
 
+// NeighborDiscovery accepts the ICMPv6 neighbour discovery a dual-stack
+// container exchanges with its gateway (router solicitation, neighbour
+// solicitation and advertisement), which conntrack does not track.
+const NeighborDiscovery = "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
+
 // name rules: nft identifiers start with a letter and continue with
 // letters, digits, '-', '_', '.' or '/'. Container handles are Diego GUIDs
 // (and "check-" health-check handles), so they fit after a prefix.

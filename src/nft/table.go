@@ -16,7 +16,8 @@
 // layout and how a packet is dispatched.
 //
 // The inet family holds the table: one table for both address families
-// (the overlay is IPv4 today; IPv6 rules join the same chains later), and
+// (a dual-stack container's IPv6 packets go through the same chains, by
+// the IPv6 dispatch maps), and
 // NAT in inet tables is supported on every kernel netman runs on (≥ 5.2).
 package nft
 
@@ -72,6 +73,21 @@ const (
 	MapIngressMarks = "ingress-marks"
 )
 
+// The IPv6 twins of the dispatch maps, keyed by a dual-stack container's
+// IPv6 address (and the cell's IPv6 address for port mappings). They send
+// its IPv6 packets to the same per-container chains as its IPv4 ones:
+// those chains are inet chains and see both families. On an IPv4-only
+// cell they stay empty.
+const (
+	MapInput6         = "input-dispatch6"
+	MapNetOut6        = "netout-dispatch6"
+	SetOverlayEgress6 = "overlay-egress6"
+	MapOverlay6       = "overlay-dispatch6"
+	MapMasquerade6    = "masquerade-dispatch6"
+	MapPortMappings6  = "port-mappings6"
+	MapIngressMarks6  = "ingress-marks6"
+)
+
 // Skeleton is the table, its base chains with their dispatch rules, the
 // empty c2c chain and the dispatch maps. Every rule here is constant, so
 // writing the skeleton is idempotent: AddSkeleton adds what is missing and
@@ -89,6 +105,13 @@ func Skeleton() *Ruleset {
 			{Name: MapMasquerade, Type: "ipv4_addr", Value: "verdict"},
 			{Name: MapPortMappings, Type: "ipv4_addr . inet_service", Value: "ipv4_addr . inet_service"},
 			{Name: MapIngressMarks, Type: "ipv4_addr . ifname . inet_service", Value: "mark"},
+			{Name: MapInput6, Type: "ipv6_addr", Value: "verdict"},
+			{Name: MapNetOut6, Type: "ipv6_addr . ifname", Value: "verdict"},
+			{Name: SetOverlayEgress6, Type: "ipv6_addr . ifname"},
+			{Name: MapOverlay6, Type: "ipv6_addr", Value: "verdict"},
+			{Name: MapMasquerade6, Type: "ipv6_addr", Value: "verdict"},
+			{Name: MapPortMappings6, Type: "ipv6_addr . inet_service", Value: "ipv6_addr . inet_service"},
+			{Name: MapIngressMarks6, Type: "ipv6_addr . ifname . inet_service", Value: "mark"},
 		},
 		Chains: []*Chain{
 			{Name: ChainC2C, Borrowed: true},
@@ -96,15 +119,22 @@ func Skeleton() *Ruleset {
 				"jump "+ChainC2C,
 				"ip saddr . oifname vmap @"+MapNetOut,
 				"meta mark != 0x00000000 ip saddr . oifname @"+SetOverlayEgress+" accept",
-				"ip daddr vmap @"+MapOverlay),
+				"ip daddr vmap @"+MapOverlay,
+				"ip6 saddr . oifname vmap @"+MapNetOut6,
+				"meta mark != 0x00000000 ip6 saddr . oifname @"+SetOverlayEgress6+" accept",
+				"ip6 daddr vmap @"+MapOverlay6),
 			base(ChainInput, knftables.FilterType, knftables.InputHook, knftables.FilterPriority,
-				"ip saddr vmap @"+MapInput),
+				"ip saddr vmap @"+MapInput,
+				"ip6 saddr vmap @"+MapInput6),
 			base(ChainManglePrerouting, knftables.FilterType, knftables.PreroutingHook, knftables.ManglePriority,
-				"meta mark set ip daddr . iifname . tcp dport map @"+MapIngressMarks),
+				"meta mark set ip daddr . iifname . tcp dport map @"+MapIngressMarks,
+				"meta mark set ip6 daddr . iifname . tcp dport map @"+MapIngressMarks6),
 			base(ChainNATPrerouting, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority,
-				"dnat ip to ip daddr . tcp dport map @"+MapPortMappings),
+				"dnat ip to ip daddr . tcp dport map @"+MapPortMappings,
+				"dnat ip6 to ip6 daddr . tcp dport map @"+MapPortMappings6),
 			base(ChainNATPostrouting, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority,
-				"ip saddr vmap @"+MapMasquerade),
+				"ip saddr vmap @"+MapMasquerade,
+				"ip6 saddr vmap @"+MapMasquerade6),
 		},
 	}
 }
