@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -22,7 +23,8 @@ import (
 // asgConfig is the planner's part of the agent's config, the same for both
 // backends.
 func asgConfig(cfg Config) (asg.Config, error) {
-	deny, err := rules.ParseDenyNetworks(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging)
+	v6 := cfg.ipv6()
+	deny, err := rules.ParseDenyNetworksDual(cfg.DenyNetworks.Always, cfg.DenyNetworks.Running, cfg.DenyNetworks.Staging, v6.Enabled())
 	if err != nil {
 		return asg.Config{}, err
 	}
@@ -31,16 +33,70 @@ func asgConfig(cfg Config) (asg.Config, error) {
 		ASGLogging: cfg.IPTablesASGLogging, DeniedLogsPerSec: cfg.IPTablesDeniedLogsPerSec, Deny: deny,
 		Conn:                          rules.OutConn{Limit: o.Limit, Logging: o.Logging, DryRun: o.DryRun, Burst: o.Burst, RatePerSec: o.RatePerSec},
 		DisableContainerNetworkPolicy: cfg.DisableContainerNetworkPolicy, OverlayNetwork: cfg.OverlayNetwork,
+		IPv6OverlayNetwork: v6.String(),
 	}, nil
 }
 
-// newASGSyncer builds the syncer from the agent's config.
-func newASGSyncer(logger lager.Logger, cfg Config, driver *iptables.Driver, source asg.Source, sender *metrics.Sender) (*asg.Syncer, error) {
+// newASGSyncer builds the syncer from the agent's config: on a dual-stack
+// cell, one for iptables and one for ip6tables (driver6), the chains of the
+// same names in each family's tables.
+func newASGSyncer(logger lager.Logger, cfg Config, driver, driver6 asg.Driver, source asg.Source, sender *metrics.Sender) (ASG, error) {
 	c, err := asgConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return asg.New(logger, driver, source, c, appLogNotifier(sender))
+	s4, err := asg.New(logger, driver, source, c, appLogNotifier(sender))
+	if err != nil || c.IPv6OverlayNetwork == "" {
+		return s4, err
+	}
+	c.Family = iptables.IPv6
+	// The app log line "Security group rules were updated" is the IPv4
+	// syncer's alone: one line per change, as on an IPv4-only cell.
+	s6, err := asg.New(logger.Session("ipv6"), driver6, source, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	return dualASG{s4, s6}, nil
+}
+
+// dualASG runs a dual-stack cell's two iptables syncers, IPv4 first. The
+// security groups are fetched once per poll: both read through the
+// agent's group cache.
+type dualASG struct{ v4, v6 *asg.Syncer }
+
+// SyncAll syncs both families; the stats are the sums (upstream's
+// metrics then time the whole ASG enforcement of the cell).
+func (d dualASG) SyncAll(ctx context.Context, containers []asg.Container) (asg.Stats, error) {
+	st, err4 := d.v4.SyncAll(ctx, containers)
+	st6, err6 := d.v6.SyncAll(ctx, containers)
+	st.EnforceTime += st6.EnforceTime
+	st.CleanupTime += st6.CleanupTime
+	st.Updated += st6.Updated
+	st.Removed = append(st.Removed, st6.Removed...)
+	if err6 != nil {
+		err6 = fmt.Errorf("ip6tables: %w", err6)
+	}
+	return st, errors.Join(err4, err6)
+}
+
+// SyncContainers syncs the containers in both families.
+func (d dualASG) SyncContainers(ctx context.Context, containers []asg.Container) error {
+	err4 := d.v4.SyncContainers(ctx, containers)
+	err6 := d.v6.SyncContainers(ctx, containers)
+	if err6 != nil {
+		err6 = fmt.Errorf("ip6tables: %w", err6)
+	}
+	return errors.Join(err4, err6)
+}
+
+// CleanupContainer removes the container's asg chains in both families.
+func (d dualASG) CleanupContainer(ctx context.Context, handle string) error {
+	err4 := d.v4.CleanupContainer(ctx, handle)
+	err6 := d.v6.CleanupContainer(ctx, handle)
+	if err6 != nil {
+		err6 = fmt.Errorf("ip6tables: %w", err6)
+	}
+	return errors.Join(err4, err6)
 }
 
 // newNFTASGSyncer is newASGSyncer for the nftables backend.

@@ -124,7 +124,8 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 			s.DriftEvery = policies.driftEvery
 			syncer = s
 		} else {
-			s, err := newASGSyncer(logger.Session("asg"), cfg, driver, cache, sender)
+			driver6 := iptables.New(iptables.Config{Flavor: flavor, Family: iptables.IPv6, LockFile: cfg.IPTablesLockFile})
+			s, err := newASGSyncer(logger.Session("asg"), cfg, driver, driver6, cache, sender)
 			if err != nil {
 				return err
 			}

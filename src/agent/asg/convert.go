@@ -44,7 +44,7 @@ func Convert(rs []policy.SecurityGroupRule, warn func(string)) ([]rules.NetOutRu
 		}
 		proto := rules.Protocol(r.Protocol)
 		switch proto {
-		case rules.TCP, rules.UDP, rules.ICMP, rules.All:
+		case rules.TCP, rules.UDP, rules.ICMP, rules.ICMPv6, rules.All:
 		default:
 			if warn != nil {
 				warn(fmt.Sprintf("unsupported protocol %q in security group rule for %s", r.Protocol, r.Destination))
@@ -60,6 +60,8 @@ func Convert(rs []policy.SecurityGroupRule, warn func(string)) ([]rules.NetOutRu
 			msg = "UDP/TCP rule must specify ports"
 		case proto == rules.ICMP && len(nr.Ports) > 0:
 			msg = "ICMP rule must not specify ports"
+		case proto == rules.ICMPv6 && len(nr.Ports) > 0:
+			msg = "ICMPv6 rule must not specify ports"
 		case proto == rules.All && len(nr.Ports) > 0:
 			msg = "Rule for all protocols (TCP/UDP/ICMP) must not specify ports"
 		}
@@ -69,7 +71,7 @@ func Convert(rs []policy.SecurityGroupRule, warn func(string)) ([]rules.NetOutRu
 			}
 			continue
 		}
-		if proto == rules.ICMP {
+		if proto == rules.ICMP || proto == rules.ICMPv6 {
 			// Upstream casts type and code to garden's uint8 types, so -1
 			// (any) becomes 255, which iptables prints as "any".
 			nr.ICMP = &rules.ICMPInfo{Type: uint8(r.Type), Code: uint8(r.Code)}
@@ -82,7 +84,11 @@ func Convert(rs []policy.SecurityGroupRule, warn func(string)) ([]rules.NetOutRu
 // ParseDestination parses a comma-separated list of IPv4 addresses, CIDRs
 // and a-b ranges, as upstream: leading zeros in octets are dropped, a CIDR
 // stands for its whole network. Spaces around entries and around "-" and
-// "/" are ignored (upstream rejects them, skipping the container).
+// "/" are ignored (upstream rejects them, skipping the container). IPv6
+// addresses, CIDRs and ranges (Cloud Controller accepts them since
+// dual-stack ASGs) parse too, on every cell: an IPv4-only cell then skips
+// those ranges with a warning instead of skipping the container; a range
+// with one end of each family is an error.
 func ParseDestination(s string) ([]rules.IPRange, error) {
 	var out []rules.IPRange
 	for _, d := range strings.Split(s, ",") {
@@ -96,6 +102,9 @@ func ParseDestination(s string) ([]rules.IPRange, error) {
 }
 
 func parseRange(d string) (rules.IPRange, error) {
+	if strings.Contains(d, ":") {
+		return parseRange6(d)
+	}
 	i := strings.IndexAny(d, "-/")
 	switch {
 	case i < 0:
@@ -121,6 +130,45 @@ func parseRange(d string) (rules.IPRange, error) {
 		// A reversed range is kept: iptables accepts it (it never matches).
 		return rules.IPRange{Start: a, End: b}, nil
 	}
+}
+
+// parseRange6 parses an IPv6 address, CIDR or a-b range.
+func parseRange6(d string) (rules.IPRange, error) {
+	addr := func(s string) (netip.Addr, bool) {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		return a, err == nil && a.Is6() && !a.Is4In6() && a.Zone() == ""
+	}
+	if a, b, ok := strings.Cut(d, "-"); ok {
+		x, okA := addr(a)
+		y, okB := addr(b)
+		if !okA || !okB {
+			return rules.IPRange{}, ErrIPRangeConversionFailed
+		}
+		return rules.IPRange{Start: x, End: y}, nil
+	}
+	if a, bits, ok := strings.Cut(d, "/"); ok {
+		x, okA := addr(a)
+		n, okBits := parseUint(strings.TrimSpace(bits), 128)
+		if !okA || !okBits {
+			return rules.IPRange{}, ErrIPRangeConversionFailed
+		}
+		p := netip.PrefixFrom(x, n).Masked()
+		return rules.IPRange{Start: p.Addr(), End: lastAddr6(p)}, nil
+	}
+	x, ok := addr(d)
+	if !ok {
+		return rules.IPRange{}, ErrIPRangeConversionFailed
+	}
+	return rules.IPRange{Start: x, End: x}, nil
+}
+
+// lastAddr6 is the last address of an IPv6 prefix.
+func lastAddr6(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom16(b)
 }
 
 // parseIPv4 accepts dotted-quad IPv4 with leading zeros in octets.

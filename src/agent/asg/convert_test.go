@@ -2,6 +2,7 @@ package asg
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -31,6 +32,11 @@ func TestParseDestination(t *testing.T) {
 		{"010.0.0.0/08", []rules.IPRange{rng("10.0.0.0", "10.255.255.255")}},
 		{"1.2.3.4,5.6.7.8/31, 9.9.9.9 - 9.9.9.10", []rules.IPRange{
 			rng("1.2.3.4", "1.2.3.4"), rng("5.6.7.8", "5.6.7.9"), rng("9.9.9.9", "9.9.9.10")}},
+		// IPv6 (dual-stack ASGs).
+		{"::1", []rules.IPRange{rng("::1", "::1")}},
+		{"::/0", []rules.IPRange{rng("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}},
+		{"2001:db8::5/32", []rules.IPRange{rng("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff")}},
+		{"2001:db8::1 - 2001:db8::9,10.0.0.1", []rules.IPRange{rng("2001:db8::1", "2001:db8::9"), rng("10.0.0.1", "10.0.0.1")}},
 	} {
 		got, err := ParseDestination(tc.in)
 		if err != nil {
@@ -41,8 +47,9 @@ func TestParseDestination(t *testing.T) {
 			t.Errorf("%q (-want +got):\n%s", tc.in, diff)
 		}
 	}
-	for _, bad := range []string{"", "10.0.0", "10.0.0.256", "10.0.0.1/33", "10.0.0.1/", "/8", "::1", "2001:db8::/32",
-		"10.0.0.1-", "-10.0.0.1", "10.0.0.1-::1", "a.b.c.d", "10.0.0.1,", "+1.2.3.4", "10.0.0.1/-1", "1.2.3.4.5"} {
+	for _, bad := range []string{"", "10.0.0", "10.0.0.256", "10.0.0.1/33", "10.0.0.1/", "/8",
+		"10.0.0.1-", "-10.0.0.1", "10.0.0.1-::1", "a.b.c.d", "10.0.0.1,", "+1.2.3.4", "10.0.0.1/-1", "1.2.3.4.5",
+		"2001:db8::/129", "2001:db8::1-", "fe80::1%eth0", "::ffff:10.0.0.1", "2001:db8::1-10.0.0.1", "2001:db8:::1"} {
 		if got, err := ParseDestination(bad); err == nil {
 			t.Errorf("%q: parsed as %v, want an error", bad, got)
 		}
@@ -76,7 +83,10 @@ func TestConvert(t *testing.T) {
 		{"protocol":"icmp","destination":"10.0.0.3","type":8,"code":0},
 		{"protocol":"icmp","destination":"10.0.0.4"},
 		{"protocol":"all","destination":"0.0.0.0/0"},
-		{"protocol":"icmpv6","destination":"10.0.0.5"}
+		{"protocol":"icmpv6","destination":"::/0","type":128,"code":0},
+		{"protocol":"icmpv6","destination":"2001:db8::1","type":-1,"code":-1},
+		{"protocol":"icmpv6","destination":"2001:db8::2","ports":"80"},
+		{"protocol":"sctp","destination":"10.0.0.5"}
 	]`)
 	if err != nil {
 		t.Fatal(err)
@@ -93,16 +103,18 @@ func TestConvert(t *testing.T) {
 		{Protocol: rules.ICMP, Networks: one("10.0.0.3"), ICMP: &rules.ICMPInfo{Type: 8, Code: 0}},
 		{Protocol: rules.ICMP, Networks: one("10.0.0.4"), ICMP: &rules.ICMPInfo{}},
 		{Protocol: rules.All, Networks: []rules.IPRange{rng("0.0.0.0", "255.255.255.255")}},
+		{Protocol: rules.ICMPv6, Networks: []rules.IPRange{rng("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}, ICMP: &rules.ICMPInfo{Type: 128, Code: 0}},
+		{Protocol: rules.ICMPv6, Networks: one("2001:db8::1"), ICMP: &rules.ICMPInfo{Type: 255, Code: 255}},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if len(warnings) != 1 {
-		t.Errorf("warnings %q, want one for icmpv6", warnings)
+	if len(warnings) != 2 || !strings.HasPrefix(warnings[0], "ICMPv6 rule must not specify ports") || !strings.Contains(warnings[1], `"sctp"`) {
+		t.Errorf("warnings %q, want icmpv6 with ports and sctp", warnings)
 	}
 
 	// One bad destination entry fails the whole list, whatever its protocol.
-	rs, _ = ParseRules(`[{"protocol":"tcp","destination":"10.0.0.1","ports":"80"},{"protocol":"bogus","destination":"10.0.0.1,::1"}]`)
+	rs, _ = ParseRules(`[{"protocol":"tcp","destination":"10.0.0.1","ports":"80"},{"protocol":"bogus","destination":"10.0.0.1,::1::2"}]`)
 	if _, err := Convert(rs, nil); err == nil {
 		t.Error("bad destination converted")
 	}

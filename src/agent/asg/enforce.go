@@ -33,6 +33,7 @@ const (
 // syncs containers' chains, then removes chains, deciding what is safe to
 // delete from what the table will hold once the transaction has run.
 type builder struct {
+	fam iptables.Family // the tables: iptables or ip6tables
 	tx  *iptables.Tx
 	cur *iptables.State
 	// final is the content, after the transaction, of the chains it syncs.
@@ -44,9 +45,9 @@ type builder struct {
 	removing   map[string]bool
 }
 
-func newBuilder(cur *iptables.State) *builder {
+func newBuilder(fam iptables.Family, cur *iptables.State) *builder {
 	return &builder{
-		tx: iptables.NewTx(iptables.Filter), cur: cur,
+		fam: fam, tx: iptables.NewTx(iptables.Filter), cur: cur,
 		final: map[string][]iptables.Rule{}, removeFrom: map[string]string{}, removing: map[string]bool{},
 	}
 }
@@ -68,7 +69,7 @@ func (b *builder) sync(p *ChainPlan) (outcome, error) {
 			return outFailed, fmt.Errorf("container %s: chain %s referenced by its asg rules does not exist", p.Container.Handle, t)
 		}
 	}
-	parentWant := []iptables.Rule{rules.Jump(p.Chain), rules.Reject()}
+	parentWant := []iptables.Rule{rules.Jump(p.Chain), rules.RejectFor(b.fam)}
 	out := outInSync
 	if !b.cur.Has(p.Chain) || !slices.Equal(b.cur.Rules(p.Chain), p.Rules) ||
 		!slices.Equal(b.cur.Rules(p.Parent), parentWant) {

@@ -57,10 +57,14 @@ func (p *Planner) PlanNFT(containers []Container, groups []policy.SecurityGroup,
 		dst *nft.Destinations
 	}
 	memos := map[key]*memo{}
-	var overlay netip.Prefix
+	var overlay, overlay6 netip.Prefix
 	if p.cfg.DisableContainerNetworkPolicy {
 		overlay, _ = netip.ParsePrefix(p.cfg.OverlayNetwork) // checked by NewPlanner
+		if p.cfg.IPv6OverlayNetwork != "" {
+			overlay6, _ = netip.ParsePrefix(p.cfg.IPv6OverlayNetwork)
+		}
 	}
+	dual := p.cfg.IPv6OverlayNetwork != ""
 	var out []NFTChainPlan
 	seen := map[string]bool{}
 	for _, c := range containers {
@@ -84,7 +88,7 @@ func (p *Planner) PlanNFT(containers []Container, groups []policy.SecurityGroup,
 		if m == nil {
 			m = &memo{e: ix.egress(k.l, k.space)}
 			if m.e.err == nil {
-				m.dst = nft.Convert(m.e.rules, p.cfg.ASGLogging)
+				m.dst = nft.ConvertDual(m.e.rules, p.cfg.ASGLogging, dual)
 			}
 			memos[k] = m
 		}
@@ -100,6 +104,8 @@ func (p *Planner) PlanNFT(containers []Container, groups []policy.SecurityGroup,
 			ASGLogging: p.cfg.ASGLogging, DeniedLogsPerSec: p.cfg.DeniedLogsPerSec,
 			AcceptedUDPLogsPerSec: acceptedUDPLogsPerSec,
 			OverlayAcceptAll:      overlay,
+			IPv6:                  dual,
+			OverlayAcceptAll6:     overlay6,
 		}
 		cp.Ruleset = eg.Ruleset(m.dst)
 		out = append(out, cp)

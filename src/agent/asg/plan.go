@@ -42,6 +42,15 @@ type Config struct {
 	// first in every asg- chain, as upstream's enforcer does.
 	DisableContainerNetworkPolicy bool
 	OverlayNetwork                string // CIDR; required with DisableContainerNetworkPolicy
+	// IPv6OverlayNetwork is the cell's IPv6 overlay /96 on a dual-stack
+	// cell ("" on an IPv4-only one): the chains then hold IPv6
+	// destinations too (nftables), or a second Syncer of Family IPv6
+	// writes the ip6tables twins of the asg chains (iptables).
+	IPv6OverlayNetwork string
+	// Family is the tables an iptables Syncer writes: IPv4 (iptables) or
+	// IPv6 (ip6tables: the chains of the same names with the IPv6
+	// destinations, icmpv6 rules and IPv6 deny networks).
+	Family iptables.Family
 }
 
 // ChainPlan is the planned asg chain of one container.
@@ -81,6 +90,17 @@ func NewPlanner(cfg Config) (*Planner, error) {
 			return nil, fmt.Errorf("asg: invalid overlay network %q", cfg.OverlayNetwork)
 		}
 		p.overlay = rules.OverlayAcceptAll(pfx)
+	}
+	if cfg.IPv6OverlayNetwork != "" {
+		pfx, err := netip.ParsePrefix(cfg.IPv6OverlayNetwork)
+		if err != nil || !pfx.Addr().Is6() {
+			return nil, fmt.Errorf("asg: invalid ipv6 overlay network %q", cfg.IPv6OverlayNetwork)
+		}
+		if cfg.DisableContainerNetworkPolicy && cfg.Family == iptables.IPv6 {
+			p.overlay = rules.OverlayAcceptAll(pfx)
+		}
+	} else if cfg.Family == iptables.IPv6 {
+		return nil, fmt.Errorf("asg: an IPv6 syncer needs the ipv6 overlay network")
 	}
 	return p, nil
 }
@@ -243,6 +263,8 @@ func (p *Planner) Plan(containers []Container, groups []policy.SecurityGroup) []
 			Conn:             p.cfg.Conn,
 			ASGLogging:       p.cfg.ASGLogging,
 			DeniedLogsPerSec: p.cfg.DeniedLogsPerSec,
+			Family:           p.cfg.Family,
+			DualStack:        p.cfg.IPv6OverlayNetwork != "",
 		}
 		cp := ChainPlan{Container: c, Parent: netout.Name(), Chain: rules.ASGChain(c.Handle)}
 		if h, ok := byChain[cp.Chain]; ok {

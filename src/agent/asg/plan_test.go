@@ -49,7 +49,7 @@ var (
 	sgDefaultWithSpace = policy.SecurityGroup{GUID: "default-with-space", Name: "dns", RunningDefault: true, RunningSpaceGUIDs: []string{"space-1"},
 		Rules: `[{"protocol":"udp","destination":"1.1.1.1","ports":"53"}]`}
 	sgBadDestination = policy.SecurityGroup{GUID: "bad-destination", Name: "bad", RunningSpaceGUIDs: []string{"space-bad"},
-		Rules: `[{"protocol":"tcp","destination":"10.0.0.1, 2001:db8::1","ports":"80"}]`}
+		Rules: `[{"protocol":"tcp","destination":"10.0.0.1, 10.0.0.300","ports":"80"}]`}
 	sgBadJSON = policy.SecurityGroup{GUID: "bad-json", Name: "badjson", StagingSpaceGUIDs: []string{"space-bad"},
 		Rules: `[{"protocol":"tcp"`}
 	sgDropped = policy.SecurityGroup{GUID: "dropped", Name: "dropped", RunningSpaceGUIDs: []string{"space-2"},

@@ -235,7 +235,7 @@ func (s *Syncer) CleanupContainer(ctx context.Context, handle string) error {
 	delete(s.cache, parent)
 	var deleted, kept []string
 	_, err := s.driver.Update(ctx, iptables.Filter, func(cur *iptables.State) (*iptables.Tx, error) {
-		b := newBuilder(cur)
+		b := newBuilder(s.planner.cfg.Family, cur)
 		b.removeChain(rules.ASGChain(handle), parent)
 		b.removeChain(rules.ASGCandidateChain(handle), parent)
 		deleted, kept = b.finish()
@@ -348,7 +348,7 @@ func (s *Syncer) apply(ctx context.Context, plans, protect []*ChainPlan, cleanup
 	var res applyResult
 	_, err := s.driver.Update(ctx, iptables.Filter, func(cur *iptables.State) (*iptables.Tx, error) {
 		res = applyResult{outcomes: make([]outcome, len(plans)), errs: make([]error, len(plans)), present: map[string]bool{}}
-		b := newBuilder(cur)
+		b := newBuilder(s.planner.cfg.Family, cur)
 		desired := map[string]bool{}
 		for i, p := range plans {
 			res.outcomes[i], res.errs[i] = b.sync(p)
