@@ -505,7 +505,7 @@ func decodeElement(t setTypes, el nftables.SetElement) (key, value string, err e
 // decodeField decodes the first field of lo (and of hi, the end key of an
 // interval element) and returns the rest of both.
 func decodeField(typ string, lo, hi []byte, ranged, pad bool) (text string, restLo, restHi []byte, err error) {
-	size := map[string]int{"mark": 4, "ipv4_addr": 4, "inet_proto": 1, "inet_service": 2, "ifname": 16}[typ]
+	size := map[string]int{"mark": 4, "ipv4_addr": 4, "ipv6_addr": 16, "inet_proto": 1, "inet_service": 2, "ifname": 16}[typ]
 	if size == 0 || len(lo) < size || (ranged && len(hi) < size) {
 		return "", nil, nil, errNoFastPath
 	}
@@ -534,6 +534,8 @@ func decodeField(typ string, lo, hi []byte, ranged, pad bool) (text string, rest
 		return Range(x, y), lo, hi, nil
 	case "ipv4_addr":
 		return addrRange(binary.BigEndian.Uint32(a), binary.BigEndian.Uint32(b)), lo, hi, nil
+	case "ipv6_addr":
+		return addr6Range(netip.AddrFrom16([16]byte(a)), netip.AddrFrom16([16]byte(b))), lo, hi, nil
 	case "inet_proto":
 		if a[0] != b[0] {
 			return "", nil, nil, errNoFastPath
@@ -648,6 +650,19 @@ func encodeField(typ, text string, ranged bool) (lo, hi []byte, err error) {
 			return nil, nil, errNoFastPath
 		}
 		xa, ya := x.As4(), y.As4()
+		return xa[:], ya[:], nil
+	case "ipv6_addr":
+		if p, err := netip.ParsePrefix(text); err == nil && ranged && p.Addr().Is6() {
+			first, last := prefix6Bounds(p)
+			return first[:], last[:], nil
+		}
+		a, b, ok := split()
+		x, err1 := netip.ParseAddr(a)
+		y, err2 := netip.ParseAddr(b)
+		if !ok || err1 != nil || err2 != nil || !x.Is6() || !y.Is6() || x.Zone() != "" || y.Zone() != "" {
+			return nil, nil, errNoFastPath
+		}
+		xa, ya := x.As16(), y.As16()
 		return xa[:], ya[:], nil
 	case "inet_proto":
 		if n, ok := ProtoNumber(text); ok {
@@ -834,4 +849,33 @@ func chainNamesNetlink() (map[string]bool, error) {
 		}
 	}
 	return names, nil
+}
+
+// prefix6Bounds is the first and last address of an IPv6 prefix.
+func prefix6Bounds(p netip.Prefix) (first, last [16]byte) {
+	p = p.Masked()
+	first = p.Addr().As16()
+	last = first
+	for i := p.Bits(); i < 128; i++ {
+		last[i/8] |= 0x80 >> (i % 8)
+	}
+	return first, last
+}
+
+// addr6Range renders an inclusive IPv6 range as nft lists it: one address
+// alone, a prefix when the range is exactly one, else "first-last".
+func addr6Range(lo, hi netip.Addr) string {
+	if lo == hi {
+		return lo.String()
+	}
+	for bits := 127; bits >= 0; bits-- {
+		p := netip.PrefixFrom(lo, bits)
+		if p.Masked().Addr() != lo {
+			break
+		}
+		if _, last := prefix6Bounds(p); netip.AddrFrom16(last) == hi {
+			return p.String()
+		}
+	}
+	return lo.String() + "-" + hi.String()
 }

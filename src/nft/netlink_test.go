@@ -55,6 +55,11 @@ func TestDecodeElement(t *testing.T) {
 		{"ipv4_addr", "mark", false, "10.255.1.7", "0x0000fffe"},
 		{"ipv4_addr . ifname", "", false, "10.255.1.7 . \"s-010255001007\"", ""},
 		{"ipv4_addr . inet_service", "ipv4_addr . inet_service", false, "10.0.0.1 . 8080", "10.255.1.7 . 80"},
+		{"mark . ipv6_addr . inet_proto . inet_service", "", false, "0x00010203 . fd73:696c:6b::aff:107 . tcp . 443", ""},
+		{"mark . ipv6_addr . inet_proto . inet_service", "", true, "0x00000007 . fd73:696c:6b::aff:107 . udp . 1000-2000", ""},
+		{"ipv6_addr . inet_proto . inet_service", "", true, "2001:db8::/32 . tcp . 1-65535", ""},
+		{"ipv6_addr . inet_proto . inet_service", "", true, "2001:db8::1-2001:db8::5 . udp . 53", ""},
+		{"ipv6_addr", "mark", false, "fd73:696c:6b::aff:107", "0x0000fffe"},
 	} {
 		var ts setTypes
 		var c typeCache
