@@ -13,6 +13,7 @@ import (
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/iptablestest"
 	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/observe"
 	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
@@ -201,6 +202,40 @@ func TestIP6TablesDriverBinaries(t *testing.T) {
 		a, b, c := Config{IPTablesFlavor: flavor, IPTablesLockFile: "/tmp/x.lock"}.ip6tablesDriver().Binaries()
 		if got := [3]string{a, b, c}; got != want {
 			t.Errorf("flavor %q: %q, want %q", flavor, got, want)
+		}
+	}
+}
+
+// TestDualStackObserveEndpoints: on a dual-stack cell /c2c-containers
+// gives each container its IPv6 address and /c2c-enforced names the IPv6
+// overlay (what `netman trace` shows); an IPv4-only cell gives neither.
+func TestDualStackObserveEndpoints(t *testing.T) {
+	for _, dual := range []bool{false, true} {
+		f := newFixture(t, false, 3600)
+		if dual {
+			dualStack(t, f, false)
+		}
+		f.server.set(policyAB(8080))
+		if err := f.policies.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var cs observe.Containers
+		getJSONFrom(t, containersHandler(f.policies, f.store, nil), observe.PathContainers, 200, &cs)
+		var got []string
+		for _, c := range cs.Containers {
+			got = append(got, c.IP+"="+c.IPv6)
+		}
+		want := []string{"10.255.1.2=", "10.255.1.3="}
+		if dual {
+			want = []string{"10.255.1.2=fd73:696c:6b::aff:102", "10.255.1.3=fd73:696c:6b::aff:103"}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("dual %v: containers %q, want %q", dual, got, want)
+		}
+		var e observe.Enforced
+		getJSONFrom(t, enforcedHandler(f.policies, "iptables"), observe.PathEnforced, 200, &e)
+		if wantNet := map[bool]string{true: overlay6.DefaultNetwork}[dual]; e.IPv6OverlayNetwork != wantNet {
+			t.Errorf("dual %v: ipv6_overlay_network %q, want %q", dual, e.IPv6OverlayNetwork, wantNet)
 		}
 	}
 }
