@@ -440,6 +440,20 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "bosh-dns-adapter answers AAAA with ipv6.enable",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "bosh-dns-adapter", func(j *Job) {
+					j.Properties["ipv6"] = map[string]any{"enable": true, "overlay_network": "fd00:1:2::/96"}
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				c := jsonFile(t, r, "bosh-dns-adapter", "config/config.json")
+				if c["ipv6_overlay_network"] != "fd00:1:2::/96" {
+					t.Errorf("ipv6_overlay_network %v", c["ipv6_overlay_network"])
+				}
+			},
+		},
+		{
 			name: "proxy redirect from the Cloud Controller link",
 			change: func(t *testing.T, d Deployment) Deployment {
 				return withJob(t, d, "garden-cni", func(j *Job) {
