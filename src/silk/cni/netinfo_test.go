@@ -52,7 +52,7 @@ func TestDiscover(t *testing.T) {
 			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450,"ipv6_overlay_network":"fd73:696c:6b::/96"}`,
 			want: NetworkInfo{OverlaySubnet: "10.255.17.0/24", MTU: 1450, IPv6OverlayNetwork: "fd73:696c:6b::/96"}},
 		{name: "bad ipv6 overlay network", conf: NetConf{DaemonPort: port}, status: 200,
-			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450,"ipv6_overlay_network":"fd00::/64"}`,
+			body:    `{"overlay_subnet":"10.255.17.0/24","mtu":1450,"ipv6_overlay_network":"fd00::/64"}`,
 			wantErr: "ipv6_overlay_network: invalid ipv6 overlay network"},
 		{name: "daemon error", conf: NetConf{DaemonPort: port}, status: 500, body: "boom", wantErr: "answered 500: boom"},
 		{name: "bad json", conf: NetConf{DaemonPort: port}, status: 200, body: "{", wantErr: "decoding silk-daemon response"},
