@@ -1,6 +1,6 @@
 // Command netman-lab drives the local lab (scripts/lab is its front end):
 //
-//	netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--backend iptables|nftables] [--keep]
+//	netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--backend iptables|nftables] [--ipv6] [--keep]
 //	netman-lab status
 //	netman-lab down
 //
@@ -31,7 +31,7 @@ import (
 	"github.com/netman-release/netman/src/standin/routeemitter"
 )
 
-const usage = `usage: netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--backend iptables|nftables] [--keep] [--dir DIR] [--bin DIR]
+const usage = `usage: netman-lab up [--cells N] [--apps N] [--db sqlite|postgres|mysql] [--backend iptables|nftables] [--ipv6] [--keep] [--dir DIR] [--bin DIR]
        netman-lab status [--dir DIR]
        netman-lab down [--dir DIR]`
 

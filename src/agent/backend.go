@@ -29,6 +29,7 @@ type c2cBackend interface {
 // rules and set elements (nftables), for the cycle's log lines.
 type c2cPlan struct {
 	chains  c2c.Chains
+	chains6 c2c.Chains // ip6tables, on a dual-stack cell
 	ruleset *nft.Ruleset
 	size    int
 }
@@ -41,23 +42,47 @@ type c2cResult struct {
 }
 
 // iptablesC2C is upstream's vpa-- chain (c2c.PlanChains, c2c.Enforcer),
-// with iptables_per_destination_chains its vpa-dst-<ip> chains.
+// with iptables_per_destination_chains its vpa-dst-<ip> chains. On a
+// dual-stack cell enforcer6 keeps the IPv6 twin (c2c.PlanChains6) in
+// ip6tables: chains of the same names, enforced the same way.
 type iptablesC2C struct {
-	enforcer *c2c.Enforcer
-	perDst   bool
+	enforcer  *c2c.Enforcer
+	enforcer6 *c2c.Enforcer // nil: IPv4 only
+	perDst    bool
 }
 
 func (b iptablesC2C) plan(in c2c.Inputs, warn c2c.Warn) (c2cPlan, error) {
 	want, err := c2c.PlanChains(in, warn, b.perDst)
-	return c2cPlan{chains: want, size: want.Size()}, err
+	if err != nil || b.enforcer6 == nil {
+		return c2cPlan{chains: want, size: want.Size()}, err
+	}
+	want6, err := c2c.PlanChains6(in, b.perDst)
+	return c2cPlan{chains: want, chains6: want6, size: want.Size() + want6.Size()}, err
 }
 
 func (b iptablesC2C) enforce(ctx context.Context, p c2cPlan) (c2cResult, error) {
 	r, err := b.enforcer.EnforceChains(ctx, p.chains)
-	return c2cResult{Changed: r.Changed, Full: r.Full, Chain: r.Chain, Added: r.Added, Removed: r.Removed}, err
+	res := c2cResult{Changed: r.Changed, Full: r.Full, Chain: r.Chain, Added: r.Added, Removed: r.Removed}
+	if err != nil || b.enforcer6 == nil {
+		return res, err
+	}
+	r6, err := b.enforcer6.EnforceChains(ctx, p.chains6)
+	if err != nil {
+		return res, fmt.Errorf("ip6tables: %w", err)
+	}
+	res.Changed = res.Changed || r6.Changed
+	res.Full = res.Full && r6.Full
+	res.Added += r6.Added
+	res.Removed += r6.Removed
+	return res, nil
 }
 
-func (b iptablesC2C) invalidate()   { b.enforcer.Invalidate() }
+func (b iptablesC2C) invalidate() {
+	b.enforcer.Invalidate()
+	if b.enforcer6 != nil {
+		b.enforcer6.Invalidate()
+	}
+}
 func (b iptablesC2C) Chain() string { return b.enforcer.Chain() }
 
 // nftC2C is the c2c part of netman's inet netman table (c2c.NFTPlanner,

@@ -231,6 +231,21 @@ func (c Config) ipv6() overlay6.Network {
 	return n
 }
 
+// ip6tablesDriver is the ip6tables twin of the agent's iptables driver on
+// a dual-stack cell: the flavor's ip6tables binaries, under the same lock
+// file.
+func (c Config) ip6tablesDriver() *iptables.Driver {
+	flavor, _ := iptables.ParseFlavor(c.IPTablesFlavor)
+	suffix := ""
+	if flavor != iptables.FlavorDefault {
+		suffix = "-" + string(flavor)
+	}
+	return iptables.New(iptables.Config{
+		Flavor: flavor, LockFile: c.IPTablesLockFile,
+		IPTables: "ip6tables" + suffix, Restore: "ip6tables" + suffix + "-restore", Save: "ip6tables" + suffix + "-save",
+	})
+}
+
 func (c Config) backend() Backend {
 	b, _ := ParseBackend(c.EnforcementBackend)
 	return b
@@ -262,6 +277,7 @@ func (c Config) c2cRules() c2cRules {
 			AcceptedUDPLogsPerSec: c.IPTablesAcceptedUDPLogsPerSec,
 			DisableNetworkPolicy:  c.DisableContainerNetworkPolicy,
 			OverlayNetwork:        c.OverlayNetwork,
+			IPv6:                  c.ipv6(),
 		},
 		ingressRouter: c.EnableOverlayIngressRules,
 		logging:       c.IPTablesC2CLogging,

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -23,8 +24,9 @@ func enforcedHandler(policies *policyCycle, backend string) http.Handler {
 		out := observe.Enforced{
 			Backend: backend, Chain: policies.enforcer.Chain(), PoliciesLastUpdated: stamp,
 			LastCycle: timeOrNil(good), LastAttempt: timeOrNil(attempt),
-			PolicyDisabled: policies.rules.planner.DisableNetworkPolicy,
-			Sources:        []observe.MarkedSource{}, Destinations: []observe.Destination{},
+			PolicyDisabled:     policies.rules.planner.DisableNetworkPolicy,
+			IPv6OverlayNetwork: policies.rules.planner.IPv6.String(),
+			Sources:            []observe.MarkedSource{}, Destinations: []observe.Destination{},
 		}
 		if lastErr != nil {
 			out.LastError = lastErr.Error()
@@ -75,6 +77,11 @@ func containersHandler(policies *policyCycle, store *metadata.Store, underlayIPs
 				Ports: str("ports"), Workload: str("container_workload"),
 			}
 			c.Tag = tags[c.AppGUID]
+			if n := policies.rules.planner.IPv6; n.Enabled() {
+				if ip, err := netip.ParseAddr(m.IP); err == nil && ip.Unmap().Is4() {
+					c.IPv6 = n.Addr(ip).String()
+				}
+			}
 			var lc metadata.LogConfig
 			if raw := str(metadata.LogConfigKey); raw != "" && json.Unmarshal([]byte(raw), &lc) == nil {
 				c.AppName = lc.Tags["app_name"]

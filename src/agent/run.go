@@ -66,6 +66,10 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	flavor, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
 	driver := iptables.New(iptables.Config{Flavor: flavor, LockFile: cfg.IPTablesLockFile})
+	var driver6 *iptables.Driver // dual stack: the c2c chains' IPv6 twin
+	if cfg.ipv6().Enabled() {
+		driver6 = cfg.ip6tablesDriver()
+	}
 	store := metadata.New(cfg.CNIDatastorePath)
 
 	// The backend: its c2c enforcer and ASG syncer, and the removal of
@@ -87,8 +91,21 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 		if len(removed) > 0 {
 			logger.Info("removed-iptables-chains", lager.Data{"backend": backend, "chains": removed, "still-referenced": kept})
 		}
+		if driver6 != nil {
+			removed, kept, err := removeIPTablesChains(ctx, driver6)
+			if err != nil {
+				return fmt.Errorf("ip6tables: %w", err)
+			}
+			if len(removed) > 0 {
+				logger.Info("removed-ip6tables-chains", lager.Data{"backend": backend, "chains": removed, "still-referenced": kept})
+			}
+		}
 	} else {
-		enforcer = iptablesC2C{enforcer: c2c.NewEnforcer(driver), perDst: cfg.IPTablesPerDestinationChains}
+		ipt := iptablesC2C{enforcer: c2c.NewEnforcer(driver), perDst: cfg.IPTablesPerDestinationChains}
+		if driver6 != nil {
+			ipt.enforcer6 = c2c.NewEnforcer(driver6)
+		}
+		enforcer = ipt
 		if k, err := nft.New(); err == nil {
 			deleted, err := deleteNFTTable(ctx, k)
 			if err != nil {

@@ -49,6 +49,10 @@ type UpOutputs struct {
 		DeprecatedHostIP string `json:"garden.network.host-ip"`
 		MappedPorts      string `json:"garden.network.mapped-ports"`
 		Interface        string `json:"garden.network.interface,omitempty"`
+		// ContainerIPv6 is the container's first IPv6 address on a
+		// dual-stack cell (the property Garden reads since
+		// cf-networking-release#343); absent on an IPv4-only cell.
+		ContainerIPv6 string `json:"garden.network.container-ipv6,omitempty"`
 	} `json:"properties"`
 	DNSServers    []string `json:"dns_servers,omitempty"`
 	SearchDomains []string `json:"search_domains,omitempty"`

@@ -113,11 +113,13 @@ func (m *Manager) Up(ctx context.Context, handle string, in UpInputs) (*UpOutput
 
 // outputs maps a CNI 0.4.0 result to what Garden reads.
 func outputs(r *types040.Result, mapped []PortMapping, searchDomains []string) (*UpOutputs, error) {
-	var ip *types040.IPConfig
+	var ip, ip6 *types040.IPConfig
 	for _, c := range r.IPs {
-		if c.Version == "4" {
+		if c.Version == "4" && ip == nil {
 			ip = c
-			break
+		}
+		if c.Version == "6" && ip6 == nil {
+			ip6 = c
 		}
 	}
 	if ip == nil {
@@ -140,6 +142,9 @@ func outputs(r *types040.Result, mapped []PortMapping, searchDomains []string) (
 	out.Properties.DeprecatedHostIP = HostIP
 	out.Properties.MappedPorts = string(ports)
 	out.Properties.Interface = iface
+	if ip6 != nil {
+		out.Properties.ContainerIPv6 = ip6.Address.IP.String()
+	}
 	return out, nil
 }
 

@@ -3,6 +3,7 @@ package gardennet
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -174,10 +175,12 @@ func TestUpResultMapping(t *testing.T) {
 		name   string
 		result types.Result
 		ip     string
+		ip6    string
 		iface  string
 		err    string
 	}{
-		{name: "first IPv4 wins", result: v6, ip: "10.255.1.9", iface: "eth0"},
+		{name: "first IPv4 wins; the IPv6 address goes to Garden too", result: v6, ip: "10.255.1.9", ip6: "fd00::5", iface: "eth0"},
+		{name: "dual-stack silk result", result: cniResult("10.255.1.9/32", "fd73:696c:6b::aff:109/128"), ip: "10.255.1.9", ip6: "fd73:696c:6b::aff:109", iface: "eth0"},
 		{name: "pre-0.3 results have no interface", result: old, ip: "10.255.7.7"},
 		{name: "interface index out of range", result: badIndex, err: "no corresponding interface found, interface index: 3, number of interfaces: 1"},
 		{name: "no IPv4", result: onlyV6, err: "expected an IPv4 address in the CNI result"},
@@ -195,8 +198,11 @@ func TestUpResultMapping(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.Properties.ContainerIP != tc.ip || out.Properties.Interface != tc.iface {
+			if out.Properties.ContainerIP != tc.ip || out.Properties.ContainerIPv6 != tc.ip6 || out.Properties.Interface != tc.iface {
 				t.Errorf("got %+v", out.Properties)
+			}
+			if b, _ := json.Marshal(out); (tc.ip6 == "") == strings.Contains(string(b), "garden.network.container-ipv6") {
+				t.Errorf("output %s: the IPv6 property must be there exactly on a dual-stack result", b)
 			}
 		})
 	}

@@ -34,12 +34,13 @@ func ParseUpArgs(args []string) (UpArgs, error) {
 			return a, fmt.Errorf("unexpected argument %q", arg)
 		}
 		switch name {
-		case "keep", "h", "help":
+		case "keep", "h", "help", "ipv6":
 			if inline {
 				return a, fmt.Errorf("--%s takes no value", name)
 			}
 			a.Keep = a.Keep || name == "keep"
-			a.Help = a.Help || name != "keep"
+			a.IPv6 = a.IPv6 || name == "ipv6"
+			a.Help = a.Help || (name != "keep" && name != "ipv6")
 			continue
 		}
 		want, ok := upValues[name]

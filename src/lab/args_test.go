@@ -29,6 +29,8 @@ func TestParseUpArgs(t *testing.T) {
 		{name: "iptables, the default spelled out", args: []string{"--backend", "iptables"}, want: with(func(*UpArgs) {})},
 		{name: "the limits", args: []string{"--cells", "1", "--apps", "200"}, want: with(func(a *UpArgs) { a.Cells, a.Apps = 1, 200 })},
 		{name: "help", args: []string{"-h"}, want: with(func(a *UpArgs) { a.Help = true })},
+		{name: "dual stack", args: []string{"--ipv6", "--cells", "3"}, want: with(func(a *UpArgs) { a.IPv6, a.Cells = true, 3 })},
+		{name: "ipv6 with a value", args: []string{"--ipv6=yes"}, err: "--ipv6 takes no value"},
 		{name: "no cells", args: []string{"--cells", "0"}, err: "--cells 0: want a number from 1 to 200"},
 		{name: "one app", args: []string{"--apps=1"}, err: "--apps 1: want a number from 2 to 200"},
 		{name: "too many cells", args: []string{"--cells", "201"}, err: "--cells 201: want a number from 1 to 200"},

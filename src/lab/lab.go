@@ -41,6 +41,7 @@ import (
 
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/sqldb"
 	"github.com/netman-release/netman/src/standin/app"
 )
@@ -61,7 +62,10 @@ type Options struct {
 	Names   string // prefix of every namespace, link and database name; default "nmlab"
 	// Underlay is the underlay /24 as its first three octets plus a dot;
 	// default "10.244.0.".
-	Underlay  string
+	Underlay string
+	// IPv6 makes every cell dual-stack on the default IPv6 overlay
+	// (overlay6.DefaultNetwork); the underlay stays IPv4.
+	IPv6      bool
 	Ports     Ports         // zero: DefaultPorts
 	CallEvery time.Duration // how often the frontend calls; default 20 ms
 	Log       io.Writer     // progress lines; default io.Discard
@@ -170,6 +174,9 @@ func Up(ctx context.Context, o Options) (*State, error) {
 			Dir: o.Dir, Bins: o.Bins, Prefix: o.Underlay, Ports: o.Ports, PollIntervalSeconds: 1, TokensFile: filepath.Join(o.Dir, "tokens.json"),
 			DNSServers: []string{DNSServer}, Backend: o.Backend,
 		},
+	}
+	if o.IPv6 {
+		st.Plan.IPv6 = overlay6.DefaultNetwork
 	}
 	if err := st.Save(); err != nil {
 		return nil, err

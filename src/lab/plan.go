@@ -55,6 +55,10 @@ type Plan struct {
 	// link-local resolvers containers may reach (the lab's DNS front end,
 	// the part bosh-dns plays). Empty renders [].
 	DNSServers []string
+	// IPv6 is the deployment's IPv6 overlay network (overlay6); set, every
+	// cell not marked IPv4Only is dual-stack: its silk-daemon, agent and
+	// wrapper configs carry ipv6_overlay_network. "" is IPv4 only.
+	IPv6 string
 }
 
 // Ports are the control plane's ports in the root namespace. The API ports
@@ -155,6 +159,17 @@ type CellPlan struct {
 	Index      int    // from 1
 	Dir        string // the cell's files
 	UnderlayIP string
+	// IPv4Only keeps the cell IPv4-only in a dual-stack plan (a cell not
+	// yet rolled over).
+	IPv4Only bool
+}
+
+// ipv6 is the cell's ipv6_overlay_network: "" on an IPv4-only cell.
+func (p *Plan) ipv6(c CellPlan) string {
+	if c.IPv4Only {
+		return ""
+	}
+	return p.IPv6
 }
 
 // Cell is cell i (from 1): files under Dir/cell<i>, underlay Prefix+(10+i).
@@ -204,6 +219,7 @@ func (p *Plan) SilkDaemon(c CellPlan) daemon.Config {
 		VNI: 1, VTEPPort: 4789, PollInterval: p.PollIntervalSeconds, DebugServerPort: 22233,
 		Datastore: filepath.Join(c.Dir, "silk-store.json"), PartitionToleranceSeconds: 3600,
 		ClientTimeoutSeconds: 5, MetronPort: metronPort, LogPrefix: logPrefix, LogLevel: logLevel,
+		IPv6OverlayNetwork: p.ipv6(c),
 	}
 }
 
@@ -257,6 +273,7 @@ func (p *Plan) Agent(c CellPlan) agent.Config {
 		OverlayNetwork: overlayNetwork, UnderlayIPs: []string{c.UnderlayIP},
 		DenyNetworks:        agent.DenyNetworks{Always: []string{}, Running: []string{}, Staging: []string{}},
 		OutboundConnections: agent.OutboundConns{Burst: 1000, RatePerSec: 100},
+		IPv6OverlayNetwork:  p.ipv6(c),
 	}
 }
 
@@ -307,7 +324,8 @@ func (p *Plan) Wrapper(c CellPlan) cniwrapper.Config {
 			PluginConf: types.PluginConf{CNIVersion: "1.0.0", Name: "silk", Type: "silk-cni"}, DaemonPort: silkDaemonPort,
 			DataDir: filepath.Join(c.Dir, "host-local"), Datastore: filepath.Join(c.Dir, "silk-store.json"),
 		}),
-		OutConn: cniwrapper.OutConn{Burst: 1000, RatePerSec: 100},
+		OutConn:            cniwrapper.OutConn{Burst: 1000, RatePerSec: 100},
+		IPv6OverlayNetwork: p.ipv6(c),
 	}
 }
 

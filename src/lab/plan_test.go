@@ -21,6 +21,7 @@ import (
 	silkcni "github.com/netman-release/netman/src/silk/cni"
 	"github.com/netman-release/netman/src/silk/controller"
 	"github.com/netman-release/netman/src/silk/daemon"
+	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/standin/boshdns"
 )
 
@@ -147,5 +148,41 @@ func TestPlanConfigsLoad(t *testing.T) {
 	}
 	if logger.ContainerMetadataFile != wrapper.Datastore || logger.HostIP != c.UnderlayIP {
 		t.Errorf("iptables-logger: %+v", logger)
+	}
+}
+
+// TestPlanDualStack: with Plan.IPv6 set every cell's silk-daemon, agent and
+// wrapper config carries ipv6_overlay_network (and loads), except a cell
+// marked IPv4Only, whose configs are exactly those of an IPv4-only plan.
+func TestPlanDualStack(t *testing.T) {
+	v4 := &Plan{Dir: "/lab", Prefix: "10.244.7.", Ports: DefaultPorts(), PollIntervalSeconds: 1}
+	dual := *v4
+	dual.IPv6 = overlay6.DefaultNetwork
+	c := dual.Cell(1)
+	if got := dual.SilkDaemon(c).IPv6OverlayNetwork; got != overlay6.DefaultNetwork {
+		t.Errorf("silk-daemon ipv6_overlay_network %q", got)
+	}
+	if got := dual.Agent(c).IPv6OverlayNetwork; got != overlay6.DefaultNetwork {
+		t.Errorf("agent ipv6_overlay_network %q", got)
+	}
+	if got := dual.Wrapper(c).IPv6OverlayNetwork; got != overlay6.DefaultNetwork {
+		t.Errorf("wrapper ipv6_overlay_network %q", got)
+	}
+	wb, _ := json.Marshal(dual.Wrapper(c))
+	if w, err := cniwrapper.LoadConfig(wb); err != nil || !w.IPv6().Enabled() {
+		t.Errorf("dual-stack wrapper config: %v", err)
+	}
+	old := dual.Cell(2)
+	old.IPv4Only = true
+	for name, pair := range map[string][2]any{
+		"silk-daemon": {dual.SilkDaemon(old), v4.SilkDaemon(v4.Cell(2))},
+		"agent":       {dual.Agent(old), v4.Agent(v4.Cell(2))},
+		"wrapper":     {dual.Wrapper(old), v4.Wrapper(v4.Cell(2))},
+	} {
+		a, _ := json.Marshal(pair[0])
+		b, _ := json.Marshal(pair[1])
+		if string(a) != string(b) {
+			t.Errorf("%s of an IPv4-only cell in a dual-stack plan:\n%s\nwant the IPv4-only plan's\n%s", name, a, b)
+		}
 	}
 }

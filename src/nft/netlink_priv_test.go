@@ -34,6 +34,12 @@ func TestNetlinkElements(t *testing.T) {
 			{Key: Key(Mark(0x10203), "10.255.1.7", "tcp", "443")}, {Key: Key(Mark(7), "10.255.1.7", "udp", "1000-2000")},
 			{Key: Key(Mark(7), "10.255.1.8", "132", "1-65535")}}},
 		&Set{Name: "c2c-log", Type: "mark . ipv4_addr", Value: "verdict", Elements: []Element{{Key: Key(Mark(0x10203), "10.255.1.7"), Value: "goto c2c-log--3--10.255.1.2"}}},
+		// IPv6 (dual stack): c2c's ip6 sets.
+		&Set{Name: "c2c-tags6", Type: "ipv6_addr", Value: "mark", Elements: []Element{{Key: "fd73:696c:6b::aff:107", Value: Mark(0xfffe)}}},
+		&Set{Name: "c2c-policies6", Type: "mark . ipv6_addr . inet_proto . inet_service", Elements: []Element{
+			{Key: Key(Mark(0x10203), "fd73:696c:6b::aff:107", "tcp", "443")}}},
+		&Set{Name: "c2c-policy-ranges6", Type: "mark . ipv6_addr . inet_proto . inet_service", Interval: true, Elements: []Element{
+			{Key: Key(Mark(7), "fd73:696c:6b::aff:107", "udp", "1000-2000")}}},
 	)
 	n := k.netlinkRuns.Load()
 	do(func() error {

@@ -60,6 +60,11 @@ func TestDecodeElement(t *testing.T) {
 		{"ipv6_addr . ifname", "", false, "fd73:696c:6b::aff:1105 . \"eth0\"", ""},
 		{"ipv6_addr . ifname . inet_service", "mark", false, "2001:db8:16::5 . \"eth0\" . 61001", "0xffff0000"},
 		{"ipv6_addr . inet_service", "ipv6_addr . inet_service", false, "2001:db8:16::5 . 61001", "fd73:696c:6b::aff:1105 . 8080"},
+		{"mark . ipv6_addr . inet_proto . inet_service", "", false, "0x00010203 . fd73:696c:6b::aff:107 . tcp . 443", ""},
+		{"mark . ipv6_addr . inet_proto . inet_service", "", true, "0x00000007 . fd73:696c:6b::aff:107 . udp . 1000-2000", ""},
+		{"ipv6_addr . inet_proto . inet_service", "", true, "2001:db8::/32 . tcp . 1-65535", ""},
+		{"ipv6_addr . inet_proto . inet_service", "", true, "2001:db8::1-2001:db8::5 . udp . 53", ""},
+		{"ipv6_addr", "mark", false, "fd73:696c:6b::aff:107", "0x0000fffe"},
 	} {
 		var ts setTypes
 		var c typeCache

@@ -67,6 +67,12 @@ func shapes() *Ruleset {
 			{Key: Key(Mark(3), "10.255.1.2", "tcp", "8080")}, {Key: Key(Mark(0xffff), "10.255.1.2", "tcp", "9000-9100")},
 			{Key: Key(Mark(3), "10.255.1.2", "udp", "1-65535")}}},
 		&Set{Name: "c2c-log", Type: "mark . ipv4_addr", Value: "verdict", Elements: []Element{{Key: Key(Mark(3), "10.255.1.2"), Value: Jump("c2c-log--3--10.255.1.2")}}},
+		// Dual stack: c2c's ip6 sets.
+		&Set{Name: "c2c-tags6", Type: "ipv6_addr", Value: "mark", Elements: []Element{{Key: "fd73:696c:6b::aff:102", Value: Mark(3)}}},
+		&Set{Name: "c2c-policies6", Type: "mark . ipv6_addr . inet_proto . inet_service", Elements: []Element{
+			{Key: Key(Mark(3), "fd73:696c:6b::aff:102", "tcp", "8080")}}},
+		&Set{Name: "c2c-policy-ranges6", Type: "mark . ipv6_addr . inet_proto . inet_service", Interval: true, Elements: []Element{
+			{Key: Key(Mark(0xffff), "fd73:696c:6b::aff:102", "tcp", "9000-9100")}}},
 	)
 	rs.Chains = append(rs.Chains,
 		&Chain{Name: "c2c-log--3--10.255.1.2", Rules: []string{

@@ -37,6 +37,10 @@ type Enforced struct {
 	// PolicyDisabled is disable_container_network_policy: every overlay
 	// connection is accepted, Sources and Destinations are empty.
 	PolicyDisabled bool `json:"policy_disabled"`
+	// IPv6OverlayNetwork is the cell's ipv6_overlay_network ("": IPv4
+	// only): every rule below applies to the containers' IPv6 addresses
+	// too.
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network,omitempty"`
 	// Sources are the local containers whose packets are marked with
 	// their app's tag; Destinations the local containers with the rules
 	// accepting marked packets to them.
@@ -114,4 +118,16 @@ type Container struct {
 	Ports     string `json:"ports,omitempty"`
 	Workload  string `json:"workload,omitempty"`
 	Tag       string `json:"tag,omitempty"`
+	// IPv6 is the container's IPv6 overlay address on a dual-stack cell
+	// (ipv6_overlay_network), where the same policies apply.
+	IPv6 string `json:"ipv6,omitempty"`
+}
+
+// Addrs is the container's addresses as a trace shows them: the IPv4
+// one, and the IPv6 one in parentheses on a dual-stack cell.
+func (c Container) Addrs() string {
+	if c.IPv6 == "" {
+		return c.IP
+	}
+	return c.IP + " (" + c.IPv6 + ")"
 }

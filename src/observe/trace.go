@@ -185,7 +185,7 @@ func Trace(ctx context.Context, policies PolicySource, cells []Cell, q Query) (R
 		for _, s := range srcs {
 			if e := agent(s.cell); e != nil && e.Marks(s.c.IP) != "" {
 				srcTag = e.Marks(s.c.IP)
-				r.step("tags", StatusWarn, cells[s.cell].Name(), fmt.Sprintf("%s %s is still marked with tag %s", q.Source, s.c.IP, srcTag))
+				r.step("tags", StatusWarn, cells[s.cell].Name(), fmt.Sprintf("%s %s is still marked with tag %s", q.Source, s.c.Addrs(), srcTag))
 				break
 			}
 		}
@@ -203,16 +203,16 @@ func Trace(ctx context.Context, policies PolicySource, cells []Cell, q Query) (R
 		switch {
 		case e.PolicyDisabled:
 			marked[s.c.IP] = true
-			r.step("source", StatusOK, name, fmt.Sprintf("%s %s: container network policy is disabled on this cell", q.Source, s.c.IP))
+			r.step("source", StatusOK, name, fmt.Sprintf("%s %s: container network policy is disabled on this cell", q.Source, s.c.Addrs()))
 		case srcTag != "" && got == srcTag:
 			marked[s.c.IP] = true
-			r.step("source", StatusOK, name, fmt.Sprintf("%s %s: packets are marked %s (tag %s)", q.Source, s.c.IP, mark(got), got))
+			r.step("source", StatusOK, name, fmt.Sprintf("%s %s: packets are marked %s (tag %s)", q.Source, s.c.Addrs(), mark(got), got))
 		case got == "":
-			r.step("source", failIf(allowed), name, fmt.Sprintf("%s %s: packets are not marked (no enforced policy names %s as a source)", q.Source, s.c.IP, q.Source))
+			r.step("source", failIf(allowed), name, fmt.Sprintf("%s %s: packets are not marked (no enforced policy names %s as a source)", q.Source, s.c.Addrs(), q.Source))
 		default:
-			r.step("source", StatusFail, name, fmt.Sprintf("%s %s: packets are marked with tag %s, the policy server says %s", q.Source, s.c.IP, got, orNone(srcTag)))
+			r.step("source", StatusFail, name, fmt.Sprintf("%s %s: packets are marked with tag %s, the policy server says %s", q.Source, s.c.Addrs(), got, orNone(srcTag)))
 		}
-		r.step("egress", StatusInfo, name, fmt.Sprintf("%s %s: traffic to the overlay leaves by the VTEP, so ASGs (netout rules, which see only traffic leaving by the underlay interfaces) do not apply", q.Source, s.c.IP))
+		r.step("egress", StatusInfo, name, fmt.Sprintf("%s %s: traffic to the overlay leaves by the VTEP, so ASGs (netout rules, which see only traffic leaving by the underlay interfaces) do not apply", q.Source, s.c.Addrs()))
 	}
 
 	// Destination cells: does each instance accept the tag on the port?
@@ -225,14 +225,14 @@ func Trace(ctx context.Context, policies PolicySource, cells []Cell, q Query) (R
 		name := cells[d.cell].Name()
 		if e.PolicyDisabled {
 			accepts[d.c.IP] = true
-			r.step("destination", StatusOK, name, fmt.Sprintf("%s %s: container network policy is disabled on this cell", q.Destination, d.c.IP))
+			r.step("destination", StatusOK, name, fmt.Sprintf("%s %s: container network policy is disabled on this cell", q.Destination, d.c.Addrs()))
 			continue
 		}
 		if rule, ok := e.Allows(d.c.IP, srcTag, q.Protocol, q.Port); ok && srcTag != "" {
 			accepts[d.c.IP] = true
-			r.step("destination", StatusOK, name, fmt.Sprintf("%s %s: accepts tag %s on %s %s (in %s)", q.Destination, d.c.IP, srcTag, rule.Protocol, portRange(rule.StartPort, rule.EndPort), e.Chain))
+			r.step("destination", StatusOK, name, fmt.Sprintf("%s %s: accepts tag %s on %s %s (in %s)", q.Destination, d.c.Addrs(), srcTag, rule.Protocol, portRange(rule.StartPort, rule.EndPort), e.Chain))
 		} else {
-			r.step("destination", failIf(allowed), name, fmt.Sprintf("%s %s: no rule accepts tag %s on %s %d; the container's overlay chain rejects it", q.Destination, d.c.IP, orNone(srcTag), q.Protocol, q.Port))
+			r.step("destination", failIf(allowed), name, fmt.Sprintf("%s %s: no rule accepts tag %s on %s %d; the container's overlay chain rejects it", q.Destination, d.c.Addrs(), orNone(srcTag), q.Protocol, q.Port))
 		}
 	}
 
@@ -328,6 +328,9 @@ func agentStatus(e Enforced, stamp int64) string {
 func agentDetail(e Enforced, stamp int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s backend, chain %s", e.Backend, orNone(e.Chain))
+	if e.IPv6OverlayNetwork != "" {
+		fmt.Fprintf(&b, "; dual stack (IPv6 overlay %s, the same rules for IPv6)", e.IPv6OverlayNetwork)
+	}
 	if e.LastCycle == nil {
 		b.WriteString("; no successful policy cycle yet")
 	} else {
@@ -353,7 +356,7 @@ func where(is []instance, cells []Cell) string {
 	}
 	parts := make([]string, len(is))
 	for i, in := range is {
-		parts[i] = in.c.IP + " on " + cells[in.cell].Name()
+		parts[i] = in.c.Addrs() + " on " + cells[in.cell].Name()
 	}
 	return fmt.Sprintf("%d instance(s): %s", len(is), strings.Join(parts, ", "))
 }

@@ -249,3 +249,33 @@ func TestTraceText(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceShowsIPv6OnDualStackCells: containers of dual-stack cells are
+// shown with their IPv6 address beside the IPv4 one, and the agent step
+// says the rules apply to IPv6 too.
+func TestTraceShowsIPv6OnDualStackCells(t *testing.T) {
+	pol := tagged(front.GUID, "0001", back.GUID, "0002", "tcp", 8000, 9000)
+	ps, c1, c2 := lab([]policy.Policy{pol}, 7)
+	c1.cs[0].IPv6, c2.cs[0].IPv6 = "fd73:696c:6b::aff:b02", "fd73:696c:6b::aff:c02"
+	c2.enforced.IPv6OverlayNetwork = "fd73:696c:6b::/96"
+	r, err := Trace(context.Background(), ps, []Cell{c1, c2}, Query{Source: front, Destination: back, Protocol: "tcp", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, s := range r.Steps {
+		text.WriteString(s.Step + ": " + s.Detail + "\n")
+	}
+	for _, want := range []string{
+		"source: frontend 10.255.11.2 (fd73:696c:6b::aff:b02): packets are marked",
+		"destination: backend 10.255.12.2 (fd73:696c:6b::aff:c02): accepts tag 0001",
+		"dual stack (IPv6 overlay fd73:696c:6b::/96, the same rules for IPv6)",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("trace lacks %q:\n%s", want, text.String())
+		}
+	}
+	if r.Verdict != VerdictAllowed {
+		t.Errorf("verdict %s", r.Verdict)
+	}
+}

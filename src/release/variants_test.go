@@ -327,6 +327,33 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "dual stack for the deployment: silk-controller's ipv6.enable on the cf_network link",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "silk-controller", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
+			},
+			check: func(t *testing.T, r rendering) {
+				checkIPv6Rendered(t, r, "fd73:696c:6b::/96")
+			},
+		},
+		{
+			name: "dual stack from the jobs' own ipv6.enable, on another overlay",
+			change: func(t *testing.T, d Deployment) Deployment {
+				d = withJob(t, d, "silk-controller", func(j *Job) { setProp(j.Properties, "ipv6.overlay_network", "fd00:1:2::/96") })
+				d = withJob(t, d, "silk-daemon", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
+				return withJob(t, d, "silk-cni", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
+			},
+			check: func(t *testing.T, r rendering) {
+				checkIPv6Rendered(t, r, "fd00:1:2::/96")
+			},
+		},
+		{
+			name: "IPv4 only by default: no ipv6_overlay_network anywhere",
+			change: func(t *testing.T, d Deployment) Deployment { return d },
+			check: func(t *testing.T, r rendering) {
+				checkIPv6Rendered(t, r, "")
+			},
+		},
+		{
 			name: "nftables enforcement backend",
 			change: func(t *testing.T, d Deployment) Deployment {
 				d = withJob(t, d, "vxlan-policy-agent", func(j *Job) { j.Properties["enforcement_backend"] = "nftables" })
@@ -436,6 +463,20 @@ func TestRenderVariants(t *testing.T) {
 				c := jsonFile(t, r, "bosh-dns-adapter", "config/config.json")
 				if c["internal_route_vip_range"] != "127.200.0.0/16" {
 					t.Errorf("internal_route_vip_range %v", c["internal_route_vip_range"])
+				}
+			},
+		},
+		{
+			name: "bosh-dns-adapter answers AAAA with ipv6.enable",
+			change: func(t *testing.T, d Deployment) Deployment {
+				return withJob(t, d, "bosh-dns-adapter", func(j *Job) {
+					j.Properties["ipv6"] = map[string]any{"enable": true, "overlay_network": "fd00:1:2::/96"}
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				c := jsonFile(t, r, "bosh-dns-adapter", "config/config.json")
+				if c["ipv6_overlay_network"] != "fd00:1:2::/96" {
+					t.Errorf("ipv6_overlay_network %v", c["ipv6_overlay_network"])
 				}
 			},
 		},
@@ -603,6 +644,16 @@ func TestRenderFailures(t *testing.T) {
 		{"loopback host service", "silk-cni", set("silk-cni", "host_tcp_services", []string{"127.0.0.1:8080"}), "cni-wrapper-plugin.conflist.erb", "loopback"},
 		{"rate without burst", "silk-cni", set("silk-cni", "rate", 100), "cni-wrapper-plugin.conflist.erb", "rate and burst must be set together"},
 		{"unknown enforcement backend", "silk-cni", set("silk-cni", "enforcement_backend", "ebpf"), "cni-wrapper-plugin.conflist.erb", "Invalid enforcement_backend 'ebpf': want iptables or nftables"},
+		{"silk-daemon ipv6.prefix_network", "silk-daemon", set("silk-daemon", "ipv6.prefix_network", "2001:db8::/64"), "client-config.json.erb", "ipv6.prefix_network is not supported by netman"},
+		{"silk-cni ipv6.prefix_network", "silk-cni", set("silk-cni", "ipv6.prefix_network", "2001:db8::/64"), "cni-wrapper-plugin.conflist.erb", "ipv6.prefix_network is not supported by netman"},
+		{"ipv6.overlay_network not a /96", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
+			d = set("silk-controller", "ipv6.overlay_network", "fd00::/64")(t, d)
+			return set("silk-controller", "ipv6.enable", true)(t, d)
+		}, "client-config.json.erb", "Invalid ipv6.overlay_network 'fd00::/64'"},
+		{"ipv6.overlay_network with host bits", "silk-cni", func(t *testing.T, d Deployment) Deployment {
+			d = set("silk-controller", "ipv6.overlay_network", "fd00::1/96")(t, d)
+			return set("silk-controller", "ipv6.enable", true)(t, d)
+		}, "cni-wrapper-plugin.conflist.erb", "Invalid ipv6.overlay_network 'fd00::1/96'"},
 		{"vxlan_network and temporary_vxlan_interface", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
 			d = set("silk-daemon", "vxlan_network", "default")(t, d)
 			return set("silk-daemon", "temporary_vxlan_interface", "eth1")(t, d)
@@ -676,5 +727,33 @@ func TestMissingPropertyMessage(t *testing.T) {
 	}
 	if _, err := os.Stat(r.out + "/diego-api/silk-controller/config/certs/ca.crt"); err == nil {
 		t.Error("a template that failed was written")
+	}
+}
+
+// checkIPv6Rendered checks silk-daemon's config and the wrapper's conflist
+// entry carry ipv6_overlay_network = want (absent when want is ""), and
+// that both load.
+func checkIPv6Rendered(t *testing.T, r rendering, want string) {
+	t.Helper()
+	daemon := jsonFile(t, r, "silk-daemon", "config/client-config.json")
+	if got, ok := daemon["ipv6_overlay_network"]; (want == "" && ok) || (want != "" && got != want) {
+		t.Errorf("silk-daemon ipv6_overlay_network %v (present %v), want %q", got, ok, want)
+	}
+	var list struct {
+		Plugins []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(readFile(t, r.file(t, "silk-cni", "config/cni/cni-wrapper-plugin.conflist").Path), &list); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := list.Plugins[0]["ipv6_overlay_network"]; (want == "" && ok) || (want != "" && got != want) {
+		t.Errorf("cni-wrapper-plugin ipv6_overlay_network %v (present %v), want %q", got, ok, want)
+	}
+	b, _ := json.Marshal(list.Plugins[0])
+	cfg, err := cniwrapper.LoadConfig(b)
+	if err != nil {
+		t.Fatalf("wrapper config: %v", err)
+	}
+	if cfg.IPv6().String() != want {
+		t.Errorf("wrapper config IPv6 %q, want %q", cfg.IPv6(), want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // The c2c part of netman's nftables table (enforcement_backend: nftables).
@@ -34,6 +35,16 @@ const (
 	// nftLogChainPrefix starts those per-destination log chains:
 	// c2c-log--<tag>--<destination IP>.
 	nftLogChainPrefix = "c2c-log--"
+
+	// The IPv6 twins on a dual-stack cell (Inputs.IPv6): the same
+	// elements for each container's IPv6 address. NFTLog6 maps (tag,
+	// IPv6 destination) to the same log chain as the container's IPv4
+	// address, so one log chain (and one UDP limit) covers a (source app,
+	// destination container) in both families.
+	NFTTags6         = "c2c-tags6"
+	NFTPolicies6     = "c2c-policies6"
+	NFTPolicyRanges6 = "c2c-policy-ranges6"
+	NFTLog6          = "c2c-log6"
 )
 
 // NFTScope is everything the c2c sync owns in netman's table.
@@ -66,6 +77,12 @@ func NewNFTEnforcer(d nft.Driver) *nft.Enforcer { return nft.NewEnforcer(d, NFTS
 //     covers all the policies of a (source app, destination container).
 //   - With network policy disabled, overlay-to-overlay traffic is accepted
 //     first.
+//   - On a dual-stack cell (in.IPv6 enabled) every element above has its
+//     IPv6 twin, keyed by the container's IPv6 address, in c2c-tags6,
+//     c2c-policies6, c2c-policy-ranges6 and c2c-log6, looked up by ip6
+//     rules beside the ip ones (and the IPv6 overlay accepted when network
+//     policy is disabled). An IPv4-only plan is exactly what it was
+//     before dual stack.
 //
 // Errors and warnings are Plan's: bad ports metadata fails the plan;
 // unusable entries (a bad IP or tag, a protocol without ports, a port
@@ -93,6 +110,13 @@ type NFTPlanner struct {
 	ranges   tracked[nftRangeKey, struct{}]
 	logs     tracked[nftLogKey, struct{}]
 	logChain map[nftLogKey]*nftLogChain
+	// The IPv6 twins (dual stack): keyed like the IPv4 sets by the
+	// container's IPv4 address, rendered with its IPv6 address in net6.
+	net6     overlay6.Network
+	tags6    tracked[uint32, uint32]
+	singles6 tracked[nftSingleKey, struct{}]
+	ranges6  tracked[nftRangeKey, struct{}]
+	logs6    tracked[nftLogKey, struct{}]
 	// logOrder is the log chains sorted by name, kept while the set of
 	// log chains and their rules do not change.
 	logOrder []*nft.Chain
@@ -122,6 +146,20 @@ func (p *NFTPlanner) reset() {
 	})
 	p.logChain = map[nftLogKey]*nftLogChain{}
 	p.logOrder = nil
+	a6 := func(ip uint32) string { return nft.Addr(p.net6.Addr(a4(ip))) }
+	p.tags6 = newTracked(func(ip, mark uint32) nft.Element {
+		return nft.Element{Key: a6(ip), Value: nft.Mark(mark)}
+	})
+	p.singles6 = newTracked(func(k nftSingleKey, _ struct{}) nft.Element {
+		port := uint32(k[1] & 0xffff)
+		return nft.Element{Key: nft.Key(nft.Mark(uint32(k[0]>>32)), a6(uint32(k[0])), nft.Proto(uint8(k[1]>>16)), nft.Range(port, port))}
+	})
+	p.ranges6 = newTracked(func(k nftRangeKey, _ struct{}) nft.Element {
+		return nft.Element{Key: nft.Key(nft.Mark(k.mark), a6(k.ip), nft.Proto(k.proto), nft.Range(k.lo, k.hi))}
+	})
+	p.logs6 = newTracked(func(k nftLogKey, _ struct{}) nft.Element {
+		return nft.Element{Key: nft.Key(nft.Mark(k.mark), a6(k.ip)), Value: nft.Jump(k.chain())}
+	})
 }
 
 type nftPolicyKey struct {
@@ -179,11 +217,22 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 	if warn == nil {
 		warn = func(string, map[string]any) {}
 	}
+	if in.IPv6 != p.net6 { // a planner serves one network: its elements are rendered with it
+		p.net6 = in.IPv6
+		p.reset()
+	}
+	six := p.net6.Enabled()
 	gen := nft.NewGeneration()
 	p.tags.begin(gen)
 	p.singles.begin(gen)
 	p.ranges.begin(gen)
 	p.logs.begin(gen)
+	if six {
+		p.tags6.begin(gen)
+		p.singles6.begin(gen)
+		p.ranges6.begin(gen)
+		p.logs6.begin(gen)
+	}
 	ports := map[nftPolicyKey][]nft.Box{} // ranges of more than one port
 	var ingressMark uint32
 	if in.IngressTag != "" {
@@ -237,6 +286,9 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 					warn("skipping-source", map[string]any{"ip": c.IP, "app": pol.Source.ID, "reason": "bad tag"})
 				} else {
 					p.tags.put(c.ip, m)
+					if six {
+						p.tags6.put(c.ip, m)
+					}
 					c.tagged = true
 				}
 			}
@@ -271,6 +323,9 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 			k := nftPolicyKey{mark, c.ip, proto}
 			if d.Start == d.End {
 				p.singles.put(singleKey(k, uint16(d.Start)), struct{}{})
+				if six {
+					p.singles6.put(singleKey(k, uint16(d.Start)), struct{}{})
+				}
 			} else {
 				ports[k] = append(ports[k], nft.Box{{Lo: uint32(d.Start), Hi: uint32(d.End)}})
 			}
@@ -297,12 +352,18 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 					continue
 				}
 				p.singles.put(singleKey(nftPolicyKey{ingressMark, c.ip, 6}, uint16(port)), struct{}{})
+				if six {
+					p.singles6.put(singleKey(nftPolicyKey{ingressMark, c.ip, 6}, uint16(port)), struct{}{})
+				}
 			}
 		}
 	}
 	for k, boxes := range ports {
 		for _, b := range nft.Disjoint(boxes) {
 			p.ranges.put(nftRangeKey{k, b[0].Lo, b[0].Hi}, struct{}{})
+			if six {
+				p.ranges6.put(nftRangeKey{k, b[0].Lo, b[0].Hi}, struct{}{})
+			}
 		}
 	}
 
@@ -313,6 +374,14 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		p.singles.end(&nft.Set{Name: NFTPolicies, Type: "mark . ipv4_addr . inet_proto . inet_service"}, delta),
 		p.ranges.end(&nft.Set{Name: NFTPolicyRanges, Type: "mark . ipv4_addr . inet_proto . inet_service", Interval: true}, delta))
 	logMap := p.logs.end(&nft.Set{Name: NFTLog, Type: "mark . ipv4_addr", Value: "verdict"}, delta)
+	var logMap6 *nft.Set
+	if six {
+		rs.Sets = append(rs.Sets,
+			p.tags6.end(&nft.Set{Name: NFTTags6, Type: "ipv6_addr", Value: "mark"}, delta),
+			p.singles6.end(&nft.Set{Name: NFTPolicies6, Type: "mark . ipv6_addr . inet_proto . inet_service"}, delta),
+			p.ranges6.end(&nft.Set{Name: NFTPolicyRanges6, Type: "mark . ipv6_addr . inet_proto . inet_service", Interval: true}, delta))
+		logMap6 = p.logs6.end(&nft.Set{Name: NFTLog6, Type: "mark . ipv6_addr", Value: "verdict"}, delta)
+	}
 
 	var chain []string
 	if in.DisableNetworkPolicy {
@@ -322,12 +391,24 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 		}
 		o := nft.Prefix(pfx)
 		chain = append(chain, "ip saddr "+o+" ip daddr "+o+" accept")
+		if six {
+			o6 := nft.Prefix(p.net6.Prefix())
+			chain = append(chain, "ip6 saddr "+o6+" ip6 daddr "+o6+" accept")
+		}
 	}
 	chain = append(chain, "meta mark set ip saddr map @"+NFTTags)
+	if six {
+		chain = append(chain, "meta mark set ip6 saddr map @"+NFTTags6)
+	}
 	// The hash set first: most policies are single-port.
 	lookups := []string{
 		"meta mark . ip daddr . meta l4proto . th dport @" + NFTPolicies,
 		"meta mark . ip daddr . meta l4proto . th dport @" + NFTPolicyRanges,
+	}
+	if six {
+		lookups = append(lookups,
+			"meta mark . ip6 daddr . meta l4proto . th dport @"+NFTPolicies6,
+			"meta mark . ip6 daddr . meta l4proto . th dport @"+NFTPolicyRanges6)
 	}
 	verdict := " accept"
 	if in.Logging {
@@ -338,8 +419,13 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 	}
 	rs.Chains = append(rs.Chains, &nft.Chain{Name: nft.ChainC2C, Rules: chain})
 	if in.Logging {
-		rs.Chains = append(rs.Chains, &nft.Chain{Name: NFTLogged, Rules: []string{"meta mark . ip daddr vmap @" + NFTLog, "accept"}})
+		logged := []string{"meta mark . ip daddr vmap @" + NFTLog}
 		rs.Sets = append(rs.Sets, logMap)
+		if six {
+			logged = append(logged, "meta mark . ip6 daddr vmap @"+NFTLog6)
+			rs.Sets = append(rs.Sets, logMap6)
+		}
+		rs.Chains = append(rs.Chains, &nft.Chain{Name: NFTLogged, Rules: append(logged, "accept")})
 		rs.Chains = append(rs.Chains, p.logChains(in.AcceptedUDPLogsPerSec, gen)...)
 	} else if len(p.logChain) > 0 {
 		clear(p.logChain)
@@ -357,6 +443,9 @@ func (p *NFTPlanner) plan(in Inputs, warn Warn) (*nft.Ruleset, error) {
 // first prefix of a (tag, destination) wins; the least is kept.
 func (p *NFTPlanner) logPrefix(k nftLogKey, tag, app string, gen uint64) {
 	p.logs.put(k, struct{}{})
+	if p.net6.Enabled() {
+		p.logs6.put(k, struct{}{})
+	}
 	lc := p.logChain[k]
 	switch {
 	case lc == nil:

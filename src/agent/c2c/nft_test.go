@@ -102,9 +102,9 @@ func iptablesVerdict(rules []string, src, dst netip.Addr, mark uint32, proto str
 }
 
 var (
-	ipMarkRe  = regexp.MustCompile(`^-s (\S+)/32 .* -j MARK --set-xmark 0x([0-9a-f]+)/0xffffffff$`)
+	ipMarkRe  = regexp.MustCompile(`^-s (\S+)/(?:32|128) .* -j MARK --set-xmark 0x([0-9a-f]+)/0xffffffff$`)
 	ipAllRe   = regexp.MustCompile(`^-s (\S+) -d \S+ -j ACCEPT$`)
-	ipMatchRe = regexp.MustCompile(`^-d (\S+)/32 -p (\w+) -m \w+ --dport (\d+)(?::(\d+))? -m mark --mark 0x([0-9a-f]+) `)
+	ipMatchRe = regexp.MustCompile(`^-d (\S+)/(?:32|128) -p (\w+) -m \w+ --dport (\d+)(?::(\d+))? -m mark --mark 0x([0-9a-f]+) `)
 	ipLogRe   = regexp.MustCompile(`--log-prefix "(.*) "$`)
 )
 
@@ -115,19 +115,28 @@ func hexU32(s string) uint32 {
 
 // nftVerdict evaluates the planned nft ruleset's c2c chain for the same
 // packet: the tag map, the accept-all, the two policy sets in order, the
-// log map.
+// log map — those of the packet's family (an IPv6 packet meets only the ip6
+// rules and sets).
 func nftVerdict(rs *nft.Ruleset, src, dst netip.Addr, mark uint32, proto string, port int) verdict {
 	v := verdict{mark: mark}
+	six := dst.Is6()
+	tags, logName := NFTTags, NFTLog
+	if six {
+		tags, logName = NFTTags6, NFTLog6
+	}
 	for _, r := range rs.Chain(nft.ChainC2C).Rules {
+		if strings.Contains(r, "ip6 ") != six {
+			continue
+		}
 		switch {
-		case strings.HasPrefix(r, "ip saddr "):
+		case strings.HasPrefix(r, "ip saddr "), strings.HasPrefix(r, "ip6 saddr "):
 			p := netip.MustParsePrefix(strings.Fields(r)[2])
 			if p.Contains(src) && p.Contains(dst) {
 				v.accept = true
 				return v
 			}
 		case strings.HasPrefix(r, "meta mark set "):
-			for _, e := range rs.Set(NFTTags).Elements {
+			for _, e := range rs.Set(tags).Elements {
 				if e.Key == src.String() {
 					v.mark = hexU32(e.Value)
 				}
@@ -151,7 +160,7 @@ func nftVerdict(rs *nft.Ruleset, src, dst netip.Addr, mark uint32, proto string,
 			if !v.accept {
 				continue
 			}
-			if logMap := rs.Set(NFTLog); logMap != nil {
+			if logMap := rs.Set(logName); logMap != nil {
 				for _, e := range logMap.Elements {
 					if e.Key == nft.Key(nft.Mark(v.mark), dst.String()) {
 						target := rs.Chain(strings.TrimPrefix(e.Value, "jump "))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/netman-release/netman/src/iptables"
 	"github.com/netman-release/netman/src/iptables/rules"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // Container is a container on this cell with a policy group (app) id, as
@@ -62,6 +63,11 @@ type Inputs struct {
 	AcceptedUDPLogsPerSec int
 	DisableNetworkPolicy  bool
 	OverlayNetwork        string // CIDR, used when DisableNetworkPolicy
+	// IPv6 is the dual-stack overlay (ipv6_overlay_network); the zero
+	// Network is IPv4 only. When enabled every container also has its
+	// derived IPv6 address and the policies apply to it too: PlanChains6
+	// (ip6tables) and the ip6 sets of PlanNFT.
+	IPv6 overlay6.Network
 }
 
 // Warn receives problems that drop part of the plan (never the whole plan).
@@ -208,10 +214,16 @@ func PlanChains(in Inputs, warn Warn, perDst bool) (Chains, error) {
 		dstChains = map[string][]iptables.Rule{}
 	}
 	// addDst adds a destination's policy rule: to Main, or to the
-	// destination's chain (IPv4; an IPv6 address would make a name longer
-	// than iptables allows, so its rules stay in Main).
+	// destination's chain. A chain is named by the container's IPv4
+	// address: in ip6tables too (PlanChains6), since a name with an IPv6
+	// address would be longer than iptables allows; an IPv6 address
+	// outside the overlay has no such name and its rules stay in Main.
 	addDst := func(ip netip.Addr, r iptables.Rule) {
-		if !perDst || !ip.Is4() {
+		named := ip
+		if ip.Is6() {
+			named, _ = in.IPv6.IPv4(ip)
+		}
+		if !perDst || !named.Is4() {
 			add(r)
 			return
 		}
@@ -219,9 +231,9 @@ func PlanChains(in Inputs, warn Warn, perDst bool) (Chains, error) {
 			return
 		}
 		seen[r] = true
-		name := DstChainName(ip)
+		name := DstChainName(named)
 		if _, ok := dstChains[name]; !ok {
-			add(iptables.Rule("-d " + rules.Host(ip) + " -j " + name))
+			add(iptables.Rule("-d " + host(ip) + " -j " + name))
 		}
 		dstChains[name] = append(dstChains[name], r)
 	}
@@ -260,6 +272,40 @@ func PlanChains(in Inputs, warn Warn, perDst bool) (Chains, error) {
 		add(AllowIngress(ip, g.Port, g.IngressTag))
 	}
 	return Chains{Main: out, Dst: dstChains}, nil
+}
+
+// PlanChains6 is PlanChains for ip6tables on a dual-stack cell: the same
+// rules in the same order, for each container's IPv6 address (in.IPv6's
+// mapping of its IPv4 one), with the IPv6 overlay for the accept-all of a
+// disabled network policy. Per-destination chains keep the IPv4 chain
+// names (vpa-dst-<IPv4 address>, in ip6tables). IPv4 only (in.IPv6 zero)
+// plans nothing. Entries PlanChains drops are dropped here too, without a
+// second warning.
+func PlanChains6(in Inputs, perDst bool) (Chains, error) {
+	if !in.IPv6.Enabled() {
+		return Chains{}, nil
+	}
+	in6 := in
+	in6.Containers = make([]Container, 0, len(in.Containers))
+	for _, c := range in.Containers {
+		ip, err := netip.ParseAddr(c.IP)
+		if err != nil || !ip.Unmap().Is4() {
+			continue // PlanChains warns about it
+		}
+		c.IP = in.IPv6.Addr(ip).String()
+		in6.Containers = append(in6.Containers, c)
+	}
+	in6.OverlayNetwork = in.IPv6.String()
+	return PlanChains(in6, nil, perDst)
+}
+
+// host renders a single-address match: /32 for IPv4, /128 for IPv6, as
+// iptables-save and ip6tables-save print them.
+func host(a netip.Addr) string {
+	if a.Is4() {
+		return rules.Host(a)
+	}
+	return a.String() + "/128"
 }
 
 // sortByJSON orders elements by their JSON encoding, as upstream does; each
@@ -321,14 +367,14 @@ func OverlayAcceptAll(overlay string) iptables.Rule {
 
 // MarkSource marks packets from a source app's container with its tag.
 func MarkSource(ip netip.Addr, tag, appGUID string) iptables.Rule {
-	return iptables.Rule("-s " + rules.Host(ip) + " " + comment("src:"+appGUID) +
+	return iptables.Rule("-s " + host(ip) + " " + comment("src:"+appGUID) +
 		" -j MARK --set-xmark " + rules.Mark(tag) + "/0xffffffff")
 }
 
 // Allow accepts packets marked with a source tag to a destination
 // container's protocol and port range.
 func Allow(ip netip.Addr, proto string, start, end int, srcTag, srcGUID, dstGUID string) iptables.Rule {
-	return iptables.Rule("-d " + rules.Host(ip) + " " + ports(proto, start, end) +
+	return iptables.Rule("-d " + host(ip) + " " + ports(proto, start, end) +
 		" -m mark --mark " + rules.Mark(srcTag) + " " + comment("src:"+srcGUID+"_dst:"+dstGUID) + " -j ACCEPT")
 }
 
@@ -341,14 +387,14 @@ func AllowLog(ip netip.Addr, proto string, start, end int, srcTag, dstGUID strin
 	} else {
 		limit = "-m conntrack --ctstate INVALID,NEW,UNTRACKED"
 	}
-	return iptables.Rule("-d " + rules.Host(ip) + " " + ports(proto, start, end) +
+	return iptables.Rule("-d " + host(ip) + " " + ports(proto, start, end) +
 		" -m mark --mark " + rules.Mark(srcTag) + " " + limit + " -j LOG --log-prefix " + rules.LogPrefix("OK_"+srcTag+"_"+dstGUID))
 }
 
 // AllowIngress accepts router traffic (marked with the ingress tag) to a
 // container's port.
 func AllowIngress(ip netip.Addr, port int, ingressTag string) iptables.Rule {
-	return iptables.Rule("-d " + rules.Host(ip) + " " + ports("tcp", port, port) + " -m mark --mark " + rules.Mark(ingressTag) + " -j ACCEPT")
+	return iptables.Rule("-d " + host(ip) + " " + ports("tcp", port, port) + " -m mark --mark " + rules.Mark(ingressTag) + " -j ACCEPT")
 }
 
 // Entries is what a plan enforces, by meaning rather than by rule text:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/discovery"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // DefaultReadHeaderTimeout applies when read_header_timeout is not set.
@@ -32,6 +33,10 @@ type Config struct {
 	// and otherwise unused, as upstream.
 	InternalServiceMeshDomains []string `json:"internal_service_mesh_domains"`
 	InternalRouteVIPRange      string   `json:"internal_route_vip_range"`
+	// netman: dual stack (package overlay6). Non-empty: AAAA queries are
+	// answered with the IPv6 overlay addresses of the controller's IPv4
+	// answers; empty answers AAAA with no records, as upstream.
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network"`
 }
 
 // LoadConfig reads and validates a config file, naming every problem.
@@ -63,7 +68,17 @@ func (c Config) Validate() error {
 	} else if _, _, err := net.ParseCIDR(c.InternalRouteVIPRange); err != nil {
 		p.Addf("internal_route_vip_range: invalid CIDR address: %s", c.InternalRouteVIPRange)
 	}
+	if _, err := overlay6.ParseConfig(c.IPv6OverlayNetwork); err != nil {
+		p.Addf("%s: %v", overlay6.ConfigKey, err)
+	}
 	return p.Err()
+}
+
+// ipv6 is the dual-stack overlay (the zero Network when IPv4 only);
+// Validate has checked it.
+func (c Config) ipv6() overlay6.Network {
+	n, _ := overlay6.ParseConfig(c.IPv6OverlayNetwork)
+	return n
 }
 
 func (c Config) readHeaderTimeout() time.Duration {

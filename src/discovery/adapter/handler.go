@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/netman-release/netman/src/discovery"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // DNS response codes used in the Status field.
@@ -20,6 +22,7 @@ const (
 	rcodeSuccess       = 0
 	rcodeServerFailure = 2
 	typeA              = 1
+	typeAAAA           = 28
 )
 
 // IPsGetter is what the handler asks for a name's IPs.
@@ -33,14 +36,20 @@ type Handler struct {
 	logger lager.Logger
 	sdc    IPsGetter
 	sender *metrics.Sender
+	// ipv6 is the dual-stack overlay (ipv6_overlay_network): when enabled,
+	// AAAA queries are answered with the IPv6 addresses of the
+	// controller's IPv4 answers; the zero Network answers AAAA with no
+	// records, as upstream.
+	ipv6 overlay6.Network
 	// warming is set while the controller answers that its address table
 	// is warming up: the start and the end of that are logged once each.
 	warming atomic.Bool
 }
 
-// NewHandler returns the handler over sdc. sender may be nil.
-func NewHandler(logger lager.Logger, sdc IPsGetter, sender *metrics.Sender) *Handler {
-	return &Handler{logger: logger, sdc: sdc, sender: sender}
+// NewHandler returns the handler over sdc. sender may be nil; ipv6 is the
+// dual-stack overlay, the zero Network when IPv4 only.
+func NewHandler(logger lager.Logger, sdc IPsGetter, sender *metrics.Sender, ipv6 overlay6.Network) *Handler {
+	return &Handler{logger: logger, sdc: sdc, sender: sender, ipv6: ipv6}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +65,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	logger := h.logger.Session("serve-request")
 
-	if dnsType != "1" {
+	rrType := uint16(typeA)
+	if dnsType == "28" && h.ipv6.Enabled() {
+		rrType = typeAAAA
+	} else if dnsType != "1" {
 		h.write(w, http.StatusOK, rcodeSuccess, name, dnsType, nil)
 		logger.Debug("unsupported record type", lager.Data{"ips": "", "service-name": name})
 		return
@@ -82,8 +94,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.warming.CompareAndSwap(true, false) {
 		logger.Info("service-discovery-controller-warm", lager.Data{"service-name": name})
 	}
-	h.write(w, http.StatusOK, rcodeSuccess, name, dnsType, ips)
+	if rrType == typeAAAA {
+		ips = h.mapIPv6(logger, name, ips)
+	}
+	h.writeType(w, http.StatusOK, rcodeSuccess, name, dnsType, rrType, ips)
 	logger.Debug("success", lager.Data{"ips": strings.Join(ips, ","), "service-name": name, "duration-ns": duration.Nanoseconds()})
+}
+
+// mapIPv6 maps the controller's IPv4 answers to the containers' IPv6
+// overlay addresses (IPV6-DESIGN §6); an answer that is not an IPv4
+// address has no IPv6 twin and is left out.
+func (h *Handler) mapIPv6(logger lager.Logger, name string, ips []string) []string {
+	out := make([]string, 0, len(ips))
+	for _, s := range ips {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Unmap().Is4() {
+			logger.Debug("no-ipv6-address", lager.Data{"ip": s, "service-name": name})
+			continue
+		}
+		out = append(out, h.ipv6.Addr(a).String())
+	}
+	return out
 }
 
 // logFailure logs a lookup the controller did not answer. The controller
@@ -125,7 +156,7 @@ type Question struct {
 	Type json.RawMessage `json:"type"`
 }
 
-// Answer is one A record; TTL is always 0 so that every query reaches the
+// Answer is one A (or, on a dual-stack deployment, AAAA) record; TTL is always 0 so that every query reaches the
 // controller.
 type Answer struct {
 	Name string `json:"name"`
@@ -136,9 +167,14 @@ type Answer struct {
 
 // BuildResponse returns the answer for name with ips as A records.
 func BuildResponse(status int, name, dnsType string, ips []string) Response {
+	return buildResponse(status, name, dnsType, typeA, ips)
+}
+
+// buildResponse returns the answer for name with ips as records of rrType.
+func buildResponse(status int, name, dnsType string, rrType uint16, ips []string) Response {
 	answers := make([]Answer, len(ips))
 	for i, ip := range ips {
-		answers[i] = Answer{Name: name, Type: typeA, TTL: 0, Data: ip}
+		answers[i] = Answer{Name: name, Type: rrType, TTL: 0, Data: ip}
 	}
 	return Response{
 		Status:           status,
@@ -158,7 +194,11 @@ func questionType(t string) json.RawMessage {
 }
 
 func (h *Handler) write(w http.ResponseWriter, httpStatus, rcode int, name, dnsType string, ips []string) {
-	body, err := json.Marshal(BuildResponse(rcode, name, dnsType, ips))
+	h.writeType(w, httpStatus, rcode, name, dnsType, typeA, ips)
+}
+
+func (h *Handler) writeType(w http.ResponseWriter, httpStatus, rcode int, name, dnsType string, rrType uint16, ips []string) {
+	body, err := json.Marshal(buildResponse(rcode, name, dnsType, rrType, ips))
 	if err != nil {
 		h.logger.Error("Error building response", err)
 		return

@@ -15,6 +15,7 @@ import (
 	"github.com/netman-release/netman/src/jsonhttp"
 	"github.com/netman-release/netman/src/lifecycle"
 	"github.com/netman-release/netman/src/metrics"
+	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/testsupport/logtest"
 )
 
@@ -76,7 +77,7 @@ func TestHandler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logtest.New(t), sdc, sender))
+			h := lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logtest.New(t), sdc, sender, overlay6.Network{}))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.target, nil))
 			body, _ := io.ReadAll(rec.Result().Body)
@@ -111,7 +112,7 @@ func TestHandlerLogsWarmUpOnce(t *testing.T) {
 	log := &lines{}
 	logger := lager.NewLogger("bosh-dns-adapter")
 	logger.RegisterSink(lager.NewWriterSink(log, lager.DEBUG))
-	h := NewHandler(logger, sdc, nil)
+	h := NewHandler(logger, sdc, nil, overlay6.Network{})
 	var codes []int
 	for _, err := range []error{warming, warming, warming, nil, nil, &jsonhttp.StatusError{Status: "500 Internal Server Error", Code: 500, Body: "boom"}, warming} {
 		sdc.err = err

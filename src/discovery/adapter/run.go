@@ -68,7 +68,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	defer logLevel.Close()
 
 	dns := &http.Server{
-		Handler:           lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logger, client, sender)),
+		Handler:           lifecycle.MetricsMiddleware(sender, "GetIPs", NewHandler(logger, client, sender, cfg.ipv6())),
 		ReadHeaderTimeout: cfg.readHeaderTimeout(),
 	}
 	return discovery.Run(ctx, logger, nil,

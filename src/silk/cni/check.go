@@ -18,7 +18,9 @@ import (
 
 // Check verifies that what ADD built is still there: the reservation, both
 // veth ends with their MACs, addresses and neighbours, the container's
-// default route, the host's route to the container and the store entry.
+// default route, the host's route to the container and the store entry;
+// when prevResult carries an IPv6 address (a dual-stack ADD), the IPv6
+// addresses, neighbours and routes too.
 // Upstream always fails CHECK; the conflist disables it, so this only runs
 // when an operator or a runtime asks for it.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
@@ -31,7 +33,7 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 	}
 	fail := func(err error) error { return stepError("check failed", err) }
 
-	var want net.IP
+	var want, want6 net.IP
 	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
 		return fail(fmt.Errorf("parsing prevResult: %w", err))
 	}
@@ -42,8 +44,11 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 		}
 		for _, ipc := range prev.IPs {
 			if ip4 := ipc.Address.IP.To4(); ip4 != nil {
-				want = ip4
-				break
+				if want == nil {
+					want = ip4
+				}
+			} else if want6 == nil {
+				want6 = ipc.Address.IP
 			}
 		}
 	}
@@ -59,6 +64,11 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 	n, err := NamesFor(want)
 	if err != nil {
 		return fail(err)
+	}
+	// A dual-stack container's IPv6 address carries its IPv4 address in
+	// the low 32 bits (overlay6).
+	if want6 != nil && (len(want6) != net.IPv6len || !net.IP(want6[12:16]).Equal(want)) {
+		return fail(fmt.Errorf("prevResult IPv6 address %s is not derived from the container's IPv4 address %s", want6, want))
 	}
 
 	containerNS, err := ns.GetNS(args.Netns)
@@ -82,6 +92,15 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 		if !hasRoute(link, nil, HostIP) {
 			return fmt.Errorf("container: no default route via %s on %s", HostIP, args.IfName)
 		}
+		if want6 == nil {
+			return nil
+		}
+		if err := checkEnd6(link, slash128(want6), HostIP6, n.HostMAC); err != nil {
+			return fmt.Errorf("container: %w", err)
+		}
+		if !hasRoute6(link, nil, HostIP6) {
+			return fmt.Errorf("container: no IPv6 default route via %s on %s", HostIP6, args.IfName)
+		}
 		return nil
 	})
 	if err != nil {
@@ -97,6 +116,15 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 		}
 		if !hasRoute(link, slash32(n.ContainerIP), nil) {
 			return fmt.Errorf("host: no route to %s via %s", n.ContainerIP, n.HostDevice)
+		}
+		if want6 == nil {
+			return nil
+		}
+		if err := checkEnd6(link, &net.IPNet{IP: HostIP6, Mask: net.CIDRMask(64, 128)}, want6, n.ContainerMAC); err != nil {
+			return fmt.Errorf("host: %w", err)
+		}
+		if !hasRoute6(link, slash128(want6), nil) {
+			return fmt.Errorf("host: no route to %s via %s", want6, n.HostDevice)
 		}
 		return nil
 	})
@@ -160,10 +188,45 @@ func checkEnd(dev string, mac net.HardwareAddr, local, peer net.IP, peerMAC net.
 	return link, nil
 }
 
-// hasRoute reports a main-table route on link to dst (nil = default) via
-// gw (nil = any).
+// checkEnd6 verifies a veth end's IPv6 address and permanent neighbour.
+func checkEnd6(link netlink.Link, local *net.IPNet, peer net.IP, peerMAC net.HardwareAddr) error {
+	dev := link.Attrs().Name
+	addrs, err := netlinkx.AddrList(netlinkx.Host, link, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("listing IPv6 addresses of %s: %w", dev, err)
+	}
+	found := false
+	for _, ad := range addrs {
+		found = found || ad.IPNet.String() == local.String()
+	}
+	if !found {
+		return fmt.Errorf("link %s has no address %s", dev, local)
+	}
+	neighs, err := netlinkx.NeighList(netlinkx.Host, link.Attrs().Index, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("listing IPv6 neighbours of %s: %w", dev, err)
+	}
+	for _, nb := range neighs {
+		if nb.IP.Equal(peer) && nb.HardwareAddr.String() == peerMAC.String() && nb.State&netlink.NUD_PERMANENT != 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("link %s has no permanent neighbour %s → %s", dev, peer, peerMAC)
+}
+
+// hasRoute reports a main-table IPv4 route on link to dst (nil = default)
+// via gw (nil = any).
 func hasRoute(link netlink.Link, dst *net.IPNet, gw net.IP) bool {
-	routes, err := netlinkx.RouteListFiltered(netlinkx.Host, netlink.FAMILY_V4, &netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
+	return hasRouteFamily(link, netlink.FAMILY_V4, dst, gw)
+}
+
+// hasRoute6 is hasRoute for IPv6.
+func hasRoute6(link netlink.Link, dst *net.IPNet, gw net.IP) bool {
+	return hasRouteFamily(link, netlink.FAMILY_V6, dst, gw)
+}
+
+func hasRouteFamily(link netlink.Link, family int, dst *net.IPNet, gw net.IP) bool {
+	routes, err := netlinkx.RouteListFiltered(netlinkx.Host, family, &netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
 	if err != nil {
 		return false
 	}

@@ -37,6 +37,7 @@ type cell struct {
 	datastore string
 	plugin    *Plugin
 	subnet    string
+	ipv6      string // the daemon's ipv6_overlay_network; "" = IPv4-only cell
 	port      int
 }
 
@@ -56,7 +57,7 @@ func newCell(t testing.TB, subnet string) *cell {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(NetworkInfo{OverlaySubnet: c.subnet, MTU: 1450})
+		_ = json.NewEncoder(w).Encode(NetworkInfo{OverlaySubnet: c.subnet, MTU: 1450, IPv6OverlayNetwork: c.ipv6})
 	}))
 	t.Cleanup(c.daemon.Close)
 	_, port, _ := net.SplitHostPort(c.daemon.Listener.Addr().String())

@@ -11,13 +11,23 @@ import (
 	"time"
 
 	"github.com/netman-release/netman/src/jsonhttp"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // NetworkInfo is silk-daemon's answer on 127.0.0.1:<daemonPort>:
-// the cell's lease and the VTEP MTU.
+// the cell's lease and the VTEP MTU (upstream's fields) and, from a
+// dual-stack daemon, the deployment's IPv6 overlay network.
 type NetworkInfo struct {
-	OverlaySubnet string `json:"overlay_subnet"`
-	MTU           int    `json:"mtu"`
+	OverlaySubnet      string `json:"overlay_subnet"`
+	MTU                int    `json:"mtu"`
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network,omitempty"`
+}
+
+// IPv6 is the IPv6 overlay network, the zero Network on an IPv4-only
+// cell; only meaningful after discover validated it.
+func (i NetworkInfo) IPv6() overlay6.Network {
+	n, _ := overlay6.ParseConfig(i.IPv6OverlayNetwork)
+	return n
 }
 
 // DefaultDaemonTimeout bounds the whole network-info request. The daemon
@@ -52,6 +62,9 @@ func (p *Plugin) discover(ctx context.Context, conf *NetConf) (NetworkInfo, erro
 	ip, _, err := net.ParseCIDR(info.OverlaySubnet)
 	if err != nil || ip.To4() == nil {
 		return NetworkInfo{}, fmt.Errorf("invalid overlay subnet %q: must be an IPv4 CIDR", info.OverlaySubnet)
+	}
+	if _, err := overlay6.ParseConfig(info.IPv6OverlayNetwork); err != nil {
+		return NetworkInfo{}, fmt.Errorf("%s: %w", overlay6.ConfigKey, err)
 	}
 	return info, nil
 }

@@ -45,9 +45,15 @@ func TestDiscover(t *testing.T) {
 		wantErr string
 	}{
 		{name: "daemon", conf: NetConf{DaemonPort: port}, status: 200,
-			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450}`, want: NetworkInfo{"10.255.17.0/24", 1450}},
+			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450}`, want: NetworkInfo{OverlaySubnet: "10.255.17.0/24", MTU: 1450}},
 		{name: "mtu override", conf: NetConf{DaemonPort: port, MTU: 1350}, status: 200,
-			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450}`, want: NetworkInfo{"10.255.17.0/24", 1350}},
+			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450}`, want: NetworkInfo{OverlaySubnet: "10.255.17.0/24", MTU: 1350}},
+		{name: "dual-stack daemon", conf: NetConf{DaemonPort: port}, status: 200,
+			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450,"ipv6_overlay_network":"fd73:696c:6b::/96"}`,
+			want: NetworkInfo{OverlaySubnet: "10.255.17.0/24", MTU: 1450, IPv6OverlayNetwork: "fd73:696c:6b::/96"}},
+		{name: "bad ipv6 overlay network", conf: NetConf{DaemonPort: port}, status: 200,
+			body:    `{"overlay_subnet":"10.255.17.0/24","mtu":1450,"ipv6_overlay_network":"fd00::/64"}`,
+			wantErr: "ipv6_overlay_network: invalid ipv6 overlay network"},
 		{name: "daemon error", conf: NetConf{DaemonPort: port}, status: 500, body: "boom", wantErr: "answered 500: boom"},
 		{name: "bad json", conf: NetConf{DaemonPort: port}, status: 200, body: "{", wantErr: "decoding silk-daemon response"},
 		{name: "bad subnet", conf: NetConf{DaemonPort: port}, status: 200,
@@ -58,8 +64,8 @@ func TestDiscover(t *testing.T) {
 			body: `{"overlay_subnet":"10.255.17.0/24"}`, wantErr: "invalid mtu 0"},
 		{name: "slow daemon", conf: NetConf{DaemonPort: port}, status: 200, delay: 300 * time.Millisecond,
 			body: `{"overlay_subnet":"10.255.17.0/24","mtu":1450}`, wantErr: "deadline exceeded"},
-		{name: "subnet file", conf: NetConf{SubnetFile: subnetFile}, want: NetworkInfo{"10.255.17.0/24", 1410}},
-		{name: "subnet file override", conf: NetConf{SubnetFile: subnetFile, MTU: 1300}, want: NetworkInfo{"10.255.17.0/24", 1300}},
+		{name: "subnet file", conf: NetConf{SubnetFile: subnetFile}, want: NetworkInfo{OverlaySubnet: "10.255.17.0/24", MTU: 1410}},
+		{name: "subnet file override", conf: NetConf{SubnetFile: subnetFile, MTU: 1300}, want: NetworkInfo{OverlaySubnet: "10.255.17.0/24", MTU: 1300}},
 		{name: "bad subnet file", conf: NetConf{SubnetFile: badFile}, wantErr: "unable to parse flannel subnet file"},
 		{name: "missing subnet file", conf: NetConf{SubnetFile: badFile + ".missing"}, wantErr: "no such file"},
 	}

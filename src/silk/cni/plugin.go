@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -200,13 +201,17 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (_ types.Result, e
 		return nil, stepError("create veth pair", err)
 	}
 	created = true
-	if err := setupHost(hostNS, names); err != nil {
+	var ip6 net.IP
+	if v6 := info.IPv6(); v6.Enabled() {
+		ip6 = v6.Addr(netip.AddrFrom4([4]byte(names.ContainerIP.To4()))).AsSlice()
+	}
+	if err := setupHost(hostNS, names, ip6); err != nil {
 		return nil, stepError("set up host", err)
 	}
-	if err := setupContainer(containerNS, names, args.IfName); err != nil {
+	if err := setupContainer(containerNS, names, args.IfName, ip6); err != nil {
 		return nil, stepError("set up container", err)
 	}
-	res, err := Result(names, args.IfName, args.Netns).GetAsVersion(conf.CNIVersion)
+	res, err := Result(names, args.IfName, args.Netns, ip6).GetAsVersion(conf.CNIVersion)
 	if err != nil {
 		return nil, stepError("convert result", err)
 	}
@@ -216,15 +221,21 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (_ types.Result, e
 	if err := (Store{Path: conf.Datastore}).Add(filepath.Base(args.Netns), ip); err != nil {
 		return nil, stepError("write container metadata", err)
 	}
-	logger.Info("added", lager.Data{"ip": ip.String(), "host-device": names.HostDevice, "mtu": info.MTU})
+	added := lager.Data{"ip": ip.String(), "host-device": names.HostDevice, "mtu": info.MTU}
+	if ip6 != nil {
+		added["ipv6"] = ip6.String()
+	}
+	logger.Info("added", added)
 	return res, nil
 }
 
 // Result is ADD's result in the current CNI types: host end first, then
 // the container end; one /32 with gateway 169.254.0.1; a default route.
-func Result(n Names, ifName, netnsPath string) *current.Result {
+// With ip6 (a dual-stack cell) also the container's IPv6 /128 with gateway
+// fe80::1 and an IPv6 default route.
+func Result(n Names, ifName, netnsPath string, ip6 net.IP) *current.Result {
 	container := 1
-	return &current.Result{
+	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
 			{Name: n.HostDevice, Mac: n.HostMAC.String()},
@@ -240,6 +251,11 @@ func Result(n Names, ifName, netnsPath string) *current.Result {
 			GW:  HostIP,
 		}},
 	}
+	if ip6 != nil {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &container, Address: *slash128(ip6), Gateway: HostIP6})
+		res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: HostIP6})
+	}
+	return res
 }
 
 // Del tears the container's network down. It is idempotent: a second DEL,

@@ -161,7 +161,7 @@ func TestAddCheckDel(t *testing.T) {
 func (c *cell) checkArgs(t *testing.T, ctr *netnstest.NS, id, ip string) *skel.CmdArgs {
 	t.Helper()
 	n, _ := NamesFor(net.ParseIP(ip))
-	res := Result(n, "eth0", ctr.Path)
+	res := Result(n, "eth0", ctr.Path, nil)
 	prev, err := res.GetAsVersion("1.0.0")
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func TestResultVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := Result(n, "eth0", "/var/run/netns/abc")
+	res := Result(n, "eth0", "/var/run/netns/abc", nil)
 
 	for _, v := range SupportedVersions {
 		t.Run(v, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/netman-release/netman/src/configfile"
 	"github.com/netman-release/netman/src/logging"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // Config is silk-daemon's (and silk-teardown's) JSON config file, keys as
@@ -49,6 +50,9 @@ type Config struct {
 	// (the kernel's default, upstream's behaviour); off by default (see
 	// VTEPOffloads).
 	VTEPChecksumOffload bool `json:"vtep_checksum_offload"`
+	// IPv6OverlayNetwork, when set, makes the cell dual-stack: the
+	// deployment's IPv6 overlay /96 (overlay6). Empty is IPv4 only.
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network,omitempty"`
 }
 
 // OverlayNetwork is the overlay CIDR. Upstream renders it as a string (up to
@@ -148,7 +152,17 @@ func (c Config) Validate() error {
 	if c.MTU != 0 && (c.MTU < minMTU || c.MTU > 65535) {
 		p.Addf("mtu: must be 0 (kernel default) or between %d and 65535 (got %d)", minMTU, c.MTU)
 	}
+	if _, err := overlay6.ParseConfig(c.IPv6OverlayNetwork); err != nil {
+		p.Addf("%s: %v", overlay6.ConfigKey, err)
+	}
 	return p.Err()
+}
+
+// IPv6 is the IPv6 overlay network, the zero Network on an IPv4-only cell.
+// Only meaningful on a validated config.
+func (c Config) IPv6() overlay6.Network {
+	n, _ := overlay6.ParseConfig(c.IPv6OverlayNetwork)
+	return n
 }
 
 func (c Config) validateOverlay(p *configfile.Problems) (netip.Prefix, bool) {

@@ -16,11 +16,12 @@ import (
 
 // KernelReader lists what is on the VTEP (System implements it).
 type KernelReader interface {
-	// ListRoutes calls fn with every main-table IPv4 route whose output
-	// device is link.
-	ListRoutes(link int, fn func(Route)) error
+	// ListRoutes calls fn with every main-table route of family
+	// (AF_INET, AF_INET6) whose output device is link.
+	ListRoutes(link, family int, fn func(Route)) error
 	// ListNeighbors calls fn with every neighbour of family (AF_INET:
-	// ARP, AF_BRIDGE: FDB) on link; mac is only valid during the call.
+	// ARP, AF_INET6: NDP, AF_BRIDGE: FDB) on link; mac is only valid
+	// during the call.
 	ListNeighbors(link, family int, fn func(ip netip.Addr, mac net.HardwareAddr, state int)) error
 }
 
@@ -48,11 +49,21 @@ type Converger struct {
 	lastSizes [3]int // routes, ARP, FDB at the last snapshot: sizes the next
 }
 
+// families are the address families the converger reads: IPv6 too only on
+// a dual-stack cell, so an IPv4-only cell makes the dumps it always made.
+func (c *Converger) families() []int {
+	if c.Planner.IPv6.Enabled() {
+		return []int{unix.AF_INET, unix.AF_INET6}
+	}
+	return []int{unix.AF_INET}
+}
+
 // ConvergeResult reports one converge.
 type ConvergeResult struct {
 	Stats PlanStats
-	// Entries are the routes, ARP and FDB entries desired.
-	Routes, ARP, FDB int
+	// Entries are the routes (both families), ARP, IPv6 neighbour (NDP)
+	// and FDB entries desired.
+	Routes, ARP, NDP, FDB int
 	// Writes is how many netlink writes were issued, successful or not.
 	Writes int
 }
@@ -62,7 +73,8 @@ type ConvergeResult struct {
 // of something already gone (ENOENT, ESRCH) counts as done.
 func (c *Converger) Converge(leases []lease.Lease) (ConvergeResult, error) {
 	want, stats := c.Planner.Plan(leases)
-	res := ConvergeResult{Stats: stats, Routes: len(want.Routes), ARP: len(want.ARP), FDB: len(want.FDB)}
+	res := ConvergeResult{Stats: stats, Routes: len(want.Routes), FDB: len(want.FDB)}
+	res.ARP, res.NDP = want.Neighbours()
 	cur, err := c.Current()
 	if err != nil {
 		return res, err
@@ -82,29 +94,41 @@ func (c *Converger) Current() (Current, error) {
 		FDB:    make([]FDB, 0, c.lastSizes[2]+8),
 	}
 	defer func() { c.lastSizes = [3]int{len(cur.Routes), len(cur.ARP), len(cur.FDB)} }()
+	for _, family := range c.families() {
+		n := len(cur.Routes)
+		err := netlinkx.Retry(func() error {
+			cur.Routes = cur.Routes[:n]
+			return c.Kernel.ListRoutes(c.LinkIndex, family, func(r Route) {
+				if c.owned(r) {
+					cur.Routes = append(cur.Routes, r)
+				}
+			})
+		})
+		if err != nil {
+			return cur, fmt.Errorf("list routes: %w", err)
+		}
+	}
+	for _, family := range c.families() {
+		n := len(cur.ARP)
+		err := netlinkx.Retry(func() error {
+			cur.ARP = cur.ARP[:n]
+			return c.Kernel.ListNeighbors(c.LinkIndex, family, func(ip netip.Addr, mac net.HardwareAddr, state int) {
+				// Multicast entries are the kernel's own mapping (IPv6's
+				// MLD reports make one as soon as the VTEP has IPv6); a
+				// delete would only be undone by the next report.
+				if ip.IsValid() && !ip.IsMulticast() {
+					cur.ARP = append(cur.ARP, ARP{IP: ip, MAC: macString(mac), State: state})
+				}
+			})
+		})
+		if err != nil {
+			if family == unix.AF_INET6 {
+				return cur, fmt.Errorf("list ipv6 neighbours: %w", err)
+			}
+			return cur, fmt.Errorf("list arp: %w", err)
+		}
+	}
 	err := netlinkx.Retry(func() error {
-		cur.Routes = cur.Routes[:0]
-		return c.Kernel.ListRoutes(c.LinkIndex, func(r Route) {
-			if c.owned(r) {
-				cur.Routes = append(cur.Routes, r)
-			}
-		})
-	})
-	if err != nil {
-		return cur, fmt.Errorf("list routes: %w", err)
-	}
-	err = netlinkx.Retry(func() error {
-		cur.ARP = cur.ARP[:0]
-		return c.Kernel.ListNeighbors(c.LinkIndex, unix.AF_INET, func(ip netip.Addr, mac net.HardwareAddr, state int) {
-			if ip.IsValid() {
-				cur.ARP = append(cur.ARP, ARP{IP: ip, MAC: macString(mac), State: state})
-			}
-		})
-	})
-	if err != nil {
-		return cur, fmt.Errorf("list arp: %w", err)
-	}
-	err = netlinkx.Retry(func() error {
 		cur.FDB = cur.FDB[:0]
 		return c.Kernel.ListNeighbors(c.LinkIndex, unix.AF_BRIDGE, func(ip netip.Addr, mac net.HardwareAddr, state int) {
 			// ip is the zero Addr for an entry without a remote.
@@ -117,10 +141,10 @@ func (c *Converger) Current() (Current, error) {
 	return cur, nil
 }
 
-// owned keeps routes whose gateway is in the overlay network; the kernel's
-// connected overlay route has none.
+// owned keeps routes whose gateway is in the overlay network (or the IPv6
+// overlay); the kernel's connected overlay routes have none.
 func (c *Converger) owned(r Route) bool {
-	return r.Gw.IsValid() && r.Dst.IsValid() && c.Planner.Overlay.Contains(r.Gw)
+	return r.Gw.IsValid() && r.Dst.IsValid() && (c.Planner.Overlay.Contains(r.Gw) || c.Planner.IPv6.Contains(r.Gw))
 }
 
 // apply adds before it deletes, and within adds writes FDB, ARP, then the
@@ -136,7 +160,7 @@ func (c *Converger) apply(ch Changes) error {
 		fail("set fdb "+f.MAC+" dst "+f.Dst.String(), c.Kernel.NeighSet(c.fdbNeigh(f)))
 	}
 	for _, a := range ch.ARPSets {
-		fail("set arp "+a.IP.String(), c.Kernel.NeighSet(c.arpNeigh(a)))
+		fail("set "+neighKind(a.IP)+" "+a.IP.String(), c.Kernel.NeighSet(c.arpNeigh(a)))
 	}
 	for _, r := range ch.RouteReplaces {
 		fail("replace route "+r.Dst.String(), c.Kernel.RouteReplace(c.netlinkRoute(r)))
@@ -145,7 +169,7 @@ func (c *Converger) apply(ch Changes) error {
 		fail("del route "+r.Dst.String(), ignoreGone(c.Kernel.RouteDel(c.netlinkRoute(r))))
 	}
 	for _, a := range ch.ARPDeletes {
-		fail("del arp "+a.IP.String(), ignoreGone(c.Kernel.NeighDel(c.arpNeigh(a))))
+		fail("del "+neighKind(a.IP)+" "+a.IP.String(), ignoreGone(c.Kernel.NeighDel(c.arpNeigh(a))))
 	}
 	for _, f := range ch.FDBDeletes {
 		fail("del fdb "+f.MAC, ignoreGone(c.Kernel.NeighDel(c.fdbNeigh(f))))
@@ -156,7 +180,7 @@ func (c *Converger) apply(ch Changes) error {
 func (c *Converger) netlinkRoute(r Route) *netlink.Route {
 	nr := &netlink.Route{
 		LinkIndex: c.LinkIndex,
-		Dst:       &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), 32)},
+		Dst:       &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())},
 		Gw:        r.Gw.AsSlice(),
 		Scope:     netlink.Scope(r.Scope),
 		Priority:  r.Priority,
@@ -172,10 +196,22 @@ func (c *Converger) netlinkRoute(r Route) *netlink.Route {
 	return nr
 }
 
+// neighKind names a neighbour in errors: "arp", or "neigh" for IPv6.
+func neighKind(ip netip.Addr) string {
+	if ip.Is6() {
+		return "neigh"
+	}
+	return "arp"
+}
+
 func (c *Converger) arpNeigh(a ARP) *netlink.Neigh {
+	family := netlink.FAMILY_V4
+	if a.IP.Is6() {
+		family = netlink.FAMILY_V6
+	}
 	n := &netlink.Neigh{
 		LinkIndex: c.LinkIndex,
-		Family:    netlink.FAMILY_V4,
+		Family:    family,
 		State:     a.State,
 		Type:      unix.RTN_UNICAST,
 		IP:        a.IP.AsSlice(),

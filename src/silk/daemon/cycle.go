@@ -93,9 +93,11 @@ func (c *Cycle) Run(ctx context.Context) error {
 	// Upstream's line and data; the counts (netman writes only the
 	// difference) go on a line of their own.
 	c.Logger.Debug("converge-leases", lager.Data{"leases": leases})
-	c.Logger.Debug("converged", lager.Data{
-		"routes": res.Routes, "arp": res.ARP, "fdb": res.FDB, "writes": res.Writes,
-	})
+	counts := lager.Data{"routes": res.Routes, "arp": res.ARP, "fdb": res.FDB, "writes": res.Writes}
+	if res.NDP > 0 {
+		counts["ndp"] = res.NDP // dual-stack cells only
+	}
+	c.Logger.Debug("converged", counts)
 	c.gc.check(res.ARP)
 	return c.offloads.check()
 }

@@ -12,8 +12,10 @@ import (
 )
 
 // FakeKernel behaves like the kernel's tables for one namespace, as far as
-// the converger uses them: main-table IPv4 routes keyed by destination,
-// priority and tos; IPv4 neighbours keyed by device and IP; VXLAN FDB entries
+// the converger uses them: main-table routes of both families keyed by
+// destination, priority and tos, where an IPv6 route written without a
+// priority gets metric 1024, as the kernel gives it; IPv4 and IPv6
+// neighbours keyed by device and IP; VXLAN FDB entries
 // keyed by device and MAC, each with a list of remotes, where a set replaces
 // the first remote and a delete removes one. Deletes of what is not there
 // fail with ESRCH (routes) or ENOENT (neighbours), as the kernel's do.
@@ -66,11 +68,11 @@ func (k *FakeKernel) interrupted(op string) error {
 	return netlink.ErrDumpInterrupted
 }
 
-func (k *FakeKernel) ListRoutes(link int, fn func(Route)) error {
+func (k *FakeKernel) ListRoutes(link, family int, fn func(Route)) error {
 	k.mu.Lock()
 	var routes []netlink.Route
-	for _, r := range k.routes {
-		if r.LinkIndex == link {
+	for id, r := range k.routes {
+		if r.LinkIndex == link && familyOf(id.dst.Addr()) == family {
 			routes = append(routes, r)
 		}
 	}
@@ -100,9 +102,9 @@ func (k *FakeKernel) neighList(link, family int) []netlink.Neigh {
 	defer k.mu.Unlock()
 	var out []netlink.Neigh
 	switch family {
-	case netlink.FAMILY_V4:
+	case netlink.FAMILY_V4, netlink.FAMILY_V6:
 		for id, n := range k.arp {
-			if id.link == link {
+			if id.link == link && familyOf(id.ip) == family {
 				out = append(out, n)
 			}
 		}
@@ -125,8 +127,19 @@ func (k *FakeKernel) RouteReplace(r *netlink.Route) error {
 	}
 	stored := *r
 	stored.Table = unix.RT_TABLE_MAIN
-	k.routes[routeKey(r)] = stored
+	if p, ok := prefixOf(r.Dst); ok && p.Addr().Is6() && stored.Priority == 0 {
+		stored.Priority = ipv6RouteMetric
+	}
+	k.routes[routeKey(&stored)] = stored
 	return nil
+}
+
+// familyOf is an address's AF_INET or AF_INET6.
+func familyOf(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
 }
 
 func (k *FakeKernel) RouteDel(r *netlink.Route) error {
@@ -134,6 +147,9 @@ func (k *FakeKernel) RouteDel(r *netlink.Route) error {
 	defer k.mu.Unlock()
 	k.writes++
 	id := routeKey(r)
+	if id.dst.Addr().Is6() && id.priority == 0 {
+		id.priority = ipv6RouteMetric // the kernel matches any metric; silk always names it
+	}
 	have, ok := k.routes[id]
 	if !ok || (r.Gw != nil && !have.Gw.Equal(r.Gw)) || (r.LinkIndex != 0 && have.LinkIndex != r.LinkIndex) {
 		return syscall.ESRCH
@@ -204,16 +220,21 @@ func routeKey(r *netlink.Route) routeID {
 	return routeID{dst: p.Masked(), priority: r.Priority, tos: r.Tos}
 }
 
-// connected adds the kernel's connected route for the VTEP address.
+// connected adds the kernel's connected route for the VTEP address (an
+// IPv6 one with metric 256 and no preferred source, as the kernel's).
 func (k *FakeKernel) connected(link int, p netip.Prefix) {
-	k.routes[routeID{dst: p.Masked()}] = netlink.Route{
+	r := netlink.Route{
 		LinkIndex: link, Dst: ipNet(p.Masked()), Src: p.Addr().AsSlice(),
 		Scope: netlink.SCOPE_LINK, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_KERNEL,
 	}
+	if p.Addr().Is6() {
+		r.Src, r.Scope, r.Priority = nil, netlink.SCOPE_UNIVERSE, 256
+	}
+	k.routes[routeKey(&r)] = r
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
@@ -371,24 +392,39 @@ func (s *FakeSystem) AddrAdd(link netlink.Link, addr *netlink.Addr) error {
 		return syscall.EINVAL
 	}
 	s.lmu.Lock()
+	for _, have := range s.addrs[idx] {
+		if have.IP.Equal(addr.IP) {
+			s.lmu.Unlock()
+			return syscall.EEXIST
+		}
+	}
 	a := *addr
 	a.LinkIndex = idx
 	s.addrs[idx] = append(s.addrs[idx], a)
 	s.lmu.Unlock()
+	if p.Addr().Is6() && p.Bits() == 128 {
+		return nil // the kernel adds no prefix route for an IPv6 /128
+	}
 	s.FakeKernel.mu.Lock()
 	s.FakeKernel.connected(idx, p)
 	s.FakeKernel.mu.Unlock()
 	return nil
 }
 
-// AddrList implements Links: link's addresses, or every link's for nil.
+// AddrList implements Links: link's addresses of family (FAMILY_ALL for
+// both), or every link's for nil.
 func (s *FakeSystem) AddrList(link netlink.Link, family int) ([]netlink.Addr, error) {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	var out []netlink.Addr
 	for idx, as := range s.addrs {
-		if link == nil || link.Attrs().Index == idx {
-			out = append(out, as...)
+		if link != nil && link.Attrs().Index != idx {
+			continue
+		}
+		for _, a := range as {
+			if ip, ok := addrOf(a.IP); ok && (family == netlink.FAMILY_ALL || familyOf(ip) == family) {
+				out = append(out, a)
+			}
 		}
 	}
 	return out, nil

@@ -5,11 +5,14 @@ import (
 	"net/netip"
 
 	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
-// Route is an IPv4 route on the VTEP in the main table, in the fields that
-// identify it to the kernel and that silk-daemon cares about. Desired routes
-// have Scope universe (0), Priority 0 and Tos 0.
+// Route is a route on the VTEP in the main table, in the fields that
+// identify it to the kernel and that silk-daemon cares about. Desired IPv4
+// routes have Scope universe (0), Priority 0 and Tos 0; desired IPv6 routes
+// have Priority ipv6RouteMetric, the metric the kernel gives an IPv6 route
+// written without one (so what is read back equals what was planned).
 type Route struct {
 	Dst      netip.Prefix
 	Gw       netip.Addr
@@ -20,7 +23,8 @@ type Route struct {
 	Tos      int
 }
 
-// ARP is an IPv4 neighbour on the VTEP. Desired entries are permanent.
+// ARP is a neighbour on the VTEP: an IPv4 ARP entry or, on a dual-stack
+// cell, an IPv6 neighbour (NDP) entry. Desired entries are permanent.
 type ARP struct {
 	IP    netip.Addr
 	MAC   string // net.HardwareAddr.String(); "" when the kernel has none
@@ -38,12 +42,30 @@ type FDB struct {
 // nudPermanent is NUD_PERMANENT, the state of every entry silk-daemon writes.
 const nudPermanent = 0x80
 
+// ipv6RouteMetric is the metric (priority) the kernel gives an IPv6 route
+// added without one (IP6_RT_PRIO_USER).
+const ipv6RouteMetric = 1024
+
 // Desired is what should exist on the VTEP for a set of leases: per remote
-// block lease a route, and per remote lease an ARP and an FDB entry.
+// block lease a route, and per remote lease an ARP and an FDB entry; on a
+// dual-stack cell also per remote lease an IPv6 route and an IPv6 neighbour
+// (in the same maps: the keys of the two families never collide).
 type Desired struct {
 	Routes map[netip.Prefix]Route // by destination
-	ARP    map[netip.Addr]ARP     // by neighbour IP
+	ARP    map[netip.Addr]ARP     // by neighbour IP (IPv4 and IPv6)
 	FDB    map[string]FDB         // by MAC
+}
+
+// Neighbours counts the desired IPv4 (ARP) and IPv6 (NDP) neighbours.
+func (d Desired) Neighbours() (arp, ndp int) {
+	for ip := range d.ARP {
+		if ip.Is4() {
+			arp++
+		} else {
+			ndp++
+		}
+	}
+	return arp, ndp
 }
 
 // PlanStats counts the leases the planner left out.
@@ -65,6 +87,9 @@ type Planner struct {
 	Overlay netip.Prefix
 	// OnLink marks routes onlink, as upstream does on single_ip_only VMs.
 	OnLink bool
+	// IPv6 is the deployment's IPv6 overlay network on a dual-stack cell;
+	// the zero Network (IPv4 only) plans exactly what it planned before.
+	IPv6 overlay6.Network
 }
 
 // Plan is pure: the same leases give the same Desired state. For a remote
@@ -76,6 +101,16 @@ type Planner struct {
 //
 // Single-IP (/32) leases get no route: R is on-link through the kernel's
 // connected overlay route.
+//
+// On a dual-stack cell (IPv6 set), with S6 and R6 the lease mapped into the
+// IPv6 overlay (overlay6.Prefix6, overlay6.Addr), also:
+//
+//	route  S6 via R6 dev <vtep> onlink metric 1024   (/120, or /128 for a single-IP lease)
+//	neigh  R6 lladdr M nud permanent
+//
+// The FDB entry is shared: both families reach the remote VTEP's MAC. The
+// VTEP's own IPv6 address is a /120 (or /128), so every remote gateway is
+// off-link and every IPv6 route, single-IP leases' too, is onlink.
 func (p Planner) Plan(leases []lease.Lease) (Desired, PlanStats) {
 	d := Desired{
 		Routes: make(map[netip.Prefix]Route, len(leases)),
@@ -119,13 +154,21 @@ func (p Planner) Plan(leases []lease.Lease) (Desired, PlanStats) {
 		}
 		d.ARP[gw] = ARP{IP: gw, MAC: m, State: nudPermanent}
 		d.FDB[m] = FDB{MAC: m, Dst: underlay, State: nudPermanent}
+		if p.IPv6.Enabled() {
+			gw6 := p.IPv6.Addr(gw)
+			dst6 := p.IPv6.Prefix6(dst)
+			d.Routes[dst6] = Route{Dst: dst6, Gw: gw6, OnLink: true, Priority: ipv6RouteMetric}
+			d.ARP[gw6] = ARP{IP: gw6, MAC: m, State: nudPermanent}
+		}
 	}
 	return d, stats
 }
 
 // Current is what the kernel holds on the VTEP, as far as silk-daemon owns
 // it: routes whose gateway lies inside the overlay network (never the
-// kernel's connected route), and every ARP and FDB entry on the device.
+// kernel's connected route), and every ARP and FDB entry on the device; on a
+// dual-stack cell also the IPv6 routes whose gateway lies inside the IPv6
+// overlay and every IPv6 neighbour on the device.
 type Current struct {
 	Routes []Route
 	ARP    []ARP

@@ -46,10 +46,14 @@ const DefaultJitterFraction = 0.1
 // Uptime is emitted every 30 s, as upstream.
 const uptimeInterval = 30 * time.Second
 
-// NetworkInfo is the body of the local endpoint silk-cni reads.
+// NetworkInfo is the body of the local endpoint silk-cni reads: upstream's
+// two fields, and on a dual-stack cell the IPv6 overlay network (absent on
+// an IPv4-only cell), from which silk-cni derives each container's IPv6
+// address.
 type NetworkInfo struct {
-	OverlaySubnet string `json:"overlay_subnet"`
-	MTU           int    `json:"mtu"`
+	OverlaySubnet      string `json:"overlay_subnet"`
+	MTU                int    `json:"mtu"`
+	IPv6OverlayNetwork string `json:"ipv6_overlay_network,omitempty"`
 }
 
 // Run is silk-daemon: the start-up sequence, then, in order, the network-info
@@ -130,7 +134,17 @@ func Setup(ctx context.Context, logger lager.Logger, cfg Config, host Host, clie
 	if err := offloads.check(); err != nil {
 		return nil, err
 	}
-	info, err := json.Marshal(NetworkInfo{OverlaySubnet: l.OverlaySubnet, MTU: vtep.MTU})
+	v6 := cfg.IPv6()
+	if v6.Enabled() {
+		addr, err := address6(v6, l.OverlaySubnet)
+		if err != nil {
+			return nil, err
+		}
+		if err := EnsureAddress6(host, cfg.VTEPName, addr); err != nil {
+			return nil, fmt.Errorf("set up vtep ipv6: %w", err)
+		}
+	}
+	info, err := json.Marshal(NetworkInfo{OverlaySubnet: l.OverlaySubnet, MTU: vtep.MTU, IPv6OverlayNetwork: v6.String()})
 	if err != nil {
 		return nil, fmt.Errorf("marshal network info: %w", err)
 	}
@@ -142,7 +156,7 @@ func Setup(ctx context.Context, logger lager.Logger, cfg Config, host Host, clie
 	conv := &Converger{
 		Kernel:    host,
 		LinkIndex: vtep.Index,
-		Planner:   Planner{Local: local.Masked(), Overlay: cfg.Overlay(), OnLink: cfg.SingleIPOnly},
+		Planner:   Planner{Local: local.Masked(), Overlay: cfg.Overlay(), OnLink: cfg.SingleIPOnly, IPv6: v6},
 	}
 	cycle := NewCycle(logger, client, conv, l, sender, cfg.partitionTolerance())
 	cycle.gc = newGCThreshCheck(logger, opts.gcPath())

@@ -113,14 +113,15 @@ const (
 	sizeofRtAttr = 4
 )
 
-// ListRoutes calls fn with every main-table IPv4 route whose output device
-// is link. Multipath routes, which silk-daemon never writes, are skipped.
-func (d *dumper) ListRoutes(link int, fn func(Route)) error {
+// ListRoutes calls fn with every main-table route of family (AF_INET,
+// AF_INET6) whose output device is link. Multipath routes, which
+// silk-daemon never writes, are skipped.
+func (d *dumper) ListRoutes(link, family int, fn func(Route)) error {
 	body := make([]byte, sizeofRtMsg)
-	body[0] = unix.AF_INET
+	body[0] = byte(family)
 	var bad error
 	err := d.dump(unix.RTM_GETROUTE, body, unix.RTM_NEWROUTE, func(m []byte) {
-		if len(m) < sizeofRtMsg || m[0] != unix.AF_INET {
+		if len(m) < sizeofRtMsg || int(m[0]) != family {
 			return
 		}
 		dstLen, tos, table, scope := m[1], m[3], uint32(m[4]), m[6]
@@ -160,8 +161,11 @@ func (d *dumper) ListRoutes(link int, fn func(Route)) error {
 		if oif != link || table != unix.RT_TABLE_MAIN {
 			return
 		}
-		if !dst.IsValid() {
-			dst = netip.IPv4Unspecified() // the default route
+		if !dst.IsValid() { // the default route
+			dst = netip.IPv4Unspecified()
+			if family == unix.AF_INET6 {
+				dst = netip.IPv6Unspecified()
+			}
 		}
 		r.Dst = netip.PrefixFrom(dst, int(dstLen))
 		r.OnLink = flags&unix.RTNH_F_ONLINK != 0
@@ -175,7 +179,7 @@ func (d *dumper) ListRoutes(link int, fn func(Route)) error {
 }
 
 // ListNeighbors calls fn with every neighbour of family (AF_INET for ARP,
-// AF_BRIDGE for the FDB) on link. ip is the zero Addr when the entry has none;
+// AF_INET6 for NDP, AF_BRIDGE for the FDB) on link. ip is the zero Addr when the entry has none;
 // mac is nil when it has none and is only valid during the call.
 func (d *dumper) ListNeighbors(link, family int, fn func(ip netip.Addr, mac net.HardwareAddr, state int)) error {
 	body := make([]byte, sizeofNdMsg)

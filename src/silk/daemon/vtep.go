@@ -11,6 +11,7 @@ import (
 
 	"github.com/netman-release/netman/src/netlinkx"
 	"github.com/netman-release/netman/src/silk/lease"
+	"github.com/netman-release/netman/src/silk/overlay6"
 )
 
 // Links is the part of the kernel that manages the VTEP device: netlink and
@@ -116,6 +117,48 @@ func CreateVTEP(h Links, s VTEPSpec) (err error) {
 		return fmt.Errorf("add address: %w", err)
 	}
 	return nil
+}
+
+// EnsureAddress6 gives the VTEP its IPv6 gateway address on a dual-stack
+// cell (the lease's first address mapped into the IPv6 overlay, with the
+// lease's mapped prefix length: /120, or /128 for a single-IP lease), nodad:
+// nothing else on the overlay may claim it. It runs on every start, so a
+// VTEP kept from an IPv4-only start gets it too; an address already there
+// is left alone.
+func EnsureAddress6(h Links, name string, addr netip.Prefix) error {
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find link: %w", err)
+	}
+	have, err := netlinkx.AddrList(h, link, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("list ipv6 addresses: %w", err)
+	}
+	for _, a := range have {
+		if ip, ok := addrOf(a.IP); ok && ip == addr.Addr() {
+			return nil
+		}
+	}
+	a := &netlink.Addr{
+		IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 128)},
+		Flags: unix.IFA_F_NODAD,
+	}
+	if err := h.AddrAdd(link, a); err != nil {
+		if errors.Is(err, unix.EACCES) {
+			return fmt.Errorf("add ipv6 address %s: %w (is IPv6 disabled on the cell? net.ipv6.conf.%s.disable_ipv6)", addr, err, name)
+		}
+		return fmt.Errorf("add ipv6 address %s: %w", addr, err)
+	}
+	return nil
+}
+
+// address6 is the VTEP's IPv6 address for a lease on a dual-stack cell.
+func address6(n overlay6.Network, leaseSubnet string) (netip.Prefix, error) {
+	subnet, err := netip.ParsePrefix(leaseSubnet)
+	if err != nil || !subnet.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("determine vtep overlay ipv6 address: invalid lease subnet %q", leaseSubnet)
+	}
+	return netip.PrefixFrom(n.Addr(subnet.Addr()), n.Prefix6(subnet).Bits()), nil
 }
 
 // underlayLink finds the VTEP's parent: the named interface, or the one

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/netman-release/netman/src/mtls"
 	"github.com/netman-release/netman/src/mtls/mtlstest"
 	"github.com/netman-release/netman/src/namespace"
+	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 	"github.com/netman-release/netman/src/testsupport/testtier"
@@ -81,6 +83,11 @@ type Options struct {
 	// Backend is every cell's enforcement_backend: IPTables (also "") or
 	// NFTables (netman's inet netman table; the test needs nft).
 	Backend string
+	// IPv6 makes the cells dual-stack on the default IPv6 overlay
+	// (overlay6.DefaultNetwork), except those in IPv4OnlyCells (indexes
+	// from 1): a rollout with both kinds.
+	IPv6          bool
+	IPv4OnlyCells []int
 }
 
 // Lab is one controller and its cells on an underlay bridge.
@@ -109,8 +116,10 @@ type Cell struct {
 	UnderlayIP string
 	Iface      string
 	Dir        string
-	daemon     *Proc
-	agent      *Proc
+	// IPv4Only is a cell left IPv4-only in a dual-stack lab.
+	IPv4Only bool
+	daemon   *Proc
+	agent    *Proc
 }
 
 // New starts a controller and opts.Cells cells, each with its daemon up and
@@ -151,6 +160,9 @@ func New(t testing.TB, opts Options) *Lab {
 		PollIntervalSeconds: opts.PollIntervalSeconds, C2CLogging: opts.C2CLogging, ASGLogging: opts.ASGLogging,
 		Backend:    opts.Backend,
 		TokensFile: filepath.Join(l.Dir, "tokens.json"),
+	}
+	if opts.IPv6 {
+		l.plan.IPv6 = overlay6.DefaultNetwork
 	}
 	l.startController()
 	if opts.Policy {
@@ -242,7 +254,8 @@ func issueServerCert(t testing.TB, dir, name, host, ip string) (certFile, keyFil
 func (l *Lab) newCell(i int) *Cell {
 	t := l.t
 	cp := l.plan.Cell(i)
-	c := &Cell{lab: l, Index: i, NS: netnstest.New(t, fmt.Sprintf("c%d", i)), UnderlayIP: cp.UnderlayIP, Iface: "ul0", Dir: cp.Dir}
+	c := &Cell{lab: l, Index: i, NS: netnstest.New(t, fmt.Sprintf("c%d", i)), UnderlayIP: cp.UnderlayIP, Iface: "ul0", Dir: cp.Dir,
+		IPv4Only: slices.Contains(l.opts.IPv4OnlyCells, i)}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +273,7 @@ func (c *Cell) DaemonConfigPath() string { return filepath.Join(c.Dir, "silk-dae
 
 // plan is the cell's place in the lab's plan.
 func (c *Cell) plan() lab.CellPlan {
-	return lab.CellPlan{Index: c.Index, Dir: c.Dir, UnderlayIP: c.UnderlayIP}
+	return lab.CellPlan{Index: c.Index, Dir: c.Dir, UnderlayIP: c.UnderlayIP, IPv4Only: c.IPv4Only}
 }
 
 func (c *Cell) writeDaemonConfig() string {
@@ -316,6 +329,12 @@ func (c *Cell) OverlaySubnet() string {
 		c.lab.t.Fatalf("cell %d network info: %v", c.Index, err)
 	}
 	return info["overlay_subnet"].(string)
+}
+
+// Routes6 lists the cell's IPv6 routes on silk-vtep (`ip -6 route show dev silk-vtep`).
+func (c *Cell) Routes6() string {
+	out, _ := c.NS.Command("ip", "-6", "route", "show", "dev", "silk-vtep").CombinedOutput()
+	return string(out)
 }
 
 // Routes lists the cell's routes on silk-vtep (`ip route show dev silk-vtep`).

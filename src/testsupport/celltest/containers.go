@@ -18,10 +18,13 @@ import (
 
 // Container is an app container made through the CNI chain.
 type Container struct {
-	Cell    *Cell
-	ID      string
-	NS      *netnstest.NS
-	IP      string
+	Cell *Cell
+	ID   string
+	NS   *netnstest.NS
+	IP   string
+	// IP6 is the container's IPv6 address on a dual-stack cell ("" on an
+	// IPv4-only one): the ADD result's second ips entry.
+	IP6     string
 	deleted bool
 }
 
@@ -96,6 +99,11 @@ func (c *Cell) AddContainer(t testing.TB, opts ContainerOptions) *Container {
 		t.Fatalf("ADD result address %q: %v", result.IPs[0].Address, err)
 	}
 	ctr := &Container{Cell: c, ID: id, NS: ns, IP: ip.String()}
+	for _, r := range result.IPs[1:] {
+		if ip6, _, err := net.ParseCIDR(r.Address); err == nil && ip6.To4() == nil {
+			ctr.IP6 = ip6.String()
+		}
+	}
 	// Runs before the namespace's own cleanup (LIFO), as Garden deletes the
 	// network before the container.
 	t.Cleanup(func() {
