@@ -131,7 +131,7 @@ func TestDualStackTrafficNFT(t *testing.T) {
 	if _, err := c.Dial(c.DstDenied, 8443); !netnstest.Refused(err) {
 		t.Errorf("destination no rule allows: %v, want connection refused", err)
 	}
-	in(func() error { return NFTDel(ctx, k, "dual-1", ctrIP4) })
+	in(func() error { return NFTDelDualStack(ctx, k, "dual-1", ctrIP4) })
 	var after *nft.State
 	in(func() (err error) { after, err = k.Read(ctx); return err })
 	if diff := cmp.Diff(before, after); diff != "" {
