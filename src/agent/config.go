@@ -182,7 +182,9 @@ func (c Config) Validate() error {
 			p.Addf("underlay_ips: %q is not an IP address", ip)
 		}
 	}
-	if _, err := rules.ParseDenyNetworks(c.DenyNetworks.Always, c.DenyNetworks.Running, c.DenyNetworks.Staging); err != nil {
+	// IPv6 deny networks only on a dual-stack cell (they go to the
+	// ip6tables twin of the asg chains, or the inet chain's ip6 reject).
+	if _, err := rules.ParseDenyNetworksDual(c.DenyNetworks.Always, c.DenyNetworks.Running, c.DenyNetworks.Staging, c.ipv6().Enabled()); err != nil {
 		p.Addf("deny_networks: %v", err)
 	}
 	if o := c.OutboundConnections; o.Limit || o.DryRun {

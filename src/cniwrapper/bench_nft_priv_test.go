@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,22 +69,42 @@ func asgRules(n int) []NetOutRule {
 	return out
 }
 
+// asgRulesDual is asgRules(n) on a dual-stack cell: every other rule's
+// destinations are IPv6 (the same shapes under 2001:db8::/32 and
+// fd00::/8), so half the group lands in each family's rules.
+func asgRulesDual(n int) []NetOutRule {
+	out := asgRules(n)
+	for i := range out {
+		if i%2 == 1 {
+			continue
+		}
+		a, b := i/250, i%250
+		lo, hi := fmt.Sprintf("2001:db8:%x:%x::10", a, b), fmt.Sprintf("2001:db8:%x:%x::10", a, b)
+		if i%4 == 2 {
+			lo, hi = fmt.Sprintf("fd00:%x:%x::1", a, b), fmt.Sprintf("fd00:%x:%x::50", a, b)
+		}
+		out[i].Networks = []IPRange{gardenRange(lo, hi)}
+	}
+	return out
+}
+
 // BenchmarkPluginAdd measures CNI ADD through the plugin (metadata store,
 // both force calls to a local fake agent, the rules; silk-cni stood in
 // for) on a cell already holding 250 containers, every one of them with
 // the same 1,000-rule security group as garden netOut rules (the agent
 // answers 405, so the wrapper writes them), and the new container getting
 // it too. Each ADD is followed by an untimed DEL, so the cell stays at
-// 250. Run as root:
+// 250. The -dual variants run the same on a dual-stack cell, half the
+// group's destinations IPv6. Run as root:
 //
 //	go test ./src/cniwrapper -run '^$' -bench BenchmarkPluginAdd -benchtime 200x
 func BenchmarkPluginAdd(b *testing.B) {
 	netnstest.RequireRoot(b)
 	const existing, asgSize = 250, 1000
 	asg := asgRules(asgSize)
-	backends := []string{"nftables"}
+	backends := []string{"nftables", "nftables-dual"}
 	for _, fl := range netnstest.IPTablesFlavors(b) {
-		backends = append(backends, "iptables-"+string(fl))
+		backends = append(backends, "iptables-"+string(fl), "iptables-"+string(fl)+"-dual")
 	}
 	for _, backend := range backends {
 		b.Run(fmt.Sprintf("%s/existing=%d/asg=%d", backend, existing, asgSize), func(b *testing.B) {
@@ -108,7 +129,15 @@ func BenchmarkPluginAdd(b *testing.B) {
 				Interfaces: func([]string) ([]string, error) { return []string{"eth0"}, nil },
 				Stderr:     &discard{},
 			}
-			if backend == "nftables" {
+			// -dual: a dual-stack cell (ipv6_overlay_network), half the
+			// group's destinations IPv6.
+			dual := strings.HasSuffix(backend, "-dual")
+			if dual {
+				cfg.IPv6OverlayNetwork = "fd73:696c:6b::/96"
+				cfg.InstanceAddressIPv6 = "2001:db8:16::5"
+				cfg.RuntimeConfig.NetOutRules = asgRulesDual(asgSize)
+			}
+			if strings.HasPrefix(backend, "nftables") {
 				cfg.EnforcementBackend = BackendNFTables
 				var k *nft.Kernel
 				if err := ns.Do(func() (err error) { k, err = nft.New(); return err }); err != nil {
@@ -116,10 +145,12 @@ func BenchmarkPluginAdd(b *testing.B) {
 				}
 				p.NFT = func(*Config) (nft.Driver, error) { return nfttest.NSDriver{D: k, NS: ns}, nil }
 			} else {
-				cfg.IPTablesFlavor = backend[len("iptables-"):]
+				cfg.IPTablesFlavor = strings.TrimSuffix(backend[len("iptables-"):], "-dual")
 				fl, _ := iptables.ParseFlavor(cfg.IPTablesFlavor)
 				t := nsTables{d: iptables.New(iptables.Config{Flavor: fl, LockFile: cfg.IPTablesLockFile}), ns: ns}
+				t6 := nsTables{d: iptables.New(iptables.Config{Flavor: fl, Family: iptables.IPv6, LockFile: cfg.IPTablesLockFile}), ns: ns}
 				p.Tables = func(*Config) Tables { return t }
+				p.Tables6 = func(*Config) Tables { return t6 }
 			}
 			ctx := context.Background()
 			// Each container has its own two host ports.

@@ -223,11 +223,42 @@ func TestDelNFTDualStack(t *testing.T) {
 		f := nft.NewFake()
 		install(f, "keep-me", "10.255.17.6", 61001)
 		install(f, "delete-me", "10.255.17.5", 61002)
-		if err := NFTDel(ctx, f, "delete-me", ip); err != nil {
+		if err := NFTDelDualStack(ctx, f, "delete-me", ip); err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(want.Ruleset().String(), f.Ruleset().String()); diff != "" {
 			t.Errorf("after DEL (ip %v) (-want +got):\n%s", ip, diff)
 		}
+	}
+}
+
+// TestNFTAddDelDualStackThroughPlugin runs ADD and DEL through the plugin
+// in nftables mode on a dual-stack cell: the IPv6 dispatch entries are
+// installed, and DEL leaves the skeleton alone, as on an IPv4-only cell.
+func TestNFTAddDelDualStackThroughPlugin(t *testing.T) {
+	h, d := nftHarness(t)
+	ctx := t.Context()
+	h.stdin["ipv6_overlay_network"] = "fd73:696c:6b::/96"
+	h.stdin["instance_address_ipv6"] = "2001:db8:16::5"
+	h.agent.status["/force-asgs-for-container"] = http.StatusMethodNotAllowed
+	if _, err := h.plugin.Add(ctx, h.args(t)); err != nil {
+		t.Fatalf("%v\nstderr: %s", err, h.stderr)
+	}
+	st := readNFT(t, d)
+	for set, key := range map[string]string{
+		nft.MapInput6:        "fd73:696c:6b::aff:1105",
+		nft.MapPortMappings6: "2001:db8:16::5 . 61001",
+	} {
+		if s := st.Sets[set]; s == nil || len(s.Elements) != 1 {
+			t.Errorf("%s: %v", set, s)
+		} else if _, ok := s.Elements[key]; !ok {
+			t.Errorf("%s: %v, want key %s", set, s.Elements, key)
+		}
+	}
+	if err := h.plugin.Del(ctx, h.args(t)); err != nil {
+		t.Fatalf("%v\nstderr: %s", err, h.stderr)
+	}
+	if diff := cmp.Diff(skeletonOnly(t), readNFT(t, d)); diff != "" {
+		t.Errorf("DEL left (-skeleton +after):\n%s", diff)
 	}
 }

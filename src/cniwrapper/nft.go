@@ -252,8 +252,11 @@ func NFTSetNetOut(ctx context.Context, d nft.Driver, rs *nft.Ruleset) error {
 
 // nftDispatchSets are the skeleton maps and sets holding container entries.
 var nftDispatchSets = []string{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress, nft.MapOverlay,
-	nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks,
-	nft.MapInput6, nft.MapNetOut6, nft.SetOverlayEgress6, nft.MapOverlay6,
+	nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks}
+
+// nftDispatchSets6 are their IPv6 twins, read by DEL on dual-stack cells
+// only (each read is an nft process).
+var nftDispatchSets6 = []string{nft.MapInput6, nft.MapNetOut6, nft.SetOverlayEgress6, nft.MapOverlay6,
 	nft.MapMasquerade6, nft.MapPortMappings6, nft.MapIngressMarks6}
 
 // NFTDel removes everything ADD (and the 405 netOut path) installed for a
@@ -266,9 +269,19 @@ var nftDispatchSets = []string{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress
 // The agent's asg--<handle> chain is not the wrapper's: the agent removes
 // it on its next sync, as in iptables mode.
 func NFTDel(ctx context.Context, d nft.Driver, handle string, ip netip.Addr) error {
+	return nftDel(ctx, d, handle, ip, nftDispatchSets)
+}
+
+// NFTDelDualStack is NFTDel on a dual-stack cell: it also reads the IPv6
+// dispatch maps and removes the container's entries there.
+func NFTDelDualStack(ctx context.Context, d nft.Driver, handle string, ip netip.Addr) error {
+	return nftDel(ctx, d, handle, ip, append(slices.Clone(nftDispatchSets), nftDispatchSets6...))
+}
+
+func nftDel(ctx context.Context, d nft.Driver, handle string, ip netip.Addr, sets []string) error {
 	cur := nft.NewState()
 	sk := nft.Skeleton()
-	for _, n := range nftDispatchSets {
+	for _, n := range sets {
 		s, err := d.ReadSet(ctx, n, sk.Set(n).IsMap())
 		if err != nil {
 			return err
@@ -322,7 +335,7 @@ func PlanDelNFT(tx *knftables.Transaction, cur *nft.State, handle string, ip net
 	del := &nft.Ruleset{}
 	hostPorts := map[string]bool{} // "hostIP . port" of the container's DNAT entries
 	sk := nft.Skeleton()
-	for _, n := range nftDispatchSets {
+	for _, n := range append(slices.Clone(nftDispatchSets), nftDispatchSets6...) {
 		s := cur.Sets[n]
 		if s == nil {
 			continue

@@ -284,7 +284,11 @@ func (p *Plugin) cleanupRules(ctx context.Context, cfg *Config, handle string, i
 	if cfg.NFTables() {
 		d, err := p.NFT(cfg)
 		if err == nil {
-			err = NFTDel(ctx, d, handle, ip)
+			if cfg.IPv6().Enabled() {
+				err = NFTDelDualStack(ctx, d, handle, ip)
+			} else {
+				err = NFTDel(ctx, d, handle, ip)
+			}
 		}
 		if err != nil {
 			p.warnf("net out cleanup: %v", err)

@@ -194,8 +194,10 @@ func configChecks() []configCheck {
 		},
 		{
 			job: "silk-cni", dest: "config/cni/cni-wrapper-plugin.conflist",
-			load:    loadConflist,
-			example: "cni-wrapper-plugin.conflist", netmanOnly: []string{"iptables_flavor"},
+			load: loadConflist,
+			// ipv6_overlay_network and instance_address_ipv6 render on
+			// dual-stack cells only (variants_test.go).
+			example: "cni-wrapper-plugin.conflist", netmanOnly: []string{"iptables_flavor", "ipv6_overlay_network", "instance_address_ipv6"},
 		},
 		{
 			job: "bbr-cfnetworkingdb", dest: "config/config.json",

@@ -3,8 +3,10 @@ package release
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -340,6 +342,7 @@ func TestRenderVariants(t *testing.T) {
 			change: func(t *testing.T, d Deployment) Deployment {
 				d = withJob(t, d, "silk-controller", func(j *Job) { setProp(j.Properties, "ipv6.overlay_network", "fd00:1:2::/96") })
 				d = withJob(t, d, "silk-daemon", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
+				d = withJob(t, d, "vxlan-policy-agent", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
 				return withJob(t, d, "silk-cni", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
 			},
 			check: func(t *testing.T, r rendering) {
@@ -347,7 +350,40 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
-			name: "IPv4 only by default: no ipv6_overlay_network anywhere",
+			name: "dual-stack wrapper keys: host_tcp_services_ipv6, ipv6.instance_address, IPv6 deny networks",
+			change: func(t *testing.T, d Deployment) Deployment {
+				// Deployment-wide: the agent, which reads the wrapper's
+				// deny_networks through the cni link, is dual-stack too.
+				d = withJob(t, d, "silk-controller", func(j *Job) { setProp(j.Properties, "ipv6.enable", true) })
+				return withJob(t, d, "silk-cni", func(j *Job) {
+					setProp(j.Properties, "ipv6.instance_address", "2001:db8:16::5")
+					j.Properties["host_tcp_services_ipv6"] = []string{"[fd00::2]:9001"}
+					setProp(j.Properties, "deny_networks.always", []string{"169.254.169.254/32", "fd00:ec2::254/128"})
+				})
+			},
+			check: func(t *testing.T, r rendering) {
+				var list struct {
+					Plugins []json.RawMessage `json:"plugins"`
+				}
+				if err := json.Unmarshal(readFile(t, r.file(t, "silk-cni", "config/cni/cni-wrapper-plugin.conflist").Path), &list); err != nil {
+					t.Fatal(err)
+				}
+				cfg, err := cniwrapper.LoadConfig(list.Plugins[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cfg.InstanceAddressIPv6 != "2001:db8:16::5" || !slices.Equal(cfg.HostTCPServicesIPv6, []string{"[fd00::2]:9001"}) ||
+					!slices.Equal(cfg.DenyNetworks.Always, []string{"169.254.169.254/32", "fd00:ec2::254/128"}) {
+					t.Errorf("wrapper config %+v", cfg)
+				}
+				// The rendered config plans: every value is one the wrapper takes.
+				if _, err := cniwrapper.PlanAdd(cfg, cniwrapper.Container{Handle: "h", IP: netip.MustParseAddr("10.255.1.2")}); err != nil {
+					t.Error(err)
+				}
+			},
+		},
+		{
+			name:   "IPv4 only by default: no ipv6_overlay_network anywhere",
 			change: func(t *testing.T, d Deployment) Deployment { return d },
 			check: func(t *testing.T, r rendering) {
 				checkIPv6Rendered(t, r, "")
@@ -645,6 +681,8 @@ func TestRenderFailures(t *testing.T) {
 		{"rate without burst", "silk-cni", set("silk-cni", "rate", 100), "cni-wrapper-plugin.conflist.erb", "rate and burst must be set together"},
 		{"unknown enforcement backend", "silk-cni", set("silk-cni", "enforcement_backend", "ebpf"), "cni-wrapper-plugin.conflist.erb", "Invalid enforcement_backend 'ebpf': want iptables or nftables"},
 		{"silk-daemon ipv6.prefix_network", "silk-daemon", set("silk-daemon", "ipv6.prefix_network", "2001:db8::/64"), "client-config.json.erb", "ipv6.prefix_network is not supported by netman"},
+		{"IPv6 deny network on an IPv4-only cell", "silk-cni", set("silk-cni", "deny_networks.always", []string{"fd00::/8"}), "cni-wrapper-plugin.conflist.erb", "Invalid deny_networks.always entry 'fd00::/8'"},
+		{"host_tcp_services_ipv6 without brackets", "silk-cni", set("silk-cni", "host_tcp_services_ipv6", []string{"fd00::2:9001"}), "cni-wrapper-plugin.conflist.erb", "Invalid host_tcp_services_ipv6 entry 'fd00::2:9001': want [ipv6]:port"},
 		{"silk-cni ipv6.prefix_network", "silk-cni", set("silk-cni", "ipv6.prefix_network", "2001:db8::/64"), "cni-wrapper-plugin.conflist.erb", "ipv6.prefix_network is not supported by netman"},
 		{"ipv6.overlay_network not a /96", "silk-daemon", func(t *testing.T, d Deployment) Deployment {
 			d = set("silk-controller", "ipv6.overlay_network", "fd00::/64")(t, d)
@@ -747,6 +785,10 @@ func checkIPv6Rendered(t *testing.T, r rendering, want string) {
 	}
 	if got, ok := list.Plugins[0]["ipv6_overlay_network"]; (want == "" && ok) || (want != "" && got != want) {
 		t.Errorf("cni-wrapper-plugin ipv6_overlay_network %v (present %v), want %q", got, ok, want)
+	}
+	vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
+	if got, ok := vpa["ipv6_overlay_network"]; (want == "" && ok) || (want != "" && got != want) {
+		t.Errorf("vxlan-policy-agent ipv6_overlay_network %v (present %v), want %q", got, ok, want)
 	}
 	b, _ := json.Marshal(list.Plugins[0])
 	cfg, err := cniwrapper.LoadConfig(b)

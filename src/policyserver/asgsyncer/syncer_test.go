@@ -28,7 +28,11 @@ func TestSyncCopiesEveryGroupAcrossPages(t *testing.T) {
 	e.cc.Put(publicNetworks())
 	e.cc.Put(cc.SecurityGroup{
 		GUID: "asg-icmp", Name: "ping",
-		Rules:         []cc.Rule{{Protocol: "icmp", Destination: "10.0.0.0/8", Type: ptr(8), Code: ptr(0), Description: "echo", Log: true}},
+		// Dual-stack rules (CC accepts IPv6 destinations and icmpv6)
+		// are copied as they come, as every other rule.
+		Rules: []cc.Rule{{Protocol: "icmp", Destination: "10.0.0.0/8", Type: ptr(8), Code: ptr(0), Description: "echo", Log: true},
+			{Protocol: "icmpv6", Destination: "::/0", Type: ptr(128), Code: ptr(0)},
+			{Protocol: "tcp", Destination: "2001:db8::1-2001:db8::9,10.0.0.1", Ports: "443"}},
 		RunningSpaces: []string{"space-a", "space-b"}, StagingSpaces: []string{"space-c"},
 	})
 	for i := range 5 {
@@ -53,7 +57,9 @@ func TestSyncCopiesEveryGroupAcrossPages(t *testing.T) {
 	want = append(want,
 		policy.SecurityGroup{
 			GUID: "asg-icmp", Name: "ping",
-			Rules:             `[{"protocol":"icmp","destination":"10.0.0.0/8","ports":"","type":8,"code":0,"description":"echo","log":true}]`,
+			Rules: `[{"protocol":"icmp","destination":"10.0.0.0/8","ports":"","type":8,"code":0,"description":"echo","log":true},` +
+				`{"protocol":"icmpv6","destination":"::/0","ports":"","type":128,"code":0,"description":"","log":false},` +
+				`{"protocol":"tcp","destination":"2001:db8::1-2001:db8::9,10.0.0.1","ports":"443","type":0,"code":0,"description":"","log":false}]`,
 			StagingSpaceGUIDs: []string{"space-c"}, RunningSpaceGUIDs: []string{"space-a", "space-b"},
 		},
 		policy.SecurityGroup{
