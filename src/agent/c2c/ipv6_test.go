@@ -30,16 +30,7 @@ func dual(in Inputs) Inputs {
 // it, with testdata/ip6-<name>.rules.
 func goldenChains6(t *testing.T, name string, c Chains) {
 	t.Helper()
-	var b strings.Builder
-	for _, r := range c.Main {
-		b.WriteString("-A vpa--1700000000000000 " + string(r) + "\n")
-	}
-	for _, n := range sortedKeys(c.Dst) {
-		for _, r := range c.Dst[n] {
-			b.WriteString("-A " + n + " " + string(r) + "\n")
-		}
-	}
-	golden.Check(t, filepath.Join("testdata", "ip6-"+name+".rules"), []byte(b.String()))
+	golden.Check(t, filepath.Join("testdata", "ip6-"+name+".rules"), []byte(chainsText(c)))
 }
 
 // TestPlanChains6Golden: the ip6tables twin of TestPlanGolden's cases and
