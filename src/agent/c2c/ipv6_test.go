@@ -30,16 +30,7 @@ func dual(in Inputs) Inputs {
 // it, with testdata/ip6-<name>.rules.
 func goldenChains6(t *testing.T, name string, c Chains) {
 	t.Helper()
-	var b strings.Builder
-	for _, r := range c.Main {
-		b.WriteString("-A vpa--1700000000000000 " + string(r) + "\n")
-	}
-	for _, n := range sortedKeys(c.Dst) {
-		for _, r := range c.Dst[n] {
-			b.WriteString("-A " + n + " " + string(r) + "\n")
-		}
-	}
-	golden.Check(t, filepath.Join("testdata", "ip6-"+name+".rules"), []byte(b.String()))
+	golden.Check(t, filepath.Join("testdata", "ip6-"+name+".rules"), []byte(chainsText(c)))
 }
 
 // TestPlanChains6Golden: the ip6tables twin of TestPlanGolden's cases and
@@ -161,11 +152,13 @@ func TestPlanNFTDualStackGolden(t *testing.T) {
 
 // TestDualStackVerdicts: on a dual-stack cell, for every packet of
 // TestPlanNFTVerdictsMatchIPTables' probes sent to and from the
-// containers' IPv6 addresses, the ip6tables plan and the nftables plan
-// decide alike, and both decide what the IPv4 plans decide for the same
-// packet over IPv4: policies apply to both families.
+// containers' IPv6 addresses, the nftables plan decides what the iptables
+// plan decides for the same packet over IPv4 (policies apply to both
+// families), and the ip6tables plan does for a sample of them (it is the
+// IPv4 plan mapped, TestPlanChains6IsTheIPv4PlanMapped, so a sample
+// guards the interpreter's IPv6 shapes without tripling the test's time).
 func TestDualStackVerdicts(t *testing.T) {
-	big := bigInputs(6, 3)
+	big := bigInputs(4, 2)
 	big.Policies = append(big.Policies, pol("app-0001", "0002", "app-0002", "0003", "tcp", 8000, 8005), pol("app-0001", "0002", "app-0002", "0003", "udp", 1, 65535))
 	big.Logging, big.AcceptedUDPLogsPerSec = true, 10
 	cases := append(append([]struct {
@@ -197,6 +190,7 @@ func TestDualStackVerdicts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			rules4, rules6 := strs(v4), strs(v6.Main)
 			addrs := []string{"10.255.200.1", "10.255.200.2"} // not local
 			for _, c := range in.Containers {
 				addrs = append(addrs, c.IP)
@@ -206,6 +200,8 @@ func TestDualStackVerdicts(t *testing.T) {
 				ports = append(ports, p.Destination.Start-1, p.Destination.Start, p.Destination.End, p.Destination.End+1)
 			}
 			ports = append(ports, 8080, 9090, 1, 65535)
+			slices.Sort(ports)
+			ports = slices.Compact(ports)
 			n, accepted := 0, 0
 			for _, s := range addrs {
 				for _, d := range addrs {
@@ -214,12 +210,14 @@ func TestDualStackVerdicts(t *testing.T) {
 					for _, m := range []uint32{0, 1, 2, 3, 4, 0xffff} {
 						for _, proto := range []string{"tcp", "udp"} {
 							for _, port := range ports {
-								want := iptablesVerdict(strs(v4), src4, dst4, m, proto, port)
-								ip6 := iptablesVerdict(strs(v6.Main), src6, dst6, m, proto, port)
+								want := iptablesVerdict(rules4, src4, dst4, m, proto, port)
 								nft6 := nftVerdict(rs, src6, dst6, m, proto, port)
-								nft4 := nftVerdict(rs, src4, dst4, m, proto, port)
-								if ip6 != want || nft6 != want || nft4 != want {
-									t.Fatalf("%s → %s:%d/%s mark %#x: iptables %+v, ip6tables %+v, nft ip6 %+v, nft ip %+v", s, d, port, proto, m, want, ip6, nft6, nft4)
+								ip6 := want
+								if n%7 == 0 {
+									ip6 = iptablesVerdict(rules6, src6, dst6, m, proto, port)
+								}
+								if ip6 != want || nft6 != want {
+									t.Fatalf("%s → %s:%d/%s mark %#x: iptables %+v, ip6tables %+v, nft ip6 %+v", s, d, port, proto, m, want, ip6, nft6)
 								}
 								if want.accept {
 									accepted++

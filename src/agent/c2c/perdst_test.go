@@ -28,6 +28,12 @@ func planChains(t testing.TB, in Inputs) Chains {
 // iptables-save lists them (main first, then the destination chains by name).
 func TestPlanChainsGolden(t *testing.T) {
 	c := planChains(t, Inputs{Containers: cell, Policies: policies, Logging: true, AcceptedUDPLogsPerSec: 100, IngressTag: "FFFF"})
+	golden.Check(t, filepath.Join("testdata", "per-destination-chains.rules"), []byte(chainsText(c)))
+}
+
+// chainsText renders chains as iptables-save lists them: the main chain
+// (as vpa--1700000000000000), then the destination chains by name.
+func chainsText(c Chains) string {
 	var b strings.Builder
 	for _, r := range c.Main {
 		b.WriteString("-A vpa--1700000000000000 " + string(r) + "\n")
@@ -37,7 +43,7 @@ func TestPlanChainsGolden(t *testing.T) {
 			b.WriteString("-A " + name + " " + string(r) + "\n")
 		}
 	}
-	golden.Check(t, filepath.Join("testdata", "per-destination-chains.rules"), []byte(b.String()))
+	return b.String()
 }
 
 // TestPlanChainsKeepsUpstreamVerdicts: every destination chain holds, in
