@@ -32,10 +32,22 @@ func buildCnitool(t *testing.T) string {
 }
 
 // TestCnitool drives ADD, CHECK, DEL and STATUS through libcni with a
-// conflist holding only silk-cni, the way a runtime would.
+// conflist holding only silk-cni, the way a runtime would, on an IPv4-only
+// cell and on a dual-stack one (the result then carries both addresses and
+// both default routes, and libcni's CHECK, given the cached result, checks
+// the IPv6 side too).
 func TestCnitool(t *testing.T) {
-	e, _ := newEnv(t, "10.255.9.0/24")
 	cnitool := buildCnitool(t)
+	t.Run("ipv4", func(t *testing.T) { testCnitool(t, cnitool, false) })
+	t.Run("dual-stack", func(t *testing.T) { testCnitool(t, cnitool, true) })
+}
+
+func testCnitool(t *testing.T, cnitool string, dual bool) {
+	var ipv6 []string
+	if dual {
+		ipv6 = []string{"fd73:696c:6b::/96"}
+	}
+	e, _ := newEnv(t, "10.255.9.0/24", ipv6...)
 	ctr := netnstest.New(t, "c")
 
 	netName := netnstest.UniqueName("silk-cnitool-")
@@ -71,6 +83,11 @@ func TestCnitool(t *testing.T) {
 	if !strings.Contains(out, `"address": "10.255.9.2/32"`) || !strings.Contains(out, `"name": "s-010255009002"`) {
 		t.Errorf("add result: %s", out)
 	}
+	has6 := strings.Contains(out, `"address": "fd73:696c:6b::aff:902/128"`) && strings.Contains(out, `"gateway": "fe80::1"`) &&
+		strings.Contains(out, `"dst": "::/0"`)
+	if has6 != dual {
+		t.Errorf("add result (dual stack %v): %s", dual, out)
+	}
 	reservation, err := os.ReadFile(filepath.Join(e.dataDir, "ipam", netName, "10.255.9.2"))
 	if err != nil || string(reservation) != containerID+"\r\neth0" {
 		t.Errorf("reservation %q %v", reservation, err)
@@ -80,6 +97,14 @@ func TestCnitool(t *testing.T) {
 	}
 	if out, err := run("status", netName, ctr.Path); err != nil {
 		t.Errorf("cnitool status: %v: %s", err, out)
+	}
+	if dual {
+		// CHECK notices a missing IPv6 neighbour (the cached result has
+		// the IPv6 address).
+		ctr.Run(t, "ip", "-6", "neigh", "del", "fe80::1", "dev", "eth0")
+		if out, err := run("check", netName, ctr.Path); err == nil || !strings.Contains(out, "fe80::1") {
+			t.Errorf("cnitool check without the IPv6 neighbour: %v: %s", err, out)
+		}
 	}
 	// CHECK notices a deleted veth.
 	e.host.Run(t, "ip", "link", "del", "s-010255009002")

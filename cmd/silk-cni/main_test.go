@@ -65,8 +65,9 @@ func goTool() string {
 
 // hostWithDaemon makes a "cell" namespace with a fake silk-daemon listening
 // on 127.0.0.1 inside it: the listener is created in the namespace, so the
-// plugin, run in that namespace, reaches it exactly as on a cell.
-func hostWithDaemon(t testing.TB, subnet string) (*netnstest.NS, int, *httptest.Server) {
+// plugin, run in that namespace, reaches it exactly as on a cell. With
+// ipv6 (an overlay /96) the daemon is a dual-stack one.
+func hostWithDaemon(t testing.TB, subnet string, ipv6 ...string) (*netnstest.NS, int, *httptest.Server) {
 	t.Helper()
 	host := netnstest.New(t, "h")
 	var ln net.Listener
@@ -77,6 +78,10 @@ func hostWithDaemon(t testing.TB, subnet string) (*netnstest.NS, int, *httptest.
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(ipv6) > 0 {
+			fmt.Fprintf(w, `{"overlay_subnet":%q,"mtu":1450,"ipv6_overlay_network":%q}`, subnet, ipv6[0])
+			return
+		}
 		fmt.Fprintf(w, `{"overlay_subnet":%q,"mtu":1450}`, subnet)
 	}))
 	srv.Listener = ln
@@ -93,9 +98,9 @@ type env struct {
 	cniPath   string
 }
 
-func newEnv(t *testing.T, subnet string) (*env, *httptest.Server) {
+func newEnv(t *testing.T, subnet string, ipv6 ...string) (*env, *httptest.Server) {
 	netnstest.RequireRoot(t)
-	host, port, srv := hostWithDaemon(t, subnet)
+	host, port, srv := hostWithDaemon(t, subnet, ipv6...)
 	dir := t.TempDir()
 	return &env{host: host, port: port, dataDir: filepath.Join(dir, "host-local"),
 		datastore: filepath.Join(dir, "silk", "store.json"), cniPath: pluginDir(t)}, srv

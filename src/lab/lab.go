@@ -579,6 +579,10 @@ func (u *upper) app(a *AppState, space, org string, args []string) error {
 	if a.IP = res.ContainerIP; a.IP == "" {
 		return fmt.Errorf("garden-external-networker up printed no container ip: %s", out)
 	}
+	a.IP6 = res.ContainerIPv6
+	if st.Plan.IPv6 != "" && a.IP6 == "" {
+		return fmt.Errorf("garden-external-networker up printed no container ipv6 on a dual-stack cell: %s", out)
+	}
 	if len(res.MappedPorts) > 0 {
 		a.HostPort = res.MappedPorts[0].HostPort
 	}
@@ -618,6 +622,7 @@ func Garden(ctx context.Context, bin string, cell *namespace.NS, adapter, action
 // GardenOutput is what garden-external-networker printed for `up`.
 type GardenOutput struct {
 	ContainerIP   string // garden.network.container-ip
+	ContainerIPv6 string // garden.network.container-ipv6 (dual-stack cells only)
 	HostIP        string // garden.network.host-ip
 	Interface     string // garden.network.interface
 	MappedPorts   []MappedPort
@@ -640,7 +645,8 @@ func ParseGardenUp(stdout string) (GardenOutput, error) {
 	}
 	r := GardenOutput{
 		ContainerIP: out.Properties["garden.network.container-ip"], HostIP: out.Properties["garden.network.host-ip"],
-		Interface: out.Properties["garden.network.interface"], DNSServers: out.DNSServers, SearchDomains: out.SearchDomains,
+		ContainerIPv6: out.Properties["garden.network.container-ipv6"],
+		Interface:     out.Properties["garden.network.interface"], DNSServers: out.DNSServers, SearchDomains: out.SearchDomains,
 		MappedPorts: []MappedPort{},
 	}
 	if err := json.Unmarshal([]byte(out.Properties["garden.network.mapped-ports"]), &r.MappedPorts); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 	"github.com/netman-release/netman/src/cli/netmancli"
 	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/observe"
+	"github.com/netman-release/netman/src/policy"
+	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
 )
@@ -41,27 +44,10 @@ func TestLabUpDemoDown(t *testing.T) {
 
 func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 	dir := filepath.Join(t.TempDir(), "lab")
-	o := Options{
-		Dir: dir, Bins: bins, Cells: cells, Apps: cells, DB: DBSQLite, Backend: backend,
-		Names: netnstest.UniqueName("nml"),
-		// celltest takes 10.244.100-199: stay clear of concurrent e2e tests.
-		Underlay: fmt.Sprintf("10.244.%d.", 200+rand.IntN(50)),
-		Ports: Ports{
-			ControllerAPI: ports.Free(t, "127.0.0.1"), ControllerHealth: ports.Free(t, "127.0.0.1"), ControllerDebug: ports.Free(t, "127.0.0.1"),
-			External: ports.Free(t, "127.0.0.1"), ExternalDebug: ports.Free(t, "127.0.0.1"),
-			Internal: ports.Free(t, "127.0.0.1"), InternalHealth: ports.Free(t, "127.0.0.1"), InternalDebug: ports.Free(t, "127.0.0.1"),
-			Discovery: ports.Free(t, "127.0.0.1"), DiscoveryLogLevel: ports.Free(t, "127.0.0.1"), NATS: ports.Free(t, "127.0.0.1"),
-			CC: ports.Free(t, "127.0.0.1"), CCInternal: ports.Free(t, "127.0.0.1"), CCAdmin: ports.Free(t, "127.0.0.1"),
-		},
-		Log: testWriter{t},
-	}
+	o := testOptions(t, dir, bins, backend, cells)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	t.Cleanup(func() {
-		if err := Down(context.Background(), dir, testWriter{t}); err != nil {
-			t.Errorf("cleanup down: %v", err)
-		}
-	})
+	downOnCleanup(t, dir)
 
 	st, err := Up(ctx, o)
 	if err != nil {
@@ -184,6 +170,34 @@ func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 	if err := Down(ctx, dir, nil); err != nil {
 		t.Errorf("second down: %v", err)
 	}
+}
+
+// testOptions are a test lab's options: its own names, an underlay and
+// free ports, so that it runs beside other labs and e2e tests.
+func testOptions(t *testing.T, dir, bins, backend string, cells int) Options {
+	return Options{
+		Dir: dir, Bins: bins, Cells: cells, Apps: cells, DB: DBSQLite, Backend: backend,
+		Names: netnstest.UniqueName("nml"),
+		// celltest takes 10.244.100-199: stay clear of concurrent e2e tests.
+		Underlay: fmt.Sprintf("10.244.%d.", 200+rand.IntN(50)),
+		Ports: Ports{
+			ControllerAPI: ports.Free(t, "127.0.0.1"), ControllerHealth: ports.Free(t, "127.0.0.1"), ControllerDebug: ports.Free(t, "127.0.0.1"),
+			External: ports.Free(t, "127.0.0.1"), ExternalDebug: ports.Free(t, "127.0.0.1"),
+			Internal: ports.Free(t, "127.0.0.1"), InternalHealth: ports.Free(t, "127.0.0.1"), InternalDebug: ports.Free(t, "127.0.0.1"),
+			Discovery: ports.Free(t, "127.0.0.1"), DiscoveryLogLevel: ports.Free(t, "127.0.0.1"), NATS: ports.Free(t, "127.0.0.1"),
+			CC: ports.Free(t, "127.0.0.1"), CCInternal: ports.Free(t, "127.0.0.1"), CCAdmin: ports.Free(t, "127.0.0.1"),
+		},
+		Log: testWriter{t},
+	}
+}
+
+// downOnCleanup removes the lab in dir when the test ends, whatever happened.
+func downOnCleanup(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if err := Down(context.Background(), dir, testWriter{t}); err != nil {
+			t.Errorf("cleanup down: %v", err)
+		}
+	})
 }
 
 // processesMentioning lists the processes whose command line names dir.
@@ -369,4 +383,59 @@ func uiShowsPolicy(t *testing.T, st *State, port int) {
 	if err != nil || d.App.GUID != be.GUID || len(d.Inbound) != 1 || d.Inbound[0].Source != fe.GUID {
 		t.Errorf("/ui/api/apps/%s: %v, want the frontend's policy inbound:\n%s", be.GUID, err, body)
 	}
+}
+
+// TestLabUpIPv6 is `scripts/lab up --ipv6`: two dual-stack cells, apps made
+// through garden-external-networker and the CNI chain. Every app gets its
+// IPv6 address (derived from its IPv4 one, as Garden's
+// garden.network.container-ipv6); the demo over IPv4 is unchanged; and with
+// the demo's policy (frontend → backend on the backend's port) the
+// frontend reaches the backend on its IPv6 address across cells. That
+// IPv6 is denied without the policy is the c2c enforcement's scenario
+// (src/agent/c2c, issue 18), checked by its own tests.
+func TestLabUpIPv6(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bins := t.TempDir()
+	if err := Build(bins, Binaries...); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "lab")
+	o := testOptions(t, dir, bins, BackendIPTables, 2)
+	o.IPv6 = true
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	downOnCleanup(t, dir)
+	st, err := Up(ctx, o)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	v6 := overlay6.MustParse(st.Plan.IPv6)
+	for _, a := range st.Apps {
+		if want := v6.Addr(netip.MustParseAddr(a.IP)).String(); a.IP6 != want {
+			t.Errorf("app %s (%s) has IPv6 %q, want %s", a.Name, a.IP, a.IP6, want)
+		}
+	}
+	report, err := Demo(ctx, st, testWriter{t})
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if got, want := report.Sequence(), "c2c denied → allowed → denied, asg denied → allowed → denied"; got != want {
+		t.Errorf("IPv4 demo on a dual-stack lab: %q, want %q", got, want)
+	}
+	fe, be := st.App("frontend"), st.App("backend")
+	if fe.Cell == be.Cell {
+		t.Fatalf("frontend and backend on the same cell %d", fe.Cell)
+	}
+	api := st.Plan.PolicyAPI(st.Token)
+	if err := api.CreatePolicies(ctx, []policy.Policy{policy.NewPolicy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)}); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://[%s]:%d/", be.IP6, be.Port)
+	eventually(t, 15*time.Second, func() error {
+		out, err := namespace.Run("ip", "netns", "exec", fe.NS, "curl", "-sS", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", url)
+		if err != nil || out != "200" {
+			return fmt.Errorf("curl %s from the frontend: %v %q", url, err, out)
+		}
+		return nil
+	})
 }

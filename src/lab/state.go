@@ -52,6 +52,7 @@ type AppState struct {
 	Cell     int       `json:"cell"`
 	NS       string    `json:"ns"`
 	IP       string    `json:"ip"`
+	IP6      string    `json:"ip6,omitempty"` // on a dual-stack lab (--ipv6)
 	Port     int       `json:"port"`
 	HostPort int       `json:"host_port"` // the cell's port mapped to Port
 	PID      int       `json:"pid"`

@@ -28,7 +28,7 @@ var shared = []string{
 	"src/garden", "src/gardenclient",
 	"src/sqldb", "src/iptables", "src/iptables/rules", "src/nft", "src/metadata", "src/lifecycle", "src/locket",
 	"src/netlinkx", "src/jsonhttp", "src/jsonenc", "src/observe",
-	"src/silk/overlay6", // the dual-stack address model every IPv6 component derives addresses with (a leaf)
+	"src/silk/overlay6", // the dual-stack address model: silk, the agent, the wrapper and the DNS adapter derive IPv6 addresses with it
 }
 
 // components are the daemons and clients, by subtree. A component imports

@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types040 "github.com/containernetworking/cni/pkg/types/040"
@@ -165,18 +163,7 @@ func TestAddCheckDelDualStack(t *testing.T) {
 	// CHECK with the dual-stack prevResult; a wrong IPv6 address, or an
 	// IPv6 neighbour gone, fails it.
 	check := func(ip6 string) error {
-		n, _ := NamesFor(net.ParseIP("10.255.17.2"))
-		prev, err := Result(n, "eth0", ctr.Path, net.ParseIP(ip6)).GetAsVersion("1.0.0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		if err := prev.PrintTo(&b); err != nil {
-			t.Fatal(err)
-		}
-		a := c.args(ctr, "ctr-1")
-		a.StdinData = []byte(strings.TrimSuffix(string(c.conf("1.0.0")), "}") + `,"prevResult":` + b.String() + "}")
-		return c.plugin.Check(context.Background(), a)
+		return c.plugin.Check(context.Background(), c.checkArgs(t, ctr, "ctr-1", "10.255.17.2", ip6))
 	}
 	if err := check("fd73:696c:6b::aff:1102"); err != nil {
 		t.Errorf("CHECK: %v", err)
@@ -208,39 +195,8 @@ func TestTwoContainersTalkIPv6(t *testing.T) {
 	a, b := netnstest.New(t, "a"), netnstest.New(t, "b")
 	ipA := c.add(t, a, "ctr-a").IPs[1].Address.IP
 	ipB := c.add(t, b, "ctr-b").IPs[1].Address.IP
-	var ln net.Listener
-	if err := b.Do(func() (err error) {
-		ln, err = net.Listen("tcp6", net.JoinHostPort(ipB.String(), "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan string, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		buf, _ := io.ReadAll(conn)
-		got <- conn.RemoteAddr().(*net.TCPAddr).IP.String() + " " + string(buf)
-	}()
-	if err := a.Do(func() error {
-		conn, err := net.DialTimeout("tcp6", ln.Addr().String(), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_, err = conn.Write([]byte("hello"))
-		return err
-	}); err != nil {
-		t.Fatalf("dial from A to B over IPv6: %v", err)
-	}
-	if msg := <-got; msg != ipA.String()+" hello" {
-		t.Errorf("B received %q", msg)
+	if got := hello(t, a, b, "tcp6", ipB); got != ipA.String() {
+		t.Errorf("B saw the connection from %s, want %s", got, ipA)
 	}
 }
 

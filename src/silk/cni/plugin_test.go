@@ -158,10 +158,16 @@ func TestAddCheckDel(t *testing.T) {
 	}
 }
 
-func (c *cell) checkArgs(t *testing.T, ctr *netnstest.NS, id, ip string) *skel.CmdArgs {
+// checkArgs are CHECK's arguments with ADD's result for ip (and, on a
+// dual-stack cell, ip6) as prevResult.
+func (c *cell) checkArgs(t *testing.T, ctr *netnstest.NS, id, ip string, ip6 ...string) *skel.CmdArgs {
 	t.Helper()
 	n, _ := NamesFor(net.ParseIP(ip))
-	res := Result(n, "eth0", ctr.Path, nil)
+	var v6 net.IP
+	if len(ip6) > 0 {
+		v6 = net.ParseIP(ip6[0])
+	}
+	res := Result(n, "eth0", ctr.Path, v6)
 	prev, err := res.GetAsVersion("1.0.0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,9 +191,20 @@ func TestTwoContainersTalk(t *testing.T) {
 		t.Fatalf("same IP %s", ipA)
 	}
 
+	if got := hello(t, a, b, "tcp4", ipB); got != ipA.String() {
+		t.Errorf("B saw the connection from %s, want %s", got, ipA)
+	}
+	c.del(t, a, "ctr-a")
+	c.del(t, b, "ctr-b")
+}
+
+// hello connects over network from a to a listener on ip in b, sends
+// "hello" and returns the source address b saw.
+func hello(t *testing.T, a, b *netnstest.NS, network string, ip net.IP) string {
+	t.Helper()
 	var ln net.Listener
 	if err := b.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(ipB.String(), "0"))
+		ln, err = net.Listen(network, net.JoinHostPort(ip.String(), "0"))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -203,10 +220,14 @@ func TestTwoContainersTalk(t *testing.T) {
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		buf, _ := io.ReadAll(conn)
-		got <- conn.RemoteAddr().(*net.TCPAddr).IP.String() + " " + string(buf)
+		if string(buf) != "hello" {
+			got <- "received " + string(buf)
+			return
+		}
+		got <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
 	}()
 	if err := a.Do(func() error {
-		conn, err := net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+		conn, err := net.DialTimeout(network, ln.Addr().String(), 5*time.Second)
 		if err != nil {
 			return err
 		}
@@ -214,13 +235,9 @@ func TestTwoContainersTalk(t *testing.T) {
 		_, err = conn.Write([]byte("hello"))
 		return err
 	}); err != nil {
-		t.Fatalf("dial from A to B: %v", err)
+		t.Fatalf("dial from A to B over %s: %v", network, err)
 	}
-	if msg := <-got; msg != ipA.String()+" hello" {
-		t.Errorf("B received %q", msg)
-	}
-	c.del(t, a, "ctr-a")
-	c.del(t, b, "ctr-b")
+	return <-got
 }
 
 func TestDelUnknownContainer(t *testing.T) {

@@ -359,3 +359,21 @@ func TestConvergeDualStackOnTheKernel(t *testing.T) {
 		t.Errorf("after the leases went: routes %q neighbours %q", routes, neighs)
 	}
 }
+
+// TestAddress6: the VTEP's IPv6 address is the lease's first address
+// mapped, with the lease's mapped length (a single-IP daemon's is a /128).
+func TestAddress6(t *testing.T) {
+	for lease, want := range map[string]string{
+		"10.255.17.0/24": "fd73:696c:6b::aff:1100/120",
+		"10.255.0.5/32":  "fd73:696c:6b::aff:5/128",
+		"10.255.30.1/24": "fd73:696c:6b::aff:1e01/120", // unmasked, as written (like the IPv4 address)
+	} {
+		got, err := address6(v6net, lease)
+		if err != nil || got.String() != want {
+			t.Errorf("address6(%s) = %s, %v; want %s", lease, got, err, want)
+		}
+	}
+	if _, err := address6(v6net, "fd00::/64"); err == nil {
+		t.Error("address6 of an IPv6 lease did not fail")
+	}
+}

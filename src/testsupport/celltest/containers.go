@@ -64,7 +64,14 @@ func (c *Cell) CNI(command, containerID, netnsPath string, opts ContainerOptions
 	if err != nil {
 		return "", err
 	}
-	cmd := c.NS.Command(filepath.Join(c.lab.Bins, "cni-wrapper-plugin"))
+	return c.execPlugin("cni-wrapper-plugin", command, containerID, netnsPath, stdin)
+}
+
+// execPlugin runs the plugin binary in the cell as a runtime does, with
+// CNI_* variables and the config on stdin, and returns its stdout; a
+// non-zero exit is returned as an error carrying the output.
+func (c *Cell) execPlugin(plugin, command, containerID, netnsPath string, stdin []byte) (string, error) {
+	cmd := c.NS.Command(filepath.Join(c.lab.Bins, plugin))
 	cmd.Env = append(os.Environ(),
 		"CNI_COMMAND="+command, "CNI_CONTAINERID="+containerID, "CNI_NETNS="+netnsPath,
 		"CNI_IFNAME=eth0", "CNI_PATH="+c.lab.Bins)
@@ -72,7 +79,7 @@ func (c *Cell) CNI(command, containerID, netnsPath string, opts ContainerOptions
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("cni-wrapper-plugin %s: %v: stdout %s stderr %s", command, err, stdout.String(), stderr.String())
+		return stdout.String(), fmt.Errorf("%s %s: %v: stdout %s stderr %s", plugin, command, err, stdout.String(), stderr.String())
 	}
 	return stdout.String(), nil
 }
@@ -86,24 +93,8 @@ func (c *Cell) AddContainer(t testing.TB, opts ContainerOptions) *Container {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var result struct {
-		IPs []struct {
-			Address string `json:"address"`
-		} `json:"ips"`
-	}
-	if err := json.Unmarshal([]byte(out), &result); err != nil || len(result.IPs) == 0 {
-		t.Fatalf("ADD result %q: %v", out, err)
-	}
-	ip, _, err := net.ParseCIDR(result.IPs[0].Address)
-	if err != nil {
-		t.Fatalf("ADD result address %q: %v", result.IPs[0].Address, err)
-	}
-	ctr := &Container{Cell: c, ID: id, NS: ns, IP: ip.String()}
-	for _, r := range result.IPs[1:] {
-		if ip6, _, err := net.ParseCIDR(r.Address); err == nil && ip6.To4() == nil {
-			ctr.IP6 = ip6.String()
-		}
-	}
+	ip, ip6 := resultIPs(t, out)
+	ctr := &Container{Cell: c, ID: id, NS: ns, IP: ip, IP6: ip6}
 	// Runs before the namespace's own cleanup (LIFO), as Garden deletes the
 	// network before the container.
 	t.Cleanup(func() {
@@ -114,6 +105,35 @@ func (c *Cell) AddContainer(t testing.TB, opts ContainerOptions) *Container {
 		}
 	})
 	return ctr
+}
+
+// resultIPs reads an ADD result's IPv4 address and, on a dual-stack cell,
+// its IPv6 address ("" otherwise).
+func resultIPs(t testing.TB, out string) (ip, ip6 string) {
+	t.Helper()
+	var result struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal([]byte(out), &result); err != nil || len(result.IPs) == 0 {
+		t.Fatalf("ADD result %q: %v", out, err)
+	}
+	for _, r := range result.IPs {
+		a, _, err := net.ParseCIDR(r.Address)
+		switch {
+		case err != nil:
+			t.Fatalf("ADD result address %q: %v", r.Address, err)
+		case a.To4() != nil && ip == "":
+			ip = a.String()
+		case a.To4() == nil && ip6 == "":
+			ip6 = a.String()
+		}
+	}
+	if ip == "" {
+		t.Fatalf("ADD result %q has no IPv4 address", out)
+	}
+	return ip, ip6
 }
 
 // Delete runs CNI DEL for the container.
