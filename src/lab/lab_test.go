@@ -425,9 +425,10 @@ func flowLogsShowAllowedAndDenied(t *testing.T, st *State) {
 }
 
 // uiShowsFlows reads the backend's panel from policy-server's /ui/ API
-// (ui_cells: the lab's agents, which serve their cell's flow log): its
-// flows hold an allowed connection from the frontend with bytes each way,
-// and its denied connections one from the frontend.
+// (ui_cells: the lab's agents, which serve their cell's flow log and
+// per-app metrics): its flows hold an allowed connection from the
+// frontend with bytes each way, its denied connections one from the
+// frontend, and its metrics inbound connections allowed and denied.
 func uiShowsFlows(t *testing.T, st *State) {
 	t.Helper()
 	fe, be := st.App("frontend"), st.App("backend")
@@ -445,7 +446,11 @@ func uiShowsFlows(t *testing.T, st *State) {
 			return f.SourceIP == fe.IP && f.DestinationApp == be.GUID && f.Protocol == "tcp" && f.Port == be.Port
 		}
 		var allowed, denied *observe.Flow
+		var counters map[string]float64
 		for _, a := range d.Activity {
+			if a.Source == observe.AppMetricsSource {
+				counters = a.Counters
+			}
 			for i, f := range a.Flows {
 				if a.Source == observe.FlowLogSource && f.Verdict == observe.VerdictAllowed && fromFrontend(f) && f.BytesOut > 0 && f.BytesIn > 0 {
 					allowed = &a.Flows[i]
@@ -457,9 +462,10 @@ func uiShowsFlows(t *testing.T, st *State) {
 				denied = &d.Denied[i]
 			}
 		}
-		if allowed == nil || denied == nil {
-			return fmt.Errorf("%s: want an allowed flow and a denied connection from the frontend (%s):\n%s", url, fe.IP, body)
+		if allowed == nil || denied == nil || counters["connections in allowed"] < 1 || counters["connections in denied"] < 1 {
+			return fmt.Errorf("%s: want an allowed flow and a denied connection from the frontend (%s), and the agent's connections in allowed and denied:\n%s", url, fe.IP, body)
 		}
+		t.Logf("/ui/ backend panel: per-app metrics %v", counters)
 		t.Logf("/ui/ backend panel: allowed %+v", *allowed)
 		t.Logf("/ui/ backend panel: denied %+v", *denied)
 		return nil

@@ -57,10 +57,10 @@ func chromium(t *testing.T, url string, args ...string) []byte {
 // flows come from a cell agent's flow endpoint over an iptables-logger
 // flow log: the allowed flow is there from the start, the denied one is
 // written after the page's first read and shows only because the panel
-// refreshes itself.
+// refreshes itself. The per-app metrics of the cell's agent add counters.
 func TestUIInChromium(t *testing.T) {
 	ui, srv := uiLab(t)
-	ui.Activity = []ActivitySource{liveFlowLog(t)}
+	ui.Activity = []ActivitySource{liveFlowLog(t), CellMetrics{fakeMetricsCell{name: "10.244.0.12:8721", text: strings.ReplaceAll(agentMetrics, `app_guid="b"`, `app_guid="`+back.GUID+`"`)}}}
 	url := srv.URL + "/#app=" + back.GUID + "&trace=" + front.GUID + "," + back.GUID + ",tcp,8080"
 
 	dom := string(chromium(t, url, "--dump-dom"))
@@ -73,7 +73,8 @@ func TestUIInChromium(t *testing.T) {
 		`data-verdict="allowed">ALLOWED</p>`,           // the trace
 		`<td>frontend → backend</td><td>tcp 8080</td><td class="ok">allowed</td><td>273 / 1268</td>`,       // the allowed flow
 		`<li class="fail">frontend → backend tcp 8080 <span class="muted">2026-12-06 17:41:00</span></li>`, // the denied one, after a refresh
-		`<td>flows denied</td><td>1</td>`, // the source's counters
+		`<td>flows denied</td><td>1</td>`, // the flow source's counters
+		`<b>per-app metrics (vxlan-policy-agent)</b>`, `<td>connections in denied</td><td>3</td>`, // the agents' series
 		`2 apps, 1 connections`,
 	} {
 		if !strings.Contains(dom, want) {

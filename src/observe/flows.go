@@ -251,17 +251,26 @@ func (cs CellFlows) Activity(ctx context.Context, guid string) (Activity, error)
 	return a, nil
 }
 
-// FlowSources is the page's flow source over the cells that serve flows
-// (AgentDebug does): none when no cell does.
-func FlowSources(cells []Cell) []ActivitySource {
+// ActivitySources are the page's traffic sources over the cells' agents
+// (AgentDebug serves both): the flow logs (CellFlows) and the per-app
+// metrics (CellMetrics); none when no cell serves them.
+func ActivitySources(cells []Cell) []ActivitySource {
 	var fc CellFlows
+	var mc CellMetrics
 	for _, c := range cells {
 		if f, ok := c.(FlowCell); ok {
 			fc = append(fc, f)
 		}
+		if m, ok := c.(MetricsCell); ok {
+			mc = append(mc, m)
+		}
 	}
-	if len(fc) == 0 {
-		return nil
+	var out []ActivitySource
+	if len(fc) > 0 {
+		out = append(out, fc)
 	}
-	return []ActivitySource{fc}
+	if len(mc) > 0 {
+		out = append(out, mc)
+	}
+	return out
 }

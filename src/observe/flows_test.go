@@ -197,12 +197,18 @@ func TestCellFlows(t *testing.T) {
 	}
 }
 
-func TestFlowSources(t *testing.T) {
-	if s := FlowSources([]Cell{&fakeCell{name: "c1"}}); s != nil {
-		t.Errorf("cells without flows: %v, want none", s)
+func TestActivitySources(t *testing.T) {
+	if s := ActivitySources([]Cell{&fakeCell{name: "c1"}}); s != nil {
+		t.Errorf("cells without flows or metrics: %v, want none", s)
 	}
-	s := FlowSources([]Cell{&fakeCell{name: "c1"}, NewAgentDebug("10.0.0.1:8721", time.Second)})
-	if cf, ok := s[0].(CellFlows); len(s) != 1 || !ok || len(cf) != 1 || cf[0].Name() != "10.0.0.1:8721" {
-		t.Errorf("sources %v, want the agent's flows", s)
+	s := ActivitySources([]Cell{&fakeCell{name: "c1"}, NewAgentDebug("10.0.0.1:8721", time.Second)})
+	if len(s) != 2 {
+		t.Fatalf("sources %v, want the agent's flows and metrics", s)
+	}
+	if cf, ok := s[0].(CellFlows); !ok || len(cf) != 1 || cf[0].Name() != "10.0.0.1:8721" {
+		t.Errorf("first source %v, want the agent's flows", s[0])
+	}
+	if cm, ok := s[1].(CellMetrics); !ok || len(cm) != 1 || cm[0].Name() != "10.0.0.1:8721" {
+		t.Errorf("second source %v, want the agent's metrics", s[1])
 	}
 }

@@ -146,7 +146,7 @@ func debugHandler(sink *lager.ReconfigurableSink, sender *metrics.Sender, st *st
 	for _, c := range cells {
 		ui.Cells = append(ui.Cells, observe.NewAgentDebug(c, uiCellTimeout))
 	}
-	ui.Activity = observe.FlowSources(ui.Cells)
+	ui.Activity = observe.ActivitySources(ui.Cells)
 	mux.Handle("/ui/", http.StripPrefix("/ui", ui.Handler()))
 	mux.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 	return mux
