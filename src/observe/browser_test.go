@@ -73,7 +73,7 @@ func TestUIInChromium(t *testing.T) {
 		`data-verdict="allowed">ALLOWED</p>`,           // the trace
 		`<td>frontend → backend</td><td>tcp 8080</td><td class="ok">allowed</td><td>273 / 1268</td>`,       // the allowed flow
 		`<li class="fail">frontend → backend tcp 8080 <span class="muted">2026-12-06 17:41:00</span></li>`, // the denied one, after a refresh
-		`<td>flows denied</td><td>1</td>`, // the flow source's counters
+		`<td>flows denied</td><td>1</td>`,                                                         // the flow source's counters
 		`<b>per-app metrics (vxlan-policy-agent)</b>`, `<td>connections in denied</td><td>3</td>`, // the agents' series
 		`2 apps, 1 connections`,
 	} {
