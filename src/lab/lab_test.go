@@ -383,11 +383,17 @@ func uiShowsPolicy(t *testing.T, st *State, port int) {
 	}
 }
 
+// httpExchangeBytes is the least a backend's answer to one of the
+// frontend's calls brings back in IP bytes: handshake and close (about
+// 112) plus the HTTP response ("200 hello from backend (ip:port)" and
+// its headers). A connection closed before its request carries less.
+const httpExchangeBytes = 300
+
 // flowLogsShowAllowedAndDenied waits until the cells' iptables-logger
 // flow logs hold the demo's connections from the frontend to the backend:
 // on the frontend's cell a flow-allowed record naming the frontend as
 // source, on the backend's cell a flow-allowed record naming the backend
-// as destination (both with bytes each way, from conntrack's DESTROY
+// as destination (both with bytes each way, the answer's included, from conntrack's DESTROY
 // events), and on the backend's cell a flow-denied record naming the
 // backend (from its DENY_C2C_ line).
 func flowLogsShowAllowedAndDenied(t *testing.T, st *State) {
@@ -414,7 +420,7 @@ func flowLogsShowAllowedAndDenied(t *testing.T, st *State) {
 				if !ok || f.Verdict != c.verdict || !c.match(f) || f.SourceIP != fe.IP || f.DestinationIP != be.IP || f.Protocol != "tcp" || f.Port != be.Port || f.BytesOut == 0 {
 					continue
 				}
-				if c.verdict == observe.VerdictDenied || f.BytesIn > 0 {
+				if c.verdict == observe.VerdictDenied || f.BytesIn >= httpExchangeBytes {
 					t.Logf("cell %d's flow log %s:\n%s", c.cell, log, line)
 					return nil
 				}
@@ -452,7 +458,7 @@ func uiShowsFlows(t *testing.T, st *State) {
 				counters = a.Counters
 			}
 			for i, f := range a.Flows {
-				if a.Source == observe.FlowLogSource && f.Verdict == observe.VerdictAllowed && fromFrontend(f) && f.BytesOut > 0 && f.BytesIn > 0 {
+				if a.Source == observe.FlowLogSource && f.Verdict == observe.VerdictAllowed && fromFrontend(f) && f.BytesOut > 0 && f.BytesIn >= httpExchangeBytes {
 					allowed = &a.Flows[i]
 				}
 			}
