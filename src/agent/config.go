@@ -78,6 +78,11 @@ type Config struct {
 	// (0: appmetrics.DefaultMaxSeries).
 	EnableAppMetrics    bool `json:"enable_app_metrics"`
 	AppMetricsMaxSeries int  `json:"app_metrics_max_series"`
+	// netman: the cell's iptables-logger output_log_file. Set, the debug
+	// server serves each app's recent flow records from it at
+	// /app-flows (observe.PathFlows), for `netman ui` and the policy
+	// server's /ui/ page.
+	FlowLogFile string `json:"flow_log_file"`
 	// netman: dual stack (package overlay6). Non-empty: every container
 	// also has the IPv6 address this /96 maps its IPv4 address to, and
 	// c2c policies and ASGs are enforced for IPv6 as well.

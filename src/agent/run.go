@@ -159,6 +159,9 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 	debug.Handle(observe.PathEnforced, enforcedHandler(policies, string(backend)))
 	debug.Handle(observe.PathContainers, containersHandler(policies, store, cfg.UnderlayIPs))
+	if cfg.FlowLogFile != "" {
+		debug.Handle(observe.PathFlows, observe.FlowsHandler(cfg.FlowLogFile))
+	}
 	debug.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 
 	// Up to a tenth of jitter keeps the cells from polling in lockstep.

@@ -8,12 +8,13 @@ import (
 )
 
 // Binaries are what a lab runs from its bin directory: the control plane,
-// the cell daemons, the CNI chain, Garden's networker, and netman-lab
+// the cell daemons (iptables-logger among them), the CNI chain, Garden's
+// networker, and netman-lab
 // itself (the apps, NATS, the route emitters and the DNS front ends are
 // netman-lab subcommands).
 var Binaries = []string{
 	"silk-controller", "policy-server", "policy-server-internal", "policy-server-asg-syncer", "service-discovery-controller",
-	"silk-daemon", "vxlan-policy-agent", "bosh-dns-adapter",
+	"silk-daemon", "vxlan-policy-agent", "bosh-dns-adapter", "iptables-logger",
 	"garden-external-networker", "cni-wrapper-plugin", "silk-cni",
 	"netman-lab",
 }

@@ -109,6 +109,9 @@ func (st *State) undo(ctx context.Context, r Resource, log io.Writer) error {
 		}
 		fmt.Fprintf(log, "==> removing %s\n", r.Name)
 		return removeFile(r.Name)
+	case KindSysctl:
+		fmt.Fprintf(log, "==> restoring %s = %s\n", strings.TrimPrefix(r.Name, "/proc/sys/"), r.Config)
+		return os.WriteFile(r.Name, []byte(r.Config+"\n"), 0o644)
 	case KindDatabase:
 		fmt.Fprintf(log, "==> dropping database %s\n", r.Name)
 		return dropDatabase(ctx, r.DB)

@@ -173,10 +173,16 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		Plan: Plan{
 			Dir: o.Dir, Bins: o.Bins, Prefix: o.Underlay, Ports: o.Ports, PollIntervalSeconds: 1, TokensFile: filepath.Join(o.Dir, "tokens.json"),
 			DNSServers: []string{DNSServer}, Backend: o.Backend,
+			// DENY_ lines, so that iptables-logger's flow log shows denied
+			// connections too.
+			C2CLogging: true,
 		},
 	}
 	if o.IPv6 {
 		st.Plan.IPv6 = overlay6.DefaultNetwork
+	}
+	for i := 1; i <= o.Cells; i++ {
+		st.Plan.UICells = append(st.Plan.UICells, st.Plan.Cell(i).AgentDebugURL())
 	}
 	if err := st.Save(); err != nil {
 		return nil, err
@@ -372,6 +378,12 @@ func (u *upper) cells() error {
 	st, p := u.st, &u.st.Plan
 	var nss []*namespace.NS
 	u.say("cells enforce policy with %s (enforcement_backend of every agent and cni-wrapper-plugin)", p.Backend)
+	// LOG rules in the cells' namespaces print nothing without it; down
+	// puts the value found back.
+	u.say("%s = 1 (iptables-logger reads the cells' LOG lines from /dev/kmsg)", strings.TrimPrefix(NFLogAllNetns, "/proc/sys/"))
+	if err := u.sysctl(NFLogAllNetns, "1"); err != nil {
+		return err
+	}
 	for i := 1; i <= u.o.Cells; i++ {
 		c := p.Cell(i)
 		name := fmt.Sprintf("%s-cell%d", st.Names, i)
@@ -388,9 +400,13 @@ func (u *upper) cells() error {
 		if err := namespace.Attach(st.Bridge, ns, outside, "ul0", c.UnderlayIP+"/24", p.RootIP()); err != nil {
 			return err
 		}
-		// Cells forward between their containers and the underlay.
-		if _, err := namespace.Run("ip", "netns", "exec", name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"); err != nil {
-			return err
+		// Cells forward between their containers and the underlay. A closed
+		// TCP connection leaves conntrack (and reaches iptables-logger's
+		// flow log) a second after its close instead of TIME_WAIT's 120 s.
+		for _, set := range []string{"echo 1 > /proc/sys/net/ipv4/ip_forward", "echo " + strconv.Itoa(cellTimeWaitSeconds) + " > " + tcpTimeWait} {
+			if _, err := namespace.Run("ip", "netns", "exec", name, "sh", "-c", set); err != nil {
+				return err
+			}
 		}
 		if err := writeCellFiles(p, c); err != nil {
 			return err
@@ -426,11 +442,57 @@ func (u *upper) cells() error {
 		}); err != nil {
 			return fmt.Errorf("vxlan-policy-agent on cell %d: %w", i+1, err)
 		}
+		if err := u.logger(ns, c); err != nil {
+			return err
+		}
 		if err := u.cellDiscovery(ns, c); err != nil {
 			return err
 		}
 	}
 	return st.Save()
+}
+
+// The kernel settings the lab's flow logs need.
+const (
+	// NFLogAllNetns lets LOG rules in namespaces other than the initial
+	// one print (host-wide); the lab sets it to 1 and down restores it.
+	NFLogAllNetns = "/proc/sys/net/netfilter/nf_log_all_netns"
+	// tcpTimeWait is conntrack's TIME_WAIT timeout in a cell's namespace.
+	tcpTimeWait         = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait"
+	cellTimeWaitSeconds = 1
+)
+
+// sysctl writes value to the /proc/sys file path in this namespace,
+// recording the value it had first so that down restores it.
+func (u *upper) sysctl(path, value string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("the kernel has no %s: %w", path, err)
+	}
+	if err := u.st.Made(Resource{Kind: KindSysctl, Name: path, Config: strings.TrimSpace(string(old))}); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(value+"\n"), 0o644)
+}
+
+// logger starts the cell's iptables-logger in the cell's namespace, where
+// conntrack sees the cell's forwarded connections, and waits until it
+// listens for conntrack's events.
+func (u *upper) logger(ns *namespace.NS, c CellPlan) error {
+	u.say("cell %d: starting iptables-logger (flow log %s)", c.Index, c.IPTablesLog())
+	proc, err := u.spawn(ns, filepath.Join(c.Dir, "iptables-logger.log"), "iptables-logger", "-config-file", filepath.Join(c.Dir, "iptables-logger.json"))
+	if err != nil {
+		return err
+	}
+	if err := WaitFor(proc, 30*time.Second, func() error {
+		if !strings.Contains(proc.Output(), "flow-logger.listening") {
+			return errors.New("not listening for conntrack events yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("iptables-logger on cell %d: %w", c.Index, err)
+	}
+	return nil
 }
 
 // writeCellFiles writes a cell's configs and the directories they name.
@@ -446,6 +508,7 @@ func writeCellFiles(p *Plan, c CellPlan) error {
 	}{
 		{c.Dir, "silk-daemon.json", p.SilkDaemon(c)},
 		{c.Dir, "vxlan-policy-agent.json", p.LabAgent(c)},
+		{c.Dir, "iptables-logger.json", p.LabIPTablesLogger(c)},
 		{c.CNIConfigDir(), ConflistName, p.Conflist(c)},
 		{c.GardenDir(), "adapter.json", p.Adapter(c)},
 		{c.Dir, filepath.Base(c.AdapterConfig()), p.BoshDNSAdapter()},

@@ -49,9 +49,16 @@ func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 	defer cancel()
 	downOnCleanup(t, dir)
 
+	logAllNetns, err := os.ReadFile(NFLogAllNetns)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := Up(ctx, o)
 	if err != nil {
 		t.Fatalf("up: %v", err)
+	}
+	if b, err := os.ReadFile(NFLogAllNetns); err != nil || strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("nf_log_all_netns during the lab: %q %v, want 1", b, err)
 	}
 	if err := Status(dir, testWriter{t}); err != nil {
 		t.Errorf("status: %v", err)
@@ -125,6 +132,8 @@ func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 	// counted the allowed and the denied ones (enable_app_metrics), and
 	// the policy-server's /ui/ page shows the policy `netman add` makes.
 	appMetricsShowAllowedAndDenied(t, st)
+	flowLogsShowAllowedAndDenied(t, st)
+	uiShowsFlows(t, st)
 	traceThroughEnvFile(t, ctx, string(env), report.Backend.Port, func() { uiShowsPolicy(t, st, report.Backend.Port) })
 
 	procs := st.Procs()
@@ -166,6 +175,9 @@ func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
 		if _, err := os.Stat(filepath.Join(EtcNetns, a.NS)); !os.IsNotExist(err) {
 			t.Errorf("%s still there: %v", filepath.Join(EtcNetns, a.NS), err)
 		}
+	}
+	if b, err := os.ReadFile(NFLogAllNetns); err != nil || string(b) != string(logAllNetns) {
+		t.Errorf("nf_log_all_netns after down: %q %v, want %q as before up", b, err, logAllNetns)
 	}
 	if err := Down(ctx, dir, nil); err != nil {
 		t.Errorf("second down: %v", err)
@@ -436,6 +448,101 @@ func TestLabUpIPv6(t *testing.T) {
 		if err != nil || out != "200" {
 			return fmt.Errorf("curl %s from the frontend: %v %q", url, err, out)
 		}
+		return nil
+	})
+}
+
+// httpExchangeBytes is the least a backend's answer to one of the
+// frontend's calls brings back in IP bytes: handshake and close (about
+// 112) plus the HTTP response ("200 hello from backend (ip:port)" and
+// its headers). A connection closed before its request carries less.
+const httpExchangeBytes = 300
+
+// flowLogsShowAllowedAndDenied waits until the cells' iptables-logger
+// flow logs hold the demo's connections from the frontend to the backend:
+// on the frontend's cell a flow-allowed record naming the frontend as
+// source, on the backend's cell a flow-allowed record naming the backend
+// as destination (both with bytes each way, the answer's included, from conntrack's DESTROY
+// events), and on the backend's cell a flow-denied record naming the
+// backend (from its DENY_C2C_ line).
+func flowLogsShowAllowedAndDenied(t *testing.T, st *State) {
+	t.Helper()
+	fe, be := st.App("frontend"), st.App("backend")
+	checks := []struct {
+		cell    int
+		verdict string
+		match   func(f observe.Flow) bool
+	}{
+		{fe.Cell, observe.VerdictAllowed, func(f observe.Flow) bool { return f.SourceApp == fe.GUID }},
+		{be.Cell, observe.VerdictAllowed, func(f observe.Flow) bool { return f.DestinationApp == be.GUID }},
+		{be.Cell, observe.VerdictDenied, func(f observe.Flow) bool { return f.DestinationApp == be.GUID }},
+	}
+	for _, c := range checks {
+		log := st.Plan.Cell(c.cell).IPTablesLog()
+		eventually(t, 90*time.Second, func() error {
+			b, err := os.ReadFile(log)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				f, ok := observe.ParseFlowRecord([]byte(line))
+				if !ok || f.Verdict != c.verdict || !c.match(f) || f.SourceIP != fe.IP || f.DestinationIP != be.IP || f.Protocol != "tcp" || f.Port != be.Port || f.BytesOut == 0 {
+					continue
+				}
+				if c.verdict == observe.VerdictDenied || f.BytesIn >= httpExchangeBytes {
+					t.Logf("cell %d's flow log %s:\n%s", c.cell, log, line)
+					return nil
+				}
+			}
+			return fmt.Errorf("no flow-%s record from the frontend (%s) to the backend (%s:%d) in cell %d's %s:\n%s", c.verdict, fe.IP, be.IP, be.Port, c.cell, log, tail(string(b), 10))
+		})
+	}
+}
+
+// uiShowsFlows reads the backend's panel from policy-server's /ui/ API
+// (ui_cells: the lab's agents, which serve their cell's flow log and
+// per-app metrics): its flows hold an allowed connection from the
+// frontend with bytes each way, its denied connections one from the
+// frontend, and its metrics inbound connections allowed and denied.
+func uiShowsFlows(t *testing.T, st *State) {
+	t.Helper()
+	fe, be := st.App("frontend"), st.App("backend")
+	url := fmt.Sprintf("http://127.0.0.1:%d/ui/api/apps/%s", st.Plan.Ports.ExternalDebug, be.GUID)
+	eventually(t, 30*time.Second, func() error {
+		body, err := get(url)
+		if err != nil {
+			return err
+		}
+		var d observe.AppDetail
+		if err := json.Unmarshal([]byte(body), &d); err != nil {
+			return fmt.Errorf("%s: %v\n%s", url, err, body)
+		}
+		fromFrontend := func(f observe.Flow) bool {
+			return f.SourceIP == fe.IP && f.DestinationApp == be.GUID && f.Protocol == "tcp" && f.Port == be.Port
+		}
+		var allowed, denied *observe.Flow
+		var counters map[string]float64
+		for _, a := range d.Activity {
+			if a.Source == observe.AppMetricsSource {
+				counters = a.Counters
+			}
+			for i, f := range a.Flows {
+				if a.Source == observe.FlowLogSource && f.Verdict == observe.VerdictAllowed && fromFrontend(f) && f.BytesOut > 0 && f.BytesIn >= httpExchangeBytes {
+					allowed = &a.Flows[i]
+				}
+			}
+		}
+		for i, f := range d.Denied {
+			if fromFrontend(f) {
+				denied = &d.Denied[i]
+			}
+		}
+		if allowed == nil || denied == nil || counters["connections in allowed"] < 1 || counters["connections in denied"] < 1 {
+			return fmt.Errorf("%s: want an allowed flow and a denied connection from the frontend (%s), and the agent's connections in allowed and denied:\n%s", url, fe.IP, body)
+		}
+		t.Logf("/ui/ backend panel: per-app metrics %v", counters)
+		t.Logf("/ui/ backend panel: allowed %+v", *allowed)
+		t.Logf("/ui/ backend panel: denied %+v", *denied)
 		return nil
 	})
 }

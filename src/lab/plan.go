@@ -59,6 +59,9 @@ type Plan struct {
 	// cell not marked IPv4Only is dual-stack: its silk-daemon, agent and
 	// wrapper configs carry ipv6_overlay_network. "" is IPv4 only.
 	IPv6 string
+	// UICells is policy-server's ui_cells: the agents' debug servers its
+	// /ui/ page reads (AgentDebugURL of each cell). Empty renders [].
+	UICells []string
 }
 
 // Ports are the control plane's ports in the root namespace. The API ports
@@ -236,6 +239,7 @@ func (p *Plan) PolicyServer() external.Config {
 		DebugServerHost: "127.0.0.1", DebugServerPort: p.Ports.ExternalDebug,
 		AuthTokensFile: p.TokensFile, ClientConfig: auth.ClientConfig{RequestTimeout: 5}, Database: p.PolicyDB, DatabaseMigrationTimeout: 60,
 		TagLength: 2, MetronAddress: metronAddress, CleanupInterval: 3600, MaxPolicies: 150,
+		UICells: append([]string{}, p.UICells...),
 	}
 }
 
@@ -250,12 +254,14 @@ func (p *Plan) PolicyServerInternal() internalapi.Config {
 }
 
 // LabAgent is the agent config the lab writes: Agent's, with the per-app
-// series on the debug server's /metrics (docs/observability.md). celltest
+// series on the debug server's /metrics and the cell's flow log at
+// /app-flows (docs/observability.md). celltest
 // starts its agents from Agent, without them: an agent counts a container
 // from its next cycle, and the e2e tests compare whole rulesets.
 func (p *Plan) LabAgent(c CellPlan) agent.Config {
 	cfg := p.Agent(c)
 	cfg.EnableAppMetrics = true
+	cfg.FlowLogFile = c.IPTablesLog()
 	return cfg
 }
 
@@ -397,6 +403,23 @@ func (p *Plan) IPTablesLogger(c CellPlan, output string) iptableslogger.Config {
 		LogTimestampFormat: iptableslogger.FormatRFC3339,
 	}
 }
+
+// LabIPTablesLogger is the iptables-logger config the lab writes:
+// IPTablesLogger's, writing to the cell's IPTablesLog, with flow logs on
+// (docs/observability.md#flow-logs). celltest's loggers, started from
+// IPTablesLogger, write packet events only: its tests compare whole logs.
+func (p *Plan) LabIPTablesLogger(c CellPlan) iptableslogger.Config {
+	cfg := p.IPTablesLogger(c, c.IPTablesLog())
+	cfg.EnableFlowLogs, cfg.FlowLogsPerSec = true, labFlowLogsPerSec
+	return cfg
+}
+
+// labFlowLogsPerSec is the lab's flow_logs_per_sec: the BOSH job's default.
+const labFlowLogsPerSec = 1000
+
+// IPTablesLog is the cell's iptables-logger output_log_file: the packet
+// events and flow records of the cell's containers.
+func (c CellPlan) IPTablesLog() string { return filepath.Join(c.Dir, "iptables.log") }
 
 // WriteJSON writes v as indented JSON to dir/name and returns the path.
 func WriteJSON(dir, name string, v any) (string, error) {

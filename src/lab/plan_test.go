@@ -149,6 +149,14 @@ func TestPlanConfigsLoad(t *testing.T) {
 	if logger.ContainerMetadataFile != wrapper.Datastore || logger.HostIP != c.UnderlayIP {
 		t.Errorf("iptables-logger: %+v", logger)
 	}
+	// The lab's logger writes flow records where its agent serves them from.
+	labLogger, err := iptableslogger.LoadConfig(write(c.Dir, "iptables-logger.json", p.LabIPTablesLogger(c)))
+	if err != nil {
+		t.Errorf("lab iptables-logger: %v", err)
+	}
+	if !labLogger.EnableFlowLogs || labLogger.OutputLogFile != c.IPTablesLog() || p.LabAgent(c).FlowLogFile != c.IPTablesLog() || p.Agent(c).FlowLogFile != "" {
+		t.Errorf("lab iptables-logger %+v, lab agent's flow_log_file %q: want flow logs into the file the agent serves", labLogger, p.LabAgent(c).FlowLogFile)
+	}
 }
 
 // TestPlanDualStack: with Plan.IPv6 set every cell's silk-daemon, agent and

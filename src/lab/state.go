@@ -84,6 +84,7 @@ const (
 	KindProc      = "proc"      // Proc
 	KindContainer = "container" // Name is the handle; NS the cell; Config the adapter.json
 	KindFile      = "file"      // Name: a file, or a directory removed when empty, outside the lab's dir
+	KindSysctl    = "sysctl"    // Name: a /proc/sys file of the root namespace; Config the value it had
 )
 
 // Resource is one thing the lab made.

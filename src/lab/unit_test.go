@@ -243,3 +243,31 @@ func TestListeningOnAll(t *testing.T) {
 		t.Errorf("port %d on 127.0.0.1 taken for every address", port)
 	}
 }
+
+// TestDownRestoresSysctl: a kernel setting up changed (KindSysctl) gets
+// the value it had back at down (here a file standing in for the
+// /proc/sys one).
+func TestDownRestoresSysctl(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	setting := filepath.Join(t.TempDir(), "nf_log_all_netns")
+	if err := os.WriteFile(setting, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := &State{Dir: dir, Names: "nmx"}
+	if err := st.Made(Resource{Kind: KindSysctl, Name: setting, Config: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	if err := Down(context.Background(), dir, &log); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(setting); err != nil || string(b) != "0\n" {
+		t.Errorf("setting after down: %q %v, want the value before up", b, err)
+	}
+	if !strings.Contains(log.String(), "==> restoring "+setting+" = 0") {
+		t.Errorf("down's log lacks the restore:\n%s", log.String())
+	}
+}

@@ -17,27 +17,37 @@ import (
 //go:embed ui.html
 var uiPage []byte
 
-// Flow is one connection as a flow source saw it: the apps at both ends,
-// the protocol and destination port, the verdict (allowed or denied) and
-// the bytes each way where known.
+// Flow is one connection as a flow source saw it: the apps at both ends
+// (GUIDs; "" for an end that is no app container of the reporting cell)
+// and their addresses, the protocol and destination port, the verdict
+// (allowed or denied), the bytes and packets each way (out: from the
+// source) where known, and the cell that reported it.
 type Flow struct {
 	Time           time.Time `json:"time"`
 	SourceApp      string    `json:"source_app"`
 	DestinationApp string    `json:"destination_app"`
+	SourceIP       string    `json:"source_ip,omitempty"`
+	DestinationIP  string    `json:"destination_ip,omitempty"`
 	Protocol       string    `json:"protocol"`
 	Port           int       `json:"port"`
 	Verdict        string    `json:"verdict"`
 	BytesOut       int64     `json:"bytes_out,omitempty"`
 	BytesIn        int64     `json:"bytes_in,omitempty"`
+	PacketsOut     int64     `json:"packets_out,omitempty"`
+	PacketsIn      int64     `json:"packets_in,omitempty"`
+	DurationMS     int64     `json:"duration_ms,omitempty"`
+	Cell           string    `json:"cell,omitempty"`
 }
 
 // Activity is what one source knows about an app's traffic: its recent
 // flows and its counters (bytes, packets, connections allowed and
-// denied), named as the source names them.
+// denied), named as the source names them, and what it could not read
+// (a cell that did not answer) while it still had an answer.
 type Activity struct {
 	Source   string             `json:"source"`
 	Flows    []Flow             `json:"flows,omitempty"`
 	Counters map[string]float64 `json:"counters,omitempty"`
+	Problems []string           `json:"-"`
 }
 
 // ActivitySource is the page's extension point for traffic data (per-app
@@ -224,6 +234,9 @@ func (u *UI) detail(ctx context.Context, guid string) (AppDetail, error) {
 		if err != nil {
 			d.Problems = append(d.Problems, a.Source+": "+err.Error())
 			continue
+		}
+		for _, p := range a.Problems {
+			d.Problems = append(d.Problems, a.Source+": "+p)
 		}
 		d.Activity = append(d.Activity, a)
 		for _, f := range a.Flows {

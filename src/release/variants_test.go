@@ -383,6 +383,25 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "flows on the page",
+			change: func(t *testing.T, d Deployment) Deployment {
+				d = withJob(t, d, "vxlan-policy-agent", func(j *Job) {
+					j.Properties["flow_log_file"] = "/var/vcap/sys/log/iptables-logger/iptables.log"
+				})
+				return withJob(t, d, "policy-server", func(j *Job) { j.Properties["ui_cells"] = []string{"10.0.16.5:8721"} })
+			},
+			check: func(t *testing.T, r rendering) {
+				vpa := jsonFile(t, r, "vxlan-policy-agent", "config/vxlan-policy-agent.json")
+				if vpa["flow_log_file"] != "/var/vcap/sys/log/iptables-logger/iptables.log" {
+					t.Errorf("flow_log_file %v", vpa["flow_log_file"])
+				}
+				ps := jsonFile(t, r, "policy-server", "config/policy-server.json")
+				if cells, _ := ps["ui_cells"].([]any); len(cells) != 1 || cells[0] != "10.0.16.5:8721" {
+					t.Errorf("ui_cells %v", ps["ui_cells"])
+				}
+			},
+		},
+		{
 			name:   "IPv4 only by default: no ipv6_overlay_network anywhere",
 			change: func(t *testing.T, d Deployment) Deployment { return d },
 			check: func(t *testing.T, r rendering) {

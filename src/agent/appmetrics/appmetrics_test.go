@@ -280,12 +280,13 @@ func TestEnvelopes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("after %d envelopes: %v", len(got), err)
 			}
-			var env events.Envelope
-			if err := proto.Unmarshal(buf[:n], &env); err != nil {
-				t.Fatal(err)
+			env, v2 := asLoggregatorReadsIt(t, buf[:n])
+			// loggregator files it under the app's instance.
+			if v2.sourceID != "app-a" || v2.instanceID != "0" || v2.counter != env.GetCounterEvent().GetName() || v2.tags["origin"] != "vxlan-policy-agent" {
+				t.Errorf("loggregator reads %+v, want source app-a instance 0, origin vxlan-policy-agent", v2)
 			}
 			tg := env.GetTags()
-			got[env.GetCounterEvent().GetName()+"/"+tg["direction"]+"/"+tg["verdict"]] = &env
+			got[env.GetCounterEvent().GetName()+"/"+tg["direction"]+"/"+tg["verdict"]] = env
 		}
 		return got
 	}
@@ -315,4 +316,54 @@ func TestEnvelopes(t *testing.T) {
 	if ce := got["netman_app_network_bytes/in/"].GetCounterEvent(); ce.GetTotal() != 3500 || ce.GetDelta() != 500 {
 		t.Errorf("bytes in: total %d delta %d, want 3500 500", ce.GetTotal(), ce.GetDelta())
 	}
+}
+
+// v2Envelope is what loggregator's agent makes of a v1 envelope it
+// received on its dropsonde UDP port (its v1 → v2 conversion): the
+// source_id and instance_id tags become the envelope's own fields, the
+// origin and the other tags stay tags, a counter event becomes a counter.
+type v2Envelope struct {
+	sourceID, instanceID string
+	counter              string // the counter's name ("" for another event)
+	tags                 map[string]string
+}
+
+// asLoggregatorReadsIt decodes a datagram as loggregator's dropsonde
+// unmarshaller does and fails the test where it would drop it: a
+// malformed message or one missing a required field (origin, eventType),
+// or an envelope whose event does not match its type (the per-app series
+// are CounterEvents). Then it converts it the
+// way loggregator files it (v2Envelope).
+func asLoggregatorReadsIt(t *testing.T, datagram []byte) (*events.Envelope, v2Envelope) {
+	t.Helper()
+	var env events.Envelope
+	// proto2 required fields: proto.Unmarshal refuses an envelope without
+	// origin or eventType, as the unmarshaller does.
+	if err := proto.Unmarshal(datagram, &env); err != nil {
+		t.Fatalf("loggregator would drop it: %v", err)
+	}
+	if env.GetEventType() != events.Envelope_CounterEvent || env.GetCounterEvent() == nil || env.GetCounterEvent().GetName() == "" {
+		t.Fatalf("event type %v with counter event %v: want a CounterEvent envelope carrying its named counter", env.GetEventType(), env.GetCounterEvent())
+	}
+	if env.GetOrigin() == "" || env.GetTimestamp() == 0 {
+		t.Errorf("origin %q timestamp %d: want both set", env.GetOrigin(), env.GetTimestamp())
+	}
+	v2 := v2Envelope{tags: map[string]string{"origin": env.GetOrigin()}}
+	for k, v := range env.GetTags() {
+		switch k {
+		case "source_id":
+			v2.sourceID = v
+		case "instance_id":
+			v2.instanceID = v
+		default:
+			v2.tags[k] = v
+		}
+	}
+	if v2.sourceID == "" {
+		// Without a source_id tag loggregator files it under
+		// deployment/job, not under any app.
+		t.Errorf("no source_id tag: loggregator would not file it under an app: %v", env.GetTags())
+	}
+	v2.counter = env.GetCounterEvent().GetName()
+	return &env, v2
 }

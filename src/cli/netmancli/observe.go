@@ -218,7 +218,7 @@ func serveUI(ctx context.Context, src observe.PolicySource, cells []observe.Cell
 	if err != nil {
 		return err
 	}
-	ui := &observe.UI{Policies: src, Cells: cells, Names: names, Filter: f}
+	ui := &observe.UI{Policies: src, Cells: cells, Names: names, Filter: f, Activity: observe.ActivitySources(cells)}
 	srv := &http.Server{Handler: ui.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	if _, err := fmt.Fprintf(stdout, "serving http://%s/ (Ctrl-C to stop)\n", ln.Addr()); err != nil {
 		ln.Close()

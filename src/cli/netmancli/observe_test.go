@@ -52,6 +52,15 @@ func agentDebug(t *testing.T, cs observe.Containers, e observe.Enforced) *httpte
 			_ = json.NewEncoder(w).Encode(cs)
 		case observe.PathEnforced:
 			_ = json.NewEncoder(w).Encode(e)
+		case observe.PathFlows:
+			// The cell's flow log: a denied connection to each of its apps.
+			f := observe.Flows{File: "iptables.log", Flows: []observe.Flow{}}
+			for _, c := range cs.Containers {
+				if c.AppGUID == r.URL.Query().Get("app_guid") {
+					f.Flows = append(f.Flows, observe.Flow{SourceIP: "10.255.11.2", DestinationApp: c.AppGUID, Protocol: "tcp", Port: 9999, Verdict: observe.VerdictDenied})
+				}
+			}
+			_ = json.NewEncoder(w).Encode(f)
 		default:
 			http.NotFound(w, r)
 		}
@@ -211,6 +220,8 @@ func TestUI(t *testing.T) {
 		"":                     "<title>netman: the policy graph</title>",
 		"graph.svg":            `data-name="frontend"`,
 		"api/apps/" + guidBack: `"inbound":[{"source":"` + guidFront,
+		// The cells' flow logs, through their agents.
+		"api/apps/" + guidBack + "?flows": `"denied":[{"time":"0001-01-01T00:00:00Z","source_app":"","destination_app":"` + guidBack + `","source_ip":"10.255.11.2"`,
 		"api/trace?source=" + guidFront + "&destination=" + guidBack + "&protocol=tcp&port=8080": `"verdict":"allowed"`,
 	} {
 		resp, err := http.Get(url + path)

@@ -7,6 +7,7 @@ package external
 import (
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/netman-release/netman/src/metrics"
@@ -46,6 +47,13 @@ type Config struct {
 	// Cloud Controller with a JSON file of bearer tokens; see
 	// auth.FileAuth. The uaa_* and cc_* keys are then not required.
 	AuthTokensFile string `json:"auth_tokens_file"`
+
+	// UICells (netman, optional) are the cells' vxlan-policy-agent debug
+	// servers (host:port or URL) the debug server's /ui/ page reads: the
+	// app instances, what each cell enforces, traces past the policy, and
+	// each app's recent flows from the cells' flow logs. Empty: the page
+	// shows the policies only.
+	UICells []string `json:"ui_cells"`
 
 	// CACertFile is rendered by upstream's template and ignored, as
 	// upstream ignores it.
@@ -92,6 +100,11 @@ func (c Config) Validate() error {
 	}
 	p.RequiredString("debug_server_host", c.DebugServerHost)
 	p.Port("debug_server_port", c.DebugServerPort)
+	for i, cell := range c.UICells {
+		if strings.TrimSpace(cell) == "" {
+			p.Addf("ui_cells[%d]: empty", i)
+		}
+	}
 
 	if c.FileAuth() {
 		p.ReadableFile("auth_tokens_file", c.AuthTokensFile)

@@ -61,6 +61,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 		"request_timeout":            0,
 		"allowed_cors_domains":       []string{""},
 		"max_open_connections":       -1,
+		"ui_cells":                   []string{"10.0.16.5:8721", " "},
 	}))
 	if err == nil {
 		t.Fatal("bad config accepted")
@@ -88,6 +89,7 @@ func TestConfigNamesEveryProblem(t *testing.T) {
 		"max_policies: must be at least 1",
 		"allowed_cors_domains[0]: empty domain",
 		"max_open_connections: must be at least 0",
+		"ui_cells[1]: empty",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)

@@ -94,7 +94,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	} else {
 		logger.Info("policy-cleaner-disabled", lager.Data{"reason": "auth_tokens_file is set: no Cloud Controller to ask which apps exist"})
 	}
-	members = append(members, lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.DebugAddress(), debugHandler(sink, sender, st), nil)})
+	members = append(members, lifecycle.Member{Name: "debug-server", Runner: lifecycle.HTTPServer(logger.Session("debug-server"), cfg.DebugAddress(), debugHandler(sink, sender, st, cfg.UICells), nil)})
 
 	logger.Info("starting external server", lager.Data{"listen-address": cfg.ListenHost, "port": cfg.ListenPort})
 	return lifecycle.RunContext(ctx, logger, members...)
@@ -138,14 +138,22 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 }
 
 // debugHandler is the debug server: upstream's log level, pprof and
-// metrics, and netman's read-only page of the policy graph under /ui/.
-func debugHandler(sink *lager.ReconfigurableSink, sender *metrics.Sender, st *store.Store) http.Handler {
+// metrics, and netman's read-only page of the policy graph under /ui/,
+// reading the cells' agents at cells (ui_cells) when given.
+func debugHandler(sink *lager.ReconfigurableSink, sender *metrics.Sender, st *store.Store, cells []string) http.Handler {
 	mux := http.NewServeMux()
 	ui := &observe.UI{Policies: storePolicies{st}}
+	for _, c := range cells {
+		ui.Cells = append(ui.Cells, observe.NewAgentDebug(c, uiCellTimeout))
+	}
+	ui.Activity = observe.ActivitySources(ui.Cells)
 	mux.Handle("/ui/", http.StripPrefix("/ui", ui.Handler()))
 	mux.Handle("/", lifecycle.DebugHandler(sink, sender.Registry()))
 	return mux
 }
+
+// uiCellTimeout bounds each request of the page to a cell's agent.
+const uiCellTimeout = 5 * time.Second
 
 // storePolicies reads the page's policies straight from the store.
 type storePolicies struct{ st *store.Store }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +21,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/netman-release/netman/src/mtls/mtlstest"
+	"github.com/netman-release/netman/src/observe"
 	"github.com/netman-release/netman/src/policyserver/auth"
 	"github.com/netman-release/netman/src/policyserver/external"
 	"github.com/netman-release/netman/src/policyserver/migratedb"
@@ -222,5 +225,45 @@ func TestRunTimesOutMigrating(t *testing.T) {
 	err := external.Run(context.Background(), logtest.New(t), nil, cfg)
 	if !errors.Is(err, migratedb.ErrMigrationTimeout) {
 		t.Errorf("err = %v, want the migration timeout", err)
+	}
+}
+
+// TestDebugUIReadsCells: with ui_cells the debug server's page reads the
+// cells' agents: the app's instance from /c2c-containers and its flows
+// from /app-flows (here one agent's debug server, faked).
+func TestDebugUIReadsCells(t *testing.T) {
+	agent := http.NewServeMux()
+	agent.HandleFunc("GET "+observe.PathContainers, func(w http.ResponseWriter, r *http.Request) {
+		observe.WriteJSON(w, observe.Containers{Containers: []observe.Container{{Handle: "h-b", IP: "10.255.12.2", AppGUID: "b"}}}, nil, 0)
+	})
+	agent.HandleFunc("GET "+observe.PathEnforced, func(w http.ResponseWriter, r *http.Request) {
+		observe.WriteJSON(w, observe.Enforced{Backend: "iptables"}, nil, 0)
+	})
+	agent.HandleFunc("GET "+observe.PathFlows, func(w http.ResponseWriter, r *http.Request) {
+		observe.WriteJSON(w, observe.Flows{Flows: []observe.Flow{{SourceIP: "10.255.11.2", DestinationApp: r.URL.Query().Get("app_guid"), Protocol: "tcp", Port: 8080, Verdict: observe.VerdictDenied}}}, nil, 0)
+	})
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+
+	cfg := baseConfig(t)
+	cfg.AuthTokensFile = filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(cfg.AuthTokensFile, []byte(`{"lab-admin": {"user_name": "admin", "scopes": ["network.admin"]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.UICells = []string{srv.URL}
+	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.ListenPort)
+	c := &http.Client{Timeout: 10 * time.Second}
+	start(t, cfg, c, base)
+
+	code, _, body := call(t, c, "GET", fmt.Sprintf("http://127.0.0.1:%d/ui/api/apps/b", cfg.DebugServerPort), "", "")
+	var d observe.AppDetail
+	if err := json.Unmarshal([]byte(body), &d); code != 200 || err != nil {
+		t.Fatalf("/ui/api/apps/b = %d %v %s", code, err, body)
+	}
+	if len(d.Instances) != 1 || d.Instances[0].IP != "10.255.12.2" {
+		t.Errorf("instances %+v, want the agent's container", d.Instances)
+	}
+	if len(d.Denied) != 1 || d.Denied[0].SourceIP != "10.255.11.2" || d.Denied[0].DestinationApp != "b" {
+		t.Errorf("denied %+v, want the agent's denied flow", d.Denied)
 	}
 }
