@@ -49,15 +49,19 @@ type Options struct {
 	PollSeconds      int // the agents' poll_interval (5)
 	LeasePollSeconds int // silk-daemon's lease_poll_interval_seconds (30)
 
-	Changes      int           // policy changes measured in scenario 2 (10)
-	Restart      int           // cells restarted together in scenario 3 (50)
-	Leases       int           // cells of scenario 5 (2,047)
-	Idle         time.Duration // steady-state measuring window (30 s)
-	Warmup       time.Duration // long-poll mode: wait after convergence before measuring it (30 s)
-	SlowDB       time.Duration // latency added to every query in scenario 6 (300 ms)
-	SlowFor      time.Duration // how long the database stays slow (20 s)
-	StaleAfter   time.Duration // a change not enforced by then is stale (30 s)
-	Log          io.Writer     // progress lines; nil: none
+	Changes    int           // policy changes measured in scenario 2 (10)
+	Restart    int           // cells restarted together in scenario 3 (50)
+	Leases     int           // cells of scenario 5 (2,047)
+	Idle       time.Duration // steady-state measuring window (30 s)
+	Warmup     time.Duration // long-poll mode: wait after convergence before measuring it (30 s)
+	SlowDB     time.Duration // latency added to every query in scenario 6 (300 ms)
+	SlowFor    time.Duration // how long the database stays slow (20 s)
+	StaleAfter time.Duration // a change not enforced by then is stale (30 s)
+	// ServerCPUs, when set, pins the server children to these CPUs
+	// (taskset's list syntax, e.g. "1"), apart from the simulated cells
+	// (run netman-fleet itself under taskset on the others).
+	ServerCPUs   string
+	Log          io.Writer // progress lines; nil: none
 	CellLogLevel lager.LogLevel
 }
 
@@ -298,6 +302,7 @@ func (f *Fleet) newSilkController(name string, db sqldb.Config, network string, 
 		return nil, err
 	}
 	return &server{
+		cpus: f.opts.ServerCPUs,
 		name: SilkController, cfgPath: path, control: fmt.Sprintf("127.0.0.1:%d", p[3]),
 		health: fmt.Sprintf("http://127.0.0.1:%d/health", p[1]), logPath: filepath.Join(f.opts.Dir, name+".log"),
 		listen: fmt.Sprint(p[0]),
@@ -331,6 +336,7 @@ func (f *Fleet) newPolicyServer() (*server, error) {
 	f.externalURL = fmt.Sprintf("http://127.0.0.1:%d", p[0])
 	f.token = fleetToken
 	return &server{
+		cpus: f.opts.ServerCPUs,
 		name: PolicyServer, cfgPath: path, control: fmt.Sprintf("127.0.0.1:%d", p[2]),
 		health: f.externalURL + "/", logPath: filepath.Join(f.opts.Dir, PolicyServer+".log"), listen: fmt.Sprint(p[0]),
 	}, nil
@@ -353,6 +359,7 @@ func (f *Fleet) newInternal() (*server, error) {
 	}
 	f.internalURL = fmt.Sprintf("https://127.0.0.1:%d", p[0])
 	return &server{
+		cpus: f.opts.ServerCPUs,
 		name: PolicyServerInternal, cfgPath: path, control: fmt.Sprintf("127.0.0.1:%d", p[3]),
 		health: fmt.Sprintf("http://127.0.0.1:%d/health", p[1]), logPath: filepath.Join(f.opts.Dir, PolicyServerInternal+".log"),
 		listen: fmt.Sprint(p[0]),
