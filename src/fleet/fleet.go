@@ -120,6 +120,7 @@ type Fleet struct {
 	apps                 []app
 	policyCountByCell    []int // seeded policies enforced on each cell
 	rulesLost            atomicCounter
+	startRetries         atomicCounter // cell start-ups retried (startCells)
 	converged            time.Time // when Start's cells had all converged
 }
 
@@ -223,7 +224,7 @@ func (f *Fleet) Start(ctx context.Context) error {
 		return err
 	}
 	f.converged = time.Now()
-	f.logf("%d cells converged in %s", f.opts.Cells, time.Since(t0).Round(time.Millisecond))
+	f.logf("%d cells converged in %s (%d start-ups retried)", f.opts.Cells, time.Since(t0).Round(time.Millisecond), f.startRetries.load())
 	return nil
 }
 

@@ -18,6 +18,12 @@ const (
 	// pollTimeout bounds one read, so a hung database cannot wedge waiters
 	// beyond their own deadline.
 	pollTimeout = 5 * time.Second
+	// loadTimeout bounds one read of a policy watcher (NewPolicyWatcher),
+	// which reloads every policy when the stamp moved: on a busy server
+	// that takes seconds, and a read given up too early answered every
+	// parked long-poll with 500 at once. Waiters still answer at their own
+	// wait cap meanwhile.
+	loadTimeout = MaxLongPollWait
 )
 
 // errNoAnswer means the watcher could not answer a waiter (it is stopped,
@@ -45,6 +51,8 @@ type Watcher struct {
 
 	wake chan struct{} // first waiter arrived, or a local write happened
 
+	readTimeout time.Duration // bound of one read: pollTimeout, loadTimeout
+
 	// differ and log serve targeted waits (NewPolicyWatcher); log is
 	// guarded by mu.
 	differ *policyDiffer
@@ -57,7 +65,7 @@ func NewWatcher(read func(context.Context) (int64, error), interval time.Duratio
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
-	return &Watcher{read: read, interval: interval, changed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	return &Watcher{read: read, interval: interval, changed: make(chan struct{}), wake: make(chan struct{}, 1), readTimeout: pollTimeout}
 }
 
 // NewPolicyWatcher returns a watcher of the policies' stamp that also
@@ -67,6 +75,7 @@ func NewWatcher(read func(context.Context) (int64, error), interval time.Duratio
 func NewPolicyWatcher(snapshot PolicySnapshot, interval time.Duration) *Watcher {
 	w := NewWatcher(nil, interval)
 	w.differ = &policyDiffer{snapshot: snapshot}
+	w.readTimeout = loadTimeout
 	return w
 }
 
@@ -95,7 +104,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 		last = time.Now()
-		readCtx, cancel := context.WithTimeout(ctx, pollTimeout)
+		readCtx, cancel := context.WithTimeout(ctx, w.readTimeout)
 		v, st, err := w.readOnce(readCtx)
 		cancel()
 		if ctx.Err() != nil {

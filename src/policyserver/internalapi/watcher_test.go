@@ -234,11 +234,21 @@ type policySet struct {
 	mu       sync.Mutex
 	version  int64
 	policies []policy.Policy
+	loaded   int64         // version of the last read
+	load     time.Duration // a read at a new version takes this long
 }
 
-func (s *policySet) PolicySnapshot(context.Context) (int64, []policy.Policy, error) {
+func (s *policySet) PolicySnapshot(ctx context.Context) (int64, []policy.Policy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.version != s.loaded && s.load > 0 {
+		select {
+		case <-time.After(s.load):
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		}
+	}
+	s.loaded = s.version
 	return s.version, s.policies, nil
 }
 
@@ -421,6 +431,24 @@ func TestTargetedWaitAnswersAtOnceBeyondTheLog(t *testing.T) {
 	res := waitForAsync(w, s.version, idSet("app-z"), 300*time.Millisecond)
 	if r := <-res; r.d < 300*time.Millisecond || r.v != s.version {
 		t.Errorf("WaitFor(since in the log) = %d after %s; want it to wait", r.v, r.d)
+	}
+}
+
+// Reloading the policies after a change may take longer than a stamp read
+// may (a busy server took seconds at 60,000 policies): a slow reload must
+// not answer every parked long-poll with a read failure.
+func TestSlowReloadDoesNotFailWaiters(t *testing.T) {
+	s := &policySet{}
+	base := s.set(pol("app-a", "app-b", 1))
+	w := startPolicyWatcher(t, s, 10*time.Millisecond)
+	res := waitForAsync(w, base, idSet("app-a"), 20*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	s.mu.Lock()
+	s.load = pollTimeout + 500*time.Millisecond
+	s.mu.Unlock()
+	now := s.set(pol("app-a", "app-b", 2))
+	if r := <-res; r.err != nil || r.v != now {
+		t.Fatalf("WaitFor across a slow reload = %d, %v; want %d", r.v, r.err, now)
 	}
 }
 
