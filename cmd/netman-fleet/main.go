@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&opts.LeasePollSeconds, "lease-poll-seconds", 30, "silk-daemon lease_poll_interval_seconds")
 	flag.DurationVar(&opts.Idle, "idle", 0, "steady-state window (default 30s)")
 	flag.DurationVar(&opts.SlowDB, "slow-db", 0, "latency added to every policy database query in scenario 6 (default 300ms)")
+	flag.StringVar(&opts.ServerCPUs, "server-cpus", "", "pin the server children to these CPUs (taskset list, e.g. 1); run netman-fleet under taskset on the others")
 	scenarios := flag.String("scenario", "1,2,3,4,5,6", "scenarios to run, comma-separated")
 	dir := flag.String("dir", "", "working directory (default a new temporary one)")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")

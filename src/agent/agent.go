@@ -37,7 +37,7 @@ const (
 type PolicySource interface {
 	Policies(ctx context.Context, ids ...string) ([]c2c.Policy, error)
 	LastUpdated(ctx context.Context) (int64, bool, error)
-	WaitLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (int64, bool, error)
+	WaitPolicies(ctx context.Context, since int64, ids []string, wait, grace time.Duration) (Stamp, error)
 	CreateOrGetTag(ctx context.Context, id, groupType string) (string, error)
 }
 

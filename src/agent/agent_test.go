@@ -88,13 +88,16 @@ func (f *fakeServer) LastUpdated(context.Context) (int64, bool, error) {
 	return f.version, f.longPoll, f.err
 }
 
-func (f *fakeServer) WaitLastUpdated(ctx context.Context, since int64, wait, _ time.Duration) (int64, bool, error) {
+// WaitPolicies ignores ids: every change answers, as on a server without
+// targeted long-polls.
+func (f *fakeServer) WaitPolicies(ctx context.Context, since int64, _ []string, wait, _ time.Duration) (Stamp, error) {
 	f.mu.Lock()
 	f.waits++
 	f.mu.Unlock()
-	return fakeLongPoll(ctx, &f.mu, since, wait, func() (int64, chan struct{}, bool, error) {
+	v, offered, err := fakeLongPoll(ctx, &f.mu, since, wait, func() (int64, chan struct{}, bool, error) {
 		return f.version, f.changed, f.longPoll, f.err
 	})
+	return Stamp{Value: v, LongPoll: offered}, err
 }
 
 // fakeLongPoll answers a long-poll of a fake server's version: at once when

@@ -138,7 +138,7 @@ func newASGCycle(logger lager.Logger, sender *metrics.Sender, store *metadata.St
 	return &asgCycle{
 		logger: logger, sender: sender, store: store, syncer: syncer, cache: cache, kick: kick,
 		stamp: newWatcher(logger, sender, "asg-long-poll", MetricASGLongPollFailures,
-			stamps.SecurityGroupsLastUpdated, stamps.WaitSecurityGroupsLastUpdated, lp, kick),
+			stamps.SecurityGroupsLastUpdated, untargeted(stamps.WaitSecurityGroupsLastUpdated), lp, kick),
 	}
 }
 

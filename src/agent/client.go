@@ -148,7 +148,27 @@ func (c *Client) LastUpdated(ctx context.Context) (v int64, longPoll bool, err e
 // did not come from a long-poll capable server (which then answered at
 // once, ignoring the wait).
 func (c *Client) WaitLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
-	return c.waitVersion(ctx, policiesLastUpdatedPath, since, wait, grace)
+	s, err := c.waitVersion(ctx, policiesLastUpdatedPath, since, nil, wait, grace)
+	return s.Value, s.LongPoll, err
+}
+
+// Stamp is the answer of a long-poll of policies_last_updated.
+type Stamp struct {
+	Value int64
+	// Unchanged: Value is a later stamp than since at which the policies
+	// of the ids asked about are what they were at since.
+	Unchanged bool
+	// LongPoll: the answer came from a long-poll capable server.
+	LongPoll bool
+}
+
+// WaitPolicies is WaitLastUpdated for the policies of ids (the cell's app
+// and space guids, as given to Policies; nil: every change): netman's
+// server answers before wait only when a change touched one of them, and
+// after it with the latest stamp at which they are unchanged. An upstream
+// server ignores ids.
+func (c *Client) WaitPolicies(ctx context.Context, since int64, ids []string, wait, grace time.Duration) (Stamp, error) {
+	return c.waitVersion(ctx, policiesLastUpdatedPath, since, ids, wait, grace)
 }
 
 // SecurityGroupsLastUpdated is a plain read of newer upstream's
@@ -162,7 +182,8 @@ func (c *Client) SecurityGroupsLastUpdated(ctx context.Context) (v int64, longPo
 // as WaitLastUpdated does policies_last_updated, over the same long-poll
 // client (and so the same connections).
 func (c *Client) WaitSecurityGroupsLastUpdated(ctx context.Context, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
-	return c.waitVersion(ctx, securityGroupsLastUpdatedPath, since, wait, grace)
+	s, err := c.waitVersion(ctx, securityGroupsLastUpdatedPath, since, nil, wait, grace)
+	return s.Value, s.LongPoll, err
 }
 
 func (c *Client) readVersion(ctx context.Context, path string) (v int64, longPoll bool, err error) {
@@ -173,17 +194,27 @@ func (c *Client) readVersion(ctx context.Context, path string) (v int64, longPol
 	return v, h.Get(longPollHeader) == "1", nil
 }
 
-func (c *Client) waitVersion(ctx context.Context, path string, since int64, wait, grace time.Duration) (v int64, longPoll bool, err error) {
+// unchangedSinceHeader marks a targeted long-poll's answer as unchanged
+// since the since it echoes (policy-server-internal's
+// UnchangedSinceHeader).
+const unchangedSinceHeader = "X-Netman-Unchanged-Since"
+
+func (c *Client) waitVersion(ctx context.Context, path string, since int64, ids []string, wait, grace time.Duration) (Stamp, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+grace)
 	defer cancel()
 	q := url.Values{}
 	q.Set("wait", strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
 	q.Set("since", strconv.FormatInt(since, 10))
+	if ids != nil {
+		q.Set("id", strings.Join(ids, ","))
+	}
+	var v int64
 	h, err := c.longPoll.Do(ctx, jsonhttp.Request{Path: path + "?" + q.Encode()}, &v)
 	if err != nil {
-		return 0, false, err
+		return Stamp{}, err
 	}
-	return v, h.Get(longPollHeader) == "1", nil
+	sinceStr := strconv.FormatInt(since, 10)
+	return Stamp{Value: v, LongPoll: h.Get(longPollHeader) == "1", Unchanged: v != since && h.Get(unchangedSinceHeader) == sinceStr}, nil
 }
 
 // CreateOrGetTag asks for the tag of a non-app group (the ingress router).

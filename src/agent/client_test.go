@@ -25,19 +25,26 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // realServer is policy-server-internal's API over a fresh SQLite store.
 func realServer(t *testing.T) (*store.Store, *Client) {
 	t.Helper()
+	st, url := realServerURL(t)
+	return st, NewClient(url, nil, 5*time.Second)
+}
+
+// realServerURL is realServer's server, for clients of the caller's.
+func realServerURL(t *testing.T) (*store.Store, string) {
+	t.Helper()
 	logger := logtest.New(t)
 	sender, err := metrics.NewSender(nil, "test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := store.New(storetest.Open(t, "sqlite", logger), 2, sender)
-	w := internalapi.NewWatcher(st.LastUpdated, 10*time.Millisecond)
+	w := internalapi.NewPolicyWatcher(st.PolicySnapshot, 10*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); close(done) }()
 	srv := httptest.NewServer(internalapi.NewAPI(logger, st, st, w, sender).WatchSecurityGroups(runSGWatcher(t, st)).Handler(nil))
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return st, NewClient(srv.URL, nil, 5*time.Second)
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	return st, srv.URL
 }
 
 func TestClientAgainstPolicyServerInternal(t *testing.T) {

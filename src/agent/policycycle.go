@@ -43,12 +43,15 @@ type policyCycle struct {
 
 	logging atomic.Bool // iptables_c2c_logging, toggled by the debug server
 
-	mu        sync.Mutex // one cycle at a time: the poller and forced cycles
-	good      bool       // the last cycle succeeded and read the store's version
-	enforced  inputs     // what the last successful cycle enforced
-	lastRules int        // rules in the last enforced set, for the log
-	lastPlan  *c2cPlan   // what the last successful cycle enforced
-	lastRead  time.Time  // when the enforcer last read the kernel
+	mu       sync.Mutex // one cycle at a time: the poller and forced cycles
+	good     bool       // the last cycle succeeded and read the store's version
+	enforced inputs     // what the last successful cycle enforced
+	// enforcedIDs are the guids the last successful cycle fetched
+	// policies for (its long-polls' targets).
+	enforcedIDs []string
+	lastRules   int       // rules in the last enforced set, for the log
+	lastPlan    *c2cPlan  // what the last successful cycle enforced
+	lastRead    time.Time // when the enforcer last read the kernel
 	// driftEvery is how often an otherwise idle poller re-reads the kernel
 	// and puts back what was changed by hand (driftCheckInterval).
 	driftEvery time.Duration
@@ -105,8 +108,9 @@ func newPolicyCycle(logger lager.Logger, sender *metrics.Sender, store *metadata
 		logger: logger, updaterLog: logger.Session("rules-updater"), cycleLog: logger.Session("policy-cycle"),
 		store: store, client: client, enforcer: enforcer, sender: sender, rules: rules, kick: kick,
 		driftEvery: driftCheckInterval,
-		stamp:      newWatcher(logger, sender, "long-poll", MetricLongPollFailures, client.LastUpdated, client.WaitLastUpdated, lp, kick),
+		stamp:      newWatcher(logger, sender, "long-poll", MetricLongPollFailures, client.LastUpdated, client.WaitPolicies, lp, kick),
 	}
+	c.stamp.advance = c.advance
 	c.logging.Store(rules.logging)
 	return c
 }
@@ -175,7 +179,8 @@ func (c *policyCycle) Sync(ctx context.Context) error {
 
 	pollStart := time.Now()
 	var policies []c2c.Policy
-	if ids := guids(containers); len(ids) > 0 {
+	ids := guids(containers)
+	if len(ids) > 0 {
 		if policies, err = c.client.Policies(ctx, ids...); err != nil {
 			return c.failed(fmt.Errorf("get-rules: failed to get policies: %w", err))
 		}
@@ -202,9 +207,28 @@ func (c *policyCycle) Sync(ctx context.Context) error {
 		return c.failed(err)
 	}
 	c.sender.SendDuration(MetricTotalPoll, time.Since(start))
-	c.enforced, c.good = in, verr == nil
+	c.enforced, c.enforcedIDs, c.good = in, ids, verr == nil
 	c.status.succeeded(plan, in.policies)
+	// Long-polls now wake only for changes to these guids' policies.
+	c.stamp.setTargets(ids)
 	return nil
+}
+
+// advance takes a long-poll's word that the policies of ids are the same
+// at stamp to as at from: when the last cycle enforced them as of from,
+// for exactly those guids, it now counts as enforced as of to, with no
+// fetch. Otherwise it reports false and the stamp's move runs a cycle.
+func (c *policyCycle) advance(from, to int64, ids []string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.good || c.enforced.policies != from || !slices.Equal(c.enforcedIDs, ids) {
+		return false
+	}
+	c.enforced.policies = to
+	c.status.Lock()
+	c.status.stamp = to
+	c.status.Unlock()
+	return true
 }
 
 // enforce writes want through the backend. A failed write leaves the

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +34,17 @@ type longPollTiming struct {
 // server offers its long-poll form.
 type versionFunc func(ctx context.Context) (v int64, offered bool, err error)
 
-// waitFunc long-polls a version stamp (Client.WaitLastUpdated).
-type waitFunc func(ctx context.Context, since int64, wait, grace time.Duration) (v int64, offered bool, err error)
+// waitFunc long-polls a version stamp (Client.WaitPolicies), for the
+// policies of ids when they are not nil.
+type waitFunc func(ctx context.Context, since int64, ids []string, wait, grace time.Duration) (Stamp, error)
+
+// untargeted adapts a long-poll that takes no ids (security groups).
+func untargeted(wait func(ctx context.Context, since int64, wait, grace time.Duration) (int64, bool, error)) waitFunc {
+	return func(ctx context.Context, since int64, _ []string, w, grace time.Duration) (Stamp, error) {
+		v, offered, err := wait(ctx, since, w, grace)
+		return Stamp{Value: v, LongPoll: offered}, err
+	}
+}
 
 // kicker wakes a lifecycle poller (lifecycle.PollOptions.Kick). Its buffer
 // of one folds the kicks that come while the cycle runs into one more run.
@@ -73,6 +84,43 @@ type watcher struct {
 	// Shared between the cycle's poller and the watcher's long-poll.
 	seen    atomic.Int64 // newest value observed
 	healthy atomic.Bool  // a long-poll is parked and answering
+
+	// advance, when set, is told of an answer saying the policies of ids
+	// are unchanged from one stamp to a later one; it reports whether the
+	// cycle took the later stamp as its own (else the cycle is kicked).
+	advance func(from, to int64, ids []string) bool
+
+	mu      sync.Mutex
+	targets *[]string          // ids for long-polls (setTargets); nil: every change
+	cancel  context.CancelFunc // ends the parked long-poll (a retarget)
+}
+
+// setTargets makes the long-polls ask only about the policies of ids (the
+// guids the cycle fetched policies for). A long-poll parked with other ids
+// is ended and asked again with these.
+func (w *watcher) setTargets(ids []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.targets != nil && slices.Equal(*w.targets, ids) {
+		return
+	}
+	t := append([]string{}, ids...)
+	w.targets = &t
+	if w.cancel != nil {
+		w.cancel()
+	}
+}
+
+// startPoll returns the ids and context of the next long-poll.
+func (w *watcher) startPoll(ctx context.Context) ([]string, context.Context, context.CancelFunc) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pctx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	if w.targets == nil {
+		return nil, pctx, cancel
+	}
+	return *w.targets, pctx, cancel
 }
 
 func newWatcher(logger lager.Logger, sender *metrics.Sender, name, failures string, read versionFunc, wait waitFunc, timing longPollTiming, changed kicker) *watcher {
@@ -126,10 +174,17 @@ func (w *watcher) longPoll(ctx context.Context) {
 	for ctx.Err() == nil {
 		since := w.seen.Load()
 		t0 := time.Now()
-		v, offered, err := w.wait(ctx, since, w.timing.wait, w.timing.grace)
+		ids, pctx, cancel := w.startPoll(ctx)
+		a, err := w.wait(pctx, since, ids, w.timing.wait, w.timing.grace)
+		retargeted := pctx.Err() != nil
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
+		if retargeted {
+			continue // the cycle's guids changed: ask about the new ones
+		}
+		v, offered := a.Value, a.LongPoll
 		if err != nil {
 			w.healthy.Store(false)
 			w.sender.IncrementCounter(w.failures)
@@ -155,7 +210,9 @@ func (w *watcher) longPoll(ctx context.Context) {
 		w.healthy.Store(true)
 		if v != since {
 			w.seen.Store(v)
-			w.changed.kick()
+			if !a.Unchanged || w.advance == nil || !w.advance(since, v, ids) {
+				w.changed.kick()
+			}
 		} else if time.Since(t0) < longPollGap && !lifecycle.Sleep(ctx, longPollGap) {
 			return
 		}

@@ -288,6 +288,13 @@ func (c *cell) setFloor(n int) {
 	c.mu.Unlock()
 }
 
+// A cell whose start-up fails is started again after startRetryDelay, up
+// to startAttempts times in all.
+const (
+	startAttempts   = 5
+	startRetryDelay = 2 * time.Second
+)
+
 // startCells starts cells, 50 at a time (a fleet's max_in_flight).
 func (f *Fleet) startCells(ctx context.Context, cells []*cell) error {
 	sem := make(chan struct{}, 50)
@@ -300,7 +307,21 @@ func (f *Fleet) startCells(ctx context.Context, cells []*cell) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.start(ctx); err != nil {
+			// A failed start-up (the lease acquire timed out on a busy
+			// machine) is retried as monit restarts the daemon.
+			var err error
+			for attempt := range startAttempts {
+				if attempt > 0 {
+					f.startRetries.add(1)
+					if !lifecycle.Sleep(ctx, startRetryDelay) {
+						break
+					}
+				}
+				if err = c.start(ctx); err == nil {
+					break
+				}
+			}
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

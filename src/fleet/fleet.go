@@ -49,15 +49,19 @@ type Options struct {
 	PollSeconds      int // the agents' poll_interval (5)
 	LeasePollSeconds int // silk-daemon's lease_poll_interval_seconds (30)
 
-	Changes      int           // policy changes measured in scenario 2 (10)
-	Restart      int           // cells restarted together in scenario 3 (50)
-	Leases       int           // cells of scenario 5 (2,047)
-	Idle         time.Duration // steady-state measuring window (30 s)
-	Warmup       time.Duration // long-poll mode: wait after convergence before measuring it (30 s)
-	SlowDB       time.Duration // latency added to every query in scenario 6 (300 ms)
-	SlowFor      time.Duration // how long the database stays slow (20 s)
-	StaleAfter   time.Duration // a change not enforced by then is stale (30 s)
-	Log          io.Writer     // progress lines; nil: none
+	Changes    int           // policy changes measured in scenario 2 (10)
+	Restart    int           // cells restarted together in scenario 3 (50)
+	Leases     int           // cells of scenario 5 (2,047)
+	Idle       time.Duration // steady-state measuring window (30 s)
+	Warmup     time.Duration // long-poll mode: wait after convergence before measuring it (30 s)
+	SlowDB     time.Duration // latency added to every query in scenario 6 (300 ms)
+	SlowFor    time.Duration // how long the database stays slow (20 s)
+	StaleAfter time.Duration // a change not enforced by then is stale (30 s)
+	// ServerCPUs, when set, pins the server children to these CPUs
+	// (taskset's list syntax, e.g. "1"), apart from the simulated cells
+	// (run netman-fleet itself under taskset on the others).
+	ServerCPUs   string
+	Log          io.Writer // progress lines; nil: none
 	CellLogLevel lager.LogLevel
 }
 
@@ -116,6 +120,7 @@ type Fleet struct {
 	apps                 []app
 	policyCountByCell    []int // seeded policies enforced on each cell
 	rulesLost            atomicCounter
+	startRetries         atomicCounter // cell start-ups retried (startCells)
 	converged            time.Time // when Start's cells had all converged
 }
 
@@ -219,7 +224,7 @@ func (f *Fleet) Start(ctx context.Context) error {
 		return err
 	}
 	f.converged = time.Now()
-	f.logf("%d cells converged in %s", f.opts.Cells, time.Since(t0).Round(time.Millisecond))
+	f.logf("%d cells converged in %s (%d start-ups retried)", f.opts.Cells, time.Since(t0).Round(time.Millisecond), f.startRetries.load())
 	return nil
 }
 
@@ -298,6 +303,7 @@ func (f *Fleet) newSilkController(name string, db sqldb.Config, network string, 
 		return nil, err
 	}
 	return &server{
+		cpus: f.opts.ServerCPUs,
 		name: SilkController, cfgPath: path, control: fmt.Sprintf("127.0.0.1:%d", p[3]),
 		health: fmt.Sprintf("http://127.0.0.1:%d/health", p[1]), logPath: filepath.Join(f.opts.Dir, name+".log"),
 		listen: fmt.Sprint(p[0]),
@@ -331,6 +337,7 @@ func (f *Fleet) newPolicyServer() (*server, error) {
 	f.externalURL = fmt.Sprintf("http://127.0.0.1:%d", p[0])
 	f.token = fleetToken
 	return &server{
+		cpus: f.opts.ServerCPUs,
 		name: PolicyServer, cfgPath: path, control: fmt.Sprintf("127.0.0.1:%d", p[2]),
 		health: f.externalURL + "/", logPath: filepath.Join(f.opts.Dir, PolicyServer+".log"), listen: fmt.Sprint(p[0]),
 	}, nil
@@ -353,6 +360,7 @@ func (f *Fleet) newInternal() (*server, error) {
 	}
 	f.internalURL = fmt.Sprintf("https://127.0.0.1:%d", p[0])
 	return &server{
+		cpus: f.opts.ServerCPUs,
 		name: PolicyServerInternal, cfgPath: path, control: fmt.Sprintf("127.0.0.1:%d", p[3]),
 		health: fmt.Sprintf("http://127.0.0.1:%d/health", p[1]), logPath: filepath.Join(f.opts.Dir, PolicyServerInternal+".log"),
 		listen: fmt.Sprint(p[0]),

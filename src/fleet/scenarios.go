@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/netman-release/netman/src/lifecycle"
 )
 
 // Report is one run's results, printed and written as JSON.
@@ -370,6 +372,38 @@ func (f *Fleet) changesDuring(ctx context.Context, rng *rand.Rand, every time.Du
 	}
 }
 
+// changesAround makes a change every interval (changesDuring) from lead
+// before disrupt until settle after it returns, and returns the changes'
+// enforcement channels: the scaffold of the disruption scenarios.
+func (f *Fleet) changesAround(ctx context.Context, rng *rand.Rand, every, lead, settle time.Duration, disrupt func() error) ([]pending, error) {
+	stop := make(chan struct{})
+	var chans []pending
+	var changeErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chans, changeErr = f.changesDuring(ctx, rng, every, stop)
+	}()
+	err := func() error {
+		if !lifecycle.Sleep(ctx, lead) {
+			return ctx.Err()
+		}
+		if err := disrupt(); err != nil {
+			return err
+		}
+		if !lifecycle.Sleep(ctx, settle) {
+			return ctx.Err()
+		}
+		return nil
+	}()
+	close(stop)
+	<-done
+	if err != nil {
+		return nil, err
+	}
+	return chans, changeErr
+}
+
 // floors records every cell's current policy elements as its floor.
 func (f *Fleet) floors() {
 	for _, c := range f.cells {
@@ -388,34 +422,23 @@ func (f *Fleet) restartCells(ctx context.Context) (*Restart, error) {
 	for _, i := range picked {
 		cells = append(cells, f.cells[i])
 	}
-	stop := make(chan struct{})
-	var chans []pending
-	var changeErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		chans, changeErr = f.changesDuring(ctx, rng, 500*time.Millisecond, stop)
-	}()
-	t0 := time.Now()
-	var wg sync.WaitGroup
-	for _, c := range cells {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.stop() }()
-	}
-	wg.Wait()
-	if err := f.startCells(ctx, cells); err != nil {
-		close(stop)
-		<-done
-		return nil, err
-	}
+	var t0 time.Time
 	// The restarted cells have converged once each wrote (a restarted
 	// agent reads the kernel and enforces at once) or found nothing to
-	// change: wait for each one's first good cycle through its expectations.
-	time.Sleep(5 * time.Second)
-	close(stop)
-	<-done
-	if changeErr != nil {
-		return nil, changeErr
+	// change: 5 s after the restart, wait for each one's first good cycle
+	// through its expectations.
+	chans, err := f.changesAround(ctx, rng, 500*time.Millisecond, 0, 5*time.Second, func() error {
+		t0 = time.Now()
+		var wg sync.WaitGroup
+		for _, c := range cells {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.stop() }()
+		}
+		wg.Wait()
+		return f.startCells(ctx, cells)
+	})
+	if err != nil {
+		return nil, err
 	}
 	delays, stale, err := f.await(ctx, chans)
 	if err != nil {
@@ -450,29 +473,17 @@ func (f *Fleet) restartInternal(ctx context.Context) (*PSI, error) {
 	f.floors()
 	lost0 := f.rulesLost.load()
 	f.requests.take()
-	stop := make(chan struct{})
-	var chans []pending
-	var changeErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		chans, changeErr = f.changesDuring(ctx, rng, time.Second, stop)
-	}()
-	time.Sleep(2 * time.Second)
-	t0 := time.Now()
-	f.internal.stop()
-	stopped := time.Now()
-	if err := f.internal.start(ctx); err != nil {
-		close(stop)
-		<-done
+	var t0, stopped, up time.Time
+	chans, err := f.changesAround(ctx, rng, time.Second, 2*time.Second, 3*time.Second, func() error {
+		t0 = time.Now()
+		f.internal.stop()
+		stopped = time.Now()
+		err := f.internal.start(ctx)
+		up = time.Now()
+		return err
+	})
+	if err != nil {
 		return nil, err
-	}
-	up := time.Now()
-	time.Sleep(3 * time.Second)
-	close(stop)
-	<-done
-	if changeErr != nil {
-		return nil, changeErr
 	}
 	delays, stale, err := f.await(ctx, chans)
 	if err != nil {
@@ -496,26 +507,21 @@ func (f *Fleet) slowDB(ctx context.Context) (*SlowDB, error) {
 	f.floors()
 	lost0 := f.rulesLost.load()
 	f.requests.take()
-	if err := f.internal.setLatency(f.opts.SlowDB); err != nil {
-		return nil, err
-	}
-	stop := make(chan struct{})
-	var chans []pending
-	var changeErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		chans, changeErr = f.changesDuring(ctx, rng, 2*time.Second, stop)
-	}()
-	time.Sleep(f.opts.SlowFor)
-	close(stop)
-	<-done
-	if err := f.internal.setLatency(0); err != nil {
-		return nil, err
+	chans, err := f.changesAround(ctx, rng, 2*time.Second, 0, 0, func() error {
+		if err := f.internal.setLatency(f.opts.SlowDB); err != nil {
+			return err
+		}
+		if !lifecycle.Sleep(ctx, f.opts.SlowFor) {
+			return ctx.Err()
+		}
+		return nil
+	})
+	if lerr := f.internal.setLatency(0); err == nil {
+		err = lerr
 	}
 	recovered := time.Now()
-	if changeErr != nil {
-		return nil, changeErr
+	if err != nil {
+		return nil, err
 	}
 	latest := recovered
 	stale := 0

@@ -113,6 +113,7 @@ func serve(comp, cfgPath, control string) error {
 
 // server is one running child.
 type server struct {
+	cpus    string // taskset CPU list for the child; "": unpinned
 	name    string
 	cfgPath string
 	control string
@@ -145,6 +146,11 @@ func (s *server) start(ctx context.Context) error {
 	}
 	defer logFile.Close()
 	cmd := exec.Command(exe)
+	if s.cpus != "" {
+		// taskset pins the child before it execs, so all its threads
+		// inherit the CPU list.
+		cmd = exec.Command("taskset", "-c", s.cpus, exe)
+	}
 	cmd.Env = append(os.Environ(), envServe+"="+s.name, envConfig+"="+s.cfgPath, envControl+"="+s.control)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

@@ -61,6 +61,18 @@ const (
 	WaitParam = "wait"
 	// SinceParam is the value the client already has.
 	SinceParam = "since"
+	// IDsParam, on a long-poll of policies_last_updated, names the app
+	// and space guids the client fetches policies for (comma-separated,
+	// as in the policies query): only a change touching one of them, or
+	// a since older than the server's change log, answers before the
+	// wait is over. Without it every change answers.
+	IDsParam = "id"
+	// UnchangedSinceHeader is set (to since) on the answer of a targeted
+	// long-poll that ended with no change to its ids: the answer is a
+	// later stamp at which the policies of those ids are still what they
+	// were at since, so the client may take it as its own without
+	// fetching. An answer without it is a change (or could not be judged).
+	UnchangedSinceHeader = "X-Netman-Unchanged-Since"
 )
 
 // maxTagBody bounds PUT tags bodies; a tag request is under 200 bytes.
@@ -208,28 +220,40 @@ func putBuffer(b *[]byte) {
 
 func (a *API) lastUpdated(w http.ResponseWriter, r *http.Request) {
 	logger := requestLogger(r, a.logger).Session("policies-last-updated-internal")
-	a.serveVersion(w, r, logger, a.watcher, a.plainPolls, a.store.LastUpdated)
+	a.serveVersion(w, r, logger, a.watcher, a.plainPolls, a.store.LastUpdated, true)
 }
 
 // securityGroupsLastUpdated is newer upstream's security_groups_last_updated
 // (the security_groups_info stamp), with the same long-poll extension.
 func (a *API) securityGroupsLastUpdated(w http.ResponseWriter, r *http.Request) {
 	logger := requestLogger(r, a.logger).Session("security-groups-last-updated-internal")
-	a.serveVersion(w, r, logger, a.sgWatcher, a.sgPlainPolls, a.groups.SecurityGroupsLastUpdated)
+	a.serveVersion(w, r, logger, a.sgWatcher, a.sgPlainPolls, a.groups.SecurityGroupsLastUpdated, false)
 }
 
 // serveVersion answers a version route: a long-poll through watcher, else a
-// plain read through cache.
-func (a *API) serveVersion(w http.ResponseWriter, r *http.Request, logger lager.Logger, watcher *Watcher, cache *plainPollCache, read func(context.Context) (int64, error)) {
-	wait, since, longPoll, err := parseLongPoll(r.URL.Query())
+// plain read through cache. targets: the long-poll may name its guids
+// (IDsParam).
+func (a *API) serveVersion(w http.ResponseWriter, r *http.Request, logger lager.Logger, watcher *Watcher, cache *plainPollCache, read func(context.Context) (int64, error), targets bool) {
+	q := r.URL.Query()
+	wait, since, longPoll, err := parseLongPoll(q)
 	if err != nil {
 		a.errors.write(w, logger, http.StatusBadRequest, err, err.Error())
 		return
 	}
 	var v int64
+	var unchanged bool
 	err = errNoAnswer
 	if longPoll && wait > 0 && watcher != nil {
-		v, err = watcher.Wait(r.Context(), since, wait)
+		var ids map[string]struct{}
+		if list, ok := firstValue(q, IDsParam); ok && targets {
+			ids = make(map[string]struct{})
+			for _, id := range strings.Split(list, ",") {
+				ids[id] = struct{}{}
+			}
+		}
+		var a Answer
+		a, err = watcher.WaitFor(r.Context(), since, ids, wait)
+		v, unchanged = a.Value, a.Unchanged
 	}
 	if errors.Is(err, errNoAnswer) {
 		v, err = cache.get(r.Context(), read)
@@ -242,6 +266,9 @@ func (a *API) serveVersion(w http.ResponseWriter, r *http.Request, logger lager.
 		return
 	}
 	w.Header().Set(LongPollHeader, "1")
+	if unchanged {
+		w.Header().Set(UnchangedSinceHeader, strconv.FormatInt(since, 10))
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(strconv.AppendInt(nil, v, 10))
 }

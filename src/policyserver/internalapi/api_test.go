@@ -51,7 +51,7 @@ func newFixture(tb testing.TB, dbType string, logger lager.Logger) *fixture {
 		tb.Fatal(err)
 	}
 	st := store.New(db, 2, sender)
-	w := internalapi.NewWatcher(st.LastUpdated, 20*time.Millisecond)
+	w := internalapi.NewPolicyWatcher(st.PolicySnapshot, 20*time.Millisecond)
 	runWatcher(tb, w)
 	sgw := internalapi.NewWatcher(st.SecurityGroupsLastUpdated, 20*time.Millisecond)
 	runWatcher(tb, sgw)
@@ -259,6 +259,70 @@ func testLongPoll(t *testing.T, dbType string) {
 	if n := f.counter("InternalPoliciesLastUpdatedLongPollRequestCount"); n < 3 {
 		t.Errorf("long-polls counted under their own name: %d", n)
 	}
+}
+
+func TestTargetedLongPoll(t *testing.T) { dbtest.EachDialect(t, testTargetedLongPoll) }
+
+// A change written by another policy-server instance (straight to the
+// database: no local notification) wakes the long-polls naming its source
+// or destination app, both of them new apps given tags by the write, and
+// no other; those learn at the end of their wait that their policies are
+// unchanged at the new stamp.
+func testTargetedLongPoll(t *testing.T, dbType string) {
+	f := newFixture(t, dbType, logtest.New(t))
+	ctx := context.Background()
+	if err := f.store.Create(ctx, []policy.Policy{policyOf("app-a", "app-b", "tcp", 8080, 8080)}); err != nil {
+		t.Fatal(err)
+	}
+	since, err := f.store.LastUpdated(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := store.New(f.db, 2, nil) // another instance on the same database
+
+	const wait = 2 * time.Second
+	type answer struct {
+		rec *httptest.ResponseRecorder
+		d   time.Duration
+	}
+	poll := func(ids string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			start := time.Now()
+			rec := f.do(t, "GET", fmt.Sprintf("/networking/v1/internal/policies_last_updated?wait=%g&since=%d&id=%s", wait.Seconds(), since, ids), "")
+			ch <- answer{rec, time.Since(start)}
+		}()
+		return ch
+	}
+	polls := map[string]<-chan answer{
+		"source cell":      poll("app-c,app-new-src,space-1"),
+		"destination cell": poll("app-new-dst"),
+		"unrelated cell":   poll("app-a,app-b,space-1"),
+		"empty cell":       poll(""),
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := other.Create(ctx, []policy.Policy{policyOf("app-new-src", "app-new-dst", "tcp", 9090, 9090)}); err != nil {
+		t.Fatal(err)
+	}
+	now, err := f.store.LastUpdated(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range polls {
+		a := <-ch
+		woken := name == "source cell" || name == "destination cell"
+		check(t, a.rec, 200, strconv.FormatInt(now, 10))
+		unchanged := a.rec.Header().Get(internalapi.UnchangedSinceHeader)
+		switch {
+		case woken && (a.d > wait/2 || unchanged != ""):
+			t.Errorf("%s: answered after %s, %s=%q; want woken by the change", name, a.d, internalapi.UnchangedSinceHeader, unchanged)
+		case !woken && (a.d < wait || unchanged != strconv.FormatInt(since, 10)):
+			t.Errorf("%s: answered after %s, %s=%q; want unchanged since %d after the wait", name, a.d, internalapi.UnchangedSinceHeader, unchanged, since)
+		}
+	}
+
+	// Plain polls ignore id=.
+	check(t, f.do(t, "GET", "/networking/v1/internal/policies_last_updated?id=app-a", ""), 200, strconv.FormatInt(now, 10))
 }
 
 func TestSecurityGroupsLastUpdated(t *testing.T) {

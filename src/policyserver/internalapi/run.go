@@ -60,7 +60,7 @@ func Run(ctx context.Context, logger lager.Logger, sink *lager.ReconfigurableSin
 	}
 
 	st := store.New(db, cfg.TagLength, sender)
-	watcher := NewWatcher(st.LastUpdated, DefaultWatchInterval)
+	watcher := NewPolicyWatcher(st.PolicySnapshot, DefaultWatchInterval)
 	sgWatcher := NewWatcher(st.SecurityGroupsLastUpdated, DefaultWatchInterval)
 	api := NewAPI(logger, st, st, watcher, sender).WatchSecurityGroups(sgWatcher).CachePlainPolls(PlainPollTTL)
 	wrap := func(name string, h http.Handler) http.Handler {

@@ -18,6 +18,12 @@ const (
 	// pollTimeout bounds one read, so a hung database cannot wedge waiters
 	// beyond their own deadline.
 	pollTimeout = 5 * time.Second
+	// loadTimeout bounds one read of a policy watcher (NewPolicyWatcher),
+	// which reloads every policy when the stamp moved: on a busy server
+	// that takes seconds, and a read given up too early answered every
+	// parked long-poll with 500 at once. Waiters still answer at their own
+	// wait cap meanwhile.
+	loadTimeout = MaxLongPollWait
 )
 
 // errNoAnswer means the watcher could not answer a waiter (it is stopped,
@@ -44,6 +50,13 @@ type Watcher struct {
 	stopped bool
 
 	wake chan struct{} // first waiter arrived, or a local write happened
+
+	readTimeout time.Duration // bound of one read: pollTimeout, loadTimeout
+
+	// differ and log serve targeted waits (NewPolicyWatcher); log is
+	// guarded by mu.
+	differ *policyDiffer
+	log    changeLog
 }
 
 // NewWatcher returns a watcher reading with read every interval while
@@ -52,7 +65,18 @@ func NewWatcher(read func(context.Context) (int64, error), interval time.Duratio
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
-	return &Watcher{read: read, interval: interval, changed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	return &Watcher{read: read, interval: interval, changed: make(chan struct{}), wake: make(chan struct{}, 1), readTimeout: pollTimeout}
+}
+
+// NewPolicyWatcher returns a watcher of the policies' stamp that also
+// answers targeted waits (WaitFor): it reads the stamp through snapshot,
+// which loads the policies on each change, and logs which guids each
+// change touched.
+func NewPolicyWatcher(snapshot PolicySnapshot, interval time.Duration) *Watcher {
+	w := NewWatcher(nil, interval)
+	w.differ = &policyDiffer{snapshot: snapshot}
+	w.readTimeout = loadTimeout
+	return w
 }
 
 // Notify tells the watcher that this process just wrote to the store, so
@@ -80,13 +104,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 		last = time.Now()
-		readCtx, cancel := context.WithTimeout(ctx, pollTimeout)
-		v, err := w.read(readCtx)
+		readCtx, cancel := context.WithTimeout(ctx, w.readTimeout)
+		v, st, err := w.readOnce(readCtx)
 		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
-		w.publish(v, err)
+		w.publish(v, st, err)
 
 		t := time.NewTimer(w.interval)
 		select {
@@ -118,9 +142,20 @@ func (w *Watcher) awaitWaiters(ctx context.Context) bool {
 	return true
 }
 
-func (w *Watcher) publish(v int64, err error) {
+func (w *Watcher) readOnce(ctx context.Context) (int64, step, error) {
+	if w.differ != nil {
+		return w.differ.read(ctx)
+	}
+	v, err := w.read(ctx)
+	return v, step{}, err
+}
+
+func (w *Watcher) publish(v int64, st step, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err == nil && st.logged {
+		w.log.add(v, st.touched, st.first)
+	}
 	w.seq++
 	if err != nil {
 		w.fresh, w.err = false, err
@@ -151,10 +186,32 @@ func (w *Watcher) broadcast() {
 // (unchanged) value once wait has passed. A failed read is returned as its
 // error; errNoAnswer means the caller must read the value itself.
 func (w *Watcher) Wait(ctx context.Context, since int64, wait time.Duration) (int64, error) {
+	a, err := w.WaitFor(ctx, since, nil, wait)
+	return a.Value, err
+}
+
+// Answer is what WaitFor returns.
+type Answer struct {
+	Value int64
+	// Unchanged is set when Value is a later stamp than since at which
+	// the waiter's policies are the same as at since (nothing in
+	// between touched its ids).
+	Unchanged bool
+}
+
+// WaitFor is Wait for a client that only cares about the policies of ids:
+// it returns the current value as soon as a change after since touched one
+// of them, or at once when the log no longer reaches back to since; once
+// wait has passed, or when the watcher stops, it returns the latest stamp
+// up to which no change touched them (Unchanged when that is not since).
+// With ids nil, or on a watcher without a log (NewWatcher), it is Wait.
+func (w *Watcher) WaitFor(ctx context.Context, since int64, ids map[string]struct{}, wait time.Duration) (Answer, error) {
+	t := target{since: since, ids: ids, upTo: since}
+	targeted := ids != nil && w.differ != nil
 	w.mu.Lock()
 	if w.stopped {
 		w.mu.Unlock()
-		return 0, errNoAnswer
+		return Answer{}, errNoAnswer
 	}
 	w.waiters++
 	if w.waiters == 1 {
@@ -171,17 +228,22 @@ func (w *Watcher) Wait(ctx context.Context, since int64, wait time.Duration) (in
 	defer timer.Stop()
 	for {
 		switch {
+		case w.stopped && targeted:
+			// Shutting down: tell the client what is known so far, so
+			// it need not fetch when it comes back.
+			w.mu.Unlock()
+			return t.answer(), nil
 		case w.stopped:
 			w.mu.Unlock()
-			return 0, errNoAnswer
-		case w.fresh && w.value != since:
+			return Answer{}, errNoAnswer
+		case w.fresh && w.value != since && (!targeted || w.touched(&t)):
 			v := w.value
 			w.mu.Unlock()
-			return v, nil
+			return Answer{Value: v}, nil
 		case !w.fresh && w.err != nil && w.seq > startSeq:
 			err := w.err
 			w.mu.Unlock()
-			return 0, err
+			return Answer{}, err
 		}
 		ch := w.changed
 		w.mu.Unlock()
@@ -190,13 +252,43 @@ func (w *Watcher) Wait(ctx context.Context, since int64, wait time.Duration) (in
 		case <-timer.C:
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if w.fresh {
-				return w.value, nil
+			switch {
+			case targeted:
+				return t.answer(), nil
+			case w.fresh:
+				return Answer{Value: w.value}, nil
 			}
-			return 0, errNoAnswer
+			return Answer{}, errNoAnswer
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return Answer{}, ctx.Err()
 		}
 		w.mu.Lock()
 	}
+}
+
+// target is a targeted waiter's progress through the change log.
+type target struct {
+	since int64
+	ids   map[string]struct{}
+	pos   uint64 // seq of the last log entry judged (0: since not located yet)
+	upTo  int64  // stamp of that entry: no change up to it touched ids
+}
+
+func (t *target) answer() Answer { return Answer{Value: t.upTo, Unchanged: t.upTo != t.since} }
+
+// touched reports whether the fresh value, which differs from since,
+// answers a targeted waiter: a change after since touched its ids, or the
+// log does not reach back to since. Otherwise it records how far the log
+// was judged. w.mu must be held.
+func (w *Watcher) touched(t *target) bool {
+	if t.pos == 0 {
+		if t.pos = w.log.find(t.since); t.pos == 0 {
+			return true
+		}
+	}
+	touched, last, version := w.log.touchedAfter(t.pos, t.ids)
+	if !touched {
+		t.pos, t.upTo = last, version
+	}
+	return touched
 }

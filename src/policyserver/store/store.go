@@ -275,6 +275,20 @@ func (s *Store) All(ctx context.Context) (_ []policy.Policy, err error) {
 	return snap.all(), nil
 }
 
+// PolicySnapshot returns every policy with its tags and the
+// policies_last_updated stamp they were loaded at, from the same cached
+// snapshot All and ByGuids use. The slice is shared: callers must not
+// modify it. It is timed as StoreLastUpdated: it replaces the long-poll
+// watcher's stamp read, and costs one while the policies are unchanged.
+func (s *Store) PolicySnapshot(ctx context.Context) (_ int64, _ []policy.Policy, err error) {
+	defer s.observe("StoreLastUpdated", time.Now(), &err)
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return snap.version, snap.policies, nil
+}
+
 // ByGuids returns the policies whose source is in srcGuids or (and, with
 // inSourceAndDest) whose destination is in destGuids; an empty list adds
 // no condition, and two empty lists select nothing. The internal API and
