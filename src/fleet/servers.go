@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/netman-release/netman/src/localports"
 	"net"
 	"net/http"
 	"os"
@@ -258,14 +259,13 @@ func procUsage(pid int) (usage, error) {
 	}, nil
 }
 
-// freePort is a TCP port on 127.0.0.1 nobody listens on now.
+// freePort is a TCP port on 127.0.0.1 nobody listens on now, below the
+// ephemeral range: a port the kernel may hand to any outgoing connection
+// (thousands here: every simulated cell's) can be gone by the time the
+// server child binds it. The reservation lasts as long as the process.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	p, _, err := localports.Reserve("127.0.0.1")
+	return p, err
 }
 
 func removeDB(path string) {

@@ -27,7 +27,7 @@ var shared = []string{
 	"src/configfile", "src/filelock", "src/logging", "src/metrics", "src/mtls",
 	"src/garden", "src/gardenclient",
 	"src/sqldb", "src/iptables", "src/iptables/rules", "src/nft", "src/metadata", "src/lifecycle", "src/locket",
-	"src/netlinkx", "src/jsonhttp", "src/jsonenc", "src/observe",
+	"src/netlinkx", "src/jsonhttp", "src/jsonenc", "src/observe", "src/localports",
 	"src/silk/overlay6", // the dual-stack address model: silk, the agent, the wrapper and the DNS adapter derive IPv6 addresses with it
 }
 

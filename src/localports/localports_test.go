@@ -1,4 +1,4 @@
-package ports
+package localports
 
 import (
 	"net"
@@ -11,7 +11,7 @@ import (
 func TestFreeIsOutsideTheEphemeralRange(t *testing.T) {
 	seen := map[int]bool{}
 	for range 50 {
-		p := Free(t, "127.0.0.1")
+		p := free(t)
 		if p < Low || p >= High {
 			t.Fatalf("port %d outside [%d, %d)", p, Low, High)
 		}
@@ -47,7 +47,7 @@ func TestFreeIsOutsideTheEphemeralRange(t *testing.T) {
 // test process would make) skips a port whose lock is held, even though
 // nothing listens on it.
 func TestReservedPortIsNotHandedOutAgain(t *testing.T) {
-	p1, release, err := reserve("127.0.0.1")
+	p1, release, err := Reserve("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,14 +55,23 @@ func TestReservedPortIsNotHandedOutAgain(t *testing.T) {
 	low, high := Low, High
 	t.Cleanup(func() { Low, High = low, high })
 	Low, High = p1, p1+1
-	if p2, r2, err := reserve("127.0.0.1"); err == nil {
+	if p2, r2, err := Reserve("127.0.0.1"); err == nil {
 		r2()
 		t.Fatalf("port %d reserved twice (got %d)", p1, p2)
 	}
 	release()
-	p3, r3, err := reserve("127.0.0.1")
+	p3, r3, err := Reserve("127.0.0.1")
 	if err != nil || p3 != p1 {
 		t.Fatalf("after release: %d, %v; want %d", p3, err, p1)
 	}
 	r3()
+}
+
+func free(t *testing.T) int {
+	p, release, err := Reserve("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return p
 }
