@@ -347,7 +347,7 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
-			name: "IPv4 only by default: no ipv6_overlay_network anywhere",
+			name:   "IPv4 only by default: no ipv6_overlay_network anywhere",
 			change: func(t *testing.T, d Deployment) Deployment { return d },
 			check: func(t *testing.T, r rendering) {
 				checkIPv6Rendered(t, r, "")
