@@ -91,7 +91,7 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 	if v6.Enabled() {
 		// Neighbour discovery with the gateway fe80::1 is not tracked by
 		// conntrack: without this the reject below drops it.
-		input = append(input, nft.NeighborDiscovery)
+		input = append(input, nft.NeighborDiscovery...)
 		for _, s := range tcpSvcs6 {
 			input = append(input, "ip6 daddr "+nft.Addr(s.Addr())+" tcp dport "+strconv.Itoa(int(s.Port()))+" accept")
 		}

@@ -128,8 +128,14 @@ const (
 
 // NeighborDiscovery accepts the ICMPv6 neighbour discovery a dual-stack
 // container exchanges with its gateway (router solicitation, neighbour
-// solicitation and advertisement), which conntrack does not track.
-const NeighborDiscovery = "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
+// solicitation and advertisement), which conntrack does not track: one
+// rule per type rather than an anonymous set, so the netlink fast path
+// writes them.
+var NeighborDiscovery = []string{
+	"icmpv6 type nd-router-solicit accept",
+	"icmpv6 type nd-neighbor-solicit accept",
+	"icmpv6 type nd-neighbor-advert accept",
+}
 
 // name rules: nft identifiers start with a letter and continue with
 // letters, digits, '-', '_', '.' or '/'. Container handles are Diego GUIDs

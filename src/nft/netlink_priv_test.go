@@ -313,6 +313,19 @@ func wrapperShapes() *Ruleset {
 			`ip daddr != 10.240.0.0/12 oifname != "silk-vtep" masquerade`, `ip daddr != 10.0.0.0/8 oifname != "silk-vtep" masquerade`,
 			`oifname != "silk-vtep" masquerade`}},
 		{Name: "netout--h9", Rules: []string{"ip daddr 169.254.169.254 reject with icmp port-unreachable", "jump input--h9", "drop"}},
+		// Dual stack: the IPv6 rules of the same chains.
+		{Name: "input--h9-6", Rules: append(append([]string{"ct state established,related accept"}, NeighborDiscovery...),
+			"ip6 daddr 2001:db8:16::5 tcp dport 8080 accept", "ip6 daddr 2001:db8:16::5 udp dport 53 accept", Reject)},
+		{Name: "masquerade--h9-6", Rules: []string{`ip daddr != 10.255.0.0/16 oifname != "silk-vtep" masquerade`,
+			`ip6 daddr != fd73:696c:6b::/96 oifname != "silk-vtep" masquerade`, `ip6 daddr != fd00::/8 oifname != "silk-vtep" masquerade`}},
+		{Name: "netout--h9-6", Rules: []string{"ip6 daddr fd00:ec2::254 reject with icmpv6 port-unreachable", "ip6 saddr 2001:db8::/32 drop",
+			"ip6 daddr . meta l4proto . th dport @egress6--ports6 accept", "ip6 daddr . icmpv6 type . icmpv6 code @egress6--icmp6 goto netout--h9-6--log",
+			"ip6 daddr . meta l4proto @egress6--all6 accept", Reject}},
+		{Name: "netout--h9-6--log", Rules: []string{"accept"}},
+	}, Sets: []*Set{
+		{Name: "egress6--ports6", Type: "ipv6_addr . inet_proto . inet_service", Interval: true},
+		{Name: "egress6--icmp6", Type: "ipv6_addr . icmpv6_type . icmpv6_code", Interval: true},
+		{Name: "egress6--all6", Type: "ipv6_addr . inet_proto", Interval: true},
 	}}
 }
 

@@ -60,6 +60,7 @@ type ruleEncoder struct {
 	toks   []string
 	exprs  []expr.Any
 	nfv4   bool // meta nfproto ipv4 emitted
+	nfv6   bool // meta nfproto ipv6 emitted
 	final  bool // a verdict or terminal statement was encoded
 	logged bool
 }
@@ -93,6 +94,19 @@ func (r *ruleEncoder) ipv4() {
 		r.nfv4 = true
 	}
 }
+
+// ipv6 is ipv4 for IPv6 header matches ("meta nfproto ipv6").
+func (r *ruleEncoder) ipv6() {
+	if !r.nfv6 {
+		r.add(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}})
+		r.nfv6 = true
+	}
+}
+
+// icmpv6Types are the ICMPv6 types the wrapper matches, by the names nft
+// lists them with.
+var icmpv6Types = map[string]byte{"nd-router-solicit": 133, "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136}
 
 // op consumes an optional "!=".
 func (r *ruleEncoder) op() expr.CmpOp {
@@ -176,6 +190,51 @@ func (r *ruleEncoder) statement() error {
 				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
 				&expr.Cmp{Op: op, Register: reg1, Data: a[:]})
 		}
+	case "ip6":
+		field := r.next()
+		if field == "daddr" && r.peek(0) == "." {
+			return r.lookup6()
+		}
+		var off uint32
+		switch field {
+		case "saddr":
+			off = 8
+		case "daddr":
+			off = 24
+		default:
+			return errNoFastPath
+		}
+		op := r.op()
+		p, err := netip.ParsePrefix(r.peek(0))
+		if err != nil {
+			a, err := netip.ParseAddr(r.peek(0))
+			if err != nil {
+				return errNoFastPath
+			}
+			p = netip.PrefixFrom(a, 128)
+		}
+		r.next()
+		if !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().Zone() != "" || p != p.Masked() || p.Bits() == 0 || p.Bits()%8 != 0 {
+			return errNoFastPath
+		}
+		r.ipv6()
+		a := p.Addr().As16()
+		n := uint32(p.Bits() / 8)
+		r.add(&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: op, Register: reg1, Data: a[:n]})
+	case "icmpv6":
+		if r.next() != "type" {
+			return errNoFastPath
+		}
+		typ, ok := icmpv6Types[r.next()]
+		if !ok {
+			return errNoFastPath
+		}
+		r.ipv6()
+		r.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{typ}})
 	case "tcp", "udp":
 		p, _ := ProtoNumber(t)
 		if r.next() != "dport" {
@@ -243,6 +302,9 @@ func (r *ruleEncoder) statement() error {
 		case strings.Join(r.toks, " ") == "with icmp port-unreachable" && r.nfv4:
 			r.toks = nil
 			r.verdict(&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})
+		case strings.Join(r.toks, " ") == "with icmpv6 port-unreachable" && r.nfv6:
+			r.toks = nil
+			r.verdict(&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 4})
 		default:
 			return errNoFastPath
 		}
@@ -293,6 +355,46 @@ func (r *ruleEncoder) lookup() error {
 			daddr,
 			&expr.Payload{DestRegister: reg9, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 			&expr.Payload{DestRegister: reg10, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1})
+	default:
+		return errNoFastPath
+	}
+	r.add(&expr.Lookup{SourceRegister: reg1, SetName: set})
+	return nil
+}
+
+// lookup6 is lookup after "ip6 daddr": the address fills the 128-bit
+// register 1, so the next fields go to register 2 (32-bit register 12)
+// and 32-bit register 13, as nft allocates them.
+func (r *ruleEncoder) lookup6() error {
+	var rest []string
+	for r.more() && !strings.HasPrefix(r.peek(0), "@") {
+		rest = append(rest, r.next())
+	}
+	set := strings.TrimPrefix(r.next(), "@")
+	if set == "" || ValidName(set) != nil {
+		return errNoFastPath
+	}
+	const reg2, reg13 = 2, 13
+	daddr := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}
+	l4proto := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg2},
+		&expr.Byteorder{SourceRegister: reg2, DestRegister: reg2, Op: expr.ByteorderHton, Len: 1, Size: 2}}
+	switch strings.Join(rest, " ") {
+	case ". meta l4proto . th dport":
+		r.ipv6()
+		r.add(daddr)
+		r.add(l4proto...)
+		r.add(&expr.Payload{DestRegister: reg13, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+	case ". meta l4proto":
+		r.ipv6()
+		r.add(daddr)
+		r.add(l4proto...)
+	case ". icmpv6 type . icmpv6 code":
+		r.ipv6()
+		r.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			daddr,
+			&expr.Payload{DestRegister: reg2, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Payload{DestRegister: reg13, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1})
 	default:
 		return errNoFastPath
 	}

@@ -12,7 +12,13 @@ func TestEncodeRuleRefuses(t *testing.T) {
 		"meta l4proto 132 accept",
 		"ip daddr 0.0.0.0/0 accept",
 		"ip daddr 10.0.0.1/8 accept", // not a network address
-		"ip6 daddr ::1 accept",
+		"ip6 daddr ::/0 accept",
+		"ip6 daddr 2001:db8::/33 accept", // a prefix nft matches with a bitwise mask
+		"ip6 daddr fd00::1/8 accept",     // not a network address
+		"ip6 daddr ::ffff:10.0.0.1 accept",
+		"icmpv6 type echo-request accept",
+		"ip6 daddr fd00::1 reject with icmp port-unreachable",
+		"ip6 daddr . tcp dport @s accept",
 		"tcp dport 80-90 accept",
 		`oifname "eth*" accept`,
 		`log prefix "OK_x " level warn`,
