@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/netman-release/netman/src/nft"
+	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/testsupport/golden"
 )
 
@@ -345,6 +346,17 @@ func c2cPart(t *testing.T, d nft.Driver) string {
 // plan writes (a second enforcer given the same Rulesets without their
 // Delta is the reference) — by the Delta alone where it could.
 func TestNFTPlannerDeltaIsTheFullPlan(t *testing.T) {
+	for _, stack := range []struct {
+		name string
+		ipv6 overlay6.Network
+	}{{"ipv4", overlay6.Network{}}, {"dual-stack", net6}} {
+		t.Run(stack.name, func(t *testing.T) { plannerDeltaIsTheFullPlan(t, stack.ipv6) })
+	}
+}
+
+// plannerDeltaIsTheFullPlan is TestNFTPlannerDeltaIsTheFullPlan on the
+// IPv6 overlay ipv6 (the zero Network: IPv4 only).
+func plannerDeltaIsTheFullPlan(t *testing.T, ipv6 overlay6.Network) {
 	ctx := context.Background()
 	f := nft.NewFake()
 	d := &failingRuns{Driver: f}
@@ -354,6 +366,7 @@ func TestNFTPlannerDeltaIsTheFullPlan(t *testing.T) {
 	p := NewNFTPlanner()
 
 	in := bigInputs(8, 4)
+	in.IPv6 = ipv6 // both families' sets, one Delta
 	in.AcceptedUDPLogsPerSec = 100
 	steps := []struct {
 		name        string
