@@ -121,7 +121,7 @@ type Fleet struct {
 	policyCountByCell    []int // seeded policies enforced on each cell
 	rulesLost            atomicCounter
 	startRetries         atomicCounter // cell start-ups retried (startCells)
-	converged            time.Time // when Start's cells had all converged
+	converged            time.Time     // when Start's cells had all converged
 }
 
 type certs struct{ ca, serverCert, serverKey, clientCert, clientKey string }
