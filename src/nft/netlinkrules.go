@@ -324,48 +324,29 @@ func (r *ruleEncoder) verdict(e expr.Any) {
 // lookup encodes the egress sets' lookups, after "ip daddr":
 // ". meta l4proto . th dport @S", ". icmp type . icmp code @S" and
 // ". meta l4proto @S".
-func (r *ruleEncoder) lookup() error {
-	var rest []string
-	for r.more() && !strings.HasPrefix(r.peek(0), "@") {
-		rest = append(rest, r.next())
-	}
-	set := strings.TrimPrefix(r.next(), "@")
-	if set == "" || ValidName(set) != nil {
-		return errNoFastPath
-	}
-	daddr := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
-	// nft converts the protocol byte in a concatenation as a 2-byte
-	// field of length 1 (its byteorder expression, kept as it sends it).
-	l4proto := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg9},
-		&expr.Byteorder{SourceRegister: reg9, DestRegister: reg9, Op: expr.ByteorderHton, Len: 1, Size: 2}}
-	switch strings.Join(rest, " ") {
-	case ". meta l4proto . th dport":
-		r.ipv4()
-		r.add(daddr)
-		r.add(l4proto...)
-		r.add(&expr.Payload{DestRegister: reg10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
-	case ". meta l4proto":
-		r.ipv4()
-		r.add(daddr)
-		r.add(l4proto...)
-	case ". icmp type . icmp code":
-		r.ipv4()
-		r.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMP}},
-			daddr,
-			&expr.Payload{DestRegister: reg9, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Payload{DestRegister: reg10, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1})
-	default:
-		return errNoFastPath
-	}
-	r.add(&expr.Lookup{SourceRegister: reg1, SetName: set})
-	return nil
-}
+func (r *ruleEncoder) lookup() error { return r.lookupIn(lookupIPv4) }
 
 // lookup6 is lookup after "ip6 daddr": the address fills the 128-bit
 // register 1, so the next fields go to register 2 (32-bit register 12)
 // and 32-bit register 13, as nft allocates them.
-func (r *ruleEncoder) lookup6() error {
+func (r *ruleEncoder) lookup6() error { return r.lookupIn(lookupIPv6) }
+
+// lookupFamily is what differs between an ip and an ip6 destination lookup.
+type lookupFamily struct {
+	v6               bool
+	daddrOffset      uint32
+	daddrLen         uint32
+	protoReg, twoReg uint32 // the registers after the address
+	icmp             string // "icmp" or "icmpv6"
+	icmpProto        byte
+}
+
+var (
+	lookupIPv4 = lookupFamily{daddrOffset: 16, daddrLen: 4, protoReg: reg9, twoReg: reg10, icmp: "icmp", icmpProto: unix.IPPROTO_ICMP}
+	lookupIPv6 = lookupFamily{v6: true, daddrOffset: 24, daddrLen: 16, protoReg: 2, twoReg: 13, icmp: "icmpv6", icmpProto: unix.IPPROTO_ICMPV6}
+)
+
+func (r *ruleEncoder) lookupIn(f lookupFamily) error {
 	var rest []string
 	for r.more() && !strings.HasPrefix(r.peek(0), "@") {
 		rest = append(rest, r.next())
@@ -374,27 +355,32 @@ func (r *ruleEncoder) lookup6() error {
 	if set == "" || ValidName(set) != nil {
 		return errNoFastPath
 	}
-	const reg2, reg13 = 2, 13
-	daddr := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}
-	l4proto := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg2},
-		&expr.Byteorder{SourceRegister: reg2, DestRegister: reg2, Op: expr.ByteorderHton, Len: 1, Size: 2}}
+	family := r.ipv4
+	if f.v6 {
+		family = r.ipv6
+	}
+	daddr := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOffset, Len: f.daddrLen}
+	// nft converts the protocol byte in a concatenation as a 2-byte
+	// field of length 1 (its byteorder expression, kept as it sends it).
+	l4proto := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: f.protoReg},
+		&expr.Byteorder{SourceRegister: f.protoReg, DestRegister: f.protoReg, Op: expr.ByteorderHton, Len: 1, Size: 2}}
 	switch strings.Join(rest, " ") {
 	case ". meta l4proto . th dport":
-		r.ipv6()
+		family()
 		r.add(daddr)
 		r.add(l4proto...)
-		r.add(&expr.Payload{DestRegister: reg13, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+		r.add(&expr.Payload{DestRegister: f.twoReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
 	case ". meta l4proto":
-		r.ipv6()
+		family()
 		r.add(daddr)
 		r.add(l4proto...)
-	case ". icmpv6 type . icmpv6 code":
-		r.ipv6()
+	case ". " + f.icmp + " type . " + f.icmp + " code":
+		family()
 		r.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{f.icmpProto}},
 			daddr,
-			&expr.Payload{DestRegister: reg2, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Payload{DestRegister: reg13, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1})
+			&expr.Payload{DestRegister: f.protoReg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Payload{DestRegister: f.twoReg, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1})
 	default:
 		return errNoFastPath
 	}
