@@ -147,36 +147,13 @@ func ConvertDual(rs []rules.NetOutRule, logAll bool, ipv6 bool) *Destinations {
 				continue // never matches IPv4
 			}
 			ip := Interval{u32(n.Start), u32(n.End)}
-			switch r.Protocol {
-			case rules.TCP, rules.UDP:
-				if len(r.Ports) == 0 {
-					d.Warnings = append(d.Warnings, fmt.Sprintf("UDP/TCP rule must specify ports: %+v", r))
-					continue
-				}
-				p, _ := ProtoNumber(string(r.Protocol))
-				for _, pr := range r.Ports {
-					ports[lg] = append(ports[lg], Box{ip, {uint32(p), uint32(p)}, {uint32(pr.Start), uint32(pr.End)}})
-				}
-			case rules.ICMP:
-				if r.ICMP == nil {
-					d.Warnings = append(d.Warnings, fmt.Sprintf("ICMP rule must specify ICMP type/code: %+v", r))
-					continue
-				}
-				if len(r.Ports) > 0 {
-					d.Warnings = append(d.Warnings, fmt.Sprintf("ICMP rule must not specify ports: %+v", r))
-					continue
-				}
-				t, c := Interval{uint32(r.ICMP.Type), uint32(r.ICMP.Type)}, Interval{uint32(r.ICMP.Code), uint32(r.ICMP.Code)}
-				if r.ICMP.Type == 255 {
-					t, c = Interval{0, 255}, Interval{0, 255}
-				}
-				icmp[lg] = append(icmp[lg], Box{ip, t, c})
-			default:
-				if len(r.Ports) > 0 {
-					d.Warnings = append(d.Warnings, fmt.Sprintf("Rule for all protocols (TCP/UDP/ICMP) must not specify ports: %+v", r))
-					continue
-				}
-				all[lg] = append(all[lg], Box{ip})
+			kind, rests, ok := egressRule(d, r, rules.ICMP, "ICMP")
+			if !ok {
+				continue
+			}
+			to := [...]*[]Box{&ports[lg], &icmp[lg], &all[lg]}[kind]
+			for _, rest := range rests {
+				*to = append(*to, append(Box{ip}, rest...))
 			}
 		}
 	}
@@ -194,39 +171,63 @@ func ConvertDual(rs []rules.NetOutRule, logAll bool, ipv6 bool) *Destinations {
 // convert6 adds one IPv6 range of r to the IPv6 boxes, with Convert's
 // checks and warnings; icmp rules never match IPv6.
 func convert6(d *Destinations, r rules.NetOutRule, n rules.IPRange, ports, icmp, all *[]Box6) {
-	box := func(rest Box) Box6 { return Box6{Lo: n.Start, Hi: n.End, Rest: rest} }
-	switch r.Protocol {
-	case rules.ICMP:
+	if r.Protocol == rules.ICMP {
 		return
+	}
+	kind, rests, ok := egressRule(d, r, rules.ICMPv6, "ICMPv6")
+	if !ok {
+		return
+	}
+	to := [...]*[]Box6{ports, icmp, all}[kind]
+	for _, rest := range rests {
+		*to = append(*to, Box6{Lo: n.Start, Hi: n.End, Rest: rest})
+	}
+}
+
+// The kinds of egress rule egressRule sorts into.
+const (
+	egressPorts = iota // protocol . port
+	egressICMP         // ICMP type . code
+	egressAll          // the address alone
+)
+
+// egressRule checks r as ConvertNetOut does (the same warnings) and
+// returns its kind and the intervals after the destination address of each
+// box it makes: protocol . port per port range, type . code for icmpProto
+// (ICMP type 255: any type and code), none for all. icmpLabel names
+// icmpProto in warnings.
+func egressRule(d *Destinations, r rules.NetOutRule, icmpProto rules.Protocol, icmpLabel string) (kind int, rests []Box, ok bool) {
+	switch r.Protocol {
 	case rules.TCP, rules.UDP:
 		if len(r.Ports) == 0 {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("UDP/TCP rule must specify ports: %+v", r))
-			return
+			return 0, nil, false
 		}
 		p, _ := ProtoNumber(string(r.Protocol))
 		for _, pr := range r.Ports {
-			*ports = append(*ports, box(Box{{uint32(p), uint32(p)}, {uint32(pr.Start), uint32(pr.End)}}))
+			rests = append(rests, Box{{uint32(p), uint32(p)}, {uint32(pr.Start), uint32(pr.End)}})
 		}
-	case rules.ICMPv6:
+		return egressPorts, rests, true
+	case icmpProto:
 		if r.ICMP == nil {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("ICMPv6 rule must specify ICMP type/code: %+v", r))
-			return
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s rule must specify ICMP type/code: %+v", icmpLabel, r))
+			return 0, nil, false
 		}
 		if len(r.Ports) > 0 {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("ICMPv6 rule must not specify ports: %+v", r))
-			return
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s rule must not specify ports: %+v", icmpLabel, r))
+			return 0, nil, false
 		}
 		t, c := Interval{uint32(r.ICMP.Type), uint32(r.ICMP.Type)}, Interval{uint32(r.ICMP.Code), uint32(r.ICMP.Code)}
 		if r.ICMP.Type == 255 {
 			t, c = Interval{0, 255}, Interval{0, 255}
 		}
-		*icmp = append(*icmp, box(Box{t, c}))
+		return egressICMP, []Box{{t, c}}, true
 	default:
 		if len(r.Ports) > 0 {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("Rule for all protocols (TCP/UDP/ICMP) must not specify ports: %+v", r))
-			return
+			return 0, nil, false
 		}
-		*all = append(*all, box(nil))
+		return egressAll, []Box{nil}, true
 	}
 }
 
