@@ -35,7 +35,7 @@ func TestTourCurlsFailFast(t *testing.T) {
 	st := &State{Dir: "/tmp/lab", Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0."}, Cells: []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2", UnderlayIP: "10.244.0.12"}},
 		Apps: []AppState{{Name: "frontend", NS: "fe", Cell: 1, Route: "frontend.apps.internal", Space: "space-1"},
 			{Name: "backend", NS: "be", Cell: 2, Route: "backend.apps.internal", IP: "10.255.1.2", Port: 8080, HostPort: 61000}},
-		Egress: &EgressState{Service: "10.244.0.1:9443", Calls: "http://10.244.0.1:9443/", Log: "/tmp/lab/apps/frontend-egress.log"}}
+		Egress: &EgressState{Service: "10.244.0.1:9443", Caller: Caller{Calls: "http://10.244.0.1:9443/", Log: "/tmp/lab/apps/frontend-egress.log"}}}
 	var curls []string
 	for _, line := range strings.Split(st.Tour(), "\n") {
 		if strings.Contains(line, "curl") {
@@ -68,7 +68,7 @@ func TestStatusTourAndReportNameTheBackend(t *testing.T) {
 			st := &State{Dir: t.TempDir(), Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0.", Backend: tc.backend},
 				Cells:  []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2"}},
 				Apps:   []AppState{{Name: "frontend", NS: "fe", Cell: 1}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.1.2", Port: 8080}},
-				Egress: &EgressState{Service: "10.244.0.1:9443", Calls: "http://10.244.0.1:9443/"}}
+				Egress: &EgressState{Service: "10.244.0.1:9443", Caller: Caller{Calls: "http://10.244.0.1:9443/"}}}
 			if err := st.Save(); err != nil {
 				t.Fatal(err)
 			}
