@@ -426,8 +426,11 @@ func labUpIPv6(t *testing.T, bins, backend string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	downOnCleanup(t, dir)
-	// The root namespace's settings the lab may touch, to compare after down.
-	rootSysctls := []string{NFLogAllNetns, "/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv6/conf/default/disable_ipv6"}
+	// The root namespace's IPv6 settings, to compare after down: --ipv6
+	// sets none of them (only the bridge's own disable_ipv6, which goes
+	// with the bridge). nf_log_all_netns, which every lab sets and down
+	// restores, is TestLabUpDemoDown's.
+	rootSysctls := []string{"/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv6/conf/default/disable_ipv6", "/proc/sys/net/ipv6/conf/all/disable_ipv6"}
 	before := map[string]string{}
 	for _, f := range rootSysctls {
 		b, err := os.ReadFile(f)
