@@ -84,13 +84,21 @@ func (f *fakeLab) acts() steps {
 			if f.noState {
 				return nil, f.upErr
 			}
-			return &lab.State{Dir: o.Dir, Bins: o.Bins, Plan: lab.Plan{Backend: o.Backend},
+			p := lab.Plan{Backend: o.Backend}
+			if o.IPv6 {
+				p.IPv6 = "fd73:696c:6b::/96"
+			}
+			return &lab.State{Dir: o.Dir, Bins: o.Bins, Plan: p,
 				Cells: []lab.CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2"}},
 				Apps:  []lab.AppState{{Name: "frontend", NS: "fe", Cell: 1}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.2.2", Port: 8080}},
 			}, f.upErr
 		},
-		demo: func(context.Context, *lab.State, io.Writer) (lab.Report, error) {
-			return lab.Report{Steps: f.steps}, f.demoErr
+		demo: func(_ context.Context, st *lab.State, _ io.Writer) (lab.Report, error) {
+			r := lab.Report{Steps: f.steps}
+			if st.Plan.IPv6 != "" { // Demo plays the acts again over IPv6
+				r.IPv6 = &lab.Report{Steps: f.steps, Family: "IPv6"}
+			}
+			return r, f.demoErr
 		},
 		down: func(_ context.Context, dir string, _ io.Writer) error {
 			f.downs = append(f.downs, dir)
@@ -115,6 +123,7 @@ func TestUpEndsWithSummary(t *testing.T) {
 		want string // the last line; "" for none
 	}{
 		{"c2c and asg", nil, fakeLab{steps: append(slices.Clone(c2c), asg...)}, 0, full},
+		{"dual stack", []string{"--ipv6"}, fakeLab{steps: append(slices.Clone(c2c), asg...)}, 0, "demo on iptables: c2c denied → allowed → denied, asg denied → allowed → denied; over IPv6: c2c denied → allowed → denied, asg denied → allowed → denied; lab removed"},
 		{"nftables, c2c only", []string{"--backend", "nftables"}, fakeLab{steps: c2c}, 0, "demo on nftables: denied → allowed → denied; lab removed"},
 		{"the demo failed", nil, fakeLab{steps: c2c[:2], demoErr: errors.New("policy removed: the frontend was not denied")}, 1, "demo on iptables: denied → allowed, then failed; lab removed"},
 		{"the lab did not come up", nil, fakeLab{upErr: errors.New("silk-daemon on cell 2 exited")}, 1, "demo on iptables: not run (the lab did not come up); lab removed"},

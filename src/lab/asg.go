@@ -44,8 +44,7 @@ func shortGUID(g string) string {
 }
 
 // asgSteps acts out the ASG part of the demo.
-func (r *Report) asgSteps(ctx context.Context, st *State, asgs asgChanger, log io.Writer) error {
-	e, fe := st.Egress, st.App("frontend")
+func (r *Report) asgSteps(ctx context.Context, e *EgressState, space string, asgs asgChanger, log io.Writer) error {
 	from, to := "frontend", "outside "+e.Service
 	label := func() {
 		s := &r.Steps[len(r.Steps)-1]
@@ -67,11 +66,11 @@ func (r *Report) asgSteps(ctx context.Context, st *State, asgs asgChanger, log i
 	// 5. A group bound to the frontend's space opens it.
 	fmt.Fprintf(log, "==> demo: bind a security group for %s to the frontend's space\n", e.Service)
 	sent := time.Now()
-	accepted, err := asgs.Bind(ctx, fe.Space, e.Service)
+	accepted, err := asgs.Bind(ctx, space, e.Service)
 	if err != nil {
 		return err
 	}
-	err = r.change(ctx, e.Log, "ASG bound", asgs.Action(true, fe.Space, e.Service), true, sent, accepted)
+	err = r.change(ctx, e.Log, "ASG bound", asgs.Action(true, space, e.Service), true, sent, accepted)
 	label()
 	if err != nil {
 		return err
@@ -83,7 +82,7 @@ func (r *Report) asgSteps(ctx context.Context, st *State, asgs asgChanger, log i
 	if accepted, err = asgs.Unbind(ctx); err != nil {
 		return err
 	}
-	err = r.change(ctx, e.Log, "ASG removed", asgs.Action(false, fe.Space, e.Service), false, sent, accepted)
+	err = r.change(ctx, e.Log, "ASG removed", asgs.Action(false, space, e.Service), false, sent, accepted)
 	label()
 	return err
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/netman-release/netman/src/policyserver/asgsyncer"
@@ -114,7 +113,10 @@ type ccASGs struct{ admin cc.Admin }
 const labASGGUID = "lab-outside-service"
 
 func (c ccASGs) Bind(_ context.Context, space, service string) (time.Time, error) {
-	ip, port, _ := strings.Cut(service, ":")
+	ip, port, err := net.SplitHostPort(service)
+	if err != nil {
+		return time.Time{}, err
+	}
 	return c.admin.Put(cc.SecurityGroup{
 		GUID: labASGGUID, Name: "outside-service", RunningSpaces: []string{space},
 		Rules: []cc.Rule{{Protocol: "tcp", Destination: ip, Ports: port, Description: "the lab's outside service"}},

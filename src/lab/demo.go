@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -44,6 +45,12 @@ type Report struct {
 	Backend   AppState
 	Lookup    Lookup // the backend's name, resolved in the frontend's container
 	Steps     []Step
+	// Family is "IPv6" for the acts over IPv6 (their Frontend and Backend
+	// IP are the apps' IPv6 addresses), "" for IPv4.
+	Family string
+	// IPv6 is, on a dual-stack lab (--ipv6), the same acts over IPv6,
+	// played after these.
+	IPv6 *Report
 }
 
 // Lookup is a name resolved from inside a container, as the app resolves it.
@@ -82,7 +89,11 @@ func (r Report) Sequence() string {
 			out[i] = a.label + " " + out[i]
 		}
 	}
-	return strings.Join(out, ", ")
+	seq := strings.Join(out, ", ")
+	if r.IPv6 != nil {
+		seq += "; over IPv6: " + r.IPv6.Sequence()
+	}
+	return seq
 }
 
 // Unfinished is the sequence of a demo cut short.
@@ -124,7 +135,11 @@ func (r Report) String() string {
 	if fe.Calls == "" {
 		fe.Calls = fmt.Sprintf("%s (cell %d, %s:%d)", be.Name, be.Cell, be.IP, be.Port)
 	}
-	fmt.Fprintf(&b, "cats and dogs: %s (cell %d, %s) calls %s every few ms over the overlay\n", fe.Name, fe.Cell, fe.IP, fe.Calls)
+	over := ""
+	if r.Family != "" {
+		over = " over " + r.Family
+	}
+	fmt.Fprintf(&b, "cats and dogs%s: %s (cell %d, %s) calls %s every few ms over the overlay\n", over, fe.Name, fe.Cell, fe.IP, fe.Calls)
 	if r.DataPlane != "" {
 		fmt.Fprintf(&b, "  %-18s%s\n", "data plane", dataPlane(r.DataPlane))
 	}
@@ -151,7 +166,13 @@ func (r Report) String() string {
 		}
 		fmt.Fprintf(&b, "\n  %-18s(%s)\n", "", s.Detail)
 	}
-	fmt.Fprintf(&b, "result: %s\n", r.Sequence())
+	if r.IPv6 == nil {
+		fmt.Fprintf(&b, "result: %s\n", r.Sequence())
+		return b.String()
+	}
+	v4 := r
+	v4.IPv6 = nil
+	fmt.Fprintf(&b, "result: %s\n\n%sresult: %s\n", v4.Sequence(), r.IPv6, r.Sequence())
 	return b.String()
 }
 
@@ -159,6 +180,9 @@ func (r Report) String() string {
 // is denied the backend; a policy created through the external API lets
 // it in; deleting the policy denies it again. Each change is timed from the
 // API's answer to the first call the frontend made with the new outcome.
+// The ASG act follows when the lab has its outside service. On a
+// dual-stack lab (--ipv6) the same acts are then played over IPv6, in
+// Report.IPv6.
 func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	if log == nil {
 		log = io.Discard
@@ -167,12 +191,49 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	if fe == nil || be == nil {
 		return Report{}, errors.New("the lab has no frontend and backend apps")
 	}
-	r := Report{DataPlane: st.Plan.Backend, Cells: st.Cells, Frontend: *fe, Backend: *be}
+	r, err := demo(ctx, st, *fe, *be, st.Egress, fe.UpAt.Add(100*time.Millisecond), log)
+	if err != nil || st.IPv6 == nil {
+		return r, err
+	}
+	r6, err := demoIPv6(ctx, st, *fe, *be, log)
+	r.IPv6 = &r6
+	return r, err
+}
+
+// demoIPv6 plays the acts over IPv6: the frontend's IPv6 caller calls the
+// backend's IPv6 address, its IPv6 egress caller the outside service's
+// IPv6 address, with the same policy and a security group whose
+// destination is that address.
+func demoIPv6(ctx context.Context, st *State, fe, be AppState, log io.Writer) (Report, error) {
+	v := st.IPv6
+	fe.IP, fe.Log, fe.Calls, fe.UpAt, fe.DNSServers = fe.IP6, v.C2C.Log, v.C2C.Calls, v.C2C.UpAt, nil
+	be.IP = be.IP6
+	r := Report{DataPlane: st.Plan.Backend, Cells: st.Cells, Frontend: fe, Backend: be, Family: "IPv6"}
+	fmt.Fprintf(log, "==> demo over IPv6: %s calls %s\n", fe.Name, fe.Calls)
+	// A policy is between apps, not addresses: the IPv4 act's policy let
+	// the IPv6 calls in too. The IPv6 act starts at their first denial
+	// since it was deleted.
+	c, err := app.WaitCall(ctx, fe.Log, time.Now(), time.Now().Add(DemoTimeout), func(c app.Call) bool { return !c.Allowed })
+	if err != nil {
+		return r, fmt.Errorf("over IPv6: %w", err)
+	}
+	r6, err := demo(ctx, st, fe, be, v.Egress, c.Time, log)
+	r6.Family = r.Family
+	if err != nil {
+		err = fmt.Errorf("over IPv6: %w", err)
+	}
+	return r6, err
+}
+
+// demo acts out the policy act (and, with e, the ASG act) for the
+// frontend's caller fe (its Log, Calls and IP) calling be, judging the
+// calls from since on.
+func demo(ctx context.Context, st *State, fe, be AppState, e *EgressState, since time.Time, log io.Writer) (Report, error) {
+	r := Report{DataPlane: st.Plan.Backend, Cells: st.Cells, Frontend: fe, Backend: be}
 	api := st.Plan.PolicyAPI(st.Token)
 	policies := []policy.Policy{policy.NewPolicy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)}
 
 	// 0. The backend's name resolves in the frontend's container.
-	since := fe.UpAt.Add(100 * time.Millisecond)
 	enough := since.Add(time.Second)
 	if len(fe.DNSServers) > 0 && be.Route != "" {
 		fmt.Fprintf(log, "==> demo: %s resolves %s through %s\n", fe.Name, be.Route, fe.DNSServers[0])
@@ -240,7 +301,7 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 	if err := r.change(ctx, fe.Log, "policy removed", "POST /networking/v1/external/policies/delete", false, sent, answered); err != nil {
 		return r, err
 	}
-	if st.Egress == nil {
+	if e == nil {
 		return r, nil
 	}
 	asgs, err := newASGChanger(ctx, st)
@@ -248,7 +309,7 @@ func Demo(ctx context.Context, st *State, log io.Writer) (Report, error) {
 		return r, err
 	}
 	defer asgs.Close()
-	return r, r.asgSteps(ctx, st, asgs, log)
+	return r, r.asgSteps(ctx, e, fe.Space, asgs, log)
 }
 
 // DemoTimeout bounds each change: policy propagation is a long-poll away.
@@ -348,6 +409,15 @@ func (st *State) Tour() string {
 		fmt.Fprintf(&b, "  an ASG in CC              curl -sS -m 2 -X PUT http://%s/security_groups/my-asg -d '{\"Name\":\"my-asg\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
 		fmt.Fprintf(&b, "                            curl -sS -m 2 -X DELETE http://%s/security_groups/my-asg\n", st.Plan.CCAdminAddr())
 		fmt.Fprintf(&b, "  the frontend's asg chain  %s\n", rulesCommand(st.Plan.Backend, st.Cells[fe.Cell-1].NS, "asg-"))
+	}
+	if v := st.IPv6; v != nil {
+		fmt.Fprintf(&b, "  over IPv6 (--ipv6)        ip netns exec %s curl -sS -m 2 %s   (with a policy)\n", fe.NS, v.C2C.Calls)
+		fmt.Fprintf(&b, "                            tail -f %s\n", short(v.C2C.Log))
+		if e := v.Egress; e != nil {
+			ip, port, _ := net.SplitHostPort(e.Service)
+			fmt.Fprintf(&b, "                            ip netns exec %s curl -sS -m 2 %s   (with an ASG for %s)\n", fe.NS, e.Calls, ip)
+			fmt.Fprintf(&b, "                            curl -sS -m 2 -X PUT http://%s/security_groups/my-asg6 -d '{\"Name\":\"my-asg6\",\"RunningSpaces\":[\"%s\"],\"Rules\":[{\"protocol\":\"tcp\",\"destination\":\"%s\",\"ports\":\"%s\"}]}'\n", st.Plan.CCAdminAddr(), fe.Space, ip, port)
+		}
 	}
 	fmt.Fprintf(&b, "  the netman CLI            source %s\n", filepath.Join(dir, "env"))
 	fmt.Fprintf(&b, "                            %s list\n", filepath.Join(bins, "netman"))

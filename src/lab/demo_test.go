@@ -35,7 +35,7 @@ func TestTourCurlsFailFast(t *testing.T) {
 	st := &State{Dir: "/tmp/lab", Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0."}, Cells: []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2", UnderlayIP: "10.244.0.12"}},
 		Apps: []AppState{{Name: "frontend", NS: "fe", Cell: 1, Route: "frontend.apps.internal", Space: "space-1"},
 			{Name: "backend", NS: "be", Cell: 2, Route: "backend.apps.internal", IP: "10.255.1.2", Port: 8080, HostPort: 61000}},
-		Egress: &EgressState{Service: "10.244.0.1:9443", Calls: "http://10.244.0.1:9443/", Log: "/tmp/lab/apps/frontend-egress.log"}}
+		Egress: &EgressState{Service: "10.244.0.1:9443", Caller: Caller{Calls: "http://10.244.0.1:9443/", Log: "/tmp/lab/apps/frontend-egress.log"}}}
 	var curls []string
 	for _, line := range strings.Split(st.Tour(), "\n") {
 		if strings.Contains(line, "curl") {
@@ -49,6 +49,28 @@ func TestTourCurlsFailFast(t *testing.T) {
 		"10.244.0.12:61000", "-X PUT", "-X DELETE", "fe curl -sS -m 2 http://10.244.0.1:9443/"} {
 		if !slices.ContainsFunc(curls, func(l string) bool { return strings.Contains(l, want) }) {
 			t.Errorf("no curl in the tour with %q:\n%s", want, strings.Join(curls, "\n"))
+		}
+	}
+}
+
+// TestTourOverIPv6: a dual-stack lab's tour has the IPv6 calls (the
+// backend's IPv6 address, the outside service's) and a security group
+// for the outside service's IPv6 address, every curl failing fast.
+func TestTourOverIPv6(t *testing.T) {
+	st := &State{Dir: "/tmp/lab", Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0.", Underlay6: "fd6c:6162:f4:0::"}, Cells: []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2"}},
+		Apps: []AppState{{Name: "frontend", NS: "fe", Cell: 1, Space: "space-1"}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.1.2", IP6: "fd73:696c:6b::aff:102", Port: 8080}},
+		Egress: &EgressState{Service: "10.244.0.1:9443", Caller: Caller{Calls: "http://10.244.0.1:9443/"}},
+		IPv6: &IPv6State{C2C: Caller{Calls: "http://[fd73:696c:6b::aff:102]:8080/", Log: "/tmp/lab/apps/frontend6.log"},
+			Egress: &EgressState{Service: "[fd6c:6162:f4:0::1]:9443", Caller: Caller{Calls: "http://[fd6c:6162:f4:0::1]:9443/"}}}}
+	tour := st.Tour()
+	for _, want := range []string{
+		"fe curl -sS -m 2 http://[fd73:696c:6b::aff:102]:8080/",
+		"fe curl -sS -m 2 http://[fd6c:6162:f4:0::1]:9443/",
+		`"destination":"fd6c:6162:f4:0::1","ports":"9443"`,
+		"tail -f /tmp/lab/apps/frontend6.log",
+	} {
+		if !strings.Contains(tour, want) {
+			t.Errorf("tour lacks %q:\n%s", want, tour)
 		}
 	}
 }
@@ -68,7 +90,7 @@ func TestStatusTourAndReportNameTheBackend(t *testing.T) {
 			st := &State{Dir: t.TempDir(), Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0.", Backend: tc.backend},
 				Cells:  []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2"}},
 				Apps:   []AppState{{Name: "frontend", NS: "fe", Cell: 1}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.1.2", Port: 8080}},
-				Egress: &EgressState{Service: "10.244.0.1:9443", Calls: "http://10.244.0.1:9443/"}}
+				Egress: &EgressState{Service: "10.244.0.1:9443", Caller: Caller{Calls: "http://10.244.0.1:9443/"}}}
 			if err := st.Save(); err != nil {
 				t.Fatal(err)
 			}

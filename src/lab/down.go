@@ -130,6 +130,9 @@ func Status(dir string, w io.Writer) error {
 	fmt.Fprintf(w, "  data plane    %s\n", dataPlane(p.backend()))
 	fmt.Fprintf(w, "  external API  %s  (token in %s)\n", p.ExternalURL(), filepath.Join(st.Dir, "env"))
 	fmt.Fprintf(w, "  underlay      %s  bridge %s, this namespace %s\n", p.Prefix+"0/24", st.Bridge, p.RootIP())
+	if p.Underlay6 != "" {
+		fmt.Fprintf(w, "  underlay6     %s  this namespace %s; overlay6 %s (dual stack, --ipv6)\n", p.Underlay6+"/64", p.RootIP6(), p.IPv6)
+	}
 	if len(p.DNSServers) > 0 {
 		fmt.Fprintf(w, "  discovery     %s (mTLS), NATS %s; containers resolve *.%s through %s in their cell\n", p.DiscoveryURL(), p.NATSURL(), AppsDomain, p.DNSServers[0])
 	}

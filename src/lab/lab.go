@@ -64,7 +64,9 @@ type Options struct {
 	// default "10.244.0.".
 	Underlay string
 	// IPv6 makes every cell dual-stack on the default IPv6 overlay
-	// (overlay6.DefaultNetwork); the underlay stays IPv4.
+	// (overlay6.DefaultNetwork). The overlay still runs over the IPv4
+	// underlay; the underlay also gets an IPv6 ULA /64 (Underlay6Prefix)
+	// for containers' IPv6 egress to the outside service.
 	IPv6      bool
 	Ports     Ports         // zero: DefaultPorts
 	CallEvery time.Duration // how often the frontend calls; default 20 ms
@@ -180,6 +182,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 	}
 	if o.IPv6 {
 		st.Plan.IPv6 = overlay6.DefaultNetwork
+		st.Plan.Underlay6 = Underlay6Prefix(o.Underlay)
 	}
 	for i := 1; i <= o.Cells; i++ {
 		st.Plan.UICells = append(st.Plan.UICells, st.Plan.Cell(i).AgentDebugURL())
@@ -246,6 +249,16 @@ func preflight(o Options) error {
 	}
 	if out, err := namespace.Run("ip", "-4", "route", "show", "root", o.Underlay+"0/24"); err != nil || strings.TrimSpace(out) != "" {
 		return fmt.Errorf("%s0/24 is already routed on this machine (%s): pick another underlay", o.Underlay, strings.TrimSpace(out))
+	}
+	if o.IPv6 {
+		u6 := Underlay6Prefix(o.Underlay)
+		out, err := namespace.Run("ip", "-6", "-o", "addr", "show")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "inet6 "+u6) {
+			return fmt.Errorf("an address in %s/64 is already in use on this machine: pick another underlay", u6)
+		}
 	}
 	return nil
 }
@@ -345,6 +358,16 @@ func (u *upper) controlPlane() error {
 	if err := namespace.AddBridge(st.Bridge, p.RootIP()+"/24"); err != nil {
 		return err
 	}
+	if p.Underlay6 != "" {
+		u.say("IPv6 underlay %s/64; this namespace is %s on it", p.Underlay6, p.RootIP6())
+		// Per link, so it goes with the bridge.
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+st.Bridge+"/disable_ipv6", []byte("0\n"), 0o644); err != nil {
+			return err
+		}
+		if _, err := namespace.Run("ip", "-6", "addr", "add", p.RootIP6()+"/64", "dev", st.Bridge, "nodad"); err != nil {
+			return err
+		}
+	}
 
 	if _, err := WriteJSON(st.Dir, "tokens.json", Tokens(st.Token)); err != nil {
 		return err
@@ -403,15 +426,30 @@ func (u *upper) cells() error {
 		// Cells forward between their containers and the underlay. A closed
 		// TCP connection leaves conntrack (and reaches iptables-logger's
 		// flow log) a second after its close instead of TIME_WAIT's 120 s.
-		for _, set := range []string{"echo 1 > /proc/sys/net/ipv4/ip_forward", "echo " + strconv.Itoa(cellTimeWaitSeconds) + " > " + tcpTimeWait} {
+		sets := []string{"echo 1 > /proc/sys/net/ipv4/ip_forward", "echo " + strconv.Itoa(cellTimeWaitSeconds) + " > " + tcpTimeWait}
+		if c.UnderlayIP6 != "" {
+			sets = append(sets, "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")
+		}
+		for _, set := range sets {
 			if _, err := namespace.Run("ip", "netns", "exec", name, "sh", "-c", set); err != nil {
 				return err
+			}
+		}
+		if c.UnderlayIP6 != "" {
+			u.say("cell %d: IPv6 underlay %s, default route via %s", i, c.UnderlayIP6, p.RootIP6())
+			for _, args := range [][]string{
+				{"-6", "addr", "add", c.UnderlayIP6 + "/64", "dev", "ul0", "nodad"},
+				{"-6", "route", "add", "default", "via", p.RootIP6(), "dev", "ul0"},
+			} {
+				if _, err := ns.Run("ip", args...); err != nil {
+					return err
+				}
 			}
 		}
 		if err := writeCellFiles(p, c); err != nil {
 			return err
 		}
-		st.Cells = append(st.Cells, CellState{Index: i, NS: name, UnderlayIP: c.UnderlayIP, Dir: c.Dir})
+		st.Cells = append(st.Cells, CellState{Index: i, NS: name, UnderlayIP: c.UnderlayIP, UnderlayIP6: c.UnderlayIP6, Dir: c.Dir})
 		daemon, err := u.spawn(ns, filepath.Join(c.Dir, "silk-daemon.log"), "silk-daemon", "-config", filepath.Join(c.Dir, "silk-daemon.json"))
 		if err != nil {
 			return err
@@ -565,7 +603,29 @@ func (u *upper) apps() error {
 		}
 		u.say("app %s: cell %d, %s, namespace %s", a.Name, a.Cell, a.IP, a.NS)
 	}
+	if st.Plan.IPv6 != "" {
+		// The IPv6 demo's c2c caller: the frontend's container calling
+		// the backend's IPv6 address.
+		fe, be := &st.Apps[0], &st.Apps[1]
+		c := &Caller{Calls: fmt.Sprintf("http://[%s]:%d/", be.IP6, be.Port), Log: filepath.Join(st.Dir, "apps", "frontend6.log")}
+		if err := u.caller("frontend IPv6 caller", fe.NS, "frontend6", app.Port+2, c); err != nil {
+			return err
+		}
+		st.IPv6 = &IPv6State{C2C: *c}
+		u.say("app frontend: also calls %s every %v", c.Calls, u.o.CallEvery)
+	}
 	return st.Save()
+}
+
+// caller starts a calling app named name in namespace ns, listening on
+// port, calling c.Calls; it records when it started in c.UpAt.
+func (u *upper) caller(what, ns, name string, port int, c *Caller) error {
+	args := []string{"app", "--name", name, "--listen", fmt.Sprintf(":%d", port), "--call", c.Calls, "--every", u.o.CallEvery.String()}
+	if _, err := u.spawnAs(what, namespace.Named(ns), c.Log, "netman-lab", args...); err != nil {
+		return err
+	}
+	c.UpAt = time.Now()
+	return nil
 }
 
 // EgressPort is where the lab's outside service listens, on the underlay
@@ -584,15 +644,28 @@ func (u *upper) egress() error {
 	if _, err := u.spawnAs("outside service", nil, filepath.Join(st.Dir, "apps", "outside.log"), "netman-lab", "app", "--name", "outside", "--listen", service); err != nil {
 		return err
 	}
-	e := &EgressState{Service: service, Calls: "http://" + service + "/", Log: filepath.Join(st.Dir, "apps", "frontend-egress.log")}
-	ns := namespace.Named(fe.NS)
-	args := []string{"app", "--name", "frontend-egress", "--listen", fmt.Sprintf(":%d", app.Port+1), "--call", e.Calls, "--every", u.o.CallEvery.String()}
-	if _, err := u.spawnAs("frontend egress caller", ns, e.Log, "netman-lab", args...); err != nil {
+	e := &EgressState{Service: service, Caller: Caller{Calls: "http://" + service + "/", Log: filepath.Join(st.Dir, "apps", "frontend-egress.log")}}
+	if err := u.caller("frontend egress caller", fe.NS, "frontend-egress", app.Port+1, &e.Caller); err != nil {
 		return err
 	}
-	e.UpAt = time.Now()
 	st.Egress = e
 	u.say("app frontend: also calls %s every %v", e.Calls, u.o.CallEvery)
+	if st.IPv6 != nil && st.Plan.RootIP6() != "" {
+		// The same over IPv6: the service on the bridge's IPv6 address,
+		// reached from the frontend's IPv6 address masqueraded to its
+		// cell's.
+		service6 := net.JoinHostPort(st.Plan.RootIP6(), strconv.Itoa(EgressPort))
+		u.say("outside service on %s too", service6)
+		if _, err := u.spawnAs("outside service IPv6", nil, filepath.Join(st.Dir, "apps", "outside6.log"), "netman-lab", "app", "--name", "outside6", "--listen", service6); err != nil {
+			return err
+		}
+		e6 := &EgressState{Service: service6, Caller: Caller{Calls: "http://" + service6 + "/", Log: filepath.Join(st.Dir, "apps", "frontend-egress6.log")}}
+		if err := u.caller("frontend IPv6 egress caller", fe.NS, "frontend-egress6", app.Port+3, &e6.Caller); err != nil {
+			return err
+		}
+		st.IPv6.Egress = e6
+		u.say("app frontend: also calls %s every %v", e6.Calls, u.o.CallEvery)
+	}
 	return st.Save()
 }
 

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +19,6 @@ import (
 	"github.com/netman-release/netman/src/cli/netmancli"
 	"github.com/netman-release/netman/src/namespace"
 	"github.com/netman-release/netman/src/observe"
-	"github.com/netman-release/netman/src/policy"
 	"github.com/netman-release/netman/src/silk/overlay6"
 	"github.com/netman-release/netman/src/testsupport/netnstest"
 	"github.com/netman-release/netman/src/testsupport/ports"
@@ -397,26 +397,48 @@ func uiShowsPolicy(t *testing.T, st *State, port int) {
 	}
 }
 
-// TestLabUpIPv6 is `scripts/lab up --ipv6`: two dual-stack cells, apps made
-// through garden-external-networker and the CNI chain. Every app gets its
-// IPv6 address (derived from its IPv4 one, as Garden's
-// garden.network.container-ipv6); the demo over IPv4 is unchanged; and with
-// the demo's policy (frontend → backend on the backend's port) the
-// frontend reaches the backend on its IPv6 address across cells. That
-// IPv6 is denied without the policy is the c2c enforcement's scenario
-// (src/agent/c2c, issue 18), checked by its own tests.
+// TestLabUpIPv6 is `scripts/lab up --ipv6` on each backend, two
+// dual-stack cells: every app gets its IPv6 address (derived from its IPv4
+// one, as Garden's garden.network.container-ipv6); the underlay gets its
+// IPv6 /64 (the bridge and each cell's ul0, the cells' IPv6 default route
+// via the bridge); the demo plays its acts over IPv4 and then over IPv6:
+// the frontend's calls to the backend's IPv6 address denied, allowed once
+// the policy is created through the external API, denied once it is
+// deleted; its IPv6 egress to the outside service on the bridge's IPv6
+// address denied, allowed once Cloud Controller binds a security group
+// with that IPv6 destination, denied once it is deleted — each change
+// within DemoTimeout, timed. Down leaves no IPv6 address of the lab's and
+// puts back the sysctls it set.
 func TestLabUpIPv6(t *testing.T) {
 	netnstest.RequireRoot(t)
 	bins := t.TempDir()
 	if err := Build(bins, Binaries...); err != nil {
 		t.Fatal(err)
 	}
+	t.Run(BackendIPTables, func(t *testing.T) { labUpIPv6(t, bins, BackendIPTables) })
+	t.Run(BackendNFTables, func(t *testing.T) { labUpIPv6(t, bins, BackendNFTables) })
+}
+
+func labUpIPv6(t *testing.T, bins, backend string) {
 	dir := filepath.Join(t.TempDir(), "lab")
-	o := testOptions(t, dir, bins, BackendIPTables, 2)
+	o := testOptions(t, dir, bins, backend, 2)
 	o.IPv6 = true
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	downOnCleanup(t, dir)
+	// The root namespace's IPv6 settings, to compare after down: --ipv6
+	// sets none of them (only the bridge's own disable_ipv6, which goes
+	// with the bridge). nf_log_all_netns, which every lab sets and down
+	// restores, is TestLabUpDemoDown's.
+	rootSysctls := []string{"/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv6/conf/default/disable_ipv6", "/proc/sys/net/ipv6/conf/all/disable_ipv6"}
+	before := map[string]string{}
+	for _, f := range rootSysctls {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[f] = string(b)
+	}
 	st, err := Up(ctx, o)
 	if err != nil {
 		t.Fatalf("up: %v", err)
@@ -427,29 +449,99 @@ func TestLabUpIPv6(t *testing.T) {
 			t.Errorf("app %s (%s) has IPv6 %q, want %s", a.Name, a.IP, a.IP6, want)
 		}
 	}
+	// The IPv6 underlay: the bridge's address, each cell's, its route.
+	u6 := Underlay6Prefix(o.Underlay)
+	if st.Plan.Underlay6 != u6 || st.Plan.RootIP6() != u6+"1" {
+		t.Errorf("plan's IPv6 underlay %q (root %q), want %s/64", st.Plan.Underlay6, st.Plan.RootIP6(), u6)
+	}
+	if out, err := namespace.Run("ip", "-6", "-o", "addr", "show", "dev", st.Bridge); err != nil || !strings.Contains(out, "inet6 "+st.Plan.RootIP6()+"/64") {
+		t.Errorf("bridge %s: %v\n%s", st.Bridge, err, out)
+	}
+	for _, c := range st.Cells {
+		addr, _ := namespace.Run("ip", "netns", "exec", c.NS, "ip", "-6", "-o", "addr", "show", "dev", "ul0")
+		route, _ := namespace.Run("ip", "netns", "exec", c.NS, "ip", "-6", "route", "show", "default")
+		if c.UnderlayIP6 == "" || !strings.Contains(addr, "inet6 "+c.UnderlayIP6+"/64") || !strings.Contains(route, "via "+st.Plan.RootIP6()+" dev ul0") {
+			t.Errorf("cell %d: IPv6 underlay %q; ul0:\n%s\nroute:\n%s", c.Index, c.UnderlayIP6, addr, route)
+		}
+		var wrapper Conflist
+		b, err := os.ReadFile(filepath.Join(st.Plan.Cell(c.Index).CNIConfigDir(), ConflistName))
+		if err == nil {
+			err = json.Unmarshal(b, &wrapper)
+		}
+		if err != nil || wrapper.Plugins[0].InstanceAddressIPv6 != c.UnderlayIP6 {
+			t.Errorf("cell %d's conflist: %v, want instance_address_ipv6 %s:\n%s", c.Index, err, c.UnderlayIP6, b)
+		}
+	}
+	if st.IPv6 == nil || st.IPv6.Egress == nil || st.IPv6.Egress.Service != "["+st.Plan.RootIP6()+"]:"+strconv.Itoa(EgressPort) {
+		t.Fatalf("IPv6 callers %+v: want the backend's IPv6 address and the outside service on [%s]:%d", st.IPv6, st.Plan.RootIP6(), EgressPort)
+	}
+
 	report, err := Demo(ctx, st, testWriter{t})
+	t.Logf("report:\n%s", report)
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
-	if got, want := report.Sequence(), "c2c denied → allowed → denied, asg denied → allowed → denied"; got != want {
-		t.Errorf("IPv4 demo on a dual-stack lab: %q, want %q", got, want)
+	const acts = "c2c denied → allowed → denied, asg denied → allowed → denied"
+	if got, want := report.Sequence(), acts+"; over IPv6: "+acts; got != want {
+		t.Errorf("sequence %q, want %q", got, want)
+	}
+	r6 := report.IPv6
+	if r6 == nil || r6.Family != "IPv6" || len(r6.Steps) != 6 {
+		t.Fatalf("IPv6 report %+v: want six steps over IPv6", r6)
 	}
 	fe, be := st.App("frontend"), st.App("backend")
-	if fe.Cell == be.Cell {
-		t.Fatalf("frontend and backend on the same cell %d", fe.Cell)
+	if r6.Frontend.IP != fe.IP6 || r6.Backend.IP != be.IP6 || !strings.Contains(r6.Steps[0].Detail, be.IP6) {
+		t.Errorf("IPv6 acts from %s to %s (first call %q): want %s to %s", r6.Frontend.IP, r6.Backend.IP, r6.Steps[0].Detail, fe.IP6, be.IP6)
 	}
-	api := st.Plan.PolicyAPI(st.Token)
-	if err := api.CreatePolicies(ctx, []policy.Policy{policy.NewPolicy(fe.GUID, be.GUID, "tcp", be.Port, be.Port)}); err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("http://[%s]:%d/", be.IP6, be.Port)
-	eventually(t, 15*time.Second, func() error {
-		out, err := namespace.Run("ip", "netns", "exec", fe.NS, "curl", "-sS", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", url)
-		if err != nil || out != "200" {
-			return fmt.Errorf("curl %s from the frontend: %v %q", url, err, out)
+	for i, s := range r6.Steps {
+		if s.Action == "" {
+			t.Logf("over IPv6 on %s: %d. %s: %s (%s)", backend, i+1, s.Title, verdict(s.Allowed), s.Detail)
+			continue
 		}
-		return nil
-	})
+		t.Logf("over IPv6 on %s: %d. %s: %s within %v of %s (%s)", backend, i+1, s.Title, verdict(s.Allowed), s.After, cmp.Or(s.Since, "the API's answer"), s.Detail)
+		if s.After <= 0 || s.After > DemoTimeout {
+			t.Errorf("over IPv6: step %q after %v, want within %v", s.Title, s.After, DemoTimeout)
+		}
+		// Cloud Controller → syncer (every second) → store → agents.
+		if s.From != "" && s.After > 2*time.Second {
+			t.Errorf("over IPv6: step %q took %v from Cloud Controller to the app", s.Title, s.After)
+		}
+	}
+	if s := r6.Steps[3]; s.From != "frontend" || s.To != "outside "+st.IPv6.Egress.Service {
+		t.Errorf("IPv6 ASG step %+v: want the frontend to the outside service on %s", s, st.IPv6.Egress.Service)
+	}
+	if !strings.Contains(report.String(), "cats and dogs over IPv6: frontend (cell 1, "+fe.IP6+")") {
+		t.Errorf("report lacks its IPv6 acts:\n%s", report)
+	}
+
+	var made []string // namespaces and links
+	for _, r := range st.Undo {
+		if r.Kind == KindNetns || r.Kind == KindLink {
+			made = append(made, r.Name)
+		}
+	}
+	if err := Down(ctx, dir, testWriter{t}); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	for _, name := range made {
+		if namespace.Exists(name) || namespace.LinkExists(name) {
+			t.Errorf("%s still exists", name)
+		}
+	}
+	if out, _ := namespace.Run("ip", "-6", "-o", "addr", "show"); strings.Contains(out, u6) {
+		t.Errorf("IPv6 underlay addresses left:\n%s", out)
+	}
+	if out, _ := namespace.Run("ip", "-6", "route", "show"); strings.Contains(out, u6) {
+		t.Errorf("IPv6 underlay routes left:\n%s", out)
+	}
+	for _, f := range rootSysctls {
+		if b, err := os.ReadFile(f); err != nil || string(b) != before[f] {
+			t.Errorf("%s after down: %q %v, want %q as before up", f, b, err, before[f])
+		}
+	}
+	if left := processesMentioning(t, dir); len(left) > 0 {
+		t.Errorf("processes left: %v", left)
+	}
 }
 
 // httpExchangeBytes is the least a backend's answer to one of the

@@ -59,6 +59,12 @@ type Plan struct {
 	// cell not marked IPv4Only is dual-stack: its silk-daemon, agent and
 	// wrapper configs carry ipv6_overlay_network. "" is IPv4 only.
 	IPv6 string
+	// Underlay6 is the underlay's IPv6 /64 on a dual-stack lab, as its
+	// first four groups and "::" (Underlay6Prefix of Prefix): the bridge is
+	// RootIP6 on it, each cell UnderlayIP6, so that containers' IPv6
+	// egress, masqueraded to their cell's address, reaches the outside
+	// service. "" leaves the underlay IPv4 only.
+	Underlay6 string
 	// UICells is policy-server's ui_cells: the agents' debug servers its
 	// /ui/ page reads (AgentDebugURL of each cell). Empty renders [].
 	UICells []string
@@ -143,6 +149,24 @@ func (p *Plan) backend() string {
 // control plane listens for the cells.
 func (p *Plan) RootIP() string { return p.Prefix + "1" }
 
+// Underlay6Prefix is the ULA /64 a dual-stack lab gives its underlay
+// beside the IPv4 /24 prefix ("10.244.7." → "fd6c:6162:f4:7::"): one /64
+// per IPv4 underlay, so labs on different underlays never share it.
+func Underlay6Prefix(prefix string) string {
+	var a, b, c int
+	fmt.Sscanf(prefix, "%d.%d.%d.", &a, &b, &c)
+	return fmt.Sprintf("fd6c:6162:%x:%x::", b, c)
+}
+
+// RootIP6 is the root namespace's IPv6 address on a dual-stack underlay
+// (the bridge's, the cells' IPv6 default gateway); "" without Underlay6.
+func (p *Plan) RootIP6() string {
+	if p.Underlay6 == "" {
+		return ""
+	}
+	return p.Underlay6 + "1"
+}
+
 // ExternalURL is policy-server's external API (plain HTTP on 127.0.0.1).
 func (p *Plan) ExternalURL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.Ports.External) }
 
@@ -162,6 +186,9 @@ type CellPlan struct {
 	Index      int    // from 1
 	Dir        string // the cell's files
 	UnderlayIP string
+	// UnderlayIP6 is the cell's address on the IPv6 underlay (Underlay6);
+	// "" when the underlay is IPv4 only.
+	UnderlayIP6 string
 	// IPv4Only keeps the cell IPv4-only in a dual-stack plan (a cell not
 	// yet rolled over).
 	IPv4Only bool
@@ -175,9 +202,14 @@ func (p *Plan) ipv6(c CellPlan) string {
 	return p.IPv6
 }
 
-// Cell is cell i (from 1): files under Dir/cell<i>, underlay Prefix+(10+i).
+// Cell is cell i (from 1): files under Dir/cell<i>, underlay Prefix+(10+i)
+// and, on an IPv6 underlay, Underlay6 with 10+i in its last group.
 func (p *Plan) Cell(i int) CellPlan {
-	return CellPlan{Index: i, Dir: filepath.Join(p.Dir, fmt.Sprintf("cell%d", i)), UnderlayIP: p.Prefix + strconv.Itoa(10+i)}
+	c := CellPlan{Index: i, Dir: filepath.Join(p.Dir, fmt.Sprintf("cell%d", i)), UnderlayIP: p.Prefix + strconv.Itoa(10+i)}
+	if p.Underlay6 != "" {
+		c.UnderlayIP6 = p.Underlay6 + strconv.Itoa(10+i)
+	}
+	return c
 }
 
 // Datastore is the cell's container metadata store.
@@ -332,7 +364,19 @@ func (p *Plan) Wrapper(c CellPlan) cniwrapper.Config {
 		}),
 		OutConn:            cniwrapper.OutConn{Burst: 1000, RatePerSec: 100},
 		IPv6OverlayNetwork: p.ipv6(c),
+		// The IPv6 twins of port mappings go to the cell's IPv6 underlay
+		// address (a dual-stack cell with no IPv6 underlay has none).
+		InstanceAddressIPv6: p.instanceAddress6(c),
 	}
+}
+
+// instanceAddress6 is the cell's instance_address_ipv6: its IPv6 underlay
+// address on a dual-stack cell, else "".
+func (p *Plan) instanceAddress6(c CellPlan) string {
+	if p.ipv6(c) == "" {
+		return ""
+	}
+	return c.UnderlayIP6
 }
 
 // object is v, a config struct, as a JSON object: what the wrapper's

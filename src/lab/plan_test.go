@@ -180,6 +180,24 @@ func TestPlanDualStack(t *testing.T) {
 	if w, err := cniwrapper.LoadConfig(wb); err != nil || !w.IPv6().Enabled() {
 		t.Errorf("dual-stack wrapper config: %v", err)
 	}
+	// The IPv6 underlay: the cell's address there is its wrapper's
+	// instance_address_ipv6; without one (or on an IPv4-only cell) none.
+	if got := dual.Wrapper(c).InstanceAddressIPv6; got != "" {
+		t.Errorf("wrapper instance_address_ipv6 %q without an IPv6 underlay", got)
+	}
+	under6 := dual
+	under6.Underlay6 = Underlay6Prefix(under6.Prefix)
+	if c6 := under6.Cell(1); under6.Underlay6 != "fd6c:6162:f4:7::" || under6.RootIP6() != "fd6c:6162:f4:7::1" || c6.UnderlayIP6 != "fd6c:6162:f4:7::11" || under6.Wrapper(c6).InstanceAddressIPv6 != c6.UnderlayIP6 {
+		t.Errorf("IPv6 underlay %q, root %q, cell 1 %q, its wrapper's instance_address_ipv6 %q", under6.Underlay6, under6.RootIP6(), c6.UnderlayIP6, under6.Wrapper(c6).InstanceAddressIPv6)
+	}
+	if v4.RootIP6() != "" || v4.Cell(1).UnderlayIP6 != "" {
+		t.Errorf("an IPv4-only plan has an IPv6 underlay: %q %q", v4.RootIP6(), v4.Cell(1).UnderlayIP6)
+	}
+	old6 := under6.Cell(2)
+	old6.IPv4Only = true
+	if got := under6.Wrapper(old6).InstanceAddressIPv6; got != "" {
+		t.Errorf("IPv4-only cell's wrapper instance_address_ipv6 %q", got)
+	}
 	old := dual.Cell(2)
 	old.IPv4Only = true
 	for name, pair := range map[string][2]any{

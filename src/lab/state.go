@@ -30,9 +30,11 @@ type State struct {
 	Apps   []AppState  `json:"apps"`
 	// Egress is the frontend's second caller, to a service outside the
 	// overlay that only an application security group lets it reach.
-	Egress  *EgressState `json:"egress,omitempty"`
-	Started time.Time    `json:"started"`
-	Undo    []Resource   `json:"undo"`
+	Egress *EgressState `json:"egress,omitempty"`
+	// IPv6 is a dual-stack lab's (--ipv6) callers over IPv6.
+	IPv6    *IPv6State `json:"ipv6,omitempty"`
+	Started time.Time  `json:"started"`
+	Undo    []Resource `json:"undo"`
 }
 
 // CellState is one cell.
@@ -40,8 +42,10 @@ type CellState struct {
 	Index      int    `json:"index"`
 	NS         string `json:"ns"`
 	UnderlayIP string `json:"underlay_ip"`
-	Subnet     string `json:"overlay_subnet"`
-	Dir        string `json:"dir"`
+	// UnderlayIP6 is its IPv6 underlay address (--ipv6).
+	UnderlayIP6 string `json:"underlay_ip6,omitempty"`
+	Subnet      string `json:"overlay_subnet"`
+	Dir         string `json:"dir"`
 }
 
 // AppState is one app container.
@@ -70,10 +74,24 @@ type AppState struct {
 // the root namespace, on the underlay) and a caller inside the frontend's
 // container calling it.
 type EgressState struct {
-	Service string    `json:"service"` // ip:port of the outside service
-	Calls   string    `json:"calls"`   // the URL the caller calls
-	Log     string    `json:"log"`     // the caller's call lines
-	UpAt    time.Time `json:"up_at"`
+	Service string `json:"service"` // host:port of the outside service
+	Caller
+}
+
+// Caller is a calling app beside a container's own (in the frontend's
+// container): what it calls and where its call lines go.
+type Caller struct {
+	Calls string    `json:"calls"` // the URL the caller calls
+	Log   string    `json:"log"`   // the caller's call lines
+	UpAt  time.Time `json:"up_at"`
+}
+
+// IPv6State is a dual-stack lab's IPv6 demo pair of callers in the
+// frontend's container: C2C calls the backend's IPv6 address, Egress the
+// outside service on the underlay's IPv6 address.
+type IPv6State struct {
+	C2C    Caller       `json:"c2c"`
+	Egress *EgressState `json:"egress,omitempty"`
 }
 
 // Resource kinds, undone by Down.

@@ -49,6 +49,35 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// TestReportOverIPv6: a dual-stack lab's report has its IPv6 acts after the
+// IPv4 ones, and its sequence (what up's summary line says) names them.
+func TestReportOverIPv6(t *testing.T) {
+	acts := []Step{
+		{Title: "no policy"}, {Title: "policy added", Action: "POST", Allowed: true, After: 44 * time.Millisecond}, {Title: "policy removed", Action: "POST delete", After: 51 * time.Millisecond},
+		{Title: "no ASG", From: "frontend", To: "outside [fd6c:6162:f4:7::1]:9443"},
+		{Title: "ASG bound", Action: "bind", From: "frontend", To: "outside [fd6c:6162:f4:7::1]:9443", Allowed: true, After: 197 * time.Millisecond, Since: "Cloud Controller's answer"},
+		{Title: "ASG removed", Action: "delete", From: "frontend", To: "outside [fd6c:6162:f4:7::1]:9443", After: time.Second, Since: "Cloud Controller's answer"},
+	}
+	r6 := Report{Family: "IPv6", Frontend: AppState{Name: "frontend", Cell: 1, IP: "fd73:696c:6b::aff:102", Calls: "http://[fd73:696c:6b::aff:202]:8080/"},
+		Backend: AppState{Name: "backend", Cell: 2, IP: "fd73:696c:6b::aff:202", Port: 8080}, Steps: acts}
+	r := Report{Frontend: AppState{Name: "frontend", Cell: 1, IP: "10.255.1.2"}, Backend: AppState{Name: "backend", Cell: 2, IP: "10.255.2.2", Port: 8080}, Steps: acts, IPv6: &r6}
+	const seq = "c2c denied → allowed → denied, asg denied → allowed → denied"
+	if got, want := r.Sequence(), seq+"; over IPv6: "+seq; got != want {
+		t.Errorf("sequence %q, want %q", got, want)
+	}
+	s := r.String()
+	for _, want := range []string{
+		"cats and dogs: frontend (cell 1, 10.255.1.2) calls backend (cell 2, 10.255.2.2:8080)",
+		"result: " + seq + "\n\ncats and dogs over IPv6: frontend (cell 1, fd73:696c:6b::aff:102) calls http://[fd73:696c:6b::aff:202]:8080/",
+		"frontend → outside [fd6c:6162:f4:7::1]:9443: ALLOWED within 197 ms of Cloud Controller's answer",
+		"result: " + seq + "; over IPv6: " + seq + "\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report lacks %q:\n%s", want, s)
+		}
+	}
+}
+
 func TestStateLedgerAndDownWithoutLab(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "lab")
 	if err := Down(context.Background(), dir, nil); err != nil {
