@@ -58,7 +58,7 @@ func TestTourCurlsFailFast(t *testing.T) {
 // for the outside service's IPv6 address, every curl failing fast.
 func TestTourOverIPv6(t *testing.T) {
 	st := &State{Dir: "/tmp/lab", Bins: "/tmp/bin", Plan: Plan{Prefix: "10.244.0.", Underlay6: "fd6c:6162:f4:0::"}, Cells: []CellState{{Index: 1, NS: "c1"}, {Index: 2, NS: "c2"}},
-		Apps: []AppState{{Name: "frontend", NS: "fe", Cell: 1, Space: "space-1"}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.1.2", IP6: "fd73:696c:6b::aff:102", Port: 8080}},
+		Apps:   []AppState{{Name: "frontend", NS: "fe", Cell: 1, Space: "space-1"}, {Name: "backend", NS: "be", Cell: 2, IP: "10.255.1.2", IP6: "fd73:696c:6b::aff:102", Port: 8080}},
 		Egress: &EgressState{Service: "10.244.0.1:9443", Caller: Caller{Calls: "http://10.244.0.1:9443/"}},
 		IPv6: &IPv6State{C2C: Caller{Calls: "http://[fd73:696c:6b::aff:102]:8080/", Log: "/tmp/lab/apps/frontend6.log"},
 			Egress: &EgressState{Service: "[fd6c:6162:f4:0::1]:9443", Caller: Caller{Calls: "http://[fd6c:6162:f4:0::1]:9443/"}}}}

@@ -43,6 +43,13 @@ func TestLabUpDemoDown(t *testing.T) {
 }
 
 func labUpDemoDown(t *testing.T, bins, backend string, cells int) {
+	// Hold nf_log_all_netns through netnstest's cross-process share
+	// first: go test runs packages in parallel and the sysctl is
+	// host-wide, so a test of another package turning it on while this
+	// lab's down restores the value its up found would lose its LOG lines
+	// (and this lab's flow log the DENY_ lines). Registered before
+	// downOnCleanup, the share is given up after down.
+	netnstest.LogAllNetns(t)
 	dir := filepath.Join(t.TempDir(), "lab")
 	o := testOptions(t, dir, bins, backend, cells)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -420,6 +427,13 @@ func TestLabUpIPv6(t *testing.T) {
 }
 
 func labUpIPv6(t *testing.T, bins, backend string) {
+	// Hold nf_log_all_netns through netnstest's cross-process share
+	// first: go test runs packages in parallel and the sysctl is
+	// host-wide, so a test of another package turning it on while this
+	// lab's down restores the value its up found would lose its LOG lines
+	// (and this lab's flow log the DENY_ lines). Registered before
+	// downOnCleanup, the share is given up after down.
+	netnstest.LogAllNetns(t)
 	dir := filepath.Join(t.TempDir(), "lab")
 	o := testOptions(t, dir, bins, backend, 2)
 	o.IPv6 = true
