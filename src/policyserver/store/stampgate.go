@@ -23,9 +23,10 @@ type stampGate struct {
 }
 
 type stampRead struct {
-	done chan struct{}
-	v    int64
-	err  error
+	done    chan struct{}
+	v       int64
+	err     error
+	callers int // callers sharing it (under the gate's mu until it starts)
 }
 
 // stampReadTimeout bounds one shared read: it serves callers other than
@@ -44,6 +45,7 @@ func (g *stampGate) read(ctx context.Context, fn func(context.Context) (int64, e
 			go g.run(r, fn)
 		}
 	}
+	r.callers++
 	g.mu.Unlock()
 	select {
 	case <-r.done:

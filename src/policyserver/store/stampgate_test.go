@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,14 +44,16 @@ func TestStampGateSharesTheNextRead(t *testing.T) {
 		}()
 	}
 	queued.Wait()
-	// Each waiter is queued once it holds no lock and read 1 still runs.
+	// Release read 1 only once every waiter has joined the next read: a
+	// waiter still on its way when read 2 begins rightly gets read 3.
 	for {
 		g.mu.Lock()
-		ok := g.next != nil
+		ok := g.next != nil && g.next.callers == waiters
 		g.mu.Unlock()
 		if ok {
 			break
 		}
+		runtime.Gosched()
 	}
 	close(release)
 	wg.Wait()
