@@ -254,28 +254,17 @@ func LocalDNSServers(servers []string) ([]netip.Addr, error) {
 }
 
 func hostServices(key string, in []string) ([]netip.AddrPort, error) {
-	out := make([]netip.AddrPort, 0, len(in))
-	for _, s := range in {
-		host, port, err := net.SplitHostPort(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 1 || p > 65535 {
-			return nil, fmt.Errorf("%s: invalid port in %q", key, s)
-		}
-		a, err := netip.ParseAddr(host)
-		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("%s: invalid IPv4 address in %q", key, s)
-		}
-		out = append(out, netip.AddrPortFrom(a, uint16(p)))
-	}
-	return out, nil
+	return parseHostServices(key, in, false)
 }
 
 // hostServices6 parses host_tcp_services_ipv6: "[address]:port" entries
 // with IPv6 addresses.
 func hostServices6(key string, in []string) ([]netip.AddrPort, error) {
+	return parseHostServices(key, in, true)
+}
+
+// parseHostServices parses "address:port" entries of one family.
+func parseHostServices(key string, in []string, ipv6 bool) ([]netip.AddrPort, error) {
 	out := make([]netip.AddrPort, 0, len(in))
 	for _, s := range in {
 		host, port, err := net.SplitHostPort(s)
@@ -287,7 +276,10 @@ func hostServices6(key string, in []string) ([]netip.AddrPort, error) {
 			return nil, fmt.Errorf("%s: invalid port in %q", key, s)
 		}
 		a, err := netip.ParseAddr(host)
-		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		switch {
+		case !ipv6 && (err != nil || !a.Is4()):
+			return nil, fmt.Errorf("%s: invalid IPv4 address in %q", key, s)
+		case ipv6 && (err != nil || !a.Is6() || a.Is4In6() || a.Zone() != ""):
 			return nil, fmt.Errorf("%s: invalid IPv6 address in %q", key, s)
 		}
 		out = append(out, netip.AddrPortFrom(a, uint16(p)))
