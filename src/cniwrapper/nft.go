@@ -131,53 +131,44 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		s.Elements = els
 		dispatch.Sets = append(dispatch.Sets, &s)
 	}
-	add(nft.MapInput, nft.Element{Key: ip, Value: nft.Jump(ch.Input)})
-	var netout []nft.Element
-	for _, ifname := range c.Interfaces {
-		netout = append(netout, nft.Element{Key: nft.Key(ip, nft.Quote(ifname)), Value: nft.Jump(ch.NetOut)})
-	}
-	add(nft.MapNetOut, netout...)
-	add(nft.SetOverlayEgress, nft.Element{Key: nft.Key(ip, nft.Quote(cfg.VTEPName))})
-	add(nft.MapOverlay, nft.Element{Key: ip, Value: nft.Jump(ch.Overlay)})
-	add(nft.MapMasquerade, nft.Element{Key: ip, Value: nft.Jump(ch.Masquerade)})
-	var dnat, marks []nft.Element
-	if len(cfg.RuntimeConfig.PortMappings) > 0 {
-		hostIP := netip.MustParseAddr(cfg.InstanceAddress) // checked by PlanAdd
-		for _, pm := range cfg.RuntimeConfig.PortMappings {
-			hp := strconv.Itoa(pm.HostPort)
-			dnat = append(dnat, nft.Element{Key: nft.Key(nft.Addr(hostIP), hp), Value: nft.Key(ip, strconv.Itoa(pm.ContainerPort))})
-			for _, ifname := range c.Interfaces {
-				marks = append(marks, nft.Element{Key: nft.Key(nft.Addr(hostIP), nft.Quote(ifname), hp), Value: nft.Mark(ingress)})
-			}
-		}
-	}
-	add(nft.MapPortMappings, dnat...)
-	add(nft.MapIngressMarks, marks...)
-	if v6.Enabled() {
-		// The same chains, keyed by the container's IPv6 address.
-		ip6 := nft.Addr(v6.Addr(c.IP))
-		add(nft.MapInput6, nft.Element{Key: ip6, Value: nft.Jump(ch.Input)})
-		var netout6 []nft.Element
+	// dispatchTo adds the container's entries, keyed by ip, to one
+	// family's dispatch maps; hostIP ("": none) is the DNAT destination of
+	// its port mappings.
+	dispatchTo := func(m dispatchMaps, ip, hostIP string) {
+		add(m.input, nft.Element{Key: ip, Value: nft.Jump(ch.Input)})
+		var netout []nft.Element
 		for _, ifname := range c.Interfaces {
-			netout6 = append(netout6, nft.Element{Key: nft.Key(ip6, nft.Quote(ifname)), Value: nft.Jump(ch.NetOut)})
+			netout = append(netout, nft.Element{Key: nft.Key(ip, nft.Quote(ifname)), Value: nft.Jump(ch.NetOut)})
 		}
-		add(nft.MapNetOut6, netout6...)
-		add(nft.SetOverlayEgress6, nft.Element{Key: nft.Key(ip6, nft.Quote(cfg.VTEPName))})
-		add(nft.MapOverlay6, nft.Element{Key: ip6, Value: nft.Jump(ch.Overlay)})
-		add(nft.MapMasquerade6, nft.Element{Key: ip6, Value: nft.Jump(ch.Masquerade)})
-		var dnat6, marks6 []nft.Element
-		if cfg.InstanceAddressIPv6 != "" && len(cfg.RuntimeConfig.PortMappings) > 0 {
-			hostIP6 := nft.Addr(netip.MustParseAddr(cfg.InstanceAddressIPv6)) // checked by PlanAdd
+		add(m.netOut, netout...)
+		add(m.overlayEgress, nft.Element{Key: nft.Key(ip, nft.Quote(cfg.VTEPName))})
+		add(m.overlay, nft.Element{Key: ip, Value: nft.Jump(ch.Overlay)})
+		add(m.masquerade, nft.Element{Key: ip, Value: nft.Jump(ch.Masquerade)})
+		var dnat, marks []nft.Element
+		if hostIP != "" {
 			for _, pm := range cfg.RuntimeConfig.PortMappings {
 				hp := strconv.Itoa(pm.HostPort)
-				dnat6 = append(dnat6, nft.Element{Key: nft.Key(hostIP6, hp), Value: nft.Key(ip6, strconv.Itoa(pm.ContainerPort))})
+				dnat = append(dnat, nft.Element{Key: nft.Key(hostIP, hp), Value: nft.Key(ip, strconv.Itoa(pm.ContainerPort))})
 				for _, ifname := range c.Interfaces {
-					marks6 = append(marks6, nft.Element{Key: nft.Key(hostIP6, nft.Quote(ifname), hp), Value: nft.Mark(ingress)})
+					marks = append(marks, nft.Element{Key: nft.Key(hostIP, nft.Quote(ifname), hp), Value: nft.Mark(ingress)})
 				}
 			}
 		}
-		add(nft.MapPortMappings6, dnat6...)
-		add(nft.MapIngressMarks6, marks6...)
+		add(m.portMappings, dnat...)
+		add(m.ingressMarks, marks...)
+	}
+	hostIP := ""
+	if len(cfg.RuntimeConfig.PortMappings) > 0 {
+		hostIP = nft.Addr(netip.MustParseAddr(cfg.InstanceAddress)) // checked by PlanAdd
+	}
+	dispatchTo(dispatchMaps4, ip, hostIP)
+	if v6.Enabled() {
+		// The same chains, keyed by the container's IPv6 address.
+		hostIP6 := ""
+		if cfg.InstanceAddressIPv6 != "" && len(cfg.RuntimeConfig.PortMappings) > 0 {
+			hostIP6 = nft.Addr(netip.MustParseAddr(cfg.InstanceAddressIPv6)) // checked by PlanAdd
+		}
+		dispatchTo(dispatchMaps6, nft.Addr(v6.Addr(c.IP)), hostIP6)
 	}
 
 	return &NFTAddPlan{
@@ -188,6 +179,16 @@ func PlanAddNFT(cfg *Config, c Container) (*NFTAddPlan, error) {
 		},
 	}, nil
 }
+
+// dispatchMaps names one family's dispatch maps (nft.Skeleton).
+type dispatchMaps struct {
+	input, netOut, overlayEgress, overlay, masquerade, portMappings, ingressMarks string
+}
+
+var (
+	dispatchMaps4 = dispatchMaps{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress, nft.MapOverlay, nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks}
+	dispatchMaps6 = dispatchMaps{nft.MapInput6, nft.MapNetOut6, nft.SetOverlayEgress6, nft.MapOverlay6, nft.MapMasquerade6, nft.MapPortMappings6, nft.MapIngressMarks6}
+)
 
 // NFTAdd installs a planned container in one transaction: the skeleton
 // (constant; see nft.AddSkeleton), the container's chains, then its
