@@ -190,6 +190,10 @@ var (
 	dispatchMaps6 = dispatchMaps{nft.MapInput6, nft.MapNetOut6, nft.SetOverlayEgress6, nft.MapOverlay6, nft.MapMasquerade6, nft.MapPortMappings6, nft.MapIngressMarks6}
 )
 
+func (m dispatchMaps) names() []string {
+	return []string{m.input, m.netOut, m.overlayEgress, m.overlay, m.masquerade, m.portMappings, m.ingressMarks}
+}
+
 // NFTAdd installs a planned container in one transaction: the skeleton
 // (constant; see nft.AddSkeleton), the container's chains, then its
 // dispatch entries, so the container's traffic is filtered from the moment
@@ -252,13 +256,11 @@ func NFTSetNetOut(ctx context.Context, d nft.Driver, rs *nft.Ruleset) error {
 }
 
 // nftDispatchSets are the skeleton maps and sets holding container entries.
-var nftDispatchSets = []string{nft.MapInput, nft.MapNetOut, nft.SetOverlayEgress, nft.MapOverlay,
-	nft.MapMasquerade, nft.MapPortMappings, nft.MapIngressMarks}
+var nftDispatchSets = dispatchMaps4.names()
 
 // nftDispatchSets6 are their IPv6 twins, read by DEL on dual-stack cells
 // only (each read is an nft process).
-var nftDispatchSets6 = []string{nft.MapInput6, nft.MapNetOut6, nft.SetOverlayEgress6, nft.MapOverlay6,
-	nft.MapMasquerade6, nft.MapPortMappings6, nft.MapIngressMarks6}
+var nftDispatchSets6 = dispatchMaps6.names()
 
 // NFTDel removes everything ADD (and the 405 netOut path) installed for a
 // container: it reads the dispatch maps (small: one entry per container)
