@@ -231,17 +231,19 @@ func egressRule(d *Destinations, r rules.NetOutRule, icmpProto rules.Protocol, i
 	}
 }
 
+// boxElements renders each box (Box or Box6) as a set element key.
+func boxElements[B any](boxes []B, render func(B) string) []Element {
+	out := make([]Element, len(boxes))
+	for i, b := range boxes {
+		out[i] = Element{Key: render(b)}
+	}
+	return out
+}
+
 // Ruleset returns the egress chain with its sets filled with dst, its log
 // chain, and its rate-limit chain and meter when the config has them.
 func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	rs := &Ruleset{}
-	elements := func(boxes []Box, render func(Box) string) []Element {
-		out := make([]Element, len(boxes))
-		for i, b := range boxes {
-			out[i] = Element{Key: render(b)}
-		}
-		return out
-	}
 	renderPorts := func(b Box) string {
 		return Key(addrRange(b[0].Lo, b[0].Hi), Proto(uint8(b[1].Lo)), Range(b[2].Lo, b[2].Hi))
 	}
@@ -256,13 +258,6 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	if dst == nil {
 		dst = &Destinations{}
 	}
-	elements6 := func(boxes []Box6, render func(Box6) string) []Element {
-		out := make([]Element, len(boxes))
-		for i, b := range boxes {
-			out[i] = Element{Key: render(b)}
-		}
-		return out
-	}
 	renderPorts6 := func(b Box6) string {
 		return Key(addrRange6(b.Lo, b.Hi), Proto(uint8(b.Rest[0].Lo)), Range(b.Rest[1].Lo, b.Rest[1].Hi))
 	}
@@ -275,18 +270,18 @@ func (e Egress) Ruleset(dst *Destinations) *Ruleset {
 	for _, lg := range []int{1, 0} {
 		logged := lg == 1
 		sets = append(sets,
-			&Set{Name: setName(e.Chain, "ports", logged), Type: "ipv4_addr . inet_proto . inet_service", Interval: true, Elements: elements(dst.Ports[lg], renderPorts)},
-			&Set{Name: setName(e.Chain, "icmp", logged), Type: "ipv4_addr . icmp_type . icmp_code", Interval: true, Elements: elements(dst.ICMP[lg], renderICMP)},
-			&Set{Name: setName(e.Chain, "all", logged), Type: "ipv4_addr . inet_proto", Interval: true, Elements: elements(dst.All[lg], renderAll)},
+			&Set{Name: setName(e.Chain, "ports", logged), Type: "ipv4_addr . inet_proto . inet_service", Interval: true, Elements: boxElements(dst.Ports[lg], renderPorts)},
+			&Set{Name: setName(e.Chain, "icmp", logged), Type: "ipv4_addr . icmp_type . icmp_code", Interval: true, Elements: boxElements(dst.ICMP[lg], renderICMP)},
+			&Set{Name: setName(e.Chain, "all", logged), Type: "ipv4_addr . inet_proto", Interval: true, Elements: boxElements(dst.All[lg], renderAll)},
 		)
 	}
 	if e.IPv6 {
 		for _, lg := range []int{1, 0} {
 			logged := lg == 1
 			sets = append(sets,
-				&Set{Name: setName(e.Chain, "ports6", logged), Type: "ipv6_addr . inet_proto . inet_service", Interval: true, Elements: elements6(dst.Ports6[lg], renderPorts6)},
-				&Set{Name: setName(e.Chain, "icmp6", logged), Type: "ipv6_addr . icmpv6_type . icmpv6_code", Interval: true, Elements: elements6(dst.ICMP6[lg], renderICMP6)},
-				&Set{Name: setName(e.Chain, "all6", logged), Type: "ipv6_addr . inet_proto", Interval: true, Elements: elements6(dst.All6[lg], renderAll6)},
+				&Set{Name: setName(e.Chain, "ports6", logged), Type: "ipv6_addr . inet_proto . inet_service", Interval: true, Elements: boxElements(dst.Ports6[lg], renderPorts6)},
+				&Set{Name: setName(e.Chain, "icmp6", logged), Type: "ipv6_addr . icmpv6_type . icmpv6_code", Interval: true, Elements: boxElements(dst.ICMP6[lg], renderICMP6)},
+				&Set{Name: setName(e.Chain, "all6", logged), Type: "ipv6_addr . inet_proto", Interval: true, Elements: boxElements(dst.All6[lg], renderAll6)},
 			)
 		}
 		kinds = append(kinds, "ports6", "icmp6", "all6", "ports6", "icmp6", "all6")
